@@ -1,4 +1,5 @@
 /**
  * @since 0.1.0
  */
-export {}
+export * as DurableExecutionJournal from "./DurableExecutionJournal.js"
+export * as DurableExecutionJournalInMemory from "./DurableExecutionJournalInMemory.js"

@@ -1,0 +1,283 @@
+/**
+ * The in-memory journal: zero set-up, for tests, the browser and single-process programs.
+ *
+ * It stores the same encoded rows as the SQL journals (JSON text through the schemas), so behaviour
+ * observed in memory is the behaviour on disk, except durability across process restarts.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type {
+  ClaimResult,
+  EventRow,
+  ExecutionKey,
+  ExecutionRow,
+  Journal,
+  JournalWrite,
+  ListOptions,
+  SignalRow,
+  WriteResult
+} from "./DurableExecutionJournal.js"
+import { DurableExecutionJournal, formatVersion, isTerminal } from "./DurableExecutionJournal.js"
+
+interface Entry {
+  row: ExecutionRow
+  readonly events: Array<EventRow>
+  readonly signals: Map<string, SignalRow>
+}
+
+const keyString = (key: ExecutionKey): string => JSON.stringify([key.workflow, key.executionId])
+
+const compareKeys = (a: ExecutionKey, b: ExecutionKey): number =>
+  a.workflow < b.workflow ? -1 : a.workflow > b.workflow ? 1 : a.executionId < b.executionId ? -1 : a.executionId >
+      b.executionId ? 1 : 0
+
+/**
+ * Builds an in-memory journal. Each call gets its own empty store.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<Journal> = Effect.sync(() => {
+  const entries = new Map<string, Entry>()
+
+  const holds = (row: ExecutionRow, owner: string, epoch: number) =>
+    row.claimOwner === owner && row.claimEpoch === epoch && !isTerminal(row.status)
+
+  const applyWrite = (write: JournalWrite): WriteResult => {
+    const id = keyString(write.key)
+    const entry = entries.get(id)
+    switch (write._tag) {
+      case "Start": {
+        if (entry !== undefined) return { _tag: "Exists", row: entry.row }
+        entries.set(id, {
+          row: {
+            workflow: write.key.workflow,
+            executionId: write.key.executionId,
+            payload: write.payload,
+            payloadHash: write.payloadHash,
+            version: write.version,
+            parent: write.parent,
+            status: "running",
+            suspendedOn: null,
+            wakeAt: null,
+            result: null,
+            claimOwner: write.owner,
+            claimEpoch: 1,
+            claimUntil: write.claimUntil,
+            cancelRequested: false,
+            inboxVersion: 0,
+            createdAt: write.now,
+            updatedAt: write.now,
+            completedAt: null,
+            formatVersion
+          },
+          events: [],
+          signals: new Map()
+        })
+        return { _tag: "Created", epoch: 1 }
+      }
+      case "Append": {
+        if (entry === undefined || !holds(entry.row, write.fence.owner, write.fence.epoch)) return { _tag: "Fenced" }
+        const last = entry.events.length === 0 ? -1 : entry.events[entry.events.length - 1]!.sequence
+        let expected = last + 1
+        for (const event of write.events) {
+          // The (execution, sequence) primary key of the SQL journals.
+          if (event.sequence !== expected) return { _tag: "Fenced" }
+          expected++
+        }
+        for (const event of write.events) entry.events.push(event)
+        const update = write.update
+        if (update !== undefined) {
+          const terminal = update.status !== undefined && isTerminal(update.status)
+          entry.row = {
+            ...entry.row,
+            status: update.status ?? entry.row.status,
+            result: update.result ?? entry.row.result,
+            completedAt: update.completedAt ?? entry.row.completedAt,
+            cancelRequested: update.cancelHandled ? false : entry.row.cancelRequested,
+            claimOwner: terminal ? null : entry.row.claimOwner,
+            claimUntil: terminal ? null : entry.row.claimUntil,
+            suspendedOn: terminal ? null : entry.row.suspendedOn,
+            wakeAt: terminal ? null : entry.row.wakeAt,
+            updatedAt: write.now
+          }
+        }
+        return { _tag: "Ok" }
+      }
+      case "Suspend": {
+        if (entry === undefined || !holds(entry.row, write.fence.owner, write.fence.epoch)) return { _tag: "Fenced" }
+        if (entry.row.inboxVersion !== write.inboxVersion) return { _tag: "InboxChanged" }
+        entry.row = {
+          ...entry.row,
+          status: "suspended",
+          suspendedOn: write.suspendedOn,
+          wakeAt: write.wakeAt,
+          claimOwner: null,
+          claimUntil: null,
+          updatedAt: write.now
+        }
+        return { _tag: "Ok" }
+      }
+    }
+  }
+
+  const journal: Journal = {
+    commit: (writes) => Effect.sync(() => writes.map(applyWrite)),
+    get: (key) => Effect.sync(() => Option.fromNullable(entries.get(keyString(key))?.row)),
+    events: (key, fromSequence) =>
+      Effect.sync(() => {
+        const entry = entries.get(keyString(key))
+        if (entry === undefined) return []
+        return fromSequence <= 0 ? entry.events.slice() : entry.events.filter((e) => e.sequence >= fromSequence)
+      }),
+    signals: (key) => Effect.sync(() => Array.from(entries.get(keyString(key))?.signals.values() ?? [])),
+    claim: (key, owner, now, claimUntil) =>
+      Effect.sync((): ClaimResult => {
+        const entry = entries.get(keyString(key))
+        if (entry === undefined) return { _tag: "Unavailable", row: undefined }
+        const row = entry.row
+        const free = row.claimOwner === null || row.claimOwner === owner ||
+          (row.claimUntil !== null && row.claimUntil < now)
+        if (isTerminal(row.status) || !free) return { _tag: "Unavailable", row }
+        entry.row = {
+          ...row,
+          status: "running",
+          suspendedOn: null,
+          wakeAt: null,
+          claimOwner: owner,
+          claimEpoch: row.claimEpoch + 1,
+          claimUntil,
+          updatedAt: now
+        }
+        return { _tag: "Claimed", row: entry.row }
+      }),
+    renew: (owner, claims, claimUntil) =>
+      Effect.sync(() =>
+        claims.map(({ epoch, key }) => {
+          const entry = entries.get(keyString(key))
+          if (entry === undefined || !holds(entry.row, owner, epoch)) return undefined
+          entry.row = { ...entry.row, claimUntil }
+          return entry.row
+        })
+      ),
+    signal: (key, name, value, now) =>
+      Effect.sync(() => {
+        const entry = entries.get(keyString(key))
+        if (entry === undefined) return undefined
+        const existing = entry.signals.get(name)
+        if (existing !== undefined) return { stored: existing.value, row: entry.row }
+        entry.signals.set(name, { name, value, createdAt: now })
+        entry.row = { ...entry.row, inboxVersion: entry.row.inboxVersion + 1, updatedAt: now }
+        return { stored: value, row: entry.row }
+      }),
+    requestCancel: (key, now) =>
+      Effect.sync(() => {
+        const entry = entries.get(keyString(key))
+        if (entry === undefined) return undefined
+        if (isTerminal(entry.row.status)) return entry.row
+        entry.row = {
+          ...entry.row,
+          cancelRequested: true,
+          inboxVersion: entry.row.inboxVersion + 1,
+          updatedAt: now
+        }
+        return entry.row
+      }),
+    resume: (key, now) =>
+      Effect.sync(() => {
+        const entry = entries.get(keyString(key))
+        if (entry === undefined) return undefined
+        if (entry.row.status === "suspended") {
+          entry.row = {
+            ...entry.row,
+            status: "running",
+            suspendedOn: null,
+            wakeAt: null,
+            inboxVersion: entry.row.inboxVersion + 1,
+            updatedAt: now
+          }
+        }
+        return entry.row
+      }),
+    nextWakeAt: (workflows) =>
+      Effect.sync(() => {
+        let earliest: number | undefined
+        for (const entry of entries.values()) {
+          const row = entry.row
+          if (row.status === "suspended" && row.wakeAt !== null && workflows.includes(row.workflow)) {
+            if (earliest === undefined || row.wakeAt < earliest) earliest = row.wakeAt
+          }
+        }
+        return earliest
+      }),
+    dueTimers: (workflows, now, limit) =>
+      Effect.sync(() => {
+        const due: Array<ExecutionRow> = []
+        for (const entry of entries.values()) {
+          const row = entry.row
+          if (
+            row.status === "suspended" && row.wakeAt !== null && row.wakeAt <= now && workflows.includes(row.workflow)
+          ) due.push(row)
+        }
+        due.sort((a, b) => a.wakeAt! - b.wakeAt! || compareKeys(a, b))
+        return due.slice(0, limit).map((row) => ({ workflow: row.workflow, executionId: row.executionId }))
+      }),
+    resumable: (workflows, owner, now, limit) =>
+      Effect.sync(() => {
+        const found: Array<ExecutionRow> = []
+        for (const entry of entries.values()) {
+          const row = entry.row
+          if (
+            row.status === "running" && workflows.includes(row.workflow) &&
+            (row.claimOwner === null || row.claimOwner === owner || (row.claimUntil !== null && row.claimUntil < now))
+          ) found.push(row)
+        }
+        found.sort((a, b) => a.createdAt - b.createdAt || compareKeys(a, b))
+        return found.slice(0, limit).map((row) => ({ workflow: row.workflow, executionId: row.executionId }))
+      }),
+    list: (options: ListOptions) =>
+      Effect.sync(() => {
+        const rows: Array<ExecutionRow> = []
+        for (const entry of entries.values()) {
+          const row = entry.row
+          if (!options.workflows.includes(row.workflow)) continue
+          if (options.status !== undefined && row.status !== options.status) continue
+          if (options.after !== undefined && compareKeys(row, options.after) <= 0) continue
+          rows.push(row)
+        }
+        rows.sort(compareKeys)
+        return rows.slice(0, options.limit)
+      }),
+    deleteCompleted: (before) =>
+      Effect.sync(() => {
+        let deleted = 0
+        for (const [id, entry] of entries) {
+          if (isTerminal(entry.row.status) && entry.row.completedAt !== null && entry.row.completedAt < before) {
+            entries.delete(id)
+            deleted++
+          }
+        }
+        return deleted
+      })
+  }
+  return journal
+})
+
+/**
+ * A layer with a fresh in-memory journal.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<DurableExecutionJournal> = Layer.effect(DurableExecutionJournal, make)
+
+/**
+ * The 2024 name of the in-memory journal layer. Each build of the layer gets its own empty journal.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const activityJournalInMemory: Layer.Layer<DurableExecutionJournal> = layer
