@@ -81,12 +81,11 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
       }
       case "Append": {
         if (entry === undefined || !holds(entry.row, write.fence.owner, write.fence.epoch)) return { _tag: "Fenced" }
-        const last = entry.events.length === 0 ? -1 : entry.events[entry.events.length - 1]!.sequence
-        let expected = last + 1
+        let last = entry.events.length === 0 ? -1 : entry.events[entry.events.length - 1]!.sequence
         for (const event of write.events) {
-          // The (execution, sequence) primary key of the SQL journals.
-          if (event.sequence !== expected) return { _tag: "Fenced" }
-          expected++
+          // The (execution, sequence) primary key of the SQL journals: sequences only grow.
+          if (event.sequence <= last) return { _tag: "Fenced" }
+          last = event.sequence
         }
         for (const event of write.events) entry.events.push(event)
         const update = write.update

@@ -1,5 +1,13 @@
 /**
  * @since 0.1.0
  */
+export * as Activity from "./Activity.js"
+export * as ActivityContext from "./ActivityContext.js"
+export * as CrashableRuntime from "./CrashableRuntime.js"
+export * as DurableDeferred from "./DurableDeferred.js"
 export * as DurableExecutionJournal from "./DurableExecutionJournal.js"
 export * as DurableExecutionJournalInMemory from "./DurableExecutionJournalInMemory.js"
+export * as Workflow from "./Workflow.js"
+export * as WorkflowContext from "./WorkflowContext.js"
+export * as WorkflowEngine from "./WorkflowEngine.js"
+export * as WorkflowError from "./WorkflowError.js"

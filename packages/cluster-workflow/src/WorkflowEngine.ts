@@ -1,0 +1,401 @@
+/**
+ * The workflow engine: runs executions of workflows on a journal.
+ *
+ * `makeScoped(workflow)` is the 2024 entry point (`send`, `sendDiscard`); the engine also offers
+ * `start`, `execute`, `result`, `poll`, `status`, `list`, `cancel`, `signal` and `resume`, which
+ * return engine faults as typed errors. See docs/engine.md.
+ *
+ * @since 0.1.0
+ */
+import type { Message } from "@effect-cluster/cluster"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as PrimaryKey from "effect/PrimaryKey"
+import type * as Scope from "effect/Scope"
+import type { ExecutionRow, ExecutionStatus } from "./DurableExecutionJournal.js"
+import type { JournalError } from "./DurableExecutionJournal.js"
+import { DurableExecutionJournal, isTerminal } from "./DurableExecutionJournal.js"
+import type { DurableDeferred } from "./DurableDeferred.js"
+import * as internal from "./internal/engine.js"
+import type { Workflow } from "./Workflow.js"
+import type { ExecutionNotFoundError, WorkflowEngineError } from "./WorkflowError.js"
+import {
+  EncodeError,
+  isWorkflowEngineError,
+  JournalDecodeError,
+  ResultTimeoutError,
+  WorkflowCancelledError
+} from "./WorkflowError.js"
+
+/**
+ * Options of `make`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EngineOptions {
+  /**
+   * The engine's identity in claims. An engine restarted with the same identity takes its executions
+   * back at once instead of waiting for their claims to expire: use a stable name per process (a pod
+   * name). Default: one random identity per journal instance in this process. Two live processes with
+   * the same identity take executions from each other; epoch fencing keeps every write safe, but they
+   * waste work: do not share identities on purpose.
+   */
+  readonly identity?: string
+  /** How long a claim lasts without renewal (renewed every third of it). Default 30 seconds. */
+  readonly claimLease?: Duration.DurationInput
+  /** Resume unfinished executions of these workflows when the engine starts. Default true. */
+  readonly resumeOnStart?: boolean
+  /** Most journal writes committed together (group commit). Default 256. */
+  readonly maxBatch?: number
+  /**
+   * With several engines on one journal: how often to look for executions whose engine died (claim
+   * expired) and resume them. Default: never (one process; a restarted engine resumes its own at start).
+   */
+  readonly orphanCheckInterval?: Duration.DurationInput
+  /** Longest pause between reads of the journal while awaiting a result run by another engine. Default 1 s. */
+  readonly resultPollInterval?: Duration.DurationInput
+  /** Retries of a journal write that failed with a retryable error. Default 8 (exponential from 10 ms). */
+  readonly journalRetries?: number
+}
+
+/**
+ * What an execution is doing, with its decoded result when finished.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecutionState<A, E> =
+  | { readonly _tag: "Running" }
+  | { readonly _tag: "Suspended"; readonly reason: string; readonly wakeAt: Option.Option<Date> }
+  | { readonly _tag: "Completed"; readonly exit: Exit.Exit<A, E> }
+  | { readonly _tag: "Failed"; readonly exit: Exit.Exit<A, E> }
+  | { readonly _tag: "Cancelled" }
+  | { readonly _tag: "Unknown" }
+
+/**
+ * One line of `list`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecutionSummary {
+  readonly workflow: string
+  readonly executionId: string
+  readonly status: ExecutionStatus
+  readonly suspendedOn: string | null
+  readonly wakeAt: Date | null
+  readonly createdAt: Date
+  readonly updatedAt: Date
+  readonly completedAt: Date | null
+}
+
+/**
+ * A page of `list`; pass `next` as `after` to get the next page.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecutionPage {
+  readonly executions: ReadonlyArray<ExecutionSummary>
+  readonly next: Option.Option<{ readonly workflow: string; readonly executionId: string }>
+}
+
+/**
+ * The engine.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkflowEngine<T extends Message.Message.Any> {
+  /**
+   * Starts (or joins) the execution for `request` and awaits its result, typed as in 2024. Engine
+   * faults are defects carrying the classes of `WorkflowError`. Interrupting the caller detaches it:
+   * the execution goes on.
+   */
+  readonly send: <A extends T>(request: A) => Effect.Effect<Message.Message.Success<A>, Message.Message.Error<A>>
+  /** Starts (or joins) the execution for `request`; returns once the start is committed. */
+  readonly sendDiscard: (request: T) => Effect.Effect<void>
+  /** Starts (or joins) an execution; returns its id once the start is committed. */
+  readonly start: (request: T) => Effect.Effect<string, WorkflowEngineError>
+  /** Like `send`, with engine faults as typed errors and an optional wait limit for this caller only. */
+  readonly execute: <A extends T>(
+    request: A,
+    options?: { readonly timeout?: Duration.DurationInput }
+  ) => Effect.Effect<Message.Message.Success<A>, Message.Message.Error<A> | WorkflowEngineError | ResultTimeoutError>
+  /** Awaits the result of an execution started earlier (by anyone), optionally for at most `timeout`. */
+  readonly result: (
+    executionId: string,
+    options?: { readonly timeout?: Duration.DurationInput }
+  ) => Effect.Effect<
+    Exit.Exit<Message.Message.Success<T>, Message.Message.Error<T>>,
+    WorkflowEngineError | ResultTimeoutError
+  >
+  /** The result of an execution if it has finished, without waiting. */
+  readonly poll: (
+    executionId: string
+  ) => Effect.Effect<Option.Option<Exit.Exit<Message.Message.Success<T>, Message.Message.Error<T>>>, WorkflowEngineError>
+  /** What an execution is doing. */
+  readonly status: (
+    executionId: string
+  ) => Effect.Effect<ExecutionState<Message.Message.Success<T>, Message.Message.Error<T>>, JournalError>
+  /** Lists executions of the engine's workflows, by status, in pages. */
+  readonly list: (options?: {
+    readonly status?: ExecutionStatus
+    readonly limit?: number
+    readonly after?: { readonly workflow: string; readonly executionId: string }
+  }) => Effect.Effect<ExecutionPage, JournalError>
+  /**
+   * Requests cancellation: journaled; the execution is interrupted at its next step, its compensations
+   * run, and its outcome becomes cancelled for every caller. A finished execution is left as it is.
+   */
+  readonly cancel: (
+    executionId: string
+  ) => Effect.Effect<"cancelled" | "already-finished", ExecutionNotFoundError | JournalError>
+  /**
+   * Completes a durable deferred of an execution. The first value for a name wins; returns whether this
+   * call's value was the one stored.
+   */
+  readonly signal: <A, E>(
+    executionId: string,
+    deferred: DurableDeferred<A, E>,
+    exit: Exit.Exit<A, E>
+  ) => Effect.Effect<{ readonly stored: boolean }, ExecutionNotFoundError | EncodeError | JournalError>
+  /** Resumes an execution suspended by `Workflow.yieldExecution`. */
+  readonly resume: (executionId: string) => Effect.Effect<void, ExecutionNotFoundError | JournalError>
+  /** Deletes finished executions completed more than `olderThan` ago (retention; nothing by default). */
+  readonly deleteCompleted: (olderThan: Duration.DurationInput) => Effect.Effect<number, JournalError>
+  /** How many executions this engine holds in memory (suspended ones hold none). */
+  readonly liveExecutions: Effect.Effect<number>
+  /** This engine's identity in claims. */
+  readonly identity: string
+}
+
+/**
+ * Builds an engine for a workflow (use `Workflow.union` for several), scoped: closing the scope stops
+ * running executions without recording anything (they resume later from the journal).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <T extends Message.Message.Any, R>(
+  workflow: Workflow<T, R>,
+  options?: EngineOptions
+): Effect.Effect<WorkflowEngine<T>, JournalError, R | Scope.Scope | DurableExecutionJournal> =>
+  Effect.gen(function*() {
+    const journal = yield* DurableExecutionJournal
+    const context = yield* Effect.context<R>()
+    const engine = yield* internal.make(journal, workflow.definitions, context as any, options ?? {})
+
+    const keyOf = (request: T) => ({ workflow: (request as any)._tag as string, executionId: PrimaryKey.value(request) })
+
+    const decodeExit = (workflowName: string, executionId: string, json: string) => {
+      const decoded = engine.decodeResult(workflowName, json)
+      return Either.isLeft(decoded)
+        ? Effect.fail(
+          new JournalDecodeError({ workflow: workflowName, executionId, step: "the workflow result", reason: decoded.left })
+        )
+        : Effect.succeed(decoded.right)
+    }
+
+    /** Turns a recorded exit into the typed result of the new APIs: engine faults become failures. */
+    const typed = (exit: Exit.Exit<any, any>): Exit.Exit<any, any> => {
+      if (Exit.isFailure(exit)) {
+        const defect = Cause.dieOption(exit.cause)
+        if (Option.isSome(defect) && isWorkflowEngineError(defect.value)) return Exit.fail(defect.value)
+      }
+      return exit
+    }
+
+    const startRequest = (request: T) =>
+      Effect.gen(function*() {
+        const definition = yield* engine.definitionOf((request as any)._tag)
+        const key = keyOf(request)
+        const started = yield* engine.start(definition, key, request, null)
+        return { key, started }
+      })
+
+    const awaitExit = (workflowName: string, executionId: string, finished: string | undefined) =>
+      Effect.gen(function*() {
+        const json = finished ?? (yield* engine.awaitResult({ workflow: workflowName, executionId }))
+        return yield* decodeExit(workflowName, executionId, json)
+      })
+
+    const withTimeout = <A, E>(
+      effect: Effect.Effect<A, E>,
+      executionId: string,
+      timeout: Duration.DurationInput | undefined
+    ): Effect.Effect<A, E | ResultTimeoutError> =>
+      timeout === undefined ? effect : Effect.timeoutFail(effect, {
+        duration: timeout,
+        onTimeout: () => new ResultTimeoutError({ executionId })
+      })
+
+    const execute = <A extends T>(request: A, options?: { readonly timeout?: Duration.DurationInput }) =>
+      withTimeout(
+        Effect.gen(function*() {
+          const { key, started } = yield* startRequest(request)
+          const exit = yield* awaitExit(
+            key.workflow,
+            key.executionId,
+            started._tag === "Finished" ? started.result : undefined
+          )
+          return yield* typed(exit)
+        }),
+        PrimaryKey.value(request),
+        options?.timeout
+      ) as Effect.Effect<any, any>
+
+    const send = <A extends T>(request: A) =>
+      execute(request).pipe(
+        Effect.catchIf(isWorkflowEngineError, (error) => Effect.die(error))
+      ) as Effect.Effect<Message.Message.Success<A>, Message.Message.Error<A>>
+
+    const result = (executionId: string, options?: { readonly timeout?: Duration.DurationInput }) =>
+      withTimeout(
+        Effect.gen(function*() {
+          const row = yield* engine.find(executionId)
+          const exit = yield* awaitExit(
+            row.workflow,
+            executionId,
+            isTerminal(row.status) && row.result !== null ? row.result : undefined
+          )
+          const outcome = typed(exit)
+          return Exit.isFailure(outcome) && Option.isSome(Cause.failureOption(outcome.cause)) &&
+              isWorkflowEngineError(Option.getOrThrow(Cause.failureOption(outcome.cause)))
+            ? yield* Effect.fail(Option.getOrThrow(Cause.failureOption(outcome.cause)) as WorkflowEngineError)
+            : exit
+        }),
+        executionId,
+        options?.timeout
+      )
+
+    const stateOf = (row: ExecutionRow): Effect.Effect<ExecutionState<any, any>> => {
+      switch (row.status) {
+        case "running":
+          return Effect.succeed({ _tag: "Running" })
+        case "suspended":
+          return Effect.succeed({
+            _tag: "Suspended",
+            reason: row.suspendedOn ?? "",
+            wakeAt: row.wakeAt === null ? Option.none() : Option.some(new Date(row.wakeAt))
+          })
+        case "cancelled":
+          return Effect.succeed({ _tag: "Cancelled" })
+        default: {
+          const decoded = engine.decodeResult(row.workflow, row.result ?? "")
+          const exit = Either.isRight(decoded) ? decoded.right : Exit.die(
+            new JournalDecodeError({
+              workflow: row.workflow,
+              executionId: row.executionId,
+              step: "the workflow result",
+              reason: decoded.left
+            })
+          )
+          return Effect.succeed(row.status === "completed" ? { _tag: "Completed", exit } : { _tag: "Failed", exit })
+        }
+      }
+    }
+
+    const service: WorkflowEngine<T> = {
+      identity: engine.owner,
+      send,
+      sendDiscard: (request) =>
+        startRequest(request).pipe(
+          Effect.asVoid,
+          Effect.catchIf(isWorkflowEngineError, (error) => Effect.die(error)),
+          Effect.catchAll((error) => Effect.die(error))
+        ),
+      start: (request) => Effect.map(startRequest(request), ({ key }) => key.executionId),
+      execute,
+      result,
+      poll: (executionId) =>
+        Effect.gen(function*() {
+          const row = yield* engine.find(executionId)
+          if (!isTerminal(row.status) || row.result === null) return Option.none()
+          if (row.status === "cancelled") return yield* new WorkflowCancelledError(row)
+          const exit = yield* decodeExit(row.workflow, executionId, row.result)
+          const outcome = typed(exit)
+          if (Exit.isFailure(outcome)) {
+            const failure = Cause.failureOption(outcome.cause)
+            if (Option.isSome(failure) && isWorkflowEngineError(failure.value)) {
+              return yield* Effect.fail(failure.value as WorkflowEngineError)
+            }
+          }
+          return Option.some(exit)
+        }),
+      status: (executionId) =>
+        Effect.flatMap(engine.find(executionId), stateOf).pipe(
+          Effect.catchIf(
+            (error): error is ExecutionNotFoundError => error._tag === "ExecutionNotFoundError",
+            (): Effect.Effect<ExecutionState<any, any>> => Effect.succeed({ _tag: "Unknown" })
+          )
+        ) as Effect.Effect<ExecutionState<any, any>, JournalError>,
+      list: (options) =>
+        Effect.gen(function*() {
+          const limit = options?.limit ?? 100
+          const rows = yield* engine.journal.list({
+            workflows: engine.names,
+            status: options?.status,
+            after: options?.after,
+            limit
+          })
+          const last = rows[rows.length - 1]
+          return {
+            executions: rows.map((row) => ({
+              workflow: row.workflow,
+              executionId: row.executionId,
+              status: row.status,
+              suspendedOn: row.suspendedOn,
+              wakeAt: row.wakeAt === null ? null : new Date(row.wakeAt),
+              createdAt: new Date(row.createdAt),
+              updatedAt: new Date(row.updatedAt),
+              completedAt: row.completedAt === null ? null : new Date(row.completedAt)
+            })),
+            next: rows.length === limit && last !== undefined
+              ? Option.some({ workflow: last.workflow, executionId: last.executionId })
+              : Option.none()
+          }
+        }),
+      cancel: (executionId) => engine.cancel(executionId),
+      signal: (executionId, deferred, exit) =>
+        Effect.gen(function*() {
+          const row = yield* engine.find(executionId)
+          const encoded = deferred.codec.encode(exit)
+          if (Either.isLeft(encoded) || encoded.right === undefined) {
+            return yield* new EncodeError({
+              workflow: row.workflow,
+              executionId,
+              step: `signal "${deferred.name}"`,
+              reason: Either.isLeft(encoded) ? encoded.left : "an interruption is not a signal value"
+            })
+          }
+          const result = yield* engine.signalKey(row, deferred.name, encoded.right)
+          return { stored: result.stored === encoded.right }
+        }),
+      resume: (executionId) => engine.resume(executionId),
+      deleteCompleted: (olderThan) =>
+        Effect.flatMap(
+          Clock.currentTimeMillis,
+          (now) => engine.journal.deleteCompleted(now - Duration.toMillis(olderThan))
+        ),
+      liveExecutions: Effect.sync(() => engine.live.size)
+    }
+    return service
+  })
+
+/**
+ * The 2024 entry point: an engine for `workflow` on the `DurableExecutionJournal` in context, scoped.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeScoped = <T extends Message.Message.Any, R>(
+  workflow: Workflow<T, R>
+): Effect.Effect<WorkflowEngine<T>, never, R | Scope.Scope | DurableExecutionJournal> =>
+  Effect.orDie(make(workflow))

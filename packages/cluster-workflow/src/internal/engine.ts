@@ -1,0 +1,595 @@
+/**
+ * The engine: starts, joins, resumes and wakes executions; arms one timer for the earliest deadline;
+ * renews the claims of live executions; delivers signals and cancellations.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as PrimaryKey from "effect/PrimaryKey"
+import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
+import type * as Scope from "effect/Scope"
+import type { ExecutionKey, ExecutionRow, Journal } from "../DurableExecutionJournal.js"
+import { isTerminal, JournalError } from "../DurableExecutionJournal.js"
+import type { WorkflowDefinition } from "../Workflow.js"
+import {
+  EncodeError,
+  ExecutionNotFoundError,
+  PayloadDecodeError,
+  PayloadMismatchError,
+  WorkflowCancelledError,
+  WorkflowUsageError
+} from "../WorkflowError.js"
+import type { ExitCodec } from "./codec.js"
+import { exitCodec, payloadHash } from "./codec.js"
+import * as GroupCommit from "./groupCommit.js"
+import type { EngineServices, Outcome } from "./execution.js"
+import { ExecutionRuntime } from "./execution.js"
+
+/** @internal */
+export interface EngineOptions {
+  readonly identity?: string | undefined
+  readonly claimLease?: Duration.DurationInput | undefined
+  readonly resumeOnStart?: boolean | undefined
+  readonly maxBatch?: number | undefined
+  readonly orphanCheckInterval?: Duration.DurationInput | undefined
+  readonly resultPollInterval?: Duration.DurationInput | undefined
+  readonly journalRetries?: number | undefined
+}
+
+interface Definition extends WorkflowDefinition {
+  readonly codec: ExitCodec<any, any>
+  readonly encodePayload: (message: any) => Either.Either<any, ParseResult.ParseIssue>
+  readonly decodePayload: (json: unknown) => Either.Either<any, ParseResult.ParseIssue>
+}
+
+/** The parent link stored with a child execution. */
+interface ParentLink {
+  readonly workflow: string
+  readonly executionId: string
+  readonly signal: string
+}
+
+const liveClock = Clock.make()
+
+const keyString = (key: ExecutionKey) => JSON.stringify([key.workflow, key.executionId])
+
+/** Engines in one process on one journal share an identity, so a new engine resumes at once. */
+const identities = new WeakMap<Journal, string>()
+
+/** @internal */
+export type StartResult =
+  | { readonly _tag: "Running" }
+  | { readonly _tag: "Finished"; readonly result: string }
+
+/** @internal */
+export class Engine {
+  readonly live = new Map<string, ExecutionRuntime>()
+  private readonly starting = new Map<string, Deferred.Deferred<void>>()
+  private readonly waiters = new Map<string, Deferred.Deferred<string>>()
+  readonly definitions: Map<string, Definition>
+  readonly names: ReadonlyArray<string>
+  private armedAt: number | undefined = undefined
+  private computingWake = false
+  private readonly rearm: Queue.Queue<void>
+  private readonly liveChanged: Queue.Queue<void>
+  readonly leaseMillis: number
+  readonly services: EngineServices
+
+  constructor(
+    readonly journal: Journal,
+    readonly committer: GroupCommit.Committer,
+    readonly owner: string,
+    definitions: ReadonlyArray<WorkflowDefinition>,
+    readonly context: Context.Context<never>,
+    readonly runFork: <A, E>(effect: Effect.Effect<A, E, never>) => unknown,
+    readonly options: EngineOptions
+  ) {
+    this.definitions = new Map(definitions.map((definition) => [definition.tag, {
+      ...definition,
+      codec: exitCodec(definition.success, definition.failure),
+      encodePayload: ParseResult.encodeEither(definition.schema),
+      decodePayload: ParseResult.decodeUnknownEither(definition.schema)
+    }]))
+    this.names = Array.from(this.definitions.keys())
+    this.rearm = Effect.runSync(Queue.sliding<void>(1))
+    this.liveChanged = Effect.runSync(Queue.sliding<void>(1))
+    this.leaseMillis = Duration.toMillis(options.claimLease ?? "30 seconds")
+    this.services = {
+      journal,
+      committer,
+      owner,
+      startChild: (parent, signal, childId, message) => this.startChild(parent, signal, childId, message)
+    }
+  }
+
+  definitionOf(tag: string): Effect.Effect<Definition, WorkflowUsageError> {
+    const definition = this.definitions.get(tag)
+    return definition === undefined
+      ? Effect.fail(new WorkflowUsageError({ message: `The engine has no workflow for messages tagged "${tag}"` }))
+      : Effect.succeed(definition)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // starting and resuming
+  // ---------------------------------------------------------------------------------------------
+
+  /** Starts an execution, or joins the one with the same id. Returns once the start is committed. */
+  start(
+    definition: Definition,
+    key: ExecutionKey,
+    message: unknown,
+    parent: ParentLink | null
+  ): Effect.Effect<StartResult, PayloadMismatchError | EncodeError | JournalError> {
+    return Effect.gen(this, function*() {
+      const id = keyString(key)
+      const encoded = definition.encodePayload(message)
+      if (Either.isLeft(encoded)) {
+        return yield* new EncodeError({
+          workflow: key.workflow,
+          executionId: key.executionId,
+          step: "the start message",
+          reason: ParseResult.TreeFormatter.formatIssueSync(encoded.left)
+        })
+      }
+      const payload = JSON.stringify(encoded.right)
+      const hash = payloadHash(payload)
+      while (true) {
+        const inProgress = this.starting.get(id)
+        if (inProgress === undefined) break
+        yield* Deferred.await(inProgress)
+      }
+      const running = this.live.get(id)
+      if (running !== undefined) {
+        if (running.payloadHash !== undefined && running.payloadHash !== hash) {
+          return yield* new PayloadMismatchError(key)
+        }
+        return { _tag: "Running" } as const
+      }
+      const gate = Deferred.unsafeMake<void>(FiberId.none)
+      this.starting.set(id, gate)
+      return yield* Effect.gen(this, function*() {
+        const now = yield* Clock.currentTimeMillis
+        const result = yield* Deferred.await(this.committer.submit({
+          _tag: "Start",
+          key,
+          payload,
+          payloadHash: hash,
+          version: definition.version(message),
+          parent: parent === null ? null : JSON.stringify(parent),
+          owner: this.owner,
+          claimUntil: now + this.leaseMillis,
+          now
+        }))
+        if (result._tag === "Created") {
+          this.launch(definition, key, message, {
+            epoch: result.epoch,
+            inboxVersion: 0,
+            cancelRequested: false,
+            version: definition.version(message),
+            payloadHash: hash,
+            parent
+          })
+          return { _tag: "Running" } as const
+        }
+        if (result._tag !== "Exists") {
+          return yield* new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })
+        }
+        const row = result.row
+        if (row.payloadHash !== hash) return yield* new PayloadMismatchError(key)
+        if (isTerminal(row.status)) return { _tag: "Finished", result: row.result ?? "" } as const
+        yield* this.claimAndLaunch(key)
+        return { _tag: "Running" } as const
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        this.starting.delete(id)
+        Deferred.unsafeDone(gate, Exit.void)
+      })))
+    })
+  }
+
+  /** Claims an unfinished execution and runs it here, unless another engine holds a live claim. */
+  claimAndLaunch(key: ExecutionKey): Effect.Effect<boolean, JournalError> {
+    return Effect.gen(this, function*() {
+      const definition = this.definitions.get(key.workflow)
+      if (definition === undefined) return false
+      const now = yield* Clock.currentTimeMillis
+      const claimed = yield* this.journal.claim(key, this.owner, now, now + this.leaseMillis)
+      if (claimed._tag !== "Claimed") return false
+      const row = claimed.row
+      const decoded = yield* Effect.try(() => JSON.parse(row.payload)).pipe(
+        Effect.flatMap((json) =>
+          Either.mapLeft(definition.decodePayload(json), (issue) => ParseResult.TreeFormatter.formatIssueSync(issue))
+        ),
+        Effect.either
+      )
+      if (Either.isLeft(decoded)) {
+        const error = new PayloadDecodeError({
+          workflow: key.workflow,
+          executionId: key.executionId,
+          reason: String(decoded.left)
+        })
+        yield* Effect.logError("an execution's start message no longer decodes; it is left as it is", error)
+        this.failWaiters(key, error)
+        return false
+      }
+      this.launch(definition, key, decoded.right, {
+        epoch: row.claimEpoch,
+        inboxVersion: row.inboxVersion,
+        cancelRequested: row.cancelRequested,
+        version: row.version,
+        payloadHash: row.payloadHash,
+        parent: row.parent === null ? null : JSON.parse(row.parent)
+      })
+      return true
+    })
+  }
+
+  private launch(
+    definition: Definition,
+    key: ExecutionKey,
+    message: unknown,
+    state: {
+      readonly epoch: number
+      readonly inboxVersion: number
+      readonly cancelRequested: boolean
+      readonly version: string
+      readonly payloadHash: string
+      readonly parent: ParentLink | null
+    }
+  ) {
+    const runtime = new ExecutionRuntime(this.services, {
+      key,
+      epoch: state.epoch,
+      inboxVersion: state.inboxVersion,
+      cancelRequested: state.cancelRequested,
+      version: state.version,
+      body: Effect.suspend(() => definition.execute(message)),
+      context: this.context,
+      resultCodec: definition.codec,
+      leaseMillis: this.leaseMillis,
+      payloadHash: state.payloadHash
+    })
+    const id = runtime.keyString
+    this.live.set(id, runtime)
+    this.liveChanged.unsafeOffer(undefined)
+    const run = Effect.flatMap(runtime.run, (outcome) => this.onOutcome(runtime, outcome, state.parent)).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        if (this.live.get(id) === runtime) this.live.delete(id)
+      })),
+      Effect.annotateLogs({ workflow: key.workflow, executionId: key.executionId })
+    )
+    this.runFork(run)
+  }
+
+  private onOutcome(runtime: ExecutionRuntime, outcome: Outcome, parent: ParentLink | null): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      const id = runtime.keyString
+      if (this.live.get(id) === runtime) this.live.delete(id)
+      switch (outcome._tag) {
+        case "Completed": {
+          const waiter = this.waiters.get(id)
+          if (waiter !== undefined) {
+            this.waiters.delete(id)
+            Deferred.unsafeDone(waiter, Exit.succeed(outcome.result))
+          }
+          if (parent !== null) {
+            yield* Effect.ignoreLogged(this.signalKey(
+              { workflow: parent.workflow, executionId: parent.executionId },
+              parent.signal,
+              outcome.result
+            ))
+          }
+          return
+        }
+        case "Suspended": {
+          if (outcome.wakeAt !== null) this.arm(outcome.wakeAt)
+          return
+        }
+        case "Stopped": {
+          if (outcome.error._tag === "JournalError") {
+            yield* Effect.logWarning("an execution stopped: the journal failed", outcome.error)
+          }
+          return
+        }
+      }
+    })
+  }
+
+  private failWaiters(key: ExecutionKey, error: unknown) {
+    const id = keyString(key)
+    const waiter = this.waiters.get(id)
+    if (waiter !== undefined) {
+      this.waiters.delete(id)
+      Deferred.unsafeDone(waiter, Exit.die(error))
+    }
+  }
+
+  private startChild(
+    parent: ExecutionKey,
+    signal: string,
+    childId: string,
+    message: any
+  ): Effect.Effect<{ readonly result: string | undefined }> {
+    return Effect.gen(this, function*() {
+      const definition = yield* this.definitionOf(message?._tag)
+      const key = { workflow: definition.tag, executionId: childId }
+      const started = yield* this.start(definition, key, message, {
+        workflow: parent.workflow,
+        executionId: parent.executionId,
+        signal
+      })
+      return { result: started._tag === "Finished" ? started.result : undefined }
+    }).pipe(Effect.orDie)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // results
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Awaits an execution's encoded result: from the local execution when it runs here, and from the
+   * journal (polled with backoff on the live clock) when it runs elsewhere.
+   */
+  awaitResult(key: ExecutionKey): Effect.Effect<string, JournalError> {
+    const id = keyString(key)
+    let waiter = this.waiters.get(id)
+    if (waiter === undefined) {
+      waiter = Deferred.unsafeMake<string>(FiberId.none)
+      this.waiters.set(id, waiter)
+    }
+    const pollEvery = Duration.toMillis(this.options.resultPollInterval ?? "1 second")
+    const poll: Effect.Effect<string, JournalError> = Effect.gen(this, function*() {
+      let delay = Math.min(100, pollEvery)
+      while (true) {
+        yield* Effect.withClock(Effect.sleep(delay), liveClock)
+        const row = yield* this.journal.get(key)
+        if (Option.isSome(row) && isTerminal(row.value.status) && row.value.result !== null) return row.value.result
+        if (Option.isSome(row) && row.value.status === "running" && !this.live.has(id)) {
+          // Resume an execution abandoned by its engine (claim expired) instead of waiting forever.
+          const now = yield* Clock.currentTimeMillis
+          if (row.value.claimUntil === null || row.value.claimUntil < now) yield* this.claimAndLaunch(key)
+        }
+        delay = Math.min(delay * 2, pollEvery)
+      }
+    })
+    return Effect.raceFirst(Deferred.await(waiter), poll)
+  }
+
+  /** Reads a finished execution's result, if it is finished. */
+  getRow(key: ExecutionKey) {
+    return this.journal.get(key)
+  }
+
+  /** Finds an execution of one of the engine's workflows by id. */
+  find(executionId: string): Effect.Effect<ExecutionRow, ExecutionNotFoundError | JournalError> {
+    return Effect.gen(this, function*() {
+      for (const workflow of this.names) {
+        const row = yield* this.journal.get({ workflow, executionId })
+        if (Option.isSome(row)) return row.value
+      }
+      return yield* new ExecutionNotFoundError({ executionId })
+    })
+  }
+
+  decodeResult(workflow: string, json: string) {
+    const definition = this.definitions.get(workflow)!
+    return definition.codec.decode(json)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // signals, cancellation, resume
+  // ---------------------------------------------------------------------------------------------
+
+  /** Stores a signal in an execution's inbox and wakes or notifies the execution. */
+  signalKey(
+    key: ExecutionKey,
+    name: string,
+    value: string
+  ): Effect.Effect<{ readonly stored: string; readonly row: ExecutionRow }, ExecutionNotFoundError | JournalError> {
+    return Effect.gen(this, function*() {
+      const now = yield* Clock.currentTimeMillis
+      const result = yield* this.journal.signal(key, name, value, now)
+      if (result === undefined) return yield* new ExecutionNotFoundError({ executionId: key.executionId })
+      yield* this.wake(result.row, (runtime) => runtime.deliverSignal(name, result.stored, result.row.inboxVersion))
+      return result
+    })
+  }
+
+  /**
+   * After an inbox change: a suspended execution is claimed and resumed; one running here is told; one
+   * running elsewhere notices at its next claim renewal.
+   */
+  wake(row: ExecutionRow, notify: (runtime: ExecutionRuntime) => void): Effect.Effect<void, JournalError> {
+    return Effect.gen(this, function*() {
+      if (isTerminal(row.status)) return
+      const key = { workflow: row.workflow, executionId: row.executionId }
+      if (row.status === "suspended") {
+        yield* this.claimAndLaunch(key)
+        return
+      }
+      const runtime = this.live.get(keyString(key))
+      if (runtime !== undefined) {
+        notify(runtime)
+        return
+      }
+      const now = yield* Clock.currentTimeMillis
+      if (row.claimOwner === null || row.claimOwner === this.owner || (row.claimUntil ?? 0) < now) {
+        yield* this.claimAndLaunch(key)
+      }
+    })
+  }
+
+  cancel(executionId: string): Effect.Effect<"cancelled" | "already-finished", ExecutionNotFoundError | JournalError> {
+    return Effect.gen(this, function*() {
+      const found = yield* this.find(executionId)
+      const now = yield* Clock.currentTimeMillis
+      const row = yield* this.journal.requestCancel(found, now)
+      if (row === undefined) return yield* new ExecutionNotFoundError({ executionId })
+      if (isTerminal(row.status)) return "already-finished" as const
+      yield* this.wake(row, (runtime) => runtime.notifyCancel())
+      return "cancelled" as const
+    })
+  }
+
+  resume(executionId: string): Effect.Effect<void, ExecutionNotFoundError | JournalError> {
+    return Effect.gen(this, function*() {
+      const found = yield* this.find(executionId)
+      const now = yield* Clock.currentTimeMillis
+      const row = yield* this.journal.resume(found, now)
+      if (row === undefined) return yield* new ExecutionNotFoundError({ executionId })
+      yield* this.wake(row, () => {})
+    })
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // background loops
+  // ---------------------------------------------------------------------------------------------
+
+  /** Arms the timer for `wakeAt` when it is earlier than the armed deadline. */
+  arm(wakeAt: number) {
+    if (this.computingWake || this.armedAt === undefined || wakeAt < this.armedAt) this.rearm.unsafeOffer(undefined)
+  }
+
+  /**
+   * One timer for the whole engine: sleeps until the earliest deadline in the journal, resumes the
+   * executions due (in deadline order), and re-arms. It never polls on an interval.
+   */
+  readonly timerLoop: Effect.Effect<never> = Effect.gen(this, function*() {
+    while (true) {
+      this.computingWake = true
+      const next = yield* this.retryJournal(this.journal.nextWakeAt(this.names))
+      this.armedAt = next
+      this.computingWake = false
+      if (next === undefined) {
+        yield* Queue.take(this.rearm)
+        continue
+      }
+      const now = yield* Clock.currentTimeMillis
+      if (next > now) {
+        const woke = yield* Effect.raceFirst(
+          Effect.as(Effect.sleep(next - now), "deadline" as const),
+          Effect.as(Queue.take(this.rearm), "rearm" as const)
+        )
+        if (woke === "rearm") continue
+      }
+      const dueAt = yield* Clock.currentTimeMillis
+      const due = yield* this.retryJournal(this.journal.dueTimers(this.names, dueAt, 1000))
+      for (const key of due) {
+        yield* Effect.catchAll(this.claimAndLaunch(key), (error) => Effect.logWarning("could not resume", error))
+      }
+    }
+  })
+
+  /** Renews the claims of live executions every lease/3, only while there are any. */
+  readonly renewLoop: Effect.Effect<never> = Effect.gen(this, function*() {
+    while (true) {
+      if (this.live.size === 0) {
+        yield* Queue.take(this.liveChanged)
+        continue
+      }
+      yield* Effect.sleep(Math.max(1, Math.floor(this.leaseMillis / 3)))
+      const runtimes = Array.from(this.live.values())
+      if (runtimes.length === 0) continue
+      const now = yield* Clock.currentTimeMillis
+      const rows = yield* Effect.either(this.journal.renew(
+        this.owner,
+        runtimes.map((runtime) => ({ key: runtime.key, epoch: runtime.currentEpoch })),
+        now + this.leaseMillis
+      ))
+      if (Either.isLeft(rows)) {
+        yield* Effect.logWarning("could not renew claims", rows.left)
+        continue
+      }
+      rows.right.forEach((row, i) => {
+        const runtime = runtimes[i]!
+        if (row === undefined) runtime.notifyClaimLost()
+        else if (row.inboxVersion > runtime.currentInboxVersion) runtime.notifyInbox()
+      })
+    }
+  })
+
+  /** Resumes unfinished executions nobody runs (at start, and every `orphanCheckInterval` if set). */
+  readonly resumeOrphans: Effect.Effect<number, JournalError> = Effect.gen(this, function*() {
+    let resumed = 0
+    while (true) {
+      const now = yield* Clock.currentTimeMillis
+      const keys = yield* this.journal.resumable(this.names, this.owner, now, 500)
+      const fresh = keys.filter((key) => !this.live.has(keyString(key)))
+      if (fresh.length === 0) return resumed
+      for (const key of fresh) {
+        if (yield* this.claimAndLaunch(key)) resumed++
+      }
+      if (keys.length < 500) return resumed
+    }
+  })
+
+  private retryJournal<A>(effect: Effect.Effect<A, JournalError>): Effect.Effect<A> {
+    const retries = this.options.journalRetries ?? 8
+    const loop = (attempt: number): Effect.Effect<A> =>
+      Effect.catchAll(effect, (error) =>
+        attempt >= retries
+          ? Effect.zipRight(
+            Effect.logError("the journal keeps failing", error),
+            Effect.zipRight(Effect.withClock(Effect.sleep(Duration.seconds(5)), liveClock), loop(0))
+          )
+          : Effect.zipRight(Effect.withClock(Effect.sleep(Duration.millis(10 * 2 ** attempt)), liveClock), loop(attempt + 1)))
+    return loop(0)
+  }
+}
+
+/** @internal */
+export const make = (
+  journal: Journal,
+  definitions: ReadonlyArray<WorkflowDefinition>,
+  context: Context.Context<never>,
+  options: EngineOptions
+): Effect.Effect<Engine, JournalError, Scope.Scope> =>
+  Effect.gen(function*() {
+    let owner = options.identity ?? identities.get(journal)
+    if (owner === undefined) {
+      const n1 = yield* Random.nextIntBetween(0, 2 ** 30)
+      const n2 = yield* Random.nextIntBetween(0, 2 ** 30)
+      owner = `engine-${n1.toString(36)}${n2.toString(36)}`
+      identities.set(journal, owner)
+    }
+    const committer = yield* GroupCommit.make(journal, {
+      maxBatch: options.maxBatch ?? 256,
+      retries: options.journalRetries ?? 8,
+      retryBase: "10 millis"
+    })
+    const fibers = yield* FiberSet.make()
+    const runFork = yield* FiberSet.runtime(fibers)<never>()
+    const engine = new Engine(journal, committer, owner, definitions, context, (effect) => runFork(effect), options)
+    yield* Effect.forkScoped(engine.timerLoop)
+    yield* Effect.forkScoped(engine.renewLoop)
+    if (options.resumeOnStart !== false) yield* engine.resumeOrphans
+    if (options.orphanCheckInterval !== undefined) {
+      const every = options.orphanCheckInterval
+      yield* Effect.forkScoped(Effect.forever(Effect.zipRight(
+        Effect.sleep(every),
+        Effect.catchAll(engine.resumeOrphans, (error) => Effect.as(Effect.logWarning("orphan check failed", error), 0))
+      )))
+    }
+    return engine
+  })
+
+/** @internal */
+export const cancelledError = (key: ExecutionKey) => new WorkflowCancelledError(key)
+
+/** @internal */
+export const primaryKeyOf = (message: unknown): string => PrimaryKey.value(message as PrimaryKey.PrimaryKey)
+
+/** @internal */
+export const isInterruptOnly = (exit: Exit.Exit<unknown, unknown>) =>
+  Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)

@@ -1,0 +1,1158 @@
+/**
+ * One live execution: replays its journal into the workflow body, runs new steps, and decides when the
+ * execution completes, suspends or stops.
+ *
+ * The body runs as a fiber. Every step (activity, timer, signal, child, patch marker, compensation) asks
+ * this runtime for its outcome. While the journal has unread events (replay), a step must be the one the
+ * journal recorded next, and recorded completions are handed out strictly in journal order, so
+ * concurrent branches (`Effect.all`, `Effect.race`) see the same sequence as in the original run. No new
+ * step body starts until replay has passed every recorded event and the body has settled (a race's loser
+ * is interrupted, not re-run). A coordinator fiber owns every decision; the body reaches it through a
+ * control queue.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import type * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleIntervals from "effect/ScheduleIntervals"
+import { ActivityContext } from "../ActivityContext.js"
+import type {
+  EventRow,
+  ExecutionKey,
+  ExecutionStatus,
+  Journal,
+  JournalWrite,
+  RowUpdate
+} from "../DurableExecutionJournal.js"
+import { JournalError } from "../DurableExecutionJournal.js"
+import { WorkflowContext } from "../WorkflowContext.js"
+import {
+  ClaimLostError,
+  EncodeError,
+  JournalDecodeError,
+  NonDeterminismError,
+  WorkflowCancelledError,
+  WorkflowUsageError
+} from "../WorkflowError.js"
+import type { ExitCodec } from "./codec.js"
+import { dieJson, interruptJson, voidJson } from "./codec.js"
+import type { Committer, WriteOwner } from "./groupCommit.js"
+
+/** @internal */
+export type StepKind = "activity" | "timer" | "signal" | "child" | "patch" | "compensation"
+
+/** @internal */
+export const stepKeyOf = (kind: string, scope: string, id: string): string => kind + "\u0000" + scope + "\u0000" + id
+
+const describeStep = (kind: string, scope: string, id: string) =>
+  scope === "[]" ? `${kind} "${id}"` : `${kind} "${id}" in scope ${scope}`
+
+const describeEvent = (event: EventRow | undefined) =>
+  event === undefined ? "the end of the journal" : describeStep(event.stepKind, event.stepScope, event.stepId)
+
+/** @internal */
+export const idempotencyKey = (workflow: string, executionId: string, scope: ReadonlyArray<string>, id: string) =>
+  [workflow, executionId, ...scope, id].map(encodeURIComponent).join("/")
+
+/** What the engine offers an execution. @internal */
+export interface EngineServices {
+  readonly journal: Journal
+  readonly committer: Committer
+  readonly owner: string
+  readonly startChild: (
+    parent: ExecutionKey,
+    signal: string,
+    childId: string,
+    message: any
+  ) => Effect.Effect<{ readonly result: string | undefined }, never>
+}
+
+/** How an execution run ended. @internal */
+export type Outcome =
+  | { readonly _tag: "Completed"; readonly status: ExecutionStatus; readonly result: string }
+  | { readonly _tag: "Suspended"; readonly wakeAt: number | null; readonly reason: string }
+  | { readonly _tag: "Stopped"; readonly error: ClaimLostError | JournalError }
+
+/** A retry policy: an Effect Schedule fed with the failure (or defect). @internal */
+export type RetryPolicy = Schedule.Schedule<unknown, unknown, never>
+
+type Gate =
+  | { readonly _tag: "Done"; readonly json: string }
+  | { readonly _tag: "Run" }
+
+interface Step {
+  readonly key: string
+  readonly kind: StepKind
+  readonly scope: string
+  readonly id: string
+  /** Last recorded attempt (-1: none). */
+  attempt: number
+  /** The body of the first StepStarted event (timer deadline, child id...). */
+  startedBody: string | undefined
+  /** The recorded completion, once known. */
+  result: string | undefined
+  readonly gate: Deferred.Deferred<Gate>
+  readonly done: Deferred.Deferred<string>
+  gateOpened: boolean
+  abandoned: boolean
+  /** Retry decisions recorded so far: when each was made. */
+  readonly retryTimes: Array<number>
+  /** A recorded retry delay not yet waited out. */
+  retryWakeAt: number | undefined
+  /** Set while the step waits on a durable condition (timer, signal, child, retry). */
+  wakeAt: number | undefined
+  waitingOn: string | undefined
+  signalName: string | undefined
+  signalWaiter: Deferred.Deferred<string> | undefined
+}
+
+type Control =
+  | { readonly _tag: "BodyExit"; readonly exit: Exit.Exit<unknown, unknown> }
+  | { readonly _tag: "Fatal"; readonly error: unknown }
+  | { readonly _tag: "CheckSuspend" }
+  | { readonly _tag: "ReplayDone" }
+  | { readonly _tag: "Inbox" }
+  | { readonly _tag: "Signal"; readonly name: string; readonly value: string; readonly inboxVersion: number }
+  | { readonly _tag: "Cancel" }
+  | { readonly _tag: "Yield" }
+
+/** @internal */
+export interface ExecutionParams {
+  readonly key: ExecutionKey
+  readonly epoch: number
+  readonly inboxVersion: number
+  readonly cancelRequested: boolean
+  readonly version: string
+  readonly body: Effect.Effect<unknown, unknown, WorkflowContext>
+  readonly context: Context.Context<never>
+  readonly resultCodec: ExitCodec<any, any>
+  readonly leaseMillis: number
+  readonly payloadHash: string
+}
+
+const isEngineFault = (u: unknown) =>
+  u instanceof NonDeterminismError || u instanceof JournalDecodeError || u instanceof EncodeError
+
+/** @internal */
+export class ExecutionRuntime implements WriteOwner {
+  broken = false
+  readonly keyString: string
+  private readonly control: Queue.Queue<Control>
+  private epoch: number
+  private inboxVersion: number
+  private cancelPending: boolean
+  private history: ReadonlyArray<EventRow> = []
+  private cursor = 0
+  private nextSequence = 0
+  private phase: "replay" | "live" = "replay"
+  private liveStarted = false
+  private readonly steps = new Map<string, Step>()
+  private readonly stepOrder: Array<Step> = []
+  private readonly signals = new Map<string, string>()
+  private readonly inFlight = new Set<Step>()
+  private readonly waiting = new Set<Step>()
+  private active = 0
+  private progress = 0
+  private readonly compensations: Array<{ readonly step: Step; readonly run: Effect.Effect<void, never, any> }> = []
+  private cancelling = false
+  private compensating = false
+  private bodyFiber: Fiber.RuntimeFiber<void> | undefined
+  private suspendRequested = false
+
+  constructor(readonly engine: EngineServices, readonly params: ExecutionParams) {
+    this.keyString = JSON.stringify([params.key.workflow, params.key.executionId])
+    this.control = Effect.runSync(Queue.unbounded<Control>())
+    this.epoch = params.epoch
+    this.inboxVersion = params.inboxVersion
+    this.cancelPending = params.cancelRequested
+  }
+
+  get key() {
+    return this.params.key
+  }
+
+  get payloadHash() {
+    return this.params.payloadHash
+  }
+
+  get currentEpoch() {
+    return this.epoch
+  }
+
+  get currentInboxVersion() {
+    return this.inboxVersion
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // messages from the engine
+  // ---------------------------------------------------------------------------------------------
+
+  /** A signal was stored in the inbox. */
+  deliverSignal(name: string, value: string, inboxVersion: number) {
+    this.control.unsafeOffer({ _tag: "Signal", name, value, inboxVersion })
+  }
+
+  /** The inbox changed (seen by the lease renewal): reload it. */
+  notifyInbox() {
+    this.control.unsafeOffer({ _tag: "Inbox" })
+  }
+
+  /** A cancellation was requested. */
+  notifyCancel() {
+    this.control.unsafeOffer({ _tag: "Cancel" })
+  }
+
+  /** The claim was lost (renewal refused). */
+  notifyClaimLost() {
+    this.control.unsafeOffer({ _tag: "Fatal", error: this.claimLost() })
+  }
+
+  onBroken(result: unknown) {
+    const error = result instanceof JournalError ? result : this.claimLost()
+    this.control.unsafeOffer({ _tag: "Fatal", error })
+  }
+
+  private claimLost() {
+    return new ClaimLostError({ workflow: this.key.workflow, executionId: this.key.executionId })
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // the coordinator
+  // ---------------------------------------------------------------------------------------------
+
+  /** Runs the execution until it completes, suspends or stops. */
+  readonly run: Effect.Effect<Outcome> = Effect.gen(this, function*() {
+    const loaded = yield* Effect.either(
+      Effect.all([
+        this.engine.journal.events(this.key, 0),
+        this.engine.journal.signals(this.key)
+      ], { concurrency: 2 })
+    )
+    if (Either.isLeft(loaded)) return { _tag: "Stopped", error: loaded.left } as const
+    const [events, signals] = loaded.right
+    this.history = events
+    this.nextSequence = events.length === 0 ? 0 : events[events.length - 1]!.sequence + 1
+    for (const signal of signals) this.signals.set(signal.name, signal.value)
+
+    const context: WorkflowContext = {
+      workflow: this.key.workflow,
+      executionId: this.key.executionId,
+      version: this.params.version,
+      scope: [],
+      makePersistenceId: (localId) => `${this.key.executionId}__${localId}`,
+      runtime: this
+    }
+    this.bodyFiber = yield* this.params.body.pipe(
+      Effect.provideService(WorkflowContext, context),
+      Effect.provide(this.params.context),
+      Effect.exit,
+      Effect.flatMap((exit) => this.control.offer({ _tag: "BodyExit", exit })),
+      Effect.asVoid,
+      Effect.fork
+    )
+    this.advance()
+
+    while (true) {
+      const message = yield* Queue.take(this.control)
+      const outcome = yield* this.handle(message)
+      if (outcome !== undefined) {
+        yield* Fiber.interrupt(this.bodyFiber)
+        return outcome
+      }
+    }
+  }).pipe(Effect.onInterrupt(() => this.bodyFiber ? Fiber.interrupt(this.bodyFiber) : Effect.void))
+
+  private handle(message: Control): Effect.Effect<Outcome | undefined> {
+    switch (message._tag) {
+      case "BodyExit":
+        return this.onBodyExit(message.exit)
+      case "Fatal":
+        return this.onFatal(message.error)
+      case "CheckSuspend":
+        return this.trySuspend()
+      case "ReplayDone":
+        return Effect.as(this.startLive, undefined)
+      case "Inbox":
+        return Effect.as(this.reloadInbox, undefined)
+      case "Signal": {
+        this.inboxVersion = Math.max(this.inboxVersion, message.inboxVersion)
+        this.receiveSignal(message.name, message.value)
+        return Effect.succeed(undefined)
+      }
+      case "Cancel":
+        return Effect.as(this.beginCancel(false), undefined)
+      case "Yield":
+        return this.suspendForYield
+    }
+  }
+
+  private readonly reloadInbox = Effect.gen(this, function*() {
+    const row = yield* Effect.either(this.engine.journal.get(this.key))
+    const signals = yield* Effect.either(this.engine.journal.signals(this.key))
+    if (Either.isLeft(row) || Either.isLeft(signals)) return
+    if (Option.isSome(row.right)) {
+      this.inboxVersion = Math.max(this.inboxVersion, row.right.value.inboxVersion)
+      if (row.right.value.cancelRequested) this.cancelPending = true
+    }
+    for (const signal of signals.right) this.receiveSignal(signal.name, signal.value)
+    if (this.cancelPending && this.phase === "live" && this.liveStarted) yield* this.beginCancel(false)
+  })
+
+  private receiveSignal(name: string, value: string) {
+    if (!this.signals.has(name)) this.signals.set(name, value)
+    const stored = this.signals.get(name)!
+    for (const step of this.waiting) {
+      if (step.signalName === name && step.signalWaiter !== undefined) {
+        Deferred.unsafeDone(step.signalWaiter, Exit.succeed(stored))
+      }
+    }
+  }
+
+  private onBodyExit(exit: Exit.Exit<unknown, unknown>): Effect.Effect<Outcome | undefined> {
+    return Effect.gen(this, function*() {
+      if (this.suspendRequested) return undefined
+      if (this.phase === "replay") {
+        const next = this.history[this.cursor]
+        if (next !== undefined && next.kind === "StepStarted" && next.stepKind !== "compensation") {
+          return yield* this.onFatal(
+            new NonDeterminismError({
+              workflow: this.key.workflow,
+              executionId: this.key.executionId,
+              expected: describeEvent(next),
+              actual: "the end of the workflow"
+            })
+          )
+        }
+      }
+      if (Exit.isFailure(exit)) {
+        const defect = Cause.dieOption(exit.cause)
+        if (Option.isSome(defect) && isEngineFault(defect.value)) return yield* this.onFatal(defect.value)
+      }
+      if (this.cancelling) {
+        yield* this.compensate
+        const error = new WorkflowCancelledError({ workflow: this.key.workflow, executionId: this.key.executionId })
+        return yield* this.complete("cancelled", dieJson(error))
+      }
+      if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
+        yield* this.compensate
+        return yield* this.complete("cancelled", interruptJson)
+      }
+      if (Exit.isFailure(exit)) yield* this.compensate
+      const encoded = this.params.resultCodec.encode(exit as Exit.Exit<any, any>)
+      if (Either.isLeft(encoded)) {
+        return yield* this.onFatal(
+          new EncodeError({
+            workflow: this.key.workflow,
+            executionId: this.key.executionId,
+            step: "the workflow result",
+            reason: encoded.left
+          })
+        )
+      }
+      return yield* this.complete(Exit.isSuccess(exit) ? "completed" : "failed", encoded.right ?? interruptJson)
+    })
+  }
+
+  private onFatal(error: unknown): Effect.Effect<Outcome> {
+    return Effect.gen(this, function*() {
+      if (this.bodyFiber) yield* Fiber.interrupt(this.bodyFiber)
+      if (error instanceof ClaimLostError || error instanceof JournalError) {
+        this.broken = true
+        return { _tag: "Stopped", error } as const
+      }
+      // An engine fault (non-determinism, undecodable journal entry, unencodable value): the execution
+      // cannot go on with this code. Record it as failed without touching its events.
+      const result = dieJson(error)
+      const outcome = yield* this.complete("failed", result, false)
+      return outcome
+    })
+  }
+
+  private complete(status: ExecutionStatus, result: string, withEvent = true): Effect.Effect<Outcome> {
+    return Effect.gen(this, function*() {
+      const now = yield* Clock.currentTimeMillis
+      const events = withEvent ? [this.event("ExecutionCompleted", "workflow", "[]", "", 0, result)] : []
+      const write: JournalWrite = {
+        _tag: "Append",
+        key: this.key,
+        fence: { owner: this.engine.owner, epoch: this.epoch },
+        events,
+        update: { status, result, completedAt: now },
+        now
+      }
+      const written = yield* Effect.exit(Deferred.await(this.engine.committer.submit(write, this)))
+      if (Exit.isFailure(written)) {
+        const error = Cause.failureOption(written.cause)
+        return {
+          _tag: "Stopped",
+          error: Option.getOrElse(error, () =>
+            new JournalError({ operation: "complete", message: "interrupted", retryable: true }))
+        } as const
+      }
+      if (written.value._tag !== "Ok") return { _tag: "Stopped", error: this.claimLost() } as const
+      return { _tag: "Completed", status, result } as const
+    })
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // suspension
+  // ---------------------------------------------------------------------------------------------
+
+  private canSuspend() {
+    if (this.phase !== "live" || !this.liveStarted || this.cancelling || this.compensating || this.broken) return false
+    if (this.active > 0 || this.waiting.size === 0) return false
+    for (const step of this.inFlight) if (!this.waiting.has(step)) return false
+    return true
+  }
+
+  /** Lets the body run until it blocks: chains of fibers resumed by the last event get to react. */
+  private readonly settle = Effect.suspend(() => {
+    let seen = -1
+    let quiet = 0
+    const loop: Effect.Effect<void> = Effect.suspend(() => {
+      if (this.progress === seen) quiet++
+      else quiet = 0
+      seen = this.progress
+      return quiet >= 3 ? Effect.void : Effect.zipRight(Effect.yieldNow(), loop)
+    })
+    return loop
+  })
+
+  private trySuspend(): Effect.Effect<Outcome | undefined> {
+    return Effect.gen(this, function*() {
+      if (!this.canSuspend()) return undefined
+      yield* this.settle
+      if (!this.canSuspend()) return undefined
+      let wakeAt: number | null = null
+      const reasons = new Set<string>()
+      for (const step of this.waiting) {
+        if (step.waitingOn !== undefined) reasons.add(step.waitingOn)
+        if (step.wakeAt !== undefined && (wakeAt === null || step.wakeAt < wakeAt)) wakeAt = step.wakeAt
+      }
+      const reason = Array.from(reasons).sort().join(",")
+      return yield* this.writeSuspend(reason, wakeAt)
+    })
+  }
+
+  private writeSuspend(reason: string, wakeAt: number | null): Effect.Effect<Outcome | undefined> {
+    return Effect.gen(this, function*() {
+      const now = yield* Clock.currentTimeMillis
+      const written = yield* Effect.exit(Deferred.await(this.engine.committer.submit({
+        _tag: "Suspend",
+        key: this.key,
+        fence: { owner: this.engine.owner, epoch: this.epoch },
+        inboxVersion: this.inboxVersion,
+        suspendedOn: reason,
+        wakeAt,
+        now
+      })))
+      if (Exit.isFailure(written)) {
+        return { _tag: "Stopped", error: Option.getOrThrow(Cause.failureOption(written.cause)) } as const
+      }
+      switch (written.value._tag) {
+        case "Ok": {
+          // The claim is released: any later write of this runtime is fenced.
+          this.suspendRequested = true
+          this.broken = true
+          return { _tag: "Suspended", wakeAt, reason } as const
+        }
+        case "InboxChanged": {
+          yield* this.reloadInbox
+          this.control.unsafeOffer({ _tag: "CheckSuspend" })
+          return undefined
+        }
+        default:
+          return { _tag: "Stopped", error: this.claimLost() } as const
+      }
+    })
+  }
+
+  private readonly suspendForYield: Effect.Effect<Outcome | undefined> = Effect.gen(this, function*() {
+    const outcome = yield* this.writeSuspend("yield", null)
+    if (outcome === undefined && !this.cancelling) this.control.unsafeOffer({ _tag: "Yield" })
+    return outcome
+  })
+
+  // ---------------------------------------------------------------------------------------------
+  // cancellation and compensation
+  // ---------------------------------------------------------------------------------------------
+
+  private beginCancel(fromHistory: boolean): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      if (this.cancelling || this.compensating) return
+      if (!fromHistory && (this.phase !== "live" || !this.liveStarted)) {
+        this.cancelPending = true
+        return
+      }
+      this.cancelling = true
+      this.cancelPending = false
+      if (fromHistory) {
+        this.bodyFiber?.unsafeInterruptAsFork(FiberId.none)
+        return
+      }
+      // Stop the body first, so that every step it asked for is journaled before the cancellation.
+      if (this.bodyFiber) yield* Fiber.interrupt(this.bodyFiber)
+      const now = yield* Clock.currentTimeMillis
+      this.submit([this.event("CancelRequested", "workflow", "[]", "", 0, "{}")], { cancelHandled: true }, now)
+    })
+  }
+
+  /** Runs the compensations of completed activities in reverse order, each journaled as a step. */
+  private readonly compensate: Effect.Effect<void> = Effect.suspend((): Effect.Effect<void> => {
+    this.compensating = true
+    const pending = this.compensations.slice().reverse()
+    return Effect.forEach(pending, ({ run, step }) =>
+      Effect.exit(this.runActivity({
+        kind: "compensation",
+        scope: step.scope,
+        id: step.kind + ":" + step.id,
+        codec: compensationCodec,
+        body: run,
+        retry: undefined,
+        transactional: false
+      })), { discard: true }).pipe(
+        Effect.provideService(WorkflowContext, {
+          workflow: this.key.workflow,
+          executionId: this.key.executionId,
+          version: this.params.version,
+          scope: [],
+          makePersistenceId: (localId) => `${this.key.executionId}__${localId}`,
+          runtime: this
+        }),
+        Effect.provide(this.params.context)
+      ) as Effect.Effect<void>
+  })
+
+  // ---------------------------------------------------------------------------------------------
+  // replay
+  // ---------------------------------------------------------------------------------------------
+
+  private event(kind: string, stepKind: string, stepScope: string, stepId: string, attempt: number, body: string) {
+    return { sequence: this.nextSequence++, kind, stepKind, stepScope, stepId, attempt, body }
+  }
+
+  private submit(events: Array<EventRow>, update: RowUpdate | undefined, now: number) {
+    return this.engine.committer.submit({
+      _tag: "Append",
+      key: this.key,
+      fence: { owner: this.engine.owner, epoch: this.epoch },
+      events,
+      update,
+      now
+    }, this)
+  }
+
+  /** Processes recorded events until one needs the body to ask for a step it has not asked for yet. */
+  private advance() {
+    while (this.cursor < this.history.length) {
+      const event = this.history[this.cursor]!
+      switch (event.kind) {
+        case "StepStarted": {
+          const step = this.steps.get(stepKeyOf(event.stepKind, event.stepScope, event.stepId))
+          if (step === undefined) return
+          step.attempt = Math.max(step.attempt, event.attempt)
+          step.retryWakeAt = undefined
+          this.cursor++
+          break
+        }
+        case "StepCompleted": {
+          const step = this.steps.get(stepKeyOf(event.stepKind, event.stepScope, event.stepId))
+          this.cursor++
+          if (step === undefined) {
+            this.control.unsafeOffer({
+              _tag: "Fatal",
+              error: new JournalDecodeError({
+                workflow: this.key.workflow,
+                executionId: this.key.executionId,
+                step: describeEvent(event),
+                reason: "a completion without a start"
+              })
+            })
+            return
+          }
+          this.resolve(step, event.body)
+          break
+        }
+        case "StepRetrying": {
+          const step = this.steps.get(stepKeyOf(event.stepKind, event.stepScope, event.stepId))
+          this.cursor++
+          if (step !== undefined) {
+            const body = safeParse(event.body)
+            step.retryTimes.push(typeof body?.at === "number" ? body.at : 0)
+            step.retryWakeAt = typeof body?.wakeAt === "number" ? body.wakeAt : undefined
+          }
+          break
+        }
+        case "CancelRequested": {
+          this.cursor++
+          Effect.runSync(this.beginCancel(true))
+          break
+        }
+        default:
+          this.cursor++
+      }
+    }
+    if (this.phase === "replay") {
+      this.phase = "live"
+      this.control.unsafeOffer({ _tag: "ReplayDone" })
+    }
+  }
+
+  /** Replay is over: once the body settled, start every step that is still asked for. */
+  private readonly startLive = Effect.gen(this, function*() {
+    yield* this.settle
+    this.liveStarted = true
+    for (const step of this.stepOrder) {
+      if (step.result === undefined && !step.abandoned && !step.gateOpened) this.openGate(step)
+    }
+    if (this.cancelPending) yield* this.beginCancel(false)
+    this.control.unsafeOffer({ _tag: "CheckSuspend" })
+  })
+
+  private resolve(step: Step, json: string) {
+    if (step.result !== undefined) return
+    step.result = json
+    this.progress++
+    this.inFlight.delete(step)
+    if (!step.gateOpened) {
+      step.gateOpened = true
+      Deferred.unsafeDone(step.gate, Exit.succeed<Gate>({ _tag: "Done", json }))
+    }
+    Deferred.unsafeDone(step.done, Exit.succeed(json))
+  }
+
+  private openGate(step: Step) {
+    step.gateOpened = true
+    this.inFlight.add(step)
+    Deferred.unsafeDone(step.gate, Exit.succeed<Gate>({ _tag: "Run" }))
+  }
+
+  private fatal(error: unknown): Effect.Effect<never> {
+    this.control.unsafeOffer({ _tag: "Fatal", error })
+    return Effect.die(error)
+  }
+
+  /**
+   * Registers a step requested by the body. Returns the step and whether this caller owns it (the first
+   * requester runs it; a repeated request of the same id awaits the same outcome, as in 2024).
+   */
+  private request(kind: StepKind, scope: string, id: string): Effect.Effect<{ step: Step; first: boolean }> {
+    return Effect.suspend((): Effect.Effect<{ step: Step; first: boolean }> => {
+      this.progress++
+      const key = stepKeyOf(kind, scope, id)
+      const existing = this.steps.get(key)
+      if (existing !== undefined) return Effect.succeed({ step: existing, first: false })
+      let step: Step
+      if (this.phase === "replay") {
+        const next = this.history[this.cursor]
+        if (next === undefined || next.kind !== "StepStarted" || stepKeyOf(next.stepKind, next.stepScope, next.stepId) !== key) {
+          return this.fatal(
+            new NonDeterminismError({
+              workflow: this.key.workflow,
+              executionId: this.key.executionId,
+              expected: describeEvent(next),
+              actual: describeStep(kind, scope, id)
+            })
+          )
+        }
+        step = this.register(kind, scope, id)
+        step.attempt = next.attempt
+        step.startedBody = next.body
+        this.cursor++
+        this.advance()
+      } else {
+        step = this.register(kind, scope, id)
+        if (this.liveStarted) this.openGate(step)
+      }
+      return Effect.succeed({ step, first: true })
+    })
+  }
+
+  private register(kind: StepKind, scope: string, id: string): Step {
+    const step: Step = {
+      key: stepKeyOf(kind, scope, id),
+      kind,
+      scope,
+      id,
+      attempt: -1,
+      startedBody: undefined,
+      result: undefined,
+      gate: Deferred.unsafeMake(FiberId.none),
+      done: Deferred.unsafeMake(FiberId.none),
+      gateOpened: false,
+      abandoned: false,
+      retryTimes: [],
+      retryWakeAt: undefined,
+      wakeAt: undefined,
+      waitingOn: undefined,
+      signalName: undefined,
+      signalWaiter: undefined
+    }
+    this.steps.set(step.key, step)
+    this.stepOrder.push(step)
+    return step
+  }
+
+  /** Awaits the step's gate; an interrupted requester abandons the step (a race's loser). */
+  private awaitGate(step: Step): Effect.Effect<Gate> {
+    return Effect.onInterrupt(Deferred.await(step.gate), () =>
+      Effect.sync(() => {
+        if (step.result === undefined) {
+          step.abandoned = true
+          this.inFlight.delete(step)
+          this.progress++
+        }
+      }))
+  }
+
+  private decode<A, E>(step: Step, codec: ExitCodec<A, E>, json: string): Effect.Effect<A, E> {
+    const decoded = codec.decode(json)
+    if (Either.isLeft(decoded)) {
+      return this.fatal(
+        new JournalDecodeError({
+          workflow: this.key.workflow,
+          executionId: this.key.executionId,
+          step: describeStep(step.kind, step.scope, step.id),
+          reason: decoded.left
+        })
+      )
+    }
+    return decoded.right
+  }
+
+  /** Writes the step's completion (pipelined: later writes of this execution commit after it). */
+  private recordCompletion(step: Step, attempt: number, json: string, now: number) {
+    this.submit([this.event("StepCompleted", step.kind, step.scope, step.id, attempt, json)], undefined, now)
+    this.resolve(step, json)
+  }
+
+  /** Leaves the step in flight, without a result (its fiber was interrupted). */
+  private abandon(step: Step) {
+    if (step.result === undefined) {
+      step.abandoned = true
+      this.inFlight.delete(step)
+      this.progress++
+    }
+  }
+
+  /** Waits until `wakeAt` as a durable wait: the execution may suspend meanwhile. */
+  private waitUntil(step: Step, wakeAt: number, reason: string): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      const now = yield* Clock.currentTimeMillis
+      if (now >= wakeAt) return
+      step.wakeAt = wakeAt
+      step.waitingOn = reason
+      this.waiting.add(step)
+      this.control.unsafeOffer({ _tag: "CheckSuspend" })
+      yield* Effect.sleep(wakeAt - now).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          this.waiting.delete(step)
+          step.wakeAt = undefined
+          step.waitingOn = undefined
+        }))
+      )
+    })
+  }
+
+  /** Waits for a signal (durable: the execution may suspend meanwhile). */
+  private waitSignal(step: Step, name: string, reason: string): Effect.Effect<string> {
+    const stored = this.signals.get(name)
+    if (stored !== undefined) return Effect.succeed(stored)
+    return Effect.suspend(() => {
+      const waiter = Deferred.unsafeMake<string>(FiberId.none)
+      step.signalName = name
+      step.signalWaiter = waiter
+      step.waitingOn = reason
+      this.waiting.add(step)
+      this.control.unsafeOffer({ _tag: "CheckSuspend" })
+      return Deferred.await(waiter).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          this.waiting.delete(step)
+          step.signalWaiter = undefined
+          step.waitingOn = undefined
+        }))
+      )
+    })
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // steps
+  // ---------------------------------------------------------------------------------------------
+
+  /** Runs an activity (or a compensation) as a journaled step. */
+  runActivity<A, E, R>(options: {
+    readonly kind: "activity" | "compensation"
+    readonly scope: string
+    readonly id: string
+    readonly codec: ExitCodec<A, E>
+    readonly body: Effect.Effect<A, E, R>
+    readonly retry: RetryPolicy | undefined
+    readonly transactional: boolean
+    readonly onSuccess?: ((value: A) => Effect.Effect<void, never, any>) | undefined
+  }): Effect.Effect<A, E, Exclude<R, ActivityContext>> {
+    return Effect.gen(this, function*() {
+      const { first, step } = yield* this.request(options.kind, options.scope, options.id)
+      let json: string
+      if (!first) {
+        json = yield* Deferred.await(step.done)
+      } else {
+        const gate = yield* this.awaitGate(step)
+        json = gate._tag === "Done" ? gate.json : yield* this.runActivityLive(step, options)
+      }
+      const value = yield* this.decode(step, options.codec, json)
+      if (first && options.onSuccess !== undefined && !this.compensating) {
+        const onSuccess = options.onSuccess
+        this.compensations.push({ step, run: onSuccess(value) })
+      }
+      return value
+    }) as any
+  }
+
+  private runActivityLive<A, E, R>(step: Step, options: {
+    readonly codec: ExitCodec<A, E>
+    readonly body: Effect.Effect<A, E, R>
+    readonly retry: RetryPolicy | undefined
+    readonly transactional: boolean
+  }): Effect.Effect<string, never, any> {
+    return Effect.gen(this, function*() {
+      while (true) {
+        if (step.retryWakeAt !== undefined) {
+          yield* this.waitUntil(step, step.retryWakeAt, "retry")
+          step.retryWakeAt = undefined
+        }
+        const attempt = step.attempt + 1
+        step.attempt = attempt
+        const now = yield* Clock.currentTimeMillis
+        // The attempt is recorded before the body runs (sharing a commit with earlier pipelined writes).
+        const started = yield* Deferred.await(
+          this.submit([this.event("StepStarted", step.kind, step.scope, step.id, attempt, "{}")], undefined, now)
+        ).pipe(Effect.orDie)
+        if (started._tag !== "Ok") return yield* Effect.interrupt
+        const activityContext = {
+          persistenceId: idempotencyKey(this.key.workflow, this.key.executionId, safeScope(step.scope), step.id),
+          idempotencyKey: idempotencyKey(this.key.workflow, this.key.executionId, safeScope(step.scope), step.id),
+          currentAttempt: attempt,
+          workflow: this.key.workflow,
+          executionId: this.key.executionId,
+          activityId: step.id
+        }
+        if (options.transactional) {
+          return yield* this.runTransactional(step, attempt, options, activityContext)
+        }
+        this.active++
+        const exit = yield* options.body.pipe(
+          Effect.provideService(ActivityContext, activityContext),
+          Effect.exit,
+          Effect.ensuring(Effect.sync(() => {
+            this.active--
+          }))
+        )
+        if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
+          this.abandon(step)
+          return yield* Effect.interrupt
+        }
+        const decidedAt = yield* Clock.currentTimeMillis
+        if (Exit.isFailure(exit) && options.retry !== undefined) {
+          const delay = yield* this.retryDelay(options.retry, step, exit.cause, decidedAt)
+          if (Option.isSome(delay)) {
+            const failure = options.codec.encode(exit)
+            const wakeAt = decidedAt + delay.value
+            const body = JSON.stringify({
+              at: decidedAt,
+              wakeAt,
+              exit: Either.isRight(failure) && failure.right !== undefined ? JSON.parse(failure.right) : null
+            })
+            this.submit([this.event("StepRetrying", step.kind, step.scope, step.id, attempt, body)], undefined, decidedAt)
+            step.retryTimes.push(decidedAt)
+            step.retryWakeAt = wakeAt
+            continue
+          }
+        }
+        const encoded = options.codec.encode(exit)
+        if (Either.isLeft(encoded)) {
+          return yield* this.fatal(
+            new EncodeError({
+              workflow: this.key.workflow,
+              executionId: this.key.executionId,
+              step: describeStep(step.kind, step.scope, step.id),
+              reason: encoded.left
+            })
+          )
+        }
+        const json = encoded.right ?? interruptJson
+        this.recordCompletion(step, attempt, json, decidedAt)
+        return json
+      }
+    }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
+  }
+
+  /**
+   * Replays the retry schedule over the recorded decisions (same inputs, same times) to restore its
+   * state, then asks it about this failure. Past delays come from the journal; only the new decision is
+   * computed, once, and recorded.
+   */
+  private retryDelay(
+    policy: RetryPolicy,
+    step: Step,
+    cause: Cause.Cause<unknown>,
+    now: number
+  ): Effect.Effect<Option.Option<number>> {
+    return Effect.gen(function*() {
+      const input = Option.getOrElse(Cause.failureOption(cause), () => Option.getOrUndefined(Cause.dieOption(cause)))
+      let state = policy.initial
+      for (const at of step.retryTimes) {
+        const [next] = yield* policy.step(at, input, state)
+        state = next
+      }
+      const [, , decision] = yield* policy.step(now, input, state)
+      if (isDone(decision)) return Option.none()
+      const start = ScheduleIntervals.start(decision.intervals)
+      return Option.some(Math.max(0, start - now))
+    })
+  }
+
+  private runTransactional<A, E, R>(
+    step: Step,
+    attempt: number,
+    options: { readonly codec: ExitCodec<A, E>; readonly body: Effect.Effect<A, E, R> },
+    activityContext: Context.Tag.Service<ActivityContext>
+  ): Effect.Effect<string, never, any> {
+    return Effect.gen(this, function*() {
+      const sql = this.engine.journal.sql
+      const userClient = yield* Effect.serviceOption(SqlClientTag)
+      if (sql === undefined || Option.isNone(userClient) || userClient.value !== sql.client) {
+        return yield* this.fatal(
+          new WorkflowUsageError({
+            message: "A transactional activity needs a SQL journal on the same SqlClient as the activity"
+          })
+        )
+      }
+      this.active++
+      const result = yield* sql.withTransaction(Effect.gen(this, function*() {
+        const exit = yield* Effect.exit(Effect.provideService(options.body, ActivityContext, activityContext))
+        if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
+        const encoded = options.codec.encode(exit)
+        if (Either.isLeft(encoded)) return yield* Effect.fail({ _tag: "Encode" as const, reason: encoded.left })
+        const json = encoded.right ?? interruptJson
+        const now = yield* Clock.currentTimeMillis
+        // Written inside the same transaction as the body's own writes, outside group commit.
+        const [written] = yield* this.engine.journal.commit([{
+          _tag: "Append",
+          key: this.key,
+          fence: { owner: this.engine.owner, epoch: this.epoch },
+          events: [this.event("StepCompleted", step.kind, step.scope, step.id, attempt, json)],
+          update: undefined,
+          now
+        }])
+        if (written?._tag !== "Ok") return yield* Effect.fail({ _tag: "Fenced" as const })
+        return json
+      })).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          this.active--
+        })),
+        Effect.either
+      )
+      if (Either.isLeft(result)) {
+        const error = result.left as any
+        if (error?._tag === "Encode") {
+          return yield* this.fatal(
+            new EncodeError({
+              workflow: this.key.workflow,
+              executionId: this.key.executionId,
+              step: describeStep(step.kind, step.scope, step.id),
+              reason: error.reason
+            })
+          )
+        }
+        return yield* this.fatal(error instanceof JournalError ? error : this.claimLost())
+      }
+      this.resolve(step, result.right)
+      return result.right
+    })
+  }
+
+  /** A durable sleep: the deadline is recorded when the sleep starts. */
+  sleep(scope: string, id: string, millis: number): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      const { first, step } = yield* this.request("timer", scope, id)
+      if (!first) {
+        yield* Deferred.await(step.done)
+        return
+      }
+      const gate = yield* this.awaitGate(step)
+      if (gate._tag === "Done") return
+      yield* Effect.gen(this, function*() {
+        let wakeAt: number
+        if (step.startedBody !== undefined) {
+          wakeAt = safeParse(step.startedBody)?.wakeAt ?? 0
+        } else {
+          const now = yield* Clock.currentTimeMillis
+          wakeAt = now + millis
+          step.startedBody = JSON.stringify({ wakeAt })
+          step.attempt = 0
+          this.submit([this.event("StepStarted", "timer", scope, id, 0, step.startedBody)], undefined, now)
+        }
+        yield* this.waitUntil(step, wakeAt, "timer")
+        this.recordCompletion(step, 0, voidJson, yield* Clock.currentTimeMillis)
+      }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
+    })
+  }
+
+  /** Waits for a signal (a durable deferred) by name. */
+  awaitSignal<A, E>(scope: string, name: string, codec: ExitCodec<A, E>): Effect.Effect<A, E> {
+    return Effect.gen(this, function*() {
+      const { first, step } = yield* this.request("signal", scope, name)
+      let json: string
+      if (!first) {
+        json = yield* Deferred.await(step.done)
+      } else {
+        const gate = yield* this.awaitGate(step)
+        if (gate._tag === "Done") {
+          json = gate.json
+        } else {
+          json = yield* Effect.gen(this, function*() {
+            if (step.startedBody === undefined) {
+              step.startedBody = "{}"
+              step.attempt = 0
+              this.submit([this.event("StepStarted", "signal", scope, name, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
+            }
+            const value = yield* this.waitSignal(step, name, "signal:" + name)
+            this.recordCompletion(step, 0, value, yield* Clock.currentTimeMillis)
+            return value
+          }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
+        }
+      }
+      return yield* this.decode(step, codec, json)
+    })
+  }
+
+  /** Starts a child workflow (once) and waits for its result. */
+  child<A, E>(scope: string, id: string, message: unknown, codec: ExitCodec<A, E>): Effect.Effect<A, E> {
+    return Effect.gen(this, function*() {
+      const { first, step } = yield* this.request("child", scope, id)
+      let json: string
+      if (!first) {
+        json = yield* Deferred.await(step.done)
+      } else {
+        const gate = yield* this.awaitGate(step)
+        if (gate._tag === "Done") {
+          json = gate.json
+        } else {
+          json = yield* Effect.gen(this, function*() {
+            if (step.startedBody === undefined) {
+              step.startedBody = "{}"
+              step.attempt = 0
+              this.submit([this.event("StepStarted", "child", scope, id, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
+            }
+            const signalName = childSignalName(step.key)
+            if (!this.signals.has(signalName)) {
+              this.active++
+              const childId = [this.key.executionId, ...safeScope(scope), id].map(encodeURIComponent).join("/")
+              const started = yield* this.engine.startChild(this.key, signalName, childId, message).pipe(
+                Effect.ensuring(Effect.sync(() => {
+                  this.active--
+                }))
+              )
+              if (started.result !== undefined) this.receiveSignal(signalName, started.result)
+            }
+            const value = yield* this.waitSignal(step, signalName, "child")
+            this.recordCompletion(step, 0, value, yield* Clock.currentTimeMillis)
+            return value
+          }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
+        }
+      }
+      return yield* this.decode(step, codec, json)
+    })
+  }
+
+  /**
+   * A version marker: true for executions that recorded it (or start after it was added), false for
+   * executions whose journal went past this point without it.
+   */
+  patched(scope: string, id: string): Effect.Effect<boolean> {
+    return Effect.gen(this, function*() {
+      const key = stepKeyOf("patch", scope, id)
+      if (this.steps.has(key)) return true
+      if (this.phase === "replay") {
+        const next = this.history[this.cursor]
+        if (next === undefined || next.kind !== "StepStarted" || stepKeyOf(next.stepKind, next.stepScope, next.stepId) !== key) {
+          return false
+        }
+        yield* this.request("patch", scope, id)
+        return true
+      }
+      const step = this.register("patch", scope, id)
+      step.gateOpened = true
+      const now = yield* Clock.currentTimeMillis
+      this.submit([
+        this.event("StepStarted", "patch", scope, id, 0, "{}"),
+        this.event("StepCompleted", "patch", scope, id, 0, voidJson)
+      ], undefined, now)
+      this.resolve(step, voidJson)
+      return true
+    })
+  }
+
+  /** Suspends the execution until it is resumed (2024 `Workflow.yieldExecution`). */
+  readonly yieldExecution: Effect.Effect<never> = Effect.suspend(() => {
+    this.control.unsafeOffer({ _tag: "Yield" })
+    return Effect.never
+  })
+}
+
+/** `@effect/sql`'s SqlClient tag, by key, so this module does not import the package. */
+const SqlClientTag = Context.GenericTag<unknown>("@effect/sql/SqlClient")
+
+const compensationCodec = {
+  encode: (exit: Exit.Exit<void, never>) =>
+    Exit.isSuccess(exit)
+      ? Either.right(voidJson)
+      : Either.right(Option.match(Cause.dieOption(exit.cause), { onNone: () => undefined, onSome: dieJson })),
+  decode: (json: string) => {
+    const parsed = safeParse(json)
+    return Either.right(parsed?._tag === "Die" ? Exit.die(parsed.defect) : Exit.void)
+  },
+  encodeSuccess: () => Either.right(voidJson)
+} as unknown as ExitCodec<void, never>
+
+const isDone = (decision: ScheduleDecision.ScheduleDecision): decision is ScheduleDecision.Done =>
+  decision._tag === "Done"
+
+/** @internal */
+export const childSignalName = (stepKey: string) => "~child/" + stepKey
+
+const safeParse = (json: string): any => {
+  try {
+    return JSON.parse(json)
+  } catch {
+    return undefined
+  }
+}
+
+const safeScope = (scope: string): ReadonlyArray<string> => {
+  const parsed = safeParse(scope)
+  return Array.isArray(parsed) ? parsed.map(String) : []
+}
+
+/** @internal */
+export const retryPolicy = (
+  options: Schedule.Schedule<any, any, never> | { readonly times: number; readonly backoff?: Duration.DurationInput }
+): RetryPolicy =>
+  Schedule.isSchedule(options)
+    ? options as RetryPolicy
+    : (options.backoff === undefined
+      ? Schedule.recurs(options.times)
+      : Schedule.intersect(Schedule.exponential(options.backoff), Schedule.recurs(options.times))) as RetryPolicy
+
