@@ -1,7 +1,8 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts"],
+  // The root entry stays browser-safe; Node-only drivers are subpath exports (package.json "exports").
+  entry: { index: "src/index.ts", "node/Sqlite": "src/node/Sqlite.ts" },
   format: ["esm", "cjs"],
   dts: true,
   sourcemap: true,

@@ -342,3 +342,32 @@ export class DurableExecutionJournal extends Context.Tag("@effect-cluster/cluste
   DurableExecutionJournal,
   Journal
 >() {}
+
+// ---------------------------------------------------------------------------------------------------------
+// The 2024 SQL entry point (implemented in DurableExecutionJournalSql).
+// ---------------------------------------------------------------------------------------------------------
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type * as Layer from "effect/Layer"
+import * as DurableExecutionJournalSql from "./DurableExecutionJournalSql.js"
+
+/**
+ * The 2024 SQL journal on the `SqlClient` in context (SQLite or PostgreSQL). `table` is the prefix of the
+ * journal's tables (`<table>_executions`, `<table>_events`, `<table>_signals`, `<table>_migrations`), which
+ * are created or upgraded at start-up. `DurableExecutionJournalSql.make` takes the richer options.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: { readonly table: string }): Effect.Effect<Journal, JournalError, SqlClient.SqlClient> =>
+  DurableExecutionJournalSql.make({ prefix: options.table })
+
+/**
+ * The 2024 SQL journal layer: needs only a `SqlClient`. See `make`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: { readonly table: string }
+): Layer.Layer<DurableExecutionJournal, JournalError, SqlClient.SqlClient> =>
+  DurableExecutionJournalSql.layer({ prefix: options.table })

@@ -1,0 +1,1100 @@
+/**
+ * The SQL journal: a `DurableExecutionJournal` on `@effect/sql`'s `SqlClient`, with one set of statements
+ * for SQLite (`@effect/sql-libsql`) and PostgreSQL (`@effect/sql-pg`).
+ *
+ * It behaves exactly like `DurableExecutionJournalInMemory`, operation by operation (the journal contract
+ * tests run the same suite against both). docs/sql-schema.md describes the tables, the indexes, the
+ * statements of each operation and why fencing holds under PostgreSQL's READ COMMITTED.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import type {
+  ClaimResult,
+  EventRow,
+  ExecutionKey,
+  ExecutionRow,
+  ExecutionStatus,
+  Journal,
+  JournalWrite,
+  ListOptions,
+  SignalRow,
+  WriteResult
+} from "./DurableExecutionJournal.js"
+import { DurableExecutionJournal, formatVersion, isTerminal, JournalError } from "./DurableExecutionJournal.js"
+
+// NOTE: DurableExecutionJournal.ts imports this module (for its 2024 `make` / `layer`), so nothing here may
+// use an import from it at module evaluation time: only inside functions.
+
+/**
+ * Options of the SQL journal.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SqlJournalOptions {
+  /**
+   * Prefix of the table and index names (`<prefix>_executions`, `<prefix>_events`, `<prefix>_signals`,
+   * `<prefix>_migrations`). Letters, digits and `_`, starting with a letter or `_`, at most 40 characters.
+   * Two prefixes in one database are two independent journals. Default: `"effect_workflow"`.
+   */
+  readonly prefix?: string | undefined
+  /** Create and upgrade the tables at start-up (versioned migrations). Default: `true`. */
+  readonly migrate?: boolean | undefined
+  /**
+   * How often an operation refused with `SQLITE_BUSY` / `SQLITE_LOCKED` (or a PostgreSQL deadlock or
+   * serialization failure, which roll the whole transaction back) is retried, with jittered exponential
+   * backoff from 5 ms capped at 250 ms, on the live clock. Then it fails with a retryable `JournalError`.
+   * Default: 10 (about 1.5 s in all).
+   */
+  readonly busyRetries?: number | undefined
+  /**
+   * SQLite only: switch the database file to WAL mode at start-up (a persistent property of the file).
+   * Default: `true`. See docs/sql-schema.md for the durability trade-off of the settings.
+   */
+  readonly sqliteWal?: boolean | undefined
+}
+
+/**
+ * The default table prefix.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultPrefix = "effect_workflow"
+
+/**
+ * The schema version the migrations of this release create.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const schemaVersion = 1
+
+/**
+ * The table names of a prefix.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TableNames {
+  readonly executions: string
+  readonly events: string
+  readonly signals: string
+  readonly migrations: string
+}
+
+const prefixPattern = /^[A-Za-z_][A-Za-z0-9_]{0,39}$/
+
+/**
+ * The table names of a prefix; fails with a (non-retryable) `JournalError` if the prefix is not a plain
+ * identifier of at most 40 characters.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const tableNames = (prefix: string = defaultPrefix): Effect.Effect<TableNames, JournalError> =>
+  prefixPattern.test(prefix)
+    ? Effect.succeed({
+      executions: `${prefix}_executions`,
+      events: `${prefix}_events`,
+      signals: `${prefix}_signals`,
+      migrations: `${prefix}_migrations`
+    })
+    : Effect.fail(
+      new JournalError({
+        operation: "make",
+        message: `Invalid journal table prefix ${
+          JSON.stringify(prefix)
+        }: use letters, digits and "_", starting with a letter or "_", at most 40 characters`,
+        retryable: false
+      })
+    )
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------------------
+
+const errorCodes = (cause: unknown): Array<string> => {
+  const codes: Array<string> = []
+  const visit = (u: unknown, depth: number) => {
+    if (depth > 4 || !Predicate.isObject(u)) return
+    const code = (u as { code?: unknown }).code
+    if (typeof code === "string") codes.push(code)
+    const errors = (u as { errors?: unknown }).errors
+    if (Array.isArray(errors)) for (const e of errors) visit(e, depth + 1)
+    visit((u as { cause?: unknown }).cause, depth + 1)
+  }
+  visit(cause, 0)
+  return codes
+}
+
+const errorMessage = (cause: unknown): string => {
+  if (Predicate.isObject(cause)) {
+    const message = (cause as { message?: unknown }).message
+    const inner = (cause as { cause?: unknown }).cause
+    const own = typeof message === "string" ? message : ""
+    const nested = inner !== undefined && inner !== cause ? errorMessage(inner) : ""
+    return nested !== "" && nested !== own ? (own !== "" ? `${own}: ${nested}` : nested) : own
+  }
+  return String(cause)
+}
+
+/** SQLite busy/locked, PostgreSQL deadlock / serialization failure: the transaction was rolled back. */
+const isBusy = (codes: ReadonlyArray<string>): boolean =>
+  codes.some((code) =>
+    code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED") || code === "40001" || code === "40P01" ||
+    code === "55P03"
+  )
+
+const connectionErrorCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+  "53300", // too_many_connections
+  "53400" // configuration_limit_exceeded
+])
+
+const connectionMessages = [
+  "Connection terminated",
+  "connection timeout",
+  "timeout exceeded when trying to connect",
+  "Client has encountered a connection error",
+  "Connection timed out",
+  "Failed to acquire connection"
+]
+
+/** Whether an error of the database is transient: busy, deadlock, or the connection (a retry may help). */
+const isRetryable = (cause: unknown): boolean => {
+  const codes = errorCodes(cause)
+  if (isBusy(codes)) return true
+  if (codes.some((code) => connectionErrorCodes.has(code) || code.startsWith("08"))) return true
+  const message = errorMessage(cause)
+  return connectionMessages.some((m) => message.includes(m))
+}
+
+/** A failure of the user's effect inside `sql.withTransaction`, kept apart from the journal's own errors. */
+class UserFailure<E> {
+  constructor(readonly error: E) {}
+}
+
+/** COMMIT failed (`@effect/sql` turns that into a defect): the outcome is unknown to the caller. */
+class CommitFailure {
+  constructor(readonly cause: unknown) {}
+}
+
+const isSqlError = (u: unknown): u is SqlError => Predicate.isTagged(u, "SqlError")
+
+const toJournalError = (operation: string, error: SqlError | CommitFailure): JournalError =>
+  error instanceof CommitFailure
+    ? new JournalError({
+      operation,
+      message: `The transaction's COMMIT failed, its outcome is unknown (read to resolve it): ${
+        errorMessage(error.cause)
+      }`,
+      retryable: isRetryable(error.cause)
+    })
+    : new JournalError({
+      operation,
+      message: errorMessage(error) || "SQL error",
+      retryable: isRetryable(error)
+    })
+
+// ---------------------------------------------------------------------------------------------------------
+// Rows
+// ---------------------------------------------------------------------------------------------------------
+
+/** pg returns BIGINT as a string, libsql may return bigint (intMode), SQLite INTEGER as number. */
+const num = (u: unknown): number => typeof u === "number" ? u : typeof u === "bigint" ? Number(u) : Number(u)
+const numOrNull = (u: unknown): number | null => u === null || u === undefined ? null : num(u)
+const str = (u: unknown): string =>
+  typeof u === "string" ? u : u === null || u === undefined ? "" : u instanceof ArrayBuffer ?
+  new TextDecoder().decode(u) : String(u)
+const strOrNull = (u: unknown): string | null => u === null || u === undefined ? null : str(u)
+const bool = (u: unknown): boolean => u === true || (u !== false && u !== null && u !== undefined && num(u) !== 0)
+
+const executionColumns = "workflow, execution_id, payload, payload_hash, version, parent, status, suspended_on, " +
+  "wake_at, result, claim_owner, claim_epoch, claim_until, cancel_requested, inbox_version, created_at, " +
+  "updated_at, completed_at, format_version"
+
+const executionColumnsOf = (alias: string) =>
+  executionColumns.split(", ").map((column) => `${alias}.${column}`).join(", ")
+
+const decodeExecution = (r: Record<string, unknown>): ExecutionRow => ({
+  workflow: str(r.workflow),
+  executionId: str(r.execution_id),
+  payload: str(r.payload),
+  payloadHash: str(r.payload_hash),
+  version: str(r.version),
+  parent: strOrNull(r.parent),
+  // Opaque at this layer: the engine validates the status it reads.
+  status: str(r.status) as ExecutionStatus,
+  suspendedOn: strOrNull(r.suspended_on),
+  wakeAt: numOrNull(r.wake_at),
+  result: strOrNull(r.result),
+  claimOwner: strOrNull(r.claim_owner),
+  claimEpoch: num(r.claim_epoch),
+  claimUntil: numOrNull(r.claim_until),
+  cancelRequested: bool(r.cancel_requested),
+  inboxVersion: num(r.inbox_version),
+  createdAt: num(r.created_at),
+  updatedAt: num(r.updated_at),
+  completedAt: numOrNull(r.completed_at),
+  formatVersion: num(r.format_version)
+})
+
+const decodeEvent = (r: Record<string, unknown>): EventRow => ({
+  sequence: num(r.sequence),
+  kind: str(r.kind),
+  stepKind: str(r.step_kind),
+  stepScope: str(r.step_scope),
+  stepId: str(r.step_id),
+  attempt: num(r.attempt),
+  body: str(r.body)
+})
+
+const decodeSignal = (r: Record<string, unknown>): SignalRow => ({
+  name: str(r.name),
+  value: str(r.value),
+  createdAt: num(r.created_at)
+})
+
+const keyId = (workflow: string, executionId: string): string => JSON.stringify([workflow, executionId])
+const rowKeyId = (r: Record<string, unknown>): string => keyId(str(r.workflow), str(r.execution_id))
+
+const compareKeys = (a: ExecutionKey, b: ExecutionKey): number =>
+  a.workflow < b.workflow ? -1 : a.workflow > b.workflow ? 1 : a.executionId < b.executionId ? -1 : a.executionId >
+      b.executionId ? 1 : 0
+
+const terminalStatuses = "('completed', 'failed', 'cancelled')"
+
+// ---------------------------------------------------------------------------------------------------------
+// Record sources: a whole batch as ONE JSON parameter, expanded to rows by the database.
+// ---------------------------------------------------------------------------------------------------------
+
+type ColumnType = "text" | "bigint"
+
+interface RecordSource<K extends string> {
+  readonly columns: ReadonlyArray<readonly [K, ColumnType]>
+  readonly pg: string
+  readonly sqlite: string
+}
+
+const recordSource = <K extends string>(columns: ReadonlyArray<readonly [K, ColumnType]>): RecordSource<K> => ({
+  columns,
+  pg: columns.map(([name, type]) => `${name} ${type}`).join(", "),
+  sqlite: columns.map(([name]) => `json_extract(value, '$.${name}') AS ${name}`).join(", ")
+})
+
+const startSource = recordSource([
+  ["w", "text"],
+  ["e", "text"],
+  ["payload", "text"],
+  ["hash", "text"],
+  ["version", "text"],
+  ["parent", "text"],
+  ["owner", "text"],
+  ["until_", "bigint"],
+  ["now_", "bigint"]
+])
+
+const appendSource = recordSource([
+  ["w", "text"],
+  ["e", "text"],
+  ["owner", "text"],
+  ["epoch", "bigint"],
+  ["first_seq", "bigint"],
+  ["next_seq", "bigint"],
+  ["status", "text"],
+  ["result", "text"],
+  ["completed_at", "bigint"],
+  ["cancel_handled", "bigint"],
+  ["terminal", "bigint"],
+  ["touched", "bigint"],
+  ["now_", "bigint"]
+])
+
+const eventSource = recordSource([
+  ["w", "text"],
+  ["e", "text"],
+  ["seq", "bigint"],
+  ["kind", "text"],
+  ["sk", "text"],
+  ["ss", "text"],
+  ["si", "text"],
+  ["attempt", "bigint"],
+  ["body", "text"]
+])
+
+const suspendSource = recordSource([
+  ["w", "text"],
+  ["e", "text"],
+  ["owner", "text"],
+  ["epoch", "bigint"],
+  ["inbox", "bigint"],
+  ["susp", "text"],
+  ["wake", "bigint"],
+  ["now_", "bigint"]
+])
+
+const keySource = recordSource([["w", "text"], ["e", "text"]])
+
+const renewSource = recordSource([["w", "text"], ["e", "text"], ["epoch", "bigint"]])
+
+// ---------------------------------------------------------------------------------------------------------
+// Migrations
+// ---------------------------------------------------------------------------------------------------------
+
+interface Migration {
+  readonly version: number
+  readonly name: string
+  readonly run: (sql: SqlClient.SqlClient, tables: TableNames) => Effect.Effect<void, SqlError>
+}
+
+const migrations: ReadonlyArray<Migration> = [
+  {
+    version: 1,
+    name: "create_tables",
+    run: (sql, t) =>
+      Effect.gen(function*() {
+        // Keys compare byte-wise on both databases (SQLite's BINARY; PostgreSQL's "C"), so ordering and
+        // keyset paging agree with the in-memory journal whatever the database's default collation is.
+        const key = sql.onDialectOrElse({ pg: () => ` COLLATE "C"`, orElse: () => "" })
+        const fillfactor = sql.onDialectOrElse({ pg: () => " WITH (fillfactor = 85)", orElse: () => "" })
+        yield* sql.unsafe(`CREATE TABLE ${q(sql, t.executions)} (
+  workflow TEXT${key} NOT NULL,
+  execution_id TEXT${key} NOT NULL,
+  payload TEXT NOT NULL,
+  payload_hash TEXT NOT NULL,
+  version TEXT NOT NULL,
+  parent TEXT,
+  status TEXT NOT NULL,
+  suspended_on TEXT,
+  wake_at BIGINT,
+  result TEXT,
+  claim_owner TEXT,
+  claim_epoch BIGINT NOT NULL,
+  claim_until BIGINT,
+  cancel_requested SMALLINT NOT NULL DEFAULT 0,
+  inbox_version BIGINT NOT NULL DEFAULT 0,
+  next_sequence BIGINT NOT NULL DEFAULT 0,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  completed_at BIGINT,
+  format_version INTEGER NOT NULL,
+  PRIMARY KEY (workflow, execution_id)
+)${fillfactor}`)
+        yield* sql.unsafe(`CREATE TABLE ${q(sql, t.events)} (
+  workflow TEXT${key} NOT NULL,
+  execution_id TEXT${key} NOT NULL,
+  sequence BIGINT NOT NULL,
+  kind TEXT NOT NULL,
+  step_kind TEXT NOT NULL,
+  step_scope TEXT NOT NULL,
+  step_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  format_version INTEGER NOT NULL,
+  PRIMARY KEY (workflow, execution_id, sequence)
+)`)
+        yield* sql.unsafe(`CREATE TABLE ${q(sql, t.signals)} (
+  workflow TEXT${key} NOT NULL,
+  execution_id TEXT${key} NOT NULL,
+  name TEXT${key} NOT NULL,
+  value TEXT NOT NULL,
+  inbox_version BIGINT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (workflow, execution_id, name)
+)`)
+        // Due timers, in deadline order (nextWakeAt, dueTimers).
+        yield* sql.unsafe(
+          `CREATE INDEX ${q(sql, `${t.executions}_timers`)} ON ${q(sql, t.executions)} ` +
+            `(wake_at, workflow, execution_id) WHERE status = 'suspended' AND wake_at IS NOT NULL`
+        )
+        // Unfinished executions that may need an engine (resumable), oldest first.
+        yield* sql.unsafe(
+          `CREATE INDEX ${q(sql, `${t.executions}_running`)} ON ${q(sql, t.executions)} ` +
+            `(created_at, workflow, execution_id) WHERE status = 'running'`
+        )
+        // Status listing, paged by (workflow, execution_id).
+        yield* sql.unsafe(
+          `CREATE INDEX ${q(sql, `${t.executions}_status`)} ON ${q(sql, t.executions)} ` +
+            `(status, workflow, execution_id)`
+        )
+        // Retention.
+        yield* sql.unsafe(
+          `CREATE INDEX ${q(sql, `${t.executions}_completed`)} ON ${q(sql, t.executions)} ` +
+            `(completed_at) WHERE completed_at IS NOT NULL`
+        )
+      })
+  }
+]
+
+/** Quotes an identifier for the client's dialect. */
+const q = (sql: SqlClient.SqlClient, name: string): string =>
+  sql.onDialectOrElse({
+    mysql: () => "`" + name.replace(/`/g, "``") + "`",
+    orElse: () => `"${name.replace(/"/g, `""`)}"`
+  })
+
+/**
+ * Creates or upgrades the journal's tables for a prefix (idempotent; concurrent callers are serialised by
+ * a transaction, on PostgreSQL with an advisory lock).
+ *
+ * @since 0.1.0
+ * @category migrations
+ */
+export const migrate = (
+  options?: { readonly prefix?: string | undefined }
+): Effect.Effect<ReadonlyArray<number>, JournalError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const tables = yield* tableNames(options?.prefix ?? defaultPrefix)
+    const migrationsTable = q(sql, tables.migrations)
+    const run = Effect.gen(function*() {
+      yield* sql.onDialectOrElse({
+        pg: () => sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-cluster-workflow:${tables.migrations}`}))`,
+        orElse: () => Effect.void
+      })
+      yield* sql.unsafe(
+        `CREATE TABLE IF NOT EXISTS ${migrationsTable} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, ` +
+          `applied_at BIGINT NOT NULL)`
+      )
+      const rows = yield* sql.unsafe<{ version: unknown }>(`SELECT version FROM ${migrationsTable}`)
+      const applied = new Set(rows.map((r) => num(r.version)))
+      const done: Array<number> = []
+      for (const migration of migrations) {
+        if (applied.has(migration.version)) continue
+        yield* migration.run(sql, tables)
+        yield* sql`INSERT INTO ${sql(tables.migrations)} (version, name, applied_at) VALUES (${migration.version}, ${migration.name}, ${Date.now()})`
+        done.push(migration.version)
+      }
+      return done
+    })
+    return yield* withRetries(10, "migrate", sql.withTransaction(run))
+  })
+
+// ---------------------------------------------------------------------------------------------------------
+// Retry on the live clock
+// ---------------------------------------------------------------------------------------------------------
+
+const liveClock = Clock.make()
+
+/** Jittered exponential backoff: 5 ms, 10 ms, 20 ms ... capped at 250 ms. */
+const backoff = (attempt: number): Duration.Duration =>
+  Duration.millis(Math.min(250, 5 * 2 ** attempt) * (0.5 + Math.random()))
+
+/**
+ * Retries `effect` while `retryable` says so, sleeping between attempts on the live clock (only the sleep:
+ * the effect itself keeps the fiber's clock, so tests on TestClock neither hang nor see real time).
+ */
+const retryLive = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  retries: number,
+  retryable: (error: E) => boolean
+): Effect.Effect<A, E, R> => {
+  const loop = (attempt: number): Effect.Effect<A, E, R> =>
+    Effect.catchIf(
+      effect,
+      (error) => attempt < retries && retryable(error),
+      () => Effect.zipRight(Effect.withClock(Effect.sleep(backoff(attempt)), liveClock), loop(attempt + 1))
+    )
+  return loop(0)
+}
+
+/** A failed COMMIT is a defect in `@effect/sql`: turn it back into a typed (unknown-outcome) failure. */
+const catchCommitDefect = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | CommitFailure, R> =>
+  Effect.catchAllDefect(effect, (defect) =>
+    isSqlError(defect) ? Effect.fail(new CommitFailure(defect.cause ?? defect)) : Effect.die(defect))
+
+const isBusyError = (error: unknown): boolean => isSqlError(error) && isBusy(errorCodes(error))
+
+/**
+ * Runs a journal operation: busy / deadlocked transactions (rolled back as a whole) are retried with
+ * backoff, then every SQL failure becomes a `JournalError`.
+ */
+const withRetries = <A, R>(
+  retries: number,
+  operation: string,
+  effect: Effect.Effect<A, SqlError | JournalError, R>
+): Effect.Effect<A, JournalError, R> =>
+  Effect.mapError(
+    retryLive(catchCommitDefect(effect), retries, isBusyError),
+    (error) => error instanceof JournalError ? error : toJournalError(operation, error)
+  )
+
+// ---------------------------------------------------------------------------------------------------------
+// The journal
+// ---------------------------------------------------------------------------------------------------------
+
+type Row = Record<string, unknown>
+
+/**
+ * Builds a SQL journal on the `SqlClient` in context (SQLite or PostgreSQL), creating or upgrading its
+ * tables first unless `migrate: false`.
+ *
+ * On SQLite every operation runs in its own (short) transaction: `@effect/sql-libsql` serialises a
+ * process's transactions, so no statement of the journal can interleave with another fiber's commit. Use
+ * `@effect-cluster/cluster-workflow/sqlite` for a client that keeps one connection with WAL,
+ * `synchronous=NORMAL` and a busy timeout (the stock `LibsqlClient` opens a new connection per
+ * transaction and never closes the old one).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options?: SqlJournalOptions
+): Effect.Effect<Journal, JournalError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const client = yield* SqlClient.SqlClient
+    const sql = client.withoutTransforms()
+    const prefix = options?.prefix ?? defaultPrefix
+    const t = yield* tableNames(prefix)
+    const retries = options?.busyRetries ?? 10
+    const dialect = sql.onDialectOrElse({
+      pg: () => "pg" as const,
+      sqlite: () => "sqlite" as const,
+      orElse: () => "other" as const
+    })
+    if (dialect === "other") {
+      return yield* new JournalError({
+        operation: "make",
+        message: "The SQL journal supports SQLite (@effect/sql-libsql) and PostgreSQL (@effect/sql-pg)",
+        retryable: false
+      })
+    }
+    if (dialect === "sqlite" && options?.sqliteWal !== false) {
+      yield* withRetries(retries, "make", sql`PRAGMA journal_mode = WAL`)
+    }
+    if (options?.migrate !== false) yield* migrate({ prefix })
+
+    const E = sql(t.executions)
+    const V = sql(t.events)
+    const S = sql(t.signals)
+    const cols = sql.literal(executionColumns)
+    const xcols = sql.literal(executionColumnsOf("x"))
+    const terminal = sql.literal(terminalStatuses)
+    const forUpdate = sql.literal(dialect === "pg" ? " FOR UPDATE" : "")
+
+    /** One transaction, retried as a whole while the database is busy. */
+    const transaction = <A>(operation: string, effect: Effect.Effect<A, SqlError>) =>
+      withRetries(retries, operation, sql.withTransaction(effect))
+    /** One operation: a transaction on SQLite (see above), autocommit statements on PostgreSQL. */
+    const operation = <A>(name: string, effect: Effect.Effect<A, SqlError>) =>
+      dialect === "sqlite" ? transaction(name, effect) : withRetries(retries, name, effect)
+
+    /** A batch of records as a derived table `v`, from ONE JSON parameter. */
+    const source = <K extends string>(
+      src: RecordSource<K>,
+      rows: ReadonlyArray<Record<K, string | number | null>>
+    ): Statement.Fragment =>
+      dialect === "pg"
+        ? sql`(SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(${sql.literal(src.pg)})) AS v`
+        : sql`(SELECT ${sql.literal(src.sqlite)} FROM json_each(${JSON.stringify(rows)})) AS v`
+
+    const limitOf = (limit: number) => sql.literal(String(Math.max(0, Math.floor(limit))))
+    const inWorkflows = (workflows: ReadonlyArray<string>) => sql`workflow IN ${sql.in(workflows)}`
+
+    const selectRows = (keys: ReadonlyArray<ExecutionKey>) =>
+      Effect.map(
+        sql<Row>`SELECT ${xcols} FROM ${E} AS x JOIN ${
+          source(keySource, keys.map((k) => ({ w: k.workflow, e: k.executionId })))
+        } ON x.workflow = v.w AND x.execution_id = v.e`,
+        (rows) => new Map(rows.map((r) => [rowKeyId(r), decodeExecution(r)]))
+      )
+
+    const selectRow = (key: ExecutionKey) =>
+      Effect.map(
+        sql<Row>`SELECT ${cols} FROM ${E} WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}`,
+        (rows) => rows.length === 0 ? undefined : decodeExecution(rows[0]!)
+      )
+
+    // --- commit -----------------------------------------------------------------------------------------
+
+    type Start = Extract<JournalWrite, { _tag: "Start" }>
+    type Append = Extract<JournalWrite, { _tag: "Append" }>
+    type Suspend = Extract<JournalWrite, { _tag: "Suspend" }>
+    type Indexed<W> = { readonly index: number; readonly write: W }
+
+    const byKey = <W extends JournalWrite>(a: Indexed<W>, b: Indexed<W>) => compareKeys(a.write.key, b.write.key)
+
+    const applyStarts = (starts: Array<Indexed<Start>>, results: Array<WriteResult | undefined>) =>
+      Effect.gen(function*() {
+        starts.sort(byKey)
+        const created = yield* sql<Row>`INSERT INTO ${E} (workflow, execution_id, payload, payload_hash, version,
+  parent, status, claim_owner, claim_epoch, claim_until, cancel_requested, inbox_version, next_sequence, created_at,
+  updated_at, format_version)
+SELECT v.w, v.e, v.payload, v.hash, v.version, v.parent, 'running', v.owner, 1, v.until_, 0, 0, 0, v.now_, v.now_,
+  ${formatVersion}
+FROM ${
+          source(
+            startSource,
+            starts.map(({ write }) => ({
+              w: write.key.workflow,
+              e: write.key.executionId,
+              payload: write.payload,
+              hash: write.payloadHash,
+              version: write.version,
+              parent: write.parent,
+              owner: write.owner,
+              until_: write.claimUntil,
+              now_: write.now
+            }))
+          )
+        } WHERE true
+ON CONFLICT DO NOTHING
+RETURNING workflow, execution_id`
+        const createdIds = new Set(created.map(rowKeyId))
+        const existing: Array<Indexed<Start>> = []
+        for (const start of starts) {
+          if (createdIds.has(keyId(start.write.key.workflow, start.write.key.executionId))) {
+            results[start.index] = { _tag: "Created", epoch: 1 }
+          } else {
+            existing.push(start)
+          }
+        }
+        if (existing.length === 0) return
+        const rows = yield* selectRows(existing.map((s) => s.write.key))
+        for (const start of existing) {
+          const row = rows.get(keyId(start.write.key.workflow, start.write.key.executionId))
+          if (row === undefined) {
+            // Conflicted with a row that a concurrent retention run deleted: let the caller retry.
+            return yield* Effect.fail(
+              new JournalError({
+                operation: "commit",
+                message: "A started execution disappeared concurrently; retry the commit",
+                retryable: true
+              })
+            )
+          }
+          results[start.index] = { _tag: "Exists", row }
+        }
+      })
+
+    const applyAppends = (appends: Array<Indexed<Append>>, results: Array<WriteResult | undefined>) =>
+      Effect.gen(function*() {
+        const candidates: Array<Indexed<Append>> = []
+        for (const append of appends) {
+          const events = append.write.events
+          let increasing = true
+          for (let i = 1; i < events.length; i++) {
+            if (events[i]!.sequence <= events[i - 1]!.sequence) increasing = false
+          }
+          // Like the in-memory journal: sequences only grow (the (execution, sequence) primary key).
+          if (increasing) candidates.push(append)
+          else results[append.index] = { _tag: "Fenced" }
+        }
+        if (candidates.length === 0) return
+        candidates.sort(byKey)
+        const updated = yield* sql<Row>`UPDATE ${E} AS x SET
+  status = COALESCE(v.status, x.status),
+  result = COALESCE(v.result, x.result),
+  completed_at = COALESCE(v.completed_at, x.completed_at),
+  cancel_requested = CASE WHEN v.cancel_handled = 1 THEN 0 ELSE x.cancel_requested END,
+  claim_owner = CASE WHEN v.terminal = 1 THEN NULL ELSE x.claim_owner END,
+  claim_until = CASE WHEN v.terminal = 1 THEN NULL ELSE x.claim_until END,
+  suspended_on = CASE WHEN v.terminal = 1 THEN NULL ELSE x.suspended_on END,
+  wake_at = CASE WHEN v.terminal = 1 THEN NULL ELSE x.wake_at END,
+  updated_at = CASE WHEN v.touched = 1 THEN v.now_ ELSE x.updated_at END,
+  next_sequence = COALESCE(v.next_seq, x.next_sequence)
+FROM ${
+          source(
+            appendSource,
+            candidates.map(({ write }) => {
+              const events = write.events
+              const update = write.update
+              return {
+                w: write.key.workflow,
+                e: write.key.executionId,
+                owner: write.fence.owner,
+                epoch: write.fence.epoch,
+                first_seq: events.length === 0 ? null : events[0]!.sequence,
+                next_seq: events.length === 0 ? null : events[events.length - 1]!.sequence + 1,
+                status: update?.status ?? null,
+                result: update?.result ?? null,
+                completed_at: update?.completedAt ?? null,
+                cancel_handled: update?.cancelHandled ? 1 : 0,
+                terminal: update?.status !== undefined && isTerminal(update.status) ? 1 : 0,
+                touched: update === undefined ? 0 : 1,
+                now_: write.now
+              }
+            })
+          )
+        }
+WHERE x.workflow = v.w AND x.execution_id = v.e AND x.claim_owner = v.owner AND x.claim_epoch = v.epoch
+  AND x.status NOT IN ${terminal} AND (v.first_seq IS NULL OR x.next_sequence <= v.first_seq)
+RETURNING workflow, execution_id`
+        const okIds = new Set(updated.map(rowKeyId))
+        const events: Array<Record<(typeof eventSource.columns)[number][0], string | number>> = []
+        for (const { index, write } of candidates) {
+          if (!okIds.has(keyId(write.key.workflow, write.key.executionId))) {
+            results[index] = { _tag: "Fenced" }
+            continue
+          }
+          results[index] = { _tag: "Ok" }
+          for (const event of write.events) {
+            events.push({
+              w: write.key.workflow,
+              e: write.key.executionId,
+              seq: event.sequence,
+              kind: event.kind,
+              sk: event.stepKind,
+              ss: event.stepScope,
+              si: event.stepId,
+              attempt: event.attempt,
+              body: event.body
+            })
+          }
+        }
+        if (events.length === 0) return
+        yield* sql`INSERT INTO ${V} (workflow, execution_id, sequence, kind, step_kind, step_scope, step_id, attempt,
+  body, format_version)
+SELECT v.w, v.e, v.seq, v.kind, v.sk, v.ss, v.si, v.attempt, v.body, ${formatVersion} FROM ${
+          source(eventSource, events)
+        }`
+      })
+
+    const applySuspends = (suspends: Array<Indexed<Suspend>>, results: Array<WriteResult | undefined>) =>
+      Effect.gen(function*() {
+        suspends.sort(byKey)
+        const updated = yield* sql<Row>`UPDATE ${E} AS x SET status = 'suspended', suspended_on = v.susp,
+  wake_at = v.wake, claim_owner = NULL, claim_until = NULL, updated_at = v.now_
+FROM ${
+          source(
+            suspendSource,
+            suspends.map(({ write }) => ({
+              w: write.key.workflow,
+              e: write.key.executionId,
+              owner: write.fence.owner,
+              epoch: write.fence.epoch,
+              inbox: write.inboxVersion,
+              susp: write.suspendedOn,
+              wake: write.wakeAt,
+              now_: write.now
+            }))
+          )
+        }
+WHERE x.workflow = v.w AND x.execution_id = v.e AND x.claim_owner = v.owner AND x.claim_epoch = v.epoch
+  AND x.status NOT IN ${terminal} AND x.inbox_version = v.inbox
+RETURNING workflow, execution_id`
+        const okIds = new Set(updated.map(rowKeyId))
+        const refused: Array<Indexed<Suspend>> = []
+        for (const suspend of suspends) {
+          if (okIds.has(keyId(suspend.write.key.workflow, suspend.write.key.executionId))) {
+            results[suspend.index] = { _tag: "Ok" }
+          } else {
+            refused.push(suspend)
+          }
+        }
+        if (refused.length === 0) return
+        // Tell a lost claim from a changed inbox. The epoch only grows, so a claim seen lost stays lost.
+        const rows = yield* selectRows(refused.map((s) => s.write.key))
+        for (const { index, write } of refused) {
+          const row = rows.get(keyId(write.key.workflow, write.key.executionId))
+          const holds = row !== undefined && row.claimOwner === write.fence.owner &&
+            row.claimEpoch === write.fence.epoch && !isTerminal(row.status)
+          results[index] = holds ? { _tag: "InboxChanged" } : { _tag: "Fenced" }
+        }
+      })
+
+    const commit = (writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> => {
+      if (writes.length === 0) return Effect.succeed([])
+      // Rounds: the n-th write of each execution goes to round n, so a round touches each row at most once
+      // (a set-based UPDATE ... FROM applies one source row per target row) and writes of one execution
+      // apply in order (a Start before the Append that follows it in the same batch).
+      const rounds: Array<{
+        starts: Array<Indexed<Start>>
+        appends: Array<Indexed<Append>>
+        suspends: Array<Indexed<Suspend>>
+      }> = []
+      const seen = new Map<string, number>()
+      writes.forEach((write, index) => {
+        const id = keyId(write.key.workflow, write.key.executionId)
+        const n = seen.get(id) ?? 0
+        seen.set(id, n + 1)
+        const round = rounds[n] ?? (rounds[n] = { starts: [], appends: [], suspends: [] })
+        switch (write._tag) {
+          case "Start":
+            round.starts.push({ index, write })
+            break
+          case "Append":
+            round.appends.push({ index, write })
+            break
+          case "Suspend":
+            round.suspends.push({ index, write })
+            break
+        }
+      })
+      return Effect.gen(function*() {
+        const results: Array<WriteResult | undefined> = new Array(writes.length)
+        for (const round of rounds) {
+          if (round.starts.length > 0) yield* applyStarts(round.starts, results)
+          if (round.appends.length > 0) yield* applyAppends(round.appends, results)
+          if (round.suspends.length > 0) yield* applySuspends(round.suspends, results)
+        }
+        return results as Array<WriteResult>
+      }).pipe(
+        sql.withTransaction,
+        (effect) => withRetries(retries, "commit", effect)
+      )
+    }
+
+    // --- single operations ------------------------------------------------------------------------------
+
+    const claim = (key: ExecutionKey, owner: string, now: number, claimUntil: number) =>
+      operation(
+        "claim",
+        Effect.gen(function*() {
+          const rows = yield* sql<Row>`UPDATE ${E} SET status = 'running', suspended_on = NULL, wake_at = NULL,
+  claim_owner = ${owner}, claim_epoch = claim_epoch + 1, claim_until = ${claimUntil}, updated_at = ${now}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND status NOT IN ${terminal}
+  AND (claim_owner IS NULL OR claim_owner = ${owner} OR (claim_until IS NOT NULL AND claim_until < ${now}))
+RETURNING ${cols}`
+          if (rows.length > 0) return { _tag: "Claimed", row: decodeExecution(rows[0]!) } satisfies ClaimResult
+          const row = yield* selectRow(key)
+          return { _tag: "Unavailable", row } satisfies ClaimResult
+        })
+      )
+
+    const renew = (
+      owner: string,
+      claims: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }>,
+      claimUntil: number
+    ): Effect.Effect<ReadonlyArray<ExecutionRow | undefined>, JournalError> =>
+      claims.length === 0 ? Effect.succeed([]) : operation(
+        "renew",
+        Effect.map(
+          sql<Row>`UPDATE ${E} AS x SET claim_until = ${claimUntil}
+FROM ${source(renewSource, claims.map((c) => ({ w: c.key.workflow, e: c.key.executionId, epoch: c.epoch })))}
+WHERE x.workflow = v.w AND x.execution_id = v.e AND x.claim_owner = ${owner} AND x.claim_epoch = v.epoch
+  AND x.status NOT IN ${terminal}
+RETURNING ${cols}`,
+          (rows) => {
+            const byId = new Map(rows.map((r) => [rowKeyId(r), decodeExecution(r)]))
+            return claims.map(({ epoch, key }) => {
+              const row = byId.get(keyId(key.workflow, key.executionId))
+              return row !== undefined && row.claimEpoch === epoch ? row : undefined
+            })
+          }
+        )
+      )
+
+    const signal = (key: ExecutionKey, name: string, value: string, now: number) =>
+      transaction(
+        "signal",
+        Effect.gen(function*() {
+          // Lock the execution first (PostgreSQL), so concurrent signals bump the inbox one after the other.
+          const current = yield* sql<Row>`SELECT ${cols} FROM ${E}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}${forUpdate}`
+          if (current.length === 0) return undefined
+          const row = decodeExecution(current[0]!)
+          const inserted = yield* sql<Row>`INSERT INTO ${S} (workflow, execution_id, name, value, inbox_version,
+  created_at)
+VALUES (${key.workflow}, ${key.executionId}, ${name}, ${value}, ${row.inboxVersion + 1}, ${now})
+ON CONFLICT DO NOTHING
+RETURNING name`
+          if (inserted.length === 0) {
+            const stored = yield* sql<Row>`SELECT value FROM ${S}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND name = ${name}`
+            return { stored: str(stored[0]?.value), row }
+          }
+          const rows = yield* sql<Row>`UPDATE ${E} SET inbox_version = inbox_version + 1, updated_at = ${now}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}
+RETURNING ${cols}`
+          return { stored: value, row: decodeExecution(rows[0]!) }
+        })
+      )
+
+    const updateOrRead = (name: string, key: ExecutionKey, update: Statement.Statement<Row>) =>
+      operation(
+        name,
+        Effect.gen(function*() {
+          const rows = yield* update
+          return rows.length > 0 ? decodeExecution(rows[0]!) : yield* selectRow(key)
+        })
+      )
+
+    const requestCancel = (key: ExecutionKey, now: number) =>
+      updateOrRead(
+        "requestCancel",
+        key,
+        sql<Row>`UPDATE ${E} SET cancel_requested = 1, inbox_version = inbox_version + 1, updated_at = ${now}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND status NOT IN ${terminal}
+RETURNING ${cols}`
+      )
+
+    const resume = (key: ExecutionKey, now: number) =>
+      updateOrRead(
+        "resume",
+        key,
+        sql<Row>`UPDATE ${E} SET status = 'running', suspended_on = NULL, wake_at = NULL,
+  inbox_version = inbox_version + 1, updated_at = ${now}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND status = 'suspended'
+RETURNING ${cols}`
+      )
+
+    const nextWakeAt = (workflows: ReadonlyArray<string>) =>
+      workflows.length === 0 ? Effect.succeed(undefined) : operation(
+        "nextWakeAt",
+        Effect.map(
+          sql<Row>`SELECT MIN(wake_at) AS wake_at FROM ${E}
+WHERE status = 'suspended' AND wake_at IS NOT NULL AND ${inWorkflows(workflows)}`,
+          (rows) => {
+            const wakeAt = numOrNull(rows[0]?.wake_at)
+            return wakeAt === null ? undefined : wakeAt
+          }
+        )
+      )
+
+    const toKeys = (rows: ReadonlyArray<Row>): Array<ExecutionKey> =>
+      rows.map((r) => ({ workflow: str(r.workflow), executionId: str(r.execution_id) }))
+
+    const dueTimers = (workflows: ReadonlyArray<string>, now: number, limit: number) =>
+      workflows.length === 0 || limit <= 0 ? Effect.succeed([]) : operation(
+        "dueTimers",
+        Effect.map(
+          sql<Row>`SELECT workflow, execution_id FROM ${E}
+WHERE status = 'suspended' AND wake_at IS NOT NULL AND wake_at <= ${now} AND ${inWorkflows(workflows)}
+ORDER BY wake_at, workflow, execution_id
+LIMIT ${limitOf(limit)}`,
+          toKeys
+        )
+      )
+
+    const resumable = (workflows: ReadonlyArray<string>, owner: string, now: number, limit: number) =>
+      workflows.length === 0 || limit <= 0 ? Effect.succeed([]) : operation(
+        "resumable",
+        Effect.map(
+          sql<Row>`SELECT workflow, execution_id FROM ${E}
+WHERE status = 'running' AND ${inWorkflows(workflows)}
+  AND (claim_owner IS NULL OR claim_owner = ${owner} OR (claim_until IS NOT NULL AND claim_until < ${now}))
+ORDER BY created_at, workflow, execution_id
+LIMIT ${limitOf(limit)}`,
+          toKeys
+        )
+      )
+
+    const list = (options: ListOptions) =>
+      options.workflows.length === 0 || options.limit <= 0 ? Effect.succeed([]) : operation(
+        "list",
+        Effect.map(
+          sql<Row>`SELECT ${cols} FROM ${E}
+WHERE ${inWorkflows(options.workflows)}${
+            options.status === undefined ? sql.literal("") : sql` AND status = ${options.status}`
+          }${
+            options.after === undefined
+              ? sql.literal("")
+              : sql` AND (workflow, execution_id) > (${options.after.workflow}, ${options.after.executionId})`
+          }
+ORDER BY workflow, execution_id
+LIMIT ${limitOf(options.limit)}`,
+          (rows) => rows.map(decodeExecution)
+        )
+      )
+
+    const deleteChunk = 500
+    const deleteCompleted = (before: number) =>
+      Effect.gen(function*() {
+        let total = 0
+        while (true) {
+          const deleted = yield* transaction(
+            "deleteCompleted",
+            Effect.gen(function*() {
+              const keys = yield* sql<Row>`DELETE FROM ${E} WHERE (workflow, execution_id) IN (
+  SELECT workflow, execution_id FROM ${E}
+  WHERE completed_at IS NOT NULL AND completed_at < ${before} AND status IN ${terminal}
+  LIMIT ${limitOf(deleteChunk)})
+RETURNING workflow, execution_id`
+              if (keys.length > 0) {
+                const json = keys.map((r) => ({ w: str(r.workflow), e: str(r.execution_id) }))
+                yield* sql`DELETE FROM ${V} WHERE (workflow, execution_id) IN (SELECT v.w, v.e FROM ${
+                  source(keySource, json)
+                })`
+                yield* sql`DELETE FROM ${S} WHERE (workflow, execution_id) IN (SELECT v.w, v.e FROM ${
+                  source(keySource, json)
+                })`
+              }
+              return keys.length
+            })
+          )
+          total += deleted
+          if (deleted < deleteChunk) return total
+        }
+      })
+
+    const journal: Journal = {
+      commit,
+      get: (key) => operation("get", Effect.map(selectRow(key), Option.fromNullable)),
+      events: (key, fromSequence) =>
+        operation(
+          "events",
+          Effect.map(
+            sql<Row>`SELECT sequence, kind, step_kind, step_scope, step_id, attempt, body FROM ${V}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND sequence >= ${fromSequence}
+ORDER BY sequence`,
+            (rows) => rows.map(decodeEvent)
+          )
+        ),
+      signals: (key) =>
+        operation(
+          "signals",
+          Effect.map(
+            sql<Row>`SELECT name, value, created_at FROM ${S}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}
+ORDER BY inbox_version, name`,
+            (rows) => rows.map(decodeSignal)
+          )
+        ),
+      claim,
+      renew,
+      signal,
+      requestCancel,
+      resume,
+      nextWakeAt,
+      dueTimers,
+      resumable,
+      list,
+      deleteCompleted,
+      sql: {
+        client,
+        withTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | JournalError, R> =>
+          Effect.mapError(
+            retryLive(
+              catchCommitDefect(client.withTransaction(Effect.mapError(effect, (error) => new UserFailure(error)))),
+              retries,
+              // Busy at BEGIN (the user's effect did not run) is retried; the user's own failures are not.
+              isBusyError
+            ),
+            (error) => error instanceof UserFailure ? error.error as E : toJournalError("withTransaction", error)
+          )
+      }
+    }
+    return journal
+  })
+
+/**
+ * A layer with the SQL journal on the `SqlClient` in context.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options?: SqlJournalOptions
+): Layer.Layer<DurableExecutionJournal, JournalError, SqlClient.SqlClient> =>
+  Layer.effect(DurableExecutionJournal, make(options))
