@@ -1,0 +1,168 @@
+/**
+ * Behaviours: how an entity (or topic) instance handles its messages.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Context from "effect/Context"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import type * as Message from "./Message.js"
+import { primaryKeyOf } from "./internal/primaryKey.js"
+import * as MessageState from "./MessageState.js"
+import { PoisonPill } from "./PoisonPill.js"
+import { RecipientBehaviourContext } from "./RecipientBehaviourContext.js"
+import { ExceptionWhileOfferingMessageException, NoResultInProcessedMessageStateException } from "./ShardingException.js"
+
+/**
+ * The function an instance exposes: offer it a message, get its state (processed with the message's
+ * `Exit`, or acknowledged when the result comes later).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Offer<Msg> = <A extends Msg>(
+  message: A
+) => Effect.Effect<
+  MessageState.MessageState<Message.Message.Exit<A>>,
+  ExceptionWhileOfferingMessageException | NoResultInProcessedMessageStateException
+>
+
+/**
+ * A behaviour: an effect run when an instance starts, producing its offer function. It runs in the
+ * instance's `Scope` (closed when the instance stops: passivation, shard handoff, shutdown) with its
+ * `RecipientBehaviourContext`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RecipientBehaviour<Msg, R = never>
+  extends Effect.Effect<Offer<Msg>, never, R | RecipientBehaviourContext | Scope.Scope>
+{}
+
+/**
+ * Options of an entity type's registration.
+ *
+ * - `entityMaxIdleTime`: overrides `ShardingConfig.entityMaxIdleTime` for this type.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type EntityBehaviourOptions = {
+  readonly entityMaxIdleTime?: Option.Option<Duration.Duration> | undefined
+}
+
+/**
+ * A stateless behaviour: each message is handled by `handler`, one at a time per entity, and its state is
+ * the reply.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromFunctionEffect = <Msg, R>(
+  handler: (entityId: string, message: Msg) => Effect.Effect<MessageState.MessageState<Message.Message.Exit<Msg>>, never, R>
+): RecipientBehaviour<Msg, R> =>
+  Effect.map(
+    Effect.context<R | RecipientBehaviourContext>(),
+    (context) => {
+      const self = Context.get(context as Context.Context<RecipientBehaviourContext>, RecipientBehaviourContext)
+      const entityId = self.recipientAddress.entityId
+      return ((message: Msg) =>
+        handler(entityId, message).pipe(
+          Effect.provide(context),
+          Effect.catchAllDefect((defect) =>
+            Effect.fail(new ExceptionWhileOfferingMessageException({ error: Cause.pretty(Cause.die(defect)) }))
+          )
+        )) as any
+    }
+  ) as RecipientBehaviour<Msg, R>
+
+/**
+ * A behaviour with in-memory state: `initialState` runs when the instance starts; each message is handled
+ * with the state's `Ref`, one at a time per entity. The state is lost when the instance stops.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromFunctionEffectStateful = <S, Msg, R, R2>(
+  initialState: (entityId: string) => Effect.Effect<S, never, R>,
+  handler: (
+    entityId: string,
+    message: Msg,
+    state: Ref.Ref<S>
+  ) => Effect.Effect<MessageState.MessageState<Message.Message.Exit<Msg>>, never, R2>
+): RecipientBehaviour<Msg, R | R2> =>
+  Effect.gen(function*() {
+    const context = yield* Effect.context<R2 | RecipientBehaviourContext>()
+    const self = Context.get(context as Context.Context<RecipientBehaviourContext>, RecipientBehaviourContext)
+    const entityId = self.recipientAddress.entityId
+    const state = yield* Ref.make(yield* initialState(entityId))
+    return ((message: Msg) =>
+      handler(entityId, message, state).pipe(
+        Effect.provide(context),
+        Effect.catchAllDefect((defect) =>
+          Effect.fail(new ExceptionWhileOfferingMessageException({ error: Cause.pretty(Cause.die(defect)) }))
+        )
+      )) as any
+  }) as RecipientBehaviour<Msg, R | R2>
+
+/**
+ * A mailbox actor: `handler` runs in its own fiber for the instance's lifetime, taking messages from
+ * `dequeue` and reporting each outcome with `processed(message, Option.some(exit))` (or `Option.none()` for
+ * "processed, no result": `send` then fails with `NoResultInProcessedMessageStateException`). Offering
+ * answers `Acknowledged` until the result is reported, then `Processed(exit)`; a message offered again with
+ * the same primary key is not enqueued twice. When the instance stops, the handler receives a
+ * `PoisonPill` and the stop waits for it to return (up to `entityTerminationTimeout`, then it is
+ * interrupted).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromInMemoryQueue = <Msg, R>(
+  handler: (
+    entityId: string,
+    dequeue: Queue.Dequeue<Msg | PoisonPill>,
+    processed: <A extends Msg>(message: A, value: Option.Option<Message.Message.Exit<A>>) => Effect.Effect<void>
+  ) => Effect.Effect<void, never, R>
+): RecipientBehaviour<Msg, R> =>
+  Effect.gen(function*() {
+    const self = yield* RecipientBehaviourContext
+    const entityId = self.recipientAddress.entityId
+    // Replies by primary key for this instance's lifetime (the 2024 dedupe), fixed to store the Exit itself
+    // (2024 stored the Option around it).
+    const states = new Map<string, MessageState.MessageState<Exit.Exit<unknown, unknown>> | "no-result">()
+    const queue = yield* Queue.unbounded<Msg | PoisonPill>()
+    const keyOf = primaryKeyOf
+    const processed = <A extends Msg>(message: A, value: Option.Option<Message.Message.Exit<A>>) =>
+      Effect.sync(() => {
+        const key = keyOf(message)
+        if (key !== undefined) {
+          states.set(key, Option.isSome(value) ? MessageState.Processed(value.value as any) : "no-result")
+        }
+      })
+    // Finalizers run in reverse order: first the PoisonPill and a bounded wait for the handler to return,
+    // then forkScoped's own finalizer interrupts a handler that overran the termination timeout.
+    const fiber = yield* Effect.forkScoped(handler(entityId, queue, processed))
+    yield* Effect.addFinalizer(() =>
+      Queue.offer(queue, new PoisonPill()).pipe(
+        Effect.zipRight(Effect.timeout(Effect.interruptible(fiber.await), self.terminationTimeout ?? Duration.seconds(3))),
+        Effect.ignore
+      )
+    )
+    return ((message: Msg) =>
+      Effect.suspend(() => {
+        const key = keyOf(message)
+        if (key !== undefined) {
+          const known = states.get(key)
+          if (known === "no-result") return Effect.fail(new NoResultInProcessedMessageStateException())
+          if (known !== undefined) return Effect.succeed(known)
+          states.set(key, MessageState.Acknowledged)
+        }
+        return Effect.as(Queue.offer(queue, message), MessageState.Acknowledged)
+      })) as any
+  }) as RecipientBehaviour<Msg, R>

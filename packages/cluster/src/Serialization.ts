@@ -1,0 +1,109 @@
+/**
+ * How message bodies and replies are encoded for the wire.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { SerializedMessage } from "./SerializedMessage.js"
+import { SerializationException } from "./ShardingException.js"
+
+/**
+ * Encodes values to `SerializedMessage`s and back, through their schemas.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Serialization {
+  readonly encode: <A, I>(
+    schema: Schema.Schema<A, I>,
+    message: A
+  ) => Effect.Effect<SerializedMessage, SerializationException>
+  readonly decode: <A, I>(
+    schema: Schema.Schema<A, I>,
+    message: SerializedMessage
+  ) => Effect.Effect<A, SerializationException>
+}
+
+/**
+ * @since 0.1.0
+ * @category context
+ */
+export const Serialization: Context.Tag<Serialization, Serialization> = Context.GenericTag<Serialization>(
+  "@effect-cluster/cluster/Serialization"
+)
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (impl: Serialization): Serialization => impl
+
+interface Codec {
+  readonly encode: (value: unknown) => Either.Either<unknown, ParseResult.ParseError>
+  readonly decode: (value: unknown) => Either.Either<unknown, ParseResult.ParseError>
+}
+
+// Codecs are built once per schema; a WeakMap so that schemas built on the fly do not leak.
+const codecs = new WeakMap<Schema.Schema<any, any>, Codec>()
+const codecFor = (schema: Schema.Schema<any, any>): Codec => {
+  let codec = codecs.get(schema)
+  if (codec === undefined) {
+    codec = { encode: Schema.encodeEither(schema), decode: Schema.decodeUnknownEither(schema) }
+    codecs.set(schema, codec)
+  }
+  return codec
+}
+
+/**
+ * Encodes synchronously (for hot paths that already run inside an effect).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const jsonEncode = <A, I>(schema: Schema.Schema<A, I>, message: A): Either.Either<SerializedMessage, SerializationException> => {
+  const encoded = codecFor(schema).encode(message)
+  if (Either.isLeft(encoded)) {
+    return Either.left(new SerializationException({ error: ParseResult.TreeFormatter.formatErrorSync(encoded.left), stage: "request" }))
+  }
+  try {
+    return Either.right(new SerializedMessage({ value: JSON.stringify(encoded.right) }))
+  } catch (error) {
+    return Either.left(new SerializationException({ error: String(error), stage: "request" }))
+  }
+}
+
+/**
+ * Decodes synchronously.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const jsonDecode = <A, I>(schema: Schema.Schema<A, I>, message: SerializedMessage): Either.Either<A, SerializationException> => {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(message.value)
+  } catch (error) {
+    return Either.left(new SerializationException({ error: `invalid JSON: ${String(error)}`, stage: "request" }))
+  }
+  const decoded = codecFor(schema).decode(parsed)
+  return Either.isLeft(decoded)
+    ? Either.left(new SerializationException({ error: ParseResult.TreeFormatter.formatErrorSync(decoded.left), stage: "request" }))
+    : Either.right(decoded.right as A)
+}
+
+/**
+ * JSON through the schema: `encode` is `JSON.stringify(Schema.encode(schema)(value))`, `decode` the
+ * reverse. Codecs are cached per schema.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const json: Layer.Layer<Serialization> = Layer.succeed(Serialization, {
+  encode: (schema, message) => jsonEncode(schema, message),
+  decode: (schema, message) => jsonDecode(schema, message)
+})

@@ -1,0 +1,288 @@
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import * as MessageState from "../MessageState.js"
+import type { PodAddress } from "../PodAddress.js"
+import { RecipientAddress } from "../RecipientAddress.js"
+import type { Offer, RecipientBehaviour } from "../RecipientBehaviour.js"
+import { RecipientBehaviourContext } from "../RecipientBehaviourContext.js"
+import type { RecipientType } from "../RecipientType.js"
+import { ShardId } from "../ShardId.js"
+import type { ShardingException } from "../ShardingException.js"
+import {
+  EntityCapacityExceededException,
+  EntityNotManagedByThisPodException,
+  ExceptionWhileOfferingMessageException,
+  MailboxFullException
+} from "../ShardingException.js"
+import type { TimerWheel } from "./timerWheel.js"
+
+type Reply = MessageState.MessageState<Exit.Exit<unknown, unknown>>
+
+interface Waiter {
+  resume: (effect: Effect.Effect<void, MailboxFullException | EntityNotManagedByThisPodException>) => void
+  granted: boolean
+}
+
+/**
+ * One live entity (or topic) instance. Kept small: an idle `fromFunctionEffect` entity is this object, its
+ * address, its scope and the offer closure; no fiber (passivation is the shared timer wheel).
+ */
+export interface EntityState {
+  readonly manager: EntityManager
+  readonly entityId: string
+  readonly shardId: number
+  address: RecipientAddress | undefined
+  offer: Offer<unknown> | undefined
+  scope: Scope.CloseableScope | undefined
+  lastActive: number
+  // The mailbox: one message is processed at a time per entity; the rest wait here in FIFO order.
+  busy: boolean
+  waiters: Array<Waiter> | undefined
+  stopping: boolean
+  // Replies by primary key, in insertion order (oldest first): a retried message gets its stored reply.
+  replies: Map<string, Reply> | undefined
+}
+
+export interface EntityManagerOptions {
+  readonly recipientType: RecipientType<unknown>
+  readonly behaviour: RecipientBehaviour<unknown, any>
+  readonly context: Context.Context<never>
+  readonly maxIdleMillis: number
+  readonly terminationTimeout: Duration.Duration
+  readonly mailboxCapacity: number
+  readonly deduplicationCapacity: number
+  readonly maxEntities: number
+  readonly podAddress: PodAddress
+  readonly counter: { count: number }
+  readonly wheel: TimerWheel<EntityState>
+  readonly nowMillis: () => number
+  readonly fork: (effect: Effect.Effect<void>) => void
+}
+
+/**
+ * The instances of one recipient type on one pod: spawns them on their first message, serialises their
+ * messages, deduplicates retries by primary key, and stops them (passivation, shard handoff, shutdown).
+ */
+export class EntityManager {
+  readonly entities = new Map<string, EntityState>()
+  private readonly byShard = new Map<number, Set<EntityState>>()
+
+  constructor(readonly options: EntityManagerOptions) {}
+
+  get isTopic(): boolean {
+    return this.options.recipientType._tag === "TopicType"
+  }
+
+  /** Delivers a message to the instance `entityId`, starting it if needed. The caller checked ownership. */
+  deliver(
+    entityId: string,
+    shardId: number,
+    message: unknown,
+    messageId: string | undefined
+  ): Effect.Effect<Reply, ShardingException> {
+    let state = this.entities.get(entityId)
+    if (state === undefined) {
+      if (this.options.counter.count >= this.options.maxEntities) {
+        return Effect.fail(
+          new EntityCapacityExceededException({
+            recipientAddress: new RecipientAddress({
+              recipientTypeName: this.options.recipientType.name,
+              entityId
+            }),
+            podAddress: this.options.podAddress,
+            capacity: this.options.maxEntities
+          })
+        )
+      }
+      state = this.spawn(entityId, shardId)
+    } else if (state.stopping) {
+      return Effect.fail(new EntityNotManagedByThisPodException({ recipientAddress: this.addressOf(state) }))
+    }
+    const entity = state
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.zipRight(
+        restore(this.acquire(entity)),
+        restore(this.process(entity, message, messageId)).pipe(Effect.ensuring(Effect.sync(() => this.release(entity))))
+      )
+    )
+  }
+
+  private process(entity: EntityState, message: unknown, messageId: string | undefined): Effect.Effect<Reply, ShardingException> {
+    if (entity.offer === undefined) {
+      // The behaviour failed to start: the instance is being stopped.
+      return Effect.fail(new ExceptionWhileOfferingMessageException({ error: "the entity failed to start" }))
+    }
+    if (messageId !== undefined && entity.replies !== undefined) {
+      const known = entity.replies.get(messageId)
+      if (known !== undefined) return Effect.succeed(known)
+    }
+    return Effect.map(entity.offer(message), (reply) => {
+      entity.lastActive = this.options.nowMillis()
+      if (messageId !== undefined && MessageState.isProcessed(reply)) {
+        const replies = entity.replies ??= new Map()
+        replies.set(messageId, reply as Reply)
+        if (replies.size > this.options.deduplicationCapacity) {
+          replies.delete(replies.keys().next().value!)
+        }
+      }
+      return reply as Reply
+    })
+  }
+
+  private acquire(entity: EntityState): Effect.Effect<void, MailboxFullException | EntityNotManagedByThisPodException> {
+    if (!entity.busy) {
+      entity.busy = true
+      return Effect.void
+    }
+    const waiters = entity.waiters ??= []
+    if (waiters.length >= this.options.mailboxCapacity) {
+      return Effect.fail(
+        new MailboxFullException({ recipientAddress: this.addressOf(entity), capacity: this.options.mailboxCapacity })
+      )
+    }
+    return Effect.async<void, MailboxFullException | EntityNotManagedByThisPodException>((resume) => {
+      const waiter: Waiter = { resume, granted: false }
+      waiters.push(waiter)
+      return Effect.sync(() => {
+        // Interrupted while waiting: leave the queue, or pass on a turn granted at the same moment.
+        if (waiter.granted) this.release(entity)
+        else {
+          const i = waiters.indexOf(waiter)
+          if (i >= 0) waiters.splice(i, 1)
+        }
+      })
+    })
+  }
+
+  private release(entity: EntityState): void {
+    const next = entity.waiters?.shift()
+    if (next !== undefined) {
+      next.granted = true
+      next.resume(Effect.void)
+    } else {
+      entity.busy = false
+    }
+  }
+
+  addressOf(entity: EntityState): RecipientAddress {
+    return entity.address ??= new RecipientAddress({
+      recipientTypeName: this.options.recipientType.name,
+      entityId: entity.entityId
+    })
+  }
+
+  private spawn(entityId: string, shardId: number): EntityState {
+    const entity: EntityState = {
+      manager: this,
+      entityId,
+      shardId,
+      address: undefined,
+      offer: undefined,
+      scope: undefined,
+      lastActive: this.options.nowMillis(),
+      busy: true, // held by the start-up below, so messages queue behind it
+      waiters: undefined,
+      stopping: false,
+      replies: undefined
+    }
+    this.entities.set(entityId, entity)
+    let set = this.byShard.get(shardId)
+    if (set === undefined) {
+      set = new Set()
+      this.byShard.set(shardId, set)
+    }
+    set.add(entity)
+    this.options.counter.count++
+    this.options.wheel.schedule(entity, entity.lastActive + this.options.maxIdleMillis)
+    const start = Effect.gen(this, function*() {
+      const scope = yield* Scope.make()
+      entity.scope = scope
+      const context = Context.add(
+        Context.add(this.options.context, Scope.Scope, scope),
+        RecipientBehaviourContext,
+        RecipientBehaviourContext.of({
+          recipientAddress: this.addressOf(entity),
+          shardId: new ShardId({ value: shardId }),
+          recipientType: this.options.recipientType,
+          forkShutdown: Effect.sync(() => this.options.fork(this.stop(entity))),
+          terminationTimeout: this.options.terminationTimeout
+        })
+      )
+      const exit = yield* Effect.exit(Effect.provide(this.options.behaviour, context) as Effect.Effect<Offer<unknown>>)
+      if (Exit.isSuccess(exit)) {
+        entity.offer = exit.value
+      } else {
+        yield* Effect.logError("entity failed to start", Cause.pretty(exit.cause)).pipe(
+          Effect.annotateLogs({ entity: this.addressOf(entity).toString() })
+        )
+        this.options.fork(this.stop(entity))
+      }
+    })
+    // Starting runs in the caller's fiber, ahead of its own message (it holds the mailbox).
+    this.options.fork(Effect.ensuring(start, Effect.sync(() => this.release(entity))))
+    return entity
+  }
+
+  /** Called by the shared wheel for entities whose bucket came due. */
+  onWheel(entity: EntityState, now: number): void {
+    if (entity.stopping) return
+    const deadline = entity.lastActive + this.options.maxIdleMillis
+    if (deadline <= now && !entity.busy) {
+      this.options.fork(this.stop(entity))
+    } else {
+      this.options.wheel.schedule(entity, Math.max(deadline, now + 1))
+    }
+  }
+
+  /**
+   * Stops one instance: refuse new messages, fail those waiting in its mailbox (not delivered, so their
+   * senders retry), wait for the message being processed, then close its scope (finalizers). Bounded by
+   * `entityTerminationTimeout`.
+   */
+  stop(entity: EntityState): Effect.Effect<void> {
+    if (entity.stopping) return Effect.void
+    entity.stopping = true
+    const waiters = entity.waiters
+    entity.waiters = undefined
+    if (waiters !== undefined) {
+      const error = new EntityNotManagedByThisPodException({ recipientAddress: this.addressOf(entity) })
+      for (const waiter of waiters) waiter.resume(Effect.fail(error))
+    }
+    const stopping = Effect.gen(this, function*() {
+      yield* this.acquire(entity).pipe(Effect.ignore)
+      if (entity.scope !== undefined) yield* Scope.close(entity.scope, Exit.void)
+    })
+    return stopping.pipe(
+      Effect.timeout(this.options.terminationTimeout),
+      Effect.catchAll(() =>
+        Effect.logWarning("entity did not stop within entityTerminationTimeout").pipe(
+          Effect.annotateLogs({ entity: this.addressOf(entity).toString() })
+        )
+      ),
+      Effect.ensuring(Effect.sync(() => {
+        if (this.entities.get(entity.entityId) === entity) {
+          this.entities.delete(entity.entityId)
+          this.options.counter.count--
+        }
+        this.byShard.get(entity.shardId)?.delete(entity)
+      }))
+    )
+  }
+
+  stopShard(shardId: number): Effect.Effect<void> {
+    const set = this.byShard.get(shardId)
+    if (set === undefined || set.size === 0) return Effect.void
+    return Effect.forEach(Array.from(set), (entity) => this.stop(entity), { concurrency: "unbounded", discard: true })
+  }
+
+  stopAll(): Effect.Effect<void> {
+    return Effect.forEach(Array.from(this.entities.values()), (entity) => this.stop(entity), {
+      concurrency: "unbounded",
+      discard: true
+    })
+  }
+}

@@ -1,0 +1,120 @@
+import {
+  InProcessTransport,
+  type ManagerConfig,
+  PodAddress,
+  Sharding,
+  type ShardingConfig,
+  ShardManager as ShardManagerModule,
+  type ShardManager,
+  Storage
+} from "@effect-cluster/cluster"
+import { Context, Duration, Effect, Exit, Layer, Scope } from "effect"
+
+/** Repeats `condition` (yielding between tries, no clock involved) until it holds. */
+export const eventually = (condition: Effect.Effect<boolean>, maxSteps = 2000): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    for (let i = 0; i < maxSteps; i++) {
+      if (yield* condition) return
+      yield* Effect.yieldNow()
+    }
+    return yield* Effect.dieMessage("condition not reached")
+  })
+
+/** Lets forked fibers run without moving the clock. */
+export const settle = Effect.repeatN(Effect.yieldNow(), 200)
+
+export interface TestPod {
+  readonly address: PodAddress.PodAddress
+  readonly sharding: Sharding.Sharding
+  /** Graceful: unregister (entities stop, finalizers run), then close. */
+  readonly leave: Effect.Effect<void>
+  /** Crash: the transport cuts the pod off first, so nothing it does afterwards reaches anyone. */
+  readonly crash: Effect.Effect<void>
+}
+
+export interface TestCluster {
+  readonly transport: InProcessTransport.InProcessTransport
+  readonly startManager: Effect.Effect<void>
+  readonly stopManager: Effect.Effect<void>
+  readonly managerInstance: () => ShardManager.ShardManager | undefined
+  readonly startPod: (
+    port: number,
+    setup?: Effect.Effect<void, never, Sharding.Sharding>,
+    config?: Partial<ShardingConfig.ShardingConfig>
+  ) => Effect.Effect<TestPod>
+}
+
+export const clusterTimings = {
+  leaseDuration: Duration.seconds(30),
+  leaseRenewalInterval: Duration.seconds(10),
+  leaseMargin: Duration.seconds(5),
+  entityTerminationTimeout: Duration.seconds(3)
+}
+
+export const makeTestCluster = (options: {
+  readonly numberOfShards: number
+  readonly serialize?: boolean
+  readonly manager?: Partial<ManagerConfig.ManagerConfig>
+  readonly pod?: Partial<ShardingConfig.ShardingConfig>
+}): Effect.Effect<TestCluster, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const outer = yield* Effect.scope
+    const transport = InProcessTransport.make({ serialize: options.serialize ?? true })
+    const transportContext = Context.make(InProcessTransport.InProcessTransport, transport)
+    const storage = yield* Layer.build(Storage.memory)
+    let managerScope: Scope.CloseableScope | undefined
+    let manager: ShardManager.ShardManager | undefined
+    const stopManager = Effect.suspend(() => {
+      const scope = managerScope
+      managerScope = undefined
+      manager = undefined
+      return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
+    })
+    const startManager = Effect.gen(function*() {
+      yield* stopManager
+      const scope = yield* Scope.fork(outer, undefined as any)
+      managerScope = scope
+      const context = yield* Layer.buildWithScope(
+        InProcessTransport.layerManager({ numberOfShards: options.numberOfShards, ...options.manager }).pipe(
+          Layer.provide(Layer.succeedContext(Context.merge(transportContext, storage)))
+        ),
+        scope
+      )
+      manager = Context.get(context, ShardManagerModule.ShardManager)
+    })
+    const startPod = (
+      port: number,
+      setup?: Effect.Effect<void, never, Sharding.Sharding>,
+      config?: Partial<ShardingConfig.ShardingConfig>
+    ) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.fork(outer, undefined as any)
+        const context = yield* Layer.buildWithScope(
+          InProcessTransport.layerPod({
+            numberOfShards: options.numberOfShards,
+            shardingPort: port,
+            ...clusterTimings,
+            ...options.pod,
+            ...config
+          }).pipe(Layer.provide(Layer.succeedContext(transportContext))),
+          scope
+        )
+        const sharding = Context.get(context, Sharding.Sharding)
+        if (setup) yield* Effect.provide(setup, context)
+        yield* sharding.register
+        const address = PodAddress.make("localhost", port)
+        return {
+          address,
+          sharding,
+          leave: Effect.zipRight(sharding.unregister, Scope.close(scope, Exit.void)),
+          crash: Effect.zipRight(transport.crash(address), Scope.close(scope, Exit.void))
+        }
+      })
+    return {
+      transport,
+      startManager,
+      stopManager,
+      managerInstance: () => manager,
+      startPod
+    }
+  })
