@@ -1,0 +1,323 @@
+import {
+  Message,
+  MessageState,
+  PoisonPill,
+  Pods,
+  PodsHealth,
+  RecipientBehaviour,
+  RecipientType,
+  Serialization,
+  Sharding,
+  ShardingConfig,
+  ShardingException,
+  ShardManagerClient,
+  Storage
+} from "@effect-cluster/cluster"
+import { describe, expect, it } from "@effect/vitest"
+import {
+  Deferred,
+  Duration,
+  Either,
+  Effect,
+  Exit,
+  Fiber,
+  HashMap,
+  HashSet,
+  Layer,
+  Option,
+  Queue,
+  Ref,
+  Schema,
+  Scope,
+  TestClock
+} from "effect"
+import { settle } from "./utils/cluster.js"
+import { Counter, counterBehaviour, Crash, Fail, freshId, GetCount, Increment } from "./utils/counter.js"
+
+// A 2024-style single pod: every layer name as in 2024.
+const singlePod = (config: Partial<ShardingConfig.ShardingConfig> = {}) =>
+  Sharding.live.pipe(
+    Layer.provide(Pods.noop),
+    Layer.provide(ShardManagerClient.local),
+    Layer.provide(Serialization.json),
+    Layer.provide(ShardingConfig.withDefaults({ entityTerminationTimeout: Duration.seconds(4), ...config })),
+    Layer.provide(Layer.mergeAll(PodsHealth.noop, Storage.memory))
+  )
+
+class Ping extends Message.TaggedMessage<Ping>()("Ping", Schema.Never, Schema.String, { id: Schema.String }, (_) => _.id) {}
+const Pinger = RecipientType.makeEntityType("Pinger", Ping)
+const Topic = RecipientType.makeTopicType("Topic", Schema.Union(Increment, GetCount))
+
+/** Runs `f` inside a pod whose scope the test closes itself (so it can drive the clock while it closes). */
+const withPod = <A, E>(
+  config: Partial<ShardingConfig.ShardingConfig>,
+  f: (close: Effect.Effect<void>) => Effect.Effect<A, E, Sharding.Sharding | Scope.Scope>
+) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(singlePod(config), scope)
+    const inner = yield* Scope.make()
+    return yield* f(Scope.close(inner, Exit.void).pipe(Effect.zipRight(Scope.close(scope, Exit.void)))).pipe(
+      Effect.provide(context),
+      Scope.extend(inner)
+    )
+  })
+
+describe("Sharding (single pod, 2024 layers)", () => {
+  it.scoped("delivers a message with sendDiscard", () =>
+    Effect.gen(function*() {
+      const received = yield* Ref.make<Array<string>>([])
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(counterBehaviour({
+        onMessage: (entityId, message) => Ref.update(received, (list) => [...list, `${entityId}:${message._tag}`])
+      }))
+      const messenger = yield* Sharding.messenger(Counter)
+      yield* messenger.sendDiscard("e1")(new Increment({ messageId: freshId(), by: 1 }))
+      expect(yield* Ref.get(received)).toEqual(["e1:Increment"])
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("fails with EntityTypeNotRegisteredException for an unknown type", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      const messenger = yield* Sharding.messenger(Counter)
+      const error = yield* Effect.flip(messenger.send("e1")(new GetCount({ messageId: freshId() })))
+      expect(error).toBeInstanceOf(ShardingException.EntityTypeNotRegisteredException)
+      expect((error as ShardingException.EntityTypeNotRegisteredException).entityType).toBe("Counter")
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("routes to the right entity and returns its reply", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(counterBehaviour())
+      const messenger = yield* Sharding.messenger(Counter)
+      yield* messenger.send("a")(new Increment({ messageId: freshId(), by: 2 }))
+      yield* messenger.send("b")(new Increment({ messageId: freshId(), by: 40 }))
+      yield* messenger.send("a")(new Increment({ messageId: freshId(), by: 1 }))
+      expect(yield* messenger.send("a")(new GetCount({ messageId: freshId() }))).toBe(3)
+      expect(yield* messenger.send("b")(new GetCount({ messageId: freshId() }))).toBe(40)
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("puts a message's typed failure in the error channel and a defect in ExceptionWhileOfferingMessage", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(counterBehaviour())
+      const messenger = yield* Sharding.messenger(Counter)
+      const failure = yield* Effect.flip(messenger.send("a")(new Fail({ messageId: freshId(), reason: "custom-error" })))
+      expect(failure).toBe("custom-error")
+      const defect = yield* Effect.flip(messenger.send("a")(new Crash({ messageId: freshId() })))
+      expect(defect).toBeInstanceOf(ShardingException.ExceptionWhileOfferingMessageException)
+      expect((defect as ShardingException.ExceptionWhileOfferingMessageException).error).toContain("boom")
+      // The entity survives its handler's defect.
+      expect(yield* messenger.send("a")(new Increment({ messageId: freshId(), by: 5 }))).toBe(5)
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("processes a retried message (same primary key) once per entity lifetime", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(counterBehaviour())
+      const messenger = yield* Sharding.messenger(Counter)
+      const message = new Increment({ messageId: "once", by: 10 })
+      expect(yield* messenger.send("a")(message)).toBe(10)
+      expect(yield* messenger.send("a")(message)).toBe(10)
+      expect(yield* messenger.send("a")(new Increment({ messageId: "once", by: 10 }))).toBe(10)
+      expect(yield* messenger.send("a")(new GetCount({ messageId: freshId() }))).toBe(10)
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("forgets the oldest replies beyond entityDeduplicationCapacity", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(counterBehaviour())
+      const messenger = yield* Sharding.messenger(Counter)
+      yield* messenger.send("a")(new Increment({ messageId: "k1", by: 1 }))
+      yield* messenger.send("a")(new Increment({ messageId: "k2", by: 1 }))
+      yield* messenger.send("a")(new Increment({ messageId: "k3", by: 1 }))
+      // k1 was evicted (capacity 2): processed again; k3 is still remembered.
+      expect(yield* messenger.send("a")(new Increment({ messageId: "k1", by: 1 }))).toBe(4)
+      expect(yield* messenger.send("a")(new Increment({ messageId: "k3", by: 1 }))).toBe(3)
+    }).pipe(Effect.provide(singlePod({ entityDeduplicationCapacity: 2 }))))
+
+  it.scoped("broadcasts to a topic on every pod (here one)", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerTopic(Topic)(counterBehaviour() as any)
+      const broadcaster = yield* Sharding.broadcaster(Topic)
+      yield* broadcaster.broadcastDiscard("t")(new Increment({ messageId: freshId(), by: 1 }))
+      const replies = yield* broadcaster.broadcast("t")(new GetCount({ messageId: freshId() }))
+      expect(HashMap.size(replies)).toBe(1)
+      expect(Array.from(HashMap.values(replies))).toEqual([Either.right(1)])
+    }).pipe(Effect.provide(singlePod())))
+
+  it.effect("delivers a PoisonPill to a mailbox entity when the pod unregisters, and waits for it", () =>
+    withPod({}, (close) =>
+      Effect.gen(function*() {
+        const stopped = yield* Deferred.make<void>()
+        yield* Sharding.registerScoped
+        yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromInMemoryQueue((_, dequeue, processed) =>
+          Effect.forever(Effect.gen(function*() {
+            const message = yield* Queue.take(dequeue)
+            if (message._tag === "@effect-cluster/cluster/PoisonPill") {
+              yield* Effect.sleep("3 seconds") // a slow but bounded shutdown (< entityTerminationTimeout)
+              yield* Deferred.succeed(stopped, undefined)
+              return yield* Effect.interrupt
+            }
+            yield* processed(message, Option.some(Exit.succeed("pong")))
+          }))
+        ))
+        const messenger = yield* Sharding.messenger(Pinger)
+        yield* messenger.sendDiscard("p")(new Ping({ id: freshId() }))
+        const closing = yield* Effect.fork(close)
+        yield* settle
+        expect(yield* Deferred.isDone(stopped)).toBe(false)
+        yield* TestClock.adjust("3 seconds")
+        yield* Fiber.join(closing)
+        expect(yield* Deferred.isDone(stopped)).toBe(true)
+      })))
+
+  it.scoped("answers send for a mailbox entity once it reports the message processed (fixed 2024 Option bug)", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromInMemoryQueue((_, dequeue, processed) =>
+        Effect.forever(Effect.gen(function*() {
+          const message = yield* Queue.take(dequeue)
+          if (message._tag === "@effect-cluster/cluster/PoisonPill") return yield* Effect.interrupt
+          yield* processed(message, message.id === "none" ? Option.none() : Option.some(Exit.succeed(`pong-${message.id}`)))
+        }))
+      ))
+      const messenger = yield* Sharding.messenger(Pinger)
+      const reply = yield* Effect.fork(messenger.send("p")(new Ping({ id: "1" })))
+      yield* TestClock.adjust("100 millis") // one poll of the Acknowledged message
+      expect(yield* Fiber.join(reply)).toBe("pong-1")
+      const none = yield* Effect.fork(Effect.flip(messenger.send("p")(new Ping({ id: "none" }))))
+      yield* TestClock.adjust("100 millis")
+      expect(yield* Fiber.join(none)).toBeInstanceOf(ShardingException.NoResultInProcessedMessageStateException)
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("keeps waiting (polling, deduplicated) for a reply that never comes, until the caller's timeout", () =>
+    Effect.gen(function*() {
+      const offered = yield* Ref.make(0)
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromInMemoryQueue((_, dequeue) =>
+        Effect.forever(Effect.zipRight(PoisonPill.takeOrInterrupt(dequeue), Ref.update(offered, (n) => n + 1)))
+      ))
+      const messenger = yield* Sharding.messenger(Pinger)
+      const fiber = yield* Effect.fork(messenger.send("p")(new Ping({ id: "x" })).pipe(Effect.timeout("1 second")))
+      yield* TestClock.adjust("1 second")
+      const exit = yield* Fiber.await(fiber)
+      expect(Exit.isFailure(exit) && String(exit.cause)).toContain("TimeoutException")
+      expect(yield* Ref.get(offered)).toBe(1) // polled ~10 times, enqueued once
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("passivates an idle entity after entityMaxIdleTime and starts it again on the next message", () =>
+    Effect.gen(function*() {
+      const starts = yield* Ref.make(0)
+      const stops = yield* Ref.make(0)
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(
+        counterBehaviour({
+          onStart: () => Ref.update(starts, (n) => n + 1),
+          onStop: () => Ref.update(stops, (n) => n + 1)
+        }),
+        { entityMaxIdleTime: Option.some(Duration.seconds(10)) }
+      )
+      const sharding = yield* Sharding.Sharding
+      const messenger = sharding.messenger(Counter)
+      yield* messenger.send("a")(new Increment({ messageId: freshId(), by: 1 }))
+      yield* TestClock.adjust("6 seconds")
+      yield* messenger.send("a")(new Increment({ messageId: freshId(), by: 1 })) // activity resets the idle time
+      yield* TestClock.adjust("6 seconds")
+      yield* settle
+      expect(yield* Ref.get(stops)).toBe(0)
+      yield* TestClock.adjust("6 seconds")
+      yield* settle
+      expect(yield* Ref.get(stops)).toBe(1)
+      expect(yield* sharding.localEntityCount).toBe(0)
+      expect(yield* messenger.send("a")(new GetCount({ messageId: freshId() }))).toBe(0) // fresh instance
+      expect(yield* Ref.get(starts)).toBe(2)
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("rejects a message with MailboxFullException when the mailbox is at capacity", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(counterBehaviour({ onMessage: () => Deferred.await(gate) }))
+      const messenger = yield* Sharding.messenger(Counter)
+      const first = yield* Effect.fork(messenger.send("a")(new Increment({ messageId: freshId(), by: 1 })))
+      const second = yield* Effect.fork(messenger.send("a")(new Increment({ messageId: freshId(), by: 1 })))
+      yield* settle
+      const third = yield* Effect.flip(messenger.send("a")(new Increment({ messageId: freshId(), by: 1 })))
+      expect(third).toBeInstanceOf(ShardingException.MailboxFullException)
+      expect(ShardingException.deliveryOutcome(third as ShardingException.ShardingException)).toBe("NotDelivered")
+      yield* Deferred.succeed(gate, undefined)
+      expect([yield* Fiber.join(first), yield* Fiber.join(second)]).toEqual([1, 2])
+    }).pipe(Effect.provide(singlePod({ entityMailboxCapacity: 1 }))))
+
+  it.scoped("rejects a new entity with EntityCapacityExceededException when the pod is full", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(counterBehaviour())
+      const messenger = yield* Sharding.messenger(Counter)
+      yield* messenger.send("a")(new Increment({ messageId: freshId(), by: 1 }))
+      yield* messenger.send("b")(new Increment({ messageId: freshId(), by: 1 }))
+      const error = yield* Effect.flip(messenger.send("c")(new Increment({ messageId: freshId(), by: 1 })))
+      expect(error).toBeInstanceOf(ShardingException.EntityCapacityExceededException)
+      // Existing entities still work.
+      expect(yield* messenger.send("a")(new GetCount({ messageId: freshId() }))).toBe(1)
+    }).pipe(Effect.provide(singlePod({ maxEntitiesPerPod: 2 }))))
+
+  it.scoped("processes one sender's messages to one entity in order", () =>
+    Effect.gen(function*() {
+      const seen = yield* Ref.make<Array<string>>([])
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromInMemoryQueue((_, dequeue) =>
+        Effect.forever(Effect.flatMap(Queue.take(dequeue), (message) =>
+          message._tag === "Ping" ? Ref.update(seen, (list) => [...list, message.id]) : Effect.interrupt))
+      ))
+      const messenger = yield* Sharding.messenger(Pinger)
+      const ids = Array.from({ length: 50 }, (_, i) => `o${i}`)
+      for (const id of ids) yield* messenger.sendDiscard("p")(new Ping({ id }))
+      yield* settle
+      expect(yield* Ref.get(seen)).toEqual(ids)
+    }).pipe(Effect.provide(singlePod())))
+
+  it.effect("starts a singleton, and interrupts it when the pod stops", () =>
+    withPod({}, (close) =>
+      Effect.gen(function*() {
+        const started = yield* Deferred.make<void>()
+        const interrupted = yield* Deferred.make<void>()
+        yield* Sharding.registerScoped
+        yield* Sharding.registerSingleton(
+          "cron",
+          Effect.zipRight(Deferred.succeed(started, undefined), Effect.never).pipe(
+            Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+          )
+        )
+        yield* Deferred.await(started)
+        yield* close
+        expect(yield* Deferred.isDone(interrupted)).toBe(true)
+      })))
+
+  it.scoped("reports its shards and getShardId", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      const shards = yield* Sharding.getAssignedShardIds
+      expect(HashSet.size(shards)).toBe(300)
+      expect((yield* Sharding.getShardId("counter-1")).value).toBe(186)
+      expect(HashSet.size(yield* Sharding.getPods)).toBe(1)
+    }).pipe(Effect.provide(singlePod())))
+
+  it.effect("refuses to start when the lease timing rules are broken", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Effect.scoped(Layer.build(singlePod({ leaseRenewalInterval: Duration.seconds(20) }))))
+      expect(Exit.isFailure(exit) && String(exit.cause)).toContain("InvalidConfigurationException")
+    }))
+
+  it.scoped("keeps its shards while the lease is renewed (single-pod mode renews forever)", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(counterBehaviour())
+      const messenger = yield* Sharding.messenger(Counter)
+      yield* TestClock.adjust("5 minutes")
+      expect(yield* messenger.send("a")(new Increment({ messageId: freshId(), by: 1 }))).toBe(1)
+      expect(MessageState.isProcessed(MessageState.Processed(1))).toBe(true)
+    }).pipe(Effect.provide(singlePod())))
+})
