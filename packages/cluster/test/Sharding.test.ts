@@ -139,7 +139,7 @@ describe("Sharding (single pod, 2024 layers)", () => {
   it.scoped("broadcasts to a topic on every pod (here one)", () =>
     Effect.gen(function*() {
       yield* Sharding.registerScoped
-      yield* Sharding.registerTopic(Topic)(counterBehaviour() as any)
+      yield* Sharding.registerTopic(Topic)(counterBehaviour() as RecipientBehaviour.RecipientBehaviour<Increment | GetCount>)
       const broadcaster = yield* Sharding.broadcaster(Topic)
       yield* broadcaster.broadcastDiscard("t")(new Increment({ messageId: freshId(), by: 1 }))
       const replies = yield* broadcaster.broadcast("t")(new GetCount({ messageId: freshId() }))

@@ -67,5 +67,5 @@ export const counterBehaviour = (hooks?: {
           case "Crash":
             return yield* Effect.die(new Error("boom"))
         }
-      }) as any
+      }) as Effect.Effect<MessageState.MessageState<any>>
   )
