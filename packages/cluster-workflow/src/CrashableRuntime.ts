@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import * as Scheduler from "effect/Scheduler"
 
@@ -45,7 +46,7 @@ export class CrashableRuntimeScheduler implements Scheduler.Scheduler {
     }, priority)
   }
   shouldYield(fiber: Parameters<Scheduler.Scheduler["shouldYield"]>[0]) {
-    return this.crashed ? 1 : this.base.shouldYield(fiber)
+    return this.base.shouldYield(fiber)
   }
 }
 
@@ -89,10 +90,15 @@ export const make: Effect.Effect<CrashableRuntime> = Effect.sync(() => {
     }),
     isCrashed: Effect.sync(() => scheduler.crashed),
     run: (f) =>
-      Effect.raceFirst(
-        Effect.withScheduler(f((effect) => Effect.withScheduler(effect, Scheduler.defaultScheduler)), scheduler),
-        crashed
-      )
+      Effect.gen(function*() {
+        // A daemon, so that the crash abandons it: interrupting a frozen fiber would never finish.
+        const fiber = yield* Effect.forkDaemon(
+          Effect.withScheduler(f((effect) => Effect.withScheduler(effect, Scheduler.defaultScheduler)), scheduler)
+        )
+        return yield* Effect.raceFirst(Fiber.join(fiber), crashed).pipe(
+          Effect.onInterrupt(() => scheduler.crashed ? Effect.void : Fiber.interrupt(fiber))
+        )
+      })
   }
 })
 
