@@ -550,6 +550,9 @@ export const make: Effect.Effect<
                     : new MessageNotDeliveredException({ recipientAddress, attempts, reason })
                 )
               }
+              // First failure: the routing table is probably stale; refresh it and retry at once. Later
+              // failures wait sendRetryInterval between attempts (the shard may be moving).
+              if (attempts === 1) return Effect.zipRight(refreshAssignments, loop)
               fork(refreshAssignments)
               return Effect.zipRight(Effect.sleep(config.sendRetryInterval), loop)
             },

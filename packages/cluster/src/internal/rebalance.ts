@@ -92,7 +92,7 @@ export const decideAssignmentsForUnassignedShards = (state: RebalanceState): Reb
 
 /** The most shards one balancing round moves: `max(1, ceil(numberOfShards * rate))`. */
 export const maxMovesPerRound = (numberOfShards: number, rate: number): number =>
-  Math.max(1, Math.ceil(numberOfShards * rate))
+  Math.max(1, Math.ceil(numberOfShards * rate - 1e-9))
 
 /**
  * One balancing round: moves at most `maxMovesPerRound` shards, each from the most-loaded pod to the
