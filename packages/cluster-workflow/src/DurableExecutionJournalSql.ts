@@ -505,6 +505,7 @@ const backoff = (attempt: number): Duration.Duration =>
  * the effect itself keeps the fiber's clock, so tests on TestClock neither hang nor see real time).
  */
 const retryLive = <A, E, R>(
+  operation: string,
   effect: Effect.Effect<A, E, R>,
   retries: number,
   retryable: (error: E) => boolean
@@ -513,7 +514,12 @@ const retryLive = <A, E, R>(
     Effect.catchIf(
       effect,
       (error) => attempt < retries && retryable(error),
-      () => Effect.zipRight(Effect.withClock(Effect.sleep(backoff(attempt)), liveClock), loop(attempt + 1))
+      () =>
+        Effect.logDebug("Journal database busy, retrying").pipe(
+          Effect.annotateLogs({ operation, attempt: attempt + 1 }),
+          Effect.zipRight(Effect.withClock(Effect.sleep(backoff(attempt)), liveClock)),
+          Effect.zipRight(loop(attempt + 1))
+        )
     )
   return loop(0)
 }
@@ -535,7 +541,7 @@ const withRetries = <A, R>(
   effect: Effect.Effect<A, SqlError | JournalError, R>
 ): Effect.Effect<A, JournalError, R> =>
   Effect.mapError(
-    retryLive(catchCommitDefect(effect), retries, isBusyError),
+    retryLive(operation, catchCommitDefect(effect), retries, isBusyError),
     (error) => error instanceof JournalError ? error : toJournalError(operation, error)
   )
 
@@ -1076,6 +1082,7 @@ ORDER BY inbox_version, name`,
         withTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | JournalError, R> =>
           Effect.mapError(
             retryLive(
+              "withTransaction",
               catchCommitDefect(client.withTransaction(Effect.mapError(effect, (error) => new UserFailure(error)))),
               retries,
               // Busy at BEGIN (the user's effect did not run) is retried; the user's own failures are not.

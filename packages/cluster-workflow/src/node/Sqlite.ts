@@ -61,51 +61,112 @@ const toUrl = (filename: string): string =>
 
 const transactionClosed = () => new Libsql.LibsqlError("The transaction is closed", "TRANSACTION_CLOSED")
 
+const isBusy = (error: unknown): boolean => {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"))
+}
+
 /**
- * Wraps a local `@libsql/client` so that transactions run on its single connection instead of taking the
- * connection away (see the module documentation).
+ * A local `@libsql/client` whose transactions run on its single connection instead of taking the connection
+ * away (see the module documentation).
+ *
+ * libsql leaves a statement that failed with `SQLITE_BUSY` active on its connection, and SQLite then refuses
+ * every later COMMIT on it ("cannot commit transaction - SQL statements in progress"). So after a busy error
+ * the connection is replaced by a fresh one (with the same settings) before it is used again.
  */
-const singleConnection = (inner: Libsql.Client): Libsql.Client => {
-  const execute = (stmt: Libsql.InStatement) => inner.execute(stmt)
+const singleConnection = (
+  first: Libsql.Client,
+  reopen: (() => Promise<Libsql.Client>) | undefined,
+  register: (client: Libsql.Client) => void
+): Libsql.Client => {
+  let inner = first
+  let poisoned = false
+  let inTransaction = false
+  const run = (stmt: Libsql.InStatement): Promise<Libsql.ResultSet> =>
+    inner.execute(stmt).catch((error) => {
+      if (reopen !== undefined && isBusy(error)) poisoned = true
+      throw error
+    })
+  const refresh = async () => {
+    if (!poisoned || inTransaction || reopen === undefined) return
+    poisoned = false
+    const old = inner
+    inner = await reopen()
+    register(inner)
+    old.close()
+  }
+  const execute = async (stmt: Libsql.InStatement) => {
+    await refresh()
+    return run(stmt)
+  }
   return {
     execute,
-    batch: (stmts, mode) => inner.batch(stmts, mode),
-    migrate: (stmts) => inner.migrate(stmts),
-    executeMultiple: (sql) => inner.executeMultiple(sql),
+    batch: async (stmts, mode) => {
+      await refresh()
+      return inner.batch(stmts, mode)
+    },
+    migrate: async (stmts) => {
+      await refresh()
+      return inner.migrate(stmts)
+    },
+    executeMultiple: async (sql) => {
+      await refresh()
+      return inner.executeMultiple(sql)
+    },
     sync: () => inner.sync(),
     close: () => inner.close(),
     get closed() {
       return inner.closed
     },
-    protocol: inner.protocol,
+    protocol: first.protocol,
     transaction: async (mode: Libsql.TransactionMode = "write") => {
-      await inner.execute(mode === "write" ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED")
-      let open = true
+      await refresh()
+      // A failed BEGIN (SQLITE_BUSY: another process writes) must not reject here: `@effect/sql-libsql`
+      // 0.42 leaks its transaction semaphore when beginning fails, which would wedge every later
+      // transaction of the process. The transaction is handed out failed instead: its first statement (or
+      // its COMMIT) fails with the BEGIN error, and the client's rollback path releases the semaphore.
+      let beginError: { readonly error: unknown } | undefined
+      try {
+        await run(mode === "write" ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED")
+        inTransaction = true
+      } catch (error) {
+        beginError = { error }
+      }
+      let open = beginError === undefined
       const finish = async (statement: "COMMIT" | "ROLLBACK") => {
         if (!open) return
         open = false
         try {
-          await inner.execute(statement)
+          await run(statement)
         } catch (error) {
           // A COMMIT refused (e.g. SQLITE_BUSY) leaves the transaction open: roll it back, so the connection
           // is usable again and the outcome is "not committed".
           if (statement === "COMMIT") await inner.execute("ROLLBACK").catch(() => undefined)
           throw error
+        } finally {
+          inTransaction = false
         }
       }
       const transaction: Libsql.Transaction = {
-        execute: (stmt) => open ? execute(stmt) : Promise.reject(transactionClosed()),
+        execute: (stmt) =>
+          beginError !== undefined
+            ? Promise.reject(beginError.error)
+            : open
+            ? run(stmt)
+            : Promise.reject(transactionClosed()),
         batch: async (stmts) => {
           const results: Array<Libsql.ResultSet> = []
           for (const stmt of stmts) {
+            if (beginError !== undefined) throw beginError.error
             if (!open) throw transactionClosed()
-            results.push(await inner.execute(stmt))
+            results.push(await run(stmt))
           }
           return results
         },
         // `@libsql/client`'s executeMultiple rolls back an open transaction when it ends: not available here.
-        executeMultiple: () => Promise.reject(new Libsql.LibsqlError("executeMultiple in a transaction", "NOT_SUPPORTED")),
-        commit: () => finish("COMMIT"),
+        executeMultiple: () =>
+          Promise.reject(new Libsql.LibsqlError("executeMultiple in a transaction", "NOT_SUPPORTED")),
+        commit: () => beginError !== undefined ? Promise.reject(beginError.error) : finish("COMMIT"),
         rollback: () => finish("ROLLBACK"),
         close: () => {
           void finish("ROLLBACK").catch(() => undefined)
@@ -119,11 +180,16 @@ const singleConnection = (inner: Libsql.Client): Libsql.Client => {
   }
 }
 
-const pragma = (client: Libsql.Client, statement: string) =>
-  Effect.tryPromise({
-    try: () => client.execute(statement),
-    catch: (cause) => new SqlError({ cause, message: `Failed to run ${statement}` })
-  })
+const openConnection = async (url: string, pragmas: ReadonlyArray<string>): Promise<Libsql.Client> => {
+  const client = Libsql.createClient({ url })
+  try {
+    for (const statement of pragmas) await client.execute(statement)
+    return client
+  } catch (error) {
+    client.close()
+    throw error
+  }
+}
 
 /**
  * Opens the database file and returns a `@libsql/client` `Client` that keeps one connection, with WAL,
@@ -134,18 +200,21 @@ const pragma = (client: Libsql.Client, statement: string) =>
  */
 export const makeLibsqlClient = (options: SqliteOptions): Effect.Effect<Libsql.Client, SqlError, Scope.Scope> =>
   Effect.gen(function*() {
-    const inner = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => Libsql.createClient({ url: toUrl(options.filename) }),
-        catch: (cause) => new SqlError({ cause, message: `Failed to open ${options.filename}` })
-      }),
-      (client) => Effect.sync(() => client.close())
-    )
+    const url = toUrl(options.filename)
+    const memory = options.filename === ":memory:"
     const busyTimeout = Math.max(0, Math.round(Duration.toMillis(options.busyTimeout ?? Duration.millis(25))))
-    yield* pragma(inner, `PRAGMA busy_timeout = ${busyTimeout}`)
-    if (options.filename !== ":memory:") yield* pragma(inner, "PRAGMA journal_mode = WAL")
-    yield* pragma(inner, `PRAGMA synchronous = ${options.synchronous === "FULL" ? "FULL" : "NORMAL"}`)
-    return singleConnection(inner)
+    const busy = `PRAGMA busy_timeout = ${busyTimeout}`
+    const synchronous = `PRAGMA synchronous = ${options.synchronous === "FULL" ? "FULL" : "NORMAL"}`
+    // The connection in use, closed with the scope (it changes when a busy connection is replaced).
+    let current: Libsql.Client | undefined
+    yield* Effect.addFinalizer(() => Effect.sync(() => current?.close()))
+    current = yield* Effect.tryPromise({
+      try: () => openConnection(url, memory ? [busy, synchronous] : [busy, "PRAGMA journal_mode = WAL", synchronous]),
+      catch: (cause) => new SqlError({ cause, message: `Failed to open ${options.filename}` })
+    })
+    return singleConnection(current, memory ? undefined : () => openConnection(url, [busy, synchronous]), (c) => {
+      current = c
+    })
   })
 
 /**
