@@ -77,7 +77,8 @@ export type StartResult =
 export class Engine {
   readonly live = new Map<string, ExecutionRuntime>()
   private readonly starting = new Map<string, Deferred.Deferred<void>>()
-  private readonly waiters = new Map<string, Deferred.Deferred<string>>()
+  /** Callers awaiting a result: completed with it, or with undefined when the execution left this engine. */
+  private readonly waiters = new Map<string, Deferred.Deferred<string | undefined>>()
   readonly definitions: Map<string, Definition>
   readonly names: ReadonlyArray<string>
   private armedAt: number | undefined = undefined
@@ -110,7 +111,8 @@ export class Engine {
       journal,
       committer,
       owner,
-      startChild: (parent, signal, childId, message) => this.startChild(parent, signal, childId, message)
+      startChild: (parent, signal, childId, message) => this.startChild(parent, signal, childId, message),
+      sleepUntil: (wakeAt) => this.sleepUntil(wakeAt)
     }
   }
 
@@ -179,7 +181,8 @@ export class Engine {
             cancelRequested: false,
             version: definition.version(message),
             payloadHash: hash,
-            parent
+            parent,
+            fresh: true
           })
           return { _tag: "Running" } as const
         }
@@ -229,7 +232,8 @@ export class Engine {
         cancelRequested: row.cancelRequested,
         version: row.version,
         payloadHash: row.payloadHash,
-        parent: row.parent === null ? null : JSON.parse(row.parent)
+        parent: row.parent === null ? null : JSON.parse(row.parent),
+        fresh: false
       })
       return true
     })
@@ -246,6 +250,7 @@ export class Engine {
       readonly version: string
       readonly payloadHash: string
       readonly parent: ParentLink | null
+      readonly fresh: boolean
     }
   ) {
     const runtime = new ExecutionRuntime(this.services, {
@@ -258,7 +263,8 @@ export class Engine {
       context: this.context,
       resultCodec: definition.codec,
       leaseMillis: this.leaseMillis,
-      payloadHash: state.payloadHash
+      payloadHash: state.payloadHash,
+      fresh: state.fresh
     })
     const id = runtime.keyString
     this.live.set(id, runtime)
@@ -294,9 +300,11 @@ export class Engine {
         }
         case "Suspended": {
           if (outcome.wakeAt !== null) this.arm(outcome.wakeAt)
+          this.releaseWaiters(id)
           return
         }
         case "Stopped": {
+          this.releaseWaiters(id)
           if (outcome.error._tag === "JournalError") {
             yield* Effect.logWarning("an execution stopped: the journal failed", outcome.error)
           }
@@ -304,6 +312,15 @@ export class Engine {
         }
       }
     })
+  }
+
+  /** The execution left this engine: its callers go on waiting through the journal. */
+  private releaseWaiters(id: string) {
+    const waiter = this.waiters.get(id)
+    if (waiter !== undefined) {
+      this.waiters.delete(id)
+      Deferred.unsafeDone(waiter, Exit.succeed(undefined))
+    }
   }
 
   private failWaiters(key: ExecutionKey, error: unknown) {
@@ -342,12 +359,24 @@ export class Engine {
    * journal (polled with backoff on the live clock) when it runs elsewhere.
    */
   awaitResult(key: ExecutionKey): Effect.Effect<string, JournalError> {
+    return Effect.suspend(() => {
+      const id = keyString(key)
+      let waiter = this.waiters.get(id)
+      if (waiter === undefined) {
+        waiter = Deferred.unsafeMake<string | undefined>(FiberId.none)
+        this.waiters.set(id, waiter)
+      }
+      const local = Effect.flatMap(
+        Deferred.await(waiter),
+        (result): Effect.Effect<string, JournalError> => result === undefined ? this.awaitResult(key) : Effect.succeed(result)
+      )
+      // Running here: the local completion is enough. Elsewhere (or suspended): also watch the journal.
+      return this.live.has(id) ? local : Effect.raceFirst(local, this.pollResult(key))
+    })
+  }
+
+  private pollResult(key: ExecutionKey): Effect.Effect<string, JournalError> {
     const id = keyString(key)
-    let waiter = this.waiters.get(id)
-    if (waiter === undefined) {
-      waiter = Deferred.unsafeMake<string>(FiberId.none)
-      this.waiters.set(id, waiter)
-    }
     const pollEvery = Duration.toMillis(this.options.resultPollInterval ?? "1 second")
     const poll: Effect.Effect<string, JournalError> = Effect.gen(this, function*() {
       let delay = Math.min(100, pollEvery)
@@ -363,7 +392,7 @@ export class Engine {
         delay = Math.min(delay * 2, pollEvery)
       }
     })
-    return Effect.raceFirst(Deferred.await(waiter), poll)
+    return poll
   }
 
   /** Reads a finished execution's result, if it is finished. */
@@ -456,6 +485,34 @@ export class Engine {
   // background loops
   // ---------------------------------------------------------------------------------------------
 
+  /** In-memory deadlines of live executions, earliest first. */
+  private readonly localTimers: Array<{ readonly wakeAt: number; readonly deferred: Deferred.Deferred<void> }> = []
+
+  /**
+   * Waits until `wakeAt` through the engine's one timer (no timer per waiting step): a live execution's
+   * sleep before it suspends, or a retry delay while other steps of it run.
+   */
+  sleepUntil(wakeAt: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const entry = { wakeAt, deferred: Deferred.unsafeMake<void>(FiberId.none) }
+      let i = this.localTimers.length
+      while (i > 0 && this.localTimers[i - 1]!.wakeAt > wakeAt) i--
+      this.localTimers.splice(i, 0, entry)
+      this.arm(wakeAt)
+      return Effect.onInterrupt(Deferred.await(entry.deferred), () =>
+        Effect.sync(() => {
+          const index = this.localTimers.indexOf(entry)
+          if (index >= 0) this.localTimers.splice(index, 1)
+        }))
+    })
+  }
+
+  private fireLocalTimers(now: number) {
+    while (this.localTimers.length > 0 && this.localTimers[0]!.wakeAt <= now) {
+      Deferred.unsafeDone(this.localTimers.shift()!.deferred, Exit.void)
+    }
+  }
+
   /** Arms the timer for `wakeAt` when it is earlier than the armed deadline. */
   arm(wakeAt: number) {
     if (this.computingWake || this.armedAt === undefined || wakeAt < this.armedAt) this.rearm.unsafeOffer(undefined)
@@ -468,7 +525,9 @@ export class Engine {
   readonly timerLoop: Effect.Effect<never> = Effect.gen(this, function*() {
     while (true) {
       this.computingWake = true
-      const next = yield* this.retryJournal(this.journal.nextWakeAt(this.names))
+      const stored = yield* this.retryJournal(this.journal.nextWakeAt(this.names))
+      const local = this.localTimers[0]?.wakeAt
+      const next = stored === undefined ? local : local === undefined ? stored : Math.min(stored, local)
       this.armedAt = next
       this.computingWake = false
       if (next === undefined) {
@@ -484,6 +543,8 @@ export class Engine {
         if (woke === "rearm") continue
       }
       const dueAt = yield* Clock.currentTimeMillis
+      this.fireLocalTimers(dueAt)
+      if (stored === undefined || stored > dueAt) continue
       const due = yield* this.retryJournal(this.journal.dueTimers(this.names, dueAt, 1000))
       for (const key of due) {
         yield* Effect.catchAll(this.claimAndLaunch(key), (error) => Effect.logWarning("could not resume", error))

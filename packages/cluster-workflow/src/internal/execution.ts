@@ -23,7 +23,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
@@ -34,7 +33,8 @@ import type {
   ExecutionStatus,
   Journal,
   JournalWrite,
-  RowUpdate
+  RowUpdate,
+  SignalRow
 } from "../DurableExecutionJournal.js"
 import { JournalError } from "../DurableExecutionJournal.js"
 import { WorkflowContext } from "../WorkflowContext.js"
@@ -77,6 +77,8 @@ export interface EngineServices {
     childId: string,
     message: any
   ) => Effect.Effect<{ readonly result: string | undefined }, never>
+  /** Resolves at `wakeAt` (engine clock), through the engine's single timer. */
+  readonly sleepUntil: (wakeAt: number) => Effect.Effect<void>
 }
 
 /** How an execution run ended. @internal */
@@ -128,6 +130,27 @@ type Control =
   | { readonly _tag: "Cancel" }
   | { readonly _tag: "Yield" }
 
+/** The coordinator's mailbox: an array and one waiter (cheaper than a Queue per execution). */
+class ControlQueue {
+  private readonly items: Array<Control> = []
+  private waiter: Deferred.Deferred<void> | undefined = undefined
+  unsafeOffer(message: Control) {
+    this.items.push(message)
+    const waiter = this.waiter
+    if (waiter !== undefined) {
+      this.waiter = undefined
+      Deferred.unsafeDone(waiter, Exit.void)
+    }
+  }
+  readonly take: Effect.Effect<Control> = Effect.suspend(() => {
+    const next = this.items.shift()
+    if (next !== undefined) return Effect.succeed(next)
+    const waiter = Deferred.unsafeMake<void>(FiberId.none)
+    this.waiter = waiter
+    return Effect.flatMap(Deferred.await(waiter), () => this.take)
+  })
+}
+
 /** @internal */
 export interface ExecutionParams {
   readonly key: ExecutionKey
@@ -140,6 +163,8 @@ export interface ExecutionParams {
   readonly resultCodec: ExitCodec<any, any>
   readonly leaseMillis: number
   readonly payloadHash: string
+  /** Created by this start: the journal has nothing for it yet. */
+  readonly fresh: boolean
 }
 
 const isEngineFault = (u: unknown) =>
@@ -149,7 +174,7 @@ const isEngineFault = (u: unknown) =>
 export class ExecutionRuntime implements WriteOwner {
   broken = false
   readonly keyString: string
-  private readonly control: Queue.Queue<Control>
+  private readonly control = new ControlQueue()
   private epoch: number
   private inboxVersion: number
   private cancelPending: boolean
@@ -173,7 +198,6 @@ export class ExecutionRuntime implements WriteOwner {
 
   constructor(readonly engine: EngineServices, readonly params: ExecutionParams) {
     this.keyString = JSON.stringify([params.key.workflow, params.key.executionId])
-    this.control = Effect.runSync(Queue.unbounded<Control>())
     this.epoch = params.epoch
     this.inboxVersion = params.inboxVersion
     this.cancelPending = params.cancelRequested
@@ -234,11 +258,10 @@ export class ExecutionRuntime implements WriteOwner {
 
   /** Runs the execution until it completes, suspends or stops. */
   readonly run: Effect.Effect<Outcome> = Effect.gen(this, function*() {
-    const loaded = yield* Effect.either(
-      Effect.all([
-        this.engine.journal.events(this.key, 0),
-        this.engine.journal.signals(this.key)
-      ], { concurrency: 2 })
+    // A just-created execution has no events and no signals: nothing to read.
+    const loaded: Either.Either<readonly [ReadonlyArray<EventRow>, ReadonlyArray<SignalRow>], JournalError> =
+      this.params.fresh ? Either.right([[], []]) : yield* Effect.either(
+      Effect.zip(this.engine.journal.events(this.key, 0), this.engine.journal.signals(this.key))
     )
     if (Either.isLeft(loaded)) return { _tag: "Stopped", error: loaded.left } as const
     const [events, signals] = loaded.right
@@ -258,14 +281,15 @@ export class ExecutionRuntime implements WriteOwner {
       Effect.provideService(WorkflowContext, context),
       Effect.provide(this.params.context),
       Effect.exit,
-      Effect.flatMap((exit) => this.control.offer({ _tag: "BodyExit", exit })),
-      Effect.asVoid,
+      Effect.flatMap((exit) => Effect.sync(() => this.control.unsafeOffer({ _tag: "BodyExit", exit }))),
       Effect.fork
     )
+    // A fresh execution has nothing to replay: its steps start at once.
+    if (this.history.length === 0) this.liveStarted = true
     this.advance()
 
     while (true) {
-      const message = yield* Queue.take(this.control)
+      const message = yield* this.control.take
       const outcome = yield* this.handle(message)
       if (outcome !== undefined) {
         yield* Fiber.interrupt(this.bodyFiber)
@@ -612,7 +636,7 @@ export class ExecutionRuntime implements WriteOwner {
 
   /** Replay is over: once the body settled, start every step that is still asked for. */
   private readonly startLive = Effect.gen(this, function*() {
-    yield* this.settle
+    if (!this.liveStarted) yield* this.settle
     this.liveStarted = true
     for (const step of this.stepOrder) {
       if (step.result === undefined && !step.abandoned && !step.gateOpened) this.openGate(step)
@@ -756,7 +780,7 @@ export class ExecutionRuntime implements WriteOwner {
       step.waitingOn = reason
       this.waiting.add(step)
       this.control.unsafeOffer({ _tag: "CheckSuspend" })
-      yield* Effect.sleep(wakeAt - now).pipe(
+      yield* this.engine.sleepUntil(wakeAt).pipe(
         Effect.ensuring(Effect.sync(() => {
           this.waiting.delete(step)
           step.wakeAt = undefined

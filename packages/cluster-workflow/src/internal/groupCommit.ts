@@ -17,7 +17,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type { Journal, JournalWrite, WriteResult } from "../DurableExecutionJournal.js"
 import { JournalError } from "../DurableExecutionJournal.js"
@@ -97,7 +96,19 @@ export const make = (
   options: GroupCommitOptions
 ): Effect.Effect<Committer, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const queue = yield* Queue.unbounded<Pending>()
+    // A plain array and one waiter: cheaper than a Queue on this hot path.
+    let queue: Array<Pending> = []
+    let wake: Deferred.Deferred<void> | undefined
+    const takeBatch: Effect.Effect<Array<Pending>> = Effect.suspend(() => {
+      if (queue.length > 0) {
+        const taken = queue.length <= options.maxBatch ? queue : queue.slice(0, options.maxBatch)
+        queue = queue.length <= options.maxBatch ? [] : queue.slice(options.maxBatch)
+        return Effect.succeed(taken)
+      }
+      const waiter = Deferred.unsafeMake<void>(FiberId.none)
+      wake = waiter
+      return Effect.flatMap(Deferred.await(waiter), () => takeBatch)
+    })
     let commits = 0
 
     const commitBatch = (batch: ReadonlyArray<Pending>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> => {
@@ -139,7 +150,7 @@ export const make = (
 
     const writer = Effect.gen(function*() {
       while (true) {
-        const taken = yield* Queue.takeBetween(queue, 1, options.maxBatch)
+        const taken = yield* takeBatch
         const batch: Array<Pending> = []
         for (const pending of taken) {
           if (pending.owner?.broken) {
@@ -174,7 +185,12 @@ export const make = (
     return {
       submit: (write, owner) => {
         const deferred = Deferred.unsafeMake<WriteResult, JournalError>(FiberId.none)
-        queue.unsafeOffer({ write, owner, deferred })
+        queue.push({ write, owner, deferred })
+        const waiter = wake
+        if (waiter !== undefined) {
+          wake = undefined
+          Deferred.unsafeDone(waiter, Exit.void)
+        }
         return deferred
       },
       commits: () => commits

@@ -1,0 +1,59 @@
+/**
+ * Helpers to drive engines in tests without sleeping.
+ */
+import type { DurableExecutionJournal, WorkflowEngine } from "@effect-cluster/cluster-workflow"
+import { Effect } from "effect"
+
+type Journal = DurableExecutionJournal.Journal
+
+/** Yields until the execution's status has the given tag (bounded, so a bug fails instead of hanging). */
+export const awaitStatus = (
+  engine: WorkflowEngine.WorkflowEngine<any>,
+  executionId: string,
+  tag: WorkflowEngine.ExecutionState<any, any>["_tag"]
+) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 100_000; i++) {
+      const status = yield* engine.status(executionId)
+      if (status._tag === tag) return status
+      yield* Effect.yieldNow()
+    }
+    return yield* Effect.dieMessage(`execution ${executionId} never reached ${tag}`)
+  })
+
+/** Yields until `predicate` holds (bounded). */
+export const eventually = (predicate: () => boolean, what = "condition") =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 100_000; i++) {
+      if (predicate()) return
+      yield* Effect.yieldNow()
+    }
+    return yield* Effect.dieMessage(`${what} never held`)
+  })
+
+/** Counts calls per journal method. */
+export const countingJournal = (inner: Journal) => {
+  const calls: Record<string, number> = {}
+  const journal = Object.fromEntries(
+    Object.entries(inner).map(([name, value]) => [
+      name,
+      typeof value === "function"
+        ? (...args: Array<any>) => {
+          calls[name] = (calls[name] ?? 0) + 1
+          return (value as any)(...args)
+        }
+        : value
+    ])
+  ) as unknown as Journal
+  return { journal, calls }
+}
+
+/** Yields until `effect`'s value satisfies `predicate` (bounded). */
+export const eventuallyEffect = <A>(effect: Effect.Effect<A>, predicate: (a: A) => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 100_000; i++) {
+      if (predicate(yield* effect)) return
+      yield* Effect.yieldNow()
+    }
+    return yield* Effect.dieMessage("condition never held")
+  })
