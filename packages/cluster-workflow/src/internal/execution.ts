@@ -280,8 +280,9 @@ export class ExecutionRuntime implements WriteOwner {
     this.bodyFiber = yield* this.params.body.pipe(
       Effect.provideService(WorkflowContext, context),
       Effect.provide(this.params.context),
-      Effect.exit,
-      Effect.flatMap((exit) => Effect.sync(() => this.control.unsafeOffer({ _tag: "BodyExit", exit }))),
+      // onExit runs even when the body is interrupted (cancellation), so the coordinator always hears of it
+      Effect.onExit((exit) => Effect.sync(() => this.control.unsafeOffer({ _tag: "BodyExit", exit }))),
+      Effect.ignore,
       Effect.fork
     )
     // A fresh execution has nothing to replay: its steps start at once.
@@ -630,7 +631,15 @@ export class ExecutionRuntime implements WriteOwner {
     }
     if (this.phase === "replay") {
       this.phase = "live"
-      this.control.unsafeOffer({ _tag: "ReplayDone" })
+      if (this.compensating) {
+        // The body is over; the coordinator is busy compensating: start the remaining steps now.
+        this.liveStarted = true
+        for (const step of this.stepOrder) {
+          if (step.result === undefined && !step.abandoned && !step.gateOpened) this.openGate(step)
+        }
+      } else {
+        this.control.unsafeOffer({ _tag: "ReplayDone" })
+      }
     }
   }
 
@@ -698,7 +707,8 @@ export class ExecutionRuntime implements WriteOwner {
         this.advance()
       } else {
         step = this.register(kind, scope, id)
-        if (this.liveStarted) this.openGate(step)
+        // compensations run after the body ended: nothing left to settle
+        if (this.liveStarted || this.compensating) this.openGate(step)
       }
       return Effect.succeed({ step, first: true })
     })

@@ -1,0 +1,156 @@
+import {
+  DurableDeferred,
+  DurableExecutionJournal,
+  DurableExecutionJournalInMemory,
+  Workflow,
+  WorkflowEngine,
+  WorkflowError
+} from "@effect-cluster/cluster-workflow"
+import { assert, describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Schema, TestClock } from "effect"
+import { atEvent, runUntilCrash } from "./utils/crash.js"
+import { awaitStatus, eventually, eventuallyEffect } from "./utils/engine.js"
+import { Order, recorded, RunLog } from "./utils/fixtures.js"
+
+const Approval = DurableDeferred.make("approval", { success: Schema.Number, failure: Schema.String })
+
+const approvalWorkflow = (log: RunLog, gate?: Deferred.Deferred<void>) =>
+  Workflow.make(Order, () =>
+    Effect.gen(function*() {
+      yield* recorded(log, "prepare", undefined, Schema.Void, gate ? { body: Deferred.await(gate) } : undefined)
+      const approved = yield* DurableDeferred.await(Approval)
+      yield* recorded(log, "finish", undefined, Schema.Void)
+      return approved
+    }))
+
+describe("Signals (durable deferreds)", () => {
+  it.effect("suspends a waiting workflow and wakes it with the signal's value", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const engine = yield* WorkflowEngine.makeScoped(approvalWorkflow(log))
+      yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      const status = yield* awaitStatus(engine, "o1", "Suspended")
+      assert(status._tag === "Suspended")
+      expect(status.reason).toBe("signal:approval")
+      yield* eventuallyEffect(engine.liveExecutions, (n) => n === 0)
+      expect(yield* engine.signal("o1", Approval, Exit.succeed(42))).toEqual({ stored: true })
+      expect(yield* engine.result("o1")).toEqual(Exit.succeed(42))
+      expect(log.ids()).toEqual(["prepare", "finish"])
+    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+
+  it.effect("keeps a signal sent before the workflow waits for it", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const gate = yield* Deferred.make<void>()
+      const engine = yield* WorkflowEngine.makeScoped(approvalWorkflow(log, gate))
+      yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      yield* eventually(() => log.count("prepare") === 1)
+      yield* engine.signal("o1", Approval, Exit.succeed(7))
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* engine.result("o1")).toEqual(Exit.succeed(7))
+    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+
+  it.effect("keeps the first value of a signal sent twice, and carries typed failures", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const engine = yield* WorkflowEngine.makeScoped(approvalWorkflow(log))
+      yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      yield* awaitStatus(engine, "o1", "Suspended")
+      expect(yield* engine.signal("o1", Approval, Exit.fail("rejected"))).toEqual({ stored: true })
+      expect(yield* engine.signal("o1", Approval, Exit.succeed(1))).toEqual({ stored: false })
+      expect(yield* engine.result("o1")).toEqual(Exit.fail("rejected"))
+    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+
+  it.effect("refuses a signal to an unknown execution with a typed error", () =>
+    Effect.gen(function*() {
+      const engine = yield* WorkflowEngine.makeScoped(approvalWorkflow(new RunLog()))
+      const error = yield* Effect.flip(engine.signal("nope", Approval, Exit.succeed(1)))
+      expect(error).toBeInstanceOf(WorkflowError.ExecutionNotFoundError)
+    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+
+  it.effect("waits with a durable timeout", () =>
+    Effect.gen(function*() {
+      const workflow = Workflow.make(Order, () =>
+        Workflow.timeout("approval-timeout", "1 day")(DurableDeferred.await(Approval)).pipe(
+          Effect.catchTag("TimeoutException", () => Effect.succeed(-1))
+        ))
+      const engine = yield* WorkflowEngine.makeScoped(workflow)
+      yield* engine.sendDiscard(new Order({ orderId: "late", amount: 1 }))
+      yield* engine.sendDiscard(new Order({ orderId: "early", amount: 1 }))
+      yield* awaitStatus(engine, "late", "Suspended")
+      yield* awaitStatus(engine, "early", "Suspended")
+      yield* engine.signal("early", Approval, Exit.succeed(3))
+      expect(yield* engine.result("early")).toEqual(Exit.succeed(3))
+      yield* TestClock.adjust("1 day")
+      expect(yield* engine.result("late")).toEqual(Exit.succeed(-1))
+    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+
+  it.effect("wakes a workflow signalled while it is suspending (before the suspension commits)", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const inner = yield* DurableExecutionJournalInMemory.make
+      let fired = false
+      // the signal lands between the workflow's decision to suspend and the commit of that decision
+      const journal: DurableExecutionJournal.Journal = {
+        ...inner,
+        commit: (writes) =>
+          Effect.gen(function*() {
+            if (!fired && writes.some((write) => write._tag === "Suspend")) {
+              fired = true
+              yield* inner.signal({ workflow: "Order", executionId: "o1" }, "approval", JSON.stringify({ _tag: "Success", value: 9 }), 0)
+            }
+            return yield* inner.commit(writes)
+          })
+      }
+      const engine = yield* WorkflowEngine.makeScoped(approvalWorkflow(log)).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      expect(yield* engine.result("o1")).toEqual(Exit.succeed(9))
+      expect(fired).toBe(true)
+    }).pipe(Effect.scoped))
+
+  it.effect("wakes a workflow signalled just after its suspension committed", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const inner = yield* DurableExecutionJournalInMemory.make
+      let engine: WorkflowEngine.WorkflowEngine<Order> | undefined
+      let fired = false
+      const journal: DurableExecutionJournal.Journal = {
+        ...inner,
+        commit: (writes) =>
+          Effect.gen(function*() {
+            const results = yield* inner.commit(writes)
+            if (!fired && engine !== undefined && writes.some((write) => write._tag === "Suspend")) {
+              fired = true
+              yield* Effect.orDie(engine.signal("o1", Approval, Exit.succeed(5)))
+            }
+            return results
+          })
+      }
+      engine = yield* WorkflowEngine.makeScoped(approvalWorkflow(log)).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      expect(yield* engine.result("o1")).toEqual(Exit.succeed(5))
+      expect(fired).toBe(true)
+    }).pipe(Effect.scoped))
+
+  it.effect("replays a received signal after a crash without waiting again", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = yield* DurableExecutionJournalInMemory.make
+      const message = new Order({ orderId: "o1", amount: 1 })
+      const workflow = approvalWorkflow(log)
+      yield* runUntilCrash(journal, workflow, atEvent("StepCompleted", "finish"), (engine) =>
+        Effect.gen(function*() {
+          yield* engine.sendDiscard(message)
+          yield* awaitStatus(engine, "o1", "Suspended")
+          yield* engine.signal("o1", Approval, Exit.succeed(11))
+          return yield* engine.result("o1")
+        }))
+      const second = yield* runUntilCrash(journal, workflow, undefined, (engine) => engine.send(message))
+      expect(second).toEqual(Exit.succeed(11))
+      expect(log.ids()).toEqual(["prepare", "finish", "finish"])
+    }))
+})
