@@ -102,6 +102,17 @@ export const withActivityOptions = <A, E, R>(activity: Activity<A, E, R>, option
   })
 
 /**
+ * A retry policy: an Effect `Schedule` fed with the failure (or defect), or up to `times` retries,
+ * exponential from `backoff` (immediate without it).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RetryInput =
+  | Schedule.Schedule<any, any, never>
+  | { readonly times: number; readonly backoff?: Duration.DurationInput }
+
+/**
  * Retries an activity's typed failures and defects with a policy: an Effect `Schedule` (fed with the
  * failure), or `{ times, backoff? }` (up to `times` retries, exponential from `backoff`). Each decision
  * and its delay are journaled, and the delay is a durable timer: a crash neither restarts the count nor
@@ -111,17 +122,13 @@ export const withActivityOptions = <A, E, R>(activity: Activity<A, E, R>, option
  * @category combinators
  */
 export const retry: {
-  (
-    policy: Schedule.Schedule<any, any, never> | { readonly times: number; readonly backoff?: Duration.DurationInput }
-  ): <A, E, R>(activity: Activity<A, E, R>) => Activity<A, E, R>
-  <A, E, R>(
-    activity: Activity<A, E, R>,
-    policy: Schedule.Schedule<any, any, never> | { readonly times: number; readonly backoff?: Duration.DurationInput }
-  ): Activity<A, E, R>
-} = dual(2, <A, E, R>(
-  activity: Activity<A, E, R>,
-  policy: Schedule.Schedule<any, any, never> | { readonly times: number; readonly backoff?: Duration.DurationInput }
-): Activity<A, E, R> => withActivityOptions(activity, { retry: retryPolicy(policy) }))
+  (policy: RetryInput): <A, E, R>(activity: Activity<A, E, R>) => Activity<A, E, R>
+  <A, E, R>(activity: Activity<A, E, R>, policy: RetryInput): Activity<A, E, R>
+} = dual(
+  2,
+  <A, E, R>(activity: Activity<A, E, R>, policy: RetryInput): Activity<A, E, R> =>
+    withActivityOptions(activity, { retry: retryPolicy(policy) })
+)
 
 /**
  * Runs the activity's body in a transaction of the journal's `SqlClient`, and records its result in the

@@ -152,7 +152,12 @@ export class Engine {
         if (inProgress === undefined) break
         yield* Deferred.await(inProgress)
       }
-      const running = this.live.get(id)
+      let running = this.live.get(id)
+      while (running !== undefined && running.suspending) {
+        // It is leaving this engine: once it has, a send resumes it (2024: sending again resumes).
+        yield* Deferred.await(running.done)
+        running = this.live.get(id)
+      }
       if (running !== undefined) {
         if (running.payloadHash !== undefined && running.payloadHash !== hash) {
           return yield* new PayloadMismatchError(key)

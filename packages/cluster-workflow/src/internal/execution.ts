@@ -195,6 +195,10 @@ export class ExecutionRuntime implements WriteOwner {
   private compensating = false
   private bodyFiber: Fiber.RuntimeFiber<void> | undefined
   private suspendRequested = false
+  /** A suspension is being written: the execution is leaving this engine. */
+  suspending = false
+  /** Resolved when `run` ends. */
+  readonly done: Deferred.Deferred<void> = Deferred.unsafeMake(FiberId.none)
 
   constructor(readonly engine: EngineServices, readonly params: ExecutionParams) {
     this.keyString = JSON.stringify([params.key.workflow, params.key.executionId])
@@ -297,7 +301,10 @@ export class ExecutionRuntime implements WriteOwner {
         return outcome
       }
     }
-  }).pipe(Effect.onInterrupt(() => this.bodyFiber ? Fiber.interrupt(this.bodyFiber) : Effect.void))
+  }).pipe(
+    Effect.onInterrupt(() => this.bodyFiber ? Fiber.interrupt(this.bodyFiber) : Effect.void),
+    Effect.ensuring(Effect.sync(() => Deferred.unsafeDone(this.done, Exit.void)))
+  )
 
   private handle(message: Control): Effect.Effect<Outcome | undefined> {
     switch (message._tag) {
@@ -474,6 +481,7 @@ export class ExecutionRuntime implements WriteOwner {
   private writeSuspend(reason: string, wakeAt: number | null): Effect.Effect<Outcome | undefined> {
     return Effect.gen(this, function*() {
       const now = yield* Clock.currentTimeMillis
+      this.suspending = true
       const written = yield* Effect.exit(Deferred.await(this.engine.committer.submit({
         _tag: "Suspend",
         key: this.key,
@@ -494,6 +502,7 @@ export class ExecutionRuntime implements WriteOwner {
           return { _tag: "Suspended", wakeAt, reason } as const
         }
         case "InboxChanged": {
+          this.suspending = false
           yield* this.reloadInbox
           this.control.unsafeOffer({ _tag: "CheckSuspend" })
           return undefined
