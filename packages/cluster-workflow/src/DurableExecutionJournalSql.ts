@@ -637,78 +637,44 @@ export const make = (
     type Append = Extract<JournalWrite, { _tag: "Append" }>
     type Suspend = Extract<JournalWrite, { _tag: "Suspend" }>
     type Indexed<W> = { readonly index: number; readonly write: W }
+    type EventRecord = Record<(typeof eventSource.columns)[number][0], string | number>
 
     const byKey = <W extends JournalWrite>(a: Indexed<W>, b: Indexed<W>) => compareKeys(a.write.key, b.write.key)
+    const writeId = (write: JournalWrite) => keyId(write.key.workflow, write.key.executionId)
 
-    const applyStarts = (starts: Array<Indexed<Start>>, results: Array<WriteResult | undefined>) =>
-      Effect.gen(function*() {
-        starts.sort(byKey)
-        const created = yield* sql<Row>`INSERT INTO ${E} (workflow, execution_id, payload, payload_hash, version,
-  parent, status, claim_owner, claim_epoch, claim_until, cancel_requested, inbox_version, next_sequence, created_at,
-  updated_at, format_version)
+    /** Inserts the absent executions; returns the keys it created. */
+    const insertStarts = (starts: ReadonlyArray<Indexed<Start>>) =>
+      sql<Row>`INSERT INTO ${E} (workflow, execution_id, payload, payload_hash, version, parent, status,
+  claim_owner, claim_epoch, claim_until, cancel_requested, inbox_version, next_sequence, created_at, updated_at,
+  format_version)
 SELECT v.w, v.e, v.payload, v.hash, v.version, v.parent, 'running', v.owner, 1, v.until_, 0, 0, 0, v.now_, v.now_,
   ${formatVersion}
 FROM ${
-          source(
-            startSource,
-            starts.map(({ write }) => ({
-              w: write.key.workflow,
-              e: write.key.executionId,
-              payload: write.payload,
-              hash: write.payloadHash,
-              version: write.version,
-              parent: write.parent,
-              owner: write.owner,
-              until_: write.claimUntil,
-              now_: write.now
-            }))
-          )
-        } WHERE true
+        source(
+          startSource,
+          starts.map(({ write }) => ({
+            w: write.key.workflow,
+            e: write.key.executionId,
+            payload: write.payload,
+            hash: write.payloadHash,
+            version: write.version,
+            parent: write.parent,
+            owner: write.owner,
+            until_: write.claimUntil,
+            now_: write.now
+          }))
+        )
+      } WHERE true
 ON CONFLICT DO NOTHING
 RETURNING workflow, execution_id`
-        const createdIds = new Set(created.map(rowKeyId))
-        const existing: Array<Indexed<Start>> = []
-        for (const start of starts) {
-          if (createdIds.has(keyId(start.write.key.workflow, start.write.key.executionId))) {
-            results[start.index] = { _tag: "Created", epoch: 1 }
-          } else {
-            existing.push(start)
-          }
-        }
-        if (existing.length === 0) return
-        const rows = yield* selectRows(existing.map((s) => s.write.key))
-        for (const start of existing) {
-          const row = rows.get(keyId(start.write.key.workflow, start.write.key.executionId))
-          if (row === undefined) {
-            // Conflicted with a row that a concurrent retention run deleted: let the caller retry.
-            return yield* Effect.fail(
-              new JournalError({
-                operation: "commit",
-                message: "A started execution disappeared concurrently; retry the commit",
-                retryable: true
-              })
-            )
-          }
-          results[start.index] = { _tag: "Exists", row }
-        }
-      })
 
-    const applyAppends = (appends: Array<Indexed<Append>>, results: Array<WriteResult | undefined>) =>
-      Effect.gen(function*() {
-        const candidates: Array<Indexed<Append>> = []
-        for (const append of appends) {
-          const events = append.write.events
-          let increasing = true
-          for (let i = 1; i < events.length; i++) {
-            if (events[i]!.sequence <= events[i - 1]!.sequence) increasing = false
-          }
-          // Like the in-memory journal: sequences only grow (the (execution, sequence) primary key).
-          if (increasing) candidates.push(append)
-          else results[append.index] = { _tag: "Fenced" }
-        }
-        if (candidates.length === 0) return
-        candidates.sort(byKey)
-        const updated = yield* sql<Row>`UPDATE ${E} AS x SET
+    /**
+     * The fenced update of the appends' rows: only where (owner, epoch) still holds the claim of a
+     * non-terminal execution and the events continue its sequence. Returns the keys it updated; on
+     * PostgreSQL the row lock it takes makes a concurrent claim wait for this transaction (docs/sql-schema.md).
+     */
+    const updateAppends = (appends: ReadonlyArray<Indexed<Append>>) =>
+      sql<Row>`UPDATE ${E} AS x SET
   status = COALESCE(v.status, x.status),
   result = COALESCE(v.result, x.result),
   completed_at = COALESCE(v.completed_at, x.completed_at),
@@ -720,118 +686,175 @@ RETURNING workflow, execution_id`
   updated_at = CASE WHEN v.touched = 1 THEN v.now_ ELSE x.updated_at END,
   next_sequence = COALESCE(v.next_seq, x.next_sequence)
 FROM ${
-          source(
-            appendSource,
-            candidates.map(({ write }) => {
-              const events = write.events
-              const update = write.update
-              return {
-                w: write.key.workflow,
-                e: write.key.executionId,
-                owner: write.fence.owner,
-                epoch: write.fence.epoch,
-                first_seq: events.length === 0 ? null : events[0]!.sequence,
-                next_seq: events.length === 0 ? null : events[events.length - 1]!.sequence + 1,
-                status: update?.status ?? null,
-                result: update?.result ?? null,
-                completed_at: update?.completedAt ?? null,
-                cancel_handled: update?.cancelHandled ? 1 : 0,
-                terminal: update?.status !== undefined && isTerminal(update.status) ? 1 : 0,
-                touched: update === undefined ? 0 : 1,
-                now_: write.now
-              }
-            })
-          )
-        }
-WHERE x.workflow = v.w AND x.execution_id = v.e AND x.claim_owner = v.owner AND x.claim_epoch = v.epoch
-  AND x.status NOT IN ${terminal} AND (v.first_seq IS NULL OR x.next_sequence <= v.first_seq)
-RETURNING workflow, execution_id`
-        const okIds = new Set(updated.map(rowKeyId))
-        const events: Array<Record<(typeof eventSource.columns)[number][0], string | number>> = []
-        for (const { index, write } of candidates) {
-          if (!okIds.has(keyId(write.key.workflow, write.key.executionId))) {
-            results[index] = { _tag: "Fenced" }
-            continue
-          }
-          results[index] = { _tag: "Ok" }
-          for (const event of write.events) {
-            events.push({
-              w: write.key.workflow,
-              e: write.key.executionId,
-              seq: event.sequence,
-              kind: event.kind,
-              sk: event.stepKind,
-              ss: event.stepScope,
-              si: event.stepId,
-              attempt: event.attempt,
-              body: event.body
-            })
-          }
-        }
-        if (events.length === 0) return
-        yield* sql`INSERT INTO ${V} (workflow, execution_id, sequence, kind, step_kind, step_scope, step_id, attempt,
-  body, format_version)
-SELECT v.w, v.e, v.seq, v.kind, v.sk, v.ss, v.si, v.attempt, v.body, ${formatVersion} FROM ${
-          source(eventSource, events)
-        }`
-      })
-
-    const applySuspends = (suspends: Array<Indexed<Suspend>>, results: Array<WriteResult | undefined>) =>
-      Effect.gen(function*() {
-        suspends.sort(byKey)
-        const updated = yield* sql<Row>`UPDATE ${E} AS x SET status = 'suspended', suspended_on = v.susp,
-  wake_at = v.wake, claim_owner = NULL, claim_until = NULL, updated_at = v.now_
-FROM ${
-          source(
-            suspendSource,
-            suspends.map(({ write }) => ({
+        source(
+          appendSource,
+          appends.map(({ write }) => {
+            const events = write.events
+            const update = write.update
+            return {
               w: write.key.workflow,
               e: write.key.executionId,
               owner: write.fence.owner,
               epoch: write.fence.epoch,
-              inbox: write.inboxVersion,
-              susp: write.suspendedOn,
-              wake: write.wakeAt,
+              first_seq: events.length === 0 ? null : events[0]!.sequence,
+              next_seq: events.length === 0 ? null : events[events.length - 1]!.sequence + 1,
+              status: update?.status ?? null,
+              result: update?.result ?? null,
+              completed_at: update?.completedAt ?? null,
+              cancel_handled: update?.cancelHandled ? 1 : 0,
+              terminal: update?.status !== undefined && isTerminal(update.status) ? 1 : 0,
+              touched: update === undefined ? 0 : 1,
               now_: write.now
-            }))
-          )
+            }
+          })
+        )
+      }
+WHERE x.workflow = v.w AND x.execution_id = v.e AND x.claim_owner = v.owner AND x.claim_epoch = v.epoch
+  AND x.status NOT IN ${terminal} AND (v.first_seq IS NULL OR x.next_sequence <= v.first_seq)
+RETURNING workflow, execution_id`
+
+    const eventRecords = (appends: ReadonlyArray<Indexed<Append>>): Array<EventRecord> => {
+      const records: Array<EventRecord> = []
+      for (const { write } of appends) {
+        for (const event of write.events) {
+          records.push({
+            w: write.key.workflow,
+            e: write.key.executionId,
+            seq: event.sequence,
+            kind: event.kind,
+            sk: event.stepKind,
+            ss: event.stepScope,
+            si: event.stepId,
+            attempt: event.attempt,
+            body: event.body
+          })
         }
+      }
+      return records
+    }
+
+    /** Inserts events; `only` restricts them to the appends that took effect (a CTE of their keys). */
+    const insertEvents = (records: ReadonlyArray<EventRecord>, only: Statement.Fragment) =>
+      sql`INSERT INTO ${V} (workflow, execution_id, sequence, kind, step_kind, step_scope, step_id, attempt, body,
+  format_version)
+SELECT v.w, v.e, v.seq, v.kind, v.sk, v.ss, v.si, v.attempt, v.body, ${formatVersion} FROM ${
+        source(eventSource, records)
+      }${only}`
+
+    /** The fenced suspension, also requiring the inbox version the engine saw. Returns the keys it updated. */
+    const updateSuspends = (suspends: ReadonlyArray<Indexed<Suspend>>) =>
+      sql<Row>`UPDATE ${E} AS x SET status = 'suspended', suspended_on = v.susp, wake_at = v.wake,
+  claim_owner = NULL, claim_until = NULL, updated_at = v.now_
+FROM ${
+        source(
+          suspendSource,
+          suspends.map(({ write }) => ({
+            w: write.key.workflow,
+            e: write.key.executionId,
+            owner: write.fence.owner,
+            epoch: write.fence.epoch,
+            inbox: write.inboxVersion,
+            susp: write.suspendedOn,
+            wake: write.wakeAt,
+            now_: write.now
+          }))
+        )
+      }
 WHERE x.workflow = v.w AND x.execution_id = v.e AND x.claim_owner = v.owner AND x.claim_epoch = v.epoch
   AND x.status NOT IN ${terminal} AND x.inbox_version = v.inbox
 RETURNING workflow, execution_id`
-        const okIds = new Set(updated.map(rowKeyId))
-        const refused: Array<Indexed<Suspend>> = []
-        for (const suspend of suspends) {
-          if (okIds.has(keyId(suspend.write.key.workflow, suspend.write.key.executionId))) {
-            results[suspend.index] = { _tag: "Ok" }
-          } else {
-            refused.push(suspend)
-          }
+
+    interface Round {
+      readonly starts: Array<Indexed<Start>>
+      readonly appends: Array<Indexed<Append>>
+      readonly suspends: Array<Indexed<Suspend>>
+    }
+
+    interface Applied {
+      readonly created: ReadonlySet<string>
+      readonly appended: ReadonlySet<string>
+      readonly suspended: ReadonlySet<string>
+    }
+
+    const idsOf = (rows: ReadonlyArray<Row>) => new Set(rows.map(rowKeyId))
+    const none: ReadonlySet<string> = new Set()
+
+    /** SQLite: one statement per kind of write (in-process, so statements are cheap). */
+    const applySqlite = (round: Round): Effect.Effect<Applied, SqlError> =>
+      Effect.gen(function*() {
+        const created = round.starts.length > 0 ? idsOf(yield* insertStarts(round.starts)) : none
+        let appended = none
+        if (round.appends.length > 0) {
+          appended = idsOf(yield* updateAppends(round.appends))
+          const records = eventRecords(round.appends.filter(({ write }) => appended.has(writeId(write))))
+          if (records.length > 0) yield* insertEvents(records, sql.literal(""))
         }
-        if (refused.length === 0) return
-        // Tell a lost claim from a changed inbox. The epoch only grows, so a claim seen lost stays lost.
-        const rows = yield* selectRows(refused.map((s) => s.write.key))
-        for (const { index, write } of refused) {
-          const row = rows.get(keyId(write.key.workflow, write.key.executionId))
-          const holds = row !== undefined && row.claimOwner === write.fence.owner &&
-            row.claimEpoch === write.fence.epoch && !isTerminal(row.status)
-          results[index] = holds ? { _tag: "InboxChanged" } : { _tag: "Fenced" }
-        }
+        const suspended = round.suspends.length > 0 ? idsOf(yield* updateSuspends(round.suspends)) : none
+        return { created, appended, suspended }
       })
+
+    /**
+     * PostgreSQL: the whole round is ONE statement (data-modifying CTEs), so a batch of one round is one
+     * round trip and atomic without an explicit transaction. The events are inserted only for the appends
+     * whose fenced UPDATE matched (a join on its RETURNING).
+     */
+    const applyPg = (round: Round): Effect.Effect<Applied, SqlError> => {
+      const parts: Array<Statement.Fragment> = []
+      const selects: Array<string> = []
+      if (round.starts.length > 0) {
+        parts.push(sql`s AS (${insertStarts(round.starts)})`)
+        selects.push(`SELECT 's' AS k, workflow, execution_id FROM s`)
+      }
+      if (round.appends.length > 0) {
+        parts.push(sql`a AS (${updateAppends(round.appends)})`)
+        selects.push(`SELECT 'a' AS k, workflow, execution_id FROM a`)
+        const records = eventRecords(round.appends)
+        if (records.length > 0) {
+          parts.push(
+            sql`ev AS (${
+              insertEvents(records, sql.literal(" JOIN a ON a.workflow = v.w AND a.execution_id = v.e"))
+            })`
+          )
+        }
+      }
+      if (round.suspends.length > 0) {
+        parts.push(sql`p AS (${updateSuspends(round.suspends)})`)
+        selects.push(`SELECT 'p' AS k, workflow, execution_id FROM p`)
+      }
+      return Effect.map(
+        sql<Row>`WITH ${sql.csv(parts)} ${sql.literal(selects.join(" UNION ALL "))}`,
+        (rows) => {
+          const created = new Set<string>()
+          const appended = new Set<string>()
+          const suspended = new Set<string>()
+          for (const row of rows) {
+            const id = rowKeyId(row)
+            if (row.k === "s") created.add(id)
+            else if (row.k === "a") appended.add(id)
+            else suspended.add(id)
+          }
+          return { created, appended, suspended }
+        }
+      )
+    }
+
+    const applyRound = (round: Round): Effect.Effect<Applied, SqlError> =>
+      round.starts.length === 0 && round.appends.length === 0 && round.suspends.length === 0
+        ? Effect.succeed({ created: none, appended: none, suspended: none })
+        : dialect === "pg"
+        ? applyPg(round)
+        : applySqlite(round)
 
     const commit = (writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> => {
       if (writes.length === 0) return Effect.succeed([])
+      const results: Array<WriteResult | undefined> = new Array(writes.length)
       // Rounds: the n-th write of each execution goes to round n, so a round touches each row at most once
       // (a set-based UPDATE ... FROM applies one source row per target row) and writes of one execution
       // apply in order (a Start before the Append that follows it in the same batch).
-      const rounds: Array<{
-        starts: Array<Indexed<Start>>
-        appends: Array<Indexed<Append>>
-        suspends: Array<Indexed<Suspend>>
-      }> = []
+      const rounds: Array<Round> = []
       const seen = new Map<string, number>()
       writes.forEach((write, index) => {
-        const id = keyId(write.key.workflow, write.key.executionId)
+        const id = writeId(write)
         const n = seen.get(id) ?? 0
         seen.set(id, n + 1)
         const round = rounds[n] ?? (rounds[n] = { starts: [], appends: [], suspends: [] })
@@ -839,26 +862,72 @@ RETURNING workflow, execution_id`
           case "Start":
             round.starts.push({ index, write })
             break
-          case "Append":
-            round.appends.push({ index, write })
+          case "Append": {
+            // Like the in-memory journal: event sequences only grow (the (execution, sequence) primary key).
+            const events = write.events
+            let increasing = true
+            for (let i = 1; i < events.length; i++) {
+              if (events[i]!.sequence <= events[i - 1]!.sequence) increasing = false
+            }
+            if (increasing) round.appends.push({ index, write })
+            else results[index] = { _tag: "Fenced" }
             break
+          }
           case "Suspend":
             round.suspends.push({ index, write })
             break
         }
       })
-      return Effect.gen(function*() {
-        const results: Array<WriteResult | undefined> = new Array(writes.length)
+      // A stable lock order across engines (fewer deadlocks between concurrent batches).
+      for (const round of rounds) {
+        round.starts.sort(byKey)
+        round.appends.sort(byKey)
+        round.suspends.sort(byKey)
+      }
+      const apply = Effect.gen(function*() {
         for (const round of rounds) {
-          if (round.starts.length > 0) yield* applyStarts(round.starts, results)
-          if (round.appends.length > 0) yield* applyAppends(round.appends, results)
-          if (round.suspends.length > 0) yield* applySuspends(round.suspends, results)
+          const applied = yield* applyRound(round)
+          const toRead: Array<Indexed<Start> | Indexed<Suspend>> = []
+          for (const start of round.starts) {
+            if (applied.created.has(writeId(start.write))) results[start.index] = { _tag: "Created", epoch: 1 }
+            else toRead.push(start)
+          }
+          for (const { index, write } of round.appends) {
+            results[index] = applied.appended.has(writeId(write)) ? { _tag: "Ok" } : { _tag: "Fenced" }
+          }
+          for (const suspend of round.suspends) {
+            if (applied.suspended.has(writeId(suspend.write))) results[suspend.index] = { _tag: "Ok" }
+            else toRead.push(suspend)
+          }
+          if (toRead.length === 0) continue
+          // Starts that found their execution (Exists carries the row as it is now, before the batch's later
+          // writes to it) and refused suspensions (a lost claim, or a changed inbox): one read. Epochs only
+          // grow, so a claim seen lost stays lost.
+          const rows = yield* selectRows(toRead.map(({ write }) => write.key))
+          for (const { index, write } of toRead) {
+            const row = rows.get(writeId(write))
+            if (write._tag === "Start") {
+              if (row === undefined) {
+                // Conflicted with a row that a concurrent retention run deleted: let the caller retry.
+                return yield* new JournalError({
+                  operation: "commit",
+                  message: "A started execution disappeared concurrently; retry the commit",
+                  retryable: true
+                })
+              }
+              results[index] = { _tag: "Exists", row }
+            } else {
+              const holds = row !== undefined && row.claimOwner === write.fence.owner &&
+                row.claimEpoch === write.fence.epoch && !isTerminal(row.status)
+              results[index] = holds ? { _tag: "InboxChanged" } : { _tag: "Fenced" }
+            }
+          }
         }
         return results as Array<WriteResult>
-      }).pipe(
-        sql.withTransaction,
-        (effect) => withRetries(retries, "commit", effect)
-      )
+      })
+      // One round on PostgreSQL is one statement: atomic on its own. Otherwise one transaction.
+      const single = dialect === "pg" && rounds.length === 1
+      return withRetries(retries, "commit", single ? apply : sql.withTransaction(apply))
     }
 
     // --- single operations ------------------------------------------------------------------------------
