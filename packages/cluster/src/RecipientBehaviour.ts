@@ -57,6 +57,10 @@ export type EntityBehaviourOptions = {
   readonly entityMaxIdleTime?: Option.Option<Duration.Duration> | undefined
 }
 
+// A handler's defect becomes a typed error for the caller; the instance keeps running.
+const onDefect = (defect: unknown) =>
+  Effect.fail(new ExceptionWhileOfferingMessageException({ error: Cause.pretty(Cause.die(defect)) }))
+
 /**
  * A stateless behaviour: each message is handled by `handler`, one at a time per entity, and its state is
  * the reply.
@@ -73,12 +77,7 @@ export const fromFunctionEffect = <Msg, R>(
       const self = Context.get(context as Context.Context<RecipientBehaviourContext>, RecipientBehaviourContext)
       const entityId = self.recipientAddress.entityId
       return ((message: Msg) =>
-        handler(entityId, message).pipe(
-          Effect.provide(context),
-          Effect.catchAllDefect((defect) =>
-            Effect.fail(new ExceptionWhileOfferingMessageException({ error: Cause.pretty(Cause.die(defect)) }))
-          )
-        )) as any
+        Effect.catchAllDefect(Effect.mapInputContext(handler(entityId, message), () => context), onDefect)) as any
     }
   ) as RecipientBehaviour<Msg, R>
 
@@ -103,12 +102,7 @@ export const fromFunctionEffectStateful = <S, Msg, R, R2>(
     const entityId = self.recipientAddress.entityId
     const state = yield* Ref.make(yield* initialState(entityId))
     return ((message: Msg) =>
-      handler(entityId, message, state).pipe(
-        Effect.provide(context),
-        Effect.catchAllDefect((defect) =>
-          Effect.fail(new ExceptionWhileOfferingMessageException({ error: Cause.pretty(Cause.die(defect)) }))
-        )
-      )) as any
+      Effect.catchAllDefect(Effect.mapInputContext(handler(entityId, message, state), () => context), onDefect)) as any
   }) as RecipientBehaviour<Msg, R | R2>
 
 /**

@@ -570,14 +570,38 @@ export const make: Effect.Effect<
       return loop
     })
 
+  const toResult = (state: MessageState.MessageState<Exit.Exit<unknown, unknown>>) =>
+    (state as MessageState.MessageStateProcessed<Exit.Exit<any, any>>).result
+
+  // The common case: the entity is on this pod, which serves its shard. One delivery, no retry machinery;
+  // anything else (remote, routing failure, acknowledged) goes through deliverWithRetries.
+  const sendFast = (
+    recipientType: RecipientType<unknown>,
+    entityId: string,
+    message: unknown,
+    awaitResult: boolean
+  ): Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException> => {
+    const shard = shardIdOf(entityId, numberOfShards)
+    const route = routing[shard]
+    const manager = entityManagers.get(recipientType.name)
+    if (route === undefined || route.podKey !== selfKey || manager === undefined || !canServe(shard, route.epoch)) {
+      return deliverWithRetries(recipientType, entityId, message, awaitResult)
+    }
+    return Effect.catchAll(
+      Effect.flatMap(manager.deliver(entityId, shard, message, primaryKeyOf(message)), (state) =>
+        awaitResult && !MessageState.isProcessed(state)
+          ? deliverWithRetries(recipientType, entityId, message, awaitResult)
+          : Effect.succeed(state)),
+      (error) =>
+        isRetryable(error) ? deliverWithRetries(recipientType, entityId, message, awaitResult) : Effect.fail(error)
+    )
+  }
+
   const messenger = <Msg>(entityType: EntityType<Msg>): Messenger<Msg> => ({
     sendDiscard: (entityId) => (message) =>
-      Effect.asVoid(deliverWithRetries(entityType as RecipientType<unknown>, entityId, message, false)),
+      Effect.asVoid(sendFast(entityType as RecipientType<unknown>, entityId, message, false)),
     send: (entityId) => (message) =>
-      Effect.flatMap(
-        deliverWithRetries(entityType as RecipientType<unknown>, entityId, message, true),
-        (state) => (state as MessageState.MessageStateProcessed<Exit.Exit<any, any>>).result
-      )
+      Effect.flatMap(sendFast(entityType as RecipientType<unknown>, entityId, message, true), toResult) as any
   })
 
   const getPodsSync = (): Array<PodAddress> => {

@@ -103,6 +103,11 @@ export class EntityManager {
       return Effect.fail(new EntityNotManagedByThisPodException({ recipientAddress: this.addressOf(state) }))
     }
     const entity = state
+    if (!entity.busy) {
+      // Fast path: the mailbox is free; take it synchronously (no suspension point before `ensuring`).
+      entity.busy = true
+      return Effect.ensuring(this.process(entity, message, messageId), Effect.sync(() => this.release(entity)))
+    }
     return Effect.uninterruptibleMask((restore) =>
       Effect.zipRight(
         restore(this.acquire(entity)),
