@@ -180,14 +180,15 @@ const connectionMessages = [
   "Failed to acquire connection"
 ]
 
-/** Whether an error of the database is transient: busy, deadlock, or the connection (a retry may help). */
-const isRetryable = (cause: unknown): boolean => {
-  const codes = errorCodes(cause)
-  if (isBusy(codes)) return true
-  if (codes.some((code) => connectionErrorCodes.has(code) || code.startsWith("08"))) return true
+/** Whether the connection failed (refused, lost, server shutting down). */
+const isConnectionError = (cause: unknown): boolean => {
+  if (errorCodes(cause).some((code) => connectionErrorCodes.has(code) || code.startsWith("08"))) return true
   const message = errorMessage(cause)
   return connectionMessages.some((m) => message.includes(m))
 }
+
+/** Whether an error of the database is transient: busy, deadlock, or the connection (a retry may help). */
+const isRetryable = (cause: unknown): boolean => isBusy(errorCodes(cause)) || isConnectionError(cause)
 
 /** A failure of the user's effect inside `sql.withTransaction`, kept apart from the journal's own errors. */
 class UserFailure<E> {
@@ -212,7 +213,12 @@ const toJournalError = (operation: string, error: SqlError | CommitFailure): Jou
     })
     : new JournalError({
       operation,
-      message: errorMessage(error) || "SQL error",
+      message: operation === "commit" && isConnectionError(error)
+        // The statement (or the transaction's COMMIT) may have been applied before the connection went.
+        ? `The connection failed during the commit, its outcome is unknown (read to resolve it): ${
+          errorMessage(error)
+        }`
+        : errorMessage(error) || "SQL error",
       retryable: isRetryable(error)
     })
 
@@ -487,7 +493,7 @@ export const migrate = (
       }
       return done
     })
-    return yield* withRetries(10, "migrate", sql.withTransaction(run))
+    return yield* withRetries(10, "migrate", inTransaction(sql.withTransaction, run))
   })
 
 // ---------------------------------------------------------------------------------------------------------
@@ -529,6 +535,32 @@ const catchCommitDefect = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effe
   Effect.catchAllDefect(effect, (defect) =>
     isSqlError(defect) ? Effect.fail(new CommitFailure(defect.cause ?? defect)) : Effect.die(defect))
 
+/**
+ * Runs `body` in a transaction. `@effect/sql` turns a failed COMMIT or ROLLBACK into a defect: after the
+ * body failed, a failed ROLLBACK (say, the connection is gone) leaves the body's failure (nothing was
+ * committed: the server aborts the transaction); after it succeeded, a failed COMMIT is a `CommitFailure`
+ * whose outcome is unknown.
+ */
+const inTransaction = <A, E, R>(
+  withTransaction: <A1, E1, R1>(self: Effect.Effect<A1, E1, R1>) => Effect.Effect<A1, E1 | SqlError, R1>,
+  body: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError | CommitFailure, R> =>
+  Effect.suspend(() => {
+    let failure: { readonly error: E } | undefined
+    return Effect.catchAllDefect(
+      withTransaction(Effect.tapError(body, (error) =>
+        Effect.sync(() => {
+          failure = { error }
+        }))),
+      (defect): Effect.Effect<never, E | CommitFailure> =>
+        !isSqlError(defect)
+          ? Effect.die(defect)
+          : failure !== undefined
+          ? Effect.fail(failure.error)
+          : Effect.fail(new CommitFailure(defect.cause ?? defect))
+    )
+  })
+
 const isBusyError = (error: unknown): boolean => isSqlError(error) && isBusy(errorCodes(error))
 
 /**
@@ -538,7 +570,7 @@ const isBusyError = (error: unknown): boolean => isSqlError(error) && isBusy(err
 const withRetries = <A, R>(
   retries: number,
   operation: string,
-  effect: Effect.Effect<A, SqlError | JournalError, R>
+  effect: Effect.Effect<A, SqlError | CommitFailure | JournalError, R>
 ): Effect.Effect<A, JournalError, R> =>
   Effect.mapError(
     retryLive(operation, catchCommitDefect(effect), retries, isBusyError),
@@ -600,7 +632,7 @@ export const make = (
 
     /** One transaction, retried as a whole while the database is busy. */
     const transaction = <A>(operation: string, effect: Effect.Effect<A, SqlError>) =>
-      withRetries(retries, operation, sql.withTransaction(effect))
+      withRetries(retries, operation, inTransaction(sql.withTransaction, effect))
     /** One operation: a transaction on SQLite (see above), autocommit statements on PostgreSQL. */
     const operation = <A>(name: string, effect: Effect.Effect<A, SqlError>) =>
       dialect === "sqlite" ? transaction(name, effect) : withRetries(retries, name, effect)
@@ -927,7 +959,7 @@ RETURNING workflow, execution_id`
       })
       // One round on PostgreSQL is one statement: atomic on its own. Otherwise one transaction.
       const single = dialect === "pg" && rounds.length === 1
-      return withRetries(retries, "commit", single ? apply : sql.withTransaction(apply))
+      return withRetries(retries, "commit", single ? apply : inTransaction(sql.withTransaction, apply))
     }
 
     // --- single operations ------------------------------------------------------------------------------
@@ -1152,7 +1184,7 @@ ORDER BY inbox_version, name`,
           Effect.mapError(
             retryLive(
               "withTransaction",
-              catchCommitDefect(client.withTransaction(Effect.mapError(effect, (error) => new UserFailure(error)))),
+              inTransaction(client.withTransaction, Effect.mapError(effect, (error) => new UserFailure(error))),
               retries,
               // Busy at BEGIN (the user's effect did not run) is retried; the user's own failures are not.
               isBusyError

@@ -424,6 +424,21 @@ describePg(`SQL journal fencing [postgres]${postgresSkipReason === undefined ? "
     }).pipe(Effect.provide(Layer.orDie(pgClientLayer()))))
 })
 
+describePg(`SQL journal connection loss [postgres]${postgresSkipReason === undefined ? "" : ` (skipped: ${postgresSkipReason})`}`, () => {
+  it.scoped("a connection lost during a commit statement is a retryable JournalError whose outcome is unknown", () =>
+    Effect.gen(function*() {
+      const { journal } = yield* freshJournal()
+      const sql = yield* SqlClient.SqlClient
+      const error = yield* Effect.flip(journal.sql!.withTransaction(Effect.gen(function*() {
+        yield* Effect.ignore(sql`SELECT pg_terminate_backend(pg_backend_pid())`)
+        return yield* journal.commit([start(key("lost"))])
+      })))
+      expect(error).toMatchObject({ _tag: "JournalError", operation: "commit", retryable: true })
+      expect((error as DurableExecutionJournal.JournalError).message).toContain("outcome is unknown")
+      expect(yield* journal.get(key("lost"))).toEqual(Option.none())
+    }).pipe(Effect.provide(Layer.orDie(pgClientLayer()))))
+})
+
 // -----------------------------------------------------------------------------------------------------------
 // SQLite: two clients on one file
 // -----------------------------------------------------------------------------------------------------------
