@@ -74,7 +74,8 @@ for (const c of clientCases) {
   const describeCase = c.skip === undefined ? describe : describe.skip
   describeCase(`SQL journal [${c.name}]${c.skip === undefined ? "" : ` (skipped: ${c.skip})`}`, () => {
     const scoped = (name: string, body: Effect.Effect<void, unknown, SqlClient.SqlClient | Scope.Scope>) =>
-      it.scoped(name, () => Effect.provide(body, c.client))
+      // The scope closes (dropping the test's tables) before the client is released.
+      it.effect(name, () => Effect.provide(Effect.scoped(body), c.client))
 
     scoped(
       "migrations create versioned tables once; two prefixes in one database are independent",
@@ -338,7 +339,7 @@ const awaitLockWaiter = Effect.gen(function*() {
 })
 
 describePg(`SQL journal fencing [postgres]${postgresSkipReason === undefined ? "" : ` (skipped: ${postgresSkipReason})`}`, () => {
-  it.scoped("an Append racing a claim that took the row waits for it, then is fenced and writes nothing", () =>
+  it.effect("an Append racing a claim that took the row waits for it, then is fenced and writes nothing", () =>
     Effect.gen(function*() {
       const { journal } = yield* freshJournal()
       const sql = yield* SqlClient.SqlClient
@@ -363,9 +364,9 @@ describePg(`SQL journal fencing [postgres]${postgresSkipReason === undefined ? "
       expect(yield* journal.events(k, 0)).toEqual([])
       expect(Option.getOrThrow(yield* journal.get(k))).toMatchObject({ status: "running", claimOwner: "B", claimEpoch: 2 })
       expect(sql).toBeDefined()
-    }).pipe(Effect.provide(Layer.orDie(pgClientLayer()))))
+    }).pipe(Effect.scoped, Effect.provide(Layer.orDie(pgClientLayer()))))
 
-  it.scoped("if the racing claim rolls back, the waiting Append goes through", () =>
+  it.effect("if the racing claim rolls back, the waiting Append goes through", () =>
     Effect.gen(function*() {
       const { journal } = yield* freshJournal()
       const k = key("race")
@@ -385,9 +386,9 @@ describePg(`SQL journal fencing [postgres]${postgresSkipReason === undefined ? "
       yield* Fiber.join(b)
       expect(yield* Fiber.join(a)).toEqual([{ _tag: "Ok" }])
       expect(yield* journal.events(k, 0)).toHaveLength(1)
-    }).pipe(Effect.provide(Layer.orDie(pgClientLayer()))))
+    }).pipe(Effect.scoped, Effect.provide(Layer.orDie(pgClientLayer()))))
 
-  it.scoped("a claim racing an open Append transaction waits for it and then sees the committed state", () =>
+  it.effect("a claim racing an open Append transaction waits for it and then sees the committed state", () =>
     Effect.gen(function*() {
       const { journal } = yield* freshJournal()
       const k = key("race")
@@ -408,9 +409,9 @@ describePg(`SQL journal fencing [postgres]${postgresSkipReason === undefined ? "
       yield* Fiber.join(a)
       // The execution completed under A's epoch: B's claim re-checks the row and finds it terminal.
       expect(yield* Fiber.join(b)).toMatchObject({ _tag: "Unavailable", row: { status: "completed" } })
-    }).pipe(Effect.provide(Layer.orDie(pgClientLayer()))))
+    }).pipe(Effect.scoped, Effect.provide(Layer.orDie(pgClientLayer()))))
 
-  it.scoped("a connection lost at COMMIT is a retryable JournalError whose outcome is unknown", () =>
+  it.effect("a connection lost at COMMIT is a retryable JournalError whose outcome is unknown", () =>
     Effect.gen(function*() {
       const { journal } = yield* freshJournal()
       const sql = yield* SqlClient.SqlClient
@@ -421,11 +422,11 @@ describePg(`SQL journal fencing [postgres]${postgresSkipReason === undefined ? "
       expect((error as DurableExecutionJournal.JournalError).message).toContain("outcome is unknown")
       // The pool recovers: the journal carries on.
       expect(yield* journal.commit([start(key("after"))])).toEqual([{ _tag: "Created", epoch: 1 }])
-    }).pipe(Effect.provide(Layer.orDie(pgClientLayer()))))
+    }).pipe(Effect.scoped, Effect.provide(Layer.orDie(pgClientLayer()))))
 })
 
 describePg(`SQL journal connection loss [postgres]${postgresSkipReason === undefined ? "" : ` (skipped: ${postgresSkipReason})`}`, () => {
-  it.scoped("a connection lost during a commit statement is a retryable JournalError whose outcome is unknown", () =>
+  it.effect("a connection lost during a commit statement is a retryable JournalError whose outcome is unknown", () =>
     Effect.gen(function*() {
       const { journal } = yield* freshJournal()
       const sql = yield* SqlClient.SqlClient
@@ -436,7 +437,7 @@ describePg(`SQL journal connection loss [postgres]${postgresSkipReason === undef
       expect(error).toMatchObject({ _tag: "JournalError", operation: "commit", retryable: true })
       expect((error as DurableExecutionJournal.JournalError).message).toContain("outcome is unknown")
       expect(yield* journal.get(key("lost"))).toEqual(Option.none())
-    }).pipe(Effect.provide(Layer.orDie(pgClientLayer()))))
+    }).pipe(Effect.scoped, Effect.provide(Layer.orDie(pgClientLayer()))))
 })
 
 // -----------------------------------------------------------------------------------------------------------
