@@ -315,9 +315,14 @@ const startSource = recordSource([
   ["hash", "text"],
   ["version", "text"],
   ["parent", "text"],
+  ["status", "text"],
   ["owner", "text"],
   ["until_", "bigint"],
-  ["now_", "bigint"]
+  ["next_seq", "bigint"],
+  ["now_", "bigint"],
+  ["updated_", "bigint"],
+  ["result", "text"],
+  ["completed_at", "bigint"]
 ])
 
 const appendSource = recordSource([
@@ -671,32 +676,56 @@ export const make = (
     type Indexed<W> = { readonly index: number; readonly write: W }
     type EventRecord = Record<(typeof eventSource.columns)[number][0], string | number>
 
+    /** A Start, possibly fused with the Append that follows it in the batch (see `commit`). */
+    interface StartPlan extends Indexed<Start> {
+      readonly fused: Indexed<Append> | undefined
+    }
+
+    const startRecord = ({ fused, write }: StartPlan) => {
+      const record = {
+        w: write.key.workflow,
+        e: write.key.executionId,
+        payload: write.payload,
+        hash: write.payloadHash,
+        version: write.version,
+        parent: write.parent,
+        status: "running" as string,
+        owner: write.owner as string | null,
+        until_: write.claimUntil as number | null,
+        next_seq: 0,
+        now_: write.now,
+        updated_: write.now,
+        result: null as string | null,
+        completed_at: null as number | null
+      }
+      if (fused === undefined) return record
+      // The row exactly as the in-memory journal leaves it after Start then this Append.
+      const { events, now, update } = fused.write
+      const terminal = update?.status !== undefined && isTerminal(update.status)
+      record.status = update?.status ?? "running"
+      record.owner = terminal ? null : write.owner
+      record.until_ = terminal ? null : write.claimUntil
+      record.next_seq = events.length === 0 ? 0 : events[events.length - 1]!.sequence + 1
+      record.updated_ = update === undefined ? write.now : now
+      record.result = update?.result ?? null
+      record.completed_at = update?.completedAt ?? null
+      return record
+    }
+
     const byKey = <W extends JournalWrite>(a: Indexed<W>, b: Indexed<W>) => compareKeys(a.write.key, b.write.key)
     const writeId = (write: JournalWrite) => keyId(write.key.workflow, write.key.executionId)
 
-    /** Inserts the absent executions; returns the keys it created. */
-    const insertStarts = (starts: ReadonlyArray<Indexed<Start>>) =>
+    /**
+     * Inserts the absent executions; returns the keys it created. A start fused with the append that
+     * follows it (see `commit`) inserts the row as that append leaves it.
+     */
+    const insertStarts = (starts: ReadonlyArray<StartPlan>) =>
       sql<Row>`INSERT INTO ${E} (workflow, execution_id, payload, payload_hash, version, parent, status,
   claim_owner, claim_epoch, claim_until, cancel_requested, inbox_version, next_sequence, created_at, updated_at,
-  format_version)
-SELECT v.w, v.e, v.payload, v.hash, v.version, v.parent, 'running', v.owner, 1, v.until_, 0, 0, 0, v.now_, v.now_,
-  ${formatVersion}
-FROM ${
-        source(
-          startSource,
-          starts.map(({ write }) => ({
-            w: write.key.workflow,
-            e: write.key.executionId,
-            payload: write.payload,
-            hash: write.payloadHash,
-            version: write.version,
-            parent: write.parent,
-            owner: write.owner,
-            until_: write.claimUntil,
-            now_: write.now
-          }))
-        )
-      } WHERE true
+  result, completed_at, format_version)
+SELECT v.w, v.e, v.payload, v.hash, v.version, v.parent, v.status, v.owner, 1, v.until_, 0, 0, v.next_seq, v.now_,
+  v.updated_, v.result, v.completed_at, ${formatVersion}
+FROM ${source(startSource, starts.map(startRecord))} WHERE true
 ON CONFLICT DO NOTHING
 RETURNING workflow, execution_id`
 
@@ -797,50 +826,95 @@ WHERE x.workflow = v.w AND x.execution_id = v.e AND x.claim_owner = v.owner AND 
 RETURNING workflow, execution_id`
 
     interface Round {
-      readonly starts: Array<Indexed<Start>>
+      readonly starts: Array<StartPlan>
       readonly appends: Array<Indexed<Append>>
       readonly suspends: Array<Indexed<Suspend>>
     }
 
     interface Applied {
       readonly created: ReadonlySet<string>
+      /** The rows of the starts that were not created, as they were before this round. */
+      readonly existing: ReadonlyMap<string, ExecutionRow>
       readonly appended: ReadonlySet<string>
       readonly suspended: ReadonlySet<string>
     }
 
     const idsOf = (rows: ReadonlyArray<Row>) => new Set(rows.map(rowKeyId))
     const none: ReadonlySet<string> = new Set()
+    const noRows: ReadonlyMap<string, ExecutionRow> = new Map()
+
+    /** Fused appends of starts that found their execution: they apply to it like any other append. */
+    const fusedOf = (starts: ReadonlyArray<StartPlan>, created: ReadonlySet<string>) => {
+      const appends: Array<Indexed<Append>> = []
+      for (const start of starts) {
+        if (start.fused !== undefined && !created.has(writeId(start.write))) appends.push(start.fused)
+      }
+      return appends
+    }
 
     /** SQLite: one statement per kind of write (in-process, so statements are cheap). */
     const applySqlite = (round: Round): Effect.Effect<Applied, SqlError> =>
       Effect.gen(function*() {
-        const created = round.starts.length > 0 ? idsOf(yield* insertStarts(round.starts)) : none
+        let created = none
+        let existing = noRows
+        let appends = round.appends
+        if (round.starts.length > 0) {
+          created = idsOf(yield* insertStarts(round.starts))
+          const found = round.starts.filter((start) => !created.has(writeId(start.write)))
+          if (found.length > 0) existing = yield* selectRows(found.map(({ write }) => write.key))
+          const createdEvents = eventRecords(
+            round.starts.flatMap((start) =>
+              start.fused !== undefined && created.has(writeId(start.write)) ? [start.fused] : []
+            )
+          )
+          if (createdEvents.length > 0) yield* insertEvents(createdEvents, sql.literal(""))
+          const fused = fusedOf(round.starts, created)
+          if (fused.length > 0) appends = [...appends, ...fused]
+        }
         let appended = none
-        if (round.appends.length > 0) {
-          appended = idsOf(yield* updateAppends(round.appends))
-          const records = eventRecords(round.appends.filter(({ write }) => appended.has(writeId(write))))
+        if (appends.length > 0) {
+          appended = idsOf(yield* updateAppends(appends))
+          const records = eventRecords(appends.filter(({ write }) => appended.has(writeId(write))))
           if (records.length > 0) yield* insertEvents(records, sql.literal(""))
         }
         const suspended = round.suspends.length > 0 ? idsOf(yield* updateSuspends(round.suspends)) : none
-        return { created, appended, suspended }
+        return { created, existing, appended, suspended }
       })
+
+    const rowColumnsAsNull = sql.literal(executionColumns.split(", ").slice(2).map((c) => `NULL AS ${c}`).join(", "))
 
     /**
      * PostgreSQL: the whole round is ONE statement (data-modifying CTEs), so a batch of one round is one
-     * round trip and atomic without an explicit transaction. The events are inserted only for the appends
-     * whose fenced UPDATE matched (a join on its RETURNING).
+     * round trip and atomic without an explicit transaction. All CTEs see the snapshot from before the
+     * statement: `o` reads the rows the starts find (for `Exists`), the fenced UPDATE `a` also carries the
+     * fused appends (it matches only the executions that existed before, the ones `s` did not create), and
+     * events are inserted only for the appends that took effect (joins on `s` and `a`).
      */
     const applyPg = (round: Round): Effect.Effect<Applied, SqlError> => {
       const parts: Array<Statement.Fragment> = []
-      const selects: Array<string> = []
+      const selects: Array<Statement.Fragment> = []
+      const fused = round.starts.flatMap((start) => start.fused === undefined ? [] : [start.fused])
+      const appends = fused.length === 0 ? round.appends : [...round.appends, ...fused]
       if (round.starts.length > 0) {
+        parts.push(sql`o AS (SELECT ${xcols} FROM ${E} AS x JOIN ${
+          source(keySource, round.starts.map(({ write }) => ({ w: write.key.workflow, e: write.key.executionId })))
+        } ON x.workflow = v.w AND x.execution_id = v.e)`)
+        selects.push(sql`SELECT 'o' AS k, ${cols} FROM o`)
         parts.push(sql`s AS (${insertStarts(round.starts)})`)
-        selects.push(`SELECT 's' AS k, workflow, execution_id FROM s`)
+        selects.push(sql`SELECT 's' AS k, workflow, execution_id, ${rowColumnsAsNull} FROM s`)
+        const records = eventRecords(fused)
+        if (records.length > 0) {
+          parts.push(
+            sql`sev AS (${
+              insertEvents(records, sql.literal(" JOIN s ON s.workflow = v.w AND s.execution_id = v.e"))
+            })`
+          )
+        }
       }
-      if (round.appends.length > 0) {
-        parts.push(sql`a AS (${updateAppends(round.appends)})`)
-        selects.push(`SELECT 'a' AS k, workflow, execution_id FROM a`)
-        const records = eventRecords(round.appends)
+      if (appends.length > 0) {
+        parts.push(sql`a AS (${updateAppends(appends)})`)
+        selects.push(sql`SELECT 'a' AS k, workflow, execution_id, ${rowColumnsAsNull} FROM a`)
+        const records = eventRecords(appends)
         if (records.length > 0) {
           parts.push(
             sql`ev AS (${
@@ -851,65 +925,88 @@ RETURNING workflow, execution_id`
       }
       if (round.suspends.length > 0) {
         parts.push(sql`p AS (${updateSuspends(round.suspends)})`)
-        selects.push(`SELECT 'p' AS k, workflow, execution_id FROM p`)
+        selects.push(sql`SELECT 'p' AS k, workflow, execution_id, ${rowColumnsAsNull} FROM p`)
       }
       return Effect.map(
-        sql<Row>`WITH ${sql.csv(parts)} ${sql.literal(selects.join(" UNION ALL "))}`,
+        sql<Row>`WITH ${sql.csv(parts)} ${sql.join(" UNION ALL ", false)(selects)}`,
         (rows) => {
           const created = new Set<string>()
+          const existing = new Map<string, ExecutionRow>()
           const appended = new Set<string>()
           const suspended = new Set<string>()
           for (const row of rows) {
             const id = rowKeyId(row)
-            if (row.k === "s") created.add(id)
+            if (row.k === "o") existing.set(id, decodeExecution(row))
+            else if (row.k === "s") created.add(id)
             else if (row.k === "a") appended.add(id)
             else suspended.add(id)
           }
-          return { created, appended, suspended }
+          return { created, existing, appended, suspended }
         }
       )
     }
 
     const applyRound = (round: Round): Effect.Effect<Applied, SqlError> =>
       round.starts.length === 0 && round.appends.length === 0 && round.suspends.length === 0
-        ? Effect.succeed({ created: none, appended: none, suspended: none })
+        ? Effect.succeed({ created: none, existing: noRows, appended: none, suspended: none })
         : dialect === "pg"
         ? applyPg(round)
         : applySqlite(round)
 
+    /** Whether events continue a fresh execution (no events yet): they must grow from 0. */
+    const increasing = (events: ReadonlyArray<EventRow>) => {
+      for (let i = 1; i < events.length; i++) {
+        if (events[i]!.sequence <= events[i - 1]!.sequence) return false
+      }
+      return true
+    }
+
     const commit = (writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> => {
       if (writes.length === 0) return Effect.succeed([])
       const results: Array<WriteResult | undefined> = new Array(writes.length)
+      // The writes of each execution, in order. Appends whose event sequences do not grow are fenced now
+      // (like the in-memory journal; a refused write changes nothing, so the others are unaffected).
+      const byExecution = new Map<string, Array<Indexed<JournalWrite>>>()
+      writes.forEach((write, index) => {
+        if (write._tag === "Append" && !increasing(write.events)) {
+          results[index] = { _tag: "Fenced" }
+          return
+        }
+        const id = writeId(write)
+        const list = byExecution.get(id)
+        if (list === undefined) byExecution.set(id, [{ index, write }])
+        else list.push({ index, write })
+      })
       // Rounds: the n-th write of each execution goes to round n, so a round touches each row at most once
       // (a set-based UPDATE ... FROM applies one source row per target row) and writes of one execution
-      // apply in order (a Start before the Append that follows it in the same batch).
+      // apply in order. A Start followed by an Append that its own claim allows (owner, epoch 1, events from
+      // sequence 0) is fused into the Start: the row is inserted as the Append leaves it, so a new
+      // execution's first commit is one statement.
       const rounds: Array<Round> = []
-      const seen = new Map<string, number>()
-      writes.forEach((write, index) => {
-        const id = writeId(write)
-        const n = seen.get(id) ?? 0
-        seen.set(id, n + 1)
-        const round = rounds[n] ?? (rounds[n] = { starts: [], appends: [], suspends: [] })
-        switch (write._tag) {
-          case "Start":
-            round.starts.push({ index, write })
-            break
-          case "Append": {
-            // Like the in-memory journal: event sequences only grow (the (execution, sequence) primary key).
-            const events = write.events
-            let increasing = true
-            for (let i = 1; i < events.length; i++) {
-              if (events[i]!.sequence <= events[i - 1]!.sequence) increasing = false
+      const roundAt = (n: number) => rounds[n] ?? (rounds[n] = { starts: [], appends: [], suspends: [] })
+      for (const list of byExecution.values()) {
+        let n = 0
+        for (let i = 0; i < list.length; i++, n++) {
+          const { index, write } = list[i]!
+          switch (write._tag) {
+            case "Start": {
+              const next = list[i + 1]
+              const fusable = i === 0 && next !== undefined && next.write._tag === "Append" &&
+                next.write.fence.owner === write.owner && next.write.fence.epoch === 1 &&
+                (next.write.events.length === 0 || next.write.events[0]!.sequence >= 0)
+              if (fusable) i++
+              roundAt(n).starts.push({ index, write, fused: fusable ? next as Indexed<Append> : undefined })
+              break
             }
-            if (increasing) round.appends.push({ index, write })
-            else results[index] = { _tag: "Fenced" }
-            break
+            case "Append":
+              roundAt(n).appends.push({ index, write })
+              break
+            case "Suspend":
+              roundAt(n).suspends.push({ index, write })
+              break
           }
-          case "Suspend":
-            round.suspends.push({ index, write })
-            break
         }
-      })
+      }
       // A stable lock order across engines (fewer deadlocks between concurrent batches).
       for (const round of rounds) {
         round.starts.sort(byKey)
@@ -919,9 +1016,19 @@ RETURNING workflow, execution_id`
       const apply = Effect.gen(function*() {
         for (const round of rounds) {
           const applied = yield* applyRound(round)
-          const toRead: Array<Indexed<Start> | Indexed<Suspend>> = []
+          const toRead: Array<StartPlan | Indexed<Suspend>> = []
           for (const start of round.starts) {
-            if (applied.created.has(writeId(start.write))) results[start.index] = { _tag: "Created", epoch: 1 }
+            const id = writeId(start.write)
+            if (applied.created.has(id)) {
+              results[start.index] = { _tag: "Created", epoch: 1 }
+              if (start.fused !== undefined) results[start.fused.index] = { _tag: "Ok" }
+              continue
+            }
+            if (start.fused !== undefined) {
+              results[start.fused.index] = applied.appended.has(id) ? { _tag: "Ok" } : { _tag: "Fenced" }
+            }
+            const row = applied.existing.get(id)
+            if (row !== undefined) results[start.index] = { _tag: "Exists", row }
             else toRead.push(start)
           }
           for (const { index, write } of round.appends) {
@@ -932,9 +1039,8 @@ RETURNING workflow, execution_id`
             else toRead.push(suspend)
           }
           if (toRead.length === 0) continue
-          // Starts that found their execution (Exists carries the row as it is now, before the batch's later
-          // writes to it) and refused suspensions (a lost claim, or a changed inbox): one read. Epochs only
-          // grow, so a claim seen lost stays lost.
+          // Refused suspensions (a lost claim, or a changed inbox), and starts that met a row inserted
+          // concurrently with the statement: one read. Epochs only grow, so a claim seen lost stays lost.
           const rows = yield* selectRows(toRead.map(({ write }) => write.key))
           for (const { index, write } of toRead) {
             const row = rows.get(writeId(write))
@@ -958,7 +1064,7 @@ RETURNING workflow, execution_id`
         return results as Array<WriteResult>
       })
       // One round on PostgreSQL is one statement: atomic on its own. Otherwise one transaction.
-      const single = dialect === "pg" && rounds.length === 1
+      const single = dialect === "pg" && rounds.length <= 1
       return withRetries(retries, "commit", single ? apply : inTransaction(sql.withTransaction, apply))
     }
 

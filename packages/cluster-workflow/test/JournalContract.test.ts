@@ -199,6 +199,56 @@ describeJournals("journal contract", (journal) => {
   )
 
   test(
+    "a Start and the first Append of its execution in one batch",
+    Effect.gen(function*() {
+      const j = yield* DurableExecutionJournal
+      // Created and appended at once.
+      expect(
+        yield* j.commit([
+          start(key("new"), { now: 10 }),
+          append(key("new"), fence(), [event(0), event(1)], { status: "completed", result: "r", completedAt: 11 }, 11)
+        ])
+      ).toEqual([{ _tag: "Created", epoch: 1 }, { _tag: "Ok" }])
+      expect(yield* getRow(key("new"))).toMatchObject({
+        status: "completed",
+        result: "r",
+        completedAt: 11,
+        updatedAt: 11,
+        createdAt: 10,
+        claimOwner: null,
+        claimUntil: null,
+        claimEpoch: 1
+      })
+      expect((yield* j.events(key("new"), 0)).map((e) => e.sequence)).toEqual([0, 1])
+      // Created, but the append is not its claim's, or its events do not start at a valid sequence.
+      expect(yield* j.commit([start(key("other")), append(key("other"), fence("B", 1), [event(0)])])).toEqual([
+        { _tag: "Created", epoch: 1 },
+        { _tag: "Fenced" }
+      ])
+      expect(yield* j.commit([start(key("neg")), append(key("neg"), fence(), [event(-1)])])).toEqual([
+        { _tag: "Created", epoch: 1 },
+        { _tag: "Fenced" }
+      ])
+      expect(yield* j.events(key("neg"), -10)).toEqual([])
+      // The execution exists: Exists carries the row before the append, which applies to that row.
+      yield* j.commit([start(key("mine"), { now: 1 })])
+      const before = yield* getRow(key("mine"))
+      const [exists, appended] = yield* j.commit([
+        start(key("mine"), { now: 20 }),
+        append(key("mine"), fence(), [event(0)], { result: "x" }, 21)
+      ])
+      expect(exists).toEqual({ _tag: "Exists", row: before })
+      expect(appended).toEqual({ _tag: "Ok" })
+      expect(yield* getRow(key("mine"))).toMatchObject({ result: "x", updatedAt: 21, createdAt: 1 })
+      yield* j.commit([start(key("theirs"), { owner: "B" })])
+      expect(yield* j.commit([start(key("theirs")), append(key("theirs"), fence(), [event(0)])])).toMatchObject([
+        { _tag: "Exists", row: { claimOwner: "B" } },
+        { _tag: "Fenced" }
+      ])
+    })
+  )
+
+  test(
     "Suspend releases the claim, and is refused when the inbox moved or the claim is lost",
     Effect.gen(function*() {
       const j = yield* DurableExecutionJournal

@@ -566,6 +566,15 @@ type WriteSpec =
     readonly inbox: number
     readonly wake: number | null
   }
+  | {
+    // A Start and an Append its own claim allows (the engine's first commit of an execution).
+    readonly _tag: "StartAppend"
+    readonly k: number
+    readonly owner: string
+    readonly ttl: number
+    readonly seqs: ReadonlyArray<number>
+    readonly update: number
+  }
 
 const keys: ReadonlyArray<ExecutionKey> = [key("k0"), key("k1"), key("k2", "w2"), key("k3", "w2"), key("k4")]
 const owners = FastCheck.constantFrom("A", "B")
@@ -588,6 +597,17 @@ const writeArbitrary: FastCheck.Arbitrary<WriteSpec> = FastCheck.oneof(
       update: FastCheck.integer({ min: 0, max: 6 })
     }),
     weight: 3
+  },
+  {
+    arbitrary: FastCheck.record({
+      _tag: FastCheck.constant("StartAppend" as const),
+      k: keyIndex,
+      owner: owners,
+      ttl: FastCheck.integer({ min: 0, max: 50 }),
+      seqs: FastCheck.array(FastCheck.integer({ min: -1, max: 3 }), { maxLength: 2 }),
+      update: FastCheck.integer({ min: 0, max: 6 })
+    }),
+    weight: 2
   },
   FastCheck.record({
     _tag: FastCheck.constant("Suspend" as const),
@@ -637,27 +657,30 @@ const updates = [
   { status: "running" as const }
 ]
 
-const toWrite = (spec: WriteSpec, now: number): JournalWrite => {
+const toWrites = (spec: WriteSpec, now: number): Array<JournalWrite> => {
   const k = keys[spec.k]!
+  const updateOf = (n: number) => {
+    const update = updates[n]
+    return update === undefined ? undefined : "completedAt" in update ? { ...update, completedAt: now } : update
+  }
   switch (spec._tag) {
     case "Start":
-      return start(k, { owner: spec.owner, claimUntil: now + spec.ttl, now })
-    case "Append": {
-      const update = updates[spec.update]
-      return append(
-        k,
-        fence(spec.owner, spec.epoch),
-        spec.seqs.map((s) => event(s)),
-        update === undefined ? undefined : "completedAt" in update ? { ...update, completedAt: now } : update,
-        now
-      )
-    }
+      return [start(k, { owner: spec.owner, claimUntil: now + spec.ttl, now })]
+    case "Append":
+      return [append(k, fence(spec.owner, spec.epoch), spec.seqs.map((s) => event(s)), updateOf(spec.update), now)]
+    case "StartAppend":
+      return [
+        start(k, { owner: spec.owner, claimUntil: now + spec.ttl, now }),
+        append(k, fence(spec.owner, 1), spec.seqs.map((s) => event(s)), updateOf(spec.update), now + 1)
+      ]
     case "Suspend":
-      return suspend(k, fence(spec.owner, spec.epoch), spec.inbox, {
-        suspendedOn: spec.wake === null ? "signal" : "timer",
-        wakeAt: spec.wake === null ? null : now + spec.wake,
-        now
-      })
+      return [
+        suspend(k, fence(spec.owner, spec.epoch), spec.inbox, {
+          suspendedOn: spec.wake === null ? "signal" : "timer",
+          wakeAt: spec.wake === null ? null : now + spec.wake,
+          now
+        })
+      ]
   }
 }
 
@@ -665,7 +688,7 @@ const runOp = (j: Journal, op: Op, now: number): Effect.Effect<unknown, unknown>
   const workflows = ["wf", "w2"]
   switch (op._tag) {
     case "commit":
-      return j.commit(op.writes.map((w) => toWrite(w, now)))
+      return j.commit(op.writes.flatMap((w) => toWrites(w, now)))
     case "claim":
       return j.claim(keys[op.k]!, op.owner, now, now + op.ttl)
     case "renew":
