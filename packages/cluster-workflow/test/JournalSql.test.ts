@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as LibsqlClient from "@effect/sql-libsql/LibsqlClient"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
@@ -528,6 +529,37 @@ describe("SQL journal [sqlite, two clients on one file]", () => {
       const row = Option.getOrThrow(yield* journal.get(key("n")))
       expect(row).toMatchObject({ claimUntil: 2 ** 50, claimEpoch: 1, createdAt: 7, cancelRequested: false })
       expect(typeof row.claimEpoch).toBe("number")
+    }))
+})
+
+describe("sqlite subpath client", () => {
+  it.scoped("in memory; more distinct statements than its statement cache; rows, values, blobs, big integers", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(Layer.orDie(Sqlite.layerClient({ filename: ":memory:" })))
+      const sql = Context.get(context, SqlClient.SqlClient)
+      yield* sql`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, b BLOB, n INTEGER)`
+      for (let i = 0; i < 300; i++) yield* sql.unsafe(`INSERT INTO t (id, v) VALUES (${i}, 'x${i}')`)
+      for (let i = 0; i < 300; i++) yield* sql.unsafe(`UPDATE t SET n = ${i * 2} WHERE id = ${i}`)
+      expect(yield* sql`SELECT count(*) AS c, sum(n) AS s FROM t`).toEqual([{ c: 300, s: 299 * 300 }])
+      expect(yield* sql`SELECT id, v FROM t WHERE id < 2 ORDER BY id`.values).toEqual([[0, "x0"], [1, "x1"]])
+      yield* sql`UPDATE t SET b = ${new Uint8Array([1, 2, 3])}, n = ${2 ** 53 - 1} WHERE id = 0`
+      const [row] = yield* sql<{ b: ArrayBuffer; n: number }>`SELECT b, n FROM t WHERE id = 0`
+      expect(Array.from(new Uint8Array(row!.b))).toEqual([1, 2, 3])
+      expect(row!.n).toBe(2 ** 53 - 1)
+      yield* sql`UPDATE t SET n = 9223372036854775807 WHERE id = 1`
+      const tooBig = yield* Effect.flip(sql`SELECT n FROM t WHERE id = 1`)
+      expect(tooBig._tag).toEqual("SqlError")
+      const failed = yield* Effect.flip(sql.withTransaction(Effect.zipRight(
+        sql`INSERT INTO t (id, v) VALUES (${1000}, ${"rolled back"})`,
+        sql`INSERT INTO t (id, v) VALUES (${0}, ${"duplicate"})`
+      )))
+      expect(failed._tag).toEqual("SqlError")
+      expect(yield* sql`SELECT id FROM t WHERE id = 1000`).toEqual([])
+      const journal = yield* DurableExecutionJournalSql.make().pipe(Effect.provide(context))
+      expect(yield* journal.commit([start(key("m")), append(key("m"), fence(), [event(0)])])).toEqual([
+        { _tag: "Created", epoch: 1 },
+        { _tag: "Ok" }
+      ])
     }))
 })
 
