@@ -29,12 +29,14 @@ import * as Sqlite from "../src/node/Sqlite.js"
 import {
   append,
   databaseUrl,
+  describeJournals,
   dropTables,
   event,
   fence,
   key,
   pgClientLayer,
   postgresSkipReason,
+  sqlJournalCases,
   sqliteClientLayer,
   start,
   suspend,
@@ -531,6 +533,21 @@ describe("SQL journal [sqlite, two clients on one file]", () => {
       expect(typeof row.claimEpoch).toBe("number")
     }))
 })
+
+describeJournals("shared database", (c) => {
+  it.scoped("two journals (engines) on one database see each other's executions and are fenced by each other", () =>
+    Effect.gen(function*() {
+      const db = yield* c.shared!
+      const a = yield* Effect.map(Layer.build(db.journal()), (ctx) => Context.get(ctx, DurableExecutionJournal.DurableExecutionJournal))
+      const b = yield* Effect.map(Layer.build(db.journal()), (ctx) => Context.get(ctx, DurableExecutionJournal.DurableExecutionJournal))
+      expect(yield* a.commit([start(key("x"), { owner: "A", claimUntil: 100 })])).toEqual([{ _tag: "Created", epoch: 1 }])
+      expect(yield* b.commit([start(key("x"), { owner: "B" })])).toMatchObject([{ _tag: "Exists", row: { claimOwner: "A" } }])
+      expect(yield* b.claim(key("x"), "B", 101, 200)).toMatchObject({ _tag: "Claimed", row: { claimEpoch: 2 } })
+      expect(yield* a.commit([append(key("x"), fence("A", 1), [event(0)])])).toEqual([{ _tag: "Fenced" }])
+      expect(yield* b.commit([append(key("x"), fence("B", 2), [event(0)])])).toEqual([{ _tag: "Ok" }])
+      expect(yield* a.events(key("x"), 0)).toHaveLength(1)
+    }))
+}, sqlJournalCases)
 
 describe("sqlite subpath client", () => {
   it.scoped("in memory; more distinct statements than its statement cache; rows, values, blobs, big integers", () =>

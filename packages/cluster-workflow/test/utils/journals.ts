@@ -15,6 +15,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -128,6 +129,51 @@ export const postgresJournal = (
 ): Layer.Layer<DurableExecutionJournal | SqlClient.SqlClient, SqlError | JournalError> =>
   Layer.provideMerge(sqlJournalOn(options), pgClientLayer())
 
+/**
+ * A fresh database for tests with several engines (or processes) on one journal: every `journal()` is an
+ * independent journal layer (its own client: a SQLite connection, a PostgreSQL pool) on the same tables.
+ * The database (SQLite file / PostgreSQL tables) is removed when the scope closes.
+ */
+export interface SharedDatabase {
+  /** SQLite: the database file; PostgreSQL: `DATABASE_URL`. */
+  readonly location: string
+  readonly prefix: string
+  readonly journal: (
+    options?: Omit<DurableExecutionJournalSql.SqlJournalOptions, "prefix">
+  ) => Layer.Layer<DurableExecutionJournal | SqlClient.SqlClient>
+}
+
+/** A fresh SQLite database file shared by several journals. */
+export const sharedSqlite: Effect.Effect<SharedDatabase, never, Scope.Scope> = Effect.map(tempDir, (dir) => {
+  const filename = join(dir, "shared.db")
+  const prefix = uniquePrefix("shared")
+  return {
+    location: filename,
+    prefix,
+    journal: (options) =>
+      Layer.orDie(
+        Layer.provideMerge(
+          DurableExecutionJournalSql.layer({ ...options, prefix }),
+          Sqlite.layerClient({ filename })
+        )
+      )
+  }
+})
+
+/** A fresh table prefix on PostgreSQL shared by several journals; its tables are dropped with the scope. */
+export const sharedPostgres: Effect.Effect<SharedDatabase, never, Scope.Scope> = Effect.gen(function*() {
+  const prefix = uniquePrefix("shared")
+  yield* Effect.addFinalizer(() =>
+    Effect.ignore(Effect.provide(dropTables(prefix), pgClientLayer({ maxConnections: 1 })))
+  )
+  return {
+    location: databaseUrl,
+    prefix,
+    journal: (options) =>
+      Layer.orDie(Layer.provideMerge(DurableExecutionJournalSql.layer({ ...options, prefix }), pgClientLayer()))
+  }
+})
+
 /** One journal of the parameterised suites. */
 export interface JournalCase {
   readonly name: "memory" | "sqlite" | "postgres"
@@ -135,18 +181,27 @@ export interface JournalCase {
   readonly layer: Layer.Layer<DurableExecutionJournal>
   /** SQL cases: the same fresh journal together with the `SqlClient` it writes through. */
   readonly sqlLayer: Layer.Layer<DurableExecutionJournal | SqlClient.SqlClient> | undefined
+  /** SQL cases: a fresh database for several journals (engines) at once. */
+  readonly shared: Effect.Effect<SharedDatabase, never, Scope.Scope> | undefined
   /** Why the case is skipped (PostgreSQL unreachable and not required), or undefined. */
   readonly skip: string | undefined
 }
 
 /** The three journals: in-memory, SQLite file, PostgreSQL. */
 export const journalCases: ReadonlyArray<JournalCase> = [
-  { name: "memory", layer: memoryJournal, sqlLayer: undefined, skip: undefined },
-  { name: "sqlite", layer: Layer.orDie(sqliteJournal()), sqlLayer: Layer.orDie(sqliteJournal()), skip: undefined },
+  { name: "memory", layer: memoryJournal, sqlLayer: undefined, shared: undefined, skip: undefined },
+  {
+    name: "sqlite",
+    layer: Layer.orDie(sqliteJournal()),
+    sqlLayer: Layer.orDie(sqliteJournal()),
+    shared: sharedSqlite,
+    skip: undefined
+  },
   {
     name: "postgres",
     layer: Layer.orDie(postgresJournal()),
     sqlLayer: Layer.orDie(postgresJournal()),
+    shared: sharedPostgres,
     skip: postgresSkipReason
   }
 ]
