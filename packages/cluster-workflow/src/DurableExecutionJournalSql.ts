@@ -493,7 +493,8 @@ export const migrate = (
       for (const migration of migrations) {
         if (applied.has(migration.version)) continue
         yield* migration.run(sql, tables)
-        yield* sql`INSERT INTO ${sql(tables.migrations)} (version, name, applied_at) VALUES (${migration.version}, ${migration.name}, ${Date.now()})`
+        yield* sql`INSERT INTO ${sql(tables.migrations)} (version, name, applied_at)
+VALUES (${migration.version}, ${migration.name}, ${Date.now()})`
         done.push(migration.version)
       }
       return done
@@ -592,8 +593,10 @@ type Row = Record<string, unknown>
  * Builds a SQL journal on the `SqlClient` in context (SQLite or PostgreSQL), creating or upgrading its
  * tables first unless `migrate: false`.
  *
- * On SQLite every operation runs in its own (short) transaction: `@effect/sql-libsql` serialises a
- * process's transactions, so no statement of the journal can interleave with another fiber's commit. Use
+ * On SQLite every writing operation runs in its own (short) transaction: `@effect/sql-libsql` serialises a
+ * process's transactions, so no write of the journal can interleave with another fiber's commit; reads are
+ * plain statements, which wait for the process's open transaction and, in WAL mode, never block another
+ * process's writer. Use
  * `@effect-cluster/cluster-workflow/sqlite` for a client that keeps one connection with WAL,
  * `synchronous=NORMAL` and a busy timeout (the stock `LibsqlClient` opens a new connection per
  * transaction and never closes the old one).
@@ -638,9 +641,14 @@ export const make = (
     /** One transaction, retried as a whole while the database is busy. */
     const transaction = <A>(operation: string, effect: Effect.Effect<A, SqlError>) =>
       withRetries(retries, operation, inTransaction(sql.withTransaction, effect))
-    /** One operation: a transaction on SQLite (see above), autocommit statements on PostgreSQL. */
+    /** One writing operation: a transaction on SQLite (see above), autocommit statements on PostgreSQL. */
     const operation = <A>(name: string, effect: Effect.Effect<A, SqlError>) =>
       dialect === "sqlite" ? transaction(name, effect) : withRetries(retries, name, effect)
+    /**
+     * One reading operation: a plain statement. (On SQLite it waits for the process's open transaction, and
+     * in WAL mode it does not take the write lock, so it never makes another process's writer wait.)
+     */
+    const read = <A>(name: string, effect: Effect.Effect<A, SqlError>) => withRetries(retries, name, effect)
 
     /** A batch of records as a derived table `v`, from ONE JSON parameter. */
     const source = <K extends string>(
@@ -1163,7 +1171,7 @@ RETURNING ${cols}`
       )
 
     const nextWakeAt = (workflows: ReadonlyArray<string>) =>
-      workflows.length === 0 ? Effect.succeed(undefined) : operation(
+      workflows.length === 0 ? Effect.succeed(undefined) : read(
         "nextWakeAt",
         Effect.map(
           sql<Row>`SELECT MIN(wake_at) AS wake_at FROM ${E}
@@ -1179,7 +1187,7 @@ WHERE status = 'suspended' AND wake_at IS NOT NULL AND ${inWorkflows(workflows)}
       rows.map((r) => ({ workflow: str(r.workflow), executionId: str(r.execution_id) }))
 
     const dueTimers = (workflows: ReadonlyArray<string>, now: number, limit: number) =>
-      workflows.length === 0 || limit <= 0 ? Effect.succeed([]) : operation(
+      workflows.length === 0 || limit <= 0 ? Effect.succeed([]) : read(
         "dueTimers",
         Effect.map(
           sql<Row>`SELECT workflow, execution_id FROM ${E}
@@ -1191,7 +1199,7 @@ LIMIT ${limitOf(limit)}`,
       )
 
     const resumable = (workflows: ReadonlyArray<string>, owner: string, now: number, limit: number) =>
-      workflows.length === 0 || limit <= 0 ? Effect.succeed([]) : operation(
+      workflows.length === 0 || limit <= 0 ? Effect.succeed([]) : read(
         "resumable",
         Effect.map(
           sql<Row>`SELECT workflow, execution_id FROM ${E}
@@ -1204,7 +1212,7 @@ LIMIT ${limitOf(limit)}`,
       )
 
     const list = (options: ListOptions) =>
-      options.workflows.length === 0 || options.limit <= 0 ? Effect.succeed([]) : operation(
+      options.workflows.length === 0 || options.limit <= 0 ? Effect.succeed([]) : read(
         "list",
         Effect.map(
           sql<Row>`SELECT ${cols} FROM ${E}
@@ -1253,9 +1261,9 @@ RETURNING workflow, execution_id`
 
     const journal: Journal = {
       commit,
-      get: (key) => operation("get", Effect.map(selectRow(key), Option.fromNullable)),
+      get: (key) => read("get", Effect.map(selectRow(key), Option.fromNullable)),
       events: (key, fromSequence) =>
-        operation(
+        read(
           "events",
           Effect.map(
             sql<Row>`SELECT sequence, kind, step_kind, step_scope, step_id, attempt, body FROM ${V}
@@ -1265,7 +1273,7 @@ ORDER BY sequence`,
           )
         ),
       signals: (key) =>
-        operation(
+        read(
           "signals",
           Effect.map(
             sql<Row>`SELECT name, value, created_at FROM ${S}
