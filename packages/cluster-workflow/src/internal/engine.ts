@@ -277,6 +277,7 @@ export class Engine {
     const run = Effect.flatMap(runtime.run, (outcome) => this.onOutcome(runtime, outcome, state.parent)).pipe(
       Effect.ensuring(Effect.sync(() => {
         if (this.live.get(id) === runtime) this.live.delete(id)
+        Deferred.unsafeDone(runtime.done, Exit.void)
       })),
       Effect.annotateLogs({ workflow: key.workflow, executionId: key.executionId })
     )

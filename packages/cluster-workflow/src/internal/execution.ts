@@ -197,7 +197,7 @@ export class ExecutionRuntime implements WriteOwner {
   private suspendRequested = false
   /** A suspension is being written: the execution is leaving this engine. */
   suspending = false
-  /** Resolved when `run` ends. */
+  /** Resolved by the engine once this runtime has left it. */
   readonly done: Deferred.Deferred<void> = Deferred.unsafeMake(FiberId.none)
 
   constructor(readonly engine: EngineServices, readonly params: ExecutionParams) {
@@ -301,10 +301,7 @@ export class ExecutionRuntime implements WriteOwner {
         return outcome
       }
     }
-  }).pipe(
-    Effect.onInterrupt(() => this.bodyFiber ? Fiber.interrupt(this.bodyFiber) : Effect.void),
-    Effect.ensuring(Effect.sync(() => Deferred.unsafeDone(this.done, Exit.void)))
-  )
+  }).pipe(Effect.onInterrupt(() => this.bodyFiber ? Fiber.interrupt(this.bodyFiber) : Effect.void))
 
   private handle(message: Control): Effect.Effect<Outcome | undefined> {
     switch (message._tag) {

@@ -74,7 +74,11 @@ export const runUntilCrash = <A, E, R>(
   inner: Journal,
   workflow: Workflow.Workflow<any, R>,
   point: CrashPoint | undefined,
-  use: (engine: WorkflowEngine.WorkflowEngine<any>) => Effect.Effect<A, E>,
+  use: (
+    engine: WorkflowEngine.WorkflowEngine<any>,
+    /** Runs an effect off the crashable scheduler; use it for TestClock.adjust, whose helper fibers must not freeze. */
+    restore: <X, Y>(effect: Effect.Effect<X, Y>) => Effect.Effect<X, Y>
+  ) => Effect.Effect<A, E>,
   options?: WorkflowEngine.EngineOptions
 ): Effect.Effect<Exit.Exit<A, E> | "crashed", never, R> =>
   Effect.gen(function*() {
@@ -83,10 +87,10 @@ export const runUntilCrash = <A, E, R>(
     yield* TestClock.adjust(0)
     const runtime = yield* CrashableRuntime.make
     const journal = point === undefined ? inner : crashingJournal(inner, point, runtime.crash)
-    const exit = yield* runtime.run(() =>
+    const exit = yield* runtime.run((restore) =>
       Effect.scoped(
         Effect.flatMap(WorkflowEngine.make(workflow, { identity: "test-engine", ...options }), (engine) =>
-          Effect.exit(use(engine)))
+          Effect.exit(use(engine, restore)))
       ).pipe(Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal))
     ).pipe(Effect.either)
     if (exit._tag === "Left") {
