@@ -1,0 +1,234 @@
+/**
+ * The interruption table of docs/cancellation.md: for each way a running workflow can be interrupted
+ * (caller interrupt, engine scope close, cancel, race loser, Workflow.timeout), what is recorded, whether
+ * the running activity body finishes, and what compensates. Rows already covered elsewhere cite those
+ * tests; this file holds the rest.
+ */
+import {
+  Activity,
+  DurableExecutionJournal,
+  Workflow,
+  WorkflowEngine,
+  WorkflowError
+} from "@effect-cluster/cluster-workflow"
+import { assert, expect, it } from "@effect/vitest"
+import { Context, Deferred, Effect, Exit, Layer, Option, Schema, TestClock } from "effect"
+import { atEvent, runUntilCrash } from "./utils/crash.js"
+import { awaitStatus, eventually } from "./utils/engine.js"
+import { Order, RunLog } from "./utils/fixtures.js"
+import { describeJournals, type JournalCase } from "./utils/journals.js"
+
+/** Builds a case's journal in the current scope (for tests that run several engines on it). */
+const buildJournal = (journalCase: JournalCase) =>
+  Effect.map(Layer.build(journalCase.layer), (context) => Context.get(context, DurableExecutionJournal.DurableExecutionJournal))
+
+const orderKey = (executionId: string) => ({ workflow: "Order", executionId })
+
+/** `kind:stepKind:stepId` of every event of an execution. */
+const eventsOf = (journal: DurableExecutionJournal.Journal, executionId: string) =>
+  Effect.map(
+    Effect.orDie(journal.events(orderKey(executionId), 0)),
+    (events) => events.map((e) => e.stepKind === "workflow" ? e.kind : `${e.kind}:${e.stepKind}:${e.stepId}`)
+  )
+
+/** "charge" registers a refund (saga). */
+const charge = (log: RunLog) =>
+  Activity.make("charge", Schema.String, Schema.String)(
+    Effect.sync(() => {
+      log.runs.push({ id: "charge", attempt: 0 })
+      return "ch"
+    })
+  ).pipe(Workflow.withCompensation((id) => Effect.sync(() => log.runs.push({ id: `refund:${id}`, attempt: 0 }))))
+
+/**
+ * An activity whose body blocks on `gate` on its first attempt (attempt 0) and returns at once on later
+ * ones; it logs its runs and, under `interrupted:<id>`, each run that was interrupted (its finalizer).
+ */
+const blocking = (log: RunLog, id: string, gate: Deferred.Deferred<void>, value = 1) =>
+  Activity.make(id, Schema.Number, Schema.String)(
+    Effect.gen(function*() {
+      const attempt = yield* Activity.currentAttempt
+      log.runs.push({ id, attempt })
+      if (attempt === 0) yield* Deferred.await(gate)
+      return value
+    }).pipe(Effect.onInterrupt(() => Effect.sync(() => log.runs.push({ id: `interrupted:${id}`, attempt: 0 }))))
+  )
+
+describeJournals("Interruption", (journalCase) => {
+  it.scoped("engine scope close: the running body is interrupted, nothing is recorded, nothing compensates; the next engine re-runs it with the next attempt", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = yield* buildJournal(journalCase)
+      const never = yield* Deferred.make<void>()
+      const workflow = Workflow.make(Order, () =>
+        Effect.gen(function*() {
+          yield* charge(log)
+          return yield* blocking(log, "slow", never, 7)
+        }))
+      const provide = Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      yield* Effect.gen(function*() {
+        const engine = yield* WorkflowEngine.makeScoped(workflow)
+        yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+        yield* eventually(() => log.count("slow") === 1, "slow started")
+      }).pipe(Effect.scoped, provide)
+      // the body was interrupted (its finalizer ran), no compensation ran
+      expect(log.ids()).toEqual(["charge", "slow", "interrupted:slow"])
+      // no result, no completion, no cancellation recorded: the attempt marker is the last event
+      expect(yield* eventsOf(journal, "o1")).toEqual([
+        "StepStarted:activity:charge",
+        "StepCompleted:activity:charge",
+        "StepStarted:activity:slow"
+      ])
+      const row = Option.getOrThrow(yield* Effect.orDie(journal.get(orderKey("o1"))))
+      expect(row.status).toBe("running")
+      expect(row.result).toBe(null)
+      // a new engine in this process (same identity) resumes it at start, with the next attempt
+      const result = yield* Effect.gen(function*() {
+        const engine = yield* WorkflowEngine.makeScoped(workflow)
+        return yield* engine.result("o1")
+      }).pipe(Effect.scoped, provide)
+      expect(result).toEqual(Exit.succeed(7))
+      expect(log.runs).toEqual([
+        { id: "charge", attempt: 0 },
+        { id: "slow", attempt: 0 },
+        { id: "interrupted:slow", attempt: 0 },
+        { id: "slow", attempt: 1 }
+      ])
+    }))
+
+  it.scoped("engine scope close: an engine with another identity takes the execution over only once the claim has expired", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = yield* buildJournal(journalCase)
+      const never = yield* Deferred.make<void>()
+      const workflow = Workflow.make(Order, () => blocking(log, "slow", never, 7))
+      const provide = Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      yield* Effect.gen(function*() {
+        const engine = yield* WorkflowEngine.make(workflow, { identity: "engine-a", claimLease: "30 seconds" })
+        yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+        yield* eventually(() => log.count("slow") === 1, "slow started")
+      }).pipe(Effect.scoped, provide)
+      yield* Effect.gen(function*() {
+        const engine = yield* WorkflowEngine.make(workflow, { identity: "engine-b", orphanCheckInterval: "10 seconds" })
+        // engine-a's claim (30 s) still holds: engine-b leaves the execution alone
+        yield* TestClock.adjust("20 seconds")
+        expect(log.count("slow")).toBe(1)
+        expect((yield* engine.status("o1"))._tag).toBe("Running")
+        // after the lease, the next orphan check claims it (epoch 2) and runs the next attempt
+        yield* TestClock.adjust("20 seconds")
+        expect(yield* engine.result("o1")).toEqual(Exit.succeed(7))
+      }).pipe(Effect.scoped, provide)
+      expect(log.runs.filter((run) => run.id === "slow").map((run) => run.attempt)).toEqual([0, 1])
+    }))
+
+  it.scoped("cancel: the running body is interrupted and never recorded; CancelRequested follows its attempt marker; completed activities compensate", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = yield* buildJournal(journalCase)
+      const never = yield* Deferred.make<void>()
+      const workflow = Workflow.make(Order, () =>
+        Effect.gen(function*() {
+          yield* charge(log)
+          return yield* blocking(log, "slow", never)
+        }))
+      const engine = yield* WorkflowEngine.makeScoped(workflow).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      yield* eventually(() => log.count("slow") === 1, "slow started")
+      expect(yield* engine.cancel("o1")).toBe("cancelled")
+      expect(yield* Effect.flip(engine.result("o1"))).toBeInstanceOf(WorkflowError.WorkflowCancelledError)
+      expect(log.ids()).toEqual(["charge", "slow", "interrupted:slow", "refund:ch"])
+      expect(yield* eventsOf(journal, "o1")).toEqual([
+        "StepStarted:activity:charge",
+        "StepCompleted:activity:charge",
+        "StepStarted:activity:slow",
+        "CancelRequested",
+        "StepStarted:compensation:activity:charge",
+        "StepCompleted:compensation:activity:charge",
+        "ExecutionCompleted"
+      ])
+      expect((yield* engine.status("o1"))._tag).toBe("Cancelled")
+    }))
+
+  it.scoped("race loser: its body is interrupted, its attempt stays recorded without a result, and it is never compensated", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = yield* buildJournal(journalCase)
+      const never = yield* Deferred.make<void>()
+      const compensated = (id: string) => Workflow.withCompensation(() => Effect.sync(() => log.runs.push({ id: `undo:${id}`, attempt: 0 })))
+      const workflow = Workflow.make(Order, () =>
+        Effect.gen(function*() {
+          yield* Effect.race(
+            blocking(log, "loser", never).pipe(compensated("loser")),
+            Activity.make("winner", Schema.Number, Schema.String)(Effect.succeed(2)).pipe(compensated("winner"))
+          )
+          return yield* Effect.fail("later failure")
+        }))
+      const engine = yield* WorkflowEngine.makeScoped(workflow).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      expect(yield* Effect.exit(engine.send(new Order({ orderId: "o1", amount: 1 })))).toEqual(Exit.fail("later failure"))
+      expect(log.ids()).toEqual(["loser", "interrupted:loser", "undo:winner"])
+      const events = yield* eventsOf(journal, "o1")
+      expect(events).toContain("StepStarted:activity:loser")
+      expect(events).not.toContain("StepCompleted:activity:loser")
+      expect(events).not.toContain("StepStarted:compensation:activity:loser")
+    }))
+
+  it.scoped("Workflow.timeout: at the deadline the timer's completion is recorded, the running body is interrupted, and completed activities compensate when the workflow fails", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = yield* buildJournal(journalCase)
+      const never = yield* Deferred.make<void>()
+      const workflow = Workflow.make(Order, () =>
+        Effect.gen(function*() {
+          yield* charge(log)
+          return yield* Workflow.timeout("limit", "1 hour")(blocking(log, "slow", never))
+        }).pipe(Effect.catchTag("TimeoutException", () => Effect.fail("timed out"))))
+      const engine = yield* WorkflowEngine.makeScoped(workflow).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      yield* eventually(() => log.count("slow") === 1, "slow started")
+      yield* TestClock.adjust("1 hour")
+      expect(yield* engine.result("o1")).toEqual(Exit.fail("timed out"))
+      expect(log.ids()).toEqual(["charge", "slow", "interrupted:slow", "refund:ch"])
+      const events = yield* eventsOf(journal, "o1")
+      expect(events.slice(0, 5)).toEqual([
+        "StepStarted:activity:charge",
+        "StepCompleted:activity:charge",
+        "StepStarted:activity:slow",
+        "StepStarted:timer:limit",
+        "StepCompleted:timer:limit"
+      ])
+      expect(events).not.toContain("StepCompleted:activity:slow")
+    }))
+
+  it.scoped("Workflow.timeout: after a crash, replay sees the recorded deadline and does not re-run the interrupted body", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = yield* buildJournal(journalCase)
+      const gate = yield* Deferred.make<void>()
+      const workflow = Workflow.make(Order, () =>
+        Effect.gen(function*() {
+          yield* charge(log)
+          return yield* Workflow.timeout("limit", "1 hour")(blocking(log, "slow", gate))
+        }).pipe(Effect.catchTag("TimeoutException", () => Effect.fail("timed out"))))
+      const message = new Order({ orderId: "o1", amount: 1 })
+      // crash right after the timer's completion is committed, before anything else
+      const first = yield* runUntilCrash(journal, workflow, atEvent("StepCompleted", "limit", "after"), (engine, restore) =>
+        Effect.gen(function*() {
+          yield* engine.sendDiscard(message)
+          yield* eventually(() => log.count("slow") === 1, "slow started")
+          yield* restore(TestClock.adjust("1 hour"))
+          return yield* engine.result("o1")
+        }))
+      expect(first).toBe("crashed")
+      // "slow" would now finish at once if it ran again
+      yield* Deferred.succeed(gate, undefined)
+      const second = yield* runUntilCrash(journal, workflow, undefined, (engine) => engine.result("o1"))
+      expect(second).toEqual(Exit.succeed(Exit.fail("timed out")))
+      expect(log.ids().filter((id) => id === "slow" || id === "refund:ch")).toEqual(["slow", "refund:ch"])
+    }))
+})
