@@ -11,10 +11,10 @@ import {
   WorkflowEngine,
   WorkflowError
 } from "@effect-cluster/cluster-workflow"
-import { assert, expect, it } from "@effect/vitest"
+import { expect, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Exit, Layer, Option, Schema, TestClock } from "effect"
 import { atEvent, runUntilCrash } from "./utils/crash.js"
-import { awaitStatus, eventually } from "./utils/engine.js"
+import { eventually } from "./utils/engine.js"
 import { Order, RunLog } from "./utils/fixtures.js"
 import { describeJournals, type JournalCase } from "./utils/journals.js"
 
@@ -156,7 +156,8 @@ describeJournals("Interruption", (journalCase) => {
       const log = new RunLog()
       const journal = yield* buildJournal(journalCase)
       const never = yield* Deferred.make<void>()
-      const compensated = (id: string) => Workflow.withCompensation(() => Effect.sync(() => log.runs.push({ id: `undo:${id}`, attempt: 0 })))
+      const compensated = (id: string) =>
+        Workflow.withCompensation((_: number) => Effect.sync(() => log.runs.push({ id: `undo:${id}`, attempt: 0 })))
       const workflow = Workflow.make(Order, () =>
         Effect.gen(function*() {
           yield* Effect.race(
