@@ -5,14 +5,16 @@
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
 import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type * as Message from "./Message.js"
+import { isExit } from "./internal/exit.js"
 import { primaryKeyOf } from "./internal/primaryKey.js"
 import * as MessageState from "./MessageState.js"
 import { PoisonPill } from "./PoisonPill.js"
@@ -59,7 +61,27 @@ export type EntityBehaviourOptions = {
 
 // A handler's defect becomes a typed error for the caller; the instance keeps running.
 const onDefect = (defect: unknown) =>
-  Effect.fail(new ExceptionWhileOfferingMessageException({ error: Cause.pretty(Cause.die(defect)) }))
+  Exit.fail(new ExceptionWhileOfferingMessageException({ error: Cause.pretty(Cause.die(defect)) }))
+
+// Runs a handler's effect in the instance's context. A handler that answered synchronously (its effect is
+// already a successful `Exit`, as `Effect.succeed` is) needs neither the context nor the defect guard: the
+// value is returned as is, and the entity manager completes the message without a fiber operation.
+const runHandler = <A, R>(
+  call: () => Effect.Effect<A, never, R>,
+  context: Context.Context<R>
+): Effect.Effect<A, ExceptionWhileOfferingMessageException> => {
+  let effect: Effect.Effect<A, never, R>
+  try {
+    effect = call()
+  } catch (defect) {
+    return onDefect(defect)
+  }
+  if (isExit(effect) && Exit.isSuccess(effect)) return effect
+  return Effect.catchAllDefect(
+    Effect.locally(effect as Effect.Effect<A>, FiberRef.currentContext, context as Context.Context<never>),
+    onDefect
+  )
+}
 
 /**
  * A stateless behaviour: each message is handled by `handler`, one at a time per entity, and its state is
@@ -76,8 +98,7 @@ export const fromFunctionEffect = <Msg, R>(
     (context) => {
       const self = Context.get(context as Context.Context<RecipientBehaviourContext>, RecipientBehaviourContext)
       const entityId = self.recipientAddress.entityId
-      return ((message: Msg) =>
-        Effect.catchAllDefect(Effect.mapInputContext(handler(entityId, message), () => context), onDefect)) as any
+      return ((message: Msg) => runHandler(() => handler(entityId, message), context)) as any
     }
   ) as RecipientBehaviour<Msg, R>
 
@@ -101,8 +122,7 @@ export const fromFunctionEffectStateful = <S, Msg, R, R2>(
     const self = Context.get(context as Context.Context<RecipientBehaviourContext>, RecipientBehaviourContext)
     const entityId = self.recipientAddress.entityId
     const state = yield* Ref.make(yield* initialState(entityId))
-    return ((message: Msg) =>
-      Effect.catchAllDefect(Effect.mapInputContext(handler(entityId, message, state), () => context), onDefect)) as any
+    return ((message: Msg) => runHandler(() => handler(entityId, message, state), context)) as any
   }) as RecipientBehaviour<Msg, R | R2>
 
 /**

@@ -26,6 +26,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Broadcaster } from "./Broadcaster.js"
 import { EntityManager, type EntityState } from "./internal/entityManager.js"
+import { isExit } from "./internal/exit.js"
 import { shardIdOf } from "./internal/hash.js"
 import { primaryKeyOf } from "./internal/primaryKey.js"
 import { TimerWheel } from "./internal/timerWheel.js"
@@ -574,7 +575,8 @@ export const make: Effect.Effect<
     (state as MessageState.MessageStateProcessed<Exit.Exit<any, any>>).result
 
   // The common case: the entity is on this pod, which serves its shard. One delivery, no retry machinery;
-  // anything else (remote, routing failure, acknowledged) goes through deliverWithRetries.
+  // anything else (remote, routing failure, acknowledged) goes through deliverWithRetries. Called inside the
+  // send's own effect (never when the effect is built), so a send effect run twice sends twice.
   const sendFast = (
     recipientType: RecipientType<unknown>,
     entityId: string,
@@ -587,21 +589,41 @@ export const make: Effect.Effect<
     if (route === undefined || route.podKey !== selfKey || manager === undefined || !canServe(shard, route.epoch)) {
       return deliverWithRetries(recipientType, entityId, message, awaitResult)
     }
-    return Effect.catchAll(
-      Effect.flatMap(manager.deliver(entityId, shard, message, primaryKeyOf(message)), (state) =>
+    const delivered = manager.deliver(entityId, shard, message, primaryKeyOf(message))
+    if (isExit(delivered)) {
+      // Answered synchronously: no further fiber operation unless a retry is needed.
+      if (Exit.isSuccess(delivered)) {
+        return awaitResult && !MessageState.isProcessed(delivered.value)
+          ? deliverWithRetries(recipientType, entityId, message, awaitResult)
+          : delivered
+      }
+      const failure = Cause.failureOption(delivered.cause)
+      return failure._tag === "Some" && isRetryable(failure.value)
+        ? deliverWithRetries(recipientType, entityId, message, awaitResult)
+        : delivered
+    }
+    return Effect.matchEffect(delivered, {
+      onFailure: (error) =>
+        isRetryable(error) ? deliverWithRetries(recipientType, entityId, message, awaitResult) : Effect.fail(error),
+      onSuccess: (state) =>
         awaitResult && !MessageState.isProcessed(state)
           ? deliverWithRetries(recipientType, entityId, message, awaitResult)
-          : Effect.succeed(state)),
-      (error) =>
-        isRetryable(error) ? deliverWithRetries(recipientType, entityId, message, awaitResult) : Effect.fail(error)
-    )
+          : Effect.succeed(state)
+    })
   }
 
   const messenger = <Msg>(entityType: EntityType<Msg>): Messenger<Msg> => ({
     sendDiscard: (entityId) => (message) =>
-      Effect.asVoid(sendFast(entityType as RecipientType<unknown>, entityId, message, false)),
+      Effect.suspend(() => {
+        const sent = sendFast(entityType as RecipientType<unknown>, entityId, message, false)
+        return isExit(sent) && Exit.isSuccess(sent) ? Exit.void : Effect.asVoid(sent)
+      }),
     send: (entityId) => (message) =>
-      Effect.flatMap(sendFast(entityType as RecipientType<unknown>, entityId, message, true), toResult) as any
+      Effect.suspend(() => {
+        const sent = sendFast(entityType as RecipientType<unknown>, entityId, message, true)
+        // A synchronous answer is returned as the message's own Exit (no flatMap).
+        return isExit(sent) && Exit.isSuccess(sent) ? toResult(sent.value) : Effect.flatMap(sent, toResult)
+      }) as any
   })
 
   const getPodsSync = (): Array<PodAddress> => {

@@ -18,9 +18,17 @@ import {
   ExceptionWhileOfferingMessageException,
   MailboxFullException
 } from "../ShardingException.js"
+import { isExit } from "./exit.js"
 import type { TimerWheel } from "./timerWheel.js"
 
 type Reply = MessageState.MessageState<Exit.Exit<unknown, unknown>>
+
+// The behaviour failed to start: the instance is being stopped.
+const failedToStart = Exit.fail(new ExceptionWhileOfferingMessageException({ error: "the entity failed to start" }))
+
+// An offer function that throws (instead of returning an effect) is a failure of that message.
+const offerDefect = (defect: unknown) =>
+  Exit.fail(new ExceptionWhileOfferingMessageException({ error: Cause.pretty(Cause.die(defect)) }))
 
 interface Waiter {
   resume: (effect: Effect.Effect<void, MailboxFullException | EntityNotManagedByThisPodException>) => void
@@ -44,7 +52,8 @@ export interface EntityState {
   waiters: Array<Waiter> | undefined
   stopping: boolean
   // Replies by primary key, in insertion order (oldest first): a retried message gets its stored reply.
-  replies: Map<string, Reply> | undefined
+  // The first one is kept inline ({ key, reply }); a Map only from the second.
+  replies: Map<string, Reply> | { readonly key: string; readonly reply: Reply } | undefined
 }
 
 export interface EntityManagerOptions {
@@ -105,8 +114,31 @@ export class EntityManager {
     const entity = state
     if (!entity.busy) {
       // Fast path: the mailbox is free; take it synchronously (no suspension point before `ensuring`).
+      if (entity.offer === undefined) return failedToStart
+      if (messageId !== undefined) {
+        const known = this.knownReply(entity, messageId)
+        if (known !== undefined) return Exit.succeed(known)
+      }
       entity.busy = true
-      return Effect.ensuring(this.process(entity, message, messageId), Effect.sync(() => this.release(entity)))
+      let offered: Effect.Effect<Reply, ShardingException>
+      try {
+        offered = entity.offer(message) as Effect.Effect<Reply, ShardingException>
+      } catch (defect) {
+        this.release(entity)
+        return offerDefect(defect)
+      }
+      if (isExit(offered)) {
+        // The behaviour answered synchronously (e.g. a handler returning `Effect.succeed`): nothing ran in
+        // between, so the mailbox is released at once and the caller gets the reply as a value (no fiber
+        // operation on this path).
+        this.release(entity)
+        if (Exit.isSuccess(offered)) this.processed(entity, messageId, offered.value)
+        return offered
+      }
+      return Effect.ensuring(
+        Effect.map(offered, (reply) => this.processed(entity, messageId, reply)),
+        Effect.sync(() => this.release(entity))
+      )
     }
     return Effect.uninterruptibleMask((restore) =>
       Effect.zipRight(
@@ -116,25 +148,51 @@ export class EntityManager {
     )
   }
 
-  private process(entity: EntityState, message: unknown, messageId: string | undefined): Effect.Effect<Reply, ShardingException> {
-    if (entity.offer === undefined) {
-      // The behaviour failed to start: the instance is being stopped.
-      return Effect.fail(new ExceptionWhileOfferingMessageException({ error: "the entity failed to start" }))
-    }
-    if (messageId !== undefined && entity.replies !== undefined) {
-      const known = entity.replies.get(messageId)
-      if (known !== undefined) return Effect.succeed(known)
-    }
-    return Effect.map(entity.offer(message), (reply) => {
-      entity.lastActive = this.options.nowMillis()
-      if (messageId !== undefined && MessageState.isProcessed(reply)) {
-        const replies = entity.replies ??= new Map()
-        replies.set(messageId, reply as Reply)
-        if (replies.size > this.options.deduplicationCapacity) {
-          replies.delete(replies.keys().next().value!)
-        }
+  /** The stored reply of a message already processed by this instance (deduplication by primary key). */
+  private knownReply(entity: EntityState, messageId: string): Reply | undefined {
+    const replies = entity.replies
+    if (replies === undefined) return undefined
+    if (replies instanceof Map) return replies.get(messageId)
+    return replies.key === messageId ? replies.reply : undefined
+  }
+
+  /** Records a processed reply (the deduplication cache) and the activity time; returns the reply. */
+  private processed(entity: EntityState, messageId: string | undefined, reply: Reply): Reply {
+    entity.lastActive = this.options.nowMillis()
+    if (messageId !== undefined && MessageState.isProcessed(reply)) {
+      const replies = entity.replies
+      const capacity = this.options.deduplicationCapacity
+      if (replies === undefined) {
+        // The first reply is stored inline: an instance that got one message costs no Map.
+        if (capacity > 0) entity.replies = { key: messageId, reply }
+      } else if (replies instanceof Map) {
+        replies.set(messageId, reply)
+        if (replies.size > capacity) replies.delete(replies.keys().next().value!)
+      } else if (replies.key === messageId || capacity === 1) {
+        entity.replies = { key: messageId, reply }
+      } else {
+        entity.replies = new Map([[replies.key, replies.reply], [messageId, reply]])
       }
-      return reply as Reply
+    }
+    return reply
+  }
+
+  // The queued path: runs once this message holds the mailbox (so the deduplication check sees the replies
+  // of every message ahead of it).
+  private process(entity: EntityState, message: unknown, messageId: string | undefined): Effect.Effect<Reply, ShardingException> {
+    return Effect.suspend(() => {
+      if (entity.offer === undefined) return failedToStart
+      if (messageId !== undefined) {
+        const known = this.knownReply(entity, messageId)
+        if (known !== undefined) return Exit.succeed(known)
+      }
+      let offered: Effect.Effect<Reply, ShardingException>
+      try {
+        offered = entity.offer!(message) as Effect.Effect<Reply, ShardingException>
+      } catch (defect) {
+        return offerDefect(defect)
+      }
+      return Effect.map(offered, (reply) => this.processed(entity, messageId, reply))
     })
   }
 
