@@ -2,19 +2,19 @@
  * Crash at random journal-write boundaries: for seeded crash points, the final result equals the
  * crash-free result, and no step whose result was recorded before a crash runs again.
  */
-import { DurableExecutionJournalInMemory } from "@effect-cluster/cluster-workflow"
-import { describe, expect, it } from "@effect/vitest"
+import { expect, it } from "@effect/vitest"
 import { Effect, Exit, FastCheck } from "effect"
+import { describeJournals, freshJournal, type JournalCase } from "./utils/journals.js"
 import { atBatch, runUntilCrash } from "./utils/crash.js"
 import { drive, makeWorkflow, type Run } from "./utils/everyFeature.js"
 import { Order } from "./utils/fixtures.js"
 
-const scenario = (crashPoints: ReadonlyArray<number>, amount: number) =>
+const scenario = (journalCase: JournalCase, crashPoints: ReadonlyArray<number>, amount: number) =>
   Effect.gen(function*() {
     const runs: Array<Run> = []
     let run = 0
     const { Go, workflow } = makeWorkflow(runs, () => run)
-    const journal = yield* DurableExecutionJournalInMemory.make
+    const journal = yield* freshJournal(journalCase)
     const message = new Order({ orderId: "o1", amount })
     /** per crash: the steps whose result the journal held when the process died */
     const recordedAt: Array<Set<string>> = []
@@ -34,24 +34,24 @@ const scenario = (crashPoints: ReadonlyArray<number>, amount: number) =>
     return { exit, runs, recordedAt }
   })
 
-describe("crash recovery (property)", () => {
-  it.effect("for seeded crash points, the result equals the crash-free run and no recorded step runs again", () =>
+describeJournals("crash recovery (property)", (journalCase) => {
+  it.scoped("for seeded crash points, the result equals the crash-free run and no recorded step runs again", () =>
     Effect.gen(function*() {
       const samples = FastCheck.sample(
         FastCheck.tuple(
           FastCheck.array(FastCheck.integer({ min: 0, max: 30 }), { minLength: 1, maxLength: 4 }),
           FastCheck.integer({ min: 1, max: 2 })
         ),
-        { seed: 20261125, numRuns: 150 }
+        { seed: 20261125, numRuns: { memory: 150, sqlite: 30, postgres: 12 }[journalCase.name] }
       )
       const expected = new Map<number, unknown>()
       for (const amount of [1, 2]) {
-        expected.set(amount, (yield* scenario([], amount)).exit)
+        expected.set(amount, (yield* Effect.scoped(scenario(journalCase, [], amount))).exit)
       }
       expect(expected.get(2)).toEqual(Exit.succeed(121))
       expect(expected.get(1)).toEqual(Exit.fail("e failed"))
       for (const [crashPoints, amount] of samples) {
-        const { exit, recordedAt, runs } = yield* scenario(crashPoints, amount)
+        const { exit, recordedAt, runs } = yield* Effect.scoped(scenario(journalCase, crashPoints, amount))
         expect(exit, `crash points ${crashPoints}`).toEqual(expected.get(amount))
         recordedAt.forEach((recorded, crash) => {
           const rerun = runs.filter((r) => r.run > crash && recorded.has(r.id))

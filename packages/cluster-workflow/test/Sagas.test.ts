@@ -1,12 +1,12 @@
 import {
   DurableDeferred,
-  DurableExecutionJournalInMemory,
   Workflow,
   WorkflowEngine,
   WorkflowError
 } from "@effect-cluster/cluster-workflow"
-import { assert, describe, expect, it } from "@effect/vitest"
+import { assert, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Option, Schema } from "effect"
+import { describeJournals, freshJournal } from "./utils/journals.js"
 import { atEvent, runUntilCrash } from "./utils/crash.js"
 import { awaitStatus, eventually } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
@@ -26,7 +26,7 @@ const saga = (log: RunLog, options: { readonly shipFails: boolean; readonly wait
       return chargeId.length
     }))
 
-describe("Sagas", () => {
+describeJournals("Sagas", (journalCase) => {
   it.scoped("runs the compensations of completed activities in reverse order when the workflow fails", () =>
     Effect.gen(function*() {
       const log = new RunLog()
@@ -34,7 +34,7 @@ describe("Sagas", () => {
       const exit = yield* Effect.exit(engine.send(new Order({ orderId: "o1", amount: 1 })))
       expect(exit).toEqual(Exit.fail("no carrier"))
       expect(log.ids()).toEqual(["charge", "reserve", "ship", "release:stock-1", "refund:ch-o1"])
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer)))
+    }).pipe(Effect.provide(journalCase.layer)))
 
   it.scoped("runs no compensation when the workflow succeeds", () =>
     Effect.gen(function*() {
@@ -42,12 +42,12 @@ describe("Sagas", () => {
       const engine = yield* WorkflowEngine.makeScoped(saga(log, { shipFails: false }))
       expect(yield* engine.send(new Order({ orderId: "o1", amount: 1 }))).toBe(5)
       expect(log.ids()).toEqual(["charge", "reserve", "ship"])
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer)))
+    }).pipe(Effect.provide(journalCase.layer)))
 
-  it.effect("resumes compensating after a crash and never repeats a recorded compensation", () =>
+  it.scoped("resumes compensating after a crash and never repeats a recorded compensation", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const journal = yield* DurableExecutionJournalInMemory.make
+      const journal = yield* freshJournal(journalCase)
       const message = new Order({ orderId: "o1", amount: 1 })
       // crash once the first compensation (release) is recorded, before the refund
       const first = yield* runUntilCrash(
@@ -64,8 +64,8 @@ describe("Sagas", () => {
     }))
 })
 
-describe("Cancellation", () => {
-  it.effect("cancels a suspended execution: journaled, compensated, cancelled for every caller", () =>
+describeJournals("Cancellation", (journalCase) => {
+  it.scoped("cancels a suspended execution: journaled, compensated, cancelled for every caller", () =>
     Effect.gen(function*() {
       const log = new RunLog()
       const engine = yield* WorkflowEngine.makeScoped(saga(log, { shipFails: false, waitBeforeShip: true }))
@@ -83,9 +83,9 @@ describe("Cancellation", () => {
       assert(Option.isSome(defect))
       expect(WorkflowError.isWorkflowCancelledError(defect.value)).toBe(true)
       expect(yield* engine.cancel("o1")).toBe("already-finished")
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 
-  it.effect("interrupts a running activity and compensates the completed ones", () =>
+  it.scoped("interrupts a running activity and compensates the completed ones", () =>
     Effect.gen(function*() {
       const log = new RunLog()
       const never = yield* Deferred.make<void>()
@@ -103,12 +103,12 @@ describe("Cancellation", () => {
       expect(yield* engine.cancel("o1")).toBe("cancelled")
       expect(yield* Effect.flip(engine.result("o1"))).toBeInstanceOf(WorkflowError.WorkflowCancelledError)
       expect(log.ids()).toEqual(["charge", "slow", "refund:ch"])
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 
-  it.effect("a cancellation recorded before a crash is honoured on replay, compensating once", () =>
+  it.scoped("a cancellation recorded before a crash is honoured on replay, compensating once", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const journal = yield* DurableExecutionJournalInMemory.make
+      const journal = yield* freshJournal(journalCase)
       const workflow = saga(log, { shipFails: false, waitBeforeShip: true })
       const first = yield* runUntilCrash(journal, workflow, atEvent("StepCompleted", "activity:charge", "before"), (engine) =>
         Effect.gen(function*() {
@@ -126,7 +126,7 @@ describe("Cancellation", () => {
       expect(log.ids()).toEqual(["charge", "reserve", "release:stock-1", "refund:ch-o1", "refund:ch-o1"])
     }))
 
-  it.effect("does nothing to a finished execution, and refuses an unknown one", () =>
+  it.scoped("does nothing to a finished execution, and refuses an unknown one", () =>
     Effect.gen(function*() {
       const log = new RunLog()
       const engine = yield* WorkflowEngine.makeScoped(saga(log, { shipFails: false }))
@@ -134,5 +134,5 @@ describe("Cancellation", () => {
       expect(yield* engine.cancel("o1")).toBe("already-finished")
       expect(yield* engine.result("o1")).toEqual(Exit.succeed(5))
       expect(yield* Effect.flip(engine.cancel("nope"))).toBeInstanceOf(WorkflowError.ExecutionNotFoundError)
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 })

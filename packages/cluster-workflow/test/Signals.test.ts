@@ -1,13 +1,13 @@
 import {
   DurableDeferred,
   DurableExecutionJournal,
-  DurableExecutionJournalInMemory,
   Workflow,
   WorkflowEngine,
   WorkflowError
 } from "@effect-cluster/cluster-workflow"
-import { assert, describe, expect, it } from "@effect/vitest"
+import { assert, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Schema, TestClock } from "effect"
+import { describeJournals, freshJournal } from "./utils/journals.js"
 import { atEvent, runUntilCrash } from "./utils/crash.js"
 import { awaitStatus, eventually, eventuallyEffect } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
@@ -23,8 +23,8 @@ const approvalWorkflow = (log: RunLog, gate?: Deferred.Deferred<void>) =>
       return approved
     }))
 
-describe("Signals (durable deferreds)", () => {
-  it.effect("suspends a waiting workflow and wakes it with the signal's value", () =>
+describeJournals("Signals (durable deferreds)", (journalCase) => {
+  it.scoped("suspends a waiting workflow and wakes it with the signal's value", () =>
     Effect.gen(function*() {
       const log = new RunLog()
       const engine = yield* WorkflowEngine.makeScoped(approvalWorkflow(log))
@@ -36,9 +36,9 @@ describe("Signals (durable deferreds)", () => {
       expect(yield* engine.signal("o1", Approval, Exit.succeed(42))).toEqual({ stored: true })
       expect(yield* engine.result("o1")).toEqual(Exit.succeed(42))
       expect(log.ids()).toEqual(["prepare", "finish"])
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 
-  it.effect("keeps a signal sent before the workflow waits for it", () =>
+  it.scoped("keeps a signal sent before the workflow waits for it", () =>
     Effect.gen(function*() {
       const log = new RunLog()
       const gate = yield* Deferred.make<void>()
@@ -48,9 +48,9 @@ describe("Signals (durable deferreds)", () => {
       yield* engine.signal("o1", Approval, Exit.succeed(7))
       yield* Deferred.succeed(gate, undefined)
       expect(yield* engine.result("o1")).toEqual(Exit.succeed(7))
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 
-  it.effect("keeps the first value of a signal sent twice, and carries typed failures", () =>
+  it.scoped("keeps the first value of a signal sent twice, and carries typed failures", () =>
     Effect.gen(function*() {
       const log = new RunLog()
       const engine = yield* WorkflowEngine.makeScoped(approvalWorkflow(log))
@@ -59,16 +59,16 @@ describe("Signals (durable deferreds)", () => {
       expect(yield* engine.signal("o1", Approval, Exit.fail("rejected"))).toEqual({ stored: true })
       expect(yield* engine.signal("o1", Approval, Exit.succeed(1))).toEqual({ stored: false })
       expect(yield* engine.result("o1")).toEqual(Exit.fail("rejected"))
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 
-  it.effect("refuses a signal to an unknown execution with a typed error", () =>
+  it.scoped("refuses a signal to an unknown execution with a typed error", () =>
     Effect.gen(function*() {
       const engine = yield* WorkflowEngine.makeScoped(approvalWorkflow(new RunLog()))
       const error = yield* Effect.flip(engine.signal("nope", Approval, Exit.succeed(1)))
       expect(error).toBeInstanceOf(WorkflowError.ExecutionNotFoundError)
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 
-  it.effect("waits with a durable timeout", () =>
+  it.scoped("waits with a durable timeout", () =>
     Effect.gen(function*() {
       const workflow = Workflow.make(Order, () =>
         Workflow.timeout("approval-timeout", "1 day")(DurableDeferred.await(Approval)).pipe(
@@ -83,12 +83,12 @@ describe("Signals (durable deferreds)", () => {
       expect(yield* engine.result("early")).toEqual(Exit.succeed(3))
       yield* TestClock.adjust("1 day")
       expect(yield* engine.result("late")).toEqual(Exit.succeed(-1))
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 
-  it.effect("wakes a workflow signalled while it is suspending (before the suspension commits)", () =>
+  it.scoped("wakes a workflow signalled while it is suspending (before the suspension commits)", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const inner = yield* DurableExecutionJournalInMemory.make
+      const inner = yield* freshJournal(journalCase)
       let fired = false
       // the signal lands between the workflow's decision to suspend and the commit of that decision
       const journal: DurableExecutionJournal.Journal = {
@@ -110,10 +110,10 @@ describe("Signals (durable deferreds)", () => {
       expect(fired).toBe(true)
     }).pipe(Effect.scoped))
 
-  it.effect("wakes a workflow signalled just after its suspension committed", () =>
+  it.scoped("wakes a workflow signalled just after its suspension committed", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const inner = yield* DurableExecutionJournalInMemory.make
+      const inner = yield* freshJournal(journalCase)
       let engine: WorkflowEngine.WorkflowEngine<Order> | undefined
       let fired = false
       const journal: DurableExecutionJournal.Journal = {
@@ -136,10 +136,10 @@ describe("Signals (durable deferreds)", () => {
       expect(fired).toBe(true)
     }).pipe(Effect.scoped))
 
-  it.effect("replays a received signal after a crash without waiting again", () =>
+  it.scoped("replays a received signal after a crash without waiting again", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const journal = yield* DurableExecutionJournalInMemory.make
+      const journal = yield* freshJournal(journalCase)
       const message = new Order({ orderId: "o1", amount: 1 })
       const workflow = approvalWorkflow(log)
       yield* runUntilCrash(journal, workflow, atEvent("StepCompleted", "finish"), (engine) =>

@@ -1,11 +1,11 @@
 import {
   DurableExecutionJournal,
-  DurableExecutionJournalInMemory,
   Workflow,
   WorkflowEngine
 } from "@effect-cluster/cluster-workflow"
-import { assert, describe, expect, it } from "@effect/vitest"
+import { assert, expect, it } from "@effect/vitest"
 import { Effect, Exit, Option, Schema, TestClock } from "effect"
+import { describeJournals, freshJournal } from "./utils/journals.js"
 import { atEvent, runUntilCrash } from "./utils/crash.js"
 import { awaitStatus, countingJournal, eventuallyEffect } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
@@ -19,11 +19,11 @@ const sleeper = (log: RunLog, duration: (order: Order) => string) =>
       return order.amount
     }))
 
-describe("Durable timers", () => {
-  it.effect("a 30-day sleep suspends the execution and completes when the clock is advanced, in one wake-up", () =>
+describeJournals("Durable timers", (journalCase) => {
+  it.scoped("a 30-day sleep suspends the execution and completes when the clock is advanced, in one wake-up", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const { calls, journal } = countingJournal(yield* DurableExecutionJournalInMemory.make)
+      const { calls, journal } = countingJournal(yield* freshJournal(journalCase))
       yield* Effect.gen(function*() {
         const engine = yield* WorkflowEngine.makeScoped(sleeper(log, () => "30 days"))
         yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
@@ -41,7 +41,7 @@ describe("Durable timers", () => {
       }).pipe(Effect.scoped, Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal))
     }))
 
-  it.effect("never fires early", () =>
+  it.scoped("never fires early", () =>
     Effect.gen(function*() {
       const log = new RunLog()
       const engine = yield* WorkflowEngine.makeScoped(sleeper(log, () => "1 hour"))
@@ -52,9 +52,9 @@ describe("Durable timers", () => {
       expect(log.count("after-o1")).toBe(0)
       yield* TestClock.adjust("1 millis")
       expect(yield* engine.result("o1")).toEqual(Exit.succeed(5))
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 
-  it.effect("re-arms for an earlier deadline added while a later one is armed", () =>
+  it.scoped("re-arms for an earlier deadline added while a later one is armed", () =>
     Effect.gen(function*() {
       const log = new RunLog()
       const engine = yield* WorkflowEngine.makeScoped(sleeper(log, (order) => order.orderId === "late" ? "10 days" : "1 day"))
@@ -67,12 +67,22 @@ describe("Durable timers", () => {
       expect((yield* engine.status("late"))._tag).toBe("Suspended")
       yield* TestClock.adjust("9 days")
       expect(yield* engine.result("late")).toEqual(Exit.succeed(1))
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 
-  it.effect("wakes overdue timers after an engine restart, at once and in deadline order", () =>
+  it.scoped("wakes overdue timers after an engine restart, at once and in deadline order", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const journal = yield* DurableExecutionJournalInMemory.make
+      const inner = yield* freshJournal(journalCase)
+      // records the order in which the engine takes executions back
+      const claimed: Array<string> = []
+      const journal: DurableExecutionJournal.Journal = {
+        ...inner,
+        claim: (key, owner, now, until) =>
+          Effect.tap(inner.claim(key, owner, now, until), (result) =>
+            Effect.sync(() => {
+              if (result._tag === "Claimed") claimed.push(key.executionId)
+            }))
+      }
       const workflow = sleeper(log, (order) => `${order.amount} days`)
       const provide = Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
       yield* Effect.gen(function*() {
@@ -85,17 +95,19 @@ describe("Durable timers", () => {
       // the engine is gone; time passes
       yield* TestClock.adjust("5 days")
       expect(log.ids().filter((id) => id.startsWith("after"))).toEqual([])
+      claimed.length = 0
       yield* Effect.gen(function*() {
         const engine = yield* WorkflowEngine.makeScoped(workflow)
-        for (const id of ["a", "b", "c"]) yield* engine.result(id)
+        for (const id of ["a", "b", "c"]) expect(yield* engine.result(id)).toEqual(Exit.succeed({ a: 1, b: 2, c: 3 }[id]))
       }).pipe(Effect.scoped, provide)
-      expect(log.ids().filter((id) => id.startsWith("after"))).toEqual(["after-a", "after-b", "after-c"])
+      expect(claimed).toEqual(["a", "b", "c"])
+      expect(log.ids().filter((id) => id.startsWith("after")).sort()).toEqual(["after-a", "after-b", "after-c"])
     }))
 
-  it.effect("keeps the journaled deadline across a crash: the sleep is not restarted", () =>
+  it.scoped("keeps the journaled deadline across a crash: the sleep is not restarted", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const journal = yield* DurableExecutionJournalInMemory.make
+      const journal = yield* freshJournal(journalCase)
       const workflow = sleeper(log, () => "1 day")
       const message = new Order({ orderId: "o1", amount: 3 })
       // crash right after the deadline was recorded
@@ -111,7 +123,7 @@ describe("Durable timers", () => {
       expect(log.ids()).toEqual(["before", "after-o1"])
     }))
 
-  it.effect("holds no execution in memory for thousands of sleeping workflows", () =>
+  it.scoped("holds no execution in memory for thousands of sleeping workflows", () =>
     Effect.gen(function*() {
       const log = new RunLog()
       const engine = yield* WorkflowEngine.makeScoped(sleeper(log, () => "1 day"))
@@ -127,9 +139,9 @@ describe("Durable timers", () => {
       const results = yield* Effect.forEach(Array.from({ length: n }, (_, i) => `o${i}`), (id) => engine.result(id))
       expect(results.every(Exit.isSuccess)).toBe(true)
       expect(log.count("before")).toBe(n)
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 
-  it.effect("Workflow.timeout fails with TimeoutException at the durable deadline", () =>
+  it.scoped("Workflow.timeout fails with TimeoutException at the durable deadline", () =>
     Effect.gen(function*() {
       const workflow = Workflow.make(Order, () =>
         Workflow.timeout("limit", "2 hours")(Workflow.sleep("long", "1 day")).pipe(
@@ -141,5 +153,5 @@ describe("Durable timers", () => {
       yield* awaitStatus(engine, "o1", "Suspended")
       yield* TestClock.adjust("2 hours")
       expect(yield* engine.result("o1")).toEqual(Exit.succeed(-1))
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer), Effect.scoped))
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
 })

@@ -7,8 +7,9 @@ import {
   WorkflowEngine,
   WorkflowError
 } from "@effect-cluster/cluster-workflow"
-import { assert, describe, expect, it } from "@effect/vitest"
+import { assert, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Schema } from "effect"
+import { describeJournals, freshJournal } from "./utils/journals.js"
 import { atEvent, runUntilCrash } from "./utils/crash.js"
 import { Order, recorded, Refund, RunLog } from "./utils/fixtures.js"
 
@@ -21,9 +22,7 @@ const threeSteps = (log: RunLog) =>
       return total * 100 + code
     }))
 
-const journal = DurableExecutionJournalInMemory.make
-
-describe("WorkflowEngine", () => {
+describeJournals("WorkflowEngine", (journalCase) => {
   it.scoped("runs each activity once and returns the workflow's result", () =>
     Effect.gen(function*() {
       const log = new RunLog()
@@ -90,10 +89,10 @@ describe("WorkflowEngine", () => {
       expect(log.runs.length).toBe(3)
     }).pipe(Effect.provide(DurableExecutionJournalInMemory.activityJournalInMemory)))
 
-  it.effect("does not re-run a completed activity after a crash, and re-runs the one cut off", () =>
+  it.scoped("does not re-run a completed activity after a crash, and re-runs the one cut off", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const inner = yield* journal
+      const inner = yield* freshJournal(journalCase)
       const order = new Order({ orderId: "o1", amount: 3 })
       // crash once "charge" has run but before its result is recorded
       const first = yield* runUntilCrash(
@@ -114,10 +113,10 @@ describe("WorkflowEngine", () => {
       ])
     }))
 
-  it.effect("resumes an unfinished execution at engine start, without a new send", () =>
+  it.scoped("resumes an unfinished execution at engine start, without a new send", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const inner = yield* journal
+      const inner = yield* freshJournal(journalCase)
       const order = new Order({ orderId: "o1", amount: 3 })
       yield* runUntilCrash(inner, threeSteps(log), atEvent("StepStarted", "ship", "after"), (engine) => engine.send(order))
       expect(log.ids()).toEqual(["amount-o1", "charge"])
@@ -128,7 +127,7 @@ describe("WorkflowEngine", () => {
       expect(log.ids()).toEqual(["amount-o1", "charge", "ship"])
     }))
 
-  it.effect("keeps running an execution whose caller was interrupted", () =>
+  it.scoped("keeps running an execution whose caller was interrupted", () =>
     Effect.gen(function*() {
       const release = yield* Deferred.make<void>()
       const log = new RunLog()
@@ -147,10 +146,10 @@ describe("WorkflowEngine", () => {
       expect(log.ids()).toEqual(["slow", "after"])
     }).pipe(Effect.provide(DurableExecutionJournalInMemory.activityJournalInMemory), Effect.scoped))
 
-  it.effect("replays Effect.race the same way and does not re-run the loser", () =>
+  it.scoped("replays Effect.race the same way and does not re-run the loser", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const inner = yield* journal
+      const inner = yield* freshJournal(journalCase)
       const slowGate = yield* Deferred.make<void>()
       const workflow = Workflow.make(Order, () =>
         Effect.gen(function*() {
@@ -175,10 +174,10 @@ describe("WorkflowEngine", () => {
       expect(log.count("next")).toBe(2)
     }))
 
-  it.effect("replays Effect.all with concurrency in the recorded completion order", () =>
+  it.scoped("replays Effect.all with concurrency in the recorded completion order", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const inner = yield* journal
+      const inner = yield* freshJournal(journalCase)
       const gates = yield* Effect.all([Deferred.make<void>(), Deferred.make<void>(), Deferred.make<void>()])
       const order: Array<string> = []
       const workflow = Workflow.make(Order, () =>
@@ -214,10 +213,10 @@ describe("WorkflowEngine", () => {
       expect(log.count("a") + log.count("b") + log.count("c")).toBe(3)
     }))
 
-  it.effect("stops with a non-determinism error naming both steps when the code asks for another step", () =>
+  it.scoped("stops with a non-determinism error naming both steps when the code asks for another step", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const inner = yield* journal
+      const inner = yield* freshJournal(journalCase)
       const message = new Order({ orderId: "o1", amount: 1 })
       yield* runUntilCrash(inner, threeSteps(log), atEvent("StepCompleted", "ship"), (engine) => engine.send(message))
       const changed = Workflow.make(Order, () =>
@@ -340,5 +339,5 @@ describe("WorkflowEngine", () => {
       yield* engine2.resume("o2")
       expect(yield* engine2.result("o2")).toEqual(Exit.succeed(0))
       expect((yield* inner.events({ workflow: "Order", executionId: "o1" }, 0)).length).toBe(2)
-    }).pipe(Effect.provide(DurableExecutionJournalInMemory.layer)))
+    }).pipe(Effect.provide(journalCase.layer)))
 })

@@ -7,12 +7,10 @@
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -36,6 +34,7 @@ import { exitCodec, payloadHash } from "./codec.js"
 import * as GroupCommit from "./groupCommit.js"
 import type { EngineServices, Outcome } from "./execution.js"
 import { ExecutionRuntime } from "./execution.js"
+import { OneShot } from "./oneShot.js"
 
 /** @internal */
 export interface EngineOptions {
@@ -76,9 +75,9 @@ export type StartResult =
 /** @internal */
 export class Engine {
   readonly live = new Map<string, ExecutionRuntime>()
-  private readonly starting = new Map<string, Deferred.Deferred<void>>()
+  private readonly starting = new Map<string, OneShot<void>>()
   /** Callers awaiting a result: completed with it, or with undefined when the execution left this engine. */
-  private readonly waiters = new Map<string, Deferred.Deferred<string | undefined>>()
+  private readonly waiters = new Map<string, OneShot<string | undefined>>()
   readonly definitions: Map<string, Definition>
   readonly names: ReadonlyArray<string>
   private armedAt: number | undefined = undefined
@@ -150,12 +149,12 @@ export class Engine {
       while (true) {
         const inProgress = this.starting.get(id)
         if (inProgress === undefined) break
-        yield* Deferred.await(inProgress)
+        yield* inProgress.await
       }
       let running = this.live.get(id)
       while (running !== undefined && running.suspending) {
         // It is leaving this engine: once it has, a send resumes it (2024: sending again resumes).
-        yield* Deferred.await(running.done)
+        yield* running.done.await
         running = this.live.get(id)
       }
       if (running !== undefined) {
@@ -164,11 +163,11 @@ export class Engine {
         }
         return { _tag: "Running" } as const
       }
-      const gate = Deferred.unsafeMake<void>(FiberId.none)
+      const gate = new OneShot<void>()
       this.starting.set(id, gate)
       return yield* Effect.gen(this, function*() {
         const now = yield* Clock.currentTimeMillis
-        const result = yield* Deferred.await(this.committer.submit({
+        const result = yield* this.committer.submit({
           _tag: "Start",
           key,
           payload,
@@ -178,7 +177,7 @@ export class Engine {
           owner: this.owner,
           claimUntil: now + this.leaseMillis,
           now
-        }))
+        }).await
         if (result._tag === "Created") {
           this.launch(definition, key, message, {
             epoch: result.epoch,
@@ -201,7 +200,7 @@ export class Engine {
         return { _tag: "Running" } as const
       }).pipe(Effect.ensuring(Effect.sync(() => {
         this.starting.delete(id)
-        Deferred.unsafeDone(gate, Exit.void)
+        gate.unsafeDone(Exit.void)
       })))
     })
   }
@@ -277,7 +276,7 @@ export class Engine {
     const run = Effect.flatMap(runtime.run, (outcome) => this.onOutcome(runtime, outcome, state.parent)).pipe(
       Effect.ensuring(Effect.sync(() => {
         if (this.live.get(id) === runtime) this.live.delete(id)
-        Deferred.unsafeDone(runtime.done, Exit.void)
+        runtime.done.unsafeDone(Exit.void)
       })),
       Effect.annotateLogs({ workflow: key.workflow, executionId: key.executionId })
     )
@@ -293,14 +292,14 @@ export class Engine {
           const waiter = this.waiters.get(id)
           if (waiter !== undefined) {
             this.waiters.delete(id)
-            Deferred.unsafeDone(waiter, Exit.succeed(outcome.result))
+            waiter.unsafeSucceed(outcome.result)
           }
           if (parent !== null) {
-            yield* Effect.ignoreLogged(this.signalKey(
+            yield* this.signalKey(
               { workflow: parent.workflow, executionId: parent.executionId },
               parent.signal,
               outcome.result
-            ))
+            ).pipe(Effect.catchAllCause((cause) => Effect.logWarning("could not deliver a child's result to its parent", cause)))
           }
           return
         }
@@ -325,7 +324,7 @@ export class Engine {
     const waiter = this.waiters.get(id)
     if (waiter !== undefined) {
       this.waiters.delete(id)
-      Deferred.unsafeDone(waiter, Exit.succeed(undefined))
+      waiter.unsafeSucceed(undefined)
     }
   }
 
@@ -334,7 +333,7 @@ export class Engine {
     const waiter = this.waiters.get(id)
     if (waiter !== undefined) {
       this.waiters.delete(id)
-      Deferred.unsafeDone(waiter, Exit.die(error))
+      waiter.unsafeDone(Exit.die(error))
     }
   }
 
@@ -369,11 +368,11 @@ export class Engine {
       const id = keyString(key)
       let waiter = this.waiters.get(id)
       if (waiter === undefined) {
-        waiter = Deferred.unsafeMake<string | undefined>(FiberId.none)
+        waiter = new OneShot<string | undefined>()
         this.waiters.set(id, waiter)
       }
       const local = Effect.flatMap(
-        Deferred.await(waiter),
+        waiter.await,
         (result): Effect.Effect<string, JournalError> => result === undefined ? this.awaitResult(key) : Effect.succeed(result)
       )
       // Running here: the local completion is enough. Elsewhere (or suspended): also watch the journal.
@@ -492,7 +491,7 @@ export class Engine {
   // ---------------------------------------------------------------------------------------------
 
   /** In-memory deadlines of live executions, earliest first. */
-  private readonly localTimers: Array<{ readonly wakeAt: number; readonly deferred: Deferred.Deferred<void> }> = []
+  private readonly localTimers: Array<{ readonly wakeAt: number; readonly deferred: OneShot<void> }> = []
 
   /**
    * Waits until `wakeAt` through the engine's one timer (no timer per waiting step): a live execution's
@@ -500,12 +499,12 @@ export class Engine {
    */
   sleepUntil(wakeAt: number): Effect.Effect<void> {
     return Effect.suspend(() => {
-      const entry = { wakeAt, deferred: Deferred.unsafeMake<void>(FiberId.none) }
+      const entry = { wakeAt, deferred: new OneShot<void>() }
       let i = this.localTimers.length
       while (i > 0 && this.localTimers[i - 1]!.wakeAt > wakeAt) i--
       this.localTimers.splice(i, 0, entry)
       this.arm(wakeAt)
-      return Effect.onInterrupt(Deferred.await(entry.deferred), () =>
+      return Effect.onInterrupt(entry.deferred.await, () =>
         Effect.sync(() => {
           const index = this.localTimers.indexOf(entry)
           if (index >= 0) this.localTimers.splice(index, 1)
@@ -515,7 +514,7 @@ export class Engine {
 
   private fireLocalTimers(now: number) {
     while (this.localTimers.length > 0 && this.localTimers[0]!.wakeAt <= now) {
-      Deferred.unsafeDone(this.localTimers.shift()!.deferred, Exit.void)
+      this.localTimers.shift()!.deferred.unsafeDone(Exit.void)
     }
   }
 

@@ -16,7 +16,6 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -49,6 +48,7 @@ import {
 import type { ExitCodec } from "./codec.js"
 import { dieJson, interruptJson, voidJson } from "./codec.js"
 import type { Committer, WriteOwner } from "./groupCommit.js"
+import { OneShot } from "./oneShot.js"
 
 /** @internal */
 export type StepKind = "activity" | "timer" | "signal" | "child" | "patch" | "compensation"
@@ -105,8 +105,8 @@ interface Step {
   startedBody: string | undefined
   /** The recorded completion, once known. */
   result: string | undefined
-  readonly gate: Deferred.Deferred<Gate>
-  readonly done: Deferred.Deferred<string>
+  readonly gate: OneShot<Gate>
+  readonly done: OneShot<string>
   gateOpened: boolean
   abandoned: boolean
   /** Retry decisions recorded so far: when each was made. */
@@ -117,7 +117,7 @@ interface Step {
   wakeAt: number | undefined
   waitingOn: string | undefined
   signalName: string | undefined
-  signalWaiter: Deferred.Deferred<string> | undefined
+  signalWaiter: OneShot<string> | undefined
 }
 
 type Control =
@@ -133,22 +133,29 @@ type Control =
 /** The coordinator's mailbox: an array and one waiter (cheaper than a Queue per execution). */
 class ControlQueue {
   private readonly items: Array<Control> = []
-  private waiter: Deferred.Deferred<void> | undefined = undefined
+  private waiter: ((effect: Effect.Effect<Control>) => void) | undefined = undefined
   unsafeOffer(message: Control) {
-    this.items.push(message)
     const waiter = this.waiter
     if (waiter !== undefined) {
       this.waiter = undefined
-      Deferred.unsafeDone(waiter, Exit.void)
+      waiter(Effect.succeed(message))
+    } else {
+      this.items.push(message)
     }
   }
-  readonly take: Effect.Effect<Control> = Effect.suspend(() => {
+  /** The next message (waits for one). */
+  take(): Effect.Effect<Control> {
     const next = this.items.shift()
     if (next !== undefined) return Effect.succeed(next)
-    const waiter = Deferred.unsafeMake<void>(FiberId.none)
-    this.waiter = waiter
-    return Effect.flatMap(Deferred.await(waiter), () => this.take)
-  })
+    return Effect.async<Control>((resume) => {
+      const now = this.items.shift()
+      if (now !== undefined) return resume(Effect.succeed(now))
+      this.waiter = resume
+      return Effect.sync(() => {
+        if (this.waiter === resume) this.waiter = undefined
+      })
+    })
+  }
 }
 
 /** @internal */
@@ -198,7 +205,7 @@ export class ExecutionRuntime implements WriteOwner {
   /** A suspension is being written: the execution is leaving this engine. */
   suspending = false
   /** Resolved by the engine once this runtime has left it. */
-  readonly done: Deferred.Deferred<void> = Deferred.unsafeMake(FiberId.none)
+  readonly done = new OneShot<void>()
 
   constructor(readonly engine: EngineServices, readonly params: ExecutionParams) {
     this.keyString = JSON.stringify([params.key.workflow, params.key.executionId])
@@ -294,7 +301,7 @@ export class ExecutionRuntime implements WriteOwner {
     this.advance()
 
     while (true) {
-      const message = yield* this.control.take
+      const message = yield* this.control.take()
       const outcome = yield* this.handle(message)
       if (outcome !== undefined) {
         yield* Fiber.interrupt(this.bodyFiber)
@@ -344,7 +351,7 @@ export class ExecutionRuntime implements WriteOwner {
     const stored = this.signals.get(name)!
     for (const step of this.waiting) {
       if (step.signalName === name && step.signalWaiter !== undefined) {
-        Deferred.unsafeDone(step.signalWaiter, Exit.succeed(stored))
+        step.signalWaiter.unsafeSucceed(stored)
       }
     }
   }
@@ -421,7 +428,7 @@ export class ExecutionRuntime implements WriteOwner {
         update: { status, result, completedAt: now },
         now
       }
-      const written = yield* Effect.exit(Deferred.await(this.engine.committer.submit(write, this)))
+      const written = yield* Effect.exit(this.engine.committer.submit(write, this).await)
       if (Exit.isFailure(written)) {
         const error = Cause.failureOption(written.cause)
         return {
@@ -479,7 +486,7 @@ export class ExecutionRuntime implements WriteOwner {
     return Effect.gen(this, function*() {
       const now = yield* Clock.currentTimeMillis
       this.suspending = true
-      const written = yield* Effect.exit(Deferred.await(this.engine.committer.submit({
+      const written = yield* Effect.exit(this.engine.committer.submit({
         _tag: "Suspend",
         key: this.key,
         fence: { owner: this.engine.owner, epoch: this.epoch },
@@ -487,7 +494,7 @@ export class ExecutionRuntime implements WriteOwner {
         suspendedOn: reason,
         wakeAt,
         now
-      })))
+      }).await)
       if (Exit.isFailure(written)) {
         return { _tag: "Stopped", error: Option.getOrThrow(Cause.failureOption(written.cause)) } as const
       }
@@ -536,7 +543,7 @@ export class ExecutionRuntime implements WriteOwner {
       // Stop the body first, so that every step it asked for is journaled before the cancellation.
       if (this.bodyFiber) yield* Fiber.interrupt(this.bodyFiber)
       const now = yield* Clock.currentTimeMillis
-      this.submit([this.event("CancelRequested", "workflow", "[]", "", 0, "{}")], { cancelHandled: true }, now)
+      this.pipeline([this.event("CancelRequested", "workflow", "[]", "", 0, "{}")], { cancelHandled: true }, now)
     })
   }
 
@@ -574,15 +581,28 @@ export class ExecutionRuntime implements WriteOwner {
     return { sequence: this.nextSequence++, kind, stepKind, stepScope, stepId, attempt, body }
   }
 
+  /** Submits an Append and returns its result, to be awaited. */
   private submit(events: Array<EventRow>, update: RowUpdate | undefined, now: number) {
-    return this.engine.committer.submit({
+    return this.engine.committer.submit(this.append(events, update, now), this)
+  }
+
+  /**
+   * Submits an Append nobody awaits (pipelined): a later awaited write of this execution commits after
+   * it, and a failure breaks the execution (`onBroken`).
+   */
+  private pipeline(events: Array<EventRow>, update: RowUpdate | undefined, now: number) {
+    this.engine.committer.submitPipelined(this.append(events, update, now), this)
+  }
+
+  private append(events: Array<EventRow>, update: RowUpdate | undefined, now: number): JournalWrite {
+    return {
       _tag: "Append",
       key: this.key,
       fence: { owner: this.engine.owner, epoch: this.epoch },
       events,
       update,
       now
-    }, this)
+    }
   }
 
   /** Processes recorded events until one needs the body to ask for a step it has not asked for yet. */
@@ -667,15 +687,15 @@ export class ExecutionRuntime implements WriteOwner {
     this.inFlight.delete(step)
     if (!step.gateOpened) {
       step.gateOpened = true
-      Deferred.unsafeDone(step.gate, Exit.succeed<Gate>({ _tag: "Done", json }))
+      step.gate.unsafeSucceed({ _tag: "Done", json })
     }
-    Deferred.unsafeDone(step.done, Exit.succeed(json))
+    step.done.unsafeSucceed(json)
   }
 
   private openGate(step: Step) {
     step.gateOpened = true
     this.inFlight.add(step)
-    Deferred.unsafeDone(step.gate, Exit.succeed<Gate>({ _tag: "Run" }))
+    step.gate.unsafeSucceed(runGate)
   }
 
   private fatal(error: unknown): Effect.Effect<never> {
@@ -729,8 +749,8 @@ export class ExecutionRuntime implements WriteOwner {
       attempt: -1,
       startedBody: undefined,
       result: undefined,
-      gate: Deferred.unsafeMake(FiberId.none),
-      done: Deferred.unsafeMake(FiberId.none),
+      gate: new OneShot(),
+      done: new OneShot(),
       gateOpened: false,
       abandoned: false,
       retryTimes: [],
@@ -747,7 +767,7 @@ export class ExecutionRuntime implements WriteOwner {
 
   /** Awaits the step's gate; an interrupted requester abandons the step (a race's loser). */
   private awaitGate(step: Step): Effect.Effect<Gate> {
-    return Effect.onInterrupt(Deferred.await(step.gate), () =>
+    return Effect.onInterrupt(step.gate.await, () =>
       Effect.sync(() => {
         if (step.result === undefined) {
           step.abandoned = true
@@ -774,7 +794,7 @@ export class ExecutionRuntime implements WriteOwner {
 
   /** Writes the step's completion (pipelined: later writes of this execution commit after it). */
   private recordCompletion(step: Step, attempt: number, json: string, now: number) {
-    this.submit([this.event("StepCompleted", step.kind, step.scope, step.id, attempt, json)], undefined, now)
+    this.pipeline([this.event("StepCompleted", step.kind, step.scope, step.id, attempt, json)], undefined, now)
     this.resolve(step, json)
   }
 
@@ -811,13 +831,13 @@ export class ExecutionRuntime implements WriteOwner {
     const stored = this.signals.get(name)
     if (stored !== undefined) return Effect.succeed(stored)
     return Effect.suspend(() => {
-      const waiter = Deferred.unsafeMake<string>(FiberId.none)
+      const waiter = new OneShot<string>()
       step.signalName = name
       step.signalWaiter = waiter
       step.waitingOn = reason
       this.waiting.add(step)
       this.control.unsafeOffer({ _tag: "CheckSuspend" })
-      return Deferred.await(waiter).pipe(
+      return waiter.await.pipe(
         Effect.ensuring(Effect.sync(() => {
           this.waiting.delete(step)
           step.signalWaiter = undefined
@@ -846,7 +866,7 @@ export class ExecutionRuntime implements WriteOwner {
       const { first, step } = yield* this.request(options.kind, options.scope, options.id)
       let json: string
       if (!first) {
-        json = yield* Deferred.await(step.done)
+        json = yield* step.done.await
       } else {
         const gate = yield* this.awaitGate(step)
         json = gate._tag === "Done" ? gate.json : yield* this.runActivityLive(step, options)
@@ -876,9 +896,11 @@ export class ExecutionRuntime implements WriteOwner {
         step.attempt = attempt
         const now = yield* Clock.currentTimeMillis
         // The attempt is recorded before the body runs (sharing a commit with earlier pipelined writes).
-        const started = yield* Deferred.await(
-          this.submit([this.event("StepStarted", step.kind, step.scope, step.id, attempt, "{}")], undefined, now)
-        ).pipe(Effect.orDie)
+        const started = yield* this.submit(
+          [this.event("StepStarted", step.kind, step.scope, step.id, attempt, "{}")],
+          undefined,
+          now
+        ).await.pipe(Effect.orDie)
         if (started._tag !== "Ok") return yield* Effect.interrupt
         const activityContext = {
           persistenceId: idempotencyKey(this.key.workflow, this.key.executionId, safeScope(step.scope), step.id),
@@ -914,7 +936,7 @@ export class ExecutionRuntime implements WriteOwner {
               wakeAt,
               exit: Either.isRight(failure) && failure.right !== undefined ? JSON.parse(failure.right) : null
             })
-            this.submit([this.event("StepRetrying", step.kind, step.scope, step.id, attempt, body)], undefined, decidedAt)
+            this.pipeline([this.event("StepRetrying", step.kind, step.scope, step.id, attempt, body)], undefined, decidedAt)
             step.retryTimes.push(decidedAt)
             step.retryWakeAt = wakeAt
             continue
@@ -1028,7 +1050,7 @@ export class ExecutionRuntime implements WriteOwner {
     return Effect.gen(this, function*() {
       const { first, step } = yield* this.request("timer", scope, id)
       if (!first) {
-        yield* Deferred.await(step.done)
+        yield* step.done.await
         return
       }
       const gate = yield* this.awaitGate(step)
@@ -1042,7 +1064,7 @@ export class ExecutionRuntime implements WriteOwner {
           wakeAt = now + millis
           step.startedBody = JSON.stringify({ wakeAt })
           step.attempt = 0
-          this.submit([this.event("StepStarted", "timer", scope, id, 0, step.startedBody)], undefined, now)
+          this.pipeline([this.event("StepStarted", "timer", scope, id, 0, step.startedBody)], undefined, now)
         }
         yield* this.waitUntil(step, wakeAt, "timer")
         this.recordCompletion(step, 0, voidJson, yield* Clock.currentTimeMillis)
@@ -1056,7 +1078,7 @@ export class ExecutionRuntime implements WriteOwner {
       const { first, step } = yield* this.request("signal", scope, name)
       let json: string
       if (!first) {
-        json = yield* Deferred.await(step.done)
+        json = yield* step.done.await
       } else {
         const gate = yield* this.awaitGate(step)
         if (gate._tag === "Done") {
@@ -1066,7 +1088,7 @@ export class ExecutionRuntime implements WriteOwner {
             if (step.startedBody === undefined) {
               step.startedBody = "{}"
               step.attempt = 0
-              this.submit([this.event("StepStarted", "signal", scope, name, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
+              this.pipeline([this.event("StepStarted", "signal", scope, name, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
             }
             const value = yield* this.waitSignal(step, name, "signal:" + name)
             this.recordCompletion(step, 0, value, yield* Clock.currentTimeMillis)
@@ -1084,7 +1106,7 @@ export class ExecutionRuntime implements WriteOwner {
       const { first, step } = yield* this.request("child", scope, id)
       let json: string
       if (!first) {
-        json = yield* Deferred.await(step.done)
+        json = yield* step.done.await
       } else {
         const gate = yield* this.awaitGate(step)
         if (gate._tag === "Done") {
@@ -1094,9 +1116,9 @@ export class ExecutionRuntime implements WriteOwner {
             if (step.startedBody === undefined) {
               step.startedBody = "{}"
               step.attempt = 0
-              this.submit([this.event("StepStarted", "child", scope, id, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
+              this.pipeline([this.event("StepStarted", "child", scope, id, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
             }
-            const signalName = childSignalName(step.key)
+            const signalName = childSignalName(scope, id)
             if (!this.signals.has(signalName)) {
               this.active++
               const childId = [this.key.executionId, ...safeScope(scope), id].map(encodeURIComponent).join("/")
@@ -1136,7 +1158,7 @@ export class ExecutionRuntime implements WriteOwner {
       const step = this.register("patch", scope, id)
       step.gateOpened = true
       const now = yield* Clock.currentTimeMillis
-      this.submit([
+      this.pipeline([
         this.event("StepStarted", "patch", scope, id, 0, "{}"),
         this.event("StepCompleted", "patch", scope, id, 0, voidJson)
       ], undefined, now)
@@ -1167,11 +1189,13 @@ const compensationCodec = {
   encodeSuccess: () => Either.right(voidJson)
 } as unknown as ExitCodec<void, never>
 
+const runGate: Gate = { _tag: "Run" }
+
 const isDone = (decision: ScheduleDecision.ScheduleDecision): decision is ScheduleDecision.Done =>
   decision._tag === "Done"
 
-/** @internal */
-export const childSignalName = (stepKey: string) => "~child/" + stepKey
+/** The inbox name under which a child's result reaches its parent (text only: it is stored in SQL). */
+export const childSignalName = (scope: string, id: string) => "~child/" + JSON.stringify([scope, id])
 
 const safeParse = (json: string): any => {
   try {

@@ -4,7 +4,8 @@
  */
 import { CrashableRuntime, DurableExecutionJournal, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import type { Workflow } from "@effect-cluster/cluster-workflow"
-import { Effect, Exit, TestClock } from "effect"
+import { Effect, Exit, type Scope, TestClock } from "effect"
+import type { JournalConnection } from "./journals.js"
 
 type Journal = DurableExecutionJournal.Journal
 type JournalWrite = DurableExecutionJournal.JournalWrite
@@ -71,7 +72,7 @@ export const crashingJournal = (inner: Journal, point: CrashPoint, crash: Effect
  * "crashed". The crashed engine's fibers stay frozen: no finalizer of theirs runs.
  */
 export const runUntilCrash = <A, E, R>(
-  inner: Journal,
+  inner: Journal & { readonly open?: Effect.Effect<JournalConnection, never, Scope.Scope> },
   workflow: Workflow.Workflow<any, R>,
   point: CrashPoint | undefined,
   use: (
@@ -80,13 +81,16 @@ export const runUntilCrash = <A, E, R>(
     restore: <X, Y>(effect: Effect.Effect<X, Y>) => Effect.Effect<X, Y>
   ) => Effect.Effect<A, E>,
   options?: WorkflowEngine.EngineOptions
-): Effect.Effect<Exit.Exit<A, E> | "crashed", never, R> =>
+): Effect.Effect<Exit.Exit<A, E> | "crashed", never, R | Scope.Scope> =>
   Effect.gen(function*() {
     // Ends the TestClock's "time is not advancing" warning: its fiber would be forked on the crashable
     // scheduler and frozen by the crash, and the test could not shut the clock down.
     yield* TestClock.adjust(0)
     const runtime = yield* CrashableRuntime.make
-    const journal = point === undefined ? inner : crashingJournal(inner, point, runtime.crash)
+    // each run is a new "process": on SQL, its own connection
+    const connection = inner.open === undefined ? undefined : yield* inner.open
+    const base = connection?.journal ?? inner
+    const journal = point === undefined ? base : crashingJournal(base, point, runtime.crash)
     const exit = yield* runtime.run((restore) =>
       Effect.scoped(
         Effect.flatMap(WorkflowEngine.make(workflow, { identity: "test-engine", ...options }), (engine) =>
@@ -94,7 +98,10 @@ export const runUntilCrash = <A, E, R>(
       ).pipe(Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal))
     ).pipe(Effect.either)
     if (exit._tag === "Left") {
-      if (CrashableRuntime.isCrashableRuntimeCrashedError(exit.left)) return "crashed" as const
+      if (CrashableRuntime.isCrashableRuntimeCrashedError(exit.left)) {
+        if (connection !== undefined) yield* connection.kill
+        return "crashed" as const
+      }
       return Exit.die(exit.left) as Exit.Exit<A, E>
     }
     return exit.right as Exit.Exit<A, E>

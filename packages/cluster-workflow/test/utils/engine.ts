@@ -6,6 +6,17 @@ import { Effect } from "effect"
 
 type Journal = DurableExecutionJournal.Journal
 
+/**
+ * One turn of the event loop (setImmediate), so I/O of SQL journals completes while a test waits for a
+ * condition. Not a sleep: no timer is involved and nothing depends on how long it takes.
+ */
+const ioTurn = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+const pause = (i: number) => (i % 16 === 15 ? ioTurn : Effect.yieldNow())
+
 /** Yields until the execution's status has the given tag (bounded, so a bug fails instead of hanging). */
 export const awaitStatus = (
   engine: WorkflowEngine.WorkflowEngine<any>,
@@ -16,7 +27,7 @@ export const awaitStatus = (
     for (let i = 0; i < 100_000; i++) {
       const status = yield* engine.status(executionId)
       if (status._tag === tag) return status
-      yield* Effect.yieldNow()
+      yield* pause(i)
     }
     return yield* Effect.dieMessage(`execution ${executionId} never reached ${tag}`)
   })
@@ -26,7 +37,7 @@ export const eventually = (predicate: () => boolean, what = "condition") =>
   Effect.gen(function*() {
     for (let i = 0; i < 100_000; i++) {
       if (predicate()) return
-      yield* Effect.yieldNow()
+      yield* pause(i)
     }
     return yield* Effect.dieMessage(`${what} never held`)
   })
@@ -53,7 +64,7 @@ export const eventuallyEffect = <A>(effect: Effect.Effect<A>, predicate: (a: A) 
   Effect.gen(function*() {
     for (let i = 0; i < 100_000; i++) {
       if (predicate(yield* effect)) return
-      yield* Effect.yieldNow()
+      yield* pause(i)
     }
     return yield* Effect.dieMessage("condition never held")
   })

@@ -12,16 +12,19 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe } from "vitest"
 import type {
   EventRow,
+  Journal,
   ExecutionKey,
   Fence,
   JournalError,
@@ -52,7 +55,9 @@ export const pgClientLayer = (
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, SqlError> =>
   PgClient.layer({
     url: Redacted.make(databaseUrl),
-    connectTimeout: "3 seconds",
+    // The client's connect timeout runs on the Effect clock: under TestClock a test that advances time
+    // while a connection opens would trip it. Reachability is checked once, on the live clock, below.
+    connectTimeout: "20 days",
     ...(options?.maxConnections !== undefined ? { maxConnections: options.maxConnections } : {})
   })
 
@@ -219,11 +224,9 @@ export const describeJournals = (
   cases: ReadonlyArray<JournalCase> = journalCases
 ): void => {
   for (const journal of cases) {
-    if (journal.skip !== undefined) {
-      describe.skip(`${name} [${journal.name}] (skipped: ${journal.skip})`, () => body(journal))
-    } else {
-      describe(`${name} [${journal.name}]`, () => body(journal))
-    }
+    // An unreachable PostgreSQL (REQUIRE_POSTGRES unset) was reported once when the cases were built.
+    if (journal.skip !== undefined) continue
+    describe(`${name} [${journal.name}]`, () => body(journal))
   }
 }
 
@@ -284,3 +287,52 @@ export const suspend = (
   wakeAt: options?.wakeAt === undefined ? 5_000 : options.wakeAt,
   now: options?.now ?? 300
 })
+
+/** A journal on its own connection, and how to kill that connection as a process death would. */
+export interface JournalConnection {
+  readonly journal: Journal
+  /** Ends the connection the way a dead process's ends: its open transaction rolls back, its locks go. */
+  readonly kill: Effect.Effect<void>
+}
+
+/**
+ * Builds a case's journal in the current scope and returns the driver (for tests that wrap or share it).
+ * SQL journals also carry `open`: another connection to the same database, so a simulated crash can
+ * abandon one "process" (its connection, with whatever its frozen fibers hold) and the next run use a
+ * new one, as a restarted process would.
+ */
+export const freshJournal = (
+  journal: JournalCase
+): Effect.Effect<Journal & { readonly open?: Effect.Effect<JournalConnection, never, Scope.Scope> }, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (journal.shared === undefined) {
+      return Context.get(yield* Layer.build(journal.layer), DurableExecutionJournal)
+    }
+    const database = yield* journal.shared
+    const main = Context.get(yield* Layer.build(database.journal()), DurableExecutionJournal)
+    let connections = 0
+    const open: Effect.Effect<JournalConnection, never, Scope.Scope> = Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const applicationName = `${database.prefix}_${connections++}`
+      const client = journal.name === "postgres"
+        ? PgClient.layer({ url: Redacted.make(databaseUrl), connectTimeout: "20 days", applicationName })
+        : Sqlite.layerClient({ filename: database.location })
+      const context = yield* Layer.buildWithScope(
+        Layer.provideMerge(DurableExecutionJournalSql.layer({ prefix: database.prefix }), client),
+        scope
+      ).pipe(Effect.orDie)
+      const kill = journal.name === "postgres"
+        ? Effect.gen(function*() {
+          yield* Effect.provide(
+            Effect.flatMap(SqlClient.SqlClient, (main) =>
+              main`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${applicationName}`),
+            pgClientLayer({ maxConnections: 1 })
+          ).pipe(Effect.orDie)
+          // the pool may wait for clients its frozen fibers hold: let it go in the background
+          yield* Effect.forkDaemon(Scope.close(scope, Exit.void))
+        })
+        : Scope.close(scope, Exit.void)
+      return { journal: Context.get(context, DurableExecutionJournal), kill }
+    })
+    return Object.assign({ ...main }, { open })
+  })

@@ -1,0 +1,240 @@
+/**
+ * One runner per execution without the cluster (issue 5, DESIGN.md section 3), with real processes: two
+ * engines in two Node processes on one database, both sent the same executions and both resuming at start-up.
+ *
+ * 1. A first process (identity `engine-dead`, a short lease) starts some executions and is SIGKILLed inside
+ *    an activity body (after its side effect), leaving them unfinished and claimed by a dead engine.
+ * 2. Once those claims have expired, processes A and B start at the same moment: each builds an engine
+ *    (resuming unfinished executions at start-up) and sends every execution (the crashed ones and fresh
+ *    ones). The parent holds every activity at its first gate until both processes have started (or joined)
+ *    every execution, so both are callers while the executions run.
+ *
+ * PostgreSQL: each activity body runs once (bar the crash: the interrupted body runs once more, in one of the
+ * two), all of an execution's bodies after the crash run in one process, both callers get the same value,
+ * and the caller in the process that ran none of an execution's bodies got its result through the journal.
+ * SQLite (two processes writing one file): nothing is corrupted or lost: both callers get the same values,
+ * every execution completes, the journal is consistent (one result per step, contiguous events, integrity
+ * check); a caller that sees an error sees a typed `JournalError` (SQLITE_BUSY after retries), and bodies run
+ * once unless such an error was reported.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import type * as Scope from "effect/Scope"
+import { activityIds, expectedResult, type SideRow } from "./process/chain.js"
+import { chainKey, type Database, journalState, postgresDatabase, sqliteDatabase } from "./process/database.js"
+import { type Child, type Line, prepareChildren, spawnChild } from "./process/harness.js"
+import { postgresSkipReason } from "./utils/journals.js"
+
+interface Execution {
+  readonly chainId: string
+  readonly amount: number
+}
+
+const engineOptions = { claimLease: 3_000, orphanCheckInterval: 500, resultPollInterval: 200 }
+
+const childConfig = (db: Database, identity: string, executions: ReadonlyArray<Execution>, claimLease: number) => ({
+  dialect: db.dialect,
+  location: db.location,
+  prefix: db.prefix,
+  identity,
+  run: 0,
+  executions,
+  ...engineOptions,
+  claimLease
+})
+
+/**
+ * Phase 1: a process starts `executions` and is killed once each of them is inside `charge` (after its side
+ * effect, before its result is recorded). Its lease is short, so the claims it leaves expire soon.
+ */
+const crashOne = (db: Database, executions: ReadonlyArray<Execution>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const child = yield* spawnChild("engine-dead", "raceChild.ts", childConfig(db, "engine-dead", executions, 300))
+    yield* child.expect("ready")
+    yield* child.send("start")
+    const held = new Set<string>()
+    while (held.size < executions.length) {
+      const line = yield* child.next()
+      if (line.kind === "caller-error") return yield* Effect.dieMessage(`${child.describe()}\nunexpected error`)
+      if (line.kind !== "gate") continue
+      if (line.token.endsWith(":charge:after")) held.add(line.token.split(":")[0]!)
+      else yield* child.send(`go ${line.token}`)
+    }
+    yield* child.kill
+  }))
+
+interface Report {
+  readonly identity: string
+  readonly liveAfterStart: number
+  readonly results: Map<string, unknown>
+  readonly callerErrors: Array<Line>
+}
+
+/** Reads a child's lines until `done`; opens both children's gates once both have started every execution. */
+const follow = (child: Child, identity: string, onStarted: Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const report: Report = { identity, liveAfterStart: -1, results: new Map(), callerErrors: [] }
+    while (true) {
+      const line = yield* child.next(45_000)
+      switch (line.kind) {
+        case "engine":
+          ;(report as { liveAfterStart: number }).liveAfterStart = line.info.liveAfterStart
+          break
+        case "started":
+          yield* onStarted
+          break
+        case "caller-error":
+          report.callerErrors.push(line)
+          break
+        case "result":
+          report.results.set(line.token, line.info.exit)
+          break
+        case "done":
+          yield* child.awaitExit()
+          return report
+      }
+    }
+  })
+
+const race = (
+  db: Database,
+  options: { readonly crashed: number; readonly fresh: number }
+) =>
+  Effect.gen(function*() {
+    const crashed = Array.from({ length: options.crashed }, (_, i) => ({ chainId: `crashed${i}`, amount: 10 + i }))
+    const fresh = Array.from({ length: options.fresh }, (_, i) => ({ chainId: `fresh${i}`, amount: 20 + i }))
+    const executions = [...crashed, ...fresh]
+
+    yield* crashOne(db, crashed)
+    for (const { chainId } of crashed) {
+      const state = yield* journalState(db, chainId)
+      expect([...state.recorded], chainId).toEqual(["reserve"])
+      expect([...state.started], chainId).toEqual(["reserve", "charge"])
+    }
+
+    const a = yield* spawnChild("A", "raceChild.ts", childConfig(db, "engine-A", executions, engineOptions.claimLease))
+    // B sends them in the opposite order, so each process creates (and runs) some and joins the others.
+    const b = yield* spawnChild(
+      "B",
+      "raceChild.ts",
+      childConfig(db, "engine-B", executions.slice().reverse(), engineOptions.claimLease)
+    )
+    yield* a.expect("ready")
+    yield* b.expect("ready")
+    // Both start only once the dead engine's claims have expired, so both race to resume them at start-up.
+    // (Waiting for a known deadline, read from the journal, not for a guessed duration.)
+    for (const { chainId } of crashed) {
+      const row = yield* Effect.orDie(db.journal.get(chainKey(chainId)))
+      const until = row._tag === "Some" ? row.value.claimUntil ?? 0 : 0
+      const wait = until - Date.now() + 1
+      if (wait > 0) yield* Effect.sleep(wait)
+    }
+    yield* a.send("start")
+    yield* b.send("start")
+    let started = 0
+    const onStarted = Effect.gen(function*() {
+      if (++started < 2) return
+      yield* a.send("open")
+      yield* b.send("open")
+    })
+    const fibers = [yield* Effect.fork(follow(a, "engine-A", onStarted)), yield* Effect.fork(follow(b, "engine-B", onStarted))]
+    const reports = yield* Fiber.joinAll(fibers)
+    const rows = yield* db.sideRows
+    return { crashed, fresh, executions, reports, rows }
+  })
+
+/** What every run must show, on either database. */
+const checkCommon = (db: Database, outcome: Effect.Effect.Success<ReturnType<typeof race>>) =>
+  Effect.gen(function*() {
+    const { executions, reports } = outcome
+    for (const report of reports) {
+      // Every caller, in both processes, gets the same value (the crash-free one).
+      for (const { amount, chainId } of executions) {
+        expect(report.results.get(chainId), `${report.identity} ${chainId}`).toEqual({
+          _tag: "Success",
+          value: expectedResult(amount)
+        })
+      }
+      // A caller that saw an error saw a typed JournalError.
+      for (const line of report.callerErrors) {
+        expect(line.info, `${report.identity} ${line.token}`).toMatchObject({ tag: "JournalError", retryable: true })
+      }
+    }
+    // The journal: every execution completed, one result per step, contiguous events.
+    for (const { chainId } of executions) {
+      const row = yield* Effect.orDie(db.journal.get(chainKey(chainId)))
+      expect(row._tag === "Some" && row.value.status, chainId).toBe("completed")
+      const state = yield* journalState(db, chainId)
+      for (const activity of activityIds) expect(state.completions.get(activity), `${chainId} ${activity}`).toBe(1)
+      expect(state.contiguous, chainId).toBe(true)
+    }
+  })
+
+/** Each body once (the crashed `charge` twice), an execution's later bodies all in one of A and B. */
+const checkOnce = (outcome: Effect.Effect.Success<ReturnType<typeof race>>) => {
+  const { crashed, executions, rows } = outcome
+  const crashedIds = new Set(crashed.map((e) => e.chainId))
+  const runners = new Map<string, string>()
+  for (const { chainId } of executions) {
+    const mine = rows.filter((row) => row.execution_id === chainId)
+    const counts = Object.fromEntries(activityIds.map((id) => [id, mine.filter((row) => row.activity === id).length]))
+    const isCrashed = crashedIds.has(chainId)
+    expect(counts, chainId).toEqual({ reserve: 1, charge: isCrashed ? 2 : 1, ledger: 1, ship: 1, notify: 1 })
+    const live = mine.filter((row) => row.identity !== "engine-dead")
+    const identities = new Set(live.map((row: SideRow) => row.identity))
+    expect(identities.size, `${chainId}: bodies ran in ${[...identities]}`).toBe(1)
+    runners.set(chainId, [...identities][0]!)
+  }
+  return runners
+}
+
+const raceSuite = (
+  name: string,
+  database: Effect.Effect<Database, never, Scope.Scope>,
+  options: { readonly crashed: number; readonly fresh: number; readonly strict: boolean }
+) =>
+  it.live(name, () =>
+    Effect.gen(function*() {
+      yield* prepareChildren
+      const db = yield* database
+      const outcome = yield* race(db, options)
+      yield* checkCommon(db, outcome)
+      const errors = outcome.reports.reduce((n, report) => n + report.callerErrors.length, 0)
+      const resumedAtStart = outcome.reports.map((report) => report.liveAfterStart)
+      if (options.strict || errors === 0) {
+        const runners = checkOnce(outcome)
+        // The crashed executions were resumed at start-up, each by exactly one of the two engines.
+        expect(resumedAtStart.reduce((x, y) => x + y, 0)).toBe(options.crashed)
+        // For every execution, the caller in the other process got the result through the journal: that
+        // process ran none of its bodies (checkOnce), and there is no other channel between the processes.
+        const byA = [...runners.values()].filter((identity) => identity === "engine-A").length
+        console.log(
+          `[TwoProcess ${db.dialect}] ${outcome.executions.length} executions: ${byA} run by A, ` +
+            `${runners.size - byA} by B, resumed at start-up: A ${resumedAtStart[0]}, B ${resumedAtStart[1]}; ` +
+            `caller errors: ${errors}`
+        )
+      } else {
+        console.log(`[TwoProcess ${db.dialect}] caller errors (typed JournalError): ${errors}`)
+      }
+      if (db.dialect === "sqlite") {
+        const [check] = yield* Effect.orDie(db.sql.unsafe<{ integrity_check: string }>("PRAGMA integrity_check"))
+        expect(check?.integrity_check).toBe("ok")
+      }
+    }).pipe(Effect.scoped), 60_000)
+
+describe("two engines in two processes", () => {
+  if (postgresSkipReason === undefined) {
+    raceSuite(
+      "[postgres] both sent the same executions and resuming at start-up: each body once, same values, the other caller awaits through the journal",
+      postgresDatabase("race"),
+      { crashed: 2, fresh: 6, strict: true }
+    )
+  } else {
+    it.skip(`[postgres] (skipped: ${postgresSkipReason})`, () => {})
+  }
+  raceSuite(
+    "[sqlite] two processes writing one file: nothing corrupted or lost, errors only typed JournalErrors",
+    sqliteDatabase("race"),
+    { crashed: 2, fresh: 30, strict: false }
+  )
+})
