@@ -11,15 +11,14 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { Journal, JournalWrite, WriteResult } from "../DurableExecutionJournal.js"
 import { JournalError } from "../DurableExecutionJournal.js"
+import { OneShot } from "./oneShot.js"
 
 /**
  * The execution a write belongs to. Once broken (a write of it failed or was fenced), its later writes
@@ -35,7 +34,8 @@ export interface WriteOwner {
 interface Pending {
   readonly write: JournalWrite
   readonly owner: WriteOwner | undefined
-  readonly deferred: Deferred.Deferred<WriteResult, JournalError>
+  /** Undefined when nobody awaits the result (a pipelined write: its owner hears of a failure). */
+  readonly result: OneShot<WriteResult, JournalError> | undefined
 }
 
 /** @internal */
@@ -49,7 +49,12 @@ export interface GroupCommitOptions {
 
 /** @internal */
 export interface Committer {
-  readonly submit: (write: JournalWrite, owner?: WriteOwner) => Deferred.Deferred<WriteResult, JournalError>
+  readonly submit: (write: JournalWrite, owner?: WriteOwner) => OneShot<WriteResult, JournalError>
+  /**
+   * Submits a write whose result nobody awaits (pipelined): a failed or fenced write breaks its owner,
+   * which is told through `onBroken`.
+   */
+  readonly submitPipelined: (write: JournalWrite, owner: WriteOwner) => void
   /** Batches committed so far (for tests and metrics). */
   readonly commits: () => number
 }
@@ -98,16 +103,22 @@ export const make = (
   Effect.gen(function*() {
     // A plain array and one waiter: cheaper than a Queue on this hot path.
     let queue: Array<Pending> = []
-    let wake: Deferred.Deferred<void> | undefined
+    let wake: ((effect: Effect.Effect<void>) => void) | undefined
+    const woken = Effect.void
+    const waitForWrites = Effect.async<void>((resume) => {
+      if (queue.length > 0) return resume(woken)
+      wake = resume
+      return Effect.sync(() => {
+        if (wake === resume) wake = undefined
+      })
+    })
     const takeBatch: Effect.Effect<Array<Pending>> = Effect.suspend(() => {
       if (queue.length > 0) {
         const taken = queue.length <= options.maxBatch ? queue : queue.slice(0, options.maxBatch)
         queue = queue.length <= options.maxBatch ? [] : queue.slice(options.maxBatch)
         return Effect.succeed(taken)
       }
-      const waiter = Deferred.unsafeMake<void>(FiberId.none)
-      wake = waiter
-      return Effect.flatMap(Deferred.await(waiter), () => takeBatch)
+      return Effect.flatMap(waitForWrites, () => takeBatch)
     })
     let commits = 0
 
@@ -144,7 +155,7 @@ export const make = (
           pending.owner.broken = true
           pending.owner.onBroken(result)
         }
-        Deferred.unsafeDone(pending.deferred, Exit.succeed(result))
+        pending.result?.unsafeDone(Exit.succeed(result))
       }
     }
 
@@ -154,7 +165,7 @@ export const make = (
         const batch: Array<Pending> = []
         for (const pending of taken) {
           if (pending.owner?.broken) {
-            Deferred.unsafeDone(pending.deferred, Exit.succeed<WriteResult>({ _tag: "Fenced" }))
+            pending.result?.unsafeDone(Exit.succeed<WriteResult>({ _tag: "Fenced" }))
           } else {
             batch.push(pending)
           }
@@ -174,7 +185,7 @@ export const make = (
               pending.owner.broken = true
               pending.owner.onBroken(error)
             }
-            Deferred.unsafeDone(pending.deferred, Exit.fail(error))
+            pending.result?.unsafeDone(Exit.fail(error))
           }
         }
       }
@@ -182,17 +193,22 @@ export const make = (
 
     yield* Effect.forkScoped(Effect.interruptible(writer))
 
+    const enqueue = (pending: Pending) => {
+      queue.push(pending)
+      const waiter = wake
+      if (waiter !== undefined) {
+        wake = undefined
+        waiter(woken)
+      }
+    }
+
     return {
       submit: (write, owner) => {
-        const deferred = Deferred.unsafeMake<WriteResult, JournalError>(FiberId.none)
-        queue.push({ write, owner, deferred })
-        const waiter = wake
-        if (waiter !== undefined) {
-          wake = undefined
-          Deferred.unsafeDone(waiter, Exit.void)
-        }
-        return deferred
+        const result = new OneShot<WriteResult, JournalError>()
+        enqueue({ write, owner, result })
+        return result
       },
+      submitPipelined: (write, owner) => enqueue({ write, owner, result: undefined }),
       commits: () => commits
     }
   })
