@@ -82,6 +82,37 @@ describeJournals("Journal failures", (journalCase) => {
     }))
 })
 
+describeJournals("Journal format", (journalCase) => {
+  it.scoped("leaves an execution written by a newer journal format alone, with a typed error", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const inner = yield* freshJournal(journalCase)
+      const workflow = Workflow.make(Order, () =>
+        Effect.zipRight(recorded(log, "a", 1, Schema.Number), Workflow.yieldExecution))
+      const first = yield* WorkflowEngine.makeScoped(workflow).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, inner)
+      )
+      yield* first.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      yield* eventuallyEffect(Effect.orDie(Effect.map(first.status("o1"), (s) => s._tag)), (tag) => tag === "Suspended")
+      // a newer release would write a higher format version: this engine must not interpret it
+      const newer: Journal = {
+        ...inner,
+        claim: (...args) =>
+          Effect.map(inner.claim(...args), (result) =>
+            result._tag === "Claimed" ? { ...result, row: { ...result.row, formatVersion: 99 } } : result)
+      }
+      const engine = yield* WorkflowEngine.make(workflow, { identity: "older-engine" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, newer)
+      )
+      const exit = yield* Effect.exit(engine.send(new Order({ orderId: "o1", amount: 1 })))
+      assert(Exit.isFailure(exit))
+      const defect = Cause.dieOption(exit.cause)
+      assert(Option.isSome(defect) && defect.value instanceof WorkflowError.PayloadDecodeError)
+      expect(defect.value.reason).toContain("format 99")
+      expect(log.count("a")).toBe(1)
+    }))
+}, journalCases.filter((journalCase) => journalCase.name === "memory"))
+
 /** The SQL cases only: transactional activities need the journal's SqlClient. */
 describeJournals("Transactional activities", (journalCase) => {
   const sqlLayer = journalCase.sqlLayer!

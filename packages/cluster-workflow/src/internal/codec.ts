@@ -14,6 +14,7 @@
 import * as Cause from "effect/Cause"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import type * as Schema from "effect/Schema"
@@ -133,7 +134,7 @@ export const exitCodec = <A, IA, E, IE>(
             ? Either.right(Exit.die(decodeDefect(parsed.defect)))
             : Either.left("invalid defect")
         case "Interrupt":
-          return Either.right(Exit.interrupt(undefined as any) as any)
+          return Either.right(Exit.interrupt(FiberId.none) as Exit.Exit<A, E>)
         default:
           return Either.left(`unknown exit tag ${String(parsed?._tag)}`)
       }

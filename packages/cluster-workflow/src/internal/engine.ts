@@ -19,7 +19,7 @@ import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import type { ExecutionKey, ExecutionRow, Journal } from "../DurableExecutionJournal.js"
-import { isTerminal, JournalError } from "../DurableExecutionJournal.js"
+import { formatVersion, isTerminal, JournalError } from "../DurableExecutionJournal.js"
 import type { WorkflowDefinition } from "../Workflow.js"
 import {
   EncodeError,
@@ -132,7 +132,7 @@ export class Engine {
     key: ExecutionKey,
     message: unknown,
     parent: ParentLink | null
-  ): Effect.Effect<StartResult, PayloadMismatchError | EncodeError | JournalError> {
+  ): Effect.Effect<StartResult, PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError> {
     return Effect.gen(this, function*() {
       const id = keyString(key)
       const encoded = definition.encodePayload(message)
@@ -206,7 +206,7 @@ export class Engine {
   }
 
   /** Claims an unfinished execution and runs it here, unless another engine holds a live claim. */
-  claimAndLaunch(key: ExecutionKey): Effect.Effect<boolean, JournalError> {
+  claimAndLaunch(key: ExecutionKey): Effect.Effect<boolean, JournalError | PayloadDecodeError> {
     return Effect.gen(this, function*() {
       const definition = this.definitions.get(key.workflow)
       if (definition === undefined) return false
@@ -214,6 +214,17 @@ export class Engine {
       const claimed = yield* this.journal.claim(key, this.owner, now, now + this.leaseMillis)
       if (claimed._tag !== "Claimed") return false
       const row = claimed.row
+      if (row.formatVersion > formatVersion) {
+        // written by a newer release of this library: do not guess its meaning
+        const error = new PayloadDecodeError({
+          workflow: key.workflow,
+          executionId: key.executionId,
+          reason: `journal format ${row.formatVersion} is newer than this engine's ${formatVersion}`
+        })
+        yield* Effect.logError("an execution was written by a newer journal format; it is left as it is", error)
+        this.failWaiters(key, error)
+        return yield* error
+      }
       const decoded = yield* Effect.try(() => JSON.parse(row.payload)).pipe(
         Effect.flatMap((json) =>
           Either.mapLeft(definition.decodePayload(json), (issue) => ParseResult.TreeFormatter.formatIssueSync(issue))
@@ -228,7 +239,7 @@ export class Engine {
         })
         yield* Effect.logError("an execution's start message no longer decodes; it is left as it is", error)
         this.failWaiters(key, error)
-        return false
+        return yield* error
       }
       this.launch(definition, key, decoded.right, {
         epoch: row.claimEpoch,
@@ -363,7 +374,7 @@ export class Engine {
    * Awaits an execution's encoded result: from the local execution when it runs here, and from the
    * journal (polled with backoff on the live clock) when it runs elsewhere.
    */
-  awaitResult(key: ExecutionKey): Effect.Effect<string, JournalError> {
+  awaitResult(key: ExecutionKey): Effect.Effect<string, JournalError | PayloadDecodeError> {
     return Effect.suspend(() => {
       const id = keyString(key)
       let waiter = this.waiters.get(id)
@@ -373,17 +384,18 @@ export class Engine {
       }
       const local = Effect.flatMap(
         waiter.await,
-        (result): Effect.Effect<string, JournalError> => result === undefined ? this.awaitResult(key) : Effect.succeed(result)
+        (result): Effect.Effect<string, JournalError | PayloadDecodeError> =>
+          result === undefined ? this.awaitResult(key) : Effect.succeed(result)
       )
       // Running here: the local completion is enough. Elsewhere (or suspended): also watch the journal.
       return this.live.has(id) ? local : Effect.raceFirst(local, this.pollResult(key))
     })
   }
 
-  private pollResult(key: ExecutionKey): Effect.Effect<string, JournalError> {
+  private pollResult(key: ExecutionKey): Effect.Effect<string, JournalError | PayloadDecodeError> {
     const id = keyString(key)
     const pollEvery = Duration.toMillis(this.options.resultPollInterval ?? "1 second")
-    const poll: Effect.Effect<string, JournalError> = Effect.gen(this, function*() {
+    const poll: Effect.Effect<string, JournalError | PayloadDecodeError> = Effect.gen(this, function*() {
       let delay = Math.min(100, pollEvery)
       while (true) {
         yield* Effect.withClock(Effect.sleep(delay), liveClock)
@@ -445,7 +457,7 @@ export class Engine {
    * running elsewhere notices at its next claim renewal.
    */
   wake(row: ExecutionRow, notify: (runtime: ExecutionRuntime) => void): Effect.Effect<void, JournalError> {
-    return Effect.gen(this, function*() {
+    return Effect.catchTag(Effect.gen(this, function*() {
       if (isTerminal(row.status)) return
       const key = { workflow: row.workflow, executionId: row.executionId }
       if (row.status === "suspended") {
@@ -461,7 +473,7 @@ export class Engine {
       if (row.claimOwner === null || row.claimOwner === this.owner || (row.claimUntil ?? 0) < now) {
         yield* this.claimAndLaunch(key)
       }
-    })
+    }), "PayloadDecodeError", () => Effect.void) // logged where it was found; the input stays stored
   }
 
   cancel(executionId: string): Effect.Effect<"cancelled" | "already-finished", ExecutionNotFoundError | JournalError> {
@@ -594,7 +606,10 @@ export class Engine {
       const fresh = keys.filter((key) => !this.live.has(keyString(key)))
       if (fresh.length === 0) return resumed
       for (const key of fresh) {
-        if (yield* this.claimAndLaunch(key)) resumed++
+        // an execution this engine cannot read is logged and left as it is
+        if (yield* Effect.catchTag(this.claimAndLaunch(key), "PayloadDecodeError", () => Effect.succeed(false))) {
+          resumed++
+        }
       }
       if (keys.length < 500) return resumed
     }
@@ -644,7 +659,10 @@ export const make = (
       const every = options.orphanCheckInterval
       yield* Effect.forkScoped(Effect.forever(Effect.zipRight(
         Effect.sleep(every),
-        Effect.catchAll(engine.resumeOrphans, (error) => Effect.as(Effect.logWarning("orphan check failed", error), 0))
+        Effect.catchAll(engine.resumeOrphans, (error) => Effect.as(Effect.logWarning("orphan check failed", error), 0)).pipe(
+          // another engine may have suspended executions with earlier deadlines and died: look again
+          Effect.tap(() => Effect.sync(() => engine.arm(Number.NEGATIVE_INFINITY)))
+        )
       )))
     }
     return engine
