@@ -121,12 +121,16 @@ export const makeChain = (hooks: ChainHooks) => {
             identity: hooks.identity
           })
         }`
-        // Another process may hold SQLite's write lock: the outside world retries its own writes. (Inside
-        // the transactional activity the write lock is already held.)
-        yield* insert.pipe(
-          Effect.retry({ while: isBusy, schedule: Schedule.exponential("5 millis", 1.5), times: 40 }),
-          Effect.orDie
-        )
+        // Another process may hold SQLite's write lock: the outside world retries its own writes, with a
+        // capped backoff. Not in the transactional activity: there a failed write fails the journal's
+        // transaction, which the engine retries as a whole.
+        yield* (id === transactionalActivity ? insert : insert.pipe(
+          Effect.retry({
+            while: isBusy,
+            schedule: Schedule.union(Schedule.exponential("5 millis"), Schedule.spaced("100 millis")),
+            times: 100
+          })
+        )).pipe(Effect.orDie)
         yield* hooks.gate(`${token}:after`, { attempt })
         return compute()
       })

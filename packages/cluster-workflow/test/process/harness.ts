@@ -98,8 +98,8 @@ export interface Line {
 export class Child {
   readonly process: ChildProcess
   readonly spawnedAt = performance.now()
-  /** The last lines of stdout and stderr, for failure messages. */
-  private readonly transcript: Array<string> = []
+  /** The last lines of stdout and of stderr, for failure messages. */
+  private readonly transcript: { readonly out: Array<string>; readonly err: Array<string> } = { out: [], err: [] }
   private readonly queue: Array<Line> = []
   private waiter: ((line: Line | undefined) => void) | undefined
   private exitInfo: { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
@@ -127,7 +127,7 @@ export class Child {
     // Lines still buffered in the pipe when the process exits are delivered before "close".
     this.process.on("close", () => this.deliver(undefined))
     createInterface({ input: this.process.stdout! }).on("line", (raw) => {
-      this.record(`out| ${raw}`)
+      this.record("out", raw)
       const match = /^(\S+) (\S+) (.*)$/.exec(raw)
       if (match === null) return
       let info: unknown
@@ -138,7 +138,7 @@ export class Child {
       }
       this.deliver({ kind: match[1]!, token: match[2]!, info, at: performance.now() })
     })
-    createInterface({ input: this.process.stderr! }).on("line", (raw) => this.record(`err| ${raw}`))
+    createInterface({ input: this.process.stderr! }).on("line", (raw) => this.record("err", raw))
     // Writing to a child killed meanwhile must not crash the test process.
     this.process.stdin!.on("error", () => {})
   }
@@ -147,9 +147,10 @@ export class Child {
     return this.process.pid ?? -1
   }
 
-  private record(line: string) {
-    this.transcript.push(line)
-    if (this.transcript.length > 80) this.transcript.shift()
+  private record(stream: "out" | "err", line: string) {
+    const lines = this.transcript[stream]
+    lines.push(line)
+    if (lines.length > (stream === "out" ? 40 : 200)) lines.shift()
   }
 
   private closed = false
@@ -165,8 +166,9 @@ export class Child {
 
   /** What the child printed lately, and how it exited. */
   describe(): string {
-    return `${this.name} (pid ${this.pid}, exit ${JSON.stringify(this.exitInfo ?? "running")}):\n  ` +
-      this.transcript.join("\n  ")
+    return `${this.name} (pid ${this.pid}, exit ${JSON.stringify(this.exitInfo ?? "running")})\n` +
+      `-- last stdout lines:\n  ${this.transcript.out.join("\n  ")}\n` +
+      `-- last stderr lines:\n  ${this.transcript.err.join("\n  ")}`
   }
 
   /** The next protocol line; fails if the child ends first or prints nothing for `timeoutMillis`. */
