@@ -1259,6 +1259,12 @@ RETURNING workflow, execution_id`
         }
       })
 
+    // SQLite: a BEGIN refused as busy (another process holds the write lock) surfaces at the transaction's
+    // first statement (see node/Sqlite.ts). A no-op statement first makes it a retried busy transaction
+    // before the user's effect runs, instead of a failure of the user's first statement (or of the
+    // recorded result's commit, which then looks like a COMMIT of unknown outcome).
+    const begun: Effect.Effect<void, SqlError> = dialect === "sqlite" ? Effect.asVoid(client`SELECT 1`) : Effect.void
+
     const journal: Journal = {
       commit,
       get: (key) => read("get", Effect.map(selectRow(key), Option.fromNullable)),
@@ -1298,7 +1304,10 @@ ORDER BY inbox_version, name`,
           Effect.mapError(
             retryLive(
               "withTransaction",
-              inTransaction(client.withTransaction, Effect.mapError(effect, (error) => new UserFailure(error))),
+              inTransaction(
+                client.withTransaction,
+                Effect.zipRight(begun, Effect.mapError(effect, (error) => new UserFailure(error)))
+              ),
               retries,
               // Busy at BEGIN (the user's effect did not run) is retried; the user's own failures are not.
               isBusyError

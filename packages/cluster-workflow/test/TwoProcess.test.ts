@@ -18,12 +18,16 @@
  * once unless such an error was reported.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Context, Deferred, Effect, Fiber, Layer, Logger, LogLevel } from "effect"
 import type * as Scope from "effect/Scope"
+import { join } from "node:path"
+import * as DurableExecutionJournalSql from "../src/DurableExecutionJournalSql.js"
+import * as Sqlite from "../src/node/Sqlite.js"
 import { activityIds, expectedResult, type SideRow } from "./process/chain.js"
 import { chainKey, type Database, journalState, postgresDatabase, sqliteDatabase } from "./process/database.js"
 import { type Child, type Line, prepareChildren, spawnChild } from "./process/harness.js"
-import { postgresSkipReason } from "./utils/journals.js"
+import { postgresSkipReason, tempDir } from "./utils/journals.js"
 
 interface Execution {
   readonly chainId: string
@@ -237,4 +241,57 @@ describe("two engines in two processes", () => {
     sqliteDatabase("race"),
     { crashed: 2, fresh: 30, strict: false }
   )
+})
+
+describe("two writers on one SQLite file (in-process)", () => {
+  // A transactional activity's transaction (`journal.sql.withTransaction`) begun while another connection
+  // (another process) holds the write lock: BEGIN IMMEDIATE is busy. Found with the SQLite race above, where
+  // such an activity's execution stopped with "COMMIT failed, its outcome is unknown" and stalled until its
+  // claim expired. The busy BEGIN must be retried before the body runs, like the journal's own transactions.
+  it.live("a busy BEGIN of a transactional body is retried before the body runs; the body then runs and commits once", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = join(dir, "busy.db")
+      const holderSql = Context.get(yield* Layer.build(Layer.orDie(Sqlite.layerClient({ filename }))), SqlClient.SqlClient)
+      const context = yield* Layer.build(Layer.orDie(Sqlite.layerClient({ filename, busyTimeout: 0 })))
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const journal = yield* DurableExecutionJournalSql.make({ prefix: "busy", busyRetries: 1_000 }).pipe(
+        Effect.provide(context)
+      )
+      yield* sql`CREATE TABLE outside (id TEXT NOT NULL)`
+      // The other writer holds the write lock.
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(holderSql.withTransaction(Effect.gen(function*() {
+        yield* holderSql`INSERT INTO outside (id) VALUES ('holder')`
+        yield* Deferred.succeed(holding, undefined)
+        yield* Deferred.await(release)
+      })))
+      yield* Deferred.await(holding)
+      let bodyRuns = 0
+      const retried = yield* Deferred.make<void>()
+      const logger = Logger.make(({ message }) => {
+        if (String(message).includes("busy")) Deferred.unsafeDone(retried, Effect.void)
+      })
+      const writer = yield* Effect.fork(
+        journal.sql!.withTransaction(Effect.gen(function*() {
+          bodyRuns++
+          yield* sql`INSERT INTO outside (id) VALUES ('mine')`
+        })).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
+          Logger.withMinimumLogLevel(LogLevel.Debug)
+        )
+      )
+      const first = yield* Effect.raceFirst(
+        Effect.as(Deferred.await(retried), "retried while busy" as const),
+        Effect.as(Fiber.await(writer), "finished while busy" as const)
+      )
+      expect(first).toBe("retried while busy")
+      expect(bodyRuns, "the body ran while its transaction had not begun").toBe(0)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      yield* Fiber.join(writer)
+      expect(bodyRuns).toBe(1)
+      expect(yield* sql`SELECT id FROM outside ORDER BY id`).toEqual([{ id: "holder" }, { id: "mine" }])
+    }).pipe(Effect.scoped))
 })
