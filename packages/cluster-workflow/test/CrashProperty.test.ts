@@ -3,11 +3,25 @@
  * crash-free result, and no step whose result was recorded before a crash runs again.
  */
 import { expect, it } from "@effect/vitest"
+import type { DurableExecutionJournal } from "@effect-cluster/cluster-workflow"
 import { Effect, Exit, FastCheck } from "effect"
+import { ioTurn } from "./utils/engine.js"
+
+type JournalError = DurableExecutionJournal.JournalError
 import { describeJournals, freshJournal, type JournalCase } from "./utils/journals.js"
 import { atBatch, runUntilCrash } from "./utils/crash.js"
 import { drive, makeWorkflow, type Run } from "./utils/everyFeature.js"
 import { Order } from "./utils/fixtures.js"
+
+/**
+ * Reads the journal after a simulated crash. On SQLite the dead run's connection was just closed with
+ * its transaction open, and the file may answer SQLITE_BUSY for a moment: retry on I/O turns.
+ */
+const settledRead = <A>(read: Effect.Effect<A, JournalError>): Effect.Effect<A, JournalError> => {
+  const loop = (attempt: number): Effect.Effect<A, JournalError> =>
+    Effect.catchIf(read, (error) => error.retryable && attempt < 500, () => Effect.zipRight(ioTurn, loop(attempt + 1)))
+  return loop(0)
+}
 
 const scenario = (journalCase: JournalCase, crashPoints: ReadonlyArray<number>, amount: number) =>
   Effect.gen(function*() {
@@ -23,7 +37,7 @@ const scenario = (journalCase: JournalCase, crashPoints: ReadonlyArray<number>, 
       if (exit !== "crashed") return { exit, runs, recordedAt }
       const recorded = new Set<string>()
       for (const key of [{ workflow: "Order", executionId: "o1" }, { workflow: "Parcel", executionId: "o1/p" }]) {
-        for (const event of yield* journal.events(key, 0)) {
+        for (const event of yield* settledRead(journal.events(key, 0))) {
           if (event.kind === "StepCompleted") recorded.add(`${event.stepKind}:${event.stepId}`)
         }
       }

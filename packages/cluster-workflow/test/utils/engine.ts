@@ -10,7 +10,7 @@ type Journal = DurableExecutionJournal.Journal
  * One turn of the event loop (setImmediate), so I/O of SQL journals completes while a test waits for a
  * condition. Not a sleep: no timer is involved and nothing depends on how long it takes.
  */
-const ioTurn = Effect.async<void>((resume) => {
+export const ioTurn = Effect.async<void>((resume) => {
   const handle = setImmediate(() => resume(Effect.void))
   return Effect.sync(() => clearImmediate(handle))
 })

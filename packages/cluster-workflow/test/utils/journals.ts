@@ -35,6 +35,7 @@ import { DurableExecutionJournal } from "../../src/DurableExecutionJournal.js"
 import * as DurableExecutionJournalInMemory from "../../src/DurableExecutionJournalInMemory.js"
 import * as DurableExecutionJournalSql from "../../src/DurableExecutionJournalSql.js"
 import * as Sqlite from "../../src/node/Sqlite.js"
+import { ioTurn } from "./engine.js"
 
 /** The PostgreSQL server the tests use. */
 export const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
@@ -317,10 +318,18 @@ export const freshJournal = (
       const client = journal.name === "postgres"
         ? PgClient.layer({ url: Redacted.make(databaseUrl), connectTimeout: "20 days", applicationName })
         : Sqlite.layerClient({ filename: database.location })
-      const context = yield* Layer.buildWithScope(
+      // just after a simulated crash closed the dead run's SQLite connection mid-transaction, the file
+      // can answer SQLITE_BUSY to the new connection's start-up for a moment: retry on I/O turns
+      const build = Layer.buildWithScope(
         Layer.provideMerge(DurableExecutionJournalSql.layer({ prefix: database.prefix }), client),
         scope
-      ).pipe(Effect.orDie)
+      )
+      const retrying = (attempt: number): typeof build =>
+        Effect.catchAll(build, (error) =>
+          attempt < 500 && (error as { retryable?: boolean }).retryable !== false
+            ? Effect.zipRight(ioTurn, retrying(attempt + 1))
+            : Effect.fail(error))
+      const context = yield* Effect.orDie(retrying(0))
       const kill = journal.name === "postgres"
         ? Effect.gen(function*() {
           yield* Effect.provide(
