@@ -22,6 +22,7 @@ import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import type * as Scope from "effect/Scope"
 import ts from "typescript"
+import { afterAll } from "vitest"
 
 const packageDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
 const repoDir = join(packageDir, "..", "..")
@@ -71,15 +72,15 @@ const transpile = (): string => {
 }
 
 let compiled: string | undefined
-/** Where the transpiled children are (transpiled once per test file, removed when the test process exits). */
+/** Where the transpiled children are: transpiled once per test file, removed after the file's tests. */
 const childrenDir = (): string => {
-  if (compiled === undefined) {
-    const dir = transpile()
-    compiled = dir
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }))
-  }
+  if (compiled === undefined) compiled = transpile()
   return compiled
 }
+afterAll(() => {
+  if (compiled !== undefined) rmSync(compiled, { recursive: true, force: true })
+  compiled = undefined
+})
 
 /** Transpiles the children now (call it before timing anything). */
 export const prepareChildren: Effect.Effect<void> = Effect.sync(() => {
