@@ -11,12 +11,17 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as FiberSet from "effect/FiberSet"
+import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as PrimaryKey from "effect/PrimaryKey"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
+import type * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type { ExecutionKey, ExecutionRow, Journal } from "../DurableExecutionJournal.js"
 import { formatVersion, isTerminal, JournalError } from "../DurableExecutionJournal.js"
@@ -72,6 +77,9 @@ export type StartResult =
   | { readonly _tag: "Running" }
   | { readonly _tag: "Finished"; readonly result: string }
 
+const runningStart: StartResult = { _tag: "Running" }
+const runningResult = Exit.succeed(runningStart)
+
 /** @internal */
 export class Engine {
   readonly live = new Map<string, ExecutionRuntime>()
@@ -93,7 +101,10 @@ export class Engine {
     readonly owner: string,
     definitions: ReadonlyArray<WorkflowDefinition>,
     readonly context: Context.Context<never>,
-    readonly runFork: <A, E>(effect: Effect.Effect<A, E, never>) => unknown,
+    readonly runFork: <A, E>(
+      effect: Effect.Effect<A, E, never>,
+      options?: Runtime.RunForkOptions
+    ) => Fiber.RuntimeFiber<A, E>,
     readonly options: EngineOptions
   ) {
     this.definitions = new Map(definitions.map((definition) => [definition.tag, {
@@ -111,7 +122,18 @@ export class Engine {
       committer,
       owner,
       startChild: (parent, signal, childId, message) => this.startChild(parent, signal, childId, message),
-      sleepUntil: (wakeAt) => this.sleepUntil(wakeAt)
+      sleepUntil: (wakeAt) => this.sleepUntil(wakeAt),
+      fork: (effect, refs, immediate) =>
+        this.runFork(effect, {
+          updateRefs: (current, fiberId) =>
+            FiberRefs.updateManyAs(current, {
+              entries: [
+                [FiberRef.currentContext, [[fiberId, refs.context]]],
+                [FiberRef.currentLogAnnotations, [[fiberId, refs.logAnnotations]]]
+              ]
+            }),
+          immediate
+        })
     }
   }
 
@@ -165,43 +187,45 @@ export class Engine {
       }
       const gate = new OneShot<void>()
       this.starting.set(id, gate)
-      return yield* Effect.gen(this, function*() {
-        const now = yield* Clock.currentTimeMillis
-        const result = yield* this.committer.submit({
-          _tag: "Start",
-          key,
-          payload,
-          payloadHash: hash,
-          version: definition.version(message),
-          parent: parent === null ? null : JSON.stringify(parent),
-          owner: this.owner,
-          claimUntil: now + this.leaseMillis,
-          now
-        }).await
-        if (result._tag === "Created") {
-          this.launch(definition, key, message, {
-            epoch: result.epoch,
-            inboxVersion: 0,
-            cancelRequested: false,
-            version: definition.version(message),
+      const version = definition.version(message)
+      return yield* Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(
+          this.committer.submit({
+            _tag: "Start",
+            key,
+            payload,
             payloadHash: hash,
-            parent,
-            fresh: true
-          })
-          return { _tag: "Running" } as const
-        }
-        if (result._tag !== "Exists") {
-          return yield* new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })
-        }
-        const row = result.row
-        if (row.payloadHash !== hash) return yield* new PayloadMismatchError(key)
-        if (isTerminal(row.status)) return { _tag: "Finished", result: row.result ?? "" } as const
-        yield* this.claimAndLaunch(key)
-        return { _tag: "Running" } as const
-      }).pipe(Effect.ensuring(Effect.sync(() => {
-        this.starting.delete(id)
-        gate.unsafeDone(Exit.void)
-      })))
+            version,
+            parent: parent === null ? null : JSON.stringify(parent),
+            owner: this.owner,
+            claimUntil: now + this.leaseMillis,
+            now
+          }).await,
+          (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
+            if (result._tag === "Created") {
+              this.launch(definition, key, message, {
+                epoch: result.epoch,
+                inboxVersion: 0,
+                cancelRequested: false,
+                version,
+                payloadHash: hash,
+                parent,
+                fresh: true
+              })
+              return runningResult
+            }
+            if (result._tag !== "Exists") {
+              return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })
+            }
+            const row = result.row
+            if (row.payloadHash !== hash) return new PayloadMismatchError(key)
+            if (isTerminal(row.status)) return Effect.succeed({ _tag: "Finished", result: row.result ?? "" } as const)
+            return Effect.as(this.claimAndLaunch(key), runningStart)
+          }
+        )).pipe(Effect.ensuring(Effect.sync(() => {
+          this.starting.delete(id)
+          gate.unsafeDone(Exit.void)
+        })))
     })
   }
 
@@ -283,15 +307,27 @@ export class Engine {
     })
     const id = runtime.keyString
     this.live.set(id, runtime)
-    this.liveChanged.unsafeOffer(undefined)
+    // the renewal loop waits for this only when nothing was live
+    if (this.live.size === 1) this.liveChanged.unsafeOffer(undefined)
     const run = Effect.flatMap(runtime.run, (outcome) => this.onOutcome(runtime, outcome, state.parent)).pipe(
       Effect.ensuring(Effect.sync(() => {
         if (this.live.get(id) === runtime) this.live.delete(id)
         runtime.done.unsafeDone(Exit.void)
       })),
-      Effect.annotateLogs({ workflow: key.workflow, executionId: key.executionId })
     )
-    this.runFork(run)
+    // The execution's log annotations, set on its fiber (cheaper than `Effect.annotateLogs` around it).
+    this.runFork(run, {
+      updateRefs: (refs, fiberId) =>
+        FiberRefs.updateAs(refs, {
+          fiberId,
+          fiberRef: FiberRef.currentLogAnnotations,
+          value: HashMap.set(
+            HashMap.set(FiberRefs.getOrDefault(refs, FiberRef.currentLogAnnotations), "workflow", key.workflow as unknown),
+            "executionId",
+            key.executionId
+          )
+        })
+    })
   }
 
   private onOutcome(runtime: ExecutionRuntime, outcome: Outcome, parent: ParentLink | null): Effect.Effect<void> {
@@ -396,6 +432,11 @@ export class Engine {
     const id = keyString(key)
     const pollEvery = Duration.toMillis(this.options.resultPollInterval ?? "1 second")
     const poll: Effect.Effect<string, JournalError | PayloadDecodeError> = Effect.gen(this, function*() {
+      // It may have finished here just before this caller asked (it is no longer live): read at once.
+      const first = yield* this.journal.get(key)
+      if (Option.isSome(first) && isTerminal(first.value.status) && first.value.result !== null) {
+        return first.value.result
+      }
       let delay = Math.min(100, pollEvery)
       while (true) {
         yield* Effect.withClock(Effect.sleep(delay), liveClock)
@@ -651,7 +692,7 @@ export const make = (
     })
     const fibers = yield* FiberSet.make()
     const runFork = yield* FiberSet.runtime(fibers)<never>()
-    const engine = new Engine(journal, committer, owner, definitions, context, (effect) => runFork(effect), options)
+    const engine = new Engine(journal, committer, owner, definitions, context, runFork, options)
     yield* Effect.forkScoped(engine.timerLoop)
     yield* Effect.forkScoped(engine.renewLoop)
     if (options.resumeOnStart !== false) yield* engine.resumeOrphans

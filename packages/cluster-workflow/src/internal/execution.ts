@@ -21,6 +21,8 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import type * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as ScheduleDecision from "effect/ScheduleDecision"
@@ -79,6 +81,15 @@ export interface EngineServices {
   ) => Effect.Effect<{ readonly result: string | undefined }, never>
   /** Resolves at `wakeAt` (engine clock), through the engine's single timer. */
   readonly sleepUntil: (wakeAt: number) => Effect.Effect<void>
+  /**
+   * Forks a fiber in the engine (interrupted with it) with this context and these log annotations;
+   * `immediate` starts it synchronously, before `fork` returns.
+   */
+  readonly fork: <A, E>(
+    effect: Effect.Effect<A, E, never>,
+    refs: { readonly context: Context.Context<never>; readonly logAnnotations: HashMap.HashMap<string, unknown> },
+    immediate: boolean
+  ) => Fiber.RuntimeFiber<A, E>
 }
 
 /** How an execution run ended. @internal */
@@ -118,6 +129,20 @@ interface Step {
   waitingOn: string | undefined
   signalName: string | undefined
   signalWaiter: OneShot<string> | undefined
+  /** The activity's idempotency key, once computed. */
+  idempotencyKey: string | undefined
+}
+
+/** What `runActivity` runs. */
+interface ActivityRun<A, E, R> {
+  readonly kind: "activity" | "compensation"
+  readonly scope: string
+  readonly id: string
+  readonly codec: ExitCodec<A, E>
+  readonly body: Effect.Effect<A, E, R>
+  readonly retry: RetryPolicy | undefined
+  readonly transactional: boolean
+  readonly onSuccess?: ((value: A) => Effect.Effect<void, never, any>) | undefined
 }
 
 type Control =
@@ -288,17 +313,28 @@ export class ExecutionRuntime implements WriteOwner {
       makePersistenceId: (localId) => `${this.key.executionId}__${localId}`,
       runtime: this
     }
-    this.bodyFiber = yield* this.params.body.pipe(
-      Effect.provideService(WorkflowContext, context),
-      Effect.provide(this.params.context),
+    // The body runs in its own fiber with the engine's context, the workflow's and `WorkflowContext`
+    // (what `Effect.provide` would give it, set once when it is forked) and this fiber's log annotations.
+    const refs = {
+      context: Context.add(Context.merge(yield* Effect.context<never>(), this.params.context), WorkflowContext, context),
+      logAnnotations: yield* FiberRef.get(FiberRef.currentLogAnnotations)
+    }
+    const body = this.params.body.pipe(
       // onExit runs even when the body is interrupted (cancellation), so the coordinator always hears of it
       Effect.onExit((exit) => Effect.sync(() => this.control.unsafeOffer({ _tag: "BodyExit", exit }))),
-      Effect.ignore,
-      Effect.fork
-    )
-    // A fresh execution has nothing to replay: its steps start at once.
-    if (this.history.length === 0) this.liveStarted = true
-    this.advance()
+      Effect.ignore
+    ) as Effect.Effect<void>
+    if (this.history.length === 0) {
+      // A fresh execution has nothing to replay: its steps start at once, and so does its body.
+      this.liveStarted = true
+      this.advance()
+      this.bodyFiber = this.engine.fork(body, refs, true)
+    } else {
+      // Replay: the body starts after the recorded events before its first step were processed (a recorded
+      // cancellation interrupts it), as a forked fiber would.
+      this.bodyFiber = this.engine.fork(body, refs, false)
+      this.advance()
+    }
 
     while (true) {
       const message = yield* this.control.take()
@@ -308,7 +344,9 @@ export class ExecutionRuntime implements WriteOwner {
         return outcome
       }
     }
-  }).pipe(Effect.onInterrupt(() => this.bodyFiber ? Fiber.interrupt(this.bodyFiber) : Effect.void))
+  }).pipe(Effect.onExit((exit) =>
+    Exit.isSuccess(exit) || this.bodyFiber === undefined ? Effect.void : Fiber.interrupt(this.bodyFiber)
+  ))
 
   private handle(message: Control): Effect.Effect<Outcome | undefined> {
     switch (message._tag) {
@@ -317,15 +355,22 @@ export class ExecutionRuntime implements WriteOwner {
       case "Fatal":
         return this.onFatal(message.error)
       case "CheckSuspend":
-        return this.trySuspend()
+        // most checks find a step running: decided without an effect
+        return this.canSuspend() ? this.trySuspend() : noOutcome
       case "ReplayDone":
+        if (this.liveStarted && !this.cancelPending) {
+          // nothing to settle or cancel (a fresh execution): start the steps asked for so far
+          this.openPendingGates()
+          this.control.unsafeOffer({ _tag: "CheckSuspend" })
+          return noOutcome
+        }
         return Effect.as(this.startLive, undefined)
       case "Inbox":
         return Effect.as(this.reloadInbox, undefined)
       case "Signal": {
         this.inboxVersion = Math.max(this.inboxVersion, message.inboxVersion)
         this.receiveSignal(message.name, message.value)
-        return Effect.succeed(undefined)
+        return noOutcome
       }
       case "Cancel":
         return Effect.as(this.beginCancel(false), undefined)
@@ -673,12 +718,17 @@ export class ExecutionRuntime implements WriteOwner {
   private readonly startLive = Effect.gen(this, function*() {
     if (!this.liveStarted) yield* this.settle
     this.liveStarted = true
-    for (const step of this.stepOrder) {
-      if (step.result === undefined && !step.abandoned && !step.gateOpened) this.openGate(step)
-    }
+    this.openPendingGates()
     if (this.cancelPending) yield* this.beginCancel(false)
     this.control.unsafeOffer({ _tag: "CheckSuspend" })
   })
+
+  /** Opens the gate of every step asked for and not yet started, resolved or abandoned. */
+  private openPendingGates() {
+    for (const step of this.stepOrder) {
+      if (step.result === undefined && !step.abandoned && !step.gateOpened) this.openGate(step)
+    }
+  }
 
   private resolve(step: Step, json: string) {
     if (step.result !== undefined) return
@@ -709,35 +759,39 @@ export class ExecutionRuntime implements WriteOwner {
    */
   private request(kind: StepKind, scope: string, id: string): Effect.Effect<{ step: Step; first: boolean }> {
     return Effect.suspend((): Effect.Effect<{ step: Step; first: boolean }> => {
-      this.progress++
-      const key = stepKeyOf(kind, scope, id)
-      const existing = this.steps.get(key)
-      if (existing !== undefined) return Effect.succeed({ step: existing, first: false })
-      let step: Step
-      if (this.phase === "replay") {
-        const next = this.history[this.cursor]
-        if (next === undefined || next.kind !== "StepStarted" || stepKeyOf(next.stepKind, next.stepScope, next.stepId) !== key) {
-          return this.fatal(
-            new NonDeterminismError({
-              workflow: this.key.workflow,
-              executionId: this.key.executionId,
-              expected: describeEvent(next),
-              actual: describeStep(kind, scope, id)
-            })
-          )
-        }
-        step = this.register(kind, scope, id)
-        step.attempt = next.attempt
-        step.startedBody = next.body
-        this.cursor++
-        this.advance()
-      } else {
-        step = this.register(kind, scope, id)
-        // compensations run after the body ended: nothing left to settle
-        if (this.liveStarted || this.compensating) this.openGate(step)
-      }
-      return Effect.succeed({ step, first: true })
+      const requested = this.requestNow(kind, scope, id)
+      return "step" in requested ? Effect.succeed(requested) : this.fatal(requested)
     })
+  }
+
+  /** `request` without an effect: the step, or the non-determinism to report. */
+  private requestNow(kind: StepKind, scope: string, id: string): { step: Step; first: boolean } | NonDeterminismError {
+    this.progress++
+    const key = stepKeyOf(kind, scope, id)
+    const existing = this.steps.get(key)
+    if (existing !== undefined) return { step: existing, first: false }
+    let step: Step
+    if (this.phase === "replay") {
+      const next = this.history[this.cursor]
+      if (next === undefined || next.kind !== "StepStarted" || stepKeyOf(next.stepKind, next.stepScope, next.stepId) !== key) {
+        return new NonDeterminismError({
+          workflow: this.key.workflow,
+          executionId: this.key.executionId,
+          expected: describeEvent(next),
+          actual: describeStep(kind, scope, id)
+        })
+      }
+      step = this.register(kind, scope, id)
+      step.attempt = next.attempt
+      step.startedBody = next.body
+      this.cursor++
+      this.advance()
+    } else {
+      step = this.register(kind, scope, id)
+      // compensations run after the body ended: nothing left to settle
+      if (this.liveStarted || this.compensating) this.openGate(step)
+    }
+    return { step, first: true }
   }
 
   private register(kind: StepKind, scope: string, id: string): Step {
@@ -758,7 +812,8 @@ export class ExecutionRuntime implements WriteOwner {
       wakeAt: undefined,
       waitingOn: undefined,
       signalName: undefined,
-      signalWaiter: undefined
+      signalWaiter: undefined,
+      idempotencyKey: undefined
     }
     this.steps.set(step.key, step)
     this.stepOrder.push(step)
@@ -852,112 +907,157 @@ export class ExecutionRuntime implements WriteOwner {
   // ---------------------------------------------------------------------------------------------
 
   /** Runs an activity (or a compensation) as a journaled step. */
-  runActivity<A, E, R>(options: {
-    readonly kind: "activity" | "compensation"
-    readonly scope: string
-    readonly id: string
-    readonly codec: ExitCodec<A, E>
-    readonly body: Effect.Effect<A, E, R>
-    readonly retry: RetryPolicy | undefined
-    readonly transactional: boolean
-    readonly onSuccess?: ((value: A) => Effect.Effect<void, never, any>) | undefined
-  }): Effect.Effect<A, E, Exclude<R, ActivityContext>> {
-    return Effect.gen(this, function*() {
-      const { first, step } = yield* this.request(options.kind, options.scope, options.id)
-      let json: string
-      if (!first) {
-        json = yield* step.done.await
-      } else {
-        const gate = yield* this.awaitGate(step)
-        json = gate._tag === "Done" ? gate.json : yield* this.runActivityLive(step, options)
-      }
-      const value = yield* this.decode(step, options.codec, json)
-      if (first && options.onSuccess !== undefined && !this.compensating) {
-        const onSuccess = options.onSuccess
-        this.compensations.push({ step, run: onSuccess(value) })
-      }
-      return value
+  runActivity<A, E, R>(options: ActivityRun<A, E, R>): Effect.Effect<A, E, Exclude<R, ActivityContext>> {
+    return Effect.suspend((): Effect.Effect<A, E, any> => {
+      const requested = this.requestNow(options.kind, options.scope, options.id)
+      if (!("step" in requested)) return this.fatal(requested)
+      const { first, step } = requested
+      if (!first) return Effect.flatMap(step.done.await, (json) => this.decode(step, options.codec, json))
+      // Hot path: a live step whose gate is already open runs without waiting on it.
+      const gate = step.gate.unsafePoll
+      const json: Effect.Effect<string, never, any> = gate !== undefined && Exit.isSuccess(gate)
+        ? (gate.value._tag === "Done" ? Effect.succeed(gate.value.json) : this.runActivityLive(step, options))
+        : Effect.flatMap(
+          step.gate.await,
+          (gate): Effect.Effect<string, never, any> =>
+            gate._tag === "Done" ? Effect.succeed(gate.json) : this.runActivityLive(step, options)
+        )
+      // An interrupted requester abandons the step (a race's loser), whether it waited or ran.
+      return Effect.flatMap(
+        Effect.onInterrupt(json, () => Effect.sync(() => this.abandon(step))),
+        (json) => {
+          const decoded = this.decode(step, options.codec, json)
+          const onSuccess = options.onSuccess
+          if (onSuccess === undefined || this.compensating) return decoded
+          return Effect.tap(decoded, (value) => {
+            this.compensations.push({ step, run: onSuccess(value) })
+          })
+        }
+      )
     }) as any
   }
 
-  private runActivityLive<A, E, R>(step: Step, options: {
-    readonly codec: ExitCodec<A, E>
-    readonly body: Effect.Effect<A, E, R>
-    readonly retry: RetryPolicy | undefined
-    readonly transactional: boolean
-  }): Effect.Effect<string, never, any> {
-    return Effect.gen(this, function*() {
-      while (true) {
-        if (step.retryWakeAt !== undefined) {
-          yield* this.waitUntil(step, step.retryWakeAt, "retry")
-          step.retryWakeAt = undefined
-        }
-        const attempt = step.attempt + 1
-        step.attempt = attempt
-        const now = yield* Clock.currentTimeMillis
-        // The attempt is recorded before the body runs (sharing a commit with earlier pipelined writes).
-        const started = yield* this.submit(
-          [this.event("StepStarted", step.kind, step.scope, step.id, attempt, "{}")],
-          undefined,
-          now
-        ).await.pipe(Effect.orDie)
-        if (started._tag !== "Ok") return yield* Effect.interrupt
-        const activityContext = {
-          persistenceId: idempotencyKey(this.key.workflow, this.key.executionId, safeScope(step.scope), step.id),
-          idempotencyKey: idempotencyKey(this.key.workflow, this.key.executionId, safeScope(step.scope), step.id),
+  /** Runs the step's attempts (after any recorded retry delay) until it has a result to record. */
+  private runActivityLive<A, E, R>(step: Step, options: ActivityRun<A, E, R>): Effect.Effect<string, never, any> {
+    const retryWakeAt = step.retryWakeAt
+    if (retryWakeAt === undefined) return this.attemptActivity(step, options)
+    return Effect.flatMap(this.waitUntil(step, retryWakeAt, "retry"), () => {
+      step.retryWakeAt = undefined
+      return this.attemptActivity(step, options)
+    })
+  }
+
+  /** One attempt: record it, run the body, then record the result or a retry decision. */
+  private attemptActivity<A, E, R>(step: Step, options: ActivityRun<A, E, R>): Effect.Effect<string, never, any> {
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const attempt = step.attempt + 1
+      step.attempt = attempt
+      // The attempt is recorded before the body runs (sharing a commit with earlier pipelined writes).
+      const started = this.submit(
+        [this.event("StepStarted", step.kind, step.scope, step.id, attempt, "{}")],
+        undefined,
+        now
+      )
+      return Effect.flatMap(Effect.orDie(started.await), (started): Effect.Effect<string, never, any> => {
+        if (started._tag !== "Ok") return Effect.interrupt
+        const key = step.idempotencyKey ??
+          (step.idempotencyKey = idempotencyKey(this.key.workflow, this.key.executionId, safeScope(step.scope), step.id))
+        const activityContext: Context.Tag.Service<ActivityContext> = {
+          persistenceId: key,
+          idempotencyKey: key,
           currentAttempt: attempt,
           workflow: this.key.workflow,
           executionId: this.key.executionId,
           activityId: step.id
         }
-        if (options.transactional) {
-          return yield* this.runTransactional(step, attempt, options, activityContext)
-        }
-        this.active++
-        const exit = yield* options.body.pipe(
-          Effect.provideService(ActivityContext, activityContext),
-          Effect.exit,
-          Effect.ensuring(Effect.sync(() => {
-            this.active--
-          }))
+        if (options.transactional) return this.runTransactional(step, attempt, options, activityContext)
+        return Effect.flatMap(
+          this.runBody(options.body, activityContext),
+          (exit) => this.afterAttempt(step, attempt, exit, options)
         )
-        if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
-          this.abandon(step)
-          return yield* Effect.interrupt
-        }
-        const decidedAt = yield* Clock.currentTimeMillis
-        if (Exit.isFailure(exit) && options.retry !== undefined) {
-          const delay = yield* this.retryDelay(options.retry, step, exit.cause, decidedAt)
-          if (Option.isSome(delay)) {
-            const failure = options.codec.encode(exit)
-            const wakeAt = decidedAt + delay.value
-            const body = JSON.stringify({
-              at: decidedAt,
-              wakeAt,
-              exit: Either.isRight(failure) && failure.right !== undefined ? JSON.parse(failure.right) : null
-            })
-            this.pipeline([this.event("StepRetrying", step.kind, step.scope, step.id, attempt, body)], undefined, decidedAt)
-            step.retryTimes.push(decidedAt)
-            step.retryWakeAt = wakeAt
-            continue
-          }
-        }
-        const encoded = options.codec.encode(exit)
-        if (Either.isLeft(encoded)) {
-          return yield* this.fatal(
-            new EncodeError({
-              workflow: this.key.workflow,
-              executionId: this.key.executionId,
-              step: describeStep(step.kind, step.scope, step.id),
-              reason: encoded.left
-            })
-          )
-        }
-        const json = encoded.right ?? interruptJson
-        this.recordCompletion(step, attempt, json, decidedAt)
-        return json
+      })
+    })
+  }
+
+  /**
+   * Runs an activity body with its `ActivityContext`, counted as active. The context is set on the fiber
+   * and restored afterwards (what `provideService` does, without its acquire/release machinery).
+   */
+  private runBody<A, E, R>(
+    body: Effect.Effect<A, E, R>,
+    activityContext: Context.Tag.Service<ActivityContext>
+  ): Effect.Effect<Exit.Exit<A, E>, never, any> {
+    let previous: Context.Context<never> | undefined
+    const enter = Effect.withFiberRuntime<Exit.Exit<A, E>, never, any>((fiber) => {
+      previous = fiber.getFiberRef(FiberRef.currentContext)
+      this.active++
+      return Effect.zipRight(
+        FiberRef.set(FiberRef.currentContext, Context.add(previous, ActivityContext, activityContext)),
+        Effect.exit(body)
+      )
+    })
+    return Effect.ensuring(
+      enter,
+      Effect.suspend(() => {
+        if (previous === undefined) return Effect.void
+        this.active--
+        return FiberRef.set(FiberRef.currentContext, previous)
+      })
+    )
+  }
+
+  private afterAttempt<A, E, R>(
+    step: Step,
+    attempt: number,
+    exit: Exit.Exit<A, E>,
+    options: ActivityRun<A, E, R>
+  ): Effect.Effect<string, never, any> {
+    if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
+      this.abandon(step)
+      return Effect.interrupt
+    }
+    return Effect.flatMap(Clock.currentTimeMillis, (decidedAt) => {
+      if (Exit.isFailure(exit) && options.retry !== undefined) {
+        return Effect.flatMap(this.retryDelay(options.retry, step, exit.cause, decidedAt), (delay) => {
+          if (Option.isNone(delay)) return this.finishAttempt(step, attempt, exit, options.codec, decidedAt)
+          const failure = options.codec.encode(exit)
+          const wakeAt = decidedAt + delay.value
+          const body = JSON.stringify({
+            at: decidedAt,
+            wakeAt,
+            exit: Either.isRight(failure) && failure.right !== undefined ? JSON.parse(failure.right) : null
+          })
+          this.pipeline([this.event("StepRetrying", step.kind, step.scope, step.id, attempt, body)], undefined, decidedAt)
+          step.retryTimes.push(decidedAt)
+          step.retryWakeAt = wakeAt
+          return this.runActivityLive(step, options)
+        })
       }
-    }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
+      return this.finishAttempt(step, attempt, exit, options.codec, decidedAt)
+    })
+  }
+
+  private finishAttempt<A, E>(
+    step: Step,
+    attempt: number,
+    exit: Exit.Exit<A, E>,
+    codec: ExitCodec<A, E>,
+    decidedAt: number
+  ): Effect.Effect<string> {
+    const encoded = codec.encode(exit)
+    if (Either.isLeft(encoded)) {
+      return this.fatal(
+        new EncodeError({
+          workflow: this.key.workflow,
+          executionId: this.key.executionId,
+          step: describeStep(step.kind, step.scope, step.id),
+          reason: encoded.left
+        })
+      )
+    }
+    const json = encoded.right ?? interruptJson
+    this.recordCompletion(step, attempt, json, decidedAt)
+    return Effect.succeed(json)
   }
 
   /**
@@ -1190,6 +1290,8 @@ const compensationCodec = {
 } as unknown as ExitCodec<void, never>
 
 const runGate: Gate = { _tag: "Run" }
+
+const noOutcome: Effect.Effect<Outcome | undefined> = Effect.succeed(undefined)
 
 const isDone = (decision: ScheduleDecision.ScheduleDecision): decision is ScheduleDecision.Done =>
   decision._tag === "Done"
