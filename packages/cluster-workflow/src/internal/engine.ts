@@ -21,6 +21,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as PrimaryKey from "effect/PrimaryKey"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
 import type * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type { ExecutionKey, ExecutionRow, Journal } from "../DurableExecutionJournal.js"
@@ -84,6 +85,7 @@ const runningResult = Exit.succeed(runningStart)
 export class Engine {
   readonly live = new Map<string, ExecutionRuntime>()
   private readonly starting = new Map<string, OneShot<void>>()
+  private readonly claiming = new Set<string>()
   /** Callers awaiting a result: completed with it, or with undefined when the execution left this engine. */
   private readonly waiters = new Map<string, OneShot<string | undefined>>()
   readonly definitions: Map<string, Definition>
@@ -231,6 +233,12 @@ export class Engine {
 
   /** Claims an unfinished execution and runs it here, unless another engine holds a live claim. */
   claimAndLaunch(key: ExecutionKey): Effect.Effect<boolean, JournalError | PayloadDecodeError> {
+    const id = keyString(key)
+    // One claim at a time per execution in this engine, and none while it runs here: this engine's own
+    // claims always succeed, so two paths (orphan check, result poll, start) must not both launch it.
+    const running = this.live.get(id)
+    if (this.claiming.has(id) || (running !== undefined && !running.suspending)) return Effect.succeed(false)
+    this.claiming.add(id)
     return Effect.gen(this, function*() {
       const definition = this.definitions.get(key.workflow)
       if (definition === undefined) return false
@@ -275,7 +283,7 @@ export class Engine {
         fresh: false
       })
       return true
-    })
+    }).pipe(Effect.ensuring(Effect.sync(() => this.claiming.delete(id))))
   }
 
   private launch(
@@ -358,7 +366,19 @@ export class Engine {
         case "Stopped": {
           this.releaseWaiters(id)
           if (outcome.error._tag === "JournalError") {
-            yield* Effect.logWarning("an execution stopped: the journal failed", outcome.error)
+            yield* Effect.logWarning("an execution stopped: the journal failed; it is retried", outcome.error)
+            // Its claim is still this engine's: take it back once the journal answers again
+            // (exponential backoff on the live clock, up to a minute between tries).
+            const key = runtime.key
+            this.runFork(
+              Effect.withClock(
+                Effect.retry(
+                  Effect.delay(this.claimAndLaunch(key), "1 second"),
+                  Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("1 minute")))
+                ),
+                liveClock
+              ).pipe(Effect.ignore)
+            )
           }
           return
         }
@@ -445,7 +465,8 @@ export class Engine {
         if (Option.isSome(row) && row.value.status === "running" && !this.live.has(id)) {
           // Resume an execution abandoned by its engine (claim expired) instead of waiting forever.
           const now = yield* Clock.currentTimeMillis
-          if (row.value.claimUntil === null || row.value.claimUntil < now) yield* this.claimAndLaunch(key)
+          const own = row.value.claimOwner === this.owner
+          if (own || row.value.claimUntil === null || row.value.claimUntil < now) yield* this.claimAndLaunch(key)
         }
         delay = Math.min(delay * 2, pollEvery)
       }
