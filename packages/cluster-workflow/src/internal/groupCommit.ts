@@ -14,10 +14,14 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
+import * as FiberSet from "effect/FiberSet"
+import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { Journal, JournalWrite, WriteResult } from "../DurableExecutionJournal.js"
-import { JournalError } from "../DurableExecutionJournal.js"
+import { isTerminal, JournalError } from "../DurableExecutionJournal.js"
 import { OneShot } from "./oneShot.js"
 
 /**
@@ -67,9 +71,8 @@ const isFailure = (result: WriteResult) => result._tag === "Fenced"
  * Resolves a batch whose commit outcome is unknown (the connection dropped during COMMIT) by reading
  * what is in the journal, never by writing twice: an Append whose first event is present committed.
  */
-const resolveByReading = (journal: Journal, batch: ReadonlyArray<Pending>) =>
-  Effect.forEach(batch, (pending): Effect.Effect<Option.Option<WriteResult>, JournalError> => {
-    const write = pending.write
+const resolveByReading = (journal: Journal, writes: ReadonlyArray<JournalWrite>) =>
+  Effect.forEach(writes, (write): Effect.Effect<Option.Option<WriteResult>, JournalError> => {
     switch (write._tag) {
       case "Start":
         return Effect.map(journal.get(write.key), (row) =>
@@ -95,47 +98,89 @@ const resolveByReading = (journal: Journal, batch: ReadonlyArray<Pending>) =>
     }
   })
 
+/**
+ * Merges consecutive Appends of one execution under the same fence into one Append (their events in
+ * order, their row updates applied in order), so a step's result and the next step's attempt marker are
+ * one write: one statement on a SQL journal instead of two rounds in a transaction. Writes of different
+ * executions are independent; each execution's writes keep their order. Returns the writes to commit and,
+ * per pending write, the index of the write that carries it.
+ */
+const mergeAppends = (batch: ReadonlyArray<Pending>): { writes: Array<JournalWrite>; carrier: Array<number> } => {
+  const writes: Array<JournalWrite> = []
+  const carrier: Array<number> = new Array(batch.length)
+  // per execution: the index in `writes` of its last write when that write is an Append open to merging
+  let open: Map<string, number> | undefined
+  for (let i = 0; i < batch.length; i++) {
+    const write = batch[i]!.write
+    const id = write.key.workflow + "\u0000" + write.key.executionId
+    if (write._tag === "Append") {
+      const at = open?.get(id)
+      if (at !== undefined) {
+        const previous = writes[at] as Extract<JournalWrite, { _tag: "Append" }>
+        if (previous.fence.owner === write.fence.owner && previous.fence.epoch === write.fence.epoch) {
+          writes[at] = {
+            _tag: "Append",
+            key: previous.key,
+            fence: previous.fence,
+            events: previous.events.concat(write.events),
+            update: previous.update === undefined
+              ? write.update
+              : write.update === undefined
+              ? previous.update
+              : { ...previous.update, ...write.update },
+            // the time of the last write that changed the row (Appends without an update leave it as it is)
+            now: write.update !== undefined || previous.update === undefined ? write.now : previous.now
+          }
+          carrier[i] = at
+          if (write.update?.status !== undefined && isTerminal(write.update.status)) open!.delete(id)
+          continue
+        }
+      }
+      carrier[i] = writes.length
+      writes.push(write)
+      // nothing merges after a terminal update (a later write of a finished execution is refused)
+      if (write.update?.status !== undefined && isTerminal(write.update.status)) open?.delete(id)
+      else (open ?? (open = new Map())).set(id, carrier[i]!)
+    } else {
+      carrier[i] = writes.length
+      writes.push(write)
+      open?.delete(id)
+    }
+  }
+  return { writes, carrier }
+}
+
 /** @internal */
 export const make = (
   journal: Journal,
   options: GroupCommitOptions
 ): Effect.Effect<Committer, never, Scope.Scope> =>
   Effect.gen(function*() {
-    // A plain array and one waiter: cheaper than a Queue on this hot path.
+    // A plain array: cheaper than a Queue on this hot path.
     let queue: Array<Pending> = []
-    let wake: ((effect: Effect.Effect<void>) => void) | undefined
-    const woken = Effect.void
-    const waitForWrites = Effect.async<void>((resume) => {
-      if (queue.length > 0) return resume(woken)
-      wake = resume
-      return Effect.sync(() => {
-        if (wake === resume) wake = undefined
-      })
-    })
-    const takeBatch: Effect.Effect<Array<Pending>> = Effect.suspend(() => {
-      if (queue.length > 0) {
-        const taken = queue.length <= options.maxBatch ? queue : queue.slice(0, options.maxBatch)
-        queue = queue.length <= options.maxBatch ? [] : queue.slice(options.maxBatch)
-        return Effect.succeed(taken)
-      }
-      return Effect.flatMap(waitForWrites, () => takeBatch)
-    })
+    /** A drain is committing: it takes every write queued meanwhile before it stops. */
+    let draining = false
     let commits = 0
 
     const commitBatch = (batch: ReadonlyArray<Pending>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> => {
+      const { carrier, writes } = mergeAppends(batch)
+      return Effect.map(commitWrites(writes), (results) => carrier.map((at) => results[at]!))
+    }
+
+    const commitWrites = (writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> => {
       let attempt = 0
       let unknownOutcome = false
       const loop: Effect.Effect<ReadonlyArray<WriteResult>, JournalError> = Effect.suspend(() => {
         const attemptCommit = unknownOutcome
-          ? Effect.flatMap(resolveByReading(journal, batch), (resolved) => {
-            const remaining = batch.filter((_, i) => Option.isNone(resolved[i]!))
+          ? Effect.flatMap(resolveByReading(journal, writes), (resolved) => {
+            const remaining = writes.filter((_, i) => Option.isNone(resolved[i]!))
             if (remaining.length === 0) return Effect.succeed(resolved.map((r) => Option.getOrThrow(r)))
-            return Effect.map(journal.commit(remaining.map((p) => p.write)), (results) => {
+            return Effect.map(journal.commit(remaining), (results) => {
               let j = 0
               return resolved.map((r) => Option.isSome(r) ? r.value : results[j++]!)
             })
           })
-          : journal.commit(batch.map((p) => p.write))
+          : journal.commit(writes)
         return Effect.catchAll(attemptCommit, (error) => {
           if (!error.retryable || attempt >= options.retries) return Effect.fail(error)
           attempt++
@@ -159,56 +204,105 @@ export const make = (
       }
     }
 
-    const writer = Effect.gen(function*() {
-      while (true) {
-        const taken = yield* takeBatch
-        const batch: Array<Pending> = []
-        for (const pending of taken) {
-          if (pending.owner?.broken) {
-            pending.result?.unsafeDone(Exit.succeed<WriteResult>({ _tag: "Fenced" }))
-          } else {
-            batch.push(pending)
-          }
+    const fail = (batch: ReadonlyArray<Pending>, cause: Cause.Cause<JournalError>) => {
+      const error = Option.getOrElse(
+        Cause.failureOption(cause),
+        () => new JournalError({ operation: "commit", message: Cause.pretty(cause), retryable: false })
+      )
+      for (const pending of batch) {
+        if (pending.owner !== undefined && !pending.owner.broken) {
+          pending.owner.broken = true
+          pending.owner.onBroken(error)
         }
-        if (batch.length === 0) continue
-        const exit = yield* Effect.exit(commitBatch(batch))
-        commits++
-        if (Exit.isSuccess(exit)) {
-          complete(batch, exit.value)
-        } else {
-          const error = Option.getOrElse(
-            Cause.failureOption(exit.cause),
-            () => new JournalError({ operation: "commit", message: Cause.pretty(exit.cause), retryable: false })
-          )
-          for (const pending of batch) {
-            if (pending.owner !== undefined && !pending.owner.broken) {
-              pending.owner.broken = true
-              pending.owner.onBroken(error)
-            }
-            pending.result?.unsafeDone(Exit.fail(error))
-          }
-        }
-      }
-    }).pipe(Effect.annotateLogs({ package: "@effect-cluster/cluster-workflow", module: "GroupCommit" }))
-
-    yield* Effect.forkScoped(Effect.interruptible(writer))
-
-    const enqueue = (pending: Pending) => {
-      queue.push(pending)
-      const waiter = wake
-      if (waiter !== undefined) {
-        wake = undefined
-        waiter(woken)
+        pending.result?.unsafeDone(Exit.fail(error))
       }
     }
+
+    /** Commits batches until the queue is empty; one drain at a time (`draining`), so each execution's
+     * writes commit in submission order. */
+    const drain: Effect.Effect<void> = Effect.suspend(function loop(): Effect.Effect<void> {
+      if (queue.length === 0) {
+        draining = false
+        return Effect.void
+      }
+      const taken = queue.length <= options.maxBatch ? queue : queue.slice(0, options.maxBatch)
+      queue = queue.length <= options.maxBatch ? [] : queue.slice(options.maxBatch)
+      const batch: Array<Pending> = []
+      for (const pending of taken) {
+        if (pending.owner?.broken) pending.result?.unsafeDone(Exit.succeed<WriteResult>({ _tag: "Fenced" }))
+        else batch.push(pending)
+      }
+      if (batch.length === 0) return loop()
+      return Effect.flatMap(Effect.exit(commitBatch(batch)), (exit) => {
+        commits++
+        if (Exit.isSuccess(exit)) complete(batch, exit.value)
+        else fail(batch, exit.cause)
+        return loop()
+      })
+    }).pipe(Effect.onInterrupt(() =>
+      Effect.sync(() => {
+        draining = false
+      })
+    ))
+
+    // Drains run in fibers of their own (interrupted with the engine), started at once by an awaited write
+    // on an idle committer: on a journal that commits synchronously (in memory) the write is committed
+    // before `submit` returns, and nobody waits on a scheduler hop; on SQL the statement is sent at once.
+    const fibers = yield* FiberSet.make()
+    const runFork = yield* FiberSet.runtime(fibers)<never>()
+    const logAnnotations = HashMap.set(
+      HashMap.set(yield* FiberRef.get(FiberRef.currentLogAnnotations), "package", "@effect-cluster/cluster-workflow" as unknown),
+      "module",
+      "GroupCommit"
+    )
+    const startDrain = () => {
+      draining = true
+      runFork(drain, {
+        updateRefs: (refs, fiberId) =>
+          FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: logAnnotations })
+      })
+    }
+
+    // Pipelined writes (nobody awaits them) are drained by this fiber, woken by them on an idle committer.
+    // It lets the fibers that are ready run first, so that a pipelined write (a step's result) shares its
+    // commit with the awaited write its execution submits next (the next attempt marker, the workflow's
+    // completion, a suspension) instead of committing alone just before it.
+    let wake: ((effect: Effect.Effect<void>) => void) | undefined
+    const woken = Effect.void
+    const waitForWrites = Effect.async<void>((resume) => {
+      if (queue.length > 0 && !draining) return resume(woken)
+      wake = resume
+      return Effect.sync(() => {
+        if (wake === resume) wake = undefined
+      })
+    })
+    const background: Effect.Effect<never> = Effect.forever(
+      Effect.zipRight(
+        Effect.zipRight(waitForWrites, Effect.yieldNow()),
+        Effect.suspend(() => {
+          if (draining || queue.length === 0) return Effect.void
+          draining = true
+          return drain
+        })
+      )
+    ).pipe(Effect.annotateLogs({ package: "@effect-cluster/cluster-workflow", module: "GroupCommit" }))
+    yield* Effect.forkScoped(Effect.interruptible(background))
 
     return {
       submit: (write, owner) => {
         const result = new OneShot<WriteResult, JournalError>()
-        enqueue({ write, owner, result })
+        queue.push({ write, owner, result })
+        if (!draining) startDrain()
         return result
       },
-      submitPipelined: (write, owner) => enqueue({ write, owner, result: undefined }),
+      submitPipelined: (write, owner) => {
+        queue.push({ write, owner, result: undefined })
+        const waiter = wake
+        if (waiter !== undefined && !draining) {
+          wake = undefined
+          waiter(woken)
+        }
+      },
       commits: () => commits
     }
   })
