@@ -160,6 +160,14 @@ export const make = (
     let queue: Array<Pending> = []
     /** A drain is committing: it takes every write queued meanwhile before it stops. */
     let draining = false
+    /**
+     * The last batch released several waiting callers. Their next writes then go through the background
+     * drain (which lets ready fibers run first), so executions in lockstep share commits instead of the
+     * first of them draining alone at once while the others queue behind it.
+     */
+    let loaded = false
+    /** Queued writes somebody awaits. */
+    let awaitedQueued = 0
     let commits = 0
 
     const commitBatch = (batch: ReadonlyArray<Pending>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> => {
@@ -218,6 +226,12 @@ export const make = (
       }
     }
 
+    /** Yields (at most 4 times) until `expected` awaited writes are queued. */
+    const gather = (expected: number, rounds: number): Effect.Effect<void> =>
+      awaitedQueued >= expected || rounds >= 4
+        ? Effect.void
+        : Effect.flatMap(Effect.yieldNow(), () => gather(expected, rounds + 1))
+
     /** Commits batches until the queue is empty; one drain at a time (`draining`), so each execution's
      * writes commit in submission order. */
     const drain: Effect.Effect<void> = Effect.suspend(function loop(): Effect.Effect<void> {
@@ -229,6 +243,7 @@ export const make = (
       queue = queue.length <= options.maxBatch ? [] : queue.slice(options.maxBatch)
       const batch: Array<Pending> = []
       for (const pending of taken) {
+        if (pending.result !== undefined) awaitedQueued--
         if (pending.owner?.broken) pending.result?.unsafeDone(Exit.succeed<WriteResult>({ _tag: "Fenced" }))
         else batch.push(pending)
       }
@@ -237,7 +252,13 @@ export const make = (
         commits++
         if (Exit.isSuccess(exit)) complete(batch, exit.value)
         else fail(batch, exit.cause)
-        return loop()
+        // Several callers were waiting: the engine is loaded (see `submit`).
+        let waiters = 0
+        for (let i = 0; i < batch.length; i++) if (batch[i]!.result !== undefined) waiters++
+        loaded = waiters >= 2
+        // The writes queued during this commit wait for the released callers' next awaited writes (a few
+        // scheduler rounds: a caller may be resumed through another fiber), so they share the next commit.
+        return loaded ? Effect.zipRight(gather(Math.min(waiters, options.maxBatch), 0), Effect.suspend(loop)) : loop()
       })
     }).pipe(Effect.onInterrupt(() =>
       Effect.sync(() => {
@@ -288,20 +309,28 @@ export const make = (
     ).pipe(Effect.annotateLogs({ package: "@effect-cluster/cluster-workflow", module: "GroupCommit" }))
     yield* Effect.forkScoped(Effect.interruptible(background))
 
+    const wakeBackground = () => {
+      const waiter = wake
+      if (waiter !== undefined && !draining) {
+        wake = undefined
+        waiter(woken)
+      }
+    }
+
     return {
       submit: (write, owner) => {
         const result = new OneShot<WriteResult, JournalError>()
         queue.push({ write, owner, result })
-        if (!draining) startDrain()
+        awaitedQueued++
+        if (!draining) {
+          if (loaded) wakeBackground()
+          else startDrain()
+        }
         return result
       },
       submitPipelined: (write, owner) => {
         queue.push({ write, owner, result: undefined })
-        const waiter = wake
-        if (waiter !== undefined && !draining) {
-          wake = undefined
-          waiter(woken)
-        }
+        wakeBackground()
       },
       commits: () => commits
     }
