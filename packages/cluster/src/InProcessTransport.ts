@@ -8,19 +8,22 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as direct from "./internal/direct.js"
+import * as sync from "./internal/exit.js"
+import * as wire from "./internal/wire.js"
 import * as ManagerConfig from "./ManagerConfig.js"
-import * as MessageState from "./MessageState.js"
+import type * as MessageState from "./MessageState.js"
 import { Pod } from "./Pod.js"
 import type { PodAddress } from "./PodAddress.js"
 import { Pods } from "./Pods.js"
 import * as PodsHealth from "./PodsHealth.js"
 import * as Serialization from "./Serialization.js"
-import { SerializedEnvelope } from "./SerializedEnvelope.js"
-import { SerializedMessage } from "./SerializedMessage.js"
+import type { SerializedEnvelope } from "./SerializedEnvelope.js"
+import type { SerializedMessage } from "./SerializedMessage.js"
 import * as Sharding from "./Sharding.js"
 import * as ShardingConfig from "./ShardingConfig.js"
 import * as ShardingException from "./ShardingException.js"
@@ -63,9 +66,9 @@ export const InProcessTransport: Context.Tag<InProcessTransport, InProcessTransp
 
 const keyOf = (address: PodAddress): string => `${address.host}:${address.port}`
 
-const EnvelopeJson = Schema.parseJson(SerializedEnvelope)
-const ReplyJson = Schema.parseJson(MessageState.schema(SerializedMessage))
 const ErrorJson = Schema.parseJson(ShardingException.schema)
+const encodeErrorSync = Schema.encodeSync(ErrorJson)
+const decodeErrorSync = Schema.decodeUnknownSync(ErrorJson)
 
 /**
  * Builds a transport.
@@ -80,11 +83,8 @@ export const make = (options?: { readonly serialize?: boolean | undefined }): In
   const partitioned = new Set<string>()
   let manager: ShardManager.ShardManager | undefined
 
-  const roundTrip = <A, I>(schema: Schema.Schema<A, I>, value: A): A => {
-    if (!serialize) return value
-    const text = Schema.encodeSync(schema as Schema.Schema<A, any>)(value) as unknown as string
-    return Schema.decodeUnknownSync(schema as Schema.Schema<A, any>)(text)
-  }
+  const roundTripError = (error: ShardingException.ShardingException): ShardingException.ShardingException =>
+    serialize ? decodeErrorSync(encodeErrorSync(error)) : error
 
   const podsFor = (caller: PodAddress | "manager"): Pods => {
     const callerKey = caller === "manager" ? "manager" : keyOf(caller)
@@ -98,26 +98,38 @@ export const make = (options?: { readonly serialize?: boolean | undefined }): In
           ? Effect.fail(new ShardingException.PodUnavailableException({ podAddress: pod }))
           : Effect.succeed(server)
       })
-    return {
+    // Delivers now (the caller is a running effect): the receiving pod handles the envelope in the
+    // caller's fiber, as a network server would in its own.
+    const sendNow = (
+      pod: PodAddress,
+      envelope: SerializedEnvelope
+    ): Effect.Effect<MessageState.MessageState<SerializedMessage>, ShardingException.ShardingException> => {
+      const key = keyOf(pod)
+      const server = servers.get(key)
+      if (server === undefined || crashed.has(key) || crashed.has(callerKey)) {
+        return Exit.fail(new ShardingException.PodUnavailableException({ podAddress: pod }))
+      }
+      // The envelope and the reply cross as JSON text (the same text as their schemas' encoding).
+      const received = serialize ? wire.decodeEnvelope(wire.encodeEnvelope(envelope)) : envelope
+      const receive = direct.receiverOf(server)
+      return sync.matchEffect(
+        receive !== undefined ? receive(received) : server.sendMessageToLocalEntityManagerWithoutRetries(received),
+        (error) => Exit.fail(roundTripError(error)),
+        (state) =>
+          // A reply never comes back from a pod that crashed meanwhile: the outcome is unknown.
+          crashed.has(key) || crashed.has(callerKey)
+            ? Exit.fail(new ShardingException.PodUnavailableException({ podAddress: pod }))
+            : Exit.succeed(serialize ? wire.decodeReply(wire.encodeReply(state)) : state)
+      )
+    }
+    const pods: Pods = {
       assignShards: (pod, shards, epochs) => Effect.flatMap(reach(pod), (server) => server.assign(shards, epochs)),
       unassignShards: (pod, shards, epochs) => Effect.flatMap(reach(pod), (server) => server.unassign(shards, epochs)),
       ping: (pod) => Effect.asVoid(reach(pod)),
-      sendAndGetState: (pod, envelope) =>
-        Effect.flatMap(reach(pod), (server) =>
-          server.sendMessageToLocalEntityManagerWithoutRetries(roundTrip(EnvelopeJson, envelope)).pipe(
-            Effect.either,
-            Effect.flatMap((result) =>
-              Either.isRight(result)
-                ? Effect.succeed(roundTrip(ReplyJson, result.right))
-                : Effect.fail(roundTrip(ErrorJson, result.left))
-            ),
-            // A reply never comes back from a pod that crashed meanwhile: the outcome is unknown.
-            Effect.filterOrFail(
-              () => !crashed.has(keyOf(pod)) && !crashed.has(callerKey),
-              () => new ShardingException.PodUnavailableException({ podAddress: pod })
-            )
-          ))
+      sendAndGetState: (pod, envelope) => Effect.suspend(() => sendNow(pod, envelope))
     }
+    direct.registerSender(pods, sendNow)
+    return pods
   }
 
   const managerClientFor = (self: PodAddress, version: string): ShardManagerClient => {

@@ -152,10 +152,11 @@ export const TaggedMessage = <Self>() =>
   A
 > => {
   const Base = Schema.TaggedRequest<{}>()(tag, { failure, success, payload: fields }) as any
+  // The primary key is a prototype method (not a closure per instance): building or decoding a message
+  // allocates nothing for it.
   return class extends Base {
-    constructor(props: any, disableValidation?: boolean) {
-      super(props, disableValidation)
-      ;(this as any)[PrimaryKey.symbol] = () => messageToId(this as any)
+    [PrimaryKey.symbol](): string {
+      return messageToId(this as any)
     }
   } as any
 }

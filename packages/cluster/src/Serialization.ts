@@ -9,7 +9,8 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import { SerializedMessage } from "./SerializedMessage.js"
+import * as models from "./internal/models.js"
+import type { SerializedMessage } from "./SerializedMessage.js"
 import { SerializationException } from "./ShardingException.js"
 
 /**
@@ -70,11 +71,15 @@ export const jsonEncode = <A, I>(schema: Schema.Schema<A, I>, message: A): Eithe
   if (Either.isLeft(encoded)) {
     return Either.left(new SerializationException({ error: ParseResult.TreeFormatter.formatErrorSync(encoded.left), stage: "request" }))
   }
+  let text: string | undefined
   try {
-    return Either.right(new SerializedMessage({ value: JSON.stringify(encoded.right) }))
+    text = JSON.stringify(encoded.right)
   } catch (error) {
     return Either.left(new SerializationException({ error: String(error), stage: "request" }))
   }
+  return typeof text === "string"
+    ? Either.right(models.serializedMessage(text))
+    : Either.left(new SerializationException({ error: "the encoded value has no JSON representation", stage: "request" }))
 }
 
 /**

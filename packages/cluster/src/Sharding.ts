@@ -17,6 +17,7 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
+import { identity } from "effect/Function"
 import * as HashMap from "effect/HashMap"
 import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
@@ -26,6 +27,9 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Broadcaster } from "./Broadcaster.js"
 import { EntityManager, type EntityState } from "./internal/entityManager.js"
+import * as direct from "./internal/direct.js"
+import * as sync from "./internal/exit.js"
+import * as models from "./internal/models.js"
 import { isExit } from "./internal/exit.js"
 import { shardIdOf } from "./internal/hash.js"
 import { primaryKeyOf } from "./internal/primaryKey.js"
@@ -146,6 +150,8 @@ interface Singleton {
   fiber: Fiber.RuntimeFiber<void> | undefined
 }
 
+const acknowledged = Exit.succeed(MessageState.Acknowledged)
+
 // Reply decoding: one exit schema per message class (building Schema.Exit per call is costly).
 const exitSchemas = new WeakMap<object, Schema.Schema<Exit.Exit<any, any>, any>>()
 const exitSchemaOf = (message: Message.Message.Any): Schema.Schema<Exit.Exit<any, any>, any> => {
@@ -179,6 +185,10 @@ export const make: Effect.Effect<
   const clock = yield* Effect.clock
   const runFork = yield* FiberSet.makeRuntime<never>()
   const fork = (effect: Effect.Effect<void>): void => void runFork(effect)
+
+  // The transport's immediate send when it has one (in-process pods), else its suspended one.
+  const sendNow = direct.senderOf(pods) ??
+    ((pod: PodAddress, envelope: SerializedEnvelope) => pods.sendAndGetState(pod, envelope))
 
   const self = new PodAddress({ host: config.selfHost, port: config.shardingPort })
   const selfKey = podKeyOf(self)
@@ -405,7 +415,7 @@ export const make: Effect.Effect<
 
   // --- Local delivery.
   const notRegistered = (typeName: string) =>
-    Effect.fail(new EntityTypeNotRegisteredException({ entityType: typeName, podAddress: self }))
+    Exit.fail(new EntityTypeNotRegisteredException({ entityType: typeName, podAddress: self }))
 
   const deliverLocal = (
     typeName: string,
@@ -418,7 +428,7 @@ export const make: Effect.Effect<
     const manager = entityManagers.get(typeName)
     if (manager === undefined) return notRegistered(typeName)
     if (!manager.isTopic && !canServe(shard, epoch)) {
-      return Effect.fail(
+      return Exit.fail(
         new EntityNotManagedByThisPodException({
           recipientAddress: new RecipientAddress({ recipientTypeName: typeName, entityId })
         })
@@ -427,46 +437,55 @@ export const make: Effect.Effect<
     return manager.deliver(entityId, shard, message, messageId)
   }
 
+  const replyError = (error: SerializationException) => new SerializationException({ error: error.error, stage: "reply" })
+
+  // The receiving side of a cross-pod send: decode the body once, deliver, encode the reply once. Each step
+  // that completes synchronously (JSON serialization, a handler answering with an Exit) is continued
+  // without a fiber operation.
+  const receiveNow = (
+    envelope: SerializedEnvelope
+  ): Effect.Effect<MessageState.MessageState<SerializedMessage>, ShardingException> => {
+    const address = envelope.recipientAddress
+    const manager = entityManagers.get(address.recipientTypeName)
+    if (manager === undefined) return notRegistered(address.recipientTypeName)
+    const shard = shardIdOf(address.entityId, numberOfShards)
+    if (!manager.isTopic && !canServe(shard, envelope.epoch)) {
+      return Exit.fail(new EntityNotManagedByThisPodException({ recipientAddress: address }))
+    }
+    const messageId = envelope.messageId === "" ? undefined : envelope.messageId
+    return sync.flatMap(
+      serialization.decode(manager.options.recipientType.schema, envelope.body),
+      (message) =>
+        sync.flatMap(
+          manager.deliver(address.entityId, shard, message, messageId),
+          (state): Effect.Effect<MessageState.MessageState<SerializedMessage>, ShardingException> =>
+            MessageState.isProcessed(state)
+              ? sync.mapBoth(
+                serialization.encode(exitSchemaOf(message as Message.Message.Any), state.result),
+                replyError,
+                MessageState.Processed
+              )
+              : acknowledged
+        )
+    )
+  }
+
   const sendMessageToLocalEntityManagerWithoutRetries = (
     envelope: SerializedEnvelope
   ): Effect.Effect<MessageState.MessageState<SerializedMessage>, ShardingException> =>
-    Effect.suspend(() => {
-      const address = envelope.recipientAddress
-      const manager = entityManagers.get(address.recipientTypeName)
-      if (manager === undefined) return notRegistered(address.recipientTypeName)
-      const shard = shardIdOf(address.entityId, numberOfShards)
-      if (!manager.isTopic && !canServe(shard, envelope.epoch)) {
-        return Effect.fail(new EntityNotManagedByThisPodException({ recipientAddress: address }))
-      }
-      return serialization.decode(manager.options.recipientType.schema, envelope.body).pipe(
-        Effect.flatMap((message) =>
-          Effect.flatMap(
-            manager.deliver(address.entityId, shard, message, envelope.messageId === "" ? undefined : envelope.messageId),
-            (state): Effect.Effect<MessageState.MessageState<SerializedMessage>, ShardingException> =>
-              MessageState.isProcessed(state)
-                ? serialization.encode(exitSchemaOf(message as Message.Message.Any), state.result).pipe(
-                  Effect.map(MessageState.Processed),
-                  Effect.mapError((error) => new SerializationException({ error: error.error, stage: "reply" }))
-                )
-                : Effect.succeed(MessageState.Acknowledged)
-          )
-        )
-      )
-    })
+    Effect.suspend(() => receiveNow(envelope))
 
   const decodeReply = (
     message: unknown,
     state: MessageState.MessageState<SerializedMessage>
   ): Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, SerializationException> =>
     MessageState.isProcessed(state)
-      ? Effect.map(
-        Effect.mapError(
-          serialization.decode(exitSchemaOf(message as Message.Message.Any), state.result),
-          (error) => new SerializationException({ error: error.error, stage: "reply" })
-        ),
+      ? sync.mapBoth(
+        serialization.decode(exitSchemaOf(message as Message.Message.Any), state.result),
+        replyError,
         (exit): MessageState.MessageState<Exit.Exit<unknown, unknown>> => MessageState.Processed(exit)
       )
-      : Effect.succeed(MessageState.Acknowledged)
+      : acknowledged
 
   // --- Sending, with bounded retries of routing failures.
   const isRetryable = (error: ShardingException): boolean =>
@@ -483,7 +502,7 @@ export const make: Effect.Effect<
   ): Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException> => {
     const route = routing[shard]
     if (route === undefined || route.pod === undefined) {
-      return Effect.fail(
+      return Exit.fail(
         new EntityNotManagedByThisPodException({
           recipientAddress: new RecipientAddress({ recipientTypeName: recipientType.name, entityId })
         })
@@ -494,28 +513,100 @@ export const make: Effect.Effect<
       return deliverLocal(recipientType.name, entityId, shard, route.epoch, message, messageId)
     }
     const pod = route.pod
-    return Effect.flatMap<SerializedMessage, ShardingException, never, MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException, never>(
-      body.value !== undefined
-        ? Effect.succeed(body.value)
-        : Effect.tap(serialization.encode(recipientType.schema, message), (encoded) => void (body.value = encoded)),
-      (encoded) =>
-        pods.sendAndGetState(
+    // The body is encoded once per send, whatever the number of attempts.
+    const encoded: Effect.Effect<SerializedMessage, SerializationException> = body.value !== undefined
+      ? Exit.succeed(body.value)
+      : sync.mapBoth(serialization.encode(recipientType.schema, message), identity, (value) => (body.value = value))
+    return sync.flatMap(encoded, (value) =>
+      sync.matchEffect(
+        sendNow(
           pod,
-          new SerializedEnvelope({
-            recipientAddress: new RecipientAddress({ recipientTypeName: recipientType.name, entityId }),
-            messageId: messageId ?? "",
-            body: encoded,
-            epoch: route.epoch
-          })
-        ).pipe(
-          Effect.tapError((error) =>
-            Effect.sync(() => {
-              if (error._tag === "@effect-cluster/cluster/PodUnavailableException") reportUnhealthy(pod)
-            })
-          ),
-          Effect.flatMap((state) => decodeReply(message, state))
+          // Built from values already typed: no validation pass.
+          models.serializedEnvelope(
+            models.recipientAddress(recipientType.name, entityId),
+            messageId ?? "",
+            value,
+            route.epoch
+          )
+        ),
+        (error) => {
+          if (error._tag === "@effect-cluster/cluster/PodUnavailableException") reportUnhealthy(pod)
+          return Exit.fail(error)
+        },
+        (state) => decodeReply(message, state)
+      ))
+  }
+
+  // One send with its retries. Started while the send runs (never when its effect is built): the first
+  // attempt is made at once, and completes without fiber operations when everything on the way answers
+  // synchronously. (A class, not per-send closures: less allocation on the hot path.)
+  class Delivery {
+    readonly shard: number
+    readonly messageId: string | undefined
+    readonly body = { value: undefined as SerializedMessage | undefined }
+    private retry: Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException> | undefined =
+      undefined
+    attempts = 0
+    firstFailureAt: number | undefined = undefined
+    outcomeUnknown = false
+
+    constructor(
+      readonly recipientType: RecipientType<unknown>,
+      readonly entityId: string,
+      readonly message: unknown,
+      readonly awaitResult: boolean
+    ) {
+      this.shard = shardIdOf(entityId, numberOfShards)
+      this.messageId = primaryKeyOf(message)
+    }
+
+    // The next attempt, as an effect (built only when a retry is needed).
+    get loop(): Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException> {
+      return this.retry ??= Effect.suspend(() => this.attempt())
+    }
+
+    attempt(): Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException> {
+      this.attempts++
+      return sync.matchEffect(
+        deliverOnce(this.recipientType, this.entityId, this.shard, this.message, this.messageId, this.body),
+        (error) => this.onFailure(error),
+        (state) => this.onSuccess(state)
+      )
+    }
+
+    onFailure(error: ShardingException): Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException> {
+      if (!isRetryable(error)) return Exit.fail(error)
+      const now = monotonicMillis()
+      this.firstFailureAt ??= now
+      if (error._tag === "@effect-cluster/cluster/PodUnavailableException") this.outcomeUnknown = true
+      if (now - this.firstFailureAt >= retryTimeoutMillis) {
+        const recipientAddress = new RecipientAddress({ recipientTypeName: this.recipientType.name, entityId: this.entityId })
+        const attempts = this.attempts
+        const reason = `${error._tag.replace("@effect-cluster/cluster/", "")} after ${attempts} attempts`
+        return Exit.fail(
+          this.outcomeUnknown
+            ? new MessageOutcomeUnknownException({ recipientAddress, attempts, reason })
+            : new MessageNotDeliveredException({ recipientAddress, attempts, reason })
         )
-    )
+      }
+      // First failure: the routing table is probably stale; refresh it and retry at once. Later
+      // failures wait sendRetryInterval between attempts (the shard may be moving).
+      if (this.attempts === 1) return Effect.zipRight(refreshAssignments, this.loop)
+      fork(refreshAssignments)
+      return Effect.zipRight(Effect.sleep(config.sendRetryInterval), this.loop)
+    }
+
+    onSuccess(
+      state: MessageState.MessageState<Exit.Exit<unknown, unknown>>
+    ): Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException> {
+      if (this.awaitResult && !MessageState.isProcessed(state)) {
+        // Acknowledged: the entity queued it. Ask again (deduplicated by primary key) until the
+        // result is there; the caller bounds the wait (e.g. Effect.timeout).
+        this.firstFailureAt = undefined
+        return Effect.zipRight(Effect.sleep(config.sendRetryInterval), this.loop)
+      }
+      return Exit.succeed(state)
+    }
   }
 
   const deliverWithRetries = (
@@ -524,52 +615,7 @@ export const make: Effect.Effect<
     message: unknown,
     awaitResult: boolean
   ): Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException> =>
-    Effect.suspend(() => {
-      const shard = shardIdOf(entityId, numberOfShards)
-      const messageId = primaryKeyOf(message)
-      const body = { value: undefined as SerializedMessage | undefined }
-      let attempts = 0
-      let firstFailureAt: number | undefined
-      let outcomeUnknown = false
-      const loop: Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException> = Effect
-        .suspend(() => {
-          attempts++
-          return deliverOnce(recipientType, entityId, shard, message, messageId, body)
-        }).pipe(
-          Effect.matchEffect({
-            onFailure: (error) => {
-              if (!isRetryable(error)) return Effect.fail(error)
-              const now = monotonicMillis()
-              firstFailureAt ??= now
-              if (error._tag === "@effect-cluster/cluster/PodUnavailableException") outcomeUnknown = true
-              if (now - firstFailureAt >= retryTimeoutMillis) {
-                const recipientAddress = new RecipientAddress({ recipientTypeName: recipientType.name, entityId })
-                const reason = `${error._tag.replace("@effect-cluster/cluster/", "")} after ${attempts} attempts`
-                return Effect.fail(
-                  outcomeUnknown
-                    ? new MessageOutcomeUnknownException({ recipientAddress, attempts, reason })
-                    : new MessageNotDeliveredException({ recipientAddress, attempts, reason })
-                )
-              }
-              // First failure: the routing table is probably stale; refresh it and retry at once. Later
-              // failures wait sendRetryInterval between attempts (the shard may be moving).
-              if (attempts === 1) return Effect.zipRight(refreshAssignments, loop)
-              fork(refreshAssignments)
-              return Effect.zipRight(Effect.sleep(config.sendRetryInterval), loop)
-            },
-            onSuccess: (state) => {
-              if (awaitResult && !MessageState.isProcessed(state)) {
-                // Acknowledged: the entity queued it. Ask again (deduplicated by primary key) until the
-                // result is there; the caller bounds the wait (e.g. Effect.timeout).
-                firstFailureAt = undefined
-                return Effect.zipRight(Effect.sleep(config.sendRetryInterval), loop)
-              }
-              return Effect.succeed(state)
-            }
-          })
-        )
-      return loop
-    })
+    new Delivery(recipientType, entityId, message, awaitResult).attempt()
 
   const toResult = (state: MessageState.MessageState<Exit.Exit<unknown, unknown>>) =>
     (state as MessageState.MessageStateProcessed<Exit.Exit<any, any>>).result
@@ -589,27 +635,15 @@ export const make: Effect.Effect<
     if (route === undefined || route.podKey !== selfKey || manager === undefined || !canServe(shard, route.epoch)) {
       return deliverWithRetries(recipientType, entityId, message, awaitResult)
     }
-    const delivered = manager.deliver(entityId, shard, message, primaryKeyOf(message))
-    if (isExit(delivered)) {
-      // Answered synchronously: no further fiber operation unless a retry is needed.
-      if (Exit.isSuccess(delivered)) {
-        return awaitResult && !MessageState.isProcessed(delivered.value)
-          ? deliverWithRetries(recipientType, entityId, message, awaitResult)
-          : delivered
-      }
-      const failure = Cause.failureOption(delivered.cause)
-      return failure._tag === "Some" && isRetryable(failure.value)
-        ? deliverWithRetries(recipientType, entityId, message, awaitResult)
-        : delivered
-    }
-    return Effect.matchEffect(delivered, {
-      onFailure: (error) =>
-        isRetryable(error) ? deliverWithRetries(recipientType, entityId, message, awaitResult) : Effect.fail(error),
-      onSuccess: (state) =>
+    return sync.matchEffect(
+      manager.deliver(entityId, shard, message, primaryKeyOf(message)),
+      (error) =>
+        isRetryable(error) ? deliverWithRetries(recipientType, entityId, message, awaitResult) : Exit.fail(error),
+      (state) =>
         awaitResult && !MessageState.isProcessed(state)
           ? deliverWithRetries(recipientType, entityId, message, awaitResult)
-          : Effect.succeed(state)
-    })
+          : Exit.succeed(state)
+    )
   }
 
   const messenger = <Msg>(entityType: EntityType<Msg>): Messenger<Msg> => ({
@@ -619,11 +653,10 @@ export const make: Effect.Effect<
         return isExit(sent) && Exit.isSuccess(sent) ? Exit.void : Effect.asVoid(sent)
       }),
     send: (entityId) => (message) =>
-      Effect.suspend(() => {
-        const sent = sendFast(entityType as RecipientType<unknown>, entityId, message, true)
+      Effect.suspend(() =>
         // A synchronous answer is returned as the message's own Exit (no flatMap).
-        return isExit(sent) && Exit.isSuccess(sent) ? toResult(sent.value) : Effect.flatMap(sent, toResult)
-      }) as any
+        sync.flatMap(sendFast(entityType as RecipientType<unknown>, entityId, message, true), toResult)
+      ) as any
   })
 
   const getPodsSync = (): Array<PodAddress> => {
@@ -842,6 +875,7 @@ export const make: Effect.Effect<
     heartbeat: heartbeatOnce,
     localEntityCount: Effect.sync(() => counter.count)
   }
+  direct.registerReceiver(sharding, receiveNow)
   return sharding
 })
 

@@ -279,6 +279,91 @@ describe("Sharding (single pod, 2024 layers)", () => {
       expect(yield* Ref.get(seen)).toEqual(ids)
     }).pipe(Effect.provide(singlePod())))
 
+  it.scoped("does a send's work when its effect runs: an effect built and never run takes no mailbox", () =>
+    Effect.gen(function*() {
+      const handled: Array<string> = []
+      yield* Sharding.registerScoped
+      // A synchronous handler (its effect is already an Exit): the fast path.
+      yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromFunctionEffect((_, message: Ping) => {
+        handled.push(message.id)
+        return Effect.succeed(MessageState.Processed(Exit.succeed(`pong ${message.id}`)))
+      }))
+      const messenger = yield* Sharding.messenger(Pinger)
+      const unused = messenger.send("p")(new Ping({ id: "never-run" }))
+      expect(handled).toEqual([])
+      expect(yield* messenger.send("p")(new Ping({ id: "one" }))).toBe("pong one")
+      // The same effect run twice is the same message twice: processed once (deduplicated by primary key).
+      const twice = messenger.send("p")(new Ping({ id: "two" }))
+      expect([yield* twice, yield* twice]).toEqual(["pong two", "pong two"])
+      expect(handled).toEqual(["one", "two"])
+      void unused
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("gives ExceptionWhileOfferingMessageException for a handler that throws, and keeps the entity", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromFunctionEffect((_, message: Ping) => {
+        if (message.id.startsWith("throw")) throw new Error("thrown by the handler")
+        return Effect.succeed(MessageState.Processed(Exit.succeed("ok")))
+      }))
+      const messenger = yield* Sharding.messenger(Pinger)
+      const error = yield* Effect.flip(messenger.send("p")(new Ping({ id: "throw-1" })))
+      expect(error).toBeInstanceOf(ShardingException.ExceptionWhileOfferingMessageException)
+      expect((error as ShardingException.ExceptionWhileOfferingMessageException).error).toContain("thrown by the handler")
+      expect(yield* messenger.send("p")(new Ping({ id: "fine" }))).toBe("ok")
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("answers a retry queued behind its original from the deduplication cache", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const handled = yield* Ref.make(0)
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromFunctionEffect((_, message: Ping) =>
+        Effect.gen(function*() {
+          yield* Deferred.await(gate)
+          const n = yield* Ref.updateAndGet(handled, (n) => n + 1)
+          return MessageState.Processed(Exit.succeed(`${message.id}#${n}`))
+        })
+      ))
+      const messenger = yield* Sharding.messenger(Pinger)
+      const original = yield* Effect.fork(messenger.send("p")(new Ping({ id: "k" })))
+      yield* settle
+      const retry = yield* Effect.fork(messenger.send("p")(new Ping({ id: "k" })))
+      yield* settle
+      yield* Deferred.succeed(gate, undefined)
+      expect([yield* Fiber.join(original), yield* Fiber.join(retry)]).toEqual(["k#1", "k#1"])
+      expect(yield* Ref.get(handled)).toBe(1)
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("keeps a synchronous handler's message behind one still being processed (one at a time, in order)", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const log: Array<string> = []
+      yield* Sharding.registerScoped
+      // "slow" waits for the gate; every other message is answered synchronously.
+      yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromFunctionEffect((_, message: Ping) => {
+        if (message.id === "slow") {
+          return Effect.zipRight(
+            Effect.sync(() => log.push("slow:start")),
+            Effect.as(Deferred.await(gate), MessageState.Processed(Exit.succeed("slow"))).pipe(
+              Effect.tap(() => Effect.sync(() => log.push("slow:end")))
+            )
+          )
+        }
+        log.push(message.id)
+        return Effect.succeed(MessageState.Processed(Exit.succeed(message.id)))
+      }))
+      const messenger = yield* Sharding.messenger(Pinger)
+      const slow = yield* Effect.fork(messenger.send("p")(new Ping({ id: "slow" })))
+      yield* settle
+      const fast = yield* Effect.fork(messenger.send("p")(new Ping({ id: "fast" })))
+      yield* settle
+      expect(log).toEqual(["slow:start"])
+      yield* Deferred.succeed(gate, undefined)
+      expect([yield* Fiber.join(slow), yield* Fiber.join(fast)]).toEqual(["slow", "fast"])
+      expect(log).toEqual(["slow:start", "slow:end", "fast"])
+    }).pipe(Effect.provide(singlePod())))
+
   it.effect("starts a singleton, and interrupts it when the pod stops", () =>
     withPod({}, (close) =>
       Effect.gen(function*() {

@@ -1,0 +1,122 @@
+import { MessageState, RecipientAddress, Serialization, SerializedEnvelope, SerializedMessage } from "@effect-cluster/cluster"
+import { describe, expect, it } from "@effect/vitest"
+import { Either, Equal, Exit, Hash, Schema } from "effect"
+import * as models from "../src/internal/models.js"
+import * as wire from "../src/internal/wire.js"
+import { Increment } from "./utils/counter.js"
+
+// The hand-written hot-path codecs and constructors must agree with the schemas they stand for.
+const EnvelopeJson = Schema.parseJson(SerializedEnvelope.schema)
+const ReplyJson = Schema.parseJson(MessageState.schema(SerializedMessage.schema))
+
+const envelopes = [
+  SerializedEnvelope.make(RecipientAddress.makeRecipientAddress("Counter", "7"), "msg-1", SerializedMessage.make("{}"), 4),
+  SerializedEnvelope.make(
+    RecipientAddress.makeRecipientAddress("Ty\"pe", "ünïcode \n id"),
+    "",
+    SerializedMessage.make(JSON.stringify({ _tag: "Increment", messageId: "a\"b", by: 1.5 })),
+    0
+  )
+]
+
+describe("wire codecs (in-process transport)", () => {
+  it("encode envelopes to the same text as the schema, and decode to equal envelopes", () => {
+    for (const envelope of envelopes) {
+      const text = wire.encodeEnvelope(envelope)
+      expect(text).toBe(Schema.encodeSync(EnvelopeJson)(envelope))
+      const decoded = wire.decodeEnvelope(text)
+      expect(decoded).toBeInstanceOf(SerializedEnvelope.SerializedEnvelope)
+      expect(decoded.recipientAddress).toBeInstanceOf(RecipientAddress.RecipientAddress)
+      expect(decoded.body).toBeInstanceOf(SerializedMessage.SerializedMessage)
+      expect(Equal.equals(decoded, Schema.decodeUnknownSync(EnvelopeJson)(text))).toBe(true)
+      expect(Equal.equals(decoded, envelope)).toBe(true)
+    }
+  })
+
+  it("decode what the schema accepts (missing epoch is 0, extra keys ignored) and reject the rest", () => {
+    const legacy = JSON.stringify({
+      recipientAddress: { recipientTypeName: "Counter", entityId: "7" },
+      messageId: "x",
+      body: { value: "{}" },
+      extra: true
+    })
+    expect(wire.decodeEnvelope(legacy).epoch).toBe(0)
+    expect(Equal.equals(wire.decodeEnvelope(legacy), Schema.decodeUnknownSync(EnvelopeJson)(legacy))).toBe(true)
+    const invalid = [
+      "[]",
+      "null",
+      JSON.stringify({ recipientAddress: { recipientTypeName: "C" }, messageId: "x", body: { value: "{}" } }),
+      JSON.stringify({ recipientAddress: { recipientTypeName: "C", entityId: "1" }, messageId: 1, body: { value: "{}" } }),
+      JSON.stringify({ recipientAddress: { recipientTypeName: "C", entityId: "1" }, messageId: "x", body: {} }),
+      JSON.stringify({
+        recipientAddress: { recipientTypeName: "C", entityId: "1" },
+        messageId: "x",
+        body: { value: "{}" },
+        epoch: 1.5
+      })
+    ]
+    for (const text of invalid) {
+      expect(() => Schema.decodeUnknownSync(EnvelopeJson)(text)).toThrow()
+      expect(() => wire.decodeEnvelope(text)).toThrow(wire.WireFormatError)
+    }
+  })
+
+  it("encode and decode replies as the MessageState schema does", () => {
+    const replies = [MessageState.Acknowledged, MessageState.Processed(SerializedMessage.make("{\"_tag\":\"Success\"}"))]
+    for (const reply of replies) {
+      const text = wire.encodeReply(reply)
+      expect(text).toBe(Schema.encodeSync(ReplyJson)(reply))
+      const decoded = wire.decodeReply(text)
+      const reference = Schema.decodeUnknownSync(ReplyJson)(text)
+      expect(decoded._tag).toBe(reference._tag)
+      if (MessageState.isProcessed(decoded) && MessageState.isProcessed(reference)) {
+        expect(decoded.result).toBeInstanceOf(SerializedMessage.SerializedMessage)
+        expect(Equal.equals(decoded.result, reference.result)).toBe(true)
+      }
+    }
+    expect(() => wire.decodeReply(JSON.stringify({ _tag: "other" }))).toThrow(wire.WireFormatError)
+    expect(() => wire.decodeReply(JSON.stringify({ _tag: "@effect-cluster/cluster/MessageState/Processed" }))).toThrow(
+      wire.WireFormatError
+    )
+  })
+})
+
+describe("hot-path model constructors", () => {
+  it("build the same objects as the Schema.Class constructors", () => {
+    const pairs: Array<[object, object]> = [
+      [models.serializedMessage("v"), new SerializedMessage.SerializedMessage({ value: "v" })],
+      [models.recipientAddress("T", "e"), new RecipientAddress.RecipientAddress({ recipientTypeName: "T", entityId: "e" })],
+      [
+        models.serializedEnvelope(models.recipientAddress("T", "e"), "m", models.serializedMessage("v"), 3),
+        SerializedEnvelope.make(RecipientAddress.makeRecipientAddress("T", "e"), "m", SerializedMessage.make("v"), 3)
+      ]
+    ]
+    for (const [fast, reference] of pairs) {
+      expect(Object.getPrototypeOf(fast)).toBe(Object.getPrototypeOf(reference))
+      expect(Reflect.ownKeys(fast)).toEqual(Reflect.ownKeys(reference))
+      expect(Equal.equals(fast, reference)).toBe(true)
+      expect(Hash.hash(fast)).toBe(Hash.hash(reference))
+      expect(String(fast)).toBe(String(reference))
+      expect(JSON.stringify(fast)).toBe(JSON.stringify(reference))
+    }
+  })
+})
+
+describe("Serialization.jsonEncode", () => {
+  it("refuses a value with no JSON text", () => {
+    const result = Serialization.jsonEncode(Schema.Undefined, undefined)
+    expect(Either.isLeft(result) && result.left._tag).toBe("@effect-cluster/cluster/SerializationException")
+  })
+
+  it("round-trips a message and its exit", () => {
+    const message = new Increment({ messageId: "m", by: 2 })
+    const body = Either.getOrThrow(Serialization.jsonEncode(Increment, message))
+    expect(body).toBeInstanceOf(SerializedMessage.SerializedMessage)
+    expect(Either.getOrThrow(Serialization.jsonDecode(Increment, body))).toEqual(message)
+    const exitSchema = Schema.exitSchema(message)
+    const exit = Either.getOrThrow(
+      Serialization.jsonDecode(exitSchema, Either.getOrThrow(Serialization.jsonEncode(exitSchema, Exit.succeed(3))))
+    )
+    expect(Exit.isExit(exit) && Equal.equals(exit, Exit.succeed(3))).toBe(true)
+  })
+})
