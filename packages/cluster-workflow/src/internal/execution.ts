@@ -402,6 +402,11 @@ export class ExecutionRuntime implements WriteOwner {
   }
 
   private onBodyExit(exit: Exit.Exit<unknown, unknown>): Effect.Effect<Outcome | undefined> {
+    if (Exit.isSuccess(exit) && !this.suspendRequested && this.phase === "live" && !this.cancelling) {
+      // the common case, without a generator: record the result
+      const encoded = this.params.resultCodec.encode(exit as Exit.Exit<any, any>)
+      if (Either.isRight(encoded)) return this.complete("completed", encoded.right ?? interruptJson)
+    }
     return Effect.gen(this, function*() {
       if (this.suspendRequested) return undefined
       if (this.phase === "replay") {
@@ -462,8 +467,7 @@ export class ExecutionRuntime implements WriteOwner {
   }
 
   private complete(status: ExecutionStatus, result: string, withEvent = true): Effect.Effect<Outcome> {
-    return Effect.gen(this, function*() {
-      const now = yield* Clock.currentTimeMillis
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const events = withEvent ? [this.event("ExecutionCompleted", "workflow", "[]", "", 0, result)] : []
       const write: JournalWrite = {
         _tag: "Append",
@@ -473,17 +477,18 @@ export class ExecutionRuntime implements WriteOwner {
         update: { status, result, completedAt: now },
         now
       }
-      const written = yield* Effect.exit(this.engine.committer.submit(write, this).await)
-      if (Exit.isFailure(written)) {
-        const error = Cause.failureOption(written.cause)
-        return {
-          _tag: "Stopped",
-          error: Option.getOrElse(error, () =>
-            new JournalError({ operation: "complete", message: "interrupted", retryable: true }))
-        } as const
-      }
-      if (written.value._tag !== "Ok") return { _tag: "Stopped", error: this.claimLost() } as const
-      return { _tag: "Completed", status, result } as const
+      return Effect.map(Effect.exit(this.engine.committer.submit(write, this).await), (written): Outcome => {
+        if (Exit.isFailure(written)) {
+          const error = Cause.failureOption(written.cause)
+          return {
+            _tag: "Stopped",
+            error: Option.getOrElse(error, () =>
+              new JournalError({ operation: "complete", message: "interrupted", retryable: true }))
+          }
+        }
+        if (written.value._tag !== "Ok") return { _tag: "Stopped", error: this.claimLost() }
+        return { _tag: "Completed", status, result }
+      })
     })
   }
 
@@ -1172,71 +1177,69 @@ export class ExecutionRuntime implements WriteOwner {
     })
   }
 
+  /**
+   * A step completed by a value arriving in the inbox under `signalName` (a signal, or a child's result):
+   * records its start, runs `beforeWait` once (e.g. starting the child), waits (durably: the execution may
+   * suspend meanwhile) and records the value as the step's result.
+   */
+  private inboxStep(
+    kind: "signal" | "child",
+    scope: string,
+    id: string,
+    signalName: string,
+    reason: string,
+    beforeWait: Effect.Effect<void>
+  ): Effect.Effect<{ readonly step: Step; readonly json: string }> {
+    return Effect.gen(this, function*() {
+      const { first, step } = yield* this.request(kind, scope, id)
+      if (!first) return { step, json: yield* step.done.await }
+      const gate = yield* this.awaitGate(step)
+      if (gate._tag === "Done") return { step, json: gate.json }
+      const json = yield* Effect.gen(this, function*() {
+        if (step.startedBody === undefined) {
+          step.startedBody = "{}"
+          step.attempt = 0
+          this.pipeline([this.event("StepStarted", kind, scope, id, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
+        }
+        if (!this.signals.has(signalName)) yield* beforeWait
+        const value = yield* this.waitSignal(step, signalName, reason)
+        this.recordCompletion(step, 0, value, yield* Clock.currentTimeMillis)
+        return value
+      }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
+      return { step, json }
+    })
+  }
+
   /** Waits for a signal (a durable deferred) by name. */
   awaitSignal<A, E>(scope: string, name: string, codec: ExitCodec<A, E>): Effect.Effect<A, E> {
-    return Effect.gen(this, function*() {
-      const { first, step } = yield* this.request("signal", scope, name)
-      let json: string
-      if (!first) {
-        json = yield* step.done.await
-      } else {
-        const gate = yield* this.awaitGate(step)
-        if (gate._tag === "Done") {
-          json = gate.json
-        } else {
-          json = yield* Effect.gen(this, function*() {
-            if (step.startedBody === undefined) {
-              step.startedBody = "{}"
-              step.attempt = 0
-              this.pipeline([this.event("StepStarted", "signal", scope, name, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
-            }
-            const value = yield* this.waitSignal(step, name, "signal:" + name)
-            this.recordCompletion(step, 0, value, yield* Clock.currentTimeMillis)
-            return value
-          }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
-        }
-      }
-      return yield* this.decode(step, codec, json)
-    })
+    return Effect.flatMap(
+      this.inboxStep("signal", scope, name, name, "signal:" + name, Effect.void),
+      ({ json, step }) => this.decode(step, codec, json)
+    )
   }
 
   /** Starts a child workflow (once) and waits for its result. */
   child<A, E>(scope: string, id: string, message: unknown, codec: ExitCodec<A, E>): Effect.Effect<A, E> {
-    return Effect.gen(this, function*() {
-      const { first, step } = yield* this.request("child", scope, id)
-      let json: string
-      if (!first) {
-        json = yield* step.done.await
-      } else {
-        const gate = yield* this.awaitGate(step)
-        if (gate._tag === "Done") {
-          json = gate.json
-        } else {
-          json = yield* Effect.gen(this, function*() {
-            if (step.startedBody === undefined) {
-              step.startedBody = "{}"
-              step.attempt = 0
-              this.pipeline([this.event("StepStarted", "child", scope, id, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
-            }
-            const signalName = childSignalName(scope, id)
-            if (!this.signals.has(signalName)) {
-              this.active++
-              const childId = [this.key.executionId, ...safeScope(scope), id].map(encodeURIComponent).join("/")
-              const started = yield* this.engine.startChild(this.key, signalName, childId, message).pipe(
-                Effect.ensuring(Effect.sync(() => {
-                  this.active--
-                }))
-              )
-              if (started.result !== undefined) this.receiveSignal(signalName, started.result)
-            }
-            const value = yield* this.waitSignal(step, signalName, "child")
-            this.recordCompletion(step, 0, value, yield* Clock.currentTimeMillis)
-            return value
-          }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
-        }
-      }
-      return yield* this.decode(step, codec, json)
+    const signalName = childSignalName(scope, id)
+    const startChild = Effect.suspend(() => {
+      this.active++
+      const childId = [this.key.executionId, ...safeScope(scope), id].map(encodeURIComponent).join("/")
+      return this.engine.startChild(this.key, signalName, childId, message).pipe(
+        Effect.tap((started) =>
+          Effect.sync(() => {
+            if (started.result !== undefined) this.receiveSignal(signalName, started.result)
+          })
+        ),
+        Effect.ensuring(Effect.sync(() => {
+          this.active--
+        })),
+        Effect.asVoid
+      )
     })
+    return Effect.flatMap(
+      this.inboxStep("child", scope, id, signalName, "child", startChild),
+      ({ json, step }) => this.decode(step, codec, json)
+    )
   }
 
   /**
