@@ -233,8 +233,6 @@ describe("two engines in two processes", () => {
       postgresDatabase("race"),
       { crashed: 2, fresh: 6, strict: true }
     )
-  } else {
-    it.skip(`[postgres] (skipped: ${postgresSkipReason})`, () => {})
   }
   raceSuite(
     "[sqlite] two processes writing one file: nothing corrupted or lost, errors only typed JournalErrors",
