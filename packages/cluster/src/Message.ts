@@ -10,6 +10,7 @@
 import type * as Exit_ from "effect/Exit"
 import * as PrimaryKey from "effect/PrimaryKey"
 import * as Schema from "effect/Schema"
+import { exitSchemaOf } from "./internal/exitSchema.js"
 import type * as Types from "effect/Types"
 
 /**
@@ -178,7 +179,7 @@ export const isMessageWithResult = (value: unknown): value is Message<unknown, u
  */
 export const exitSchema = <A extends Message.Any>(
   message: A
-): Schema.Schema<Exit_.Exit<Message.Success<A>, Message.Error<A>>, unknown> => Schema.exitSchema(message as any) as any
+): Schema.Schema<Exit_.Exit<Message.Success<A>, Message.Error<A>>, unknown> => exitSchemaOf(message) as any
 
 /**
  * The schema of a message's failure.

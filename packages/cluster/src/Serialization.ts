@@ -6,9 +6,11 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { successSchemaOf } from "./internal/exitSchema.js"
 import * as models from "./internal/models.js"
 import type { SerializedMessage } from "./SerializedMessage.js"
 import { SerializationException } from "./ShardingException.js"
@@ -67,6 +69,16 @@ const codecFor = (schema: Schema.Schema<any, any>): Codec => {
  * @category constructors
  */
 export const jsonEncode = <A, I>(schema: Schema.Schema<A, I>, message: A): Either.Either<SerializedMessage, SerializationException> => {
+  const success = successSchemaOf(schema)
+  if (success !== undefined && Exit.isExit(message) && message._tag === "Success") {
+    // A message's successful exit: `{ _tag: "Success", value }` through the success schema alone (the
+    // same text as Schema.Exit's). An encoding error takes the general path, for the same message.
+    const value = codecFor(success).encode(message.value)
+    if (Either.isRight(value)) {
+      const text = JSON.stringify({ _tag: "Success", value: value.right })
+      if (typeof text === "string") return Either.right(models.serializedMessage(text))
+    }
+  }
   const encoded = codecFor(schema).encode(message)
   if (Either.isLeft(encoded)) {
     return Either.left(new SerializationException({ error: ParseResult.TreeFormatter.formatErrorSync(encoded.left), stage: "request" }))
@@ -94,6 +106,13 @@ export const jsonDecode = <A, I>(schema: Schema.Schema<A, I>, message: Serialize
     parsed = JSON.parse(message.value)
   } catch (error) {
     return Either.left(new SerializationException({ error: `invalid JSON: ${String(error)}`, stage: "request" }))
+  }
+  const success = successSchemaOf(schema)
+  if (success !== undefined && typeof parsed === "object" && parsed !== null && (parsed as any)._tag === "Success") {
+    // A successful exit: decoded through the success schema alone, as Schema.Exit would (extra keys
+    // ignored); a decoding error takes the general path, for the same message.
+    const value = codecFor(success).decode((parsed as any).value)
+    if (Either.isRight(value)) return Either.right(Exit.succeed(value.right) as A)
   }
   const decoded = codecFor(schema).decode(parsed)
   return Either.isLeft(decoded)

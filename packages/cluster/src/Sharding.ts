@@ -22,19 +22,18 @@ import * as HashMap from "effect/HashMap"
 import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Broadcaster } from "./Broadcaster.js"
 import { EntityManager, type EntityState } from "./internal/entityManager.js"
 import * as direct from "./internal/direct.js"
 import * as sync from "./internal/exit.js"
+import { exitSchemaOf } from "./internal/exitSchema.js"
 import * as models from "./internal/models.js"
 import { isExit } from "./internal/exit.js"
 import { shardIdOf } from "./internal/hash.js"
 import { primaryKeyOf } from "./internal/primaryKey.js"
 import { TimerWheel } from "./internal/timerWheel.js"
-import * as Message from "./Message.js"
 import * as MessageState from "./MessageState.js"
 import type { Messenger } from "./Messenger.js"
 import { PodAddress } from "./PodAddress.js"
@@ -151,18 +150,6 @@ interface Singleton {
 }
 
 const acknowledged = Exit.succeed(MessageState.Acknowledged)
-
-// Reply decoding: one exit schema per message class (building Schema.Exit per call is costly).
-const exitSchemas = new WeakMap<object, Schema.Schema<Exit.Exit<any, any>, any>>()
-const exitSchemaOf = (message: Message.Message.Any): Schema.Schema<Exit.Exit<any, any>, any> => {
-  const key = Object.getPrototypeOf(message) as object
-  let schema = exitSchemas.get(key)
-  if (schema === undefined) {
-    schema = Message.exitSchema(message) as any
-    exitSchemas.set(key, schema!)
-  }
-  return schema!
-}
 
 const podKeyOf = (address: PodAddress): string => `${address.host}:${address.port}`
 
@@ -461,7 +448,7 @@ export const make: Effect.Effect<
           (state): Effect.Effect<MessageState.MessageState<SerializedMessage>, ShardingException> =>
             MessageState.isProcessed(state)
               ? sync.mapBoth(
-                serialization.encode(exitSchemaOf(message as Message.Message.Any), state.result),
+                serialization.encode(exitSchemaOf(message as object), state.result),
                 replyError,
                 MessageState.Processed
               )
@@ -481,7 +468,7 @@ export const make: Effect.Effect<
   ): Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, SerializationException> =>
     MessageState.isProcessed(state)
       ? sync.mapBoth(
-        serialization.decode(exitSchemaOf(message as Message.Message.Any), state.result),
+        serialization.decode(exitSchemaOf(message as object), state.result),
         replyError,
         (exit): MessageState.MessageState<Exit.Exit<unknown, unknown>> => MessageState.Processed(exit)
       )

@@ -1,9 +1,17 @@
-import { MessageState, RecipientAddress, Serialization, SerializedEnvelope, SerializedMessage } from "@effect-cluster/cluster"
+import { Message, MessageState, RecipientAddress, Serialization, SerializedEnvelope, SerializedMessage } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
-import { Either, Equal, Exit, Hash, Schema } from "effect"
+import { Either, Equal, Exit, Hash, ParseResult, Schema } from "effect"
 import * as models from "../src/internal/models.js"
 import * as wire from "../src/internal/wire.js"
-import { Increment } from "./utils/counter.js"
+import { Fail, Increment } from "./utils/counter.js"
+
+class Lookup extends Message.TaggedMessage<Lookup>()(
+  "Lookup",
+  Schema.String,
+  Schema.Struct({ at: Schema.DateFromString, tags: Schema.Array(Schema.String), note: Schema.optional(Schema.String) }),
+  { key: Schema.String },
+  (_) => _.key
+) {}
 
 // The hand-written hot-path codecs and constructors must agree with the schemas they stand for.
 const EnvelopeJson = Schema.parseJson(SerializedEnvelope.schema)
@@ -106,6 +114,43 @@ describe("Serialization.jsonEncode", () => {
   it("refuses a value with no JSON text", () => {
     const result = Serialization.jsonEncode(Schema.Undefined, undefined)
     expect(Either.isLeft(result) && result.left._tag).toBe("@effect-cluster/cluster/SerializationException")
+  })
+
+  it("encodes and decodes a message's exits as Schema.Exit does (successes take a direct path)", () => {
+    const lookup = new Lookup({ key: "k" })
+    const cases: Array<[object, ReadonlyArray<Exit.Exit<any, any>>]> = [
+      [lookup, [
+        Exit.succeed({ at: new Date(0), tags: ["a", "b\""], note: "n" }),
+        Exit.succeed({ at: new Date(1), tags: [] }),
+        Exit.fail("not found"),
+        Exit.die(new Error("boom"))
+      ]],
+      [new Fail({ messageId: "f", reason: "r" }), [Exit.void, Exit.fail("r")]],
+      [new Increment({ messageId: "i", by: 1 }), [Exit.succeed(1), Exit.succeed(-0.5)]]
+    ]
+    for (const [message, exits] of cases) {
+      const schema = Message.exitSchema(message as any) as Schema.Schema<Exit.Exit<any, any>, any>
+      const reference = Schema.parseJson(Schema.exitSchema(message as any) as Schema.Schema<Exit.Exit<any, any>, any>)
+      for (const exit of exits) {
+        const body = Either.getOrThrow(Serialization.jsonEncode(schema, exit))
+        expect(body.value).toBe(Schema.encodeSync(reference)(exit))
+        const decoded = Either.getOrThrow(Serialization.jsonDecode(schema, body))
+        expect(decoded).toEqual(Schema.decodeUnknownSync(reference)(body.value))
+      }
+      // Invalid successes fail (or not) as the Schema.Exit path does, with its message.
+      for (const value of [{ bad: 1 }, "text", null]) {
+        const text = JSON.stringify({ _tag: "Success", value })
+        const result = Serialization.jsonDecode(schema, SerializedMessage.make(text))
+        const expected = Schema.decodeUnknownEither(Schema.exitSchema(message as any))(JSON.parse(text))
+        expect(Either.isLeft(result)).toBe(Either.isLeft(expected))
+        if (Either.isLeft(result) && Either.isLeft(expected)) {
+          expect(result.left.error).toBe(ParseResult.TreeFormatter.formatErrorSync(expected.left))
+        }
+      }
+    }
+    // An unencodable success is a SerializationException, as before.
+    const schema = Message.exitSchema(lookup) as Schema.Schema<Exit.Exit<any, any>, any>
+    expect(Either.isLeft(Serialization.jsonEncode(schema, Exit.succeed({ at: "not a date", tags: [] } as any)))).toBe(true)
   })
 
   it("round-trips a message and its exit", () => {
