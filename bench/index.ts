@@ -38,11 +38,14 @@ const main = async () => {
   const { machine } = await import("./workflow.js")
   const cluster = await run("cluster.ts")
   const workflow = await run("workflow.ts")
+  const timers = await run("timers.ts")
   console.log(`Machine: ${machine()}\n`)
   console.log("### Cluster\n")
   console.log(tables(cluster))
   console.log("\n### Workflows\n")
   console.log(tables(workflow))
+  console.log("\n### Durable timers\n")
+  console.log(tables(timers))
 }
 
 main().catch((error) => {

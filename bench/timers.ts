@@ -84,7 +84,7 @@ const wakeLatency = (n: number) =>
 const main = Effect.gen(function*() {
   const memory = yield* suspendedMemory(100_000)
   const latency = yield* wakeLatency(10_000)
-  console.log("### Durable timers (in-memory journal)\n")
+  console.log("In-memory journal, real clock.\n")
   console.log("| measurement | result |")
   console.log("|---|---|")
   console.log(`| workflows suspended in a timer | ${memory.n.toLocaleString("en-US")} (started and suspended in ${memory.seconds.toFixed(1)} s) |`)
