@@ -157,11 +157,13 @@ export class Engine {
     message: unknown,
     parent: ParentLink | null
   ): Effect.Effect<StartResult, PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError> {
-    return Effect.gen(this, function*() {
-      const id = keyString(key)
+    return Effect.suspend((): Effect.Effect<
+      StartResult,
+      PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError
+    > => {
       const encoded = definition.encodePayload(message)
       if (Either.isLeft(encoded)) {
-        return yield* new EncodeError({
+        return new EncodeError({
           workflow: key.workflow,
           executionId: key.executionId,
           step: "the start message",
@@ -169,66 +171,71 @@ export class Engine {
         })
       }
       const payload = JSON.stringify(encoded.right)
-      const hash = payloadHash(payload)
-      while (true) {
-        const inProgress = this.starting.get(id)
-        if (inProgress === undefined) break
-        yield* inProgress.await
-      }
-      let running = this.live.get(id)
-      while (running !== undefined && running.suspending) {
-        // It is leaving this engine: once it has, a send resumes it (2024: sending again resumes).
-        yield* running.done.await
-        running = this.live.get(id)
-      }
-      if (running !== undefined) {
-        if (running.payloadHash !== undefined && running.payloadHash !== hash) {
-          return yield* new PayloadMismatchError(key)
-        }
-        return { _tag: "Running" } as const
-      }
-      const gate = new OneShot<void>()
-      this.starting.set(id, gate)
-      const version = definition.version(message)
-      return yield* Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.flatMap(
-          this.committer.submit({
-            _tag: "Start",
-            key,
-            payload,
-            payloadHash: hash,
-            version,
-            parent: parent === null ? null : JSON.stringify(parent),
-            owner: this.owner,
-            claimUntil: now + this.leaseMillis,
-            now
-          }).await,
-          (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
-            if (result._tag === "Created") {
-              this.launch(definition, key, message, {
-                epoch: result.epoch,
-                inboxVersion: 0,
-                cancelRequested: false,
-                version,
-                payloadHash: hash,
-                parent,
-                fresh: true
-              })
-              return runningResult
-            }
-            if (result._tag !== "Exists") {
-              return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })
-            }
-            const row = result.row
-            if (row.payloadHash !== hash) return new PayloadMismatchError(key)
-            if (isTerminal(row.status)) return Effect.succeed({ _tag: "Finished", result: row.result ?? "" } as const)
-            return Effect.as(this.claimAndLaunch(key), runningStart)
-          }
-        )).pipe(Effect.ensuring(Effect.sync(() => {
-          this.starting.delete(id)
-          gate.unsafeDone(Exit.void)
-        })))
+      return this.startEncoded(definition, key, keyString(key), message, parent, payload, payloadHash(payload))
     })
+  }
+
+  private startEncoded(
+    definition: Definition,
+    key: ExecutionKey,
+    id: string,
+    message: unknown,
+    parent: ParentLink | null,
+    payload: string,
+    hash: string
+  ): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> {
+    const again = () => this.startEncoded(definition, key, id, message, parent, payload, hash)
+    const inProgress = this.starting.get(id)
+    if (inProgress !== undefined) return Effect.flatMap(inProgress.await, again)
+    const running = this.live.get(id)
+    if (running !== undefined) {
+      // It is leaving this engine: once it has, a send resumes it (2024: sending again resumes).
+      if (running.suspending) return Effect.flatMap(running.done.await, again)
+      return running.payloadHash !== undefined && running.payloadHash !== hash
+        ? new PayloadMismatchError(key)
+        : runningResult
+    }
+    const gate = new OneShot<void>()
+    this.starting.set(id, gate)
+    const version = definition.version(message)
+    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.flatMap(
+        this.committer.submit({
+          _tag: "Start",
+          key,
+          payload,
+          payloadHash: hash,
+          version,
+          parent: parent === null ? null : JSON.stringify(parent),
+          owner: this.owner,
+          claimUntil: now + this.leaseMillis,
+          now
+        }).await,
+        (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
+          if (result._tag === "Created") {
+            this.launch(definition, key, message, {
+              epoch: result.epoch,
+              inboxVersion: 0,
+              cancelRequested: false,
+              version,
+              payloadHash: hash,
+              parent,
+              fresh: true
+            })
+            return runningResult
+          }
+          if (result._tag !== "Exists") {
+            return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })
+          }
+          const row = result.row
+          if (row.payloadHash !== hash) return new PayloadMismatchError(key)
+          if (isTerminal(row.status)) return Effect.succeed({ _tag: "Finished", result: row.result ?? "" } as const)
+          return Effect.as(this.claimAndLaunch(key), runningStart)
+        }
+      )).pipe(Effect.ensuring(Effect.sync(() => {
+        this.starting.delete(id)
+        gate.unsafeDone(Exit.void)
+      })))
   }
 
   /** Claims an unfinished execution and runs it here, unless another engine holds a live claim. */
@@ -339,8 +346,18 @@ export class Engine {
   }
 
   private onOutcome(runtime: ExecutionRuntime, outcome: Outcome, parent: ParentLink | null): Effect.Effect<void> {
+    const id = runtime.keyString
+    if (outcome._tag === "Completed" && parent === null) {
+      // the common case, without an effect
+      if (this.live.get(id) === runtime) this.live.delete(id)
+      const waiter = this.waiters.get(id)
+      if (waiter !== undefined) {
+        this.waiters.delete(id)
+        waiter.unsafeSucceed(outcome.result)
+      }
+      return Effect.void
+    }
     return Effect.gen(this, function*() {
-      const id = runtime.keyString
       if (this.live.get(id) === runtime) this.live.delete(id)
       switch (outcome._tag) {
         case "Completed": {

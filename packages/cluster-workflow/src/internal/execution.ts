@@ -293,14 +293,28 @@ export class ExecutionRuntime implements WriteOwner {
   // ---------------------------------------------------------------------------------------------
 
   /** Runs the execution until it completes, suspends or stops. */
-  readonly run: Effect.Effect<Outcome> = Effect.gen(this, function*() {
+  get run(): Effect.Effect<Outcome> {
     // A just-created execution has no events and no signals: nothing to read.
-    const loaded: Either.Either<readonly [ReadonlyArray<EventRow>, ReadonlyArray<SignalRow>], JournalError> =
-      this.params.fresh ? Either.right([[], []]) : yield* Effect.either(
-      Effect.zip(this.engine.journal.events(this.key, 0), this.engine.journal.signals(this.key))
-    )
-    if (Either.isLeft(loaded)) return { _tag: "Stopped", error: loaded.left } as const
-    const [events, signals] = loaded.right
+    const started: Effect.Effect<Outcome> = this.params.fresh
+      ? Effect.withFiberRuntime((fiber) => this.begin(fiber, [], []))
+      : Effect.flatMap(
+        Effect.either(Effect.zip(this.engine.journal.events(this.key, 0), this.engine.journal.signals(this.key))),
+        (loaded): Effect.Effect<Outcome> =>
+          Either.isLeft(loaded)
+            ? Effect.succeed({ _tag: "Stopped", error: loaded.left })
+            : Effect.withFiberRuntime((fiber) => this.begin(fiber, loaded.right[0], loaded.right[1]))
+      )
+    return started.pipe(Effect.onExit((exit) =>
+      Exit.isSuccess(exit) || this.bodyFiber === undefined ? Effect.void : Fiber.interrupt(this.bodyFiber)
+    ))
+  }
+
+  /** Starts the body (in the coordinator's fiber `fiber`) and handles control messages until an outcome. */
+  private begin(
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    events: ReadonlyArray<EventRow>,
+    signals: ReadonlyArray<SignalRow>
+  ): Effect.Effect<Outcome> {
     this.history = events
     this.nextSequence = events.length === 0 ? 0 : events[events.length - 1]!.sequence + 1
     for (const signal of signals) this.signals.set(signal.name, signal.value)
@@ -316,8 +330,8 @@ export class ExecutionRuntime implements WriteOwner {
     // The body runs in its own fiber with the engine's context, the workflow's and `WorkflowContext`
     // (what `Effect.provide` would give it, set once when it is forked) and this fiber's log annotations.
     const refs = {
-      context: Context.add(Context.merge(yield* Effect.context<never>(), this.params.context), WorkflowContext, context),
-      logAnnotations: yield* FiberRef.get(FiberRef.currentLogAnnotations)
+      context: Context.add(mergedContext(fiber.currentContext, this.params.context), WorkflowContext, context),
+      logAnnotations: fiber.getFiberRef(FiberRef.currentLogAnnotations)
     }
     const body = this.params.body.pipe(
       // onExit runs even when the body is interrupted (cancellation), so the coordinator always hears of it
@@ -335,18 +349,19 @@ export class ExecutionRuntime implements WriteOwner {
       this.bodyFiber = this.engine.fork(body, refs, false)
       this.advance()
     }
+    return this.coordinate()
+  }
 
-    while (true) {
-      const message = yield* this.control.take()
-      const outcome = yield* this.handle(message)
-      if (outcome !== undefined) {
-        yield* Fiber.interrupt(this.bodyFiber)
-        return outcome
-      }
-    }
-  }).pipe(Effect.onExit((exit) =>
-    Exit.isSuccess(exit) || this.bodyFiber === undefined ? Effect.void : Fiber.interrupt(this.bodyFiber)
-  ))
+  /** The coordinator's loop: one control message at a time. */
+  private coordinate(): Effect.Effect<Outcome> {
+    return Effect.flatMap(this.control.take(), (message) =>
+      Effect.flatMap(this.handle(message), (outcome): Effect.Effect<Outcome> => {
+        if (outcome === undefined) return this.coordinate()
+        const bodyFiber = this.bodyFiber!
+        // (a body that has ended, as after a completion, needs no interruption)
+        return bodyFiber.unsafePoll() === null ? Effect.as(Fiber.interrupt(bodyFiber), outcome) : Effect.succeed(outcome)
+      }))
+  }
 
   private handle(message: Control): Effect.Effect<Outcome | undefined> {
     switch (message._tag) {
@@ -1293,6 +1308,22 @@ const compensationCodec = {
 } as unknown as ExitCodec<void, never>
 
 const runGate: Gate = { _tag: "Run" }
+
+/** `Context.merge(base, context)`, cached: every execution of an engine merges the same two contexts. */
+const mergedContexts = new WeakMap<Context.Context<never>, WeakMap<Context.Context<never>, Context.Context<never>>>()
+const mergedContext = (base: Context.Context<never>, context: Context.Context<never>): Context.Context<never> => {
+  let byContext = mergedContexts.get(base)
+  if (byContext === undefined) {
+    byContext = new WeakMap()
+    mergedContexts.set(base, byContext)
+  }
+  let merged = byContext.get(context)
+  if (merged === undefined) {
+    merged = Context.merge(base, context)
+    byContext.set(context, merged)
+  }
+  return merged
+}
 
 const noOutcome: Effect.Effect<Outcome | undefined> = Effect.succeed(undefined)
 
