@@ -15,7 +15,7 @@ export const ioTurn = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(handle))
 })
 
-const pause = (i: number) => (i % 16 === 15 ? ioTurn : Effect.yieldNow())
+const pause = (i: number) => (i % 8 === 7 ? ioTurn : Effect.yieldNow())
 
 /** Yields until the execution's status has the given tag (bounded, so a bug fails instead of hanging). */
 export const awaitStatus = (
@@ -24,7 +24,7 @@ export const awaitStatus = (
   tag: WorkflowEngine.ExecutionState<any, any>["_tag"]
 ) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 100_000; i++) {
+    for (let i = 0; i < 1_000_000; i++) {
       const status = yield* engine.status(executionId)
       if (status._tag === tag) return status
       yield* pause(i)
@@ -35,7 +35,7 @@ export const awaitStatus = (
 /** Yields until `predicate` holds (bounded). */
 export const eventually = (predicate: () => boolean, what = "condition") =>
   Effect.gen(function*() {
-    for (let i = 0; i < 100_000; i++) {
+    for (let i = 0; i < 1_000_000; i++) {
       if (predicate()) return
       yield* pause(i)
     }
@@ -62,7 +62,7 @@ export const countingJournal = (inner: Journal) => {
 /** Yields until `effect`'s value satisfies `predicate` (bounded). */
 export const eventuallyEffect = <A>(effect: Effect.Effect<A>, predicate: (a: A) => boolean) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 100_000; i++) {
+    for (let i = 0; i < 1_000_000; i++) {
       if (predicate(yield* effect)) return
       yield* pause(i)
     }
