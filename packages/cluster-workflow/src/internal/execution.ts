@@ -35,7 +35,8 @@ import type {
   Journal,
   JournalWrite,
   RowUpdate,
-  SignalRow
+  SignalRow,
+  WriteResult
 } from "../DurableExecutionJournal.js"
 import { JournalError } from "../DurableExecutionJournal.js"
 import { WorkflowContext } from "../WorkflowContext.js"
@@ -969,34 +970,44 @@ export class ExecutionRuntime implements WriteOwner {
 
   /** One attempt: record it, run the body, then record the result or a retry decision. */
   private attemptActivity<A, E, R>(step: Step, options: ActivityRun<A, E, R>): Effect.Effect<string, never, any> {
-    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    return Effect.withFiberRuntime((fiber) => {
       const attempt = step.attempt + 1
       step.attempt = attempt
       // The attempt is recorded before the body runs (sharing a commit with earlier pipelined writes).
       const started = this.submit(
         [this.event("StepStarted", step.kind, step.scope, step.id, attempt, "{}")],
         undefined,
-        now
+        clockOf(fiber).unsafeCurrentTimeMillis()
       )
-      return Effect.flatMap(Effect.orDie(started.await), (started): Effect.Effect<string, never, any> => {
-        if (started._tag !== "Ok") return Effect.interrupt
-        const key = step.idempotencyKey ??
-          (step.idempotencyKey = idempotencyKey(this.key.workflow, this.key.executionId, safeScope(step.scope), step.id))
-        const activityContext: Context.Tag.Service<ActivityContext> = {
-          persistenceId: key,
-          idempotencyKey: key,
-          currentAttempt: attempt,
-          workflow: this.key.workflow,
-          executionId: this.key.executionId,
-          activityId: step.id
-        }
-        if (options.transactional) return this.runTransactional(step, attempt, options, activityContext)
-        return Effect.flatMap(
-          this.runBody(options.body, activityContext),
-          (exit) => this.afterAttempt(step, attempt, exit, options)
-        )
-      })
+      // committed already (a journal that commits synchronously): go on without waiting
+      const committed = started.unsafePoll
+      if (committed !== undefined && Exit.isSuccess(committed)) return this.runAttempt(step, attempt, committed.value, options)
+      return Effect.flatMap(Effect.orDie(started.await), (started) => this.runAttempt(step, attempt, started, options))
     })
+  }
+
+  private runAttempt<A, E, R>(
+    step: Step,
+    attempt: number,
+    started: WriteResult,
+    options: ActivityRun<A, E, R>
+  ): Effect.Effect<string, never, any> {
+    if (started._tag !== "Ok") return Effect.interrupt
+    const key = step.idempotencyKey ??
+      (step.idempotencyKey = idempotencyKey(this.key.workflow, this.key.executionId, safeScope(step.scope), step.id))
+    const activityContext: Context.Tag.Service<ActivityContext> = {
+      persistenceId: key,
+      idempotencyKey: key,
+      currentAttempt: attempt,
+      workflow: this.key.workflow,
+      executionId: this.key.executionId,
+      activityId: step.id
+    }
+    if (options.transactional) return this.runTransactional(step, attempt, options, activityContext)
+    return Effect.flatMap(
+      this.runBody(options.body, activityContext),
+      (exit) => this.afterAttempt(step, attempt, exit, options)
+    )
   }
 
   /**
@@ -1036,7 +1047,8 @@ export class ExecutionRuntime implements WriteOwner {
       this.abandon(step)
       return Effect.interrupt
     }
-    return Effect.flatMap(Clock.currentTimeMillis, (decidedAt) => {
+    return Effect.withFiberRuntime((fiber) => {
+      const decidedAt = clockOf(fiber).unsafeCurrentTimeMillis()
       if (Exit.isFailure(exit) && options.retry !== undefined) {
         return Effect.flatMap(this.retryDelay(options.retry, step, exit.cause, decidedAt), (delay) => {
           if (Option.isNone(delay)) return this.finishAttempt(step, attempt, exit, options.codec, decidedAt)
@@ -1308,6 +1320,10 @@ const compensationCodec = {
 } as unknown as ExitCodec<void, never>
 
 const runGate: Gate = { _tag: "Run" }
+
+/** The fiber's clock: what `Clock.currentTimeMillis` reads, without its effect. */
+const clockOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Clock.Clock =>
+  Context.get(fiber.currentDefaultServices, Clock.Clock)
 
 /** `Context.merge(base, context)`, cached: every execution of an engine merges the same two contexts. */
 const mergedContexts = new WeakMap<Context.Context<never>, WeakMap<Context.Context<never>, Context.Context<never>>>()
