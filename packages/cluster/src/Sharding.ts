@@ -171,7 +171,7 @@ export const make: Effect.Effect<
   const serialization = yield* Serialization
   const clock = yield* Effect.clock
   const runFork = yield* FiberSet.makeRuntime<never>()
-  const fork = (effect: Effect.Effect<void>): void => void runFork(effect)
+  const fork = (effect: Effect.Effect<void>): Fiber.RuntimeFiber<void> => runFork(effect)
 
   // The transport's immediate send when it has one (in-process pods), else its suspended one.
   const sendNow = direct.senderOf(pods) ??

@@ -364,6 +364,43 @@ describe("Sharding (single pod, 2024 layers)", () => {
       expect(log).toEqual(["slow:start", "slow:end", "fast"])
     }).pipe(Effect.provide(singlePod())))
 
+  it.scoped("confirms a shard's handoff only after an entity already stopping (passivation) has stopped", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const stopping = yield* Deferred.make<void>()
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(
+        counterBehaviour({
+          onStop: () => Effect.zipRight(Deferred.succeed(stopping, undefined), Deferred.await(gate))
+        }),
+        { entityMaxIdleTime: Option.some(Duration.seconds(10)) }
+      )
+      const sharding = yield* Sharding.Sharding
+      yield* sharding.messenger(Counter).send("a")(new Increment({ messageId: freshId(), by: 1 }))
+      yield* TestClock.adjust("11 seconds")
+      yield* Deferred.await(stopping) // passivation under way, its finalizer blocked
+      const handoff = yield* Effect.fork(sharding.unassign(HashSet.make(sharding.getShardId("a"))))
+      yield* settle
+      expect(handoff.unsafePoll()).toBe(null)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(handoff)
+      expect(yield* sharding.localEntityCount).toBe(0)
+    }).pipe(Effect.provide(singlePod())))
+
+  it.scoped("stops many idle entities at once (handoff of every shard)", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromFunctionEffect((_, message: Ping) =>
+        Effect.succeed(MessageState.Processed(Exit.succeed(message.id)))
+      ))
+      const sharding = yield* Sharding.Sharding
+      const messenger = sharding.messenger(Pinger)
+      for (let i = 0; i < 2000; i++) yield* messenger.send(`e${i}`)(new Ping({ id: `m${i}` }))
+      expect(yield* sharding.localEntityCount).toBe(2000)
+      yield* sharding.unassign(yield* sharding.getAssignedShardIds)
+      expect(yield* sharding.localEntityCount).toBe(0)
+    }).pipe(Effect.provide(singlePod({ maxEntitiesPerPod: 5000 }))))
+
   it.effect("starts a singleton, and interrupts it when the pod stops", () =>
     withPod({}, (close) =>
       Effect.gen(function*() {
