@@ -14,10 +14,6 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberRef from "effect/FiberRef"
-import * as FiberRefs from "effect/FiberRefs"
-import * as FiberSet from "effect/FiberSet"
-import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { Journal, JournalWrite, WriteResult } from "../DurableExecutionJournal.js"
@@ -161,9 +157,8 @@ export const make = (
     /** A drain is committing: it takes every write queued meanwhile before it stops. */
     let draining = false
     /**
-     * The last batch released several waiting callers. Their next writes then go through the background
-     * drain (which lets ready fibers run first), so executions in lockstep share commits instead of the
-     * first of them draining alone at once while the others queue behind it.
+     * The last batch released several waiting callers: the writer lets ready fibers run before it drains,
+     * so executions in lockstep share commits instead of the first of them committing alone.
      */
     let loaded = false
     /** Queued writes somebody awaits. */
@@ -252,7 +247,7 @@ export const make = (
         commits++
         if (Exit.isSuccess(exit)) complete(batch, exit.value)
         else fail(batch, exit.cause)
-        // Several callers were waiting: the engine is loaded (see `submit`).
+        // Several callers were waiting: the engine is loaded (see the writer below).
         let waiters = 0
         for (let i = 0; i < batch.length; i++) if (batch[i]!.result !== undefined) waiters++
         loaded = waiters >= 2
@@ -266,29 +261,15 @@ export const make = (
       })
     ))
 
-    // Drains run in fibers of their own (interrupted with the engine), started at once by an awaited write
-    // on an idle committer: on a journal that commits synchronously (in memory) the write is committed
-    // before `submit` returns, and nobody waits on a scheduler hop; on SQL the statement is sent at once.
-    const fibers = yield* FiberSet.make()
-    const runFork = yield* FiberSet.runtime(fibers)<never>()
-    const logAnnotations = HashMap.set(
-      HashMap.set(yield* FiberRef.get(FiberRef.currentLogAnnotations), "package", "@effect-cluster/cluster-workflow" as unknown),
-      "module",
-      "GroupCommit"
-    )
-    const startDrain = () => {
-      draining = true
-      runFork(drain, {
-        updateRefs: (refs, fiberId) =>
-          FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: logAnnotations })
-      })
-    }
-
-    // Pipelined writes (nobody awaits them) are drained by this fiber, woken by them on an idle committer.
-    // It lets the fibers that are ready run first, so that a pipelined write (a step's result) shares its
-    // commit with the awaited write its execution submits next (the next attempt marker, the workflow's
-    // completion, a suspension) instead of committing alone just before it.
+    // One writer fiber drains the queue, woken by the first write on an idle committer. Woken by a
+    // pipelined write (a step's result, nobody awaits it), or when loaded, it lets the fibers that are ready
+    // run first, so that the write shares its commit with the awaited write its execution submits next (the
+    // next attempt marker, the workflow's completion, a suspension) instead of committing alone just before
+    // it. Woken by an awaited write on an idle engine it commits at once.
+    // (A fiber per drain, started at once by the awaited write, saves that write a scheduler hop, but
+    // creating it costs more than the hop: measured, not assumed.)
     let wake: ((effect: Effect.Effect<void>) => void) | undefined
+    let wokenByAwaited = false
     const woken = Effect.void
     const waitForWrites = Effect.async<void>((resume) => {
       if (queue.length > 0 && !draining) return resume(woken)
@@ -297,22 +278,25 @@ export const make = (
         if (wake === resume) wake = undefined
       })
     })
-    const background: Effect.Effect<never> = Effect.forever(
-      Effect.zipRight(
-        Effect.zipRight(waitForWrites, Effect.yieldNow()),
-        Effect.suspend(() => {
-          if (draining || queue.length === 0) return Effect.void
-          draining = true
-          return drain
-        })
-      )
+    const startDrain = Effect.suspend(() => {
+      if (draining || queue.length === 0) return Effect.void
+      draining = true
+      return drain
+    })
+    const writer: Effect.Effect<never> = Effect.forever(
+      Effect.flatMap(waitForWrites, () => {
+        const yieldFirst = loaded || !wokenByAwaited
+        wokenByAwaited = false
+        return yieldFirst ? Effect.zipRight(Effect.yieldNow(), startDrain) : startDrain
+      })
     ).pipe(Effect.annotateLogs({ package: "@effect-cluster/cluster-workflow", module: "GroupCommit" }))
-    yield* Effect.forkScoped(Effect.interruptible(background))
+    yield* Effect.forkScoped(Effect.interruptible(writer))
 
-    const wakeBackground = () => {
+    const wakeWriter = (awaited: boolean) => {
       const waiter = wake
       if (waiter !== undefined && !draining) {
         wake = undefined
+        wokenByAwaited = awaited
         waiter(woken)
       }
     }
@@ -322,15 +306,12 @@ export const make = (
         const result = new OneShot<WriteResult, JournalError>()
         queue.push({ write, owner, result })
         awaitedQueued++
-        if (!draining) {
-          if (loaded) wakeBackground()
-          else startDrain()
-        }
+        wakeWriter(true)
         return result
       },
       submitPipelined: (write, owner) => {
         queue.push({ write, owner, result: undefined })
-        wakeBackground()
+        wakeWriter(false)
       },
       commits: () => commits
     }
