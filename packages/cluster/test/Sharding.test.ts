@@ -15,6 +15,7 @@ import {
 } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
 import {
+  Context,
   Deferred,
   Duration,
   Either,
@@ -400,6 +401,35 @@ describe("Sharding (single pod, 2024 layers)", () => {
       yield* sharding.unassign(yield* sharding.getAssignedShardIds)
       expect(yield* sharding.localEntityCount).toBe(0)
     }).pipe(Effect.provide(singlePod({ maxEntitiesPerPod: 5000 }))))
+
+  it.scoped("runs a handler in its registration's context and gives the sender its own back (also after a defect)", () =>
+    Effect.gen(function*() {
+      class Greeting extends Context.Tag("test/Greeting")<Greeting, string>() {}
+      class Caller extends Context.Tag("test/Caller")<Caller, string>() {}
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromFunctionEffect((_, message: Ping) =>
+        Effect.gen(function*() {
+          if (message.id === "crash") return yield* Effect.die("crashed")
+          const greeting = yield* Greeting
+          const caller = yield* Effect.serviceOption(Caller)
+          return MessageState.Processed(Exit.succeed(`${greeting} (caller visible: ${Option.isSome(caller)})`))
+        })
+      )).pipe(Effect.provideService(Greeting, "hello"))
+      const messenger = yield* Sharding.messenger(Pinger)
+      const send = (id: string) =>
+        Effect.gen(function*() {
+          const reply = yield* Effect.either(messenger.send("p")(new Ping({ id })))
+          return { reply, caller: yield* Caller, greeting: Option.isSome(yield* Effect.serviceOption(Greeting)) }
+        }).pipe(Effect.provideService(Caller, "me"))
+      const ok = yield* send("a")
+      expect(ok.reply).toEqual(Either.right("hello (caller visible: false)"))
+      expect([ok.caller, ok.greeting]).toEqual(["me", false])
+      const crashed = yield* send("crash")
+      expect(Either.isLeft(crashed.reply) && crashed.reply.left).toBeInstanceOf(
+        ShardingException.ExceptionWhileOfferingMessageException
+      )
+      expect([crashed.caller, crashed.greeting]).toEqual(["me", false])
+    }).pipe(Effect.provide(singlePod())))
 
   it.effect("starts a singleton, and interrupts it when the pod stops", () =>
     withPod({}, (close) =>

@@ -145,9 +145,20 @@ export class EntityManager {
         if (Exit.isSuccess(offered)) this.processed(entity, messageId, offered.value)
         return offered
       }
-      return Effect.ensuring(
-        Effect.map(offered, (reply) => this.processed(entity, messageId, reply)),
-        Effect.sync(() => this.release(entity))
+      // Record the reply and release the mailbox in one continuation, whatever the outcome (interruption
+      // included: the continuation runs in an uninterruptible region).
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.matchCauseEffect(restore(offered), {
+          onFailure: (cause) => {
+            this.release(entity)
+            return Effect.failCause(cause)
+          },
+          onSuccess: (reply) => {
+            const recorded = this.processed(entity, messageId, reply)
+            this.release(entity)
+            return Exit.succeed(recorded)
+          }
+        })
       )
     }
     return Effect.uninterruptibleMask((restore) =>
