@@ -134,11 +134,6 @@ interface Step {
   idempotencyKey: string | undefined
 }
 
-/** A live run of an activity: the context its body replaced, while the body runs. */
-interface LiveRun {
-  previous: Context.Context<never> | undefined
-}
-
 /** What `runActivity` runs. */
 interface ActivityRun<A, E, R> {
   readonly kind: "activity" | "compensation"
@@ -298,10 +293,7 @@ export class ExecutionRuntime implements WriteOwner {
   // the coordinator
   // ---------------------------------------------------------------------------------------------
 
-  /**
-   * Runs the execution until it completes, suspends or stops. If it is interrupted (or dies) instead, the
-   * runner must then run `stopBody`.
-   */
+  /** Runs the execution until it completes, suspends or stops. */
   get run(): Effect.Effect<Outcome> {
     // A just-created execution has no events and no signals: nothing to read.
     const started: Effect.Effect<Outcome> = this.params.fresh
@@ -313,13 +305,9 @@ export class ExecutionRuntime implements WriteOwner {
             ? Effect.succeed({ _tag: "Stopped", error: loaded.left })
             : Effect.withFiberRuntime((fiber) => this.begin(fiber, loaded.right[0], loaded.right[1]))
       )
-    return started
-  }
-
-  /** Interrupts the body, unless it has ended (after `run` was interrupted). */
-  get stopBody(): Effect.Effect<void> {
-    const bodyFiber = this.bodyFiber
-    return bodyFiber === undefined || bodyFiber.unsafePoll() !== null ? Effect.void : Effect.asVoid(Fiber.interrupt(bodyFiber))
+    return started.pipe(Effect.onExit((exit) =>
+      Exit.isSuccess(exit) || this.bodyFiber === undefined ? Effect.void : Fiber.interrupt(this.bodyFiber)
+    ))
   }
 
   /** Starts the body (in the coordinator's fiber `fiber`) and handles control messages until an outcome. */
@@ -946,68 +934,42 @@ export class ExecutionRuntime implements WriteOwner {
       if (!("step" in requested)) return this.fatal(requested)
       const { first, step } = requested
       if (!first) return Effect.flatMap(step.done.await, (json) => this.decode(step, options.codec, json))
-      const recorded = (json: string): Effect.Effect<A, E> => {
-        const decoded = this.decode(step, options.codec, json)
-        const onSuccess = options.onSuccess
-        if (onSuccess === undefined || this.compensating) return decoded
-        return Effect.tap(decoded, (value) => {
-          this.compensations.push({ step, run: onSuccess(value) })
-        })
-      }
-      const gate = step.gate.unsafePoll
-      // replayed: its result is known
-      if (gate !== undefined && Exit.isSuccess(gate) && gate.value._tag === "Done") return recorded(gate.value.json)
-      const live: LiveRun = { previous: undefined }
       // Hot path: a live step whose gate is already open runs without waiting on it.
+      const gate = step.gate.unsafePoll
       const json: Effect.Effect<string, never, any> = gate !== undefined && Exit.isSuccess(gate)
-        ? this.runActivityLive(step, options, live)
+        ? (gate.value._tag === "Done" ? Effect.succeed(gate.value.json) : this.runActivityLive(step, options))
         : Effect.flatMap(
           step.gate.await,
           (gate): Effect.Effect<string, never, any> =>
-            gate._tag === "Done" ? Effect.succeed(gate.json) : this.runActivityLive(step, options, live)
+            gate._tag === "Done" ? Effect.succeed(gate.json) : this.runActivityLive(step, options)
         )
-      // However it ends: a body left by interruption (or a defect) gets its context back and stops counting
-      // as active, and an interrupted requester abandons the step (a race's loser), whether it waited or ran.
+      // An interrupted requester abandons the step (a race's loser), whether it waited or ran.
       return Effect.flatMap(
-        Effect.onExit(json, (exit): Effect.Effect<void> => {
-          const restore = this.leaveBody(live)
-          if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) this.abandon(step)
-          return restore
-        }),
-        recorded
+        Effect.onInterrupt(json, () => Effect.sync(() => this.abandon(step))),
+        (json) => {
+          const decoded = this.decode(step, options.codec, json)
+          const onSuccess = options.onSuccess
+          if (onSuccess === undefined || this.compensating) return decoded
+          return Effect.tap(decoded, (value) => {
+            this.compensations.push({ step, run: onSuccess(value) })
+          })
+        }
       )
     }) as any
   }
 
-  /** The body of a live run is over: it stops counting as active and the fiber gets its context back. */
-  private leaveBody(live: LiveRun): Effect.Effect<void> {
-    const previous = live.previous
-    if (previous === undefined) return Effect.void
-    live.previous = undefined
-    this.active--
-    return FiberRef.set(FiberRef.currentContext, previous)
-  }
-
   /** Runs the step's attempts (after any recorded retry delay) until it has a result to record. */
-  private runActivityLive<A, E, R>(
-    step: Step,
-    options: ActivityRun<A, E, R>,
-    live: LiveRun
-  ): Effect.Effect<string, never, any> {
+  private runActivityLive<A, E, R>(step: Step, options: ActivityRun<A, E, R>): Effect.Effect<string, never, any> {
     const retryWakeAt = step.retryWakeAt
-    if (retryWakeAt === undefined) return this.attemptActivity(step, options, live)
+    if (retryWakeAt === undefined) return this.attemptActivity(step, options)
     return Effect.flatMap(this.waitUntil(step, retryWakeAt, "retry"), () => {
       step.retryWakeAt = undefined
-      return this.attemptActivity(step, options, live)
+      return this.attemptActivity(step, options)
     })
   }
 
   /** One attempt: record it, run the body, then record the result or a retry decision. */
-  private attemptActivity<A, E, R>(
-    step: Step,
-    options: ActivityRun<A, E, R>,
-    live: LiveRun
-  ): Effect.Effect<string, never, any> {
+  private attemptActivity<A, E, R>(step: Step, options: ActivityRun<A, E, R>): Effect.Effect<string, never, any> {
     return Effect.withFiberRuntime((fiber) => {
       const attempt = step.attempt + 1
       step.attempt = attempt
@@ -1019,10 +981,8 @@ export class ExecutionRuntime implements WriteOwner {
       )
       // committed already (a journal that commits synchronously): go on without waiting
       const committed = started.unsafePoll
-      if (committed !== undefined && Exit.isSuccess(committed)) {
-        return this.runAttempt(step, attempt, committed.value, options, live)
-      }
-      return Effect.flatMap(Effect.orDie(started.await), (started) => this.runAttempt(step, attempt, started, options, live))
+      if (committed !== undefined && Exit.isSuccess(committed)) return this.runAttempt(step, attempt, committed.value, options)
+      return Effect.flatMap(Effect.orDie(started.await), (started) => this.runAttempt(step, attempt, started, options))
     })
   }
 
@@ -1030,8 +990,7 @@ export class ExecutionRuntime implements WriteOwner {
     step: Step,
     attempt: number,
     started: WriteResult,
-    options: ActivityRun<A, E, R>,
-    live: LiveRun
+    options: ActivityRun<A, E, R>
   ): Effect.Effect<string, never, any> {
     if (started._tag !== "Ok") return Effect.interrupt
     const key = step.idempotencyKey ??
@@ -1046,38 +1005,43 @@ export class ExecutionRuntime implements WriteOwner {
     }
     if (options.transactional) return this.runTransactional(step, attempt, options, activityContext)
     return Effect.flatMap(
-      this.runBody(options.body, activityContext, live),
-      (exit) => this.afterAttempt(step, attempt, exit, options, live)
+      this.runBody(options.body, activityContext),
+      (exit) => this.afterAttempt(step, attempt, exit, options)
     )
   }
 
   /**
    * Runs an activity body with its `ActivityContext`, counted as active. The context is set on the fiber
-   * and restored afterwards (what `provideService` does, without its acquire/release machinery); if the
-   * body is interrupted, `runActivity` restores it (`live`).
+   * and restored afterwards (what `provideService` does, without its acquire/release machinery).
    */
   private runBody<A, E, R>(
     body: Effect.Effect<A, E, R>,
-    activityContext: Context.Tag.Service<ActivityContext>,
-    live: LiveRun
+    activityContext: Context.Tag.Service<ActivityContext>
   ): Effect.Effect<Exit.Exit<A, E>, never, any> {
-    return Effect.withFiberRuntime<Exit.Exit<A, E>, never, any>((fiber) => {
-      const previous = fiber.getFiberRef(FiberRef.currentContext)
-      live.previous = previous
+    let previous: Context.Context<never> | undefined
+    const enter = Effect.withFiberRuntime<Exit.Exit<A, E>, never, any>((fiber) => {
+      previous = fiber.getFiberRef(FiberRef.currentContext)
       this.active++
       return Effect.zipRight(
         FiberRef.set(FiberRef.currentContext, Context.add(previous, ActivityContext, activityContext)),
-        Effect.flatMap(Effect.exit(body), (exit) => Effect.as(this.leaveBody(live), exit))
+        Effect.exit(body)
       )
     })
+    return Effect.ensuring(
+      enter,
+      Effect.suspend(() => {
+        if (previous === undefined) return Effect.void
+        this.active--
+        return FiberRef.set(FiberRef.currentContext, previous)
+      })
+    )
   }
 
   private afterAttempt<A, E, R>(
     step: Step,
     attempt: number,
     exit: Exit.Exit<A, E>,
-    options: ActivityRun<A, E, R>,
-    live: LiveRun
+    options: ActivityRun<A, E, R>
   ): Effect.Effect<string, never, any> {
     if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
       this.abandon(step)
@@ -1098,7 +1062,7 @@ export class ExecutionRuntime implements WriteOwner {
           this.pipeline([this.event("StepRetrying", step.kind, step.scope, step.id, attempt, body)], undefined, decidedAt)
           step.retryTimes.push(decidedAt)
           step.retryWakeAt = wakeAt
-          return this.runActivityLive(step, options, live)
+          return this.runActivityLive(step, options)
         })
       }
       return this.finishAttempt(step, attempt, exit, options.codec, decidedAt)
