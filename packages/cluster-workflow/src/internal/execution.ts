@@ -134,6 +134,11 @@ interface Step {
   idempotencyKey: string | undefined
 }
 
+/** A live run of an activity: the context its body replaced, while the body runs. */
+interface LiveRun {
+  previous: Context.Context<never> | undefined
+}
+
 /** What `runActivity` runs. */
 interface ActivityRun<A, E, R> {
   readonly kind: "activity" | "compensation"
@@ -293,7 +298,10 @@ export class ExecutionRuntime implements WriteOwner {
   // the coordinator
   // ---------------------------------------------------------------------------------------------
 
-  /** Runs the execution until it completes, suspends or stops. */
+  /**
+   * Runs the execution until it completes, suspends or stops. If it is interrupted (or dies) instead, the
+   * runner must then run `stopBody`.
+   */
   get run(): Effect.Effect<Outcome> {
     // A just-created execution has no events and no signals: nothing to read.
     const started: Effect.Effect<Outcome> = this.params.fresh
@@ -305,9 +313,13 @@ export class ExecutionRuntime implements WriteOwner {
             ? Effect.succeed({ _tag: "Stopped", error: loaded.left })
             : Effect.withFiberRuntime((fiber) => this.begin(fiber, loaded.right[0], loaded.right[1]))
       )
-    return started.pipe(Effect.onExit((exit) =>
-      Exit.isSuccess(exit) || this.bodyFiber === undefined ? Effect.void : Fiber.interrupt(this.bodyFiber)
-    ))
+    return started
+  }
+
+  /** Interrupts the body, unless it has ended (after `run` was interrupted). */
+  get stopBody(): Effect.Effect<void> {
+    const bodyFiber = this.bodyFiber
+    return bodyFiber === undefined || bodyFiber.unsafePoll() !== null ? Effect.void : Effect.asVoid(Fiber.interrupt(bodyFiber))
   }
 
   /** Starts the body (in the coordinator's fiber `fiber`) and handles control messages until an outcome. */
@@ -395,17 +407,19 @@ export class ExecutionRuntime implements WriteOwner {
     }
   }
 
-  private readonly reloadInbox = Effect.gen(this, function*() {
-    const row = yield* Effect.either(this.engine.journal.get(this.key))
-    const signals = yield* Effect.either(this.engine.journal.signals(this.key))
-    if (Either.isLeft(row) || Either.isLeft(signals)) return
-    if (Option.isSome(row.right)) {
-      this.inboxVersion = Math.max(this.inboxVersion, row.right.value.inboxVersion)
-      if (row.right.value.cancelRequested) this.cancelPending = true
-    }
-    for (const signal of signals.right) this.receiveSignal(signal.name, signal.value)
-    if (this.cancelPending && this.phase === "live" && this.liveStarted) yield* this.beginCancel(false)
-  })
+  private get reloadInbox(): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      const row = yield* Effect.either(this.engine.journal.get(this.key))
+      const signals = yield* Effect.either(this.engine.journal.signals(this.key))
+      if (Either.isLeft(row) || Either.isLeft(signals)) return
+      if (Option.isSome(row.right)) {
+        this.inboxVersion = Math.max(this.inboxVersion, row.right.value.inboxVersion)
+        if (row.right.value.cancelRequested) this.cancelPending = true
+      }
+      for (const signal of signals.right) this.receiveSignal(signal.name, signal.value)
+      if (this.cancelPending && this.phase === "live" && this.liveStarted) yield* this.beginCancel(false)
+    })
+  }
 
   private receiveSignal(name: string, value: string) {
     if (!this.signals.has(name)) this.signals.set(name, value)
@@ -520,17 +534,19 @@ export class ExecutionRuntime implements WriteOwner {
   }
 
   /** Lets the body run until it blocks: chains of fibers resumed by the last event get to react. */
-  private readonly settle = Effect.suspend(() => {
-    let seen = -1
-    let quiet = 0
-    const loop: Effect.Effect<void> = Effect.suspend(() => {
-      if (this.progress === seen) quiet++
-      else quiet = 0
-      seen = this.progress
-      return quiet >= 3 ? Effect.void : Effect.zipRight(Effect.yieldNow(), loop)
+  private get settle(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      let seen = -1
+      let quiet = 0
+      const loop: Effect.Effect<void> = Effect.suspend(() => {
+        if (this.progress === seen) quiet++
+        else quiet = 0
+        seen = this.progress
+        return quiet >= 3 ? Effect.void : Effect.zipRight(Effect.yieldNow(), loop)
+      })
+      return loop
     })
-    return loop
-  })
+  }
 
   private trySuspend(): Effect.Effect<Outcome | undefined> {
     return Effect.gen(this, function*() {
@@ -583,11 +599,13 @@ export class ExecutionRuntime implements WriteOwner {
     })
   }
 
-  private readonly suspendForYield: Effect.Effect<Outcome | undefined> = Effect.gen(this, function*() {
-    const outcome = yield* this.writeSuspend("yield", null)
-    if (outcome === undefined && !this.cancelling) this.control.unsafeOffer({ _tag: "Yield" })
-    return outcome
-  })
+  private get suspendForYield(): Effect.Effect<Outcome | undefined> {
+    return Effect.gen(this, function*() {
+      const outcome = yield* this.writeSuspend("yield", null)
+      if (outcome === undefined && !this.cancelling) this.control.unsafeOffer({ _tag: "Yield" })
+      return outcome
+    })
+  }
 
   // ---------------------------------------------------------------------------------------------
   // cancellation and compensation
@@ -614,30 +632,32 @@ export class ExecutionRuntime implements WriteOwner {
   }
 
   /** Runs the compensations of completed activities in reverse order, each journaled as a step. */
-  private readonly compensate: Effect.Effect<void> = Effect.suspend((): Effect.Effect<void> => {
-    this.compensating = true
-    const pending = this.compensations.slice().reverse()
-    return Effect.forEach(pending, ({ run, step }) =>
-      Effect.exit(this.runActivity({
-        kind: "compensation",
-        scope: step.scope,
-        id: step.kind + ":" + step.id,
-        codec: compensationCodec,
-        body: run,
-        retry: undefined,
-        transactional: false
-      })), { discard: true }).pipe(
-        Effect.provideService(WorkflowContext, {
-          workflow: this.key.workflow,
-          executionId: this.key.executionId,
-          version: this.params.version,
-          scope: [],
-          makePersistenceId: (localId) => `${this.key.executionId}__${localId}`,
-          runtime: this
-        }),
-        Effect.provide(this.params.context)
-      ) as Effect.Effect<void>
-  })
+  private get compensate(): Effect.Effect<void> {
+    return Effect.suspend((): Effect.Effect<void> => {
+      this.compensating = true
+      const pending = this.compensations.slice().reverse()
+      return Effect.forEach(pending, ({ run, step }) =>
+        Effect.exit(this.runActivity({
+          kind: "compensation",
+          scope: step.scope,
+          id: step.kind + ":" + step.id,
+          codec: compensationCodec,
+          body: run,
+          retry: undefined,
+          transactional: false
+        })), { discard: true }).pipe(
+          Effect.provideService(WorkflowContext, {
+            workflow: this.key.workflow,
+            executionId: this.key.executionId,
+            version: this.params.version,
+            scope: [],
+            makePersistenceId: (localId) => `${this.key.executionId}__${localId}`,
+            runtime: this
+          }),
+          Effect.provide(this.params.context)
+        ) as Effect.Effect<void>
+    })
+  }
 
   // ---------------------------------------------------------------------------------------------
   // replay
@@ -736,13 +756,15 @@ export class ExecutionRuntime implements WriteOwner {
   }
 
   /** Replay is over: once the body settled, start every step that is still asked for. */
-  private readonly startLive = Effect.gen(this, function*() {
-    if (!this.liveStarted) yield* this.settle
-    this.liveStarted = true
-    this.openPendingGates()
-    if (this.cancelPending) yield* this.beginCancel(false)
-    this.control.unsafeOffer({ _tag: "CheckSuspend" })
-  })
+  private get startLive(): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      if (!this.liveStarted) yield* this.settle
+      this.liveStarted = true
+      this.openPendingGates()
+      if (this.cancelPending) yield* this.beginCancel(false)
+      this.control.unsafeOffer({ _tag: "CheckSuspend" })
+    })
+  }
 
   /** Opens the gate of every step asked for and not yet started, resolved or abandoned. */
   private openPendingGates() {
@@ -934,42 +956,68 @@ export class ExecutionRuntime implements WriteOwner {
       if (!("step" in requested)) return this.fatal(requested)
       const { first, step } = requested
       if (!first) return Effect.flatMap(step.done.await, (json) => this.decode(step, options.codec, json))
-      // Hot path: a live step whose gate is already open runs without waiting on it.
+      const recorded = (json: string): Effect.Effect<A, E> => {
+        const decoded = this.decode(step, options.codec, json)
+        const onSuccess = options.onSuccess
+        if (onSuccess === undefined || this.compensating) return decoded
+        return Effect.tap(decoded, (value) => {
+          this.compensations.push({ step, run: onSuccess(value) })
+        })
+      }
       const gate = step.gate.unsafePoll
+      // replayed: its result is known
+      if (gate !== undefined && Exit.isSuccess(gate) && gate.value._tag === "Done") return recorded(gate.value.json)
+      const live: LiveRun = { previous: undefined }
+      // Hot path: a live step whose gate is already open runs without waiting on it.
       const json: Effect.Effect<string, never, any> = gate !== undefined && Exit.isSuccess(gate)
-        ? (gate.value._tag === "Done" ? Effect.succeed(gate.value.json) : this.runActivityLive(step, options))
+        ? this.runActivityLive(step, options, live)
         : Effect.flatMap(
           step.gate.await,
           (gate): Effect.Effect<string, never, any> =>
-            gate._tag === "Done" ? Effect.succeed(gate.json) : this.runActivityLive(step, options)
+            gate._tag === "Done" ? Effect.succeed(gate.json) : this.runActivityLive(step, options, live)
         )
-      // An interrupted requester abandons the step (a race's loser), whether it waited or ran.
+      // However it ends: a body left by interruption (or a defect) gets its context back and stops counting
+      // as active, and an interrupted requester abandons the step (a race's loser), whether it waited or ran.
       return Effect.flatMap(
-        Effect.onInterrupt(json, () => Effect.sync(() => this.abandon(step))),
-        (json) => {
-          const decoded = this.decode(step, options.codec, json)
-          const onSuccess = options.onSuccess
-          if (onSuccess === undefined || this.compensating) return decoded
-          return Effect.tap(decoded, (value) => {
-            this.compensations.push({ step, run: onSuccess(value) })
-          })
-        }
+        Effect.onExit(json, (exit): Effect.Effect<void> => {
+          const restore = this.leaveBody(live)
+          if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) this.abandon(step)
+          return restore
+        }),
+        recorded
       )
     }) as any
   }
 
+  /** The body of a live run is over: it stops counting as active and the fiber gets its context back. */
+  private leaveBody(live: LiveRun): Effect.Effect<void> {
+    const previous = live.previous
+    if (previous === undefined) return Effect.void
+    live.previous = undefined
+    this.active--
+    return FiberRef.set(FiberRef.currentContext, previous)
+  }
+
   /** Runs the step's attempts (after any recorded retry delay) until it has a result to record. */
-  private runActivityLive<A, E, R>(step: Step, options: ActivityRun<A, E, R>): Effect.Effect<string, never, any> {
+  private runActivityLive<A, E, R>(
+    step: Step,
+    options: ActivityRun<A, E, R>,
+    live: LiveRun
+  ): Effect.Effect<string, never, any> {
     const retryWakeAt = step.retryWakeAt
-    if (retryWakeAt === undefined) return this.attemptActivity(step, options)
+    if (retryWakeAt === undefined) return this.attemptActivity(step, options, live)
     return Effect.flatMap(this.waitUntil(step, retryWakeAt, "retry"), () => {
       step.retryWakeAt = undefined
-      return this.attemptActivity(step, options)
+      return this.attemptActivity(step, options, live)
     })
   }
 
   /** One attempt: record it, run the body, then record the result or a retry decision. */
-  private attemptActivity<A, E, R>(step: Step, options: ActivityRun<A, E, R>): Effect.Effect<string, never, any> {
+  private attemptActivity<A, E, R>(
+    step: Step,
+    options: ActivityRun<A, E, R>,
+    live: LiveRun
+  ): Effect.Effect<string, never, any> {
     return Effect.withFiberRuntime((fiber) => {
       const attempt = step.attempt + 1
       step.attempt = attempt
@@ -981,8 +1029,14 @@ export class ExecutionRuntime implements WriteOwner {
       )
       // committed already (a journal that commits synchronously): go on without waiting
       const committed = started.unsafePoll
-      if (committed !== undefined && Exit.isSuccess(committed)) return this.runAttempt(step, attempt, committed.value, options)
-      return Effect.flatMap(Effect.orDie(started.await), (started) => this.runAttempt(step, attempt, started, options))
+      if (committed !== undefined && Exit.isSuccess(committed)) {
+        return this.runAttempt(step, attempt, committed.value, options, live)
+      }
+      return Effect.flatMap(
+        started.awaitExit,
+        (exit): Effect.Effect<string, never, any> =>
+          Exit.isSuccess(exit) ? this.runAttempt(step, attempt, exit.value, options, live) : Effect.orDie(Effect.failCause(exit.cause))
+      )
     })
   }
 
@@ -990,7 +1044,8 @@ export class ExecutionRuntime implements WriteOwner {
     step: Step,
     attempt: number,
     started: WriteResult,
-    options: ActivityRun<A, E, R>
+    options: ActivityRun<A, E, R>,
+    live: LiveRun
   ): Effect.Effect<string, never, any> {
     if (started._tag !== "Ok") return Effect.interrupt
     const key = step.idempotencyKey ??
@@ -1004,50 +1059,51 @@ export class ExecutionRuntime implements WriteOwner {
       activityId: step.id
     }
     if (options.transactional) return this.runTransactional(step, attempt, options, activityContext)
-    return Effect.flatMap(
-      this.runBody(options.body, activityContext),
-      (exit) => this.afterAttempt(step, attempt, exit, options)
-    )
+    return this.runBody(step, attempt, options, activityContext, live)
   }
 
   /**
    * Runs an activity body with its `ActivityContext`, counted as active. The context is set on the fiber
-   * and restored afterwards (what `provideService` does, without its acquire/release machinery).
+   * and restored afterwards (what `provideService` does, without its acquire/release machinery); if the
+   * body is interrupted, `runActivity` restores it (`live`).
    */
   private runBody<A, E, R>(
-    body: Effect.Effect<A, E, R>,
-    activityContext: Context.Tag.Service<ActivityContext>
-  ): Effect.Effect<Exit.Exit<A, E>, never, any> {
-    let previous: Context.Context<never> | undefined
-    const enter = Effect.withFiberRuntime<Exit.Exit<A, E>, never, any>((fiber) => {
-      previous = fiber.getFiberRef(FiberRef.currentContext)
+    step: Step,
+    attempt: number,
+    options: ActivityRun<A, E, R>,
+    activityContext: Context.Tag.Service<ActivityContext>,
+    live: LiveRun
+  ): Effect.Effect<string, never, any> {
+    return Effect.withFiberRuntime<string, never, any>((fiber) => {
+      const previous = fiber.getFiberRef(FiberRef.currentContext)
+      live.previous = previous
       this.active++
-      return Effect.zipRight(
-        FiberRef.set(FiberRef.currentContext, Context.add(previous, ActivityContext, activityContext)),
-        Effect.exit(body)
-      )
-    })
-    return Effect.ensuring(
-      enter,
-      Effect.suspend(() => {
-        if (previous === undefined) return Effect.void
-        this.active--
-        return FiberRef.set(FiberRef.currentContext, previous)
+      setFiberRef(fiber, FiberRef.currentContext, Context.add(previous, ActivityContext, activityContext))
+      // (a continuation runs on the fiber that ran the body: `fiber`)
+      return Effect.flatMap(Effect.exit(options.body), (exit) => {
+        if (live.previous !== undefined) {
+          setFiberRef(fiber, FiberRef.currentContext, live.previous)
+          live.previous = undefined
+          this.active--
+        }
+        return this.afterAttempt(step, attempt, exit, options, live, fiber)
       })
-    )
+    })
   }
 
   private afterAttempt<A, E, R>(
     step: Step,
     attempt: number,
     exit: Exit.Exit<A, E>,
-    options: ActivityRun<A, E, R>
+    options: ActivityRun<A, E, R>,
+    live: LiveRun,
+    fiber: Fiber.RuntimeFiber<unknown, unknown>
   ): Effect.Effect<string, never, any> {
     if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
       this.abandon(step)
       return Effect.interrupt
     }
-    return Effect.withFiberRuntime((fiber) => {
+    {
       const decidedAt = clockOf(fiber).unsafeCurrentTimeMillis()
       if (Exit.isFailure(exit) && options.retry !== undefined) {
         return Effect.flatMap(this.retryDelay(options.retry, step, exit.cause, decidedAt), (delay) => {
@@ -1062,11 +1118,11 @@ export class ExecutionRuntime implements WriteOwner {
           this.pipeline([this.event("StepRetrying", step.kind, step.scope, step.id, attempt, body)], undefined, decidedAt)
           step.retryTimes.push(decidedAt)
           step.retryWakeAt = wakeAt
-          return this.runActivityLive(step, options)
+          return this.runActivityLive(step, options, live)
         })
       }
       return this.finishAttempt(step, attempt, exit, options.codec, decidedAt)
-    })
+    }
   }
 
   private finishAttempt<A, E>(
@@ -1298,10 +1354,12 @@ export class ExecutionRuntime implements WriteOwner {
   }
 
   /** Suspends the execution until it is resumed (2024 `Workflow.yieldExecution`). */
-  readonly yieldExecution: Effect.Effect<never> = Effect.suspend(() => {
-    this.control.unsafeOffer({ _tag: "Yield" })
-    return Effect.never
-  })
+  get yieldExecution(): Effect.Effect<never> {
+    return Effect.suspend(() => {
+      this.control.unsafeOffer({ _tag: "Yield" })
+      return Effect.never
+    })
+  }
 }
 
 /** `@effect/sql`'s SqlClient tag, by key, so this module does not import the package. */
@@ -1320,6 +1378,13 @@ const compensationCodec = {
 } as unknown as ExitCodec<void, never>
 
 const runGate: Gate = { _tag: "Run" }
+
+/**
+ * Sets a fiber ref of the running fiber `fiber` (from inside its own `withFiberRuntime` or a continuation
+ * of it) without an effect: what `FiberRef.set` does in its `withFiberRuntime`.
+ */
+const setFiberRef = <A>(fiber: Fiber.RuntimeFiber<unknown, unknown>, ref: FiberRef.FiberRef<A>, value: A): void =>
+  (fiber as unknown as { setFiberRef(ref: FiberRef.FiberRef<A>, value: A): void }).setFiberRef(ref, value)
 
 /** The fiber's clock: what `Clock.currentTimeMillis` reads, without its effect. */
 const clockOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Clock.Clock =>

@@ -41,6 +41,28 @@ export class OneShot<A, E = never> {
     return this.exit !== undefined
   }
 
+  /** Waits for the outcome, as an `Exit` (interruptible). */
+  get awaitExit(): Effect.Effect<Exit.Exit<A, E>> {
+    const exit = this.exit
+    if (exit !== undefined) return Effect.succeed(exit)
+    return Effect.async<Exit.Exit<A, E>>((resume) => {
+      if (this.exit !== undefined) {
+        resume(Effect.succeed(this.exit))
+        return
+      }
+      const waiter = (exit: Exit.Exit<A, E>) => resume(Effect.succeed(exit))
+      const waiters = this.waiters ?? (this.waiters = [])
+      waiters.push(waiter)
+      return Effect.sync(() => {
+        const current = this.waiters
+        if (current !== undefined) {
+          const index = current.indexOf(waiter)
+          if (index >= 0) current.splice(index, 1)
+        }
+      })
+    })
+  }
+
   /** Waits for the outcome (interruptible). */
   get await(): Effect.Effect<A, E> {
     const exit = this.exit
