@@ -324,11 +324,13 @@ export class Engine {
     this.live.set(id, runtime)
     // the renewal loop waits for this only when nothing was live
     if (this.live.size === 1) this.liveChanged.unsafeOffer(undefined)
-    const run = Effect.flatMap(runtime.run, (outcome) => this.onOutcome(runtime, outcome, state.parent)).pipe(
-      Effect.ensuring(Effect.sync(() => {
-        if (this.live.get(id) === runtime) this.live.delete(id)
-        runtime.done.unsafeDone(Exit.void)
-      })),
+    const left = () => {
+      if (this.live.get(id) === runtime) this.live.delete(id)
+      runtime.done.unsafeDone(Exit.void)
+    }
+    const run = Effect.onExit(
+      Effect.flatMap(runtime.run, (outcome) => this.onOutcome(runtime, outcome, state.parent)),
+      (exit) => Exit.isSuccess(exit) ? Effect.sync(left) : Effect.zipRight(runtime.stopBody, Effect.sync(left))
     )
     // The execution's log annotations, set on its fiber (cheaper than `Effect.annotateLogs` around it).
     this.runFork(run, {
