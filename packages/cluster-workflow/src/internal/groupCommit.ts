@@ -261,15 +261,14 @@ export const make = (
       })
     ))
 
-    // One writer fiber drains the queue, woken by the first write on an idle committer. Woken by a
-    // pipelined write (a step's result, nobody awaits it), or when loaded, it lets the fibers that are ready
-    // run first, so that the write shares its commit with the awaited write its execution submits next (the
-    // next attempt marker, the workflow's completion, a suspension) instead of committing alone just before
-    // it. Woken by an awaited write on an idle engine it commits at once.
+    // One writer fiber drains the queue, woken by the first write on an idle committer. When it runs with
+    // only pipelined writes queued (a step's result, nobody awaits it), or when loaded, it lets the fibers
+    // that are ready run first, so that the write shares its commit with the awaited write its execution
+    // submits next (the next attempt marker, the workflow's completion, a suspension) instead of committing
+    // alone just before it. With an awaited write queued on an idle engine it commits at once.
     // (A fiber per drain, started at once by the awaited write, saves that write a scheduler hop, but
     // creating it costs more than the hop: measured, not assumed.)
     let wake: ((effect: Effect.Effect<void>) => void) | undefined
-    let wokenByAwaited = false
     const woken = Effect.void
     const waitForWrites = Effect.async<void>((resume) => {
       if (queue.length > 0 && !draining) return resume(woken)
@@ -284,19 +283,17 @@ export const make = (
       return drain
     })
     const writer: Effect.Effect<never> = Effect.forever(
-      Effect.flatMap(waitForWrites, () => {
-        const yieldFirst = loaded || !wokenByAwaited
-        wokenByAwaited = false
-        return yieldFirst ? Effect.zipRight(Effect.yieldNow(), startDrain) : startDrain
-      })
+      Effect.flatMap(waitForWrites, () =>
+        // (an awaited write submitted after the wake-up, before the writer ran, counts too)
+        loaded || awaitedQueued === 0 ? Effect.zipRight(Effect.yieldNow(), startDrain) : startDrain
+      )
     ).pipe(Effect.annotateLogs({ package: "@effect-cluster/cluster-workflow", module: "GroupCommit" }))
     yield* Effect.forkScoped(Effect.interruptible(writer))
 
-    const wakeWriter = (awaited: boolean) => {
+    const wakeWriter = () => {
       const waiter = wake
       if (waiter !== undefined && !draining) {
         wake = undefined
-        wokenByAwaited = awaited
         waiter(woken)
       }
     }
@@ -306,12 +303,12 @@ export const make = (
         const result = new OneShot<WriteResult, JournalError>()
         queue.push({ write, owner, result })
         awaitedQueued++
-        wakeWriter(true)
+        wakeWriter()
         return result
       },
       submitPipelined: (write, owner) => {
         queue.push({ write, owner, result: undefined })
-        wakeWriter(false)
+        wakeWriter()
       },
       commits: () => commits
     }
