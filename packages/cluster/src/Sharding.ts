@@ -25,12 +25,11 @@ import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Broadcaster } from "./Broadcaster.js"
-import { EntityManager, type EntityState } from "./internal/entityManager.js"
 import * as direct from "./internal/direct.js"
+import { EntityManager, type EntityState } from "./internal/entityManager.js"
 import * as sync from "./internal/exit.js"
 import { exitSchemaOf } from "./internal/exitSchema.js"
 import * as models from "./internal/models.js"
-import { isExit } from "./internal/exit.js"
 import { shardIdOf } from "./internal/hash.js"
 import { primaryKeyOf } from "./internal/primaryKey.js"
 import { TimerWheel } from "./internal/timerWheel.js"
@@ -637,7 +636,7 @@ export const make: Effect.Effect<
     sendDiscard: (entityId) => (message) =>
       Effect.suspend(() => {
         const sent = sendFast(entityType as RecipientType<unknown>, entityId, message, false)
-        return isExit(sent) && Exit.isSuccess(sent) ? Exit.void : Effect.asVoid(sent)
+        return sync.isExit(sent) && Exit.isSuccess(sent) ? Exit.void : Effect.asVoid(sent)
       }),
     send: (entityId) => (message) =>
       Effect.suspend(() =>
