@@ -10,7 +10,9 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -150,6 +152,8 @@ interface Singleton {
 
 const acknowledged = Exit.succeed(MessageState.Acknowledged)
 
+const liveClock: Clock.Clock = Context.get(DefaultServices.liveServices, Clock.Clock)
+
 const podKeyOf = (address: PodAddress): string => `${address.host}:${address.port}`
 
 /**
@@ -183,8 +187,11 @@ export const make: Effect.Effect<
   const leaseMillis = Duration.toMillis(config.leaseDuration)
   const retryTimeoutMillis = Duration.toMillis(config.sendRetryTimeout)
 
-  // Monotonic time (Clock.currentTimeNanos) for leases; TestClock drives it in tests.
-  const monotonicMillis = (): number => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
+  // Monotonic time (Clock.currentTimeNanos) for leases; TestClock drives it in tests. With the live clock,
+  // performance.now() (the same monotonic timeline, without the BigInt): it is read on every delivery.
+  const monotonicMillis: () => number = clock === liveClock
+    ? () => performance.now()
+    : () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
   const idleMillis = (): number => clock.unsafeCurrentTimeMillis()
 
   // --- State. Plain mutable structures, touched only synchronously inside effects, so fibers never see a

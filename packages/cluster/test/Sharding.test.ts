@@ -124,6 +124,30 @@ describe("Sharding (single pod, 2024 layers)", () => {
       expect(yield* messenger.send("a")(new GetCount({ messageId: freshId() }))).toBe(10)
     }).pipe(Effect.provide(singlePod())))
 
+  it.scoped("answers a retried message with its remembered reply: a typed failure, a void success, a value", () =>
+    Effect.gen(function*() {
+      const handled = yield* Ref.make(0)
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Counter)(counterBehaviour({ onMessage: () => Ref.update(handled, (n) => n + 1) }))
+      const messenger = yield* Sharding.messenger(Counter)
+      for (let round = 0; round < 2; round++) {
+        // Several keys, so that the replies live in the per-entity Map (the first is stored inline).
+        expect(yield* Effect.flip(messenger.send("a")(new Fail({ messageId: "f1", reason: "no" })))).toBe("no")
+        expect(yield* messenger.send("a")(new Fail({ messageId: "f2", reason: "unused" })).pipe(Effect.flip)).toBe("unused")
+        expect(yield* messenger.send("a")(new Increment({ messageId: "i1", by: 5 }))).toBe(5)
+        expect(yield* messenger.send("a")(new GetCount({ messageId: "g1" }))).toBe(5)
+      }
+      expect(yield* Ref.get(handled)).toBe(4)
+      // Single remembered reply (inline): a void success.
+      yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromFunctionEffect((_, message: Ping) =>
+        Effect.as(Ref.update(handled, (n) => n + 1), MessageState.Processed(Exit.void as Exit.Exit<any>))
+      ))
+      const pinger = yield* Sharding.messenger(Pinger)
+      yield* pinger.send("p")(new Ping({ id: "v" }))
+      expect(yield* pinger.send("p")(new Ping({ id: "v" }))).toBe(undefined)
+      expect(yield* Ref.get(handled)).toBe(5)
+    }).pipe(Effect.provide(singlePod())))
+
   it.scoped("forgets the oldest replies beyond entityDeduplicationCapacity", () =>
     Effect.gen(function*() {
       yield* Sharding.registerScoped

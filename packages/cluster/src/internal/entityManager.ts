@@ -26,6 +26,11 @@ import type { TimerWheel } from "./timerWheel.js"
 
 type Reply = MessageState.MessageState<Exit.Exit<unknown, unknown>>
 
+// A remembered failed exit (successes are remembered as their bare value).
+class StoredFailure {
+  constructor(readonly exit: Exit.Exit<unknown, unknown>) {}
+}
+
 // The behaviour failed to start: the instance is being stopped.
 const failedToStart = Exit.fail(new ExceptionWhileOfferingMessageException({ error: "the entity failed to start" }))
 
@@ -63,7 +68,9 @@ export interface EntityState {
   stopped: Stopping | undefined
   // Replies by primary key, in insertion order (oldest first): a retried message gets its stored reply.
   // The first one is kept inline ({ key, reply }); a Map only from the second.
-  replies: Map<string, Reply> | { readonly key: string; readonly reply: Reply } | undefined
+  // Each reply is stored as its exit's success value, or as a StoredFailure: a retried message gets an
+  // equal reply, and a remembered success costs no more than its value (no Exit or MessageState object).
+  replies: Map<string, unknown> | { readonly key: string; readonly stored: unknown } | undefined
 }
 
 export interface EntityManagerOptions {
@@ -173,26 +180,35 @@ export class EntityManager {
   private knownReply(entity: EntityState, messageId: string): Reply | undefined {
     const replies = entity.replies
     if (replies === undefined) return undefined
-    if (replies instanceof Map) return replies.get(messageId)
-    return replies.key === messageId ? replies.reply : undefined
+    let stored: unknown
+    if (replies instanceof Map) {
+      stored = replies.get(messageId)
+      if (stored === undefined && !replies.has(messageId)) return undefined
+    } else {
+      if (replies.key !== messageId) return undefined
+      stored = replies.stored
+    }
+    return MessageState.Processed(stored instanceof StoredFailure ? stored.exit : Exit.succeed(stored))
   }
 
   /** Records a processed reply (the deduplication cache) and the activity time; returns the reply. */
   private processed(entity: EntityState, messageId: string | undefined, reply: Reply): Reply {
     entity.lastActive = this.options.nowMillis()
     if (messageId !== undefined && MessageState.isProcessed(reply)) {
+      const exit = reply.result
+      const stored = Exit.isSuccess(exit) ? exit.value : new StoredFailure(exit)
       const replies = entity.replies
       const capacity = this.options.deduplicationCapacity
       if (replies === undefined) {
         // The first reply is stored inline: an instance that got one message costs no Map.
-        if (capacity > 0) entity.replies = { key: messageId, reply }
+        if (capacity > 0) entity.replies = { key: messageId, stored }
       } else if (replies instanceof Map) {
-        replies.set(messageId, reply)
+        replies.set(messageId, stored)
         if (replies.size > capacity) replies.delete(replies.keys().next().value!)
       } else if (replies.key === messageId || capacity === 1) {
-        entity.replies = { key: messageId, reply }
+        entity.replies = { key: messageId, stored }
       } else {
-        entity.replies = new Map([[replies.key, replies.reply], [messageId, reply]])
+        entity.replies = new Map([[replies.key, replies.stored], [messageId, stored]])
       }
     }
     return reply
