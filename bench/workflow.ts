@@ -4,15 +4,16 @@
  * A 3-activity workflow (each activity `Effect.succeed`, results journaled), started and awaited with
  * `engine.send`, on the in-memory journal, a SQLite file (WAL, in a temporary directory) and PostgreSQL
  * (`DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/test), at concurrency 1 and 64. Each case runs
- * in its own child process, so the peak RSS of a row is that case's alone (it includes the Node process,
- * the loaded modules and the database client: an idle process is about 100 MB).
+ * in its own child process, so the peak RSS of a row is that case's alone (it includes the Node process, tsx,
+ * the loaded modules and the database client: the floor rows, which run no engine, show that base, ~190 MB).
  *
  * The floor: the same number of plain single-row INSERTs (one per activity of the concurrency-1 run)
  * through the same SqlClient with the client's default settings, sequential and with 10 connections
  * (PostgreSQL: the pool's default of 10; SQLite: the client holds one connection, so "10" is 10 fibers on it).
  *
- * Each workflow case runs for a fixed time after a warm-up; latency is the time of one `send` (start,
- * three activities, completion), measured at the caller.
+ * Each workflow case runs for a fixed time (`BENCH_SECONDS`, default 4) after a warm-up (`BENCH_WARMUP`, 1);
+ * its messages are built before the clock starts. Latency is the time of one `send` (start, three
+ * activities, completion), measured at the caller.
  */
 import { Message } from "@effect-cluster/cluster"
 import {
