@@ -16,8 +16,8 @@ import type * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import { ActivityContext } from "./ActivityContext.js"
 import { exitCodec } from "./internal/codec.js"
-import type { RetryPolicy } from "./internal/execution.js"
-import { retryPolicy } from "./internal/execution.js"
+import type { RetryPolicy } from "./internal/stepRuntime.js"
+import { retryPolicy } from "./internal/stepRuntime.js"
 import { WorkflowContext } from "./WorkflowContext.js"
 
 /**

@@ -5,7 +5,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import type { ExecutionRuntime } from "./internal/execution.js"
+import type { StepRuntime } from "./internal/stepRuntime.js"
 
 /**
  * The context of a running workflow execution.
@@ -25,7 +25,7 @@ export interface WorkflowContext {
   /** The 2024 persistence id of a step with this local id. */
   readonly makePersistenceId: (localId: string) => string
   /** @internal */
-  readonly runtime: ExecutionRuntime
+  readonly runtime: StepRuntime
 }
 
 /**

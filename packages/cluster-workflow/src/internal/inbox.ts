@@ -1,0 +1,131 @@
+/**
+ * The inbox: signals (durable deferreds) and child workflows, whose results reach the parent through its
+ * inbox under a reserved name. A waiting step holds the execution only until the coordinator suspends it.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import type { ExitCodec } from "./codec.js"
+import { OneShot } from "./oneShot.js"
+import type { Step } from "./replay.js"
+import { safeScope } from "./replay.js"
+import { Timers } from "./timers.js"
+
+/** The inbox name under which a child's result reaches its parent (text only: it is stored in SQL). @internal */
+export const childSignalName = (scope: string, id: string) => "~child/" + JSON.stringify([scope, id])
+
+/** @internal */
+export abstract class Inbox extends Timers {
+  protected get reloadInbox(): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      const row = yield* Effect.either(this.engine.journal.get(this.key))
+      const signals = yield* Effect.either(this.engine.journal.signals(this.key))
+      if (Either.isLeft(row) || Either.isLeft(signals)) return
+      if (Option.isSome(row.right)) {
+        this.inboxVersion = Math.max(this.inboxVersion, row.right.value.inboxVersion)
+        if (row.right.value.cancelRequested) this.cancelPending = true
+      }
+      for (const signal of signals.right) this.receiveSignal(signal.name, signal.value)
+      if (this.cancelPending && this.phase === "live" && this.liveStarted) yield* this.beginCancel(false)
+    })
+  }
+
+  protected receiveSignal(name: string, value: string) {
+    if (!this.signals.has(name)) this.signals.set(name, value)
+    const stored = this.signals.get(name)!
+    for (const step of this.waiting) {
+      if (step.signalName === name && step.signalWaiter !== undefined) {
+        step.signalWaiter.unsafeSucceed(stored)
+      }
+    }
+  }
+
+  /** Waits for a signal (durable: the execution may suspend meanwhile). */
+  protected waitSignal(step: Step, name: string, reason: string): Effect.Effect<string> {
+    const stored = this.signals.get(name)
+    if (stored !== undefined) return Effect.succeed(stored)
+    return Effect.suspend(() => {
+      const waiter = new OneShot<string>()
+      step.signalName = name
+      step.signalWaiter = waiter
+      step.waitingOn = reason
+      this.waiting.add(step)
+      this.control.unsafeOffer({ _tag: "CheckSuspend" })
+      return waiter.await.pipe(
+        Effect.ensuring(Effect.sync(() => {
+          this.waiting.delete(step)
+          step.signalWaiter = undefined
+          step.waitingOn = undefined
+        }))
+      )
+    })
+  }
+
+  /**
+   * A step completed by a value arriving in the inbox under `signalName` (a signal, or a child's result):
+   * records its start, runs `beforeWait` once (e.g. starting the child), waits (durably: the execution may
+   * suspend meanwhile) and records the value as the step's result.
+   */
+  protected inboxStep(
+    kind: "signal" | "child",
+    scope: string,
+    id: string,
+    signalName: string,
+    reason: string,
+    beforeWait: Effect.Effect<void>
+  ): Effect.Effect<{ readonly step: Step; readonly json: string }> {
+    return Effect.gen(this, function*() {
+      const { first, step } = yield* this.request(kind, scope, id)
+      if (!first) return { step, json: yield* step.done.await }
+      const gate = yield* this.awaitGate(step)
+      if (gate._tag === "Done") return { step, json: gate.json }
+      const json = yield* Effect.gen(this, function*() {
+        if (step.startedBody === undefined) {
+          step.startedBody = "{}"
+          step.attempt = 0
+          this.pipeline([this.event("StepStarted", kind, scope, id, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
+        }
+        if (!this.signals.has(signalName)) yield* beforeWait
+        const value = yield* this.waitSignal(step, signalName, reason)
+        this.recordCompletion(step, 0, value, yield* Clock.currentTimeMillis)
+        return value
+      }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
+      return { step, json }
+    })
+  }
+
+  /** Waits for a signal (a durable deferred) by name. */
+  awaitSignal<A, E>(scope: string, name: string, codec: ExitCodec<A, E>): Effect.Effect<A, E> {
+    return Effect.flatMap(
+      this.inboxStep("signal", scope, name, name, "signal:" + name, Effect.void),
+      ({ json, step }) => this.decode(step, codec, json)
+    )
+  }
+
+  /** Starts a child workflow (once) and waits for its result. */
+  child<A, E>(scope: string, id: string, message: unknown, codec: ExitCodec<A, E>): Effect.Effect<A, E> {
+    const signalName = childSignalName(scope, id)
+    const startChild = Effect.suspend(() => {
+      this.active++
+      const childId = [this.key.executionId, ...safeScope(scope), id].map(encodeURIComponent).join("/")
+      return this.engine.startChild(this.key, signalName, childId, message).pipe(
+        Effect.tap((started) =>
+          Effect.sync(() => {
+            if (started.result !== undefined) this.receiveSignal(signalName, started.result)
+          })
+        ),
+        Effect.ensuring(Effect.sync(() => {
+          this.active--
+        })),
+        Effect.asVoid
+      )
+    })
+    return Effect.flatMap(
+      this.inboxStep("child", scope, id, signalName, "child", startChild),
+      ({ json, step }) => this.decode(step, codec, json)
+    )
+  }
+}
