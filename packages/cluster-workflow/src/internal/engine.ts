@@ -40,6 +40,7 @@ import { exitCodec, payloadHash } from "./codec.js"
 import * as GroupCommit from "./groupCommit.js"
 import type { EngineServices, Outcome } from "./execution.js"
 import { ExecutionRuntime } from "./execution.js"
+import { EngineTimer } from "./engineTimer.js"
 import { OneShot } from "./oneShot.js"
 
 /** @internal */
@@ -90,9 +91,7 @@ export class Engine {
   private readonly waiters = new Map<string, OneShot<string | undefined>>()
   readonly definitions: Map<string, Definition>
   readonly names: ReadonlyArray<string>
-  private armedAt: number | undefined = undefined
-  private computingWake = false
-  private readonly rearm: Queue.Queue<void>
+  readonly timer: EngineTimer
   private readonly liveChanged: Queue.Queue<void>
   readonly leaseMillis: number
   readonly services: EngineServices
@@ -116,7 +115,10 @@ export class Engine {
       decodePayload: ParseResult.decodeUnknownEither(definition.schema)
     }]))
     this.names = Array.from(this.definitions.keys())
-    this.rearm = Effect.runSync(Queue.sliding<void>(1))
+    this.timer = new EngineTimer(
+      Effect.suspend(() => this.retryJournal(this.journal.nextWakeAt(this.names))),
+      (dueAt) => this.resumeDue(dueAt)
+    )
     this.liveChanged = Effect.runSync(Queue.sliding<void>(1))
     this.leaseMillis = Duration.toMillis(options.claimLease ?? "30 seconds")
     this.services = {
@@ -124,7 +126,7 @@ export class Engine {
       committer,
       owner,
       startChild: (parent, signal, childId, message) => this.startChild(parent, signal, childId, message),
-      sleepUntil: (wakeAt) => this.sleepUntil(wakeAt),
+      sleepUntil: (wakeAt) => this.timer.sleepUntil(wakeAt),
       fork: (effect, refs, immediate) =>
         this.runFork(effect, {
           updateRefs: (current, fiberId) =>
@@ -583,72 +585,20 @@ export class Engine {
   // background loops
   // ---------------------------------------------------------------------------------------------
 
-  /** In-memory deadlines of live executions, earliest first. */
-  private readonly localTimers: Array<{ readonly wakeAt: number; readonly deferred: OneShot<void> }> = []
-
-  /**
-   * Waits until `wakeAt` through the engine's one timer (no timer per waiting step): a live execution's
-   * sleep before it suspends, or a retry delay while other steps of it run.
-   */
-  sleepUntil(wakeAt: number): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      const entry = { wakeAt, deferred: new OneShot<void>() }
-      let i = this.localTimers.length
-      while (i > 0 && this.localTimers[i - 1]!.wakeAt > wakeAt) i--
-      this.localTimers.splice(i, 0, entry)
-      this.arm(wakeAt)
-      return Effect.onInterrupt(entry.deferred.await, () =>
-        Effect.sync(() => {
-          const index = this.localTimers.indexOf(entry)
-          if (index >= 0) this.localTimers.splice(index, 1)
-        }))
-    })
-  }
-
-  private fireLocalTimers(now: number) {
-    while (this.localTimers.length > 0 && this.localTimers[0]!.wakeAt <= now) {
-      this.localTimers.shift()!.deferred.unsafeDone(Exit.void)
-    }
-  }
-
-  /** Arms the timer for `wakeAt` when it is earlier than the armed deadline. */
+  /** Arms the engine's timer for `wakeAt` when it is earlier than the armed deadline. */
   arm(wakeAt: number) {
-    if (this.computingWake || this.armedAt === undefined || wakeAt < this.armedAt) this.rearm.unsafeOffer(undefined)
+    this.timer.arm(wakeAt)
   }
 
-  /**
-   * One timer for the whole engine: sleeps until the earliest deadline in the journal, resumes the
-   * executions due (in deadline order), and re-arms. It never polls on an interval.
-   */
-  readonly timerLoop: Effect.Effect<never> = Effect.gen(this, function*() {
-    while (true) {
-      this.computingWake = true
-      const stored = yield* this.retryJournal(this.journal.nextWakeAt(this.names))
-      const local = this.localTimers[0]?.wakeAt
-      const next = stored === undefined ? local : local === undefined ? stored : Math.min(stored, local)
-      this.armedAt = next
-      this.computingWake = false
-      if (next === undefined) {
-        yield* Queue.take(this.rearm)
-        continue
-      }
-      const now = yield* Clock.currentTimeMillis
-      if (next > now) {
-        const woke = yield* Effect.raceFirst(
-          Effect.as(Effect.sleep(next - now), "deadline" as const),
-          Effect.as(Queue.take(this.rearm), "rearm" as const)
-        )
-        if (woke === "rearm") continue
-      }
-      const dueAt = yield* Clock.currentTimeMillis
-      this.fireLocalTimers(dueAt)
-      if (stored === undefined || stored > dueAt) continue
+  /** Resumes the suspended executions whose deadline is at or before `dueAt`, in deadline order. */
+  private resumeDue(dueAt: number): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
       const due = yield* this.retryJournal(this.journal.dueTimers(this.names, dueAt, 1000))
       for (const key of due) {
         yield* Effect.catchAll(this.claimAndLaunch(key), (error) => Effect.logWarning("could not resume", error))
       }
-    }
-  })
+    })
+  }
 
   /** Renews the claims of live executions every lease/3, only while there are any. */
   readonly renewLoop: Effect.Effect<never> = Effect.gen(this, function*() {
@@ -733,7 +683,7 @@ export const make = (
     const fibers = yield* FiberSet.make()
     const runFork = yield* FiberSet.runtime(fibers)<never>()
     const engine = new Engine(journal, committer, owner, definitions, context, runFork, options)
-    yield* Effect.forkScoped(engine.timerLoop)
+    yield* Effect.forkScoped(engine.timer.loop)
     yield* Effect.forkScoped(engine.renewLoop)
     if (options.resumeOnStart !== false) yield* engine.resumeOrphans
     if (options.orphanCheckInterval !== undefined) {
