@@ -38,6 +38,7 @@ import {
 import type { ExitCodec } from "./codec.js"
 import { exitCodec, payloadHash } from "./codec.js"
 import * as GroupCommit from "./groupCommit.js"
+import { invalidIdReason } from "./ids.js"
 import type { EngineServices, Outcome } from "./execution.js"
 import { ExecutionRuntime } from "./execution.js"
 import { OneShot } from "./oneShot.js"
@@ -161,6 +162,15 @@ export class Engine {
       StartResult,
       PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError
     > => {
+      const invalid = invalidIdReason(key.executionId)
+      if (invalid !== undefined) {
+        return new EncodeError({
+          workflow: key.workflow,
+          executionId: key.executionId,
+          step: "the execution id",
+          reason: `the execution id cannot be stored: ${invalid}`
+        })
+      }
       const encoded = definition.encodePayload(message)
       if (Either.isLeft(encoded)) {
         return new EncodeError({
