@@ -38,6 +38,7 @@ import {
 import type { ExitCodec } from "./codec.js"
 import { exitCodec, payloadHash } from "./codec.js"
 import * as GroupCommit from "./groupCommit.js"
+import { invalidIdReason } from "./ids.js"
 import type { EngineServices, Outcome } from "./execution.js"
 import { ExecutionRuntime } from "./execution.js"
 import { EngineTimer } from "./engineTimer.js"
@@ -73,6 +74,22 @@ const keyString = (key: ExecutionKey) => JSON.stringify([key.workflow, key.execu
 
 /** Engines in one process on one journal share an identity, so a new engine resumes at once. */
 const identities = new WeakMap<Journal, string>()
+
+/** A stored parent link (JSON text of `ParentLink`, or null), or why it is not one. */
+const parseParent = (text: string | null): Either.Either<ParentLink | null, string> => {
+  if (text === null) return Either.right(null)
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (error) {
+    return Either.left(`not JSON (${String(error)})`)
+  }
+  const link = json as Partial<ParentLink> | null
+  return typeof link === "object" && link !== null && typeof link.workflow === "string" &&
+      typeof link.executionId === "string" && typeof link.signal === "string"
+    ? Either.right({ workflow: link.workflow, executionId: link.executionId, signal: link.signal })
+    : Either.left(`not a parent link: ${text.slice(0, 200)}`)
+}
 
 /** @internal */
 export type StartResult =
@@ -163,6 +180,15 @@ export class Engine {
       StartResult,
       PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError
     > => {
+      const invalid = invalidIdReason(key.executionId)
+      if (invalid !== undefined) {
+        return new EncodeError({
+          workflow: key.workflow,
+          executionId: key.executionId,
+          step: "the execution id",
+          reason: `the execution id cannot be stored: ${invalid}`
+        })
+      }
       const encoded = definition.encodePayload(message)
       if (Either.isLeft(encoded)) {
         return new EncodeError({
@@ -282,13 +308,24 @@ export class Engine {
         this.failWaiters(key, error)
         return yield* error
       }
+      const parent = parseParent(row.parent)
+      if (Either.isLeft(parent)) {
+        const error = new PayloadDecodeError({
+          workflow: key.workflow,
+          executionId: key.executionId,
+          reason: `its stored parent link is not valid: ${parent.left}`
+        })
+        yield* Effect.logError("an execution's stored parent link no longer decodes; it is left as it is", error)
+        this.failWaiters(key, error)
+        return yield* error
+      }
       this.launch(definition, key, decoded.right, {
         epoch: row.claimEpoch,
         inboxVersion: row.inboxVersion,
         cancelRequested: row.cancelRequested,
         version: row.version,
         payloadHash: row.payloadHash,
-        parent: row.parent === null ? null : JSON.parse(row.parent),
+        parent: parent.right,
         fresh: false
       })
       return true
@@ -631,20 +668,28 @@ export class Engine {
   /** Resumes unfinished executions nobody runs (at start, and every `orphanCheckInterval` if set). */
   readonly resumeOrphans: Effect.Effect<number, JournalError> = Effect.gen(this, function*() {
     let resumed = 0
+    const page = 500
     while (true) {
       const now = yield* Clock.currentTimeMillis
-      const keys = yield* this.journal.resumable(this.names, this.owner, now, 500)
-      const fresh = keys.filter((key) => !this.live.has(keyString(key)))
+      // Executions this engine could not read stay claimed by it: skip them (they are logged once), or
+      // every page would be the same undecodable ones and the start would never end.
+      const keys = yield* this.journal.resumable(this.names, this.owner, now, page + this.unreadable.size)
+      const fresh = keys.filter((key) => !this.live.has(keyString(key)) && !this.unreadable.has(keyString(key)))
       if (fresh.length === 0) return resumed
-      for (const key of fresh) {
-        // an execution this engine cannot read is logged and left as it is
-        if (yield* Effect.catchTag(this.claimAndLaunch(key), "PayloadDecodeError", () => Effect.succeed(false))) {
-          resumed++
-        }
+      for (const key of fresh.slice(0, page)) {
+        const launched = yield* Effect.catchTag(this.claimAndLaunch(key), "PayloadDecodeError", () =>
+          Effect.sync(() => {
+            this.unreadable.add(keyString(key))
+            return false
+          }))
+        if (launched) resumed++
       }
-      if (keys.length < 500) return resumed
+      if (keys.length < page + this.unreadable.size) return resumed
     }
   })
+
+  /** Executions this engine found it cannot decode (left as they are; logged when found). */
+  private readonly unreadable = new Set<string>()
 
   private retryJournal<A>(effect: Effect.Effect<A, JournalError>): Effect.Effect<A> {
     const retries = this.options.journalRetries ?? 8

@@ -61,6 +61,24 @@ export interface Committer {
 
 const liveClock = Clock.make()
 
+/** A commit that failed for good; `unknownOutcome` when an earlier attempt of it may have committed. */
+interface CommitFailure {
+  readonly error: JournalError
+  readonly unknownOutcome: true | undefined
+}
+
+/** The indexes of `writes` per execution, each in order, executions in order of first appearance. */
+const byExecution = (writes: ReadonlyArray<JournalWrite>): Array<Array<number>> => {
+  const groups = new Map<string, Array<number>>()
+  writes.forEach((write, i) => {
+    const id = write.key.workflow + "\u0000" + write.key.executionId
+    const group = groups.get(id)
+    if (group === undefined) groups.set(id, [i])
+    else group.push(i)
+  })
+  return Array.from(groups.values())
+}
+
 const isFailure = (result: WriteResult) => result._tag === "Fenced"
 
 /**
@@ -165,15 +183,54 @@ export const make = (
     let awaitedQueued = 0
     let commits = 0
 
-    const commitBatch = (batch: ReadonlyArray<Pending>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> => {
+    /** One result per pending write: its outcome, or the error that failed it alone (see `isolate`). */
+    const commitBatch = (
+      batch: ReadonlyArray<Pending>
+    ): Effect.Effect<ReadonlyArray<WriteResult | JournalError>, JournalError> => {
       const { carrier, writes } = mergeAppends(batch)
-      return Effect.map(commitWrites(writes), (results) => carrier.map((at) => results[at]!))
+      return Effect.map(commitIsolated(writes), (results) => carrier.map((at) => results[at]!))
     }
 
-    const commitWrites = (writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> => {
+    /**
+     * Commits `writes`; when the database refuses the batch for good (a non-retryable error: one write's
+     * value it cannot store, a constraint...), commits each execution's writes on their own, so that only
+     * the offending execution's writes fail (DESIGN.md section 8: one caller's conflict must not fail the
+     * others). Each execution's writes stay in order, in one commit.
+     */
+    const commitIsolated = (
+      writes: ReadonlyArray<JournalWrite>
+    ): Effect.Effect<ReadonlyArray<WriteResult | JournalError>, JournalError> =>
+      Effect.catchAll(
+        commitWrites(writes, false),
+        (error): Effect.Effect<ReadonlyArray<WriteResult | JournalError>, JournalError> => {
+          const groups = byExecution(writes)
+          // a database that stays down fails every write alike: nothing to isolate
+          if (error.error.retryable || groups.length <= 1) return Effect.fail(error.error)
+          const results: Array<WriteResult | JournalError> = new Array(writes.length)
+          return Effect.as(
+            Effect.forEach(groups, (group) =>
+              Effect.match(commitWrites(group.map((i) => writes[i]!), error.unknownOutcome === true), {
+                onFailure: (failure) => {
+                  for (const i of group) results[i] = failure.error
+                },
+                onSuccess: (groupResults) => group.forEach((i, j) => results[i] = groupResults[j]!)
+              }), { discard: true }),
+            results
+          )
+        }
+      )
+
+    /**
+     * Commits `writes`, retrying retryable failures with backoff. A retried commit's earlier attempt may
+     * have committed (its outcome is unknown): the retry resolves that by reading, never by writing twice.
+     */
+    const commitWrites = (
+      writes: ReadonlyArray<JournalWrite>,
+      outcomeUnknown: boolean
+    ): Effect.Effect<ReadonlyArray<WriteResult>, CommitFailure> => {
       let attempt = 0
-      let unknownOutcome = false
-      const loop: Effect.Effect<ReadonlyArray<WriteResult>, JournalError> = Effect.suspend(() => {
+      let unknownOutcome = outcomeUnknown
+      const loop: Effect.Effect<ReadonlyArray<WriteResult>, CommitFailure> = Effect.suspend(() => {
         const attemptCommit = unknownOutcome
           ? Effect.flatMap(resolveByReading(journal, writes), (resolved) => {
             const remaining = writes.filter((_, i) => Option.isNone(resolved[i]!))
@@ -185,7 +242,9 @@ export const make = (
           })
           : journal.commit(writes)
         return Effect.catchAll(attemptCommit, (error) => {
-          if (!error.retryable || attempt >= options.retries) return Effect.fail(error)
+          if (!error.retryable || attempt >= options.retries) {
+            return Effect.fail<CommitFailure>({ error, unknownOutcome: unknownOutcome ? true : undefined })
+          }
           attempt++
           unknownOutcome = true
           const delay = Duration.times(Duration.decode(options.retryBase), 2 ** Math.min(attempt - 1, 8))
@@ -195,10 +254,14 @@ export const make = (
       return loop
     }
 
-    const complete = (batch: ReadonlyArray<Pending>, results: ReadonlyArray<WriteResult>) => {
+    const complete = (batch: ReadonlyArray<Pending>, results: ReadonlyArray<WriteResult | JournalError>) => {
       for (let i = 0; i < batch.length; i++) {
         const pending = batch[i]!
         const result = results[i]!
+        if (result instanceof JournalError) {
+          failOne(pending, result)
+          continue
+        }
         if (pending.owner !== undefined && isFailure(result) && !pending.owner.broken) {
           pending.owner.broken = true
           pending.owner.onBroken(result)
@@ -212,13 +275,15 @@ export const make = (
         Cause.failureOption(cause),
         () => new JournalError({ operation: "commit", message: Cause.pretty(cause), retryable: false })
       )
-      for (const pending of batch) {
-        if (pending.owner !== undefined && !pending.owner.broken) {
-          pending.owner.broken = true
-          pending.owner.onBroken(error)
-        }
-        pending.result?.unsafeDone(Exit.fail(error))
+      for (const pending of batch) failOne(pending, error)
+    }
+
+    const failOne = (pending: Pending, error: JournalError) => {
+      if (pending.owner !== undefined && !pending.owner.broken) {
+        pending.owner.broken = true
+        pending.owner.onBroken(error)
       }
+      pending.result?.unsafeDone(Exit.fail(error))
     }
 
     /** Yields (at most 4 times) until `expected` awaited writes are queued. */

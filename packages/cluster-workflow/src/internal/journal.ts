@@ -1,0 +1,341 @@
+/**
+ * The journal's model: keys, rows, writes and their results, the `Journal` driver interface, its service
+ * tag and its error. Public through `DurableExecutionJournal` (which re-exports all of it); it lives here
+ * so that the SQL journal's implementation (internal/sql) and the public modules do not import each other.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+
+/**
+ * The version of the journal's encoded format, stored with every execution and event.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const formatVersion = 1
+
+/**
+ * Identifies one execution: the workflow name (the message's `_tag`) and the execution id (the
+ * message's primary key).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecutionKey {
+  readonly workflow: string
+  readonly executionId: string
+}
+
+/**
+ * The status of an execution as stored in the journal.
+ *
+ * - `running`: started and not finished; claimed by an engine, or orphaned when the claim has expired.
+ * - `suspended`: waiting for a timer, a signal, a child or a resume; no engine holds it.
+ * - `completed`, `failed`, `cancelled`: terminal, with a stored result.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecutionStatus = "running" | "suspended" | "completed" | "failed" | "cancelled"
+
+/**
+ * Whether a status is terminal.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const isTerminal = (status: ExecutionStatus): boolean =>
+  status === "completed" || status === "failed" || status === "cancelled"
+
+/**
+ * An execution as stored in the journal (encoded).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecutionRow extends ExecutionKey {
+  /** JSON text of the schema-encoded start message. */
+  readonly payload: string
+  /** Hash of `payload`; the same id sent with another payload is refused. */
+  readonly payloadHash: string
+  /** The 2024 `Workflow.make(..., version)` value recorded at start. */
+  readonly version: string
+  /** JSON text of the parent link (`{ workflow, executionId, step }`) of a child workflow, or null. */
+  readonly parent: string | null
+  readonly status: ExecutionStatus
+  /** For `suspended`: what it waits for (e.g. `timer`, `signal`, `child`, `yield`). */
+  readonly suspendedOn: string | null
+  /** For `suspended`: the earliest timer deadline (epoch milliseconds), if any. */
+  readonly wakeAt: number | null
+  /** For terminal statuses: JSON text of the encoded exit. */
+  readonly result: string | null
+  /** The engine holding the execution, or null. */
+  readonly claimOwner: string | null
+  /** Grows on every claim; every write is fenced by it. */
+  readonly claimEpoch: number
+  /** End of the claim's lease (epoch milliseconds), or null. */
+  readonly claimUntil: number | null
+  /** A cancellation was requested and not yet acted on. */
+  readonly cancelRequested: boolean
+  /** Grows whenever a signal or a cancellation arrives; a suspension is refused if it changed. */
+  readonly inboxVersion: number
+  readonly createdAt: number
+  readonly updatedAt: number
+  readonly completedAt: number | null
+  readonly formatVersion: number
+}
+
+/**
+ * One journal event, in structured columns. `kind` is the event tag; `step` the step's structured id
+ * (kind, scope and local id, see docs/journal.md); `body` the JSON text of the event's encoded data.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EventRow {
+  readonly sequence: number
+  readonly kind: string
+  readonly stepKind: string
+  readonly stepScope: string
+  readonly stepId: string
+  readonly attempt: number
+  readonly body: string
+}
+
+/**
+ * A signal (durable deferred completion) in an execution's inbox. The first value for a name wins.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SignalRow {
+  readonly name: string
+  /** JSON text of the encoded exit. */
+  readonly value: string
+  readonly createdAt: number
+}
+
+/**
+ * The fencing token of a write: the engine that holds the claim and the claim's epoch.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Fence {
+  readonly owner: string
+  readonly epoch: number
+}
+
+/**
+ * Changes to the execution row that travel with a write.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RowUpdate {
+  readonly status?: ExecutionStatus
+  readonly result?: string
+  readonly completedAt?: number
+  /** Clears `cancelRequested` (the cancellation was recorded as an event). */
+  readonly cancelHandled?: boolean
+}
+
+/**
+ * A write of the group committer. Each one succeeds or fails on its own.
+ *
+ * - `Start`: inserts the execution if absent, claimed by `owner` with epoch 1.
+ * - `Append`: appends events (and updates the row) if `fence` still holds the claim.
+ * - `Suspend`: marks the execution suspended and releases the claim, if `fence` holds and no signal or
+ *   cancellation arrived since `inboxVersion`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type JournalWrite =
+  | {
+    readonly _tag: "Start"
+    readonly key: ExecutionKey
+    readonly payload: string
+    readonly payloadHash: string
+    readonly version: string
+    readonly parent: string | null
+    readonly owner: string
+    readonly claimUntil: number
+    readonly now: number
+  }
+  | {
+    readonly _tag: "Append"
+    readonly key: ExecutionKey
+    readonly fence: Fence
+    readonly events: ReadonlyArray<EventRow>
+    readonly update: RowUpdate | undefined
+    readonly now: number
+  }
+  | {
+    readonly _tag: "Suspend"
+    readonly key: ExecutionKey
+    readonly fence: Fence
+    readonly inboxVersion: number
+    readonly suspendedOn: string
+    readonly wakeAt: number | null
+    readonly now: number
+  }
+
+/**
+ * The outcome of one write.
+ *
+ * - `Created`: a `Start` inserted the execution.
+ * - `Exists`: a `Start` found the execution already there (with its row).
+ * - `Ok`: an `Append` or `Suspend` took effect.
+ * - `Fenced`: the writer no longer holds the claim; nothing was written.
+ * - `InboxChanged`: a `Suspend` was refused because a signal or cancellation arrived.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WriteResult =
+  | { readonly _tag: "Created"; readonly epoch: number }
+  | { readonly _tag: "Exists"; readonly row: ExecutionRow }
+  | { readonly _tag: "Ok" }
+  | { readonly _tag: "Fenced" }
+  | { readonly _tag: "InboxChanged" }
+
+/**
+ * The outcome of claiming an execution.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ClaimResult =
+  | { readonly _tag: "Claimed"; readonly row: ExecutionRow }
+  | { readonly _tag: "Unavailable"; readonly row: ExecutionRow | undefined }
+
+/**
+ * Options of `list`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ListOptions {
+  readonly workflows: ReadonlyArray<string>
+  readonly status?: ExecutionStatus | undefined
+  /** Return executions whose execution id is greater than this (keyset paging). */
+  readonly after?: ExecutionKey | undefined
+  readonly limit: number
+}
+
+/**
+ * A failure of the journal's storage (database down, connection lost, constraint broken...).
+ * `retryable` tells whether the engine may retry the operation.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class JournalError extends Schema.TaggedError<JournalError>("@effect-cluster/cluster-workflow/JournalError")(
+  "JournalError",
+  {
+    operation: Schema.String,
+    message: Schema.String,
+    retryable: Schema.Boolean
+  }
+) {}
+
+/**
+ * The journal driver. Implementations: `DurableExecutionJournalInMemory` and the SQL journal
+ * (`DurableExecutionJournal.layer` / `DurableExecutionJournalSql`).
+ *
+ * Every method is one atomic operation. `commit` applies a batch of writes in one transaction where the
+ * backend has them, each write succeeding or failing on its own (a fenced write does not fail the
+ * others); it returns one result per write, in order.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Journal {
+  /** Applies a batch of writes atomically; one result per write. */
+  readonly commit: (writes: ReadonlyArray<JournalWrite>) => Effect.Effect<ReadonlyArray<WriteResult>, JournalError>
+  /** Reads an execution's row. */
+  readonly get: (key: ExecutionKey) => Effect.Effect<Option.Option<ExecutionRow>, JournalError>
+  /** Reads an execution's events with `sequence >= fromSequence`, in order. */
+  readonly events: (key: ExecutionKey, fromSequence: number) => Effect.Effect<ReadonlyArray<EventRow>, JournalError>
+  /** Reads an execution's inbox of signals. */
+  readonly signals: (key: ExecutionKey) => Effect.Effect<ReadonlyArray<SignalRow>, JournalError>
+  /**
+   * Claims a non-terminal execution for `owner` until `claimUntil`, when it is unclaimed, its claim
+   * expired (`claimUntil < now`) or `owner` already holds it. Increments the epoch.
+   */
+  readonly claim: (
+    key: ExecutionKey,
+    owner: string,
+    now: number,
+    claimUntil: number
+  ) => Effect.Effect<ClaimResult, JournalError>
+  /**
+   * Extends the claims that `owner` still holds at the given epochs. Returns, per key, the row when the
+   * claim still holds (to notice inbox changes), or undefined when it was lost.
+   */
+  readonly renew: (
+    owner: string,
+    claims: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }>,
+    claimUntil: number
+  ) => Effect.Effect<ReadonlyArray<ExecutionRow | undefined>, JournalError>
+  /**
+   * Puts a signal in the inbox unless one with that name is there (first wins) and bumps the inbox
+   * version. Returns the stored value and the row after the change (undefined for an unknown execution).
+   */
+  readonly signal: (
+    key: ExecutionKey,
+    name: string,
+    value: string,
+    now: number
+  ) => Effect.Effect<{ readonly stored: string; readonly row: ExecutionRow } | undefined, JournalError>
+  /** Requests cancellation of a non-terminal execution. Returns the row after the change, if any. */
+  readonly requestCancel: (key: ExecutionKey, now: number) => Effect.Effect<ExecutionRow | undefined, JournalError>
+  /** Marks a `yield`-suspended execution runnable (status `running`, unclaimed). */
+  readonly resume: (key: ExecutionKey, now: number) => Effect.Effect<ExecutionRow | undefined, JournalError>
+  /** The earliest `wakeAt` among suspended executions of these workflows. */
+  readonly nextWakeAt: (workflows: ReadonlyArray<string>) => Effect.Effect<number | undefined, JournalError>
+  /** Suspended executions due by `now`, in deadline order. */
+  readonly dueTimers: (
+    workflows: ReadonlyArray<string>,
+    now: number,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<ExecutionKey>, JournalError>
+  /**
+   * Executions that should run but nobody runs: `running` with no claim or an expired claim, or one held
+   * by `owner` (a restarted engine with the same identity). Oldest first.
+   */
+  readonly resumable: (
+    workflows: ReadonlyArray<string>,
+    owner: string,
+    now: number,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<ExecutionKey>, JournalError>
+  /** Lists executions, ordered by (workflow, executionId), paged by keyset. */
+  readonly list: (options: ListOptions) => Effect.Effect<ReadonlyArray<ExecutionRow>, JournalError>
+  /** Deletes terminal executions completed before `before` (retention). Returns how many were deleted. */
+  readonly deleteCompleted: (before: number) => Effect.Effect<number, JournalError>
+  /**
+   * SQL journals only: the `SqlClient` the journal writes through, and a way to run an effect in one
+   * transaction on it (so a transactional activity's own writes and its recorded result commit together).
+   */
+  readonly sql?: {
+    readonly client: unknown
+    readonly withTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | JournalError, R>
+  }
+}
+
+/**
+ * The journal service (2024 name).
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class DurableExecutionJournal extends Context.Tag("@effect-cluster/cluster-workflow/DurableExecutionJournal")<
+  DurableExecutionJournal,
+  Journal
+>() {}

@@ -1,0 +1,124 @@
+/**
+ * Assembles the SQL journal from its parts: the context (client, dialect, tables), the group commit
+ * (commit.ts, rounds.ts, statements.ts), claims, the inbox, listing and retention.
+ *
+ * @internal
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type { Journal } from "../journal.js"
+import { DurableExecutionJournal, JournalError } from "../journal.js"
+import * as Claims from "./claims.js"
+import { commit } from "./commit.js"
+import type { SqlContext } from "./context.js"
+import { dialectOf, makeContext } from "./context.js"
+import { toJournalError, UserFailure } from "./errors.js"
+import * as Inbox from "./inbox.js"
+import * as Listing from "./listing.js"
+import { migrate } from "./migrations.js"
+import { inTransaction, isBusyError, retryLive, withRetries } from "./retry.js"
+import type { Row } from "./rows.js"
+import { decodeEvent, decodeSignal } from "./rows.js"
+import type { SqlJournalOptions } from "./tables.js"
+import { defaultPrefix, tableNames } from "./tables.js"
+
+/** Reads an execution's events and inbox. */
+const reads = ({ read, S, selectRow, sql, V }: SqlContext): Pick<Journal, "get" | "events" | "signals"> => ({
+  get: (key) => read("get", Effect.map(selectRow(key), Option.fromNullable)),
+  events: (key, fromSequence) =>
+    read(
+      "events",
+      Effect.map(
+        sql<Row>`SELECT sequence, kind, step_kind, step_scope, step_id, attempt, body FROM ${V}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND sequence >= ${fromSequence}
+ORDER BY sequence`,
+        (rows) => rows.map(decodeEvent)
+      )
+    ),
+  signals: (key) =>
+    read(
+      "signals",
+      Effect.map(
+        sql<Row>`SELECT name, value, created_at FROM ${S}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}
+ORDER BY inbox_version, name`,
+        (rows) => rows.map(decodeSignal)
+      )
+    )
+})
+
+/** A transactional activity's transaction on the journal's client (see `Journal.sql`). */
+const transactional = ({ client, dialect, retries }: SqlContext): NonNullable<Journal["sql"]> => {
+  // SQLite: a BEGIN refused as busy (another process holds the write lock) surfaces at the transaction's
+  // first statement (see node/Sqlite.ts). A no-op statement first makes it a retried busy transaction
+  // before the user's effect runs, instead of a failure of the user's first statement (or of the
+  // recorded result's commit, which then looks like a COMMIT of unknown outcome).
+  const begun: Effect.Effect<void, SqlError> = dialect === "sqlite" ? Effect.asVoid(client`SELECT 1`) : Effect.void
+  return {
+    client,
+    withTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | JournalError, R> =>
+      Effect.mapError(
+        retryLive(
+          "withTransaction",
+          inTransaction(
+            client.withTransaction,
+            Effect.zipRight(begun, Effect.mapError(effect, (error) => new UserFailure(error)))
+          ),
+          retries,
+          // Busy at BEGIN (the user's effect did not run) is retried; the user's own failures are not.
+          isBusyError
+        ),
+        (error) => error instanceof UserFailure ? error.error as E : toJournalError("withTransaction", error)
+      )
+  }
+}
+
+/**
+ * Builds a SQL journal on the `SqlClient` in context (see `DurableExecutionJournalSql.make`).
+ *
+ * @internal
+ */
+export const make = (
+  options?: SqlJournalOptions
+): Effect.Effect<Journal, JournalError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const client = yield* SqlClient.SqlClient
+    const prefix = options?.prefix ?? defaultPrefix
+    const tables = yield* tableNames(prefix)
+    const retries = options?.busyRetries ?? 10
+    const dialect = yield* dialectOf(client)
+    const ctx = makeContext(client, dialect, tables, retries)
+    if (dialect === "sqlite" && options?.sqliteWal !== false) {
+      yield* withRetries(retries, "make", ctx.sql`PRAGMA journal_mode = WAL`)
+    }
+    if (options?.migrate !== false) yield* migrate({ prefix })
+    const journal: Journal = {
+      commit: (writes) => commit(ctx, writes),
+      ...reads(ctx),
+      claim: Claims.claim(ctx),
+      renew: Claims.renew(ctx),
+      signal: Inbox.signal(ctx),
+      requestCancel: Inbox.requestCancel(ctx),
+      resume: Inbox.resume(ctx),
+      nextWakeAt: Claims.nextWakeAt(ctx),
+      dueTimers: Claims.dueTimers(ctx),
+      resumable: Claims.resumable(ctx),
+      list: Listing.list(ctx),
+      deleteCompleted: Listing.deleteCompleted(ctx),
+      sql: transactional(ctx)
+    }
+    return journal
+  })
+
+/**
+ * A layer with the SQL journal on the `SqlClient` in context.
+ *
+ * @internal
+ */
+export const layer = (
+  options?: SqlJournalOptions
+): Layer.Layer<DurableExecutionJournal, JournalError, SqlClient.SqlClient> =>
+  Layer.effect(DurableExecutionJournal, make(options))

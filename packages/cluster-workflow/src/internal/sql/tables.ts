@@ -1,0 +1,93 @@
+/**
+ * The SQL journal's options and table names.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import { JournalError } from "../journal.js"
+
+
+/**
+ * Options of the SQL journal.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SqlJournalOptions {
+  /**
+   * Prefix of the table and index names (`<prefix>_executions`, `<prefix>_events`, `<prefix>_signals`,
+   * `<prefix>_migrations`). Letters, digits and `_`, starting with a letter or `_`, at most 40 characters.
+   * Two prefixes in one database are two independent journals. Default: `"effect_workflow"`.
+   */
+  readonly prefix?: string | undefined
+  /** Create and upgrade the tables at start-up (versioned migrations). Default: `true`. */
+  readonly migrate?: boolean | undefined
+  /**
+   * How often an operation refused with `SQLITE_BUSY` / `SQLITE_LOCKED` (or a PostgreSQL deadlock or
+   * serialization failure, which roll the whole transaction back) is retried, with jittered exponential
+   * backoff from 5 ms capped at 250 ms, on the live clock. Then it fails with a retryable `JournalError`.
+   * Default: 10 (about 1.5 s in all).
+   */
+  readonly busyRetries?: number | undefined
+  /**
+   * SQLite only: switch the database file to WAL mode at start-up (a persistent property of the file).
+   * Default: `true`. See docs/sql-schema.md for the durability trade-off of the settings.
+   */
+  readonly sqliteWal?: boolean | undefined
+}
+
+/**
+ * The default table prefix.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultPrefix = "effect_workflow"
+
+/**
+ * The schema version the migrations of this release create.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const schemaVersion = 1
+
+/**
+ * The table names of a prefix.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TableNames {
+  readonly executions: string
+  readonly events: string
+  readonly signals: string
+  readonly migrations: string
+}
+
+const prefixPattern = /^[A-Za-z_][A-Za-z0-9_]{0,39}$/
+
+/**
+ * The table names of a prefix; fails with a (non-retryable) `JournalError` if the prefix is not a plain
+ * identifier of at most 40 characters.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const tableNames = (prefix: string = defaultPrefix): Effect.Effect<TableNames, JournalError> =>
+  prefixPattern.test(prefix)
+    ? Effect.succeed({
+      executions: `${prefix}_executions`,
+      events: `${prefix}_events`,
+      signals: `${prefix}_signals`,
+      migrations: `${prefix}_migrations`
+    })
+    : Effect.fail(
+      new JournalError({
+        operation: "make",
+        message: `Invalid journal table prefix ${
+          JSON.stringify(prefix)
+        }: use letters, digits and "_", starting with a letter or "_", at most 40 characters`,
+        retryable: false
+      })
+    )
