@@ -1,0 +1,94 @@
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as HashMap from "effect/HashMap"
+import type { Broadcaster } from "../Broadcaster.js"
+import * as MessageState from "../MessageState.js"
+import type { PodAddress } from "../PodAddress.js"
+import { RecipientAddress } from "../RecipientAddress.js"
+import type { TopicType } from "../RecipientType.js"
+import { SerializedEnvelope } from "../SerializedEnvelope.js"
+import type { ShardingException } from "../ShardingException.js"
+import { EntityNotManagedByThisPodException } from "../ShardingException.js"
+import { shardIdOf } from "./hash.js"
+import { podKeyOf, type PodState } from "./podState.js"
+import { primaryKeyOf } from "./primaryKey.js"
+import type { Receive } from "./receive.js"
+
+/** Topics: a broadcast goes to the topic's instance on every pod. */
+export interface Broadcast {
+  /** The pods known from the routing table, and this one. */
+  readonly knownPods: () => Array<PodAddress>
+  readonly broadcaster: <Msg>(topicType: TopicType<Msg>) => Broadcaster<Msg>
+}
+
+export const makeBroadcast = (state: PodState, receive: Receive): Broadcast => {
+  const { pods, self, serialization } = state.services
+
+  const knownPods = (): Array<PodAddress> => {
+    const result = new Map<string, PodAddress>([[state.selfKey, self]])
+    for (let shard = 1; shard <= state.numberOfShards; shard++) {
+      const route = state.routing[shard]
+      if (route?.pod !== undefined && !result.has(route.podKey)) result.set(route.podKey, route.pod)
+    }
+    return Array.from(result.values())
+  }
+
+  const broadcastTo = (
+    topicType: TopicType<unknown>,
+    topicId: string,
+    message: unknown,
+    pod: PodAddress
+  ): Effect.Effect<MessageState.MessageState<Exit.Exit<unknown, unknown>>, ShardingException> => {
+    const messageId = primaryKeyOf(message)
+    if (podKeyOf(pod) === state.selfKey) {
+      return receive.deliverLocal(topicType.name, topicId, shardIdOf(topicId, state.numberOfShards), 0, message, messageId)
+    }
+    return serialization.encode(topicType.schema, message).pipe(
+      Effect.flatMap((body) =>
+        pods.sendAndGetState(
+          pod,
+          new SerializedEnvelope({
+            recipientAddress: new RecipientAddress({ recipientTypeName: topicType.name, entityId: topicId }),
+            messageId: messageId ?? "",
+            body,
+            epoch: 0
+          })
+        )
+      ),
+      Effect.flatMap((reply) => receive.decodeReply(message, reply))
+    )
+  }
+
+  const broadcaster = <Msg>(topicType: TopicType<Msg>): Broadcaster<Msg> => ({
+    broadcastDiscard: (topicId) => (message) =>
+      Effect.forEach(
+        knownPods(),
+        (pod) => Effect.ignore(broadcastTo(topicType as TopicType<unknown>, topicId, message, pod)),
+        { concurrency: "unbounded", discard: true }
+      ),
+    broadcast: (topicId) => (message) =>
+      Effect.map(
+        Effect.forEach(
+          knownPods(),
+          (pod) =>
+            broadcastTo(topicType as TopicType<unknown>, topicId, message, pod).pipe(
+              Effect.flatMap((reply) =>
+                MessageState.isProcessed(reply)
+                  ? reply.result as Effect.Effect<any, any>
+                  : Effect.fail(
+                    new EntityNotManagedByThisPodException({
+                      recipientAddress: new RecipientAddress({ recipientTypeName: topicType.name, entityId: topicId })
+                    })
+                  )
+              ),
+              Effect.either,
+              Effect.map((result) => [pod, result] as const)
+            ),
+          { concurrency: "unbounded" }
+        ),
+        (entries) => HashMap.fromIterable(entries) as any
+      )
+  })
+
+  return { knownPods, broadcaster }
+}

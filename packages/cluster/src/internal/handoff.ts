@@ -1,0 +1,128 @@
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type { LeaseGrant } from "../ShardAssignment.js"
+import { podKeyOf, type PodState } from "./podState.js"
+import type { Routing } from "./routing.js"
+import type { Singletons } from "./singletons.js"
+
+/**
+ * Shard hand-off: taking shards the manager grants, releasing shards it revokes or this pod can no longer
+ * hold, and stopping what ran on them before anyone is told they are free.
+ */
+export interface Handoff {
+  /** Takes a shard at an epoch (unless released at that epoch, or a later epoch is known). */
+  readonly takeShard: (shard: number, epoch: number) => boolean
+  /** Applies a lease grant: the lease, the routing table, shards gained and lost. */
+  readonly applyGrant: (grant: LeaseGrant, sentAt: number) => Effect.Effect<void>
+  /** Stops serving every shard (lease lost, or the manager forgot this pod). */
+  readonly dropAllShards: (reason: string) => Effect.Effect<void>
+  /** The manager's assignment of shards at epochs. */
+  readonly assign: (shards: Iterable<number>, epochs: ReadonlyMap<number, number>) => Effect.Effect<void>
+  /** The manager's revocation: returns once what ran on the shards has stopped. */
+  readonly unassign: (shards: Iterable<number>, epochs: ReadonlyMap<number, number> | undefined) => Effect.Effect<void>
+  /** Releases every shard and stops every entity, topic instance and singleton (shutdown). */
+  readonly stopEverything: Effect.Effect<void>
+}
+
+export const makeHandoff = (state: PodState, routing: Routing, singletons: Singletons): Handoff => {
+  const { heldEpoch, releasedEpoch } = state
+  const leaseMillis = Duration.toMillis(state.services.config.leaseDuration)
+
+  const stopEntitiesOfShards = (shards: ReadonlyArray<number>): Effect.Effect<void> =>
+    Effect.forEach(
+      Array.from(state.entityManagers.values()).filter((manager) => !manager.isTopic),
+      (manager) =>
+        Effect.forEach(shards, (shard) => manager.stopShard(shard), { concurrency: "unbounded", discard: true }),
+      { concurrency: "unbounded", discard: true }
+    )
+
+  const takeShard = (shard: number, epoch: number): boolean => {
+    if (!state.registered || state.shuttingDown) return false
+    if (epoch <= releasedEpoch[shard]!) return false
+    const route = state.routing[shard]
+    if (route !== undefined && epoch < route.epoch) return false
+    if (epoch < heldEpoch[shard]!) return false
+    heldEpoch[shard] = epoch
+    state.routing[shard] = { pod: state.services.self, podKey: state.selfKey, epoch }
+    return true
+  }
+
+  const applyGrant = (grant: LeaseGrant, sentAt: number): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      // The lease runs from when the heartbeat was *sent*: the manager granted it later than that.
+      const end = sentAt + Math.min(leaseMillis, grant.leaseDurationMillis)
+      if (end > state.leaseEnd) state.leaseEnd = end
+      const lost: Array<number> = []
+      for (const assignment of grant.assignments) {
+        const shard = assignment.shardId
+        if (!state.inRange(shard)) continue
+        routing.updateRoute(assignment)
+        const mine = assignment.pod !== null && podKeyOf(assignment.pod) === state.selfKey
+        if (mine) {
+          takeShard(shard, assignment.epoch)
+        } else if (heldEpoch[shard]! !== 0 && assignment.epoch >= heldEpoch[shard]!) {
+          // The manager has the shard elsewhere (or nowhere) at our epoch or later: stop serving it.
+          heldEpoch[shard] = 0
+          lost.push(shard)
+        }
+        if (releasedEpoch[shard]! !== 0 && assignment.epoch > releasedEpoch[shard]!) {
+          releasedEpoch[shard] = 0 // the manager has moved past our release
+        }
+      }
+      return Effect.zipRight(stopEntitiesOfShards(lost), singletons.sync())
+    })
+
+  const dropAllShards = (reason: string): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const dropped = state.heldShards()
+      for (const shard of dropped) heldEpoch[shard] = 0
+      if (dropped.length === 0) return singletons.sync()
+      return Effect.logWarning(`dropping ${dropped.length} shards: ${reason}`).pipe(
+        Effect.zipRight(stopEntitiesOfShards(dropped)),
+        Effect.zipRight(singletons.sync())
+      )
+    })
+
+  const assign = (shards: Iterable<number>, epochs: ReadonlyMap<number, number>): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      for (const shard of shards) {
+        const epoch = epochs.get(shard)
+        if (epoch !== undefined && state.inRange(shard)) takeShard(shard, epoch)
+      }
+      return singletons.sync()
+    })
+
+  const unassign = (shards: Iterable<number>, epochs: ReadonlyMap<number, number> | undefined): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const stopped: Array<number> = []
+      for (const shard of shards) {
+        if (!state.inRange(shard)) continue
+        const epoch = epochs?.get(shard) ?? heldEpoch[shard]!
+        if (epoch > releasedEpoch[shard]!) releasedEpoch[shard] = epoch
+        if (heldEpoch[shard]! !== 0 && heldEpoch[shard]! <= epoch) {
+          heldEpoch[shard] = 0
+          stopped.push(shard)
+        }
+        const route = state.routing[shard]
+        if (route?.podKey === state.selfKey) state.routing[shard] = { pod: undefined, podKey: "", epoch: route.epoch }
+      }
+      // Confirm only once the entities have stopped.
+      return Effect.zipRight(stopEntitiesOfShards(stopped), singletons.sync())
+    })
+
+  const stopEverything: Effect.Effect<void> = Effect.suspend(() => {
+    for (const shard of state.heldShards()) {
+      if (heldEpoch[shard]! > releasedEpoch[shard]!) releasedEpoch[shard] = heldEpoch[shard]!
+      heldEpoch[shard] = 0
+    }
+    return Effect.zipRight(
+      singletons.sync(),
+      Effect.forEach(state.entityManagers.values(), (manager) => manager.stopAll(), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    )
+  })
+
+  return { takeShard, applyGrant, dropAllShards, assign, unassign, stopEverything }
+}

@@ -1,0 +1,91 @@
+import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import type { MessageState } from "../MessageState.js"
+import type { PodAddress } from "../PodAddress.js"
+import type { Pods } from "../Pods.js"
+import type { Serialization } from "../Serialization.js"
+import type { SerializedEnvelope } from "../SerializedEnvelope.js"
+import type { SerializedMessage } from "../SerializedMessage.js"
+import type { ShardingConfig } from "../ShardingConfig.js"
+import type { ShardingException } from "../ShardingException.js"
+import type { ShardManagerClient } from "../ShardManagerClient.js"
+import type { EntityManager } from "./entityManager.js"
+
+/** Where the routing table sends a shard's messages: its owner (if any) at an epoch. */
+export interface Route {
+  readonly pod: PodAddress | undefined
+  readonly podKey: string
+  readonly epoch: number
+}
+
+/** The key of a pod in the routing table. */
+export const podKeyOf = (address: PodAddress): string => `${address.host}:${address.port}`
+
+/** The services and helpers every step of a pod uses. */
+export interface PodServices {
+  readonly config: ShardingConfig
+  readonly self: PodAddress
+  readonly pods: Pods
+  readonly client: ShardManagerClient
+  readonly serialization: Serialization
+  /** The transport's immediate send when it has one (in-process pods), else its suspended one. */
+  readonly sendNow: (
+    pod: PodAddress,
+    envelope: SerializedEnvelope
+  ) => Effect.Effect<MessageState<SerializedMessage>, ShardingException>
+  /** Monotonic milliseconds (leases). */
+  readonly monotonicMillis: () => number
+  /** Clock milliseconds (idleness). */
+  readonly idleMillis: () => number
+  /** Runs an effect in a fiber the pod owns (interrupted when the pod's scope closes). */
+  readonly fork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
+}
+
+/**
+ * The pod's view of shard ownership: the routing table, the epochs it holds and has released, its lease.
+ * Plain mutable structures, touched only synchronously inside effects, so fibers never see a half-applied
+ * update. Shard numbers index the arrays (0 unused); epoch 0 means "none".
+ */
+export class PodState {
+  readonly numberOfShards: number
+  readonly selfKey: string
+  readonly terminationMillis: number
+  readonly routing: Array<Route | undefined>
+  readonly heldEpoch: Float64Array
+  readonly releasedEpoch: Float64Array
+  /** Monotonic ms: no work after `leaseEnd - terminationMillis`. */
+  leaseEnd = Number.NEGATIVE_INFINITY
+  registered = false
+  shuttingDown = false
+  readonly entityManagers = new Map<string, EntityManager>()
+
+  constructor(readonly services: PodServices, terminationTimeout: Duration.Duration) {
+    this.numberOfShards = services.config.numberOfShards
+    this.selfKey = podKeyOf(services.self)
+    this.terminationMillis = Duration.toMillis(terminationTimeout)
+    this.routing = new Array(this.numberOfShards + 1)
+    this.heldEpoch = new Float64Array(this.numberOfShards + 1)
+    this.releasedEpoch = new Float64Array(this.numberOfShards + 1)
+  }
+
+  leaseValid(): boolean {
+    return this.services.monotonicMillis() < this.leaseEnd - this.terminationMillis
+  }
+
+  /** A pod serves a shard only while it holds it at (or after) the sender's epoch, under a valid lease. */
+  canServe(shard: number, epoch: number): boolean {
+    const held = this.heldEpoch[shard]!
+    return held !== 0 && epoch <= held && !this.shuttingDown && this.leaseValid()
+  }
+
+  inRange(shard: number): boolean {
+    return shard >= 1 && shard <= this.numberOfShards
+  }
+
+  heldShards(): Array<number> {
+    const held: Array<number> = []
+    for (let shard = 1; shard <= this.numberOfShards; shard++) if (this.heldEpoch[shard]! !== 0) held.push(shard)
+    return held
+  }
+}
