@@ -1,12 +1,13 @@
 /**
- * The BUILT packages (dist/, what npm users get) load and run in plain Node, as ESM and as CommonJS.
+ * The BUILT packages (dist/, what npm users get) load and run in plain Node, as ESM and as CommonJS, by
+ * their root entries and by one subpath per public module (`@effect-cluster/cluster/Sharding`, ...).
  *
  * `pnpm test` builds both packages before vitest runs. Each check spawns `node` (no tsx, no "source"
  * condition, NODE_OPTIONS cleared) at the repository root, so `@effect-cluster/*` resolve through
  * node_modules to the packages' `exports` maps and therefore to dist/.
  */
 import { spawnSync } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, readdirSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
@@ -14,16 +15,28 @@ import { describe, expect, it } from "vitest"
 const root = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..")
 
 const builtFiles = [
-  "packages/cluster/dist/index.js",
-  "packages/cluster/dist/index.cjs",
-  "packages/cluster/dist/index.d.ts",
-  "packages/cluster/dist/index.d.cts",
-  "packages/cluster-workflow/dist/index.js",
-  "packages/cluster-workflow/dist/index.cjs",
-  "packages/cluster-workflow/dist/index.d.ts",
-  "packages/cluster-workflow/dist/index.d.cts",
-  "packages/cluster-workflow/dist/node/Sqlite.js",
-  "packages/cluster-workflow/dist/node/Sqlite.cjs"
+  "packages/cluster/dist/esm/index.js",
+  "packages/cluster/dist/esm/index.d.ts",
+  "packages/cluster/dist/cjs/index.js",
+  "packages/cluster/dist/cjs/index.d.ts",
+  "packages/cluster/dist/cjs/package.json",
+  "packages/cluster-workflow/dist/esm/index.js",
+  "packages/cluster-workflow/dist/esm/index.d.ts",
+  "packages/cluster-workflow/dist/cjs/index.js",
+  "packages/cluster-workflow/dist/cjs/index.d.ts",
+  "packages/cluster-workflow/dist/cjs/package.json",
+  "packages/cluster-workflow/dist/esm/node/Sqlite.js",
+  "packages/cluster-workflow/dist/cjs/node/Sqlite.js"
+]
+
+// The public modules: every src/*.ts but the index (src/internal/ and src/node/ are not modules of the API).
+const publicModules = (pkg: string) =>
+  readdirSync(join(root, "packages", pkg, "src"))
+    .filter((file) => file.endsWith(".ts") && file !== "index.ts")
+    .map((file) => file.slice(0, -".ts".length))
+const subpaths = [
+  ...publicModules("cluster").map((module) => ({ pkg: "@effect-cluster/cluster", module })),
+  ...publicModules("cluster-workflow").map((module) => ({ pkg: "@effect-cluster/cluster-workflow", module }))
 ]
 
 const runNode = (format: "esm" | "cjs", code: string) => {
@@ -111,11 +124,37 @@ const expectedExports = {
   sqlite: { layer: "function", layerClient: "function" }
 }
 
-const expectDist = (resolved: Record<string, string>, extension: ".js" | ".cjs") => {
+const expectDist = (resolved: Record<string, string>, format: "esm" | "cjs") => {
   for (const [name, file] of Object.entries(resolved)) {
-    expect(file, `${name} resolved outside dist/`).toMatch(/[\\/]dist[\\/]/)
-    expect(file.endsWith(extension), `${name} resolved to ${file}`).toBe(true)
+    expect(file, `${name} resolved outside dist/${format}/`).toMatch(new RegExp(`[\\\\/]dist[\\\\/]${format}[\\\\/].*\\.js$`))
   }
+}
+
+// Loads every public module by its subpath and by its root entry; prints, per subpath, the file it
+// resolved to and whether its exports are the root namespace's.
+const subpathCheck = (format: "esm" | "cjs") => {
+  const load = (specifier: string) =>
+    format === "esm" ? `await import(${JSON.stringify(specifier)})` : `require(${JSON.stringify(specifier)})`
+  const where = (specifier: string) =>
+    format === "esm"
+      ? `(await import("node:url")).fileURLToPath(import.meta.resolve(${JSON.stringify(specifier)}))`
+      : `require.resolve(${JSON.stringify(specifier)})`
+  const lines = subpaths.map(({ module, pkg }) => {
+    const specifier = `${pkg}/${module}`
+    return `{
+  const sub = ${load(specifier)}
+  const viaRoot = (${load(pkg)})[${JSON.stringify(module)}]
+  const names = (mod) => Object.keys(mod).filter((key) => key !== "default" && key !== "__esModule").sort()
+  out[${JSON.stringify(specifier)}] = {
+    file: ${where(specifier)},
+    count: names(sub).length,
+    sameAsRoot: viaRoot !== undefined && JSON.stringify(names(sub)) === JSON.stringify(names(viaRoot))
+  }
+}`
+  })
+  return `${format === "esm" ? "" : "(async () => {\n"}const out = {}
+${lines.join("\n")}
+console.log(JSON.stringify(out))${format === "esm" ? "" : "\n})().catch((error) => { console.error(error); process.exit(1) })"}`
 }
 
 describe("built packages in plain Node", () => {
@@ -134,7 +173,7 @@ describe("built packages in plain Node", () => {
     )
     expectOk(run)
     const out = JSON.parse(run.lastLine)
-    expectDist(out.resolved, ".js")
+    expectDist(out.resolved, "esm")
     expect(out.cluster).toEqual(expectedExports.cluster)
     expect(out.workflow).toEqual(expectedExports.workflow)
     expect(out.sqlite).toEqual(expectedExports.sqlite)
@@ -150,10 +189,36 @@ describe("built packages in plain Node", () => {
     )
     expectOk(run)
     const out = JSON.parse(run.lastLine)
-    expectDist(out.resolved, ".cjs")
+    expectDist(out.resolved, "cjs")
     expect(out.cluster).toEqual(expectedExports.cluster)
     expect(out.workflow).toEqual(expectedExports.workflow)
     expect(out.sqlite).toEqual(expectedExports.sqlite)
+  })
+
+  for (const format of ["esm", "cjs"] as const) {
+    it(`${format.toUpperCase()}: every public module resolves by subpath to dist/${format}/, with the root's exports`, () => {
+      expect(subpaths.length).toBeGreaterThan(30)
+      const run = runNode(format, subpathCheck(format))
+      expectOk(run)
+      const out: Record<string, { file: string; count: number; sameAsRoot: boolean }> = JSON.parse(run.lastLine)
+      expect(Object.keys(out).sort()).toEqual(subpaths.map(({ module, pkg }) => `${pkg}/${module}`).sort())
+      expectDist(Object.fromEntries(Object.entries(out).map(([name, { file }]) => [name, file])), format)
+      // Some modules are type-only (e.g. Broadcaster); most have values, and they really were loaded.
+      expect(Object.values(out).filter(({ count }) => count > 0).length).toBeGreaterThan(25)
+      for (const [specifier, { sameAsRoot }] of Object.entries(out)) {
+        expect(sameAsRoot, `${specifier} exports differ from the root entry's namespace`).toBe(true)
+      }
+    })
+  }
+
+  it("internal modules are not exported", () => {
+    const run = runNode("cjs", `
+const codes = ["@effect-cluster/cluster/internal/hash", "@effect-cluster/cluster-workflow/internal/engine"].map((s) => {
+  try { require(s); return "resolved" } catch (error) { return error.code }
+})
+console.log(JSON.stringify(codes))`)
+    expectOk(run)
+    expect(JSON.parse(run.lastLine)).toEqual(["ERR_PACKAGE_PATH_NOT_EXPORTED", "ERR_PACKAGE_PATH_NOT_EXPORTED"])
   })
 
   it("ESM: a 2024-style workflow runs on the built code", () => {
