@@ -177,6 +177,30 @@ describeJournals("Interruption", (journalCase) => {
       expect(events).not.toContain("StepStarted:compensation:activity:loser")
     }))
 
+  it.scoped("race loser: not started again on replay when the winner's branch takes many scheduler rounds to finish", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = yield* buildJournal(journalCase)
+      const gate = yield* Deferred.make<void>()
+      // after its recorded result, the winner's branch yields 50 times before the race ends
+      const winner = Activity.make("winner", Schema.Number, Schema.String)(Effect.succeed(2)).pipe(
+        Effect.zipLeft(Effect.forEach(Array.from({ length: 50 }), () => Effect.yieldNow(), { discard: true }))
+      )
+      const workflow = Workflow.make(Order, () => Effect.race(blocking(log, "loser", gate), winner))
+      // crash right after the winner's completion is committed: the loser's abandonment is not journaled
+      const first = yield* runUntilCrash(
+        journal,
+        workflow,
+        atEvent("StepCompleted", "winner", "after"),
+        (engine) => engine.send(new Order({ orderId: "o1", amount: 1 }))
+      )
+      expect(first).toBe("crashed")
+      // a loser run again would return at once (attempt 1)
+      const second = yield* runUntilCrash(journal, workflow, undefined, (engine) => engine.result("o1"))
+      expect(second).toEqual(Exit.succeed(Exit.succeed(2)))
+      expect(log.ids().filter((id) => id === "loser")).toEqual(["loser"])
+    }))
+
   it.scoped("Workflow.timeout: at the deadline the timer's completion is recorded, the running body is interrupted, and completed activities compensate when the workflow fails", () =>
     Effect.gen(function*() {
       const log = new RunLog()

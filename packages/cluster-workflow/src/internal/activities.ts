@@ -40,7 +40,14 @@ export abstract class Activities extends Inbox {
       const requested = this.requestNow(options.kind, options.scope, options.id)
       if (!("step" in requested)) return this.fatal(requested)
       const { first, step } = requested
-      if (!first) return Effect.flatMap(step.done.await, (json) => this.decode(step, options.codec, json))
+      if (!first) {
+        // (abandoned by its first requester: ask again)
+        return Effect.flatMap(
+          step.done.await,
+          (json): Effect.Effect<A, E, any> =>
+            json === undefined ? this.runActivity(options) : this.decode(step, options.codec, json)
+        )
+      }
       const recorded = (json: string): Effect.Effect<A, E> => {
         const decoded = this.decode(step, options.codec, json)
         const onSuccess = options.onSuccess

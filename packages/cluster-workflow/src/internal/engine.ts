@@ -150,7 +150,8 @@ export class Engine {
             FiberRefs.updateManyAs(current, {
               entries: [
                 [FiberRef.currentContext, [[fiberId, refs.context]]],
-                [FiberRef.currentLogAnnotations, [[fiberId, refs.logAnnotations]]]
+                [FiberRef.currentLogAnnotations, [[fiberId, refs.logAnnotations]]],
+                [FiberRef.currentScheduler, [[fiberId, refs.scheduler]]]
               ]
             }),
           immediate

@@ -34,6 +34,7 @@ import {
 import type { ExitCodec } from "./codec.js"
 import { dieJson, interruptJson, voidJson } from "./codec.js"
 import { Activities } from "./activities.js"
+import { BodyScheduler } from "./bodyScheduler.js"
 import type { Control } from "./controlQueue.js"
 import { describeEvent, safeParse } from "./replay.js"
 
@@ -50,6 +51,9 @@ const isEngineFault = (u: unknown) =>
 
 /** @internal */
 export class ExecutionRuntime extends Activities {
+  /** Replay is over and live steps wait for the body to block (`onBodyIdle`). */
+  private liveWhenIdle = false
+
   // ---------------------------------------------------------------------------------------------
   // messages from the engine
   // ---------------------------------------------------------------------------------------------
@@ -103,8 +107,26 @@ export class ExecutionRuntime extends Activities {
 
   /** Interrupts the body, unless it has ended (after `run` was interrupted). */
   get stopBody(): Effect.Effect<void> {
-    const bodyFiber = this.bodyFiber
-    return bodyFiber === undefined || bodyFiber.unsafePoll() !== null ? Effect.void : Effect.asVoid(Fiber.interrupt(bodyFiber))
+    return Effect.suspend(() => {
+      const bodyFiber = this.bodyFiber
+      this.stopping = true
+      return bodyFiber === undefined || bodyFiber.unsafePoll() !== null
+        ? Effect.void
+        : Effect.asVoid(Fiber.interrupt(bodyFiber))
+    })
+  }
+
+  /**
+   * The body is blocked: the moment to start live steps after replay (a race's loser has been
+   * interrupted by then), or to suspend when everything still asked for is a durable wait.
+   */
+  protected onBodyIdle() {
+    if (this.liveWhenIdle) {
+      this.liveWhenIdle = false
+      this.control.unsafeOffer({ _tag: "ReplayDone" })
+    } else if (this.waiting.size > 0 && this.active === 0) {
+      this.control.unsafeOffer({ _tag: "CheckSuspend" })
+    }
   }
 
   /** Starts the body (in the coordinator's fiber `fiber`) and handles control messages until an outcome. */
@@ -114,6 +136,8 @@ export class ExecutionRuntime extends Activities {
     signals: ReadonlyArray<SignalRow>
   ): Effect.Effect<Outcome> {
     this.load(events, signals)
+    this.clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+    this.scheduler = new BodyScheduler(fiber.currentScheduler, () => this.onBodyIdle())
 
     const context: WorkflowContext = {
       workflow: this.key.workflow,
@@ -127,7 +151,8 @@ export class ExecutionRuntime extends Activities {
     // (what `Effect.provide` would give it, set once when it is forked) and this fiber's log annotations.
     const refs = {
       context: Context.add(mergedContext(fiber.currentContext, this.params.context), WorkflowContext, context),
-      logAnnotations: fiber.getFiberRef(FiberRef.currentLogAnnotations)
+      logAnnotations: fiber.getFiberRef(FiberRef.currentLogAnnotations),
+      scheduler: this.scheduler
     }
     const body = this.params.body.pipe(
       // onExit runs even when the body is interrupted (cancellation), so the coordinator always hears of it
@@ -154,6 +179,7 @@ export class ExecutionRuntime extends Activities {
       Effect.flatMap(this.handle(message), (outcome): Effect.Effect<Outcome> => {
         if (outcome === undefined) return this.coordinate()
         const bodyFiber = this.bodyFiber!
+        this.stopping = true
         // (a body that has ended, as after a completion, needs no interruption)
         return bodyFiber.unsafePoll() === null ? Effect.as(Fiber.interrupt(bodyFiber), outcome) : Effect.succeed(outcome)
       }))
@@ -169,6 +195,11 @@ export class ExecutionRuntime extends Activities {
         // most checks find a step running: decided without an effect
         return this.canSuspend() ? this.trySuspend() : noOutcome
       case "ReplayDone":
+        if (!this.scheduler.idle) {
+          // the body is still reacting to the last replayed events: start live steps once it is blocked
+          this.liveWhenIdle = true
+          return noOutcome
+        }
         if (this.liveStarted && !this.cancelPending) {
           // nothing to settle or cancel (a fresh execution): start the steps asked for so far
           this.openPendingGates()
@@ -242,6 +273,7 @@ export class ExecutionRuntime extends Activities {
 
   private onFatal(error: unknown): Effect.Effect<Outcome> {
     return Effect.gen(this, function*() {
+      this.stopping = true
       if (this.bodyFiber) yield* Fiber.interrupt(this.bodyFiber)
       if (error instanceof ClaimLostError || error instanceof JournalError) {
         this.broken = true
@@ -292,26 +324,10 @@ export class ExecutionRuntime extends Activities {
     return true
   }
 
-  /** Lets the body run until it blocks: chains of fibers resumed by the last event get to react. */
-  private get settle(): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      let seen = -1
-      let quiet = 0
-      const loop: Effect.Effect<void> = Effect.suspend(() => {
-        if (this.progress === seen) quiet++
-        else quiet = 0
-        seen = this.progress
-        return quiet >= 3 ? Effect.void : Effect.zipRight(Effect.yieldNow(), loop)
-      })
-      return loop
-    })
-  }
-
   private trySuspend(): Effect.Effect<Outcome | undefined> {
     return Effect.gen(this, function*() {
-      if (!this.canSuspend()) return undefined
-      yield* this.settle
-      if (!this.canSuspend()) return undefined
+      // a body still running may ask for more (its idle check asks again)
+      if (!this.canSuspend() || !this.scheduler.idle) return undefined
       let wakeAt: number | null = null
       const reasons = new Set<string>()
       for (const step of this.waiting) {
@@ -379,6 +395,8 @@ export class ExecutionRuntime extends Activities {
       }
       this.cancelling = true
       this.cancelPending = false
+      // (the cancellation, journaled, interrupts every request on replay too: nothing to abandon one by one)
+      this.stopping = true
       if (fromHistory) {
         this.bodyFiber?.unsafeInterruptAsFork(FiberId.none)
         return
@@ -421,7 +439,6 @@ export class ExecutionRuntime extends Activities {
   /** Replay is over: once the body settled, start every step that is still asked for. */
   private get startLive(): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-      if (!this.liveStarted) yield* this.settle
       this.liveStarted = true
       this.openPendingGates()
       if (this.cancelPending) yield* this.beginCancel(false)

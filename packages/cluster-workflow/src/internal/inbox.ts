@@ -79,18 +79,28 @@ export abstract class Inbox extends Timers {
   ): Effect.Effect<{ readonly step: Step; readonly json: string }> {
     return Effect.gen(this, function*() {
       const { first, step } = yield* this.request(kind, scope, id)
-      if (!first) return { step, json: yield* step.done.await }
+      if (!first) {
+        const json = yield* step.done.await
+        // (abandoned by its first requester: ask again)
+        if (json === undefined) return yield* this.inboxStep(kind, scope, id, signalName, reason, beforeWait)
+        return { step, json }
+      }
       const gate = yield* this.awaitGate(step)
       if (gate._tag === "Done") return { step, json: gate.json }
       const json = yield* Effect.gen(this, function*() {
         if (step.startedBody === undefined) {
+          // (a wait asked for again after an abandonment is its next attempt)
           step.startedBody = "{}"
-          step.attempt = 0
-          this.pipeline([this.event("StepStarted", kind, scope, id, 0, "{}")], undefined, yield* Clock.currentTimeMillis)
+          step.attempt++
+          this.pipeline(
+            [this.event("StepStarted", kind, scope, id, step.attempt, "{}")],
+            undefined,
+            yield* Clock.currentTimeMillis
+          )
         }
         if (!this.signals.has(signalName)) yield* beforeWait
         const value = yield* this.waitSignal(step, signalName, reason)
-        this.recordCompletion(step, 0, value, yield* Clock.currentTimeMillis)
+        this.recordCompletion(step, step.attempt, value, yield* Clock.currentTimeMillis)
         return value
       }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
       return { step, json }

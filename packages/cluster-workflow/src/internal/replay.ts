@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Fiber from "effect/Fiber"
 import type * as HashMap from "effect/HashMap"
+import type * as Scheduler from "effect/Scheduler"
 import type {
   EventRow,
   ExecutionKey,
@@ -29,6 +30,7 @@ import type { WorkflowContext } from "../WorkflowContext.js"
 import { ClaimLostError, JournalDecodeError, NonDeterminismError } from "../WorkflowError.js"
 import type { ExitCodec } from "./codec.js"
 import { voidJson } from "./codec.js"
+import { BodyScheduler } from "./bodyScheduler.js"
 import { ControlQueue } from "./controlQueue.js"
 import type { Committer, WriteOwner } from "./groupCommit.js"
 import { OneShot } from "./oneShot.js"
@@ -66,7 +68,11 @@ export interface EngineServices {
    */
   readonly fork: <A, E>(
     effect: Effect.Effect<A, E, never>,
-    refs: { readonly context: Context.Context<never>; readonly logAnnotations: HashMap.HashMap<string, unknown> },
+    refs: {
+      readonly context: Context.Context<never>
+      readonly logAnnotations: HashMap.HashMap<string, unknown>
+      readonly scheduler: Scheduler.Scheduler
+    },
     immediate: boolean
   ) => Fiber.RuntimeFiber<A, E>
 }
@@ -104,12 +110,17 @@ export interface Step {
   startedBody: string | undefined
   /** The recorded completion, once known. */
   result: string | undefined
-  readonly gate: OneShot<Gate>
-  readonly done: OneShot<string>
+  /** Where the current request waits to learn its outcome or to run (new after an abandonment). */
+  gate: OneShot<Gate>
+  /** The outcome for repeated requests; undefined when the current request was abandoned. */
+  done: OneShot<string | undefined>
   gateOpened: boolean
+  /** The current request was interrupted before the step had a result (a race's loser, a timeout). */
   abandoned: boolean
-  /** Retry decisions recorded so far: when each was made. */
-  readonly retryTimes: Array<number>
+  /** The journal records that abandonment (StepAbandoned), read on replay or written. */
+  abandonRecorded: boolean
+  /** Retry decisions recorded so far for the current request: when each was made. */
+  retryTimes: Array<number>
   /** A recorded retry delay not yet waited out. */
   retryWakeAt: number | undefined
   /** Set while the step waits on a durable condition (timer, signal, child, retry). */
@@ -122,6 +133,9 @@ export interface Step {
 }
 
 const runGate: Gate = { _tag: "Run" }
+
+/** Before the body starts: nothing of it is pending. */
+const idleScheduler = new BodyScheduler({ shouldYield: () => false, scheduleTask: (task) => task() }, () => {})
 
 /** @internal */
 export const safeParse = (json: string): any => {
@@ -157,12 +171,20 @@ export abstract class Replay implements WriteOwner {
   protected readonly inFlight = new Set<Step>()
   protected readonly waiting = new Set<Step>()
   protected active = 0
-  protected progress = 0
   protected readonly compensations: Array<{ readonly step: Step; readonly run: Effect.Effect<void, never, any> }> = []
   protected cancelling = false
   protected compensating = false
   protected bodyFiber: Fiber.RuntimeFiber<void> | undefined
   protected suspendRequested = false
+  /** The scheduler of the body's fibers: tells when the body is blocked (set by `begin`). */
+  protected scheduler: BodyScheduler = idleScheduler
+  /** The coordinator's clock (set by `begin`), for writes made outside an effect. */
+  protected clock: Clock.Clock = Clock.make()
+  /**
+   * The body is being stopped as a whole (an outcome, a fault, a cancellation, the engine's scope): its
+   * interrupted requests are not abandonments to journal.
+   */
+  protected stopping = false
   /** A suspension is being written: the execution is leaving this engine. */
   suspending = false
   /** Resolved by the engine once this runtime has left it. */
@@ -190,6 +212,9 @@ export abstract class Replay implements WriteOwner {
   get currentInboxVersion() {
     return this.inboxVersion
   }
+
+  /** The body is blocked (every fiber of it waits): called by its scheduler. */
+  protected abstract onBodyIdle(): void
 
   /** A failure reported by the group committer for one of this execution's writes. */
   abstract onBroken(result: unknown): void
@@ -243,7 +268,8 @@ export abstract class Replay implements WriteOwner {
       switch (event.kind) {
         case "StepStarted": {
           const step = this.steps.get(stepKeyOf(event.stepKind, event.stepScope, event.stepId))
-          if (step === undefined) return
+          // a step not asked for yet, or asked for again after its abandonment: wait for the body's request
+          if (step === undefined || step.abandoned) return
           step.attempt = Math.max(step.attempt, event.attempt)
           step.retryWakeAt = undefined
           this.cursor++
@@ -277,6 +303,16 @@ export abstract class Replay implements WriteOwner {
           }
           break
         }
+        case "StepAbandoned": {
+          const step = this.steps.get(stepKeyOf(event.stepKind, event.stepScope, event.stepId))
+          this.cursor++
+          if (step !== undefined) {
+            // its requester was interrupted at this point of the original run, and is again on replay
+            step.abandonRecorded = true
+            this.abandon(step)
+          }
+          break
+        }
         case "CancelRequested": {
           this.cursor++
           Effect.runSync(this.beginCancel(true))
@@ -288,6 +324,7 @@ export abstract class Replay implements WriteOwner {
     }
     if (this.phase === "replay") {
       this.phase = "live"
+      this.recordAbandonments()
       if (this.compensating) {
         // The body is over; the coordinator is busy compensating: start the remaining steps now.
         this.liveStarted = true
@@ -297,6 +334,16 @@ export abstract class Replay implements WriteOwner {
       } else {
         this.control.unsafeOffer({ _tag: "ReplayDone" })
       }
+    }
+  }
+
+  /**
+   * Replay is over: requests abandoned during replay whose abandonment the journal does not hold (the
+   * original run stopped before writing it) are recorded now, so they are not run again after a crash.
+   */
+  private recordAbandonments() {
+    for (const step of this.stepOrder) {
+      if (step.abandoned && !step.abandonRecorded) this.recordAbandonment(step)
     }
   }
 
@@ -310,7 +357,6 @@ export abstract class Replay implements WriteOwner {
   protected resolve(step: Step, json: string) {
     if (step.result !== undefined) return
     step.result = json
-    this.progress++
     this.inFlight.delete(step)
     if (!step.gateOpened) {
       step.gateOpened = true
@@ -343,10 +389,13 @@ export abstract class Replay implements WriteOwner {
 
   /** `request` without an effect: the step, or the non-determinism to report. */
   protected requestNow(kind: StepKind, scope: string, id: string): { step: Step; first: boolean } | NonDeterminismError {
-    this.progress++
     const key = stepKeyOf(kind, scope, id)
     const existing = this.steps.get(key)
-    if (existing !== undefined) return { step: existing, first: false }
+    // a repeated request awaits the same outcome, unless the step was abandoned without one: then this is
+    // a new request of the same step (its next attempt, a re-armed wait)
+    if (existing !== undefined && !(existing.abandoned && existing.result === undefined)) {
+      return { step: existing, first: false }
+    }
     let step: Step
     if (this.phase === "replay") {
       const next = this.history[this.cursor]
@@ -358,13 +407,13 @@ export abstract class Replay implements WriteOwner {
           actual: describeStep(kind, scope, id)
         })
       }
-      step = this.register(kind, scope, id)
+      step = existing === undefined ? this.register(kind, scope, id) : this.renew(existing)
       step.attempt = next.attempt
       step.startedBody = next.body
       this.cursor++
       this.advance()
     } else {
-      step = this.register(kind, scope, id)
+      step = existing === undefined ? this.register(kind, scope, id) : this.renew(existing)
       // compensations run after the body ended: nothing left to settle
       if (this.liveStarted || this.compensating) this.openGate(step)
     }
@@ -384,6 +433,7 @@ export abstract class Replay implements WriteOwner {
       done: new OneShot(),
       gateOpened: false,
       abandoned: false,
+      abandonRecorded: false,
       retryTimes: [],
       retryWakeAt: undefined,
       wakeAt: undefined,
@@ -397,16 +447,22 @@ export abstract class Replay implements WriteOwner {
     return step
   }
 
+  /** A new request of an abandoned step: it waits at a new gate; its attempts and waits start again. */
+  private renew(step: Step): Step {
+    step.gate = new OneShot()
+    step.done = new OneShot()
+    step.gateOpened = false
+    step.abandoned = false
+    step.abandonRecorded = false
+    step.startedBody = undefined
+    step.retryTimes = []
+    step.retryWakeAt = undefined
+    return step
+  }
+
   /** Awaits the step's gate; an interrupted requester abandons the step (a race's loser). */
   protected awaitGate(step: Step): Effect.Effect<Gate> {
-    return Effect.onInterrupt(step.gate.await, () =>
-      Effect.sync(() => {
-        if (step.result === undefined) {
-          step.abandoned = true
-          this.inFlight.delete(step)
-          this.progress++
-        }
-      }))
+    return Effect.onInterrupt(step.gate.await, () => Effect.sync(() => this.abandon(step)))
   }
 
   protected decode<A, E>(step: Step, codec: ExitCodec<A, E>, json: string): Effect.Effect<A, E> {
@@ -430,13 +486,31 @@ export abstract class Replay implements WriteOwner {
     this.resolve(step, json)
   }
 
-  /** Leaves the step in flight, without a result (its fiber was interrupted). */
+  /**
+   * The step's requester was interrupted before the step had a result: the step is left without one and
+   * the abandonment is journaled, so that neither a replay nor a crash restarts it; asking for the step
+   * again is a new request (`renew`). Repeated requests waiting for its outcome ask again.
+   */
   protected abandon(step: Step) {
-    if (step.result === undefined) {
-      step.abandoned = true
-      this.inFlight.delete(step)
-      this.progress++
-    }
+    if (step.result !== undefined || step.abandoned) return
+    step.abandoned = true
+    this.inFlight.delete(step)
+    if (!step.abandonRecorded && this.phase === "live") this.recordAbandonment(step)
+    step.done.unsafeSucceed(undefined)
+  }
+
+  /**
+   * Journals an abandonment of a step that has a recorded start (nothing to record otherwise), unless the
+   * whole body is being stopped or the execution is leaving this engine (a suspension).
+   */
+  private recordAbandonment(step: Step) {
+    if (step.attempt < 0 || this.stopping || this.broken || this.suspending) return
+    step.abandonRecorded = true
+    this.pipeline(
+      [this.event("StepAbandoned", step.kind, step.scope, step.id, step.attempt, "{}")],
+      undefined,
+      this.clock.unsafeCurrentTimeMillis()
+    )
   }
 
   /**

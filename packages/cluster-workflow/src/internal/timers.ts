@@ -36,7 +36,8 @@ export abstract class Timers extends Replay {
     return Effect.gen(this, function*() {
       const { first, step } = yield* this.request("timer", scope, id)
       if (!first) {
-        yield* step.done.await
+        // (abandoned by its first requester: ask again)
+        if ((yield* step.done.await) === undefined) yield* this.sleep(scope, id, millis)
         return
       }
       const gate = yield* this.awaitGate(step)
@@ -49,11 +50,12 @@ export abstract class Timers extends Replay {
           const now = yield* Clock.currentTimeMillis
           wakeAt = now + millis
           step.startedBody = JSON.stringify({ wakeAt })
-          step.attempt = 0
-          this.pipeline([this.event("StepStarted", "timer", scope, id, 0, step.startedBody)], undefined, now)
+          // (a sleep asked for again after an abandonment is re-armed: its next attempt)
+          step.attempt++
+          this.pipeline([this.event("StepStarted", "timer", scope, id, step.attempt, step.startedBody)], undefined, now)
         }
         yield* this.waitUntil(step, wakeAt, "timer")
-        this.recordCompletion(step, 0, voidJson, yield* Clock.currentTimeMillis)
+        this.recordCompletion(step, step.attempt, voidJson, yield* Clock.currentTimeMillis)
       }).pipe(Effect.onInterrupt(() => Effect.sync(() => this.abandon(step))))
     })
   }
