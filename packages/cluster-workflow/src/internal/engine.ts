@@ -104,7 +104,9 @@ export class Engine {
   private readonly starting = new Map<string, OneShot<void>>()
   private readonly claiming = new Set<string>()
   /** Callers awaiting a result: completed with it, or with undefined when the execution left this engine. */
-  private readonly waiters = new Map<string, OneShot<string | undefined>>()
+  private readonly waiters = new Map<string, OneShot<string | undefined, JournalError | PayloadDecodeError>>()
+  /** Executions stopped by a journal failure that this engine takes back once the journal answers. */
+  private readonly retrying = new Set<string>()
   readonly definitions: Map<string, Definition>
   readonly names: ReadonlyArray<string>
   private armedAt: number | undefined = undefined
@@ -420,22 +422,34 @@ export class Engine {
           return
         }
         case "Stopped": {
-          this.releaseWaiters(id)
           if (outcome.error._tag === "JournalError") {
-            yield* Effect.logWarning("an execution stopped: the journal failed; it is retried", outcome.error)
+            const error = outcome.error
+            yield* Effect.logWarning("an execution stopped: the journal failed; it is retried", error)
+            // A write the journal refuses for good (disk full, a value it cannot store) fails the callers
+            // with the typed error (docs/engine.md) instead of leaving them waiting on a retry that may
+            // never succeed; the execution itself is still taken back below.
+            if (!error.retryable) this.failWaiters(runtime.key, error)
+            else this.releaseWaiters(id)
             // Its claim is still this engine's: take it back once the journal answers again
-            // (exponential backoff on the live clock, up to a minute between tries).
+            // (exponential backoff on the live clock, up to a minute between tries). Meanwhile a caller's
+            // poll does not re-launch it (see `pollResult`).
             const key = runtime.key
+            this.retrying.add(id)
             this.runFork(
               Effect.withClock(
                 Effect.retry(
-                  Effect.delay(this.claimAndLaunch(key), "1 second"),
+                  Effect.delay(Effect.suspend(() => {
+                    this.retrying.delete(id)
+                    return this.claimAndLaunch(key)
+                  }), "1 second"),
                   Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("1 minute")))
                 ),
                 liveClock
               ).pipe(Effect.ignore)
             )
+            return
           }
+          this.releaseWaiters(id)
           return
         }
       }
@@ -451,12 +465,12 @@ export class Engine {
     }
   }
 
-  private failWaiters(key: ExecutionKey, error: unknown) {
+  private failWaiters(key: ExecutionKey, error: JournalError | PayloadDecodeError) {
     const id = keyString(key)
     const waiter = this.waiters.get(id)
     if (waiter !== undefined) {
       this.waiters.delete(id)
-      waiter.unsafeDone(Exit.die(error))
+      waiter.unsafeDone(Exit.fail(error))
     }
   }
 
@@ -491,7 +505,7 @@ export class Engine {
       const id = keyString(key)
       let waiter = this.waiters.get(id)
       if (waiter === undefined) {
-        waiter = new OneShot<string | undefined>()
+        waiter = new OneShot<string | undefined, JournalError | PayloadDecodeError>()
         this.waiters.set(id, waiter)
       }
       const local = Effect.flatMap(
@@ -518,7 +532,7 @@ export class Engine {
         yield* Effect.withClock(Effect.sleep(delay), liveClock)
         const row = yield* this.journal.get(key)
         if (Option.isSome(row) && isTerminal(row.value.status) && row.value.result !== null) return row.value.result
-        if (Option.isSome(row) && row.value.status === "running" && !this.live.has(id)) {
+        if (Option.isSome(row) && row.value.status === "running" && !this.live.has(id) && !this.retrying.has(id)) {
           // Resume an execution abandoned by its engine (claim expired) instead of waiting forever.
           const now = yield* Clock.currentTimeMillis
           const own = row.value.claimOwner === this.owner
