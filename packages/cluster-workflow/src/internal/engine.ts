@@ -69,6 +69,9 @@ interface ParentLink {
 
 const liveClock = Clock.make()
 
+/** The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests). */
+const monotonicMillis = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
+
 const keyString = (key: ExecutionKey) => JSON.stringify([key.workflow, key.executionId])
 
 /** Engines in one process on one journal share an identity, so a new engine resumes at once. */
@@ -226,9 +229,10 @@ export class Engine {
     const gate = new OneShot<void>()
     this.starting.set(id, gate)
     const version = definition.version(message)
-    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    let sentAt = 0
+    return Effect.flatMap(Effect.zip(Clock.currentTimeMillis, monotonicMillis), ([now, monotonic]) =>
       Effect.flatMap(
-        this.committer.submit({
+        (sentAt = monotonic, this.committer.submit({
           _tag: "Start",
           key,
           payload,
@@ -238,10 +242,11 @@ export class Engine {
           owner: this.owner,
           claimUntil: now + this.leaseMillis,
           now
-        }).await,
+        })).await,
         (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
           if (result._tag === "Created") {
             this.launch(definition, key, message, {
+              claimSentAt: sentAt,
               epoch: result.epoch,
               inboxVersion: 0,
               cancelRequested: false,
@@ -278,6 +283,7 @@ export class Engine {
       const definition = this.definitions.get(key.workflow)
       if (definition === undefined) return false
       const now = yield* Clock.currentTimeMillis
+      const claimSentAt = yield* monotonicMillis
       const claimed = yield* this.journal.claim(key, this.owner, now, now + this.leaseMillis)
       if (claimed._tag !== "Claimed") return false
       const row = claimed.row
@@ -320,6 +326,7 @@ export class Engine {
         return yield* error
       }
       this.launch(definition, key, decoded.right, {
+        claimSentAt,
         epoch: row.claimEpoch,
         inboxVersion: row.inboxVersion,
         cancelRequested: row.cancelRequested,
@@ -337,6 +344,8 @@ export class Engine {
     key: ExecutionKey,
     message: unknown,
     state: {
+      /** When the request that granted the claim was sent (`monotonicMillis`): its lease starts then. */
+      readonly claimSentAt: number
       readonly epoch: number
       readonly inboxVersion: number
       readonly cancelRequested: boolean
@@ -360,6 +369,7 @@ export class Engine {
       fresh: state.fresh
     })
     const id = runtime.keyString
+    this.leaseEnds.set(runtime, state.claimSentAt + this.leaseMillis - this.leaseMargin)
     this.live.set(id, runtime)
     // the renewal loop waits for this only when nothing was live
     if (this.live.size === 1) this.liveChanged.unsafeOffer(undefined)
@@ -701,21 +711,59 @@ export class Engine {
     }
   })
 
-  /** Renews the claims of live executions every lease/3, only while there are any. */
+  /**
+   * Where each live execution's lease ends by this engine's own clock: the send time of the request that
+   * granted or last renewed its claim, plus the lease, minus `leaseMargin` (DESIGN.md section 8).
+   */
+  private readonly leaseEnds = new WeakMap<ExecutionRuntime, number>()
+
+  /** Stop work this long before the lease ends: a tenth of the lease, at least 100 ms, at most 5 s. */
+  get leaseMargin(): number {
+    return Math.min(5_000, Math.max(100, Math.floor(this.leaseMillis / 10)))
+  }
+
+  /**
+   * Renews the claims of live executions every lease/3, only while there are any. An execution whose
+   * lease ends (by this engine's monotonic clock, measured from the send of its last successful renewal)
+   * before a renewal succeeds is stopped: another engine may take it over once the claim expires, and
+   * two engines must never both run it (issue 9 #11).
+   */
   readonly renewLoop: Effect.Effect<never> = Effect.gen(this, function*() {
+    const every = Math.max(1, Math.floor(this.leaseMillis / 3))
+    let renewAt = (yield* monotonicMillis) + every
     while (true) {
       if (this.live.size === 0) {
         yield* Queue.take(this.liveChanged)
+        renewAt = (yield* monotonicMillis) + every
         continue
       }
-      yield* Effect.sleep(Math.max(1, Math.floor(this.leaseMillis / 3)))
-      const runtimes = Array.from(this.live.values())
+      let earliest = renewAt
+      for (const runtime of this.live.values()) {
+        const end = this.leaseEnds.get(runtime)
+        if (end !== undefined && end < earliest) earliest = end
+      }
+      const wait = earliest - (yield* monotonicMillis)
+      if (wait > 0) yield* Effect.sleep(wait)
+      const now = yield* monotonicMillis
+      for (const runtime of this.live.values()) {
+        const end = this.leaseEnds.get(runtime)
+        if (end !== undefined && end <= now && !runtime.suspending) {
+          this.leaseEnds.delete(runtime)
+          yield* Effect.logWarning("an execution's claim could not be renewed before its lease ended; it stops here")
+            .pipe(Effect.annotateLogs({ workflow: runtime.key.workflow, executionId: runtime.key.executionId }))
+          runtime.notifyClaimLost()
+        }
+      }
+      if (now < renewAt) continue
+      renewAt = now + every
+      const runtimes = Array.from(this.live.values()).filter((runtime) => this.leaseEnds.has(runtime))
       if (runtimes.length === 0) continue
-      const now = yield* Clock.currentTimeMillis
+      const sentAt = yield* monotonicMillis
+      const wallNow = yield* Clock.currentTimeMillis
       const rows = yield* Effect.either(this.journal.renew(
         this.owner,
         runtimes.map((runtime) => ({ key: runtime.key, epoch: runtime.currentEpoch })),
-        now + this.leaseMillis
+        wallNow + this.leaseMillis
       ))
       if (Either.isLeft(rows)) {
         yield* Effect.logWarning("could not renew claims", rows.left)
@@ -724,7 +772,10 @@ export class Engine {
       rows.right.forEach((row, i) => {
         const runtime = runtimes[i]!
         if (row === undefined) runtime.notifyClaimLost()
-        else if (row.inboxVersion > runtime.currentInboxVersion) runtime.notifyInbox()
+        else {
+          if (this.leaseEnds.has(runtime)) this.leaseEnds.set(runtime, sentAt + this.leaseMillis - this.leaseMargin)
+          if (row.inboxVersion > runtime.currentInboxVersion) runtime.notifyInbox()
+        }
       })
     }
   })
