@@ -70,6 +70,9 @@ interface ParentLink {
 
 const liveClock = Clock.make()
 
+/** The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests). */
+const monotonicMillis = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
+
 const keyString = (key: ExecutionKey) => JSON.stringify([key.workflow, key.executionId])
 
 /** Engines in one process on one journal share an identity, so a new engine resumes at once. */
@@ -105,7 +108,9 @@ export class Engine {
   private readonly starting = new Map<string, OneShot<void>>()
   private readonly claiming = new Set<string>()
   /** Callers awaiting a result: completed with it, or with undefined when the execution left this engine. */
-  private readonly waiters = new Map<string, OneShot<string | undefined>>()
+  private readonly waiters = new Map<string, OneShot<string | undefined, JournalError | PayloadDecodeError>>()
+  /** Executions stopped by a journal failure that this engine takes back once the journal answers. */
+  private readonly retrying = new Set<string>()
   readonly definitions: Map<string, Definition>
   readonly names: ReadonlyArray<string>
   readonly timer: EngineTimer
@@ -227,9 +232,10 @@ export class Engine {
     const gate = new OneShot<void>()
     this.starting.set(id, gate)
     const version = definition.version(message)
-    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    let sentAt = 0
+    return Effect.flatMap(Effect.zip(Clock.currentTimeMillis, monotonicMillis), ([now, monotonic]) =>
       Effect.flatMap(
-        this.committer.submit({
+        (sentAt = monotonic, this.committer.submit({
           _tag: "Start",
           key,
           payload,
@@ -239,10 +245,11 @@ export class Engine {
           owner: this.owner,
           claimUntil: now + this.leaseMillis,
           now
-        }).await,
+        })).await,
         (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
           if (result._tag === "Created") {
             this.launch(definition, key, message, {
+              claimSentAt: sentAt,
               epoch: result.epoch,
               inboxVersion: 0,
               cancelRequested: false,
@@ -279,6 +286,7 @@ export class Engine {
       const definition = this.definitions.get(key.workflow)
       if (definition === undefined) return false
       const now = yield* Clock.currentTimeMillis
+      const claimSentAt = yield* monotonicMillis
       const claimed = yield* this.journal.claim(key, this.owner, now, now + this.leaseMillis)
       if (claimed._tag !== "Claimed") return false
       const row = claimed.row
@@ -321,6 +329,7 @@ export class Engine {
         return yield* error
       }
       this.launch(definition, key, decoded.right, {
+        claimSentAt,
         epoch: row.claimEpoch,
         inboxVersion: row.inboxVersion,
         cancelRequested: row.cancelRequested,
@@ -338,6 +347,8 @@ export class Engine {
     key: ExecutionKey,
     message: unknown,
     state: {
+      /** When the request that granted the claim was sent (`monotonicMillis`): its lease starts then. */
+      readonly claimSentAt: number
       readonly epoch: number
       readonly inboxVersion: number
       readonly cancelRequested: boolean
@@ -361,6 +372,7 @@ export class Engine {
       fresh: state.fresh
     })
     const id = runtime.keyString
+    this.leaseEnds.set(runtime, state.claimSentAt + this.leaseMillis - this.leaseMargin)
     this.live.set(id, runtime)
     // the renewal loop waits for this only when nothing was live
     if (this.live.size === 1) this.liveChanged.unsafeOffer(undefined)
@@ -423,22 +435,34 @@ export class Engine {
           return
         }
         case "Stopped": {
-          this.releaseWaiters(id)
           if (outcome.error._tag === "JournalError") {
-            yield* Effect.logWarning("an execution stopped: the journal failed; it is retried", outcome.error)
+            const error = outcome.error
+            yield* Effect.logWarning("an execution stopped: the journal failed; it is retried", error)
+            // A write the journal refuses for good (disk full, a value it cannot store) fails the callers
+            // with the typed error (docs/engine.md) instead of leaving them waiting on a retry that may
+            // never succeed; the execution itself is still taken back below.
+            if (!error.retryable) this.failWaiters(runtime.key, error)
+            else this.releaseWaiters(id)
             // Its claim is still this engine's: take it back once the journal answers again
-            // (exponential backoff on the live clock, up to a minute between tries).
+            // (exponential backoff on the live clock, up to a minute between tries). Meanwhile a caller's
+            // poll does not re-launch it (see `pollResult`).
             const key = runtime.key
+            this.retrying.add(id)
             this.runFork(
               Effect.withClock(
                 Effect.retry(
-                  Effect.delay(this.claimAndLaunch(key), "1 second"),
+                  Effect.delay(Effect.suspend(() => {
+                    this.retrying.delete(id)
+                    return this.claimAndLaunch(key)
+                  }), "1 second"),
                   Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("1 minute")))
                 ),
                 liveClock
               ).pipe(Effect.ignore)
             )
+            return
           }
+          this.releaseWaiters(id)
           return
         }
       }
@@ -454,12 +478,12 @@ export class Engine {
     }
   }
 
-  private failWaiters(key: ExecutionKey, error: unknown) {
+  private failWaiters(key: ExecutionKey, error: JournalError | PayloadDecodeError) {
     const id = keyString(key)
     const waiter = this.waiters.get(id)
     if (waiter !== undefined) {
       this.waiters.delete(id)
-      waiter.unsafeDone(Exit.die(error))
+      waiter.unsafeDone(Exit.fail(error))
     }
   }
 
@@ -494,7 +518,7 @@ export class Engine {
       const id = keyString(key)
       let waiter = this.waiters.get(id)
       if (waiter === undefined) {
-        waiter = new OneShot<string | undefined>()
+        waiter = new OneShot<string | undefined, JournalError | PayloadDecodeError>()
         this.waiters.set(id, waiter)
       }
       const local = Effect.flatMap(
@@ -521,7 +545,7 @@ export class Engine {
         yield* Effect.withClock(Effect.sleep(delay), liveClock)
         const row = yield* this.journal.get(key)
         if (Option.isSome(row) && isTerminal(row.value.status) && row.value.result !== null) return row.value.result
-        if (Option.isSome(row) && row.value.status === "running" && !this.live.has(id)) {
+        if (Option.isSome(row) && row.value.status === "running" && !this.live.has(id) && !this.retrying.has(id)) {
           // Resume an execution abandoned by its engine (claim expired) instead of waiting forever.
           const now = yield* Clock.currentTimeMillis
           const own = row.value.claimOwner === this.owner
@@ -638,21 +662,59 @@ export class Engine {
     })
   }
 
-  /** Renews the claims of live executions every lease/3, only while there are any. */
+  /**
+   * Where each live execution's lease ends by this engine's own clock: the send time of the request that
+   * granted or last renewed its claim, plus the lease, minus `leaseMargin` (DESIGN.md section 8).
+   */
+  private readonly leaseEnds = new WeakMap<ExecutionRuntime, number>()
+
+  /** Stop work this long before the lease ends: a tenth of the lease, at least 100 ms, at most 5 s. */
+  get leaseMargin(): number {
+    return Math.min(5_000, Math.max(100, Math.floor(this.leaseMillis / 10)))
+  }
+
+  /**
+   * Renews the claims of live executions every lease/3, only while there are any. An execution whose
+   * lease ends (by this engine's monotonic clock, measured from the send of its last successful renewal)
+   * before a renewal succeeds is stopped: another engine may take it over once the claim expires, and
+   * two engines must never both run it (issue 9 #11).
+   */
   readonly renewLoop: Effect.Effect<never> = Effect.gen(this, function*() {
+    const every = Math.max(1, Math.floor(this.leaseMillis / 3))
+    let renewAt = (yield* monotonicMillis) + every
     while (true) {
       if (this.live.size === 0) {
         yield* Queue.take(this.liveChanged)
+        renewAt = (yield* monotonicMillis) + every
         continue
       }
-      yield* Effect.sleep(Math.max(1, Math.floor(this.leaseMillis / 3)))
-      const runtimes = Array.from(this.live.values())
+      let earliest = renewAt
+      for (const runtime of this.live.values()) {
+        const end = this.leaseEnds.get(runtime)
+        if (end !== undefined && end < earliest) earliest = end
+      }
+      const wait = earliest - (yield* monotonicMillis)
+      if (wait > 0) yield* Effect.sleep(wait)
+      const now = yield* monotonicMillis
+      for (const runtime of this.live.values()) {
+        const end = this.leaseEnds.get(runtime)
+        if (end !== undefined && end <= now && !runtime.suspending) {
+          this.leaseEnds.delete(runtime)
+          yield* Effect.logWarning("an execution's claim could not be renewed before its lease ended; it stops here")
+            .pipe(Effect.annotateLogs({ workflow: runtime.key.workflow, executionId: runtime.key.executionId }))
+          runtime.notifyClaimLost()
+        }
+      }
+      if (now < renewAt) continue
+      renewAt = now + every
+      const runtimes = Array.from(this.live.values()).filter((runtime) => this.leaseEnds.has(runtime))
       if (runtimes.length === 0) continue
-      const now = yield* Clock.currentTimeMillis
+      const sentAt = yield* monotonicMillis
+      const wallNow = yield* Clock.currentTimeMillis
       const rows = yield* Effect.either(this.journal.renew(
         this.owner,
         runtimes.map((runtime) => ({ key: runtime.key, epoch: runtime.currentEpoch })),
-        now + this.leaseMillis
+        wallNow + this.leaseMillis
       ))
       if (Either.isLeft(rows)) {
         yield* Effect.logWarning("could not renew claims", rows.left)
@@ -661,7 +723,10 @@ export class Engine {
       rows.right.forEach((row, i) => {
         const runtime = runtimes[i]!
         if (row === undefined) runtime.notifyClaimLost()
-        else if (row.inboxVersion > runtime.currentInboxVersion) runtime.notifyInbox()
+        else {
+          if (this.leaseEnds.has(runtime)) this.leaseEnds.set(runtime, sentAt + this.leaseMillis - this.leaseMargin)
+          if (row.inboxVersion > runtime.currentInboxVersion) runtime.notifyInbox()
+        }
       })
     }
   })
