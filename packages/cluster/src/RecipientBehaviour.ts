@@ -4,10 +4,11 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -15,11 +16,16 @@ import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type * as Message from "./Message.js"
 import { isExit } from "./internal/exit.js"
+import { withHooks } from "./internal/instanceHooks.js"
 import { primaryKeyOf } from "./internal/primaryKey.js"
 import * as MessageState from "./MessageState.js"
 import { PoisonPill } from "./PoisonPill.js"
 import { RecipientBehaviourContext } from "./RecipientBehaviourContext.js"
-import { ExceptionWhileOfferingMessageException, NoResultInProcessedMessageStateException } from "./ShardingException.js"
+import {
+  ExceptionWhileOfferingMessageException,
+  MailboxFullException,
+  NoResultInProcessedMessageStateException
+} from "./ShardingException.js"
 
 /**
  * The function an instance exposes: offer it a message, get its state (processed with the message's
@@ -32,7 +38,7 @@ export type Offer<Msg> = <A extends Msg>(
   message: A
 ) => Effect.Effect<
   MessageState.MessageState<Message.Message.Exit<A>>,
-  ExceptionWhileOfferingMessageException | NoResultInProcessedMessageStateException
+  ExceptionWhileOfferingMessageException | NoResultInProcessedMessageStateException | MailboxFullException
 >
 
 /**
@@ -144,9 +150,16 @@ export const fromFunctionEffectStateful = <S, Msg, R, R2>(
  * `dequeue` and reporting each outcome with `processed(message, Option.some(exit))` (or `Option.none()` for
  * "processed, no result": `send` then fails with `NoResultInProcessedMessageStateException`). Offering
  * answers `Acknowledged` until the result is reported, then `Processed(exit)`; a message offered again with
- * the same primary key is not enqueued twice. When the instance stops, the handler receives a
- * `PoisonPill` and the stop waits for it to return (up to `entityTerminationTimeout`, then it is
- * interrupted).
+ * the same primary key is not enqueued twice (the last `entityDeduplicationCapacity` keys, plus those still
+ * waiting, are remembered). At most `entityMailboxCapacity` messages wait in the queue; beyond that offering
+ * fails with `MailboxFullException`.
+ *
+ * Accepted messages waiting in the queue count as activity: the instance is passivated only
+ * `entityMaxIdleTime` after its queue emptied (a handler that spends longer than that on one message is
+ * given `entityTerminationTimeout` to finish it). When the instance stops, the handler receives a `PoisonPill` behind the messages already
+ * accepted, and the stop waits for it to return until `entityTerminationTimeout` has passed since the stop
+ * began; then the handler is interrupted. A handler that ends on its own (a defect, or returning before a
+ * `PoisonPill`) stops the instance, so the next message reaches a fresh one.
  *
  * @since 0.1.0
  * @category constructors
@@ -161,36 +174,64 @@ export const fromInMemoryQueue = <Msg, R>(
   Effect.gen(function*() {
     const self = yield* RecipientBehaviourContext
     const entityId = self.recipientAddress.entityId
-    // Replies by primary key for this instance's lifetime (the 2024 dedupe), fixed to store the Exit itself
-    // (2024 stored the Option around it).
+    const capacity = self.mailboxCapacity ?? Number.POSITIVE_INFINITY
+    // Replies by primary key, oldest first (the 2024 dedupe, storing the Exit itself). Entries for messages
+    // still waiting must outlive eviction, so the bound leaves room for a full queue.
     const states = new Map<string, MessageState.MessageState<Exit.Exit<unknown, unknown>> | "no-result">()
+    const remembered = (self.deduplicationCapacity ?? 1000) + (Number.isFinite(capacity) ? capacity : 0)
+    const remember = (key: string, state: MessageState.MessageState<Exit.Exit<unknown, unknown>> | "no-result") => {
+      states.delete(key)
+      states.set(key, state)
+      if (states.size > remembered) states.delete(states.keys().next().value!)
+    }
     const queue = yield* Queue.unbounded<Msg | PoisonPill>()
-    const keyOf = primaryKeyOf
     const processed = <A extends Msg>(message: A, value: Option.Option<Message.Message.Exit<A>>) =>
       Effect.sync(() => {
-        const key = keyOf(message)
-        if (key !== undefined) {
-          states.set(key, Option.isSome(value) ? MessageState.Processed(value.value as any) : "no-result")
-        }
+        const key = primaryKeyOf(message)
+        if (key !== undefined) remember(key, Option.isSome(value) ? MessageState.Processed(value.value as any) : "no-result")
       })
-    // Finalizers run in reverse order: first the PoisonPill and a bounded wait for the handler to return,
-    // then forkScoped's own finalizer interrupts a handler that overran the termination timeout.
+    let draining = false
+    let alive = true
     const fiber = yield* Effect.forkScoped(handler(entityId, queue, processed))
-    yield* Effect.addFinalizer(() =>
-      Queue.offer(queue, new PoisonPill()).pipe(
-        Effect.zipRight(Effect.timeout(Effect.interruptible(fiber.await), self.terminationTimeout ?? Duration.seconds(3))),
-        Effect.ignore
-      )
-    )
-    return ((message: Msg) =>
-      Effect.suspend(() => {
-        const key = keyOf(message)
-        if (key !== undefined) {
-          const known = states.get(key)
-          if (known === "no-result") return Effect.fail(new NoResultInProcessedMessageStateException())
-          if (known !== undefined) return Effect.succeed(known)
-          states.set(key, MessageState.Acknowledged)
-        }
-        return Effect.as(Queue.offer(queue, message), MessageState.Acknowledged)
-      })) as any
+    fiber.addObserver(() => {
+      alive = false
+    })
+    // A handler that ends before it was asked to cannot process what is queued: stop the instance.
+    yield* Effect.forkScoped(Effect.flatMap(Fiber.await(fiber), (exit) =>
+      draining ? Effect.void : Effect.logError("mailbox handler ended; stopping the instance", Cause.pretty(exit._tag === "Failure" ? exit.cause : Cause.empty)).pipe(
+        Effect.zipRight(self.forkShutdown),
+        Effect.annotateLogs({ entity: self.recipientAddress.toString() })
+      )))
+    const offer = (message: Msg) => {
+      const key = primaryKeyOf(message)
+      if (key !== undefined) {
+        const known = states.get(key)
+        if (known === "no-result") return noResult
+        if (known !== undefined) return Exit.succeed(known)
+      }
+      const size = queue.unsafeSize()
+      if (size._tag === "Some" && size.value >= capacity) {
+        return Exit.fail(new MailboxFullException({ recipientAddress: self.recipientAddress, capacity }))
+      }
+      if (!queue.unsafeOffer(message)) return mailboxClosed
+      if (key !== undefined) remember(key, MessageState.Acknowledged)
+      return acknowledged
+    }
+    return withHooks(offer, {
+      // Idle: nothing waits in the queue (the entity manager counts a backlog as activity).
+      idle: () => {
+        const size = queue.unsafeSize()
+        return size._tag === "None" || size.value <= 0
+      },
+      alive: () => alive,
+      drain: Effect.suspend(() => {
+        draining = true
+        queue.unsafeOffer(new PoisonPill())
+        return Effect.asVoid(Fiber.await(fiber))
+      })
+    }) as any
   }) as RecipientBehaviour<Msg, R>
+
+const acknowledged = Exit.succeed(MessageState.Acknowledged)
+const noResult = Exit.fail(new NoResultInProcessedMessageStateException())
+const mailboxClosed = Exit.fail(new ExceptionWhileOfferingMessageException({ error: "the mailbox is closed" }))

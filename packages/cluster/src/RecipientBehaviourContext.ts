@@ -24,6 +24,10 @@ export interface RecipientBehaviourContext {
   readonly forkShutdown: Effect.Effect<void>
   /** How long the instance may take to stop (`ShardingConfig.entityTerminationTimeout`). */
   readonly terminationTimeout?: Duration.Duration | undefined
+  /** How many accepted messages a mailbox may hold (`ShardingConfig.entityMailboxCapacity`). */
+  readonly mailboxCapacity?: number | undefined
+  /** How many replies an instance remembers by primary key (`ShardingConfig.entityDeduplicationCapacity`). */
+  readonly deduplicationCapacity?: number | undefined
 }
 
 /**

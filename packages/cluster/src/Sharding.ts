@@ -164,22 +164,11 @@ export const make: Effect.Effect<
     monotonicMillis: clock === liveClock
       ? () => performance.now()
       : () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000,
-    idleMillis: () => clock.unsafeCurrentTimeMillis(),
     fork: (effect) => runFork(effect)
   }, config.entityTerminationTimeout)
   const { numberOfShards, selfKey } = state
   const counter = { count: 0 }
   const registrationEvents = yield* PubSub.unbounded<ShardingRegistrationEvent.ShardingRegistrationEvent>()
-
-  const wheel = new TimerWheel<EntityState>(
-    Math.min(1000, Math.max(10, Duration.toMillis(config.entityMaxIdleTime) / 10)),
-    state.services.idleMillis,
-    (entries) => {
-      const now = state.services.idleMillis()
-      for (const entity of entries) entity.manager.onWheel(entity, now)
-    }
-  )
-  yield* Effect.forkScoped(wheel.run)
 
   // The steps, in the order a message meets them: routing, sending, receiving; then the shard life cycle.
   const routing = makeRouting(state)
@@ -202,13 +191,25 @@ export const make: Effect.Effect<
       const maxIdle = options?.entityMaxIdleTime !== undefined && options.entityMaxIdleTime._tag === "Some"
         ? options.entityMaxIdleTime.value
         : config.entityMaxIdleTime
+      // One passivation wheel per entity type, on the monotonic clock, ticking at a tenth of its idle time.
+      const maxIdleMillis = Duration.toMillis(maxIdle)
+      const now = state.services.monotonicMillis
+      const wheel = new TimerWheel<EntityState>(
+        Math.min(1000, Math.max(10, maxIdleMillis / 10)),
+        now,
+        (entries) => {
+          const at = now()
+          for (const entity of entries) entity.manager.onWheel(entity, at)
+        }
+      )
+      state.services.fork(wheel.run)
       state.entityManagers.set(
         recipientType.name,
         new EntityManager({
           recipientType: recipientType as RecipientType<unknown>,
           behaviour: behaviour as RecipientBehaviour<unknown, any>,
           context,
-          maxIdleMillis: Duration.toMillis(maxIdle),
+          maxIdleMillis,
           terminationTimeout: config.entityTerminationTimeout,
           mailboxCapacity: config.entityMailboxCapacity,
           deduplicationCapacity: config.entityDeduplicationCapacity,
@@ -216,7 +217,8 @@ export const make: Effect.Effect<
           podAddress: self,
           counter,
           wheel,
-          nowMillis: state.services.idleMillis,
+          nowMillis: state.services.monotonicMillis,
+          canServe: recipientType._tag === "TopicType" ? () => true : (shard) => state.canServe(shard, 0),
           fork: state.services.fork
         })
       )

@@ -22,6 +22,7 @@ import {
   MailboxFullException
 } from "../ShardingException.js"
 import { isExit } from "./exit.js"
+import { hooksOf, type InstanceHooks } from "./instanceHooks.js"
 import type { TimerWheel } from "./timerWheel.js"
 
 type Reply = MessageState.MessageState<Exit.Exit<unknown, unknown>>
@@ -38,10 +39,15 @@ const failedToStart = Exit.fail(new ExceptionWhileOfferingMessageException({ err
 const offerDefect = (defect: unknown) =>
   Exit.fail(new ExceptionWhileOfferingMessageException({ error: Cause.pretty(Cause.die(defect)) }))
 
+// A pod fiber running a handler was interrupted (the pod is shutting down): the handler may have run.
+const handlerInterrupted = new ExceptionWhileOfferingMessageException({
+  error: "interrupted: the pod stopped while the message was being handled"
+})
+
 interface Stopping {
   done: boolean
-  // Created only when someone waits for a stop already under way.
-  deferred: Deferred.Deferred<void> | undefined
+  // Called once the instance has stopped (waits of hand-offs, shutdowns, passivations).
+  callbacks: Array<() => void> | undefined
 }
 
 interface Waiter {
@@ -59,12 +65,14 @@ export interface EntityState {
   readonly shardId: number
   address: RecipientAddress | undefined
   offer: Offer<unknown> | undefined
+  // Set when the behaviour has its own mailbox (fromInMemoryQueue).
+  hooks: InstanceHooks | undefined
   scope: Scope.CloseableScope | undefined
   lastActive: number
   // The mailbox: one message is processed at a time per entity; the rest wait here in FIFO order.
   busy: boolean
   waiters: Array<Waiter> | undefined
-  // Set when the instance starts stopping; completed once it has stopped (finalizers ran or timed out).
+  // Set when the instance starts stopping; `done` once it has stopped (its scope closed).
   stopped: Stopping | undefined
   // Replies by primary key, in insertion order (oldest first): a retried message gets its stored reply.
   // The first one is kept inline ({ key, reply }); a Map only from the second.
@@ -85,19 +93,30 @@ export interface EntityManagerOptions {
   readonly podAddress: PodAddress
   readonly counter: { count: number }
   readonly wheel: TimerWheel<EntityState>
+  /** Monotonic milliseconds from the Clock service (idleness, stop deadlines). */
   readonly nowMillis: () => number
+  /** Whether the pod serves this shard now (checked where an instance is spawned and a message takes the mailbox). */
+  readonly canServe: (shardId: number) => boolean
+  /** Runs an effect in a fiber the pod owns. */
   readonly fork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
 }
 
 /**
  * The instances of one recipient type on one pod: spawns them on their first message, serialises their
  * messages, deduplicates retries by primary key, and stops them (passivation, shard handoff, shutdown).
+ *
+ * A handler that does not answer synchronously runs in a fiber the pod owns, holding the mailbox until it
+ * is done; its sender only awaits the reply. A sender that gives up (its own timeout, a dropped connection)
+ * abandons the wait, not the message, and a retry with the same primary key gets the stored reply.
  */
 export class EntityManager {
   readonly entities = new Map<string, EntityState>()
   private readonly byShard = new Map<number, Set<EntityState>>()
+  private readonly terminationMillis: number
 
-  constructor(readonly options: EntityManagerOptions) {}
+  constructor(readonly options: EntityManagerOptions) {
+    this.terminationMillis = Duration.toMillis(options.terminationTimeout)
+  }
 
   get isTopic(): boolean {
     return this.options.recipientType._tag === "TopicType"
@@ -112,6 +131,8 @@ export class EntityManager {
   ): Effect.Effect<Reply, ShardingException> {
     let state = this.entities.get(entityId)
     if (state === undefined) {
+      // Ownership is checked again here: the caller's check may predate a suspension (an asynchronous decode).
+      if (!this.options.canServe(shardId)) return this.notManaged(entityId)
       if (this.options.counter.count >= this.options.maxEntities) {
         return Effect.fail(
           new EntityCapacityExceededException({
@@ -126,54 +147,95 @@ export class EntityManager {
       }
       state = this.spawn(entityId, shardId)
     } else if (state.stopped !== undefined) {
-      return Effect.fail(new EntityNotManagedByThisPodException({ recipientAddress: this.addressOf(state) }))
+      return this.notManaged(entityId)
     }
     const entity = state
     if (!entity.busy) {
-      // Fast path: the mailbox is free; take it synchronously (no suspension point before `ensuring`).
-      if (entity.offer === undefined) return failedToStart
-      if (messageId !== undefined) {
-        const known = this.knownReply(entity, messageId)
-        if (known !== undefined) return Exit.succeed(known)
-      }
+      // Fast path: the mailbox is free; take it synchronously.
       entity.busy = true
-      let offered: Effect.Effect<Reply, ShardingException>
-      try {
-        offered = entity.offer(message) as Effect.Effect<Reply, ShardingException>
-      } catch (defect) {
-        this.release(entity)
-        return offerDefect(defect)
-      }
-      if (isExit(offered)) {
-        // The behaviour answered synchronously (e.g. a handler returning `Effect.succeed`): nothing ran in
-        // between, so the mailbox is released at once and the caller gets the reply as a value (no fiber
-        // operation on this path).
-        this.release(entity)
-        if (Exit.isSuccess(offered)) this.processed(entity, messageId, offered.value)
-        return offered
-      }
-      // Record the reply and release the mailbox in one continuation, whatever the outcome (interruption
-      // included: the continuation runs in an uninterruptible region).
-      return Effect.uninterruptibleMask((restore) =>
-        Effect.matchCauseEffect(restore(offered), {
-          onFailure: (cause) => {
-            this.release(entity)
-            return Effect.failCause(cause)
-          },
-          onSuccess: (reply) => {
-            const recorded = this.processed(entity, messageId, reply)
-            this.release(entity)
-            return Exit.succeed(recorded)
-          }
-        })
-      )
+      return this.turn(entity, message, messageId)
     }
+    // Wait for the mailbox in the sender's fiber (an interrupted sender leaves the queue); the turn itself
+    // starts in the uninterruptible continuation, so a granted turn is never lost.
     return Effect.uninterruptibleMask((restore) =>
-      Effect.zipRight(
-        restore(this.acquire(entity)),
-        restore(this.process(entity, message, messageId)).pipe(Effect.ensuring(Effect.sync(() => this.release(entity))))
-      )
+      Effect.flatMap(restore(this.acquire(entity)), () => {
+        const turn = this.turn(entity, message, messageId)
+        return isExit(turn) ? turn : restore(turn)
+      })
     )
+  }
+
+  private notManaged(entityId: string): Exit.Exit<never, EntityNotManagedByThisPodException> {
+    return Exit.fail(
+      new EntityNotManagedByThisPodException({
+        recipientAddress: new RecipientAddress({ recipientTypeName: this.options.recipientType.name, entityId })
+      })
+    )
+  }
+
+  // One message's turn, with the mailbox held: it is released here, at once when the behaviour answers
+  // synchronously (nothing ran in between, so the caller gets the reply as a value, with no fiber
+  // operation), or when the handler's fiber ends.
+  private turn(entity: EntityState, message: unknown, messageId: string | undefined): Effect.Effect<Reply, ShardingException> {
+    if (entity.offer === undefined) {
+      this.release(entity)
+      return failedToStart
+    }
+    if (entity.stopped !== undefined) {
+      this.release(entity)
+      return this.notManaged(entity.entityId)
+    }
+    if (!this.isTopic && !this.options.canServe(entity.shardId)) {
+      this.release(entity)
+      return this.notManaged(entity.entityId)
+    }
+    if (messageId !== undefined) {
+      const known = this.knownReply(entity, messageId)
+      if (known !== undefined) {
+        this.release(entity)
+        return Exit.succeed(known)
+      }
+    }
+    if (entity.hooks !== undefined && !entity.hooks.alive()) {
+      // The instance cannot process any more: stop it, so that the sender's retry reaches a fresh one.
+      this.release(entity)
+      this.beginStop(entity, this.deadline())
+      return this.notManaged(entity.entityId)
+    }
+    let offered: Effect.Effect<Reply, ShardingException>
+    try {
+      offered = entity.offer(message) as Effect.Effect<Reply, ShardingException>
+    } catch (defect) {
+      this.release(entity)
+      return offerDefect(defect)
+    }
+    if (isExit(offered)) {
+      this.release(entity)
+      if (Exit.isSuccess(offered)) this.processed(entity, messageId, offered.value)
+      return offered
+    }
+    return this.detached(entity, offered, messageId)
+  }
+
+  // Runs a handler in a fiber the pod owns; the sender awaits its reply (and may stop waiting).
+  private detached(
+    entity: EntityState,
+    offered: Effect.Effect<Reply, ShardingException>,
+    messageId: string | undefined
+  ): Effect.Effect<Reply, ShardingException> {
+    const done = Deferred.unsafeMake<Reply, ShardingException>(FiberId.none)
+    this.options.fork(Effect.ignore(Effect.onExit(offered, (exit) =>
+      Effect.sync(() => {
+        const outcome: Exit.Exit<Reply, ShardingException> = Exit.isSuccess(exit)
+          ? Exit.succeed(this.processed(entity, messageId, exit.value))
+          : Cause.isInterruptedOnly(exit.cause)
+          ? Exit.fail(handlerInterrupted)
+          : exit
+        this.release(entity)
+        Deferred.unsafeDone(done, outcome)
+      })
+    )))
+    return Deferred.await(done)
   }
 
   /** The stored reply of a message already processed by this instance (deduplication by primary key). */
@@ -212,25 +274,6 @@ export class EntityManager {
       }
     }
     return reply
-  }
-
-  // The queued path: runs once this message holds the mailbox (so the deduplication check sees the replies
-  // of every message ahead of it).
-  private process(entity: EntityState, message: unknown, messageId: string | undefined): Effect.Effect<Reply, ShardingException> {
-    return Effect.suspend(() => {
-      if (entity.offer === undefined) return failedToStart
-      if (messageId !== undefined) {
-        const known = this.knownReply(entity, messageId)
-        if (known !== undefined) return Exit.succeed(known)
-      }
-      let offered: Effect.Effect<Reply, ShardingException>
-      try {
-        offered = entity.offer!(message) as Effect.Effect<Reply, ShardingException>
-      } catch (defect) {
-        return offerDefect(defect)
-      }
-      return Effect.map(offered, (reply) => this.processed(entity, messageId, reply))
-    })
   }
 
   private acquire(entity: EntityState): Effect.Effect<void, MailboxFullException | EntityNotManagedByThisPodException> {
@@ -282,6 +325,7 @@ export class EntityManager {
       shardId,
       address: undefined,
       offer: undefined,
+      hooks: undefined,
       scope: undefined,
       lastActive: this.options.nowMillis(),
       busy: true, // held by the start-up below, so messages queue behind it
@@ -308,21 +352,26 @@ export class EntityManager {
           recipientAddress: this.addressOf(entity),
           shardId: new ShardId({ value: shardId }),
           recipientType: this.options.recipientType,
-          forkShutdown: Effect.sync(() => void this.options.fork(this.stop(entity))),
-          terminationTimeout: this.options.terminationTimeout
+          forkShutdown: Effect.sync(() => void this.beginStop(entity, this.deadline())),
+          terminationTimeout: this.options.terminationTimeout,
+          mailboxCapacity: this.options.mailboxCapacity,
+          deduplicationCapacity: this.options.deduplicationCapacity
         })
       )
       const exit = yield* Effect.exit(Effect.provide(this.options.behaviour, context) as Effect.Effect<Offer<unknown>>)
       if (Exit.isSuccess(exit)) {
         entity.offer = exit.value
+        entity.hooks = hooksOf(exit.value)
       } else {
         yield* Effect.logError("entity failed to start", Cause.pretty(exit.cause)).pipe(
           Effect.annotateLogs({ entity: this.addressOf(entity).toString() })
         )
-        this.options.fork(this.stop(entity))
+        this.beginStop(entity, this.deadline())
       }
+      // A stop that gave up waiting for this start-up (it overran the deadline) left the scope to close here.
+      if (entity.stopped?.done === true) yield* Scope.close(scope, Exit.void)
     })
-    // Starting runs in the caller's fiber, ahead of its own message (it holds the mailbox).
+    // Starting runs in a pod fiber, ahead of the first message (it holds the mailbox).
     this.options.fork(Effect.ensuring(start, Effect.sync(() => this.release(entity))))
     return entity
   }
@@ -330,69 +379,60 @@ export class EntityManager {
   /** Called by the shared wheel for entities whose bucket came due. */
   onWheel(entity: EntityState, now: number): void {
     if (entity.stopped !== undefined) return
+    if (entity.busy || (entity.hooks !== undefined && !entity.hooks.idle())) {
+      // Work accepted and not finished (a running message, a mailbox backlog) is activity.
+      entity.lastActive = now
+    }
     const deadline = entity.lastActive + this.options.maxIdleMillis
-    if (deadline <= now && !entity.busy) {
-      this.options.fork(this.stop(entity))
+    if (deadline <= now) {
+      this.beginStop(entity, now + this.terminationMillis)
     } else {
-      this.options.wheel.schedule(entity, Math.max(deadline, now + 1))
+      this.options.wheel.schedule(entity, deadline)
     }
   }
 
-  /**
-   * Stops one instance: refuse new messages, fail those waiting in its mailbox (not delivered, so their
-   * senders retry), wait for the message being processed, then close its scope (finalizers). Bounded by
-   * `entityTerminationTimeout`.
-   */
-  stop(entity: EntityState): Effect.Effect<void> {
-    return this.stopMany([entity])
+  private deadline(): number {
+    return this.options.nowMillis() + this.terminationMillis
   }
 
   /**
-   * Stops instances concurrently, all within one `entityTerminationTimeout` (they all start now). An
-   * idle instance whose behaviour needs no finalizer stops synchronously; an instance already stopping is
-   * waited for. Returns once every one has stopped (or the timeout passed).
+   * Stops instances concurrently, all within one `entityTerminationTimeout` from now; an instance already
+   * stopping is waited for. Returns once every one has stopped: its scope closed, its finalizers run. The
+   * stops run in fibers the pod owns: interrupting this wait abandons the wait, never a stop.
    */
   stopMany(entities: Iterable<EntityState>): Effect.Effect<void> {
-    let work: Array<Effect.Effect<void>> | undefined
+    const deadline = this.deadline()
+    let pending: Array<Stopping> | undefined
     for (const entity of entities) {
-      const stopping = this.beginStop(entity)
-      if (stopping !== undefined) (work ??= []).push(stopping)
+      const stopping = this.beginStop(entity, deadline)
+      if (!stopping.done) (pending ??= []).push(stopping)
     }
-    if (work === undefined) return Effect.void
-    const all = work.length === 1 ? work[0]! : this.runAll(work)
-    return all.pipe(
-      Effect.timeout(this.options.terminationTimeout),
-      Effect.catchAll(() =>
-        Effect.logWarning("entities did not stop within entityTerminationTimeout").pipe(
-          Effect.annotateLogs({ entityType: this.options.recipientType.name, stopping: work!.length })
-        )
-      )
-    )
-  }
-
-  // Runs the effects concurrently, each in its own fiber, and waits for all of them; interrupting the wait
-  // interrupts them. (Effect.all with unbounded concurrency costs ~60-100 us per effect with tens of
-  // thousands of them; this costs a few.)
-  private runAll(effects: ReadonlyArray<Effect.Effect<void>>): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      const done = Deferred.unsafeMake<void>(FiberId.none)
-      let remaining = effects.length
-      const countDown = Effect.sync(() => {
-        if (--remaining === 0) Deferred.unsafeDone(done, Exit.void)
-      })
-      const fibers = effects.map((effect) => this.options.fork(Effect.ensuring(effect, countDown)))
-      return Effect.onInterrupt(Deferred.await(done), () => Fiber.interruptAll(fibers))
+    if (pending === undefined) return Effect.void
+    const all = pending
+    return Effect.async<void>((resume) => {
+      let remaining = all.length
+      const countDown = () => {
+        if (--remaining === 0) resume(Effect.void)
+      }
+      for (const stopping of all) {
+        if (stopping.done) countDown()
+        else (stopping.callbacks ??= []).push(countDown)
+      }
     })
   }
 
-  // Starts stopping an instance; undefined when it stopped synchronously, else what remains to wait for.
-  private beginStop(entity: EntityState): Effect.Effect<void> | undefined {
-    if (entity.stopped !== undefined) {
-      const stopping = entity.stopped
-      return stopping.done ? undefined : Deferred.await(stopping.deferred ??= Deferred.unsafeMake<void>(FiberId.none))
-    }
-    const stopped: Stopping = { done: false, deferred: undefined }
-    entity.stopped = stopped
+  /**
+   * Starts stopping an instance (synchronously: it takes no new message from now on) and returns its
+   * progress. The stop refuses new messages, fails those waiting in the mailbox (not delivered: their
+   * senders retry), lets a mailbox behaviour finish its accepted messages and waits for the message being
+   * handled, both until `deadline`, then closes the scope: finalizers run to their end (an overrunning one
+   * delays the confirmation, it is never cut short) and fibers forked in the scope are interrupted. A
+   * handler still running at the deadline is not interrupted (its sender awaits its reply); it is logged.
+   */
+  private beginStop(entity: EntityState, deadline: number): Stopping {
+    if (entity.stopped !== undefined) return entity.stopped
+    const stopping: Stopping = { done: false, callbacks: undefined }
+    entity.stopped = stopping
     const waiters = entity.waiters
     entity.waiters = undefined
     if (waiters !== undefined) {
@@ -405,27 +445,41 @@ export class EntityManager {
         this.options.counter.count--
       }
       this.byShard.get(entity.shardId)?.delete(entity)
-      stopped.done = true
-      if (stopped.deferred !== undefined) Deferred.unsafeDone(stopped.deferred, Exit.void)
+      stopping.done = true
+      const callbacks = stopping.callbacks
+      stopping.callbacks = undefined
+      if (callbacks !== undefined) for (const callback of callbacks) callback()
     }
-    if (!entity.busy) {
-      // Idle: take the mailbox for good, synchronously.
-      entity.busy = true
-      const scope = entity.scope
-      if (scope === undefined) {
-        finish()
-        return undefined
-      }
-      return Effect.ensuring(Scope.close(scope, Exit.void), Effect.sync(finish))
+    const hooks = entity.hooks
+    const busy = entity.busy
+    // Idle: take the mailbox for good, synchronously.
+    if (!busy) entity.busy = true
+    if (!busy && hooks === undefined && entity.scope === undefined) {
+      finish()
+      return stopping
     }
-    // Busy: wait for the message being processed (or the start-up), then close the scope.
-    return Effect.ensuring(
-      Effect.zipRight(
-        Effect.ignore(this.acquire(entity)),
-        Effect.suspend(() => entity.scope === undefined ? Effect.void : Scope.close(entity.scope, Exit.void))
-      ),
-      Effect.sync(finish)
+    const untilDeadline = <E>(effect: Effect.Effect<void, E>, what: string): Effect.Effect<void> =>
+      Effect.suspend(() => effect.pipe(Effect.timeout(Duration.millis(Math.max(0, deadline - this.options.nowMillis())))))
+        .pipe(
+          Effect.catchAll((error) =>
+            Cause.isTimeoutException(error)
+              ? Effect.logWarning(`${what} past entityTerminationTimeout; stopping the instance anyway`).pipe(
+                Effect.annotateLogs({ entity: this.addressOf(entity).toString() })
+              )
+              : Effect.void
+          )
+        )
+    const turn = busy
+      ? untilDeadline(this.acquire(entity), "a message is still being handled")
+      : Effect.void
+    const drain = hooks === undefined ? Effect.void : untilDeadline(hooks.drain, "the mailbox is still being worked through")
+    this.options.fork(
+      Effect.zip(turn, drain, { concurrent: true }).pipe(
+        Effect.zipRight(Effect.suspend(() => entity.scope === undefined ? Effect.void : Scope.close(entity.scope, Exit.void))),
+        Effect.ensuring(Effect.sync(finish))
+      )
     )
+    return stopping
   }
 
   stopShard(shardId: number): Effect.Effect<void> {

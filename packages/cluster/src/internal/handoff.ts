@@ -28,12 +28,18 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   const { heldEpoch, releasedEpoch } = state
   const leaseMillis = Duration.toMillis(state.services.config.leaseDuration)
 
-  const stopEntitiesOfShards = (shards: ReadonlyArray<number>): Effect.Effect<void> =>
-    Effect.forEach(
-      Array.from(state.entityManagers.values()).filter((manager) => !manager.isTopic),
-      (manager) =>
-        Effect.forEach(shards, (shard) => manager.stopShard(shard), { concurrency: "unbounded", discard: true }),
-      { concurrency: "unbounded", discard: true }
+  // Entities and singletons stop together, all within one entityTerminationTimeout, on every path (lease
+  // loss, revocation, shutdown); the returned effect ends once every one has stopped.
+  const stopShards = (shards: ReadonlyArray<number>): Effect.Effect<void> =>
+    shards.length === 0 ? singletons.sync() : Effect.zip(
+      Effect.forEach(
+        Array.from(state.entityManagers.values()).filter((manager) => !manager.isTopic),
+        (manager) =>
+          Effect.forEach(shards, (shard) => manager.stopShard(shard), { concurrency: "unbounded", discard: true }),
+        { concurrency: "unbounded", discard: true }
+      ),
+      singletons.sync(),
+      { concurrent: true }
     )
 
   const takeShard = (shard: number, epoch: number): boolean => {
@@ -69,7 +75,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           releasedEpoch[shard] = 0 // the manager has moved past our release
         }
       }
-      return Effect.zipRight(stopEntitiesOfShards(lost), singletons.sync())
+      return stopShards(lost)
     })
 
   const dropAllShards = (reason: string): Effect.Effect<void> =>
@@ -78,8 +84,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       for (const shard of dropped) heldEpoch[shard] = 0
       if (dropped.length === 0) return singletons.sync()
       return Effect.logWarning(`dropping ${dropped.length} shards: ${reason}`).pipe(
-        Effect.zipRight(stopEntitiesOfShards(dropped)),
-        Effect.zipRight(singletons.sync())
+        Effect.zipRight(stopShards(dropped))
       )
     })
 
@@ -107,7 +112,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         if (route?.podKey === state.selfKey) state.routing[shard] = { pod: undefined, podKey: "", epoch: route.epoch }
       }
       // Confirm only once the entities have stopped.
-      return Effect.zipRight(stopEntitiesOfShards(stopped), singletons.sync())
+      return stopShards(stopped)
     })
 
   const stopEverything: Effect.Effect<void> = Effect.suspend(() => {
@@ -115,12 +120,13 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       if (heldEpoch[shard]! > releasedEpoch[shard]!) releasedEpoch[shard] = heldEpoch[shard]!
       heldEpoch[shard] = 0
     }
-    return Effect.zipRight(
+    return Effect.zip(
       singletons.sync(),
       Effect.forEach(state.entityManagers.values(), (manager) => manager.stopAll(), {
         concurrency: "unbounded",
         discard: true
-      })
+      }),
+      { concurrent: true }
     )
   })
 

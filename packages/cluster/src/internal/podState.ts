@@ -34,10 +34,8 @@ export interface PodServices {
     pod: PodAddress,
     envelope: SerializedEnvelope
   ) => Effect.Effect<MessageState<SerializedMessage>, ShardingException>
-  /** Monotonic milliseconds (leases). */
+  /** Monotonic milliseconds from the Clock service (leases, idleness, stop deadlines). */
   readonly monotonicMillis: () => number
-  /** Clock milliseconds (idleness). */
-  readonly idleMillis: () => number
   /** Runs an effect in a fiber the pod owns (interrupted when the pod's scope closes). */
   readonly fork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
 }

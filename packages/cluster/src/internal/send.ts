@@ -144,7 +144,9 @@ export const makeMessenger = (
     onSuccess(reply: Reply): Effect.Effect<Reply, ShardingException> {
       if (this.awaitResult && !MessageState.isProcessed(reply)) {
         // Acknowledged: the entity queued it. Ask again (deduplicated by primary key) until the
-        // result is there; the caller bounds the wait (e.g. Effect.timeout).
+        // result is there; the caller bounds the wait (e.g. Effect.timeout). From now on the message may
+        // have been handled: a send that gives up says the outcome is unknown, never "not delivered".
+        this.outcomeUnknown = true
         this.firstFailureAt = undefined
         return Effect.zipRight(Effect.sleep(config.sendRetryInterval), this.loop)
       }
@@ -156,8 +158,14 @@ export const makeMessenger = (
     recipientType: RecipientType<unknown>,
     entityId: string,
     message: unknown,
-    awaitResult: boolean
-  ): Effect.Effect<Reply, ShardingException> => new Delivery(recipientType, entityId, message, awaitResult).attempt()
+    awaitResult: boolean,
+    acknowledged = false
+  ): Effect.Effect<Reply, ShardingException> => {
+    const delivery = new Delivery(recipientType, entityId, message, awaitResult)
+    if (!acknowledged) return delivery.attempt()
+    delivery.attempts++
+    return delivery.onSuccess(MessageState.Acknowledged)
+  }
 
   const toResult = (reply: Reply) => (reply as MessageState.MessageStateProcessed<Exit.Exit<any, any>>).result
 
@@ -184,7 +192,7 @@ export const makeMessenger = (
         isRetryable(error) ? deliverWithRetries(recipientType, entityId, message, awaitResult) : Exit.fail(error),
       (reply) =>
         awaitResult && !MessageState.isProcessed(reply)
-          ? deliverWithRetries(recipientType, entityId, message, awaitResult)
+          ? deliverWithRetries(recipientType, entityId, message, awaitResult, true)
           : Exit.succeed(reply)
     )
   }

@@ -1,6 +1,7 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import type { PodState } from "./podState.js"
 
 /** A registered singleton: it runs on the pod holding the shard of its name, under a valid lease. */
@@ -21,27 +22,34 @@ export interface Singletons {
 
 export const makeSingletons = (state: PodState): Singletons => {
   const list: Array<Singleton> = []
-  const { config, fork } = state.services
+  const { fork } = state.services
 
+  // Starts and stops concurrently: every singleton to stop is interrupted at once (so all of them stop
+  // within one entityTerminationTimeout), and the stop waits for each one's finalizers to end. The
+  // interruptions are not the caller's: a caller interrupted meanwhile abandons only its wait.
   const sync = (): Effect.Effect<void> =>
-    Effect.forEach(list, (singleton) => {
-      const shouldRun = state.registered && state.canServe(singleton.shardId, 0)
-      if (shouldRun && singleton.fiber === undefined) {
-        singleton.fiber = fork(singleton.run.pipe(
-          Effect.catchAllCause((cause) =>
-            Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("singleton failed", cause)
-          ),
-          Effect.annotateLogs({ singleton: singleton.name })
-        ))
-        return Effect.void
+    Effect.suspend(() => {
+      let stopping: Array<Fiber.RuntimeFiber<void>> | undefined
+      for (const singleton of list) {
+        const shouldRun = state.registered && state.canServe(singleton.shardId, 0)
+        if (shouldRun && singleton.fiber === undefined) {
+          singleton.fiber = fork(singleton.run.pipe(
+            Effect.catchAllCause((cause) =>
+              Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("singleton failed", cause)
+            ),
+            Effect.annotateLogs({ singleton: singleton.name })
+          ))
+        } else if (!shouldRun && singleton.fiber !== undefined) {
+          const fiber = singleton.fiber
+          singleton.fiber = undefined
+          fiber.unsafeInterruptAsFork(FiberId.none)
+          ;(stopping ??= []).push(fiber)
+        }
       }
-      if (!shouldRun && singleton.fiber !== undefined) {
-        const fiber = singleton.fiber
-        singleton.fiber = undefined
-        return Fiber.interrupt(fiber).pipe(Effect.timeout(config.entityTerminationTimeout), Effect.ignore)
-      }
-      return Effect.void
-    }, { discard: true })
+      return stopping === undefined
+        ? Effect.void
+        : Effect.forEach(stopping, (fiber) => Fiber.await(fiber), { concurrency: "unbounded", discard: true })
+    })
 
   return {
     add: (name, shardId, run) => void list.push({ name, shardId, run, fiber: undefined }),
