@@ -145,9 +145,24 @@ describe("the packed packages, installed with npm into a fresh app", () => {
     for (const driver of ["@effect/sql-pg", "@effect/sql-libsql", "@libsql/client", "libsql", "pg", "postgres"]) {
       expect(installed(driver), `${driver} was installed`).toBe(false)
     }
-    // The packed manifests name real versions, not the workspace protocol.
-    const manifest = JSON.parse(readFileSync(join(app, "node_modules/@effect-cluster/cluster-workflow/package.json"), "utf8"))
-    expect(JSON.stringify(manifest)).not.toContain("workspace:")
+    for (const pkg of packages) {
+      const dir = join(app, "node_modules/@effect-cluster", pkg)
+      // The packed manifests name real versions, not the workspace protocol.
+      expect(readFileSync(join(dir, "package.json"), "utf8")).not.toContain("workspace:")
+      expect(readFileSync(join(dir, "LICENSE"), "utf8")).toContain("MIT License")
+      expect(readFileSync(join(dir, "README.md"), "utf8")).toContain(`# @effect-cluster/${pkg}`)
+    }
+  })
+
+  it("refuses effect 4 at install time", async () => {
+    const dir = join(app, "with-effect-4")
+    mkdirSync(dir)
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "with-effect-4", private: true }))
+    const tarballs = readdirSync(app).filter((file) => file.endsWith(".tgz")).map((file) => join("..", file))
+    const install = await run("npm", ["install", "--dry-run", "--prefer-offline", "--no-audit", "--no-fund", ...tarballs, "effect@4"], dir)
+    expect(install.status, install.output).not.toBe(0)
+    expect(install.output).toContain("ERESOLVE")
+    expect(install.output).toMatch(/peer effect@"\^3\.22\.4" from @effect-cluster\/cluster/)
   })
 
   for (const name of Object.keys(tsconfigs) as Array<keyof typeof tsconfigs>) {
