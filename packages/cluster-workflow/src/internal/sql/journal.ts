@@ -4,13 +4,14 @@
  *
  * @internal
  */
-import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Journal } from "../journal.js"
 import { DurableExecutionJournal, JournalError } from "../journal.js"
+import { SqlClientTag } from "../sqlClient.js"
 import * as Claims from "./claims.js"
 import { commit } from "./commit.js"
 import type { SqlContext } from "./context.js"
@@ -85,7 +86,7 @@ export const make = (
   options?: SqlJournalOptions
 ): Effect.Effect<Journal, JournalError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const client = yield* SqlClient.SqlClient
+    const client = yield* SqlClientTag
     const prefix = options?.prefix ?? defaultPrefix
     const tables = yield* tableNames(prefix)
     const retries = options?.busyRetries ?? 10

@@ -3,10 +3,11 @@
  *
  * @internal
  */
-import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import type { JournalError } from "../journal.js"
+import { SqlClientTag } from "../sqlClient.js"
 import { inTransaction, withRetries } from "./retry.js"
 import { num } from "./rows.js"
 import type { TableNames } from "./tables.js"
@@ -115,7 +116,7 @@ export const migrate = (
   options?: { readonly prefix?: string | undefined }
 ): Effect.Effect<ReadonlyArray<number>, JournalError, SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const sql = (yield* SqlClientTag).withoutTransforms()
     const tables = yield* tableNames(options?.prefix ?? defaultPrefix)
     const migrationsTable = q(sql, tables.migrations)
     const run = Effect.gen(function*() {

@@ -1,0 +1,28 @@
+// A 2024-style program that imports one module per path, as the 2024 packages allowed
+// (`@effect/cluster/Message` -> `@effect-cluster/cluster/Message`, ...), run on the PUBLISHED packages by
+// examples/test/consumer.test.ts.
+import * as Message from "@effect-cluster/cluster/Message"
+import * as Activity from "@effect-cluster/cluster-workflow/Activity"
+import * as DurableExecutionJournalInMemory from "@effect-cluster/cluster-workflow/DurableExecutionJournalInMemory"
+import * as Workflow from "@effect-cluster/cluster-workflow/Workflow"
+import * as WorkflowEngine from "@effect-cluster/cluster-workflow/WorkflowEngine"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+
+class Greet extends Message.TaggedMessage<Greet>()("Greet", Schema.Never, Schema.String, { name: Schema.String }, (_) => _.name) {}
+
+const upper = (name: string) =>
+  Activity.make(`upper-${name}`, Schema.String, Schema.Never)(Effect.sync(() => name.toUpperCase()))
+
+const greetWorkflow = Workflow.make(Greet, (message) =>
+  Effect.map(upper(message.name), (name) => `hello ${name}`)
+)
+
+const program = Effect.gen(function* () {
+  const engine = yield* WorkflowEngine.makeScoped(greetWorkflow)
+  return yield* engine.send(new Greet({ name: "world" }))
+})
+
+Effect.runPromise(
+  program.pipe(Effect.provide(DurableExecutionJournalInMemory.activityJournalInMemory), Effect.scoped)
+).then((greeting) => console.log(`greeting: ${greeting}`))
