@@ -9,23 +9,30 @@
  * @since 0.1.0
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
-import type { DurableExecutionJournal, Journal, JournalError } from "./internal/journal.js"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type { Journal, JournalError } from "./internal/journal.js"
+import { DurableExecutionJournal } from "./internal/journal.js"
+import * as SqlEventLog from "./internal/sql/eventLog.js"
 import * as SqlJournal from "./internal/sql/journal.js"
 
 export * from "./internal/journal.js"
 
 /**
- * The 2024 SQL journal on the `SqlClient` in context (SQLite or PostgreSQL). `table` is the prefix of the
- * journal's tables (`<table>_executions`, `<table>_events`, `<table>_signals`, `<table>_migrations`), which
- * are created or upgraded at start-up. `DurableExecutionJournalSql.make` takes the richer options.
+ * The 2024 SQL journal on the `SqlClient` in context (SQLite or PostgreSQL). Creates, if absent, the 2024
+ * events table named exactly `table` (columns `execution_id`, `sequence`, `event_json`; `append`/`read`
+ * use it, so an existing 2024 journal is read as it is), and beside it the engine's tables, prefixed with
+ * `table` (`<table>_executions`, `<table>_events`, `<table>_signals`, `<table>_migrations`), created or
+ * upgraded at start-up. `DurableExecutionJournalSql.make` takes the richer options (it creates the 2024
+ * table on first use of `append`/`read`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: { readonly table: string }): Effect.Effect<Journal, JournalError, SqlClient.SqlClient> =>
-  SqlJournal.make({ prefix: options.table })
+export const make = (
+  options: DurableExecutionJournal.MakeOptions
+): Effect.Effect<Journal, JournalError, SqlClient.SqlClient> =>
+  Effect.tap(SqlJournal.make({ prefix: options.table }), () => SqlEventLog.create(options.table))
 
 /**
  * The 2024 SQL journal layer: needs only a `SqlClient`. See `make`.
@@ -34,6 +41,6 @@ export const make = (options: { readonly table: string }): Effect.Effect<Journal
  * @category layers
  */
 export const layer = (
-  options: { readonly table: string }
+  options: DurableExecutionJournal.MakeOptions
 ): Layer.Layer<DurableExecutionJournal, JournalError, SqlClient.SqlClient> =>
-  SqlJournal.layer({ prefix: options.table })
+  Layer.effect(DurableExecutionJournal, make(options))

@@ -21,6 +21,7 @@ import type {
   WriteResult
 } from "./DurableExecutionJournal.js"
 import { DurableExecutionJournal, formatVersion, isTerminal } from "./DurableExecutionJournal.js"
+import * as EventLog from "./internal/eventLog.js"
 
 interface Entry {
   row: ExecutionRow
@@ -260,7 +261,9 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
           }
         }
         return deleted
-      })
+      }),
+    // 2024's append/read: its own event log (honouring fromSequence and keepReading, which 2024 ignored)
+    ...EventLog.methods(EventLog.memory())
   }
   return journal
 })

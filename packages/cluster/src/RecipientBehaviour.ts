@@ -105,12 +105,13 @@ const runHandler = <A, R>(
 
 /**
  * A stateless behaviour: each message is handled by `handler`, one at a time per entity, and its state is
- * the reply.
+ * the reply. As in 2024, `Msg` must be a message (`Message.Message.Any`: a serializable request with a
+ * primary key), so the reply's `Exit` type is known.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const fromFunctionEffect = <Msg, R>(
+export const fromFunctionEffect = <Msg extends Message.Message.Any, R>(
   handler: (entityId: string, message: Msg) => Effect.Effect<MessageState.MessageState<Message.Message.Exit<Msg>>, never, R>
 ): RecipientBehaviour<Msg, R> =>
   Effect.map(

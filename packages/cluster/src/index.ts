@@ -1,4 +1,16 @@
 /**
+ * At-least-once delivery to entities: a stored message is delivered again until it is processed.
+ *
+ * @since 0.1.0
+ */
+export * as AtLeastOnce from "./AtLeastOnce.js"
+/**
+ * Storage of at-least-once messages: in memory, or SQL (`layer({ table })`, needs `@effect/sql`).
+ *
+ * @since 0.1.0
+ */
+export * as AtLeastOnceStorage from "./AtLeastOnceStorage.js"
+/**
  * @since 0.1.0
  */
 export * as Broadcaster from "./Broadcaster.js"

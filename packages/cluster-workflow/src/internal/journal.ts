@@ -9,6 +9,8 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type * as Stream from "effect/Stream"
+import type { DurableExecutionEvent } from "../DurableExecutionEvent.js"
 
 /**
  * The version of the journal's encoded format, stored with every execution and event.
@@ -327,6 +329,29 @@ export interface Journal {
     readonly client: unknown
     readonly withTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | JournalError, R>
   }
+  /**
+   * 2024: appends `event` (at `event.sequence`) to the event log of `persistenceId`, encoded with
+   * `DurableExecutionEvent.schema(success, failure)`. Appending the same event again is a no-op; another
+   * event at a taken sequence, or a storage failure that outlasts the retries, is a defect carrying a
+   * `JournalError`. The engine does not use this log (see docs/workflows.md).
+   */
+  readonly append: <A, IA, E, IE>(
+    persistenceId: string,
+    success: Schema.Schema<A, IA>,
+    failure: Schema.Schema<E, IE>,
+    event: DurableExecutionEvent<A, E>
+  ) => Effect.Effect<void>
+  /**
+   * 2024: the events of `persistenceId` with `sequence >= fromSequence`, in order. With `keepReading` the
+   * stream does not end: it goes on with the events appended later (2024 ignored the flag).
+   */
+  readonly read: <A, IA, E, IE>(
+    persistenceId: string,
+    success: Schema.Schema<A, IA>,
+    failure: Schema.Schema<E, IE>,
+    fromSequence: number,
+    keepReading: boolean
+  ) => Stream.Stream<DurableExecutionEvent<A, E>>
 }
 
 /**
@@ -339,3 +364,19 @@ export class DurableExecutionJournal extends Context.Tag("@effect-cluster/cluste
   DurableExecutionJournal,
   Journal
 >() {}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace DurableExecutionJournal {
+  /**
+   * Options of the 2024 `DurableExecutionJournal.make` / `layer`: `table` is the name of the 2024 events
+   * table and the prefix of the engine's tables beside it.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export interface MakeOptions {
+    readonly table: string
+  }
+}

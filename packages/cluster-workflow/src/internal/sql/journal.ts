@@ -12,10 +12,12 @@ import * as Option from "effect/Option"
 import type { Journal } from "../journal.js"
 import { DurableExecutionJournal, JournalError } from "../journal.js"
 import { SqlClientTag } from "../sqlClient.js"
+import * as EventLog from "../eventLog.js"
 import * as Claims from "./claims.js"
 import { commit } from "./commit.js"
 import type { SqlContext } from "./context.js"
 import { dialectOf, makeContext } from "./context.js"
+import * as SqlEventLog from "./eventLog.js"
 import { toJournalError, UserFailure } from "./errors.js"
 import * as Inbox from "./inbox.js"
 import * as Listing from "./listing.js"
@@ -109,7 +111,9 @@ export const make = (
       resumable: Claims.resumable(ctx),
       list: Listing.list(ctx),
       deleteCompleted: Listing.deleteCompleted(ctx),
-      sql: transactional(ctx)
+      sql: transactional(ctx),
+      // 2024's append/read, in the table named after the prefix (created on first use)
+      ...EventLog.methods(SqlEventLog.make(ctx, prefix))
     }
     return journal
   })
