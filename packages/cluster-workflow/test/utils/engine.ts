@@ -60,7 +60,7 @@ export const countingJournal = (inner: Journal) => {
 }
 
 /** Yields until `effect`'s value satisfies `predicate` (bounded). */
-export const eventuallyEffect = <A>(effect: Effect.Effect<A>, predicate: (a: A) => boolean) =>
+export const eventuallyEffect = <A, E, R>(effect: Effect.Effect<A, E, R>, predicate: (a: A) => boolean) =>
   Effect.gen(function*() {
     for (let i = 0; i < 1_000_000; i++) {
       if (predicate(yield* effect)) return
