@@ -22,8 +22,17 @@ import type { JournalError } from "./DurableExecutionJournal.js"
 import { DurableExecutionJournal, isTerminal } from "./DurableExecutionJournal.js"
 import type { DurableDeferred } from "./DurableDeferred.js"
 import * as internal from "./internal/engine.js"
+import { stuckFault } from "./internal/faults.js"
+import { rideOutJournal } from "./internal/results.js"
 import type { Workflow } from "./Workflow.js"
-import type { ExecutionNotFoundError, WorkflowEngineError } from "./WorkflowError.js"
+import type {
+  ExecutionNotFoundError,
+  NonDeterminismError,
+  PayloadDecodeError,
+  PayloadMismatchError,
+  WorkflowEngineError,
+  WorkflowUsageError
+} from "./WorkflowError.js"
 import {
   EncodeError,
   isWorkflowEngineError,
@@ -73,6 +82,15 @@ export interface EngineOptions {
 export type ExecutionState<A, E> =
   | { readonly _tag: "Running" }
   | { readonly _tag: "Suspended"; readonly reason: string; readonly wakeAt: Option.Option<Date> }
+  /**
+   * The execution's code cannot carry it on (a non-determinism names the step the journal expects and the
+   * one the code asked for). Nothing was recorded as its outcome: deploy code that can (roll back, or
+   * branch with `Workflow.patched`); it is retried when an engine starts and on `resume`.
+   */
+  | {
+    readonly _tag: "Stuck"
+    readonly error: NonDeterminismError | JournalDecodeError | EncodeError | PayloadDecodeError | PayloadMismatchError | WorkflowUsageError
+  }
   | { readonly _tag: "Completed"; readonly exit: Exit.Exit<A, E> }
   | { readonly _tag: "Failed"; readonly exit: Exit.Exit<A, E> }
   | { readonly _tag: "Cancelled" }
@@ -236,9 +254,10 @@ export const make = <T extends Message.Message.Any, R>(
         onTimeout: () => new ResultTimeoutError({ executionId })
       })
 
+    // (callers ride out a short database outage: retryable journal errors are retried until their timeout)
     const execute = <A extends T>(request: A, options?: { readonly timeout?: Duration.DurationInput }) =>
       withTimeout(
-        Effect.gen(function*() {
+        rideOutJournal(Effect.gen(function*() {
           const { key, started } = yield* startRequest(request)
           const exit = yield* awaitExit(
             key.workflow,
@@ -246,7 +265,7 @@ export const make = <T extends Message.Message.Any, R>(
             started._tag === "Finished" ? started.result : undefined
           )
           return yield* typed(exit)
-        }),
+        })),
         PrimaryKey.value(request),
         options?.timeout
       ) as Effect.Effect<any, any>
@@ -258,7 +277,7 @@ export const make = <T extends Message.Message.Any, R>(
 
     const result = (executionId: string, options?: { readonly timeout?: Duration.DurationInput }) =>
       withTimeout(
-        Effect.gen(function*() {
+        rideOutJournal(Effect.gen(function*() {
           const row = yield* engine.find(executionId)
           const exit = yield* awaitExit(
             row.workflow,
@@ -270,7 +289,7 @@ export const make = <T extends Message.Message.Any, R>(
               isWorkflowEngineError(Option.getOrThrow(Cause.failureOption(outcome.cause)))
             ? yield* Effect.fail(Option.getOrThrow(Cause.failureOption(outcome.cause)) as WorkflowEngineError)
             : exit
-        }),
+        })),
         executionId,
         options?.timeout
       )
@@ -279,12 +298,15 @@ export const make = <T extends Message.Message.Any, R>(
       switch (row.status) {
         case "running":
           return Effect.succeed({ _tag: "Running" })
-        case "suspended":
+        case "suspended": {
+          const fault = stuckFault(row.suspendedOn)
+          if (fault !== undefined) return Effect.succeed({ _tag: "Stuck", error: fault })
           return Effect.succeed({
             _tag: "Suspended",
             reason: row.suspendedOn ?? "",
             wakeAt: row.wakeAt === null ? Option.none() : Option.some(new Date(row.wakeAt))
           })
+        }
         case "cancelled":
           return Effect.succeed({ _tag: "Cancelled" })
         default: {

@@ -170,6 +170,23 @@ export class WorkflowUsageError extends Schema.TaggedError<WorkflowUsageError>(
 }) {}
 
 /**
+ * The engine's scope closed while this caller was waiting on it (or the caller used it afterwards). The
+ * execution is not affected: it resumes from the journal in the next engine; await it there.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class EngineClosedError extends Schema.TaggedError<EngineClosedError>(
+  "@effect-cluster/cluster-workflow/EngineClosedError"
+)("EngineClosedError", {
+  identity: Schema.String
+}) {
+  override get message() {
+    return `The workflow engine ${this.identity} is closed`
+  }
+}
+
+/**
  * Every engine fault.
  *
  * @since 0.1.0
@@ -185,6 +202,7 @@ export type WorkflowEngineError =
   | EncodeError
   | ClaimLostError
   | WorkflowUsageError
+  | EngineClosedError
   | JournalError
 
 const engineErrorTags = new Set([
@@ -197,6 +215,7 @@ const engineErrorTags = new Set([
   "EncodeError",
   "ClaimLostError",
   "WorkflowUsageError",
+  "EngineClosedError",
   "JournalError"
 ])
 
@@ -235,6 +254,12 @@ export const isPayloadMismatchError = (u: unknown): u is PayloadMismatchError =>
 export const isJournalDecodeError = (u: unknown): u is JournalDecodeError => u instanceof JournalDecodeError
 
 /**
+ * @since 0.1.0
+ * @category guards
+ */
+export const isEngineClosedError = (u: unknown): u is EngineClosedError => u instanceof EngineClosedError
+
+/**
  * The schema of every engine fault, used to record and replay them.
  *
  * @since 0.1.0
@@ -250,5 +275,6 @@ export const WorkflowEngineError: Schema.Schema<WorkflowEngineError, any> = Sche
   EncodeError,
   ClaimLostError,
   WorkflowUsageError,
+  EngineClosedError,
   JournalError
 )

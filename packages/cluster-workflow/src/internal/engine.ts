@@ -16,6 +16,7 @@ import * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
 import * as FiberSet from "effect/FiberSet"
 import * as HashMap from "effect/HashMap"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as PrimaryKey from "effect/PrimaryKey"
@@ -32,6 +33,7 @@ import {
   ExecutionNotFoundError,
   PayloadDecodeError,
   PayloadMismatchError,
+  EngineClosedError,
   WorkflowCancelledError,
   WorkflowUsageError
 } from "../WorkflowError.js"
@@ -42,7 +44,11 @@ import { invalidIdReason } from "./ids.js"
 import type { EngineServices, Outcome } from "./execution.js"
 import { ExecutionRuntime } from "./execution.js"
 import { EngineTimer } from "./engineTimer.js"
+import type { CodeFault } from "./faults.js"
+import { stuckFault } from "./faults.js"
 import { OneShot } from "./oneShot.js"
+import type { ResultError } from "./results.js"
+import { defaultPollEvery, keyString, Results } from "./results.js"
 
 /** @internal */
 export interface EngineOptions {
@@ -73,7 +79,10 @@ const liveClock = Clock.make()
 /** The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests). */
 const monotonicMillis = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
 
-const keyString = (key: ExecutionKey) => JSON.stringify([key.workflow, key.executionId])
+/** Executions that became stuck (a code fault), by workflow. */
+const stuckExecutions = Metric.counter("effect_cluster_workflow_stuck_executions_total", {
+  description: "Executions suspended as stuck: their code cannot carry them on (non-determinism, undecodable entries)"
+})
 
 /** Engines in one process on one journal share an identity, so a new engine resumes at once. */
 const identities = new WeakMap<Journal, string>()
@@ -107,8 +116,8 @@ export class Engine {
   readonly live = new Map<string, ExecutionRuntime>()
   private readonly starting = new Map<string, OneShot<void>>()
   private readonly claiming = new Set<string>()
-  /** Callers awaiting a result: completed with it, or with undefined when the execution left this engine. */
-  private readonly waiters = new Map<string, OneShot<string | undefined, JournalError | PayloadDecodeError>>()
+  /** Callers awaiting results. */
+  readonly results: Results
   /** Executions stopped by a journal failure that this engine takes back once the journal answers. */
   private readonly retrying = new Set<string>()
   readonly definitions: Map<string, Definition>
@@ -143,6 +152,14 @@ export class Engine {
     )
     this.liveChanged = Effect.runSync(Queue.sliding<void>(1))
     this.leaseMillis = Duration.toMillis(options.claimLease ?? "30 seconds")
+    this.results = new Results({
+      journal,
+      owner,
+      pollEvery: defaultPollEvery(options.resultPollInterval),
+      isLive: (id) => this.live.has(id),
+      isRetrying: (id) => this.retrying.has(id),
+      claimAndLaunch: (key) => this.claimAndLaunch(key)
+    })
     this.services = {
       journal,
       committer,
@@ -181,11 +198,13 @@ export class Engine {
     key: ExecutionKey,
     message: unknown,
     parent: ParentLink | null
-  ): Effect.Effect<StartResult, PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError> {
+  ): Effect.Effect<StartResult, PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError | EngineClosedError> {
     return Effect.suspend((): Effect.Effect<
       StartResult,
-      PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError
+      PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError | EngineClosedError
     > => {
+      const closed = this.results.closedError
+      if (closed !== undefined) return Effect.fail(closed)
       const invalid = invalidIdReason(key.executionId)
       if (invalid !== undefined) {
         return new EncodeError({
@@ -280,6 +299,8 @@ export class Engine {
     // One claim at a time per execution in this engine, and none while it runs here: this engine's own
     // claims always succeed, so two paths (orphan check, result poll, start) must not both launch it.
     const running = this.live.get(id)
+    // (a closed engine runs nothing more)
+    if (this.results.closedError !== undefined) return Effect.succeed(false)
     if (this.claiming.has(id) || (running !== undefined && !running.suspending)) return Effect.succeed(false)
     this.claiming.add(id)
     return Effect.gen(this, function*() {
@@ -404,22 +425,14 @@ export class Engine {
     if (outcome._tag === "Completed" && parent === null) {
       // the common case, without an effect
       if (this.live.get(id) === runtime) this.live.delete(id)
-      const waiter = this.waiters.get(id)
-      if (waiter !== undefined) {
-        this.waiters.delete(id)
-        waiter.unsafeSucceed(outcome.result)
-      }
+      this.results.succeed(id, outcome.result)
       return Effect.void
     }
     return Effect.gen(this, function*() {
       if (this.live.get(id) === runtime) this.live.delete(id)
       switch (outcome._tag) {
         case "Completed": {
-          const waiter = this.waiters.get(id)
-          if (waiter !== undefined) {
-            this.waiters.delete(id)
-            waiter.unsafeSucceed(outcome.result)
-          }
+          this.results.succeed(id, outcome.result)
           if (parent !== null) {
             yield* this.signalKey(
               { workflow: parent.workflow, executionId: parent.executionId },
@@ -431,7 +444,11 @@ export class Engine {
         }
         case "Suspended": {
           if (outcome.wakeAt !== null) this.arm(outcome.wakeAt)
-          this.releaseWaiters(id)
+          this.results.release(id)
+          return
+        }
+        case "Stuck": {
+          yield* this.onStuck(runtime.key, outcome.fault)
           return
         }
         case "Stopped": {
@@ -442,7 +459,7 @@ export class Engine {
             // with the typed error (docs/engine.md) instead of leaving them waiting on a retry that may
             // never succeed; the execution itself is still taken back below.
             if (!error.retryable) this.failWaiters(runtime.key, error)
-            else this.releaseWaiters(id)
+            else this.results.release(id)
             // Its claim is still this engine's: take it back once the journal answers again
             // (exponential backoff on the live clock, up to a minute between tries). Meanwhile a caller's
             // poll does not re-launch it (see `pollResult`).
@@ -462,37 +479,49 @@ export class Engine {
             )
             return
           }
-          this.releaseWaiters(id)
+          this.results.release(id)
           return
         }
       }
     })
   }
 
-  /** The execution left this engine: its callers go on waiting through the journal. */
-  private releaseWaiters(id: string) {
-    const waiter = this.waiters.get(id)
-    if (waiter !== undefined) {
-      this.waiters.delete(id)
-      waiter.unsafeSucceed(undefined)
-    }
+  /**
+   * The execution cannot go on with this code: it is suspended as stuck (see `faults.ts`); its callers
+   * learn why, and the fault is logged and counted. It is retried by an engine that starts (other code) or
+   * by `engine.resume(id)`.
+   */
+  private onStuck(key: ExecutionKey, fault: CodeFault): Effect.Effect<void> {
+    this.results.fail(keyString(key), fault)
+    return Effect.zipRight(
+      Metric.increment(Metric.tagged(stuckExecutions, "workflow", key.workflow)),
+      Effect.logError(
+        "an execution is stuck: its code cannot carry it on; deploy code that can (roll back, or branch with " +
+          "Workflow.patched), then it is retried when an engine starts or on engine.resume",
+        fault
+      ).pipe(Effect.annotateLogs(fault._tag === "NonDeterminismError"
+        ? { expected: fault.expected, actual: fault.actual }
+        : {}))
+    )
   }
 
   private failWaiters(key: ExecutionKey, error: JournalError | PayloadDecodeError) {
-    const id = keyString(key)
-    const waiter = this.waiters.get(id)
-    if (waiter !== undefined) {
-      this.waiters.delete(id)
-      waiter.unsafeDone(Exit.fail(error))
-    }
+    this.results.fail(keyString(key), error)
   }
 
+  /**
+   * Starts (or joins) a parent's child. Transient journal errors are retried here (a short outage); a
+   * fault that remains is the parent's to handle (it stops or sticks, never fails).
+   */
   private startChild(
     parent: ExecutionKey,
     signal: string,
     childId: string,
     message: any
-  ): Effect.Effect<{ readonly result: string | undefined }> {
+  ): Effect.Effect<
+    { readonly result: string | undefined },
+    JournalError | PayloadMismatchError | EncodeError | PayloadDecodeError | WorkflowUsageError | EngineClosedError
+  > {
     return Effect.gen(this, function*() {
       const definition = yield* this.definitionOf(message?._tag)
       const key = { workflow: definition.tag, executionId: childId }
@@ -502,59 +531,24 @@ export class Engine {
         signal
       })
       return { result: started._tag === "Finished" ? started.result : undefined }
-    }).pipe(Effect.orDie)
+    }).pipe(
+      Effect.retry({
+        schedule: Schedule.exponential("10 millis").pipe(
+          Schedule.intersect(Schedule.recurs(this.options.journalRetries ?? 8))
+        ),
+        while: (error) => error instanceof JournalError && error.retryable
+      }),
+      Effect.withClock(liveClock)
+    )
   }
 
   // ---------------------------------------------------------------------------------------------
   // results
   // ---------------------------------------------------------------------------------------------
 
-  /**
-   * Awaits an execution's encoded result: from the local execution when it runs here, and from the
-   * journal (polled with backoff on the live clock) when it runs elsewhere.
-   */
-  awaitResult(key: ExecutionKey): Effect.Effect<string, JournalError | PayloadDecodeError> {
-    return Effect.suspend(() => {
-      const id = keyString(key)
-      let waiter = this.waiters.get(id)
-      if (waiter === undefined) {
-        waiter = new OneShot<string | undefined, JournalError | PayloadDecodeError>()
-        this.waiters.set(id, waiter)
-      }
-      const local = Effect.flatMap(
-        waiter.await,
-        (result): Effect.Effect<string, JournalError | PayloadDecodeError> =>
-          result === undefined ? this.awaitResult(key) : Effect.succeed(result)
-      )
-      // Running here: the local completion is enough. Elsewhere (or suspended): also watch the journal.
-      return this.live.has(id) ? local : Effect.raceFirst(local, this.pollResult(key))
-    })
-  }
-
-  private pollResult(key: ExecutionKey): Effect.Effect<string, JournalError | PayloadDecodeError> {
-    const id = keyString(key)
-    const pollEvery = Duration.toMillis(this.options.resultPollInterval ?? "1 second")
-    const poll: Effect.Effect<string, JournalError | PayloadDecodeError> = Effect.gen(this, function*() {
-      // It may have finished here just before this caller asked (it is no longer live): read at once.
-      const first = yield* this.journal.get(key)
-      if (Option.isSome(first) && isTerminal(first.value.status) && first.value.result !== null) {
-        return first.value.result
-      }
-      let delay = Math.min(100, pollEvery)
-      while (true) {
-        yield* Effect.withClock(Effect.sleep(delay), liveClock)
-        const row = yield* this.journal.get(key)
-        if (Option.isSome(row) && isTerminal(row.value.status) && row.value.result !== null) return row.value.result
-        if (Option.isSome(row) && row.value.status === "running" && !this.live.has(id) && !this.retrying.has(id)) {
-          // Resume an execution abandoned by its engine (claim expired) instead of waiting forever.
-          const now = yield* Clock.currentTimeMillis
-          const own = row.value.claimOwner === this.owner
-          if (own || row.value.claimUntil === null || row.value.claimUntil < now) yield* this.claimAndLaunch(key)
-        }
-        delay = Math.min(delay * 2, pollEvery)
-      }
-    })
-    return poll
+  /** Awaits an execution's encoded result (see `Results`). */
+  awaitResult(key: ExecutionKey): Effect.Effect<string, ResultError> {
+    return this.results.await(key)
   }
 
   /** Reads a finished execution's result, if it is finished. */
@@ -632,6 +626,30 @@ export class Engine {
       return "cancelled" as const
     })
   }
+
+  /**
+   * Retries every stuck execution of the engine's workflows once (an engine starts: its code may carry them
+   * on now). Runs in the background; an execution still stuck is logged again.
+   */
+  readonly retryStuck: Effect.Effect<void, JournalError> = Effect.gen(this, function*() {
+    let after: ExecutionKey | undefined = undefined
+    while (true) {
+      const rows: ReadonlyArray<ExecutionRow> = yield* this.journal.list({
+        workflows: this.names,
+        status: "suspended",
+        after,
+        limit: 500
+      })
+      for (const row of rows) {
+        if (stuckFault(row.suspendedOn) === undefined) continue
+        const now = yield* Clock.currentTimeMillis
+        const resumed = yield* this.journal.resume(row, now)
+        if (resumed !== undefined) yield* this.wake(resumed, () => {})
+      }
+      if (rows.length < 500) return
+      after = rows[rows.length - 1]
+    }
+  })
 
   resume(executionId: string): Effect.Effect<void, ExecutionNotFoundError | JournalError> {
     return Effect.gen(this, function*() {
@@ -796,7 +814,14 @@ export const make = (
     const engine = new Engine(journal, committer, owner, definitions, context, runFork, options)
     yield* Effect.forkScoped(engine.timer.loop)
     yield* Effect.forkScoped(engine.renewLoop)
-    if (options.resumeOnStart !== false) yield* engine.resumeOrphans
+    // Last registered, so first run when the scope closes: callers still waiting are answered.
+    yield* Effect.addFinalizer(() => Effect.sync(() => engine.results.close(new EngineClosedError({ identity: owner! }))))
+    if (options.resumeOnStart !== false) {
+      yield* engine.resumeOrphans
+      yield* Effect.forkScoped(
+        Effect.catchAll(engine.retryStuck, (error) => Effect.logWarning("could not retry stuck executions", error))
+      )
+    }
     if (options.orphanCheckInterval !== undefined) {
       const every = options.orphanCheckInterval
       yield* Effect.forkScoped(Effect.forever(Effect.zipRight(

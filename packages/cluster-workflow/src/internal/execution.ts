@@ -25,16 +25,17 @@ import type { EventRow, ExecutionStatus, JournalWrite, SignalRow } from "../Dura
 import { JournalError } from "../DurableExecutionJournal.js"
 import { WorkflowContext } from "../WorkflowContext.js"
 import {
-  ClaimLostError,
   EncodeError,
-  JournalDecodeError,
   NonDeterminismError,
-  WorkflowCancelledError
+  WorkflowCancelledError,
+  WorkflowUsageError
 } from "../WorkflowError.js"
 import type { ExitCodec } from "./codec.js"
 import { dieJson, interruptJson, voidJson } from "./codec.js"
 import { Activities } from "./activities.js"
 import { BodyScheduler } from "./bodyScheduler.js"
+import type { CodeFault, TransientFault } from "./faults.js"
+import { isCodeFault, isEngineFault, isTransientFault, stuckOn } from "./faults.js"
 import type { Control } from "./controlQueue.js"
 import { describeEvent, safeParse } from "./replay.js"
 
@@ -44,10 +45,8 @@ export type { EngineServices, ExecutionParams } from "./replay.js"
 export type Outcome =
   | { readonly _tag: "Completed"; readonly status: ExecutionStatus; readonly result: string }
   | { readonly _tag: "Suspended"; readonly wakeAt: number | null; readonly reason: string }
-  | { readonly _tag: "Stopped"; readonly error: ClaimLostError | JournalError }
-
-const isEngineFault = (u: unknown) =>
-  u instanceof NonDeterminismError || u instanceof JournalDecodeError || u instanceof EncodeError
+  | { readonly _tag: "Stopped"; readonly error: TransientFault }
+  | { readonly _tag: "Stuck"; readonly fault: CodeFault }
 
 /** @internal */
 export class ExecutionRuntime extends Activities {
@@ -275,15 +274,23 @@ export class ExecutionRuntime extends Activities {
     return Effect.gen(this, function*() {
       this.stopping = true
       if (this.bodyFiber) yield* Fiber.interrupt(this.bodyFiber)
-      if (error instanceof ClaimLostError || error instanceof JournalError) {
+      if (isTransientFault(error)) {
         this.broken = true
         return { _tag: "Stopped", error } as const
       }
-      // An engine fault (non-determinism, undecodable journal entry, unencodable value): the execution
-      // cannot go on with this code. Record it as failed without touching its events.
-      const result = dieJson(error)
-      const outcome = yield* this.complete("failed", result, false)
-      return outcome
+      // A fault of the code (non-determinism, an undecodable journal entry, an unencodable value...): the
+      // execution cannot go on with this code, but other code may carry it on. It is never an outcome.
+      const fault = isCodeFault(error) ? error : new WorkflowUsageError({ message: String(error) })
+      return yield* this.stuck(fault)
+    })
+  }
+
+  /** Suspends the execution as stuck on `fault` (its events untouched), whatever its inbox holds. */
+  private stuck(fault: CodeFault): Effect.Effect<Outcome> {
+    return Effect.flatMap(this.writeSuspend(stuckOn(fault), null), (outcome): Effect.Effect<Outcome> => {
+      // (the inbox changed meanwhile: suspend again with its new version)
+      if (outcome === undefined) return this.stuck(fault)
+      return Effect.succeed(outcome._tag === "Suspended" ? { _tag: "Stuck", fault } : outcome)
     })
   }
 

@@ -29,7 +29,9 @@ export abstract class Inbox extends Timers {
         if (row.right.value.cancelRequested) this.cancelPending = true
       }
       for (const signal of signals.right) this.receiveSignal(signal.name, signal.value)
-      if (this.cancelPending && this.phase === "live" && this.liveStarted) yield* this.beginCancel(false)
+      if (this.cancelPending && this.phase === "live" && this.liveStarted && !this.stopping) {
+        yield* this.beginCancel(false)
+      }
     })
   }
 
@@ -122,11 +124,15 @@ export abstract class Inbox extends Timers {
       this.active++
       const childId = [this.key.executionId, ...safeScope(scope), id].map(encodeURIComponent).join("/")
       return this.engine.startChild(this.key, signalName, childId, message).pipe(
-        Effect.tap((started) =>
-          Effect.sync(() => {
-            if (started.result !== undefined) this.receiveSignal(signalName, started.result)
-          })
-        ),
+        Effect.matchEffect({
+          // an engine fault (the journal stayed down, the child's message does not decode...) stops or
+          // sticks the parent: it never reaches the body as the child's outcome
+          onFailure: (fault) => this.fatal(fault),
+          onSuccess: (started) =>
+            Effect.sync(() => {
+              if (started.result !== undefined) this.receiveSignal(signalName, started.result)
+            })
+        }),
         Effect.ensuring(Effect.sync(() => {
           this.active--
         })),

@@ -59,7 +59,7 @@ export interface EngineServices {
     signal: string,
     childId: string,
     message: any
-  ) => Effect.Effect<{ readonly result: string | undefined }, never>
+  ) => Effect.Effect<{ readonly result: string | undefined }, unknown>
   /** Resolves at `wakeAt` (engine clock), through the engine's single timer. */
   readonly sleepUntil: (wakeAt: number) => Effect.Effect<void>
   /**

@@ -1,0 +1,163 @@
+/**
+ * How callers await an execution's result: through the local execution when it runs in this engine, and
+ * through the journal (read with backoff on the live clock) when it runs elsewhere or is suspended. A
+ * caller is always answered: with the result, with the fault the execution is stuck on, or, once the
+ * engine's scope has closed, with `EngineClosedError`.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import type { ExecutionKey, ExecutionRow, Journal } from "../DurableExecutionJournal.js"
+import { isTerminal, JournalError } from "../DurableExecutionJournal.js"
+import type { PayloadDecodeError } from "../WorkflowError.js"
+import { EngineClosedError } from "../WorkflowError.js"
+import type { CodeFault } from "./faults.js"
+import { stuckFault } from "./faults.js"
+import { OneShot } from "./oneShot.js"
+
+/** Why a caller's wait for a result failed. @internal */
+export type ResultError = JournalError | PayloadDecodeError | CodeFault | EngineClosedError
+
+/** What the results need of the engine. @internal */
+export interface ResultSource {
+  readonly journal: Journal
+  readonly owner: string
+  readonly pollEvery: number
+  readonly isLive: (id: string) => boolean
+  /** Stopped by a journal failure: the engine takes it back itself. */
+  readonly isRetrying: (id: string) => boolean
+  readonly claimAndLaunch: (key: ExecutionKey) => Effect.Effect<boolean, JournalError | PayloadDecodeError>
+}
+
+const liveClock = Clock.make()
+
+/** @internal */
+export const keyString = (key: ExecutionKey) => JSON.stringify([key.workflow, key.executionId])
+
+/**
+ * Retries `effect` while it fails with a retryable `JournalError` (a short database outage), with
+ * exponential backoff on the live clock up to a second between tries, for as long as the caller waits:
+ * the caller's own timeout (or interruption) ends it. @internal
+ */
+export const rideOutJournal = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.withClock(
+    Effect.retry(effect, {
+      schedule: Schedule.exponential("10 millis").pipe(Schedule.union(Schedule.spaced("1 second"))),
+      while: (error) => error instanceof JournalError && error.retryable
+    }),
+    liveClock
+  )
+
+/** @internal */
+export class Results {
+  /** Callers awaiting a result: completed with it, or with undefined when the execution left this engine. */
+  private readonly waiters = new Map<string, OneShot<string | undefined, ResultError>>()
+  private closed: EngineClosedError | undefined = undefined
+
+  constructor(private readonly source: ResultSource) {}
+
+  /** The execution completed here. */
+  succeed(id: string, result: string) {
+    const waiter = this.waiters.get(id)
+    if (waiter !== undefined) {
+      this.waiters.delete(id)
+      waiter.unsafeSucceed(result)
+    }
+  }
+
+  /** The execution left this engine: its callers go on waiting through the journal. */
+  release(id: string) {
+    const waiter = this.waiters.get(id)
+    if (waiter !== undefined) {
+      this.waiters.delete(id)
+      waiter.unsafeSucceed(undefined)
+    }
+  }
+
+  /** The execution cannot run (stuck, or its message does not decode): its callers learn why. */
+  fail(id: string, error: ResultError) {
+    const waiter = this.waiters.get(id)
+    if (waiter !== undefined) {
+      this.waiters.delete(id)
+      waiter.unsafeDone(Exit.fail(error))
+    }
+  }
+
+  /** The engine's scope closed: every caller waiting, and every later one, fails with `error`. */
+  close(error: EngineClosedError) {
+    this.closed = error
+    const waiters = Array.from(this.waiters.values())
+    this.waiters.clear()
+    for (const waiter of waiters) waiter.unsafeDone(Exit.fail(error))
+  }
+
+  /** Whether the engine's scope has closed. */
+  get closedError(): EngineClosedError | undefined {
+    return this.closed
+  }
+
+  /** Awaits an execution's encoded result. */
+  await(key: ExecutionKey): Effect.Effect<string, ResultError> {
+    return Effect.suspend(() => {
+      if (this.closed !== undefined) return Effect.fail(this.closed)
+      const id = keyString(key)
+      let waiter = this.waiters.get(id)
+      if (waiter === undefined) {
+        waiter = new OneShot()
+        this.waiters.set(id, waiter)
+      }
+      const local = Effect.flatMap(
+        waiter.await,
+        (result): Effect.Effect<string, ResultError> => result === undefined ? this.await(key) : Effect.succeed(result)
+      )
+      // Running here: the local completion is enough. Elsewhere (or suspended): also watch the journal.
+      return this.source.isLive(id) ? local : Effect.raceFirst(local, this.poll(key))
+    })
+  }
+
+  /** The result, or the fault the execution is stuck on, if the row says so. */
+  private settled(row: Option.Option<ExecutionRow>): Effect.Effect<string, CodeFault> | undefined {
+    if (Option.isNone(row)) return undefined
+    if (isTerminal(row.value.status) && row.value.result !== null) return Effect.succeed(row.value.result)
+    const fault = row.value.status === "suspended" ? stuckFault(row.value.suspendedOn) : undefined
+    return fault === undefined ? undefined : Effect.fail(fault)
+  }
+
+  private poll(key: ExecutionKey): Effect.Effect<string, ResultError> {
+    const { journal, owner, pollEvery } = this.source
+    const id = keyString(key)
+    return Effect.gen(this, function*() {
+      // It may have finished here just before this caller asked (it is no longer live): read at once.
+      const first = this.settled(yield* rideOutJournal(journal.get(key)))
+      if (first !== undefined) return yield* first
+      let delay = Math.min(100, pollEvery)
+      while (true) {
+        yield* Effect.withClock(Effect.sleep(delay), liveClock)
+        const row = yield* rideOutJournal(journal.get(key))
+        const settled = this.settled(row)
+        if (settled !== undefined) return yield* settled
+        if (
+          Option.isSome(row) && row.value.status === "running" && !this.source.isLive(id) &&
+          !this.source.isRetrying(id)
+        ) {
+          // Resume an execution abandoned by its engine (claim expired) instead of waiting forever.
+          const now = yield* Clock.currentTimeMillis
+          const own = row.value.claimOwner === owner
+          if (own || row.value.claimUntil === null || row.value.claimUntil < now) {
+            yield* rideOutJournal(this.source.claimAndLaunch(key))
+          }
+        }
+        delay = Math.min(delay * 2, pollEvery)
+      }
+    })
+  }
+}
+
+/** The default wait between journal reads of a result. @internal */
+export const defaultPollEvery = (interval: Duration.DurationInput | undefined) =>
+  Duration.toMillis(interval ?? "1 second")
