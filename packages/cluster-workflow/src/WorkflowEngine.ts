@@ -14,6 +14,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PrimaryKey from "effect/PrimaryKey"
 import type * as Scope from "effect/Scope"
@@ -22,7 +23,7 @@ import type { JournalError } from "./DurableExecutionJournal.js"
 import { DurableExecutionJournal, isTerminal } from "./DurableExecutionJournal.js"
 import type { DurableDeferred } from "./DurableDeferred.js"
 import * as internal from "./internal/engine.js"
-import { stuckFault } from "./internal/faults.js"
+import { stuckExecutions as stuckExecutionsMetric, stuckFault } from "./internal/faults.js"
 import { rideOutJournal } from "./internal/results.js"
 import type { Workflow } from "./Workflow.js"
 import type {
@@ -410,6 +411,15 @@ export const make = <T extends Message.Message.Any, R>(
     }
     return service
   })
+
+/**
+ * Counts executions that became stuck (their code cannot carry them on: a non-determinism, an undecodable
+ * journal entry...), tagged `workflow`. Each one is also logged at error level with the fault.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const stuckExecutions: Metric.Metric.Counter<number> = stuckExecutionsMetric
 
 /**
  * The 2024 entry point: an engine for `workflow` on the `DurableExecutionJournal` in context, scoped.

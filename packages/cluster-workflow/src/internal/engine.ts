@@ -45,7 +45,7 @@ import type { EngineServices, Outcome } from "./execution.js"
 import { ExecutionRuntime } from "./execution.js"
 import { EngineTimer } from "./engineTimer.js"
 import type { CodeFault } from "./faults.js"
-import { stuckFault } from "./faults.js"
+import { stuckExecutions, stuckFault } from "./faults.js"
 import { OneShot } from "./oneShot.js"
 import type { ResultError } from "./results.js"
 import { defaultPollEvery, keyString, Results } from "./results.js"
@@ -78,11 +78,6 @@ const liveClock = Clock.make()
 
 /** The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests). */
 const monotonicMillis = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
-
-/** Executions that became stuck (a code fault), by workflow. */
-const stuckExecutions = Metric.counter("effect_cluster_workflow_stuck_executions_total", {
-  description: "Executions suspended as stuck: their code cannot carry them on (non-determinism, undecodable entries)"
-})
 
 /** Engines in one process on one journal share an identity, so a new engine resumes at once. */
 const identities = new WeakMap<Journal, string>()

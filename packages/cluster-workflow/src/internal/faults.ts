@@ -10,6 +10,7 @@
  * @internal
  */
 import * as Either from "effect/Either"
+import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import { JournalError } from "../DurableExecutionJournal.js"
 import {
@@ -48,6 +49,11 @@ export const isTransientFault = (u: unknown): u is TransientFault =>
 /** Any engine fault raised inside a workflow body. @internal */
 export const isEngineFault = (u: unknown): u is CodeFault | TransientFault =>
   isCodeFault(u) || isTransientFault(u)
+
+/** Executions that became stuck, tagged by workflow. @internal */
+export const stuckExecutions = Metric.counter("effect_cluster_workflow_stuck_executions_total", {
+  description: "Executions suspended as stuck: their code cannot carry them on (non-determinism, undecodable entries)"
+})
 
 const stuckPrefix = "stuck:"
 const encodeFault = Schema.encodeEither(Schema.parseJson(WorkflowEngineError))
