@@ -1,10 +1,11 @@
 import {
+  DurableDeferred,
   DurableExecutionJournal,
   Workflow,
   WorkflowEngine
 } from "@effect-cluster/cluster-workflow"
 import { assert, expect, it } from "@effect/vitest"
-import { Effect, Exit, Option, Schema, TestClock } from "effect"
+import { Duration, Effect, Exit, Option, Schema, TestClock } from "effect"
 import { describeJournals, freshJournal } from "./utils/journals.js"
 import { atEvent, runUntilCrash } from "./utils/crash.js"
 import { awaitStatus, countingJournal, eventuallyEffect } from "./utils/engine.js"
@@ -154,4 +155,35 @@ describeJournals("Durable timers", (journalCase) => {
       yield* TestClock.adjust("2 hours")
       expect(yield* engine.result("o1")).toEqual(Exit.succeed(-1))
     }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
+
+  it.scoped("Duration.infinity in Workflow.sleep and Workflow.timeout never fires, also after a replay", () =>
+    Effect.gen(function*() {
+      const Go = DurableDeferred.make("go", { success: Schema.Number })
+      const journal = yield* freshJournal(journalCase)
+      const workflow = Workflow.make(Order, (order) =>
+        order.orderId === "t1"
+          ? Workflow.timeout("forever", Duration.infinity)(DurableDeferred.await(Go)).pipe(
+            Effect.catchTag("TimeoutException", () => Effect.succeed(-1))
+          )
+          : Effect.as(Workflow.sleep("forever", Duration.infinity), -2))
+      const engine = yield* WorkflowEngine.make(workflow).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      yield* engine.sendDiscard(new Order({ orderId: "t1", amount: 1 }))
+      yield* engine.sendDiscard(new Order({ orderId: "s1", amount: 1 }))
+      expect(yield* awaitStatus(engine, "t1", "Suspended")).toMatchObject({ reason: "signal:go,timer", wakeAt: Option.none() })
+      expect(yield* awaitStatus(engine, "s1", "Suspended")).toMatchObject({ reason: "timer", wakeAt: Option.none() })
+      const started = (yield* journal.events({ workflow: "Order", executionId: "s1" }, 0))[0]!
+      expect(JSON.parse(started.body)).toEqual({ wakeAt: null })
+      yield* TestClock.adjust(Duration.days(365 * 100))
+      expect((yield* engine.status("t1"))._tag).toBe("Suspended")
+      expect((yield* engine.status("s1"))._tag).toBe("Suspended")
+      // the signal wakes t1, which replays the timer's StepStarted: it still never fires
+      yield* engine.signal("t1", Go, Exit.succeed(5))
+      expect(yield* engine.result("t1")).toEqual(Exit.succeed(5))
+      // s1, resumed by hand, replays its never-ending sleep and suspends again
+      yield* engine.resume("s1")
+      yield* TestClock.adjust(Duration.days(1))
+      expect(yield* awaitStatus(engine, "s1", "Suspended")).toMatchObject({ reason: "timer", wakeAt: Option.none() })
+    }))
 })

@@ -10,18 +10,30 @@ import { voidJson } from "./codec.js"
 import type { Step } from "./replay.js"
 import { Replay, safeParse } from "./replay.js"
 
+/**
+ * The deadline recorded in a timer's `StepStarted` body: null for an infinite duration (also as recorded by
+ * earlier releases, which wrote `Infinity` as null); a body without one is due at once.
+ */
+const recordedDeadline = (body: string): number | null => {
+  const wakeAt = safeParse(body)?.wakeAt
+  return wakeAt === null ? null : typeof wakeAt === "number" ? wakeAt : 0
+}
+
 /** @internal */
 export abstract class Timers extends Replay {
-  /** Waits until `wakeAt` as a durable wait: the execution may suspend meanwhile. */
-  protected waitUntil(step: Step, wakeAt: number, reason: string): Effect.Effect<void> {
+  /**
+   * Waits until `wakeAt` as a durable wait: the execution may suspend meanwhile. `null` (an infinite
+   * duration) never fires: the step waits, suspended without a deadline, until something else ends it.
+   */
+  protected waitUntil(step: Step, wakeAt: number | null, reason: string): Effect.Effect<void> {
     return Effect.gen(this, function*() {
       const now = yield* Clock.currentTimeMillis
-      if (now >= wakeAt) return
-      step.wakeAt = wakeAt
+      if (wakeAt !== null && now >= wakeAt) return
+      step.wakeAt = wakeAt ?? undefined
       step.waitingOn = reason
       this.waiting.add(step)
       this.control.unsafeOffer({ _tag: "CheckSuspend" })
-      yield* this.engine.sleepUntil(wakeAt).pipe(
+      yield* (wakeAt === null ? Effect.never : this.engine.sleepUntil(wakeAt)).pipe(
         Effect.ensuring(Effect.sync(() => {
           this.waiting.delete(step)
           step.wakeAt = undefined
@@ -43,12 +55,13 @@ export abstract class Timers extends Replay {
       const gate = yield* this.awaitGate(step)
       if (gate._tag === "Done") return
       yield* Effect.gen(this, function*() {
-        let wakeAt: number
+        let wakeAt: number | null
         if (step.startedBody !== undefined) {
-          wakeAt = safeParse(step.startedBody)?.wakeAt ?? 0
+          wakeAt = recordedDeadline(step.startedBody)
         } else {
           const now = yield* Clock.currentTimeMillis
-          wakeAt = now + millis
+          // an infinite duration is journaled as `"wakeAt": null`: a deadline that never comes
+          wakeAt = Number.isFinite(millis) ? now + millis : null
           step.startedBody = JSON.stringify({ wakeAt })
           // (a sleep asked for again after an abandonment is re-armed: its next attempt)
           step.attempt++
