@@ -14,6 +14,15 @@ import { describeJournals, freshJournal } from "./utils/journals.js"
 import { atEvent, runUntilCrash } from "./utils/crash.js"
 import { awaitStatus, eventually, eventuallyEffect } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
+import { payloadHash } from "../src/internal/codec.js"
+
+class Invoice extends Message.TaggedMessage<Invoice>()(
+  "Invoice",
+  Schema.String,
+  Schema.String,
+  { orderId: Schema.String },
+  (_) => _.orderId
+) {}
 
 class Shipment extends Message.TaggedMessage<Shipment>()(
   "Shipment",
@@ -226,6 +235,65 @@ describeJournals("Child workflows", (journalCase) => {
       const second = yield* runUntilCrash(journal, Workflow.union(parent, child), undefined, (engine) => engine.send(message))
       expect(second).toEqual(Exit.succeed(3))
       expect(log.count("label")).toBe(3)
+    }))
+
+  it.scoped("children of two types with one id are two steps; journals recorded with the bare child id still replay", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = yield* freshJournal(journalCase)
+      const shipment = Workflow.make(Shipment, (m) => recorded(log, "label", `label-${m.orderId}`, Schema.String))
+      const invoice = Workflow.make(Invoice, (m) => recorded(log, "invoice", `invoice-${m.orderId}`, Schema.String))
+      const both = Workflow.make(Order, (order) =>
+        Effect.gen(function*() {
+          const label = yield* Workflow.executeChild(new Shipment({ orderId: order.orderId }))
+          const bill = yield* Workflow.executeChild(new Invoice({ orderId: order.orderId }))
+          return (label + "|" + bill).length
+        }))
+      const engine = yield* WorkflowEngine.make(Workflow.union(both, shipment, invoice), { identity: "now" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      expect(yield* engine.execute(new Order({ orderId: "o1", amount: 1 }))).toBe("label-o1|invoice-o1".length)
+      expect(log.ids()).toEqual(["label", "invoice"])
+
+      // a parent journaled by an earlier release (child step id "o2", no type), stopped after its child's result
+      const key = { workflow: "Order", executionId: "o2" }
+      const payload = JSON.stringify({ _tag: "Order", orderId: "o2", amount: 1 })
+      const [created] = yield* journal.commit([{
+        _tag: "Start",
+        key,
+        payload,
+        payloadHash: payloadHash(payload),
+        version: "",
+        parent: null,
+        owner: "earlier-release",
+        claimUntil: 0,
+        now: 0
+      }])
+      assert(created?._tag === "Created")
+      const event = (sequence: number, kind: string, body: string) => ({
+        sequence,
+        kind,
+        stepKind: "child",
+        stepScope: "[]",
+        stepId: "o2",
+        attempt: 0,
+        body
+      })
+      yield* journal.commit([{
+        _tag: "Append",
+        key,
+        fence: { owner: "earlier-release", epoch: created.epoch },
+        events: [event(0, "StepStarted", "{}"), event(1, "StepCompleted", JSON.stringify({ _tag: "Success", value: "old" }))],
+        update: undefined,
+        now: 0
+      }])
+      const legacy = Workflow.make(Order, (order) =>
+        Effect.map(Workflow.executeChild(new Shipment({ orderId: order.orderId })), (label) => label.length))
+      const later = yield* WorkflowEngine.make(Workflow.union(legacy, shipment), { identity: "later" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      expect(yield* later.result("o2")).toEqual(Exit.succeed("old".length))
+      expect(log.ids()).toEqual(["label", "invoice"])
     }))
 })
 

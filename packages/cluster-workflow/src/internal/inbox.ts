@@ -67,26 +67,28 @@ export abstract class Inbox extends Timers {
   }
 
   /**
-   * A step completed by a value arriving in the inbox under `signalName` (a signal, or a child's result):
-   * records its start, runs `beforeWait` once (e.g. starting the child), waits (durably: the execution may
-   * suspend meanwhile) and records the value as the step's result.
+   * A step completed by a value arriving in the inbox under the step's signal name (a signal, or a child's
+   * result): records its start, runs `beforeWait` once (e.g. starting the child), waits (durably: the
+   * execution may suspend meanwhile) and records the value as the step's result.
    */
   protected inboxStep(
     kind: "signal" | "child",
     scope: string,
-    id: string,
-    signalName: string,
+    ids: { readonly id: string; readonly legacyId?: string },
+    signalNameOf: (stepId: string) => string,
     reason: string,
-    beforeWait: Effect.Effect<void>
+    beforeWait: (signalName: string) => Effect.Effect<void>
   ): Effect.Effect<{ readonly step: Step; readonly json: string }> {
     return Effect.gen(this, function*() {
-      const { first, step } = yield* this.request(kind, scope, id)
+      const { first, step } = yield* this.request(kind, scope, ids.id, ids.legacyId)
       if (!first) {
         const json = yield* step.done.await
         // (abandoned by its first requester: ask again)
-        if (json === undefined) return yield* this.inboxStep(kind, scope, id, signalName, reason, beforeWait)
+        if (json === undefined) return yield* this.inboxStep(kind, scope, ids, signalNameOf, reason, beforeWait)
         return { step, json }
       }
+      const id = step.id
+      const signalName = signalNameOf(id)
       const gate = yield* this.awaitGate(step)
       if (gate._tag === "Done") return { step, json: gate.json }
       const json = yield* Effect.gen(this, function*() {
@@ -100,7 +102,7 @@ export abstract class Inbox extends Timers {
             yield* Clock.currentTimeMillis
           )
         }
-        if (!this.signals.has(signalName)) yield* beforeWait
+        if (!this.signals.has(signalName)) yield* beforeWait(signalName)
         const value = yield* this.waitSignal(step, signalName, reason)
         this.recordCompletion(step, step.attempt, value, yield* Clock.currentTimeMillis)
         return value
@@ -112,15 +114,20 @@ export abstract class Inbox extends Timers {
   /** Waits for a signal (a durable deferred) by name. */
   awaitSignal<A, E>(scope: string, name: string, codec: ExitCodec<A, E>): Effect.Effect<A, E> {
     return Effect.flatMap(
-      this.inboxStep("signal", scope, name, name, "signal:" + name, Effect.void),
+      this.inboxStep("signal", scope, { id: name }, () => name, "signal:" + name, () => Effect.void),
       ({ json, step }) => this.decode(step, codec, json)
     )
   }
 
-  /** Starts a child workflow (once) and waits for its result. */
+  /**
+   * Starts a child workflow (once) and waits for its result. The child's workflow type is part of the
+   * step's identity (`<type>:<childId>`), so children of two types with one id are two steps; a step
+   * recorded by earlier releases under the bare child id still replays.
+   */
   child<A, E>(scope: string, id: string, message: unknown, codec: ExitCodec<A, E>): Effect.Effect<A, E> {
-    const signalName = childSignalName(scope, id)
-    const startChild = Effect.suspend(() => {
+    const tag = (message as { readonly _tag?: unknown } | undefined)?._tag
+    const ids = { id: `${String(tag)}:${id}`, legacyId: id }
+    const startChild = (signalName: string) => Effect.suspend(() => {
       this.active++
       const childId = [this.key.executionId, ...safeScope(scope), id].map(encodeURIComponent).join("/")
       return this.engine.startChild(this.key, signalName, childId, message).pipe(
@@ -140,7 +147,7 @@ export abstract class Inbox extends Timers {
       )
     })
     return Effect.flatMap(
-      this.inboxStep("child", scope, id, signalName, "child", startChild),
+      this.inboxStep("child", scope, ids, (stepId) => childSignalName(scope, stepId), "child", startChild),
       ({ json, step }) => this.decode(step, codec, json)
     )
   }

@@ -380,11 +380,30 @@ export abstract class Replay implements WriteOwner {
    * Registers a step requested by the body. Returns the step and whether this caller owns it (the first
    * requester runs it; a repeated request of the same id awaits the same outcome, as in 2024).
    */
-  protected request(kind: StepKind, scope: string, id: string): Effect.Effect<{ step: Step; first: boolean }> {
+  protected request(
+    kind: StepKind,
+    scope: string,
+    id: string,
+    legacyId?: string
+  ): Effect.Effect<{ step: Step; first: boolean }> {
     return Effect.suspend((): Effect.Effect<{ step: Step; first: boolean }> => {
-      const requested = this.requestNow(kind, scope, id)
+      const requested = this.requestNow(kind, scope, legacyId === undefined ? id : this.idOf(kind, scope, id, legacyId))
       return "step" in requested ? Effect.succeed(requested) : this.fatal(requested)
     })
+  }
+
+  /**
+   * The id of a step whose id format changed: `legacyId` when this execution recorded (or already asked
+   * for) the step under it, so journals written before the change still replay; `id` otherwise.
+   */
+  private idOf(kind: StepKind, scope: string, id: string, legacyId: string): string {
+    const legacyKey = stepKeyOf(kind, scope, legacyId)
+    if (this.steps.has(legacyKey)) return legacyId
+    const next = this.phase === "replay" ? this.history[this.cursor] : undefined
+    return next !== undefined && next.kind === "StepStarted" &&
+        stepKeyOf(next.stepKind, next.stepScope, next.stepId) === legacyKey
+      ? legacyId
+      : id
   }
 
   /** `request` without an effect: the step, or the non-determinism to report. */
