@@ -153,4 +153,40 @@ describeJournals("Signals (durable deferreds)", (journalCase) => {
       expect(second).toEqual(Exit.succeed(11))
       expect(log.ids()).toEqual(["prepare", "finish", "finish"])
     }))
+
+  it.scoped("a signal or cancel stored by another engine is not masked by a later local signal", () =>
+    Effect.gen(function*() {
+      const X = DurableDeferred.make("x", { success: Schema.Number })
+      const Y = DurableDeferred.make("y", { success: Schema.Number })
+      const journal = yield* freshJournal(journalCase)
+      const gate = yield* Deferred.make<void>()
+      const log = new RunLog()
+      const workflow = Workflow.make(Order, () =>
+        Effect.map(
+          Effect.all([
+            recorded(log, "work", 1, Schema.Number, { body: Deferred.await(gate) }),
+            DurableDeferred.await(X),
+            DurableDeferred.await(Y)
+          ], { concurrency: "unbounded" }),
+          ([a, b, c]) => a + b + c
+        ))
+      const engineOn = (identity: string) =>
+        WorkflowEngine.make(workflow, { identity }).pipe(
+          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+        )
+      const a = yield* engineOn("A")
+      const b = yield* engineOn("B")
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      yield* a.sendDiscard(new Order({ orderId: "o2", amount: 1 }))
+      yield* eventually(() => log.count("work") === 2, "both running in A")
+      // B stores x for o1 and a cancellation for o2; A holds both claims and is told nothing
+      yield* b.signal("o1", X, Exit.succeed(10))
+      expect(yield* b.cancel("o2")).toBe("cancelled")
+      // A stores y for both: its own later change must not hide B's
+      yield* a.signal("o1", Y, Exit.succeed(100))
+      yield* a.signal("o2", Y, Exit.succeed(100))
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* a.result("o1")).toEqual(Exit.succeed(111))
+      expect(yield* awaitStatus(a, "o2", "Cancelled")).toEqual({ _tag: "Cancelled" })
+    }))
 })

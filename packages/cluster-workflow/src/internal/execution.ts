@@ -209,9 +209,16 @@ export class ExecutionRuntime extends Activities {
       case "Inbox":
         return Effect.as(this.reloadInbox, undefined)
       case "Signal": {
-        this.inboxVersion = Math.max(this.inboxVersion, message.inboxVersion)
         this.receiveSignal(message.name, message.value)
-        return noOutcome
+        // The inbox version only advances by one known change at a time. A gap means another change
+        // (another engine's signal or cancellation) came in between: reload the inbox rather than
+        // jump past it, or a suspension would be accepted while that change stays unseen.
+        if (message.inboxVersion <= this.inboxVersion) return noOutcome
+        if (message.inboxVersion === this.inboxVersion + 1) {
+          this.inboxVersion = message.inboxVersion
+          return noOutcome
+        }
+        return Effect.as(this.reloadInbox, undefined)
       }
       case "Cancel":
         return Effect.as(this.beginCancel(false), undefined)
