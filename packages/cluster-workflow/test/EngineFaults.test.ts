@@ -145,6 +145,8 @@ describeJournals("Engine faults", (journalCase) => {
 
       // rolling back: the v1 engine retries its stuck executions when it starts
       const fourth = yield* run(v1, "v1-again")
+      // (in the background: until then a caller is told the execution is stuck)
+      yield* awaitStatus(fourth.engine, "o1", "Completed")
       expect(yield* fourth.engine.result("o1")).toEqual(Exit.succeed(1))
       expect(log.count("notify")).toBe(0)
       yield* fourth.close

@@ -74,12 +74,11 @@ export class ExecutionRuntime extends Activities {
 
   /** The claim was lost (renewal refused). */
   notifyClaimLost() {
-    this.control.unsafeOffer({ _tag: "Fatal", error: this.claimLost() })
+    this.reportFault(this.claimLost())
   }
 
   onBroken(result: unknown) {
-    const error = result instanceof JournalError ? result : this.claimLost()
-    this.control.unsafeOffer({ _tag: "Fatal", error })
+    this.reportFault(result instanceof JournalError ? result : this.claimLost())
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -301,9 +300,14 @@ export class ExecutionRuntime extends Activities {
     })
   }
 
-  private complete(status: ExecutionStatus, result: string, withEvent = true): Effect.Effect<Outcome> {
+  /**
+   * Records the outcome, unless an engine fault was reported meanwhile (e.g. while compensating, in the
+   * coordinator): then that fault decides, and nothing is recorded.
+   */
+  private complete(status: ExecutionStatus, result: string): Effect.Effect<Outcome> {
+    if (this.fault !== undefined) return this.onFatal(this.fault)
     return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const events = withEvent ? [this.event("ExecutionCompleted", "workflow", "[]", "", 0, result)] : []
+      const events = [this.event("ExecutionCompleted", "workflow", "[]", "", 0, result)]
       const write: JournalWrite = {
         _tag: "Append",
         key: this.key,

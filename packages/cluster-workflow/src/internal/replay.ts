@@ -176,6 +176,8 @@ export abstract class Replay implements WriteOwner {
   protected compensating = false
   protected bodyFiber: Fiber.RuntimeFiber<void> | undefined
   protected suspendRequested = false
+  /** The first engine fault reported: no outcome is recorded once there is one. */
+  protected fault: unknown = undefined
   /** The scheduler of the body's fibers: tells when the body is blocked (set by `begin`). */
   protected scheduler: BodyScheduler = idleScheduler
   /** The coordinator's clock (set by `begin`), for writes made outside an effect. */
@@ -279,15 +281,14 @@ export abstract class Replay implements WriteOwner {
           const step = this.steps.get(stepKeyOf(event.stepKind, event.stepScope, event.stepId))
           this.cursor++
           if (step === undefined) {
-            this.control.unsafeOffer({
-              _tag: "Fatal",
-              error: new JournalDecodeError({
+            this.reportFault(
+              new JournalDecodeError({
                 workflow: this.key.workflow,
                 executionId: this.key.executionId,
                 step: describeEvent(event),
                 reason: "a completion without a start"
               })
-            })
+            )
             return
           }
           this.resolve(step, event.body)
@@ -371,9 +372,16 @@ export abstract class Replay implements WriteOwner {
     step.gate.unsafeSucceed(runGate)
   }
 
+  /** Reports an engine fault to the coordinator (it decides: stop or stuck) and fails the step with it. */
   protected fatal(error: unknown): Effect.Effect<never> {
-    this.control.unsafeOffer({ _tag: "Fatal", error })
+    this.reportFault(error)
     return Effect.die(error)
+  }
+
+  /** Reports an engine fault to the coordinator, which may be busy (compensating): see `fault`. */
+  protected reportFault(error: unknown) {
+    if (this.fault === undefined) this.fault = error
+    this.control.unsafeOffer({ _tag: "Fatal", error })
   }
 
   /**
