@@ -195,6 +195,79 @@ export interface WorkflowEngine<T extends Message.Message.Any> {
   readonly identity: string
 }
 
+/** Decodes a recorded workflow result. */
+const decodeExit = (engine: internal.Engine, workflowName: string, executionId: string, json: string) => {
+  const decoded = engine.decodeResult(workflowName, json)
+  return Either.isLeft(decoded)
+    ? Effect.fail(
+      new JournalDecodeError({ workflow: workflowName, executionId, step: "the workflow result", reason: decoded.left })
+    )
+    : Effect.succeed(decoded.right)
+}
+
+/** Turns a recorded exit into the typed result of the new APIs: engine faults become failures. */
+const typed = (exit: Exit.Exit<any, any>): Exit.Exit<any, any> => {
+  if (Exit.isFailure(exit)) {
+    const defect = Cause.dieOption(exit.cause)
+    if (Option.isSome(defect) && isWorkflowEngineError(defect.value)) return Exit.fail(defect.value)
+  }
+  return exit
+}
+
+/** Ends this caller's wait after `timeout` (the execution goes on). */
+const withTimeout = <A, E>(
+  effect: Effect.Effect<A, E>,
+  executionId: string,
+  timeout: Duration.DurationInput | undefined
+): Effect.Effect<A, E | ResultTimeoutError> =>
+  timeout === undefined ? effect : Effect.timeoutFail(effect, {
+    duration: timeout,
+    onTimeout: () => new ResultTimeoutError({ executionId })
+  })
+
+/** The state of an execution, from its row. */
+const stateOf = (engine: internal.Engine, row: ExecutionRow): Effect.Effect<ExecutionState<any, any>> => {
+  switch (row.status) {
+    case "running":
+      return Effect.succeed({ _tag: "Running" })
+    case "suspended": {
+      const fault = stuckFault(row.suspendedOn)
+      if (fault !== undefined) return Effect.succeed({ _tag: "Stuck", error: fault })
+      return Effect.succeed({
+        _tag: "Suspended",
+        reason: row.suspendedOn ?? "",
+        wakeAt: row.wakeAt === null ? Option.none() : Option.some(new Date(row.wakeAt))
+      })
+    }
+    case "cancelled":
+      return Effect.succeed({ _tag: "Cancelled" })
+    default: {
+      const decoded = engine.decodeResult(row.workflow, row.result ?? "")
+      const exit = Either.isRight(decoded) ? decoded.right : Exit.die(
+        new JournalDecodeError({
+          workflow: row.workflow,
+          executionId: row.executionId,
+          step: "the workflow result",
+          reason: decoded.left
+        })
+      )
+      return Effect.succeed(row.status === "completed" ? { _tag: "Completed", exit } : { _tag: "Failed", exit })
+    }
+  }
+}
+
+/** One line of `list`. */
+const summaryOf = (row: ExecutionRow): ExecutionSummary => ({
+  workflow: row.workflow,
+  executionId: row.executionId,
+  status: row.status,
+  suspendedOn: row.suspendedOn,
+  wakeAt: row.wakeAt === null ? null : new Date(row.wakeAt),
+  createdAt: new Date(row.createdAt),
+  updatedAt: new Date(row.updatedAt),
+  completedAt: row.completedAt === null ? null : new Date(row.completedAt)
+})
+
 /**
  * Builds an engine for a workflow (use `Workflow.union` for several), scoped: closing the scope stops
  * running executions without recording anything (they resume later from the journal).
@@ -213,24 +286,6 @@ export const make = <T extends Message.Message.Any, R>(
 
     const keyOf = (request: T) => ({ workflow: (request as any)._tag as string, executionId: PrimaryKey.value(request) })
 
-    const decodeExit = (workflowName: string, executionId: string, json: string) => {
-      const decoded = engine.decodeResult(workflowName, json)
-      return Either.isLeft(decoded)
-        ? Effect.fail(
-          new JournalDecodeError({ workflow: workflowName, executionId, step: "the workflow result", reason: decoded.left })
-        )
-        : Effect.succeed(decoded.right)
-    }
-
-    /** Turns a recorded exit into the typed result of the new APIs: engine faults become failures. */
-    const typed = (exit: Exit.Exit<any, any>): Exit.Exit<any, any> => {
-      if (Exit.isFailure(exit)) {
-        const defect = Cause.dieOption(exit.cause)
-        if (Option.isSome(defect) && isWorkflowEngineError(defect.value)) return Exit.fail(defect.value)
-      }
-      return exit
-    }
-
     const startRequest = (request: T) =>
       Effect.gen(function*() {
         const definition = yield* engine.definitionOf((request as any)._tag)
@@ -242,17 +297,7 @@ export const make = <T extends Message.Message.Any, R>(
     const awaitExit = (workflowName: string, executionId: string, finished: string | undefined) =>
       Effect.gen(function*() {
         const json = finished ?? (yield* engine.awaitResult({ workflow: workflowName, executionId }))
-        return yield* decodeExit(workflowName, executionId, json)
-      })
-
-    const withTimeout = <A, E>(
-      effect: Effect.Effect<A, E>,
-      executionId: string,
-      timeout: Duration.DurationInput | undefined
-    ): Effect.Effect<A, E | ResultTimeoutError> =>
-      timeout === undefined ? effect : Effect.timeoutFail(effect, {
-        duration: timeout,
-        onTimeout: () => new ResultTimeoutError({ executionId })
+        return yield* decodeExit(engine, workflowName, executionId, json)
       })
 
     // (callers ride out a short database outage: retryable journal errors are retried until their timeout)
@@ -295,36 +340,6 @@ export const make = <T extends Message.Message.Any, R>(
         options?.timeout
       )
 
-    const stateOf = (row: ExecutionRow): Effect.Effect<ExecutionState<any, any>> => {
-      switch (row.status) {
-        case "running":
-          return Effect.succeed({ _tag: "Running" })
-        case "suspended": {
-          const fault = stuckFault(row.suspendedOn)
-          if (fault !== undefined) return Effect.succeed({ _tag: "Stuck", error: fault })
-          return Effect.succeed({
-            _tag: "Suspended",
-            reason: row.suspendedOn ?? "",
-            wakeAt: row.wakeAt === null ? Option.none() : Option.some(new Date(row.wakeAt))
-          })
-        }
-        case "cancelled":
-          return Effect.succeed({ _tag: "Cancelled" })
-        default: {
-          const decoded = engine.decodeResult(row.workflow, row.result ?? "")
-          const exit = Either.isRight(decoded) ? decoded.right : Exit.die(
-            new JournalDecodeError({
-              workflow: row.workflow,
-              executionId: row.executionId,
-              step: "the workflow result",
-              reason: decoded.left
-            })
-          )
-          return Effect.succeed(row.status === "completed" ? { _tag: "Completed", exit } : { _tag: "Failed", exit })
-        }
-      }
-    }
-
     const service: WorkflowEngine<T> = {
       identity: engine.owner,
       send,
@@ -342,7 +357,7 @@ export const make = <T extends Message.Message.Any, R>(
           const row = yield* engine.find(executionId)
           if (!isTerminal(row.status) || row.result === null) return Option.none()
           if (row.status === "cancelled") return yield* new WorkflowCancelledError(row)
-          const exit = yield* decodeExit(row.workflow, executionId, row.result)
+          const exit = yield* decodeExit(engine, row.workflow, executionId, row.result)
           const outcome = typed(exit)
           if (Exit.isFailure(outcome)) {
             const failure = Cause.failureOption(outcome.cause)
@@ -353,7 +368,7 @@ export const make = <T extends Message.Message.Any, R>(
           return Option.some(exit)
         }),
       status: (executionId) =>
-        Effect.flatMap(engine.find(executionId), stateOf).pipe(
+        Effect.flatMap(engine.find(executionId), (row) => stateOf(engine, row)).pipe(
           Effect.catchIf(
             (error): error is ExecutionNotFoundError => error._tag === "ExecutionNotFoundError",
             (): Effect.Effect<ExecutionState<any, any>> => Effect.succeed({ _tag: "Unknown" })
@@ -370,16 +385,7 @@ export const make = <T extends Message.Message.Any, R>(
           })
           const last = rows[rows.length - 1]
           return {
-            executions: rows.map((row) => ({
-              workflow: row.workflow,
-              executionId: row.executionId,
-              status: row.status,
-              suspendedOn: row.suspendedOn,
-              wakeAt: row.wakeAt === null ? null : new Date(row.wakeAt),
-              createdAt: new Date(row.createdAt),
-              updatedAt: new Date(row.updatedAt),
-              completedAt: row.completedAt === null ? null : new Date(row.completedAt)
-            })),
+            executions: rows.map(summaryOf),
             next: rows.length === limit && last !== undefined
               ? Option.some({ workflow: last.workflow, executionId: last.executionId })
               : Option.none()
