@@ -211,7 +211,9 @@ describeJournals("Interruption", (journalCase) => {
           yield* charge(log)
           return yield* Workflow.timeout("limit", "1 hour")(blocking(log, "slow", never))
         }).pipe(Effect.catchTag("TimeoutException", () => Effect.fail("timed out"))))
-      const engine = yield* WorkflowEngine.makeScoped(workflow).pipe(
+      // A lease longer than the clock jump below: a TestClock jump past the lease looks like a frozen
+      // process to the lease watchdog (issue 9 #11), which would stop the execution mid-compensation.
+      const engine = yield* WorkflowEngine.make(workflow, { claimLease: "1 day" }).pipe(
         Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
       )
       yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
