@@ -1,6 +1,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { LeaseGrant } from "../ShardAssignment.js"
+import { PodUnavailableException } from "../ShardingException.js"
 import { podKeyOf, type PodState } from "./podState.js"
 import type { Routing } from "./routing.js"
 import type { Singletons } from "./singletons.js"
@@ -18,14 +19,21 @@ export interface Handoff {
   readonly dropAllShards: (reason: string) => Effect.Effect<void>
   /** The manager's assignment of shards at epochs. */
   readonly assign: (shards: Iterable<number>, epochs: ReadonlyMap<number, number>) => Effect.Effect<void>
-  /** The manager's revocation: returns once what ran on the shards has stopped. */
-  readonly unassign: (shards: Iterable<number>, epochs: ReadonlyMap<number, number> | undefined) => Effect.Effect<void>
+  /**
+   * The manager's revocation: returns once what ran on the shards has stopped. A revocation below the epoch
+   * held is refused (after stopping the shard): the manager regressed, and this pod did not release that epoch.
+   */
+  readonly unassign: (
+    shards: Iterable<number>,
+    epochs: ReadonlyMap<number, number> | undefined
+  ) => Effect.Effect<void, PodUnavailableException>
   /** Releases every shard and stops every entity, topic instance and singleton (shutdown). */
   readonly stopEverything: Effect.Effect<void>
 }
 
 export const makeHandoff = (state: PodState, routing: Routing, singletons: Singletons): Handoff => {
   const { heldEpoch, releasedEpoch } = state
+  const regressedEpoch = new Float64Array(state.numberOfShards + 1)
   const leaseMillis = Duration.toMillis(state.services.config.leaseDuration)
 
   // Entities and singletons stop together, all within one entityTerminationTimeout, on every path (lease
@@ -42,9 +50,28 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       { concurrent: true }
     )
 
+  // A grant or revocation below the epoch this pod holds can only come from a manager that lost its
+  // epochs (a restart on storage without durable epochs): the pod stops serving the shard, since another
+  // pod may be given it at any epoch, and confirms nothing it did not release.
+  const regressed = (shard: number, epoch: number): boolean => heldEpoch[shard]! !== 0 && epoch < heldEpoch[shard]!
+
+  const dropRegressed = (shards: ReadonlyArray<number>, what: string): Effect.Effect<void> => {
+    if (shards.length === 0) return Effect.void
+    for (const shard of shards) {
+      // Taken again only at a later epoch than the one held: the manager's word up to it is not trusted.
+      if (heldEpoch[shard]! > regressedEpoch[shard]!) regressedEpoch[shard] = heldEpoch[shard]!
+      heldEpoch[shard] = 0
+    }
+    return Effect.logError(
+      `the shard manager sent a ${what} below the epoch this pod holds (a manager regression): stopping shards ${
+        shards.join(",")
+      }`
+    )
+  }
+
   const takeShard = (shard: number, epoch: number): boolean => {
     if (!state.registered || state.shuttingDown) return false
-    if (epoch <= releasedEpoch[shard]!) return false
+    if (epoch <= releasedEpoch[shard]! || epoch <= regressedEpoch[shard]!) return false
     const route = state.routing[shard]
     if (route !== undefined && epoch < route.epoch) return false
     if (epoch < heldEpoch[shard]!) return false
@@ -59,13 +86,15 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       const end = sentAt + Math.min(leaseMillis, grant.leaseDurationMillis)
       if (end > state.leaseEnd) state.leaseEnd = end
       const lost: Array<number> = []
+      const regressions: Array<number> = []
       for (const assignment of grant.assignments) {
         const shard = assignment.shardId
         if (!state.inRange(shard)) continue
         routing.updateRoute(assignment)
         const mine = assignment.pod !== null && podKeyOf(assignment.pod) === state.selfKey
         if (mine) {
-          takeShard(shard, assignment.epoch)
+          if (regressed(shard, assignment.epoch)) regressions.push(shard)
+          else takeShard(shard, assignment.epoch)
         } else if (heldEpoch[shard]! !== 0 && assignment.epoch >= heldEpoch[shard]!) {
           // The manager has the shard elsewhere (or nowhere) at our epoch or later: stop serving it.
           heldEpoch[shard] = 0
@@ -75,7 +104,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           releasedEpoch[shard] = 0 // the manager has moved past our release
         }
       }
-      return stopShards(lost)
+      return Effect.zipRight(dropRegressed(regressions, "grant"), stopShards(lost.concat(regressions)))
     })
 
   const dropAllShards = (reason: string): Effect.Effect<void> =>
@@ -90,19 +119,32 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
 
   const assign = (shards: Iterable<number>, epochs: ReadonlyMap<number, number>): Effect.Effect<void> =>
     Effect.suspend(() => {
+      const regressions: Array<number> = []
       for (const shard of shards) {
         const epoch = epochs.get(shard)
-        if (epoch !== undefined && state.inRange(shard)) takeShard(shard, epoch)
+        if (epoch === undefined || !state.inRange(shard)) continue
+        if (regressed(shard, epoch)) regressions.push(shard)
+        else takeShard(shard, epoch)
       }
-      return singletons.sync()
+      return regressions.length === 0
+        ? singletons.sync()
+        : Effect.zipRight(dropRegressed(regressions, "grant"), stopShards(regressions))
     })
 
-  const unassign = (shards: Iterable<number>, epochs: ReadonlyMap<number, number> | undefined): Effect.Effect<void> =>
+  const unassign = (
+    shards: Iterable<number>,
+    epochs: ReadonlyMap<number, number> | undefined
+  ): Effect.Effect<void, PodUnavailableException> =>
     Effect.suspend(() => {
       const stopped: Array<number> = []
+      const regressions: Array<number> = []
       for (const shard of shards) {
         if (!state.inRange(shard)) continue
         const epoch = epochs?.get(shard) ?? heldEpoch[shard]!
+        if (regressed(shard, epoch)) {
+          regressions.push(shard)
+          continue
+        }
         if (epoch > releasedEpoch[shard]!) releasedEpoch[shard] = epoch
         if (heldEpoch[shard]! !== 0 && heldEpoch[shard]! <= epoch) {
           heldEpoch[shard] = 0
@@ -111,8 +153,11 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         const route = state.routing[shard]
         if (route?.podKey === state.selfKey) state.routing[shard] = { pod: undefined, podKey: "", epoch: route.epoch }
       }
-      // Confirm only once the entities have stopped.
-      return stopShards(stopped)
+      // Confirm only once the entities have stopped, and never a regressed revocation.
+      const stop = Effect.zipRight(dropRegressed(regressions, "revocation"), stopShards(stopped.concat(regressions)))
+      return regressions.length === 0
+        ? stop
+        : Effect.zipRight(stop, Effect.fail(new PodUnavailableException({ podAddress: state.services.self })))
     })
 
   const stopEverything: Effect.Effect<void> = Effect.suspend(() => {

@@ -1,0 +1,198 @@
+import {
+  Message,
+  MessageState,
+  Pods,
+  PodsHealth,
+  RecipientBehaviour,
+  RecipientType,
+  Serialization,
+  Sharding,
+  ShardingConfig,
+  ShardManagerClient,
+  ShardId,
+  Storage
+} from "@effect-cluster/cluster"
+import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Exit, Fiber, HashSet, Layer, Option, Queue, Schema, TestClock } from "effect"
+import { eventually, makeTestCluster, settle } from "./utils/cluster.js"
+import { Counter, freshId, GetCount } from "./utils/counter.js"
+import { Observer } from "./utils/observer.js"
+
+const singlePod = (config: Partial<ShardingConfig.ShardingConfig> = {}) =>
+  Sharding.live.pipe(
+    Layer.provide(Pods.noop),
+    Layer.provide(ShardManagerClient.local),
+    Layer.provide(Serialization.json),
+    Layer.provide(ShardingConfig.withDefaults(config)),
+    Layer.provide(Layer.mergeAll(PodsHealth.noop, Storage.memory))
+  )
+
+class Charge extends Message.TaggedMessage<Charge>()(
+  "Charge",
+  Schema.Never,
+  Schema.Number,
+  { id: Schema.String, ms: Schema.Number },
+  (_) => _.id
+) {}
+const Payments = RecipientType.makeEntityType("Payments", Charge)
+
+// A handler with a side effect first and its answer later (a call to a payment provider, say).
+const charging = (charged: Array<string>) =>
+  RecipientBehaviour.fromFunctionEffect<Charge, never>((_, message) =>
+    Effect.sync(() => charged.push(message.id)).pipe(
+      Effect.zipRight(Effect.sleep(Duration.millis(message.ms))),
+      Effect.map(() => MessageState.Processed(Exit.succeed(charged.length)))
+    )
+  )
+
+describe("a send retried after the caller's own timeout (issue 10 #7)", () => {
+  it.scoped("runs the handler once on the same pod: the retry gets the stored reply", () =>
+    Effect.gen(function*() {
+      const charged: Array<string> = []
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Payments)(charging(charged))
+      const messenger = yield* Sharding.messenger(Payments)
+      const message = new Charge({ id: "charge-1", ms: 2_000 })
+      const first = yield* Effect.fork(Effect.either(messenger.send("p")(message).pipe(Effect.timeout("1 second"))))
+      yield* TestClock.adjust("1 second")
+      const timedOut = yield* Fiber.join(first)
+      expect(timedOut._tag).toBe("Left")
+      const retry = yield* Effect.fork(messenger.send("p")(message))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(retry)).toBe(1)
+      expect(charged).toEqual(["charge-1"])
+    }).pipe(Effect.provide(singlePod())))
+
+  it.live("runs the handler once on the same pod (live clock)", () =>
+    Effect.gen(function*() {
+      const charged: Array<string> = []
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Payments)(charging(charged))
+      const messenger = yield* Sharding.messenger(Payments)
+      const message = new Charge({ id: "charge-1", ms: 200 })
+      const timedOut = yield* Effect.either(messenger.send("p")(message).pipe(Effect.timeout("50 millis")))
+      expect(timedOut._tag).toBe("Left")
+      expect(yield* messenger.send("p")(message)).toBe(1)
+      expect(charged).toEqual(["charge-1"])
+    }).pipe(Effect.scoped, Effect.provide(singlePod())))
+
+  it.scoped("runs the handler once when the entity lives on another pod", () =>
+    Effect.gen(function*() {
+      const charged: Array<string> = []
+      const cluster = yield* makeTestCluster({ numberOfShards: 30, manager: { rebalanceRate: 1 } })
+      yield* cluster.startManager
+      const a = yield* cluster.startPod(1, Sharding.registerEntity(Payments)(charging(charged)))
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      // an older pod gets no shards: it only sends
+      const client = yield* cluster.startPod(9, Sharding.registerEntity(Payments)(charging(charged)), {
+        serverVersion: "0.0.1"
+      })
+      const messenger = client.sharding.messenger(Payments)
+      const message = new Charge({ id: "charge-2", ms: 2_000 })
+      const first = yield* Effect.fork(Effect.either(messenger.send("p")(message).pipe(Effect.timeout("1 second"))))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      expect((yield* Fiber.join(first))._tag).toBe("Left")
+      const retry = yield* Effect.fork(messenger.send("p")(message))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(retry)).toBe(1)
+      expect(charged).toEqual(["charge-2"])
+    }))
+})
+
+class Job extends Message.TaggedMessage<Job>()("Job", Schema.Never, Schema.String, { id: Schema.String }, (_) => _.id) {}
+const Jobs = RecipientType.makeEntityType("Jobs", Job)
+
+describe("a mailbox entity's limits (issue 10 #10)", () => {
+  it.live("fails with MailboxFullException beyond entityMailboxCapacity waiting messages", () =>
+    Effect.gen(function*() {
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Jobs)(
+        RecipientBehaviour.fromInMemoryQueue((_, dequeue) =>
+          // takes one message and never another
+          Effect.zipRight(Queue.take(dequeue), Effect.never)
+        )
+      )
+      const messenger = yield* Sharding.messenger(Jobs)
+      yield* messenger.sendDiscard("j")(new Job({ id: "taken" }))
+      yield* settle
+      for (let i = 0; i < 3; i++) yield* messenger.sendDiscard("j")(new Job({ id: `queued-${i}` }))
+      const full = yield* Effect.flip(messenger.sendDiscard("j")(new Job({ id: "one-too-many" })))
+      expect(full._tag).toBe("@effect-cluster/cluster/MailboxFullException")
+      // a message already accepted is answered from its state, not refused
+      yield* messenger.sendDiscard("j")(new Job({ id: "queued-0" }))
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(singlePod({ entityMailboxCapacity: 3, entityTerminationTimeout: Duration.millis(100) }))
+    ))
+
+  it.scoped("remembers a bounded number of replies by primary key", () =>
+    Effect.gen(function*() {
+      const handled: Array<string> = []
+      yield* Sharding.registerScoped
+      yield* Sharding.registerEntity(Jobs)(
+        RecipientBehaviour.fromInMemoryQueue((_, dequeue, processed) =>
+          Effect.forever(Effect.gen(function*() {
+            const message = yield* Queue.take(dequeue)
+            if (message._tag !== "Job") return yield* Effect.interrupt
+            handled.push(message.id)
+            yield* processed(message, Option.some(Exit.succeed(message.id)))
+          }))
+        )
+      )
+      const messenger = yield* Sharding.messenger(Jobs)
+      // deduplicationCapacity (2) + mailboxCapacity (2) keys are kept
+      for (let i = 0; i < 5; i++) {
+        yield* messenger.sendDiscard("j")(new Job({ id: `job-${i}` }))
+        yield* settle
+      }
+      yield* messenger.sendDiscard("j")(new Job({ id: "job-4" })) // remembered: not handled again
+      yield* messenger.sendDiscard("j")(new Job({ id: "job-0" })) // forgotten: handled again
+      yield* settle
+      expect(handled).toEqual(["job-0", "job-1", "job-2", "job-3", "job-4", "job-0"])
+    }).pipe(Effect.provide(singlePod({ entityMailboxCapacity: 2, entityDeduplicationCapacity: 2 }))))
+})
+
+describe("a pod told of an epoch below the one it holds (issue 10 #4, pod side)", () => {
+  it.scoped("stops the shard and refuses to confirm a revocation it did not release", () =>
+    Effect.gen(function*() {
+      const observer = new Observer()
+      const cluster = yield* makeTestCluster({ numberOfShards: 30, manager: { rebalanceRate: 1 } })
+      yield* cluster.startManager
+      const a = yield* cluster.startPod(1, observer.counterOn(1))
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      const id = "regression-entity"
+      const shard = a.sharding.getShardId(id).value
+      yield* a.sharding.messenger(Counter).send(id)(new GetCount({ messageId: freshId() }))
+      expect(observer.where(id)).toEqual([1])
+      // A manager that lost its epochs revokes the shard at epoch 0 (it holds it at 1 or more).
+      const refused = yield* Effect.either(
+        a.sharding.unassign(HashSet.make(ShardId.make(shard)), new Map([[shard, 0]]))
+      )
+      expect(refused._tag).toBe("Left")
+      expect(observer.where(id)).toEqual([]) // stopped all the same
+      yield* a.sharding.heartbeat // the manager's grant at the epoch the pod held does not bring it back
+      yield* settle
+      const held = yield* a.sharding.getAssignedShardIds
+      expect(Array.from(held, (s) => s.value)).not.toContain(shard)
+    }))
+
+  it.scoped("stops a shard granted again below its epoch", () =>
+    Effect.gen(function*() {
+      const observer = new Observer()
+      const cluster = yield* makeTestCluster({ numberOfShards: 30, manager: { rebalanceRate: 1 } })
+      yield* cluster.startManager
+      const a = yield* cluster.startPod(1, observer.counterOn(1))
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      const id = "regression-entity"
+      const shard = a.sharding.getShardId(id).value
+      yield* a.sharding.messenger(Counter).send(id)(new GetCount({ messageId: freshId() }))
+      yield* a.sharding.assign(HashSet.make(ShardId.make(shard)), new Map([[shard, 0]]))
+      expect(observer.where(id)).toEqual([])
+      yield* a.sharding.heartbeat
+      yield* settle
+      const held = yield* a.sharding.getAssignedShardIds
+      expect(Array.from(held, (s) => s.value)).not.toContain(shard)
+    }))
+})
