@@ -10,6 +10,7 @@ import {
   ShardingConfig,
   ShardManagerClient,
   ShardId,
+  ShardingException,
   Storage
 } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
@@ -194,5 +195,65 @@ describe("a pod told of an epoch below the one it holds (issue 10 #4, pod side)"
       yield* settle
       const held = yield* a.sharding.getAssignedShardIds
       expect(Array.from(held, (s) => s.value)).not.toContain(shard)
+    }))
+})
+
+describe("a malformed message (issue 10 #13)", () => {
+  it.scoped("gets the same SerializationException whether its entity is local or remote", () =>
+    Effect.gen(function*() {
+      const handled: Array<unknown> = []
+      const behaviour = RecipientBehaviour.fromFunctionEffect<Job, never>((_, message) =>
+        Effect.sync(() => {
+          handled.push(message)
+          return MessageState.Processed(Exit.succeed("done"))
+        })
+      )
+      const cluster = yield* makeTestCluster({ numberOfShards: 30, manager: { rebalanceRate: 1 } })
+      yield* cluster.startManager
+      const a = yield* cluster.startPod(1, Sharding.registerEntity(Jobs)(behaviour))
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      const client = yield* cluster.startPod(9, Sharding.registerEntity(Jobs)(behaviour), { serverVersion: "0.0.1" })
+      for (const body of ['{"_tag":"Job","id":5}', '{"_tag":"Job","id":"plain"}']) {
+        const untrusted = JSON.parse(body) as Job
+        const local = yield* Effect.flip(a.sharding.messenger(Jobs).send("j")(untrusted))
+        const remote = yield* Effect.flip(client.sharding.messenger(Jobs).send("j")(untrusted))
+        expect(local._tag).toBe("@effect-cluster/cluster/SerializationException")
+        expect(remote._tag).toBe(local._tag)
+        expect(ShardingException.deliveryOutcome(remote as ShardingException.ShardingException)).toBe(
+          ShardingException.deliveryOutcome(local as ShardingException.ShardingException)
+        )
+      }
+      expect(handled).toEqual([])
+      // a constructed message goes through, locally and remotely
+      expect(yield* a.sharding.messenger(Jobs).send("j")(new Job({ id: "ok" }))).toBe("done")
+      expect(yield* client.sharding.messenger(Jobs).send("j")(new Job({ id: "ok-2" }))).toBe("done")
+    }))
+})
+
+const Announcements = RecipientType.makeTopicType("Announcements", Job)
+
+describe("broadcast (issue 10 #12)", () => {
+  it.scoped("reaches every pod the manager knows, including one that holds no shard yet", () =>
+    Effect.gen(function*() {
+      const heard: Array<string> = []
+      const listener = (pod: number) =>
+        Sharding.registerTopic(Announcements)(RecipientBehaviour.fromFunctionEffect<Job, never>((_, message) =>
+          Effect.sync(() => {
+            heard.push(`${message.id}@${pod}`)
+            return MessageState.Processed(Exit.succeed(`pod ${pod}`))
+          })
+        ))
+      const cluster = yield* makeTestCluster({ numberOfShards: 30, manager: { rebalanceRate: 1 } })
+      yield* cluster.startManager
+      const a = yield* cluster.startPod(1, listener(1))
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      // registered with the manager, but of an older version: it gets no shard, so no routing table lists it
+      yield* cluster.startPod(2, listener(2), { serverVersion: "0.0.1" })
+      const replies = yield* a.sharding.broadcaster(Announcements).broadcast("news")(new Job({ id: "hello" }))
+      const answered = Array.from(replies, ([pod, reply]) => [pod.port, reply._tag === "Right" ? reply.right : "error"])
+      expect(answered.sort()).toEqual([[1, "pod 1"], [2, "pod 2"]])
+      yield* a.sharding.broadcaster(Announcements).broadcastDiscard("news")(new Job({ id: "again" }))
+      yield* settle
+      expect(heard.sort()).toEqual(["again@1", "again@2", "hello@1", "hello@2"])
     }))
 })
