@@ -83,8 +83,11 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   const applyGrant = (grant: LeaseGrant, sentAt: number): Effect.Effect<void> =>
     Effect.suspend(() => {
       // The lease runs from when the heartbeat was *sent*: the manager granted it later than that.
-      const end = sentAt + Math.min(leaseMillis, grant.leaseDurationMillis)
+      const lease = Math.min(leaseMillis, grant.leaseDurationMillis)
+      const end = sentAt + lease
       if (end > state.leaseEnd) state.leaseEnd = end
+      const shorter = lease < state.grantedLeaseMillis
+      state.grantedLeaseMillis = lease
       const lost: Array<number> = []
       const regressions: Array<number> = []
       for (const assignment of grant.assignments) {
@@ -104,7 +107,20 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           releasedEpoch[shard] = 0 // the manager has moved past our release
         }
       }
-      return Effect.zipRight(dropRegressed(regressions, "grant"), stopShards(lost.concat(regressions)))
+      const applied = Effect.zipRight(dropRegressed(regressions, "grant"), stopShards(lost.concat(regressions)))
+      // The timing rule checked at start-up, against the lease actually granted (the renewal adapts on its own).
+      const renewal = Math.min(Duration.toMillis(state.services.config.leaseRenewalInterval), lease / 3)
+      const margin = Duration.toMillis(state.services.config.leaseMargin)
+      return shorter && !(state.terminationMillis < lease - renewal - margin)
+        ? Effect.zipRight(
+          Effect.logWarning(
+            `the shard manager grants ${lease} ms leases: entityTerminationTimeout (${state.terminationMillis} ms) must be less than ${
+              lease - renewal - margin
+            } ms, or entities may still be stopping when the lease ends`
+          ),
+          applied
+        )
+        : applied
     })
 
   const dropAllShards = (reason: string): Effect.Effect<void> =>
