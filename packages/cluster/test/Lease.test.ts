@@ -10,8 +10,8 @@ describe("a pod's lease (issue 10, also seen)", () => {
       const observer = new Observer()
       const cluster = yield* makeTestCluster({
         numberOfShards: 30,
-        // the manager grants 12 s leases; the pod is configured for 30 s and renews every 10 s
-        manager: { rebalanceRate: 1, leaseDuration: Duration.seconds(12), leaseMargin: Duration.seconds(2) },
+        // the manager grants 9 s leases; the pod is configured for 30 s and renews every 10 s
+        manager: { rebalanceRate: 1, leaseDuration: Duration.seconds(9), leaseMargin: Duration.seconds(2) },
         pod: { entityTerminationTimeout: Duration.seconds(1), entityMaxIdleTime: Duration.minutes(10) }
       })
       yield* cluster.startManager
