@@ -24,9 +24,11 @@ const singlePod = (config: Partial<ShardingConfig.ShardingConfig> = {}) =>
   )
 
 const log: Array<string> = []
-// An entity whose finalizer takes `ms` (longer than entityTerminationTimeout when ms > 100).
-const slowFinalizer = (ms: number) =>
+// An entity whose finalizer takes `ms` (longer than entityTerminationTimeout when ms > 100), and whose
+// messages take `messageMs`.
+const slowFinalizer = (ms: number, messageMs = 0) =>
   Sharding.registerEntity(Counter)(counterBehaviour({
+    onMessage: () => messageMs > 0 ? Effect.sleep(Duration.millis(messageMs)) : Effect.void,
     onStop: (entityId) =>
       Effect.sync(() => log.push(`finalizing ${entityId}`)).pipe(
         Effect.zipRight(Effect.sleep(Duration.millis(ms))),
@@ -38,16 +40,18 @@ const shardOf = (sharding: Sharding.Sharding, entityId: string) =>
   HashSet.make(ShardId.make(sharding.getShardId(entityId).value))
 
 describe("stopping entities (live clock, issue 10 #2)", () => {
-  it.live("a finalizer that overruns entityTerminationTimeout delays the hand-off's confirmation, never is cut short", () =>
+  it.live("a message and a finalizer that overrun entityTerminationTimeout: the scope is closed, the confirmation waits for it", () =>
     Effect.gen(function*() {
       log.length = 0
       yield* Sharding.registerScoped
-      yield* slowFinalizer(300)
+      yield* slowFinalizer(200, 150)
       const sharding = yield* Sharding.Sharding
-      yield* sharding.messenger(Counter).send("e")(new GetCount({ messageId: freshId() }))
+      const busy = yield* Effect.fork(sharding.messenger(Counter).send("e")(new GetCount({ messageId: freshId() })))
+      yield* Effect.sleep("20 millis")
       yield* sharding.unassign(shardOf(sharding, "e"))
       expect(log).toEqual(["finalizing e", "finalized e"])
       expect(yield* sharding.localEntityCount).toBe(0)
+      expect(yield* Fiber.join(busy)).toBe(0) // the message was not interrupted: its sender got the reply
     }).pipe(Effect.scoped, Effect.provide(singlePod())))
 
   it.live("a hand-off whose caller is interrupted still stops the entity and runs its finalizer", () =>
