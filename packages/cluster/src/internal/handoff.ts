@@ -1,6 +1,6 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type { LeaseGrant } from "../ShardAssignment.js"
+import { type LeaseGrant, ShardAssignment } from "../ShardAssignment.js"
 import { PodUnavailableException } from "../ShardingException.js"
 import { podKeyOf, type PodState } from "./podState.js"
 import type { Routing } from "./routing.js"
@@ -33,7 +33,6 @@ export interface Handoff {
 
 export const makeHandoff = (state: PodState, routing: Routing, singletons: Singletons): Handoff => {
   const { heldEpoch, releasedEpoch } = state
-  const regressedEpoch = new Float64Array(state.numberOfShards + 1)
   const leaseMillis = Duration.toMillis(state.services.config.leaseDuration)
 
   // Entities and singletons stop together, all within one entityTerminationTimeout, on every path (lease
@@ -50,31 +49,36 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       { concurrent: true }
     )
 
-  // A grant or revocation below the epoch this pod holds can only come from a manager that lost its
-  // epochs (a restart on storage without durable epochs): the pod stops serving the shard, since another
-  // pod may be given it at any epoch, and confirms nothing it did not release.
+  // A grant or revocation below the epoch this pod holds, sent after the pod took the shard, can only come
+  // from a manager that lost its epochs (a restart on storage without durable epochs). The pod stops the shard
+  // (another pod may be given it at any epoch, or still hold it from before), confirms nothing it did not
+  // release, and takes the manager's new epochs as the truth from now on (so the shard can come back).
   const regressed = (shard: number, epoch: number): boolean => heldEpoch[shard]! !== 0 && epoch < heldEpoch[shard]!
+  // When each shard was taken (monotonic ms): a grant from a heartbeat sent earlier may predate it (stale).
+  const takenAt = new Float64Array(state.numberOfShards + 1)
 
-  const dropRegressed = (shards: ReadonlyArray<number>, what: string): Effect.Effect<void> => {
-    if (shards.length === 0) return Effect.void
-    for (const shard of shards) {
-      // Taken again only at a later epoch than the one held: the manager's word up to it is not trusted.
-      if (heldEpoch[shard]! > regressedEpoch[shard]!) regressedEpoch[shard] = heldEpoch[shard]!
-      heldEpoch[shard] = 0
+  const dropRegressed = (assignments: ReadonlyArray<ShardAssignment>, what: string): Effect.Effect<void> => {
+    if (assignments.length === 0) return Effect.void
+    for (const assignment of assignments) {
+      heldEpoch[assignment.shardId] = 0
+      state.routing[assignment.shardId] = assignment.pod === null
+        ? { pod: undefined, podKey: "", epoch: assignment.epoch }
+        : { pod: assignment.pod, podKey: podKeyOf(assignment.pod), epoch: assignment.epoch }
     }
     return Effect.logError(
       `the shard manager sent a ${what} below the epoch this pod holds (a manager regression): stopping shards ${
-        shards.join(",")
+        assignments.map((assignment) => assignment.shardId).join(",")
       }`
     )
   }
 
   const takeShard = (shard: number, epoch: number): boolean => {
     if (!state.registered || state.shuttingDown) return false
-    if (epoch <= releasedEpoch[shard]! || epoch <= regressedEpoch[shard]!) return false
+    if (epoch <= releasedEpoch[shard]!) return false
     const route = state.routing[shard]
     if (route !== undefined && epoch < route.epoch) return false
     if (epoch < heldEpoch[shard]!) return false
+    if (heldEpoch[shard]! !== epoch) takenAt[shard] = state.services.monotonicMillis()
     heldEpoch[shard] = epoch
     state.routing[shard] = { pod: state.services.self, podKey: state.selfKey, epoch }
     return true
@@ -89,15 +93,18 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       const shorter = lease < state.grantedLeaseMillis
       state.grantedLeaseMillis = lease
       const lost: Array<number> = []
-      const regressions: Array<number> = []
+      const regressions: Array<ShardAssignment> = []
       for (const assignment of grant.assignments) {
         const shard = assignment.shardId
         if (!state.inRange(shard)) continue
+        if (regressed(shard, assignment.epoch) && sentAt > takenAt[shard]!) {
+          regressions.push(assignment)
+          continue
+        }
         routing.updateRoute(assignment)
         const mine = assignment.pod !== null && podKeyOf(assignment.pod) === state.selfKey
         if (mine) {
-          if (regressed(shard, assignment.epoch)) regressions.push(shard)
-          else takeShard(shard, assignment.epoch)
+          takeShard(shard, assignment.epoch)
         } else if (heldEpoch[shard]! !== 0 && assignment.epoch >= heldEpoch[shard]!) {
           // The manager has the shard elsewhere (or nowhere) at our epoch or later: stop serving it.
           heldEpoch[shard] = 0
@@ -107,7 +114,8 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           releasedEpoch[shard] = 0 // the manager has moved past our release
         }
       }
-      const applied = Effect.zipRight(dropRegressed(regressions, "grant"), stopShards(lost.concat(regressions)))
+      const dropped = regressions.map((assignment) => assignment.shardId)
+      const applied = Effect.zipRight(dropRegressed(regressions, "grant"), stopShards(lost.concat(dropped)))
       // The timing rule checked at start-up, against the lease actually granted (the renewal adapts on its own).
       const renewal = Math.min(Duration.toMillis(state.services.config.leaseRenewalInterval), lease / 3)
       const margin = Duration.toMillis(state.services.config.leaseMargin)
@@ -135,16 +143,23 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
 
   const assign = (shards: Iterable<number>, epochs: ReadonlyMap<number, number>): Effect.Effect<void> =>
     Effect.suspend(() => {
-      const regressions: Array<number> = []
+      const regressions: Array<ShardAssignment> = []
       for (const shard of shards) {
         const epoch = epochs.get(shard)
         if (epoch === undefined || !state.inRange(shard)) continue
-        if (regressed(shard, epoch)) regressions.push(shard)
-        else takeShard(shard, epoch)
+        // A push at or below an epoch this pod released is a late copy of an old one, not a regression.
+        if (regressed(shard, epoch) && epoch > releasedEpoch[shard]!) {
+          regressions.push(new ShardAssignment({ shardId: shard, pod: state.services.self, epoch }))
+        } else {
+          takeShard(shard, epoch)
+        }
       }
       return regressions.length === 0
         ? singletons.sync()
-        : Effect.zipRight(dropRegressed(regressions, "grant"), stopShards(regressions))
+        : Effect.zipRight(
+          dropRegressed(regressions, "grant"),
+          stopShards(regressions.map((assignment) => assignment.shardId))
+        )
     })
 
   const unassign = (
@@ -153,12 +168,12 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   ): Effect.Effect<void, PodUnavailableException> =>
     Effect.suspend(() => {
       const stopped: Array<number> = []
-      const regressions: Array<number> = []
+      const regressions: Array<ShardAssignment> = []
       for (const shard of shards) {
         if (!state.inRange(shard)) continue
         const epoch = epochs?.get(shard) ?? heldEpoch[shard]!
         if (regressed(shard, epoch)) {
-          regressions.push(shard)
+          regressions.push(new ShardAssignment({ shardId: shard, pod: null, epoch }))
           continue
         }
         if (epoch > releasedEpoch[shard]!) releasedEpoch[shard] = epoch
@@ -170,7 +185,10 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         if (route?.podKey === state.selfKey) state.routing[shard] = { pod: undefined, podKey: "", epoch: route.epoch }
       }
       // Confirm only once the entities have stopped, and never a regressed revocation.
-      const stop = Effect.zipRight(dropRegressed(regressions, "revocation"), stopShards(stopped.concat(regressions)))
+      const stop = Effect.zipRight(
+        dropRegressed(regressions, "revocation"),
+        stopShards(stopped.concat(regressions.map((assignment) => assignment.shardId)))
+      )
       return regressions.length === 0
         ? stop
         : Effect.zipRight(stop, Effect.fail(new PodUnavailableException({ podAddress: state.services.self })))
