@@ -12,7 +12,8 @@ import type { ShardingException } from "./ShardingException.js"
 
 /**
  * A broadcaster for one topic type (`Sharding.broadcaster(topicType)`): the message goes to the topic's
- * instance on every pod that holds shards (and this one).
+ * instance on every pod the shard manager knows when the broadcast runs (and this one; when the manager
+ * cannot be asked, the pods of this pod's routing table, with a logged warning).
  *
  * - `broadcastDiscard(topicId)(message)`: fire to every pod; fails only if no pod can be determined.
  * - `broadcast(topicId)(message)`: every pod's reply, or its error.

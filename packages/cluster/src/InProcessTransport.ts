@@ -151,7 +151,8 @@ export const make = (options?: { readonly serialize?: boolean | undefined }): In
             () => new ShardingException.ShardManagerUnavailableException()
           )
         ),
-      getShardAssignments: Effect.flatMap(reach, (m) => m.getShardAssignments)
+      getShardAssignments: Effect.flatMap(reach, (m) => m.getShardAssignments),
+      getPods: Effect.flatMap(reach, (m) => m.getPods)
     }
   }
 

@@ -50,6 +50,8 @@ export interface ShardManager {
   readonly persistPods: Effect.Effect<void>
   readonly heartbeat: (request: HeartbeatRequest) => Effect.Effect<LeaseGrant, PodNoLongerRegisteredException>
   readonly getShardAssignments: Effect.Effect<ReadonlyArray<ShardAssignment>>
+  /** The registered pods (those a broadcast must reach). */
+  readonly getPods: Effect.Effect<ReadonlyArray<PodAddress>>
 }
 
 /**
@@ -376,7 +378,8 @@ export const make: Effect.Effect<
     rebalance,
     persistPods,
     heartbeat,
-    getShardAssignments: Effect.sync(table)
+    getShardAssignments: Effect.sync(table),
+    getPods: Effect.sync(() => Array.from(podEntries.values(), (entry) => entry.pod.address))
   }
 
   // Hand out shards that are unassigned at start (a fresh cluster, or shards of pods gone while we were down).

@@ -38,6 +38,8 @@ export interface ShardManagerClient {
     request: HeartbeatRequest
   ) => Effect.Effect<LeaseGrant, ShardManagerUnavailableException | PodNoLongerRegisteredException>
   readonly getShardAssignments: Effect.Effect<ReadonlyArray<ShardAssignment>, ShardManagerUnavailableException>
+  /** The pods the manager knows (a broadcast reaches them all); without it, the pods of the routing table. */
+  readonly getPods?: Effect.Effect<ReadonlyArray<PodAddress>, ShardManagerUnavailableException> | undefined
 }
 
 /**
@@ -87,7 +89,8 @@ export const local: Layer.Layer<ShardManagerClient, never, ShardingConfig> = Lay
             leaseDurationMillis: Duration.toMillis(config.leaseDuration),
             assignments: table(current)
           })),
-      getShardAssignments: Effect.map(Ref.get(epoch), table)
+      getShardAssignments: Effect.map(Ref.get(epoch), table),
+      getPods: Effect.succeed([self])
     }
   })
 )

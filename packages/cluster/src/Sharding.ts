@@ -48,7 +48,7 @@ import type { SerializedEnvelope } from "./SerializedEnvelope.js"
 import type { SerializedMessage } from "./SerializedMessage.js"
 import { ShardId } from "./ShardId.js"
 import * as ShardingConfig from "./ShardingConfig.js"
-import type { ShardingException } from "./ShardingException.js"
+import type { PodUnavailableException, ShardingException } from "./ShardingException.js"
 import * as ShardingRegistrationEvent from "./ShardingRegistrationEvent.js"
 import { ShardManagerClient } from "./ShardManagerClient.js"
 
@@ -94,8 +94,15 @@ export interface Sharding {
   readonly registerSingleton: <R>(name: string, run: Effect.Effect<void, never, R>) => Effect.Effect<void, never, R>
   /** Called by the manager (through the transport): this pod now owns `shards` at `epochs`. */
   readonly assign: (shards: HashSet.HashSet<ShardId>, epochs?: ReadonlyMap<number, number>) => Effect.Effect<void>
-  /** Called by the manager: stop the shards' entities, then return (the confirmation of the handoff). */
-  readonly unassign: (shards: HashSet.HashSet<ShardId>, epochs?: ReadonlyMap<number, number>) => Effect.Effect<void>
+  /**
+   * Called by the manager: stop the shards' entities, then return (the confirmation of the handoff). A
+   * revocation below the epoch this pod holds means the manager lost its epochs: the pod stops the shard and
+   * fails (as an unreachable pod would), confirming nothing it did not release.
+   */
+  readonly unassign: (
+    shards: HashSet.HashSet<ShardId>,
+    epochs?: ReadonlyMap<number, number>
+  ) => Effect.Effect<void, PodUnavailableException>
   /** Delivers an envelope from another pod to a local entity (no retries: the sender retries). */
   readonly sendMessageToLocalEntityManagerWithoutRetries: (
     envelope: SerializedEnvelope

@@ -14,7 +14,10 @@ import { podKeyOf, type PodState } from "./podState.js"
 import { primaryKeyOf } from "./primaryKey.js"
 import type { Receive } from "./receive.js"
 
-/** Topics: a broadcast goes to the topic's instance on every pod. */
+/**
+ * Topics: a broadcast goes to the topic's instance on every pod the manager knows when it is sent; each
+ * pod's reply (or the error that kept it from that pod) is reported.
+ */
 export interface Broadcast {
   /** The pods known from the routing table, and this one. */
   readonly knownPods: () => Array<PodAddress>
@@ -22,7 +25,7 @@ export interface Broadcast {
 }
 
 export const makeBroadcast = (state: PodState, receive: Receive): Broadcast => {
-  const { pods, self, serialization } = state.services
+  const { client, pods, self, serialization } = state.services
 
   const knownPods = (): Array<PodAddress> => {
     const result = new Map<string, PodAddress>([[state.selfKey, self]])
@@ -59,35 +62,59 @@ export const makeBroadcast = (state: PodState, receive: Receive): Broadcast => {
     )
   }
 
+  // The pods to reach, asked when the broadcast runs: every pod the manager knows (a pod that joined a moment
+  // ago holds no shard yet, so the routing table does not list it), and those of the routing table. Without
+  // the manager, the routing table alone, and a warning that pods may have been missed.
+  const targets: Effect.Effect<Array<PodAddress>> = Effect.suspend(() => {
+    const getPods = client.getPods
+    if (getPods === undefined) return Effect.sync(knownPods)
+    return Effect.matchEffect(getPods, {
+      onFailure: () =>
+        Effect.as(
+          Effect.logWarning("broadcast: the shard manager is unreachable; sent to the pods of the routing table"),
+          knownPods()
+        ),
+      onSuccess: (registered) =>
+        Effect.sync(() => {
+          const result = new Map<string, PodAddress>()
+          for (const pod of knownPods()) result.set(podKeyOf(pod), pod)
+          for (const pod of registered) result.set(podKeyOf(pod), pod)
+          return Array.from(result.values())
+        })
+    })
+  })
+
   const broadcaster = <Msg>(topicType: TopicType<Msg>): Broadcaster<Msg> => ({
     broadcastDiscard: (topicId) => (message) =>
-      Effect.forEach(
-        knownPods(),
-        (pod) => Effect.ignore(broadcastTo(topicType as TopicType<unknown>, topicId, message, pod)),
-        { concurrency: "unbounded", discard: true }
-      ),
-    broadcast: (topicId) => (message) =>
-      Effect.map(
+      Effect.flatMap(targets, (pods) =>
         Effect.forEach(
-          knownPods(),
-          (pod) =>
-            broadcastTo(topicType as TopicType<unknown>, topicId, message, pod).pipe(
-              Effect.flatMap((reply) =>
-                MessageState.isProcessed(reply)
-                  ? reply.result as Effect.Effect<any, any>
-                  : Effect.fail(
-                    new EntityNotManagedByThisPodException({
-                      recipientAddress: new RecipientAddress({ recipientTypeName: topicType.name, entityId: topicId })
-                    })
-                  )
+          pods,
+          (pod) => Effect.ignore(broadcastTo(topicType as TopicType<unknown>, topicId, message, pod)),
+          { concurrency: "unbounded", discard: true }
+        )),
+    broadcast: (topicId) => (message) =>
+      Effect.flatMap(targets, (pods) =>
+        Effect.map(
+          Effect.forEach(
+            pods,
+            (pod) =>
+              broadcastTo(topicType as TopicType<unknown>, topicId, message, pod).pipe(
+                Effect.flatMap((reply) =>
+                  MessageState.isProcessed(reply)
+                    ? reply.result as Effect.Effect<any, any>
+                    : Effect.fail(
+                      new EntityNotManagedByThisPodException({
+                        recipientAddress: new RecipientAddress({ recipientTypeName: topicType.name, entityId: topicId })
+                      })
+                    )
+                ),
+                Effect.either,
+                Effect.map((result) => [pod, result] as const)
               ),
-              Effect.either,
-              Effect.map((result) => [pod, result] as const)
-            ),
-          { concurrency: "unbounded" }
-        ),
-        (entries) => HashMap.fromIterable(entries) as any
-      )
+            { concurrency: "unbounded" }
+          ),
+          (entries) => HashMap.fromIterable(entries) as any
+        ))
   })
 
   return { knownPods, broadcaster }

@@ -1,6 +1,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type { LeaseGrant } from "../ShardAssignment.js"
+import { type LeaseGrant, ShardAssignment } from "../ShardAssignment.js"
+import { PodUnavailableException } from "../ShardingException.js"
 import { podKeyOf, type PodState } from "./podState.js"
 import type { Routing } from "./routing.js"
 import type { Singletons } from "./singletons.js"
@@ -18,8 +19,14 @@ export interface Handoff {
   readonly dropAllShards: (reason: string) => Effect.Effect<void>
   /** The manager's assignment of shards at epochs. */
   readonly assign: (shards: Iterable<number>, epochs: ReadonlyMap<number, number>) => Effect.Effect<void>
-  /** The manager's revocation: returns once what ran on the shards has stopped. */
-  readonly unassign: (shards: Iterable<number>, epochs: ReadonlyMap<number, number> | undefined) => Effect.Effect<void>
+  /**
+   * The manager's revocation: returns once what ran on the shards has stopped. A revocation below the epoch
+   * held is refused (after stopping the shard): the manager regressed, and this pod did not release that epoch.
+   */
+  readonly unassign: (
+    shards: Iterable<number>,
+    epochs: ReadonlyMap<number, number> | undefined
+  ) => Effect.Effect<void, PodUnavailableException>
   /** Releases every shard and stops every entity, topic instance and singleton (shutdown). */
   readonly stopEverything: Effect.Effect<void>
 }
@@ -42,12 +49,36 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       { concurrent: true }
     )
 
+  // A grant or revocation below the epoch this pod holds, sent after the pod took the shard, can only come
+  // from a manager that lost its epochs (a restart on storage without durable epochs). The pod stops the shard
+  // (another pod may be given it at any epoch, or still hold it from before), confirms nothing it did not
+  // release, and takes the manager's new epochs as the truth from now on (so the shard can come back).
+  const regressed = (shard: number, epoch: number): boolean => heldEpoch[shard]! !== 0 && epoch < heldEpoch[shard]!
+  // When each shard was taken (monotonic ms): a grant from a heartbeat sent earlier may predate it (stale).
+  const takenAt = new Float64Array(state.numberOfShards + 1)
+
+  const dropRegressed = (assignments: ReadonlyArray<ShardAssignment>, what: string): Effect.Effect<void> => {
+    if (assignments.length === 0) return Effect.void
+    for (const assignment of assignments) {
+      heldEpoch[assignment.shardId] = 0
+      state.routing[assignment.shardId] = assignment.pod === null
+        ? { pod: undefined, podKey: "", epoch: assignment.epoch }
+        : { pod: assignment.pod, podKey: podKeyOf(assignment.pod), epoch: assignment.epoch }
+    }
+    return Effect.logError(
+      `the shard manager sent a ${what} below the epoch this pod holds (a manager regression): stopping shards ${
+        assignments.map((assignment) => assignment.shardId).join(",")
+      }`
+    )
+  }
+
   const takeShard = (shard: number, epoch: number): boolean => {
     if (!state.registered || state.shuttingDown) return false
     if (epoch <= releasedEpoch[shard]!) return false
     const route = state.routing[shard]
     if (route !== undefined && epoch < route.epoch) return false
     if (epoch < heldEpoch[shard]!) return false
+    if (heldEpoch[shard]! !== epoch) takenAt[shard] = state.services.monotonicMillis()
     heldEpoch[shard] = epoch
     state.routing[shard] = { pod: state.services.self, podKey: state.selfKey, epoch }
     return true
@@ -56,12 +87,20 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   const applyGrant = (grant: LeaseGrant, sentAt: number): Effect.Effect<void> =>
     Effect.suspend(() => {
       // The lease runs from when the heartbeat was *sent*: the manager granted it later than that.
-      const end = sentAt + Math.min(leaseMillis, grant.leaseDurationMillis)
+      const lease = Math.min(leaseMillis, grant.leaseDurationMillis)
+      const end = sentAt + lease
       if (end > state.leaseEnd) state.leaseEnd = end
+      const shorter = lease < state.grantedLeaseMillis
+      state.grantedLeaseMillis = lease
       const lost: Array<number> = []
+      const regressions: Array<ShardAssignment> = []
       for (const assignment of grant.assignments) {
         const shard = assignment.shardId
         if (!state.inRange(shard)) continue
+        if (regressed(shard, assignment.epoch) && sentAt > takenAt[shard]!) {
+          regressions.push(assignment)
+          continue
+        }
         routing.updateRoute(assignment)
         const mine = assignment.pod !== null && podKeyOf(assignment.pod) === state.selfKey
         if (mine) {
@@ -75,7 +114,21 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           releasedEpoch[shard] = 0 // the manager has moved past our release
         }
       }
-      return stopShards(lost)
+      const dropped = regressions.map((assignment) => assignment.shardId)
+      const applied = Effect.zipRight(dropRegressed(regressions, "grant"), stopShards(lost.concat(dropped)))
+      // The timing rule checked at start-up, against the lease actually granted (the renewal adapts on its own).
+      const renewal = Math.min(Duration.toMillis(state.services.config.leaseRenewalInterval), lease / 3)
+      const margin = Duration.toMillis(state.services.config.leaseMargin)
+      return shorter && !(state.terminationMillis < lease - renewal - margin)
+        ? Effect.zipRight(
+          Effect.logWarning(
+            `the shard manager grants ${lease} ms leases: entityTerminationTimeout (${state.terminationMillis} ms) must be less than ${
+              lease - renewal - margin
+            } ms, or entities may still be stopping when the lease ends`
+          ),
+          applied
+        )
+        : applied
     })
 
   const dropAllShards = (reason: string): Effect.Effect<void> =>
@@ -90,19 +143,39 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
 
   const assign = (shards: Iterable<number>, epochs: ReadonlyMap<number, number>): Effect.Effect<void> =>
     Effect.suspend(() => {
+      const regressions: Array<ShardAssignment> = []
       for (const shard of shards) {
         const epoch = epochs.get(shard)
-        if (epoch !== undefined && state.inRange(shard)) takeShard(shard, epoch)
+        if (epoch === undefined || !state.inRange(shard)) continue
+        // A push at or below an epoch this pod released is a late copy of an old one, not a regression.
+        if (regressed(shard, epoch) && epoch > releasedEpoch[shard]!) {
+          regressions.push(new ShardAssignment({ shardId: shard, pod: state.services.self, epoch }))
+        } else {
+          takeShard(shard, epoch)
+        }
       }
-      return singletons.sync()
+      return regressions.length === 0
+        ? singletons.sync()
+        : Effect.zipRight(
+          dropRegressed(regressions, "grant"),
+          stopShards(regressions.map((assignment) => assignment.shardId))
+        )
     })
 
-  const unassign = (shards: Iterable<number>, epochs: ReadonlyMap<number, number> | undefined): Effect.Effect<void> =>
+  const unassign = (
+    shards: Iterable<number>,
+    epochs: ReadonlyMap<number, number> | undefined
+  ): Effect.Effect<void, PodUnavailableException> =>
     Effect.suspend(() => {
       const stopped: Array<number> = []
+      const regressions: Array<ShardAssignment> = []
       for (const shard of shards) {
         if (!state.inRange(shard)) continue
         const epoch = epochs?.get(shard) ?? heldEpoch[shard]!
+        if (regressed(shard, epoch)) {
+          regressions.push(new ShardAssignment({ shardId: shard, pod: null, epoch }))
+          continue
+        }
         if (epoch > releasedEpoch[shard]!) releasedEpoch[shard] = epoch
         if (heldEpoch[shard]! !== 0 && heldEpoch[shard]! <= epoch) {
           heldEpoch[shard] = 0
@@ -111,8 +184,14 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         const route = state.routing[shard]
         if (route?.podKey === state.selfKey) state.routing[shard] = { pod: undefined, podKey: "", epoch: route.epoch }
       }
-      // Confirm only once the entities have stopped.
-      return stopShards(stopped)
+      // Confirm only once the entities have stopped, and never a regressed revocation.
+      const stop = Effect.zipRight(
+        dropRegressed(regressions, "revocation"),
+        stopShards(stopped.concat(regressions.map((assignment) => assignment.shardId)))
+      )
+      return regressions.length === 0
+        ? stop
+        : Effect.zipRight(stop, Effect.fail(new PodUnavailableException({ podAddress: state.services.self })))
     })
 
   const stopEverything: Effect.Effect<void> = Effect.suspend(() => {

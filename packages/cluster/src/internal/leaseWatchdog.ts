@@ -58,7 +58,12 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
     return cached
   })
 
-  const renewal = Effect.forever(Effect.zipRight(heartbeat, Effect.sleep(config.leaseRenewalInterval))).pipe(
+  // Renews every leaseRenewalInterval, or a third of the lease the manager granted if that is shorter.
+  const renewalMillis = Duration.toMillis(config.leaseRenewalInterval)
+  const renewal = Effect.forever(Effect.zipRight(
+    heartbeat,
+    Effect.suspend(() => Effect.sleep(Duration.millis(Math.min(renewalMillis, state.grantedLeaseMillis / 3))))
+  )).pipe(
     Effect.annotateLogs({ pod: state.selfKey, fiber: "heartbeat" })
   )
 
@@ -72,7 +77,7 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
       const drop = holdsAny || singletons.anyRunning()
         ? handoff.dropAllShards("lease not renewed in time")
         : Effect.void
-      return Effect.zipRight(drop, Effect.sleep(config.leaseRenewalInterval))
+      return Effect.zipRight(drop, Effect.sleep(Duration.millis(Math.min(renewalMillis, state.grantedLeaseMillis / 3))))
     }
     return Effect.sleep(Duration.millis(stopAt - now))
   })).pipe(Effect.annotateLogs({ pod: state.selfKey, fiber: "lease-watchdog" }))

@@ -54,6 +54,8 @@ export class PodState {
   readonly releasedEpoch: Float64Array
   /** Monotonic ms: no work after `leaseEnd - terminationMillis`. */
   leaseEnd = Number.NEGATIVE_INFINITY
+  /** The lease of the last grant: the pod's own `leaseDuration`, or a shorter one granted by the manager. */
+  grantedLeaseMillis: number
   registered = false
   shuttingDown = false
   readonly entityManagers = new Map<string, EntityManager>()
@@ -62,6 +64,7 @@ export class PodState {
     this.numberOfShards = services.config.numberOfShards
     this.selfKey = podKeyOf(services.self)
     this.terminationMillis = Duration.toMillis(terminationTimeout)
+    this.grantedLeaseMillis = Duration.toMillis(services.config.leaseDuration)
     this.routing = new Array(this.numberOfShards + 1)
     this.heldEpoch = new Float64Array(this.numberOfShards + 1)
     this.releasedEpoch = new Float64Array(this.numberOfShards + 1)

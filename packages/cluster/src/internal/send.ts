@@ -20,6 +20,7 @@ import type { PodState } from "./podState.js"
 import { primaryKeyOf } from "./primaryKey.js"
 import type { Receive } from "./receive.js"
 import type { Routing } from "./routing.js"
+import { invalidMessage } from "./validate.js"
 
 type Reply = MessageState.MessageState<Exit.Exit<unknown, unknown>>
 
@@ -197,16 +198,21 @@ export const makeMessenger = (
     )
   }
 
+  // Validated here, wherever the entity lives: the same message gets the same answer locally and remotely.
   return <Msg>(entityType: EntityType<Msg>): Messenger<Msg> => ({
     sendDiscard: (entityId) => (message) =>
       Effect.suspend(() => {
+        const invalid = invalidMessage(entityType.schema, message)
+        if (invalid !== undefined) return Exit.fail(invalid)
         const sent = sendFast(entityType as RecipientType<unknown>, entityId, message, false)
         return sync.isExit(sent) && Exit.isSuccess(sent) ? Exit.void : Effect.asVoid(sent)
       }),
     send: (entityId) => (message) =>
-      Effect.suspend(() =>
+      Effect.suspend(() => {
+        const invalid = invalidMessage(entityType.schema, message)
+        if (invalid !== undefined) return Exit.fail(invalid)
         // A synchronous answer is returned as the message's own Exit (no flatMap).
-        sync.flatMap(sendFast(entityType as RecipientType<unknown>, entityId, message, true), toResult)
-      ) as any
+        return sync.flatMap(sendFast(entityType as RecipientType<unknown>, entityId, message, true), toResult)
+      }) as any
   })
 }

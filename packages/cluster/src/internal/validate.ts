@@ -1,0 +1,36 @@
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import type * as Schema from "effect/Schema"
+import { SerializationException } from "../ShardingException.js"
+
+// Prototypes (message classes) whose instances a schema accepts. For a `Schema.Class` the check is an
+// `instanceof`, so one accepted instance vouches for every instance of its class: a send of an
+// already-constructed message costs a WeakMap lookup, not a validation pass.
+const acceptedPrototypes = new WeakMap<Schema.Schema.Any, WeakSet<object>>()
+
+/**
+ * Checks a message against its recipient type's schema before it is routed, so a malformed message (a plain
+ * object built from untrusted JSON, say) gets the same `SerializationException` whether its entity lives on
+ * this pod or on another (where encoding it would fail). `undefined` when the message is valid.
+ */
+export const invalidMessage = (
+  schema: Schema.Schema.Any,
+  message: unknown
+): SerializationException | undefined => {
+  const prototype = typeof message === "object" && message !== null ? Object.getPrototypeOf(message) : null
+  const isClassInstance = prototype !== null && prototype !== Object.prototype
+  if (isClassInstance && acceptedPrototypes.get(schema)?.has(prototype) === true) return undefined
+  const result = ParseResult.validateEither(schema as Schema.Schema<unknown>)(message)
+  if (Either.isLeft(result)) {
+    return new SerializationException({ error: ParseResult.TreeFormatter.formatIssueSync(result.left), stage: "request" })
+  }
+  if (isClassInstance) {
+    let accepted = acceptedPrototypes.get(schema)
+    if (accepted === undefined) {
+      accepted = new WeakSet()
+      acceptedPrototypes.set(schema, accepted)
+    }
+    accepted.add(prototype)
+  }
+  return undefined
+}
