@@ -10,7 +10,11 @@
  *   the seed program (examples/process-payment.ts, also as a `.cts` CommonJS module) with
  *   `skipLibCheck: false`, under `moduleResolution` `node16`, `bundler` and `node10` (typesVersions): zero
  *   errors, in the app or in the packages' declarations;
- * - the seed program runs as ESM and as CommonJS, and the 2024 subpath program runs, on the installed code.
+ * - the seed program runs as ESM and as CommonJS, and the 2024 subpath program runs, on the installed code;
+ * - last, the README's driver lines (`npm i @effect/sql-libsql@0.42`, `npm i @effect/sql-pg@0.53`) install
+ *   without peer warnings, and examples/consumer/sql.ts runs a workflow on a SQLite file through the
+ *   `/sqlite` subpath (ESM and CommonJS) and on PostgreSQL through `DurableExecutionJournal.layer({ table })`
+ *   (`DATABASE_URL`; skipped if unreachable, unless `REQUIRE_POSTGRES` is set).
  *
  * `pnpm test` builds the packages before vitest runs. One npm install serves every check; with a warm npm
  * cache (`--prefer-offline`) it takes a few seconds.
@@ -18,6 +22,7 @@
 import { spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs"
 import { createRequire } from "node:module"
+import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -82,6 +87,23 @@ const tsconfigs = {
   node10: { module: "commonjs", moduleResolution: "node10", skipLibCheck: true, include: ["src/*.ts"] }
 } as const
 
+// npm's warnings about peers (ERESOLVE and the like); other warnings (e.g. npm 11 listing packages with
+// install scripts, here msgpackr-extract under @effect/platform) are not about these packages' manifests.
+const peerWarnings = (output: string) =>
+  output.split("\n").filter((line) => /^npm warn/i.test(line) && /peer|ERESOLVE|conflict/i.test(line))
+
+// Whether a TCP connection to the PostgreSQL server of `url` opens within a few seconds.
+const reachable = (url: string) =>
+  new Promise<boolean>((resolveReachable) => {
+    const { hostname, port } = new URL(url)
+    const socket = connect({ host: hostname, port: Number(port || 5432), timeout: 3_000 })
+    const done = (ok: boolean) => {
+      socket.destroy()
+      resolveReachable(ok)
+    }
+    socket.once("connect", () => done(true)).once("timeout", () => done(false)).once("error", () => done(false))
+  })
+
 let app = ""
 let installSeconds = 0
 let installOutput = ""
@@ -135,8 +157,7 @@ describe("the packed packages, installed with npm into a fresh app", () => {
   })
 
   it("installs with effect 3 and no SQL driver, without peer-dependency warnings", async () => {
-    const warnings = installOutput.split("\n").filter((line) => /^npm warn/i.test(line))
-    expect(warnings.filter((line) => /peer|ERESOLVE|conflict/i.test(line)), installOutput).toEqual([])
+    expect(peerWarnings(installOutput), installOutput).toEqual([])
     const ls = await run("npm", ["ls"], app)
     expectOk(ls, "npm ls")
     expect(ls.output).not.toMatch(/UNMET|invalid|missing|extraneous/i)
@@ -167,10 +188,11 @@ describe("the packed packages, installed with npm into a fresh app", () => {
 
   for (const name of Object.keys(tsconfigs) as Array<keyof typeof tsconfigs>) {
     it(`type-checks under moduleResolution ${name} (skipLibCheck: ${tsconfigs[name].skipLibCheck})`, async () => {
-      const checked = await run(process.execPath, [tsc, "-p", `tsconfig.${name}.json`, "--listFilesOnly"], app)
-      expectOk(checked, `tsc --listFilesOnly (${name})`)
+      // One tsc run: the check, and the files of the program it checked.
+      const result = await run(process.execPath, [tsc, "-p", `tsconfig.${name}.json`, "--listFiles"], app)
+      expectOk(result, `tsc (${name})`)
       // The packages' declarations really are part of the program, from dist/ (not src/).
-      const files = checked.stdout.split("\n")
+      const files = result.stdout.split("\n")
       for (const pkg of packages) {
         expect(files.some((file) => file.includes(`node_modules/@effect-cluster/${pkg}/dist/`) && file.endsWith(".d.ts"))).toBe(true)
         expect(files.some((file) => file.includes(`node_modules/@effect-cluster/${pkg}/src/`))).toBe(false)
@@ -184,21 +206,19 @@ describe("the packed packages, installed with npm into a fresh app", () => {
         // seed.cts requires the root entries: their CommonJS declarations.
         expect(files.some((listed) => listed.endsWith("node_modules/@effect-cluster/cluster-workflow/dist/cjs/index.d.ts"))).toBe(true)
       }
-      const result = await run(process.execPath, [tsc, "-p", `tsconfig.${name}.json`], app)
-      expectOk(result, `tsc (${name})`)
     }, 300_000)
   }
 
   // The checked sources, compiled without a second type-check (the tests above did it) and run with node.
-  const transpile = async (source: string, target: string, module: ts.ModuleKind) => {
-    const code = readFileSync(join(app, "src", source), "utf8")
+  const transpile = async (source: string, target: string, module: ts.ModuleKind, args: ReadonlyArray<string> = []) => {
+    const code = readFileSync(join(app, source.includes("/") ? "" : "src", source), "utf8")
     const output = ts.transpileModule(code, {
       compilerOptions: { module, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: false },
       fileName: source
     })
     mkdirSync(join(app, "out"), { recursive: true })
     writeFileSync(join(app, "out", target), output.outputText)
-    return run(process.execPath, [join("out", target)], app, 60_000)
+    return run(process.execPath, [join("out", target), ...args], app, 60_000)
   }
 
   const seedOutput = [
@@ -224,5 +244,42 @@ describe("the packed packages, installed with npm into a fresh app", () => {
     const result = await transpile("compat2024.ts", "compat2024.js", ts.ModuleKind.ESNext)
     expectOk(result, "node out/compat2024.js")
     expect(result.stdout.trim()).toBe("greeting: hello WORLD")
+  })
+  // Last: installing a driver changes the app the checks above ran on (an in-memory journal user's).
+  describe("SQL users, after the README's driver lines", () => {
+    const databaseUrl = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/test"
+    const requirePostgres = (process.env["REQUIRE_POSTGRES"] ?? "") !== ""
+
+    beforeAll(async () => {
+      for (const driver of ["@effect/sql-libsql@0.42", "@effect/sql-pg@0.53"]) {
+        const install = await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", driver], app)
+        expectOk(install, `npm install ${driver}`)
+        expect(peerWarnings(install.output), install.output).toEqual([])
+      }
+      const ls = await run("npm", ["ls"], app)
+      expectOk(ls, "npm ls")
+      mkdirSync(join(app, "sql"))
+      writeFileSync(join(app, "sql/sql.ts"), readFileSync(join(root, "examples/consumer/sql.ts"), "utf8"))
+    }, 300_000)
+
+    it("the /sqlite subpath runs a workflow on a SQLite file, as ESM and as CommonJS", async () => {
+      const esm = await transpile("sql/sql.ts", "sql.js", ts.ModuleKind.ESNext, ["sqlite", join(app, "esm.db")])
+      expectOk(esm, "node out/sql.js sqlite")
+      expect(esm.stdout.trim()).toBe("result: 20")
+      const cjs = await transpile("sql/sql.ts", "sql.cjs", ts.ModuleKind.CommonJS, ["sqlite", join(app, "cjs.db")])
+      expectOk(cjs, "node out/sql.cjs sqlite")
+      expect(cjs.stdout.trim()).toBe("result: 20")
+    })
+
+    it("DurableExecutionJournal.layer({ table }) runs a workflow on PostgreSQL", async (context) => {
+      if (!(await reachable(databaseUrl))) {
+        if (requirePostgres) expect.fail(`REQUIRE_POSTGRES is set but PostgreSQL at ${databaseUrl} is unreachable`)
+        console.warn(`skipping: PostgreSQL at ${databaseUrl} is unreachable; set REQUIRE_POSTGRES=1 to fail instead`)
+        context.skip()
+      }
+      const result = await transpile("sql/sql.ts", "sql.js", ts.ModuleKind.ESNext, ["postgres", databaseUrl])
+      expectOk(result, "node out/sql.js postgres")
+      expect(result.stdout.trim()).toBe("result: 20")
+    })
   })
 })
