@@ -214,7 +214,7 @@ const runCase = async (
     // Sized from the system's own throughput in this run, so a slow system does not take the whole budget.
     const rate = rate64(records, def.system.id) ?? 100
     sleepers = Math.min(options.sleepers, Math.max(100, Math.floor(rate * options.sleeperSeconds)))
-    startBudgetMs = Math.round(2000 + (2 * sleepers / rate) * 1000)
+    startBudgetMs = Math.round(2000 + (1.25 * sleepers / rate) * 1000)
   }
   const db = def.system.storage === "postgres" ? await freshDatabase(admin!, def.system.id) : undefined
   const dir = def.system.storage === "sqlite" ? tempDir("bench-sqlite-") : undefined
