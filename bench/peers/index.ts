@@ -7,7 +7,7 @@
  * round after round (3 rounds; each figure is the median, with min-max), and prints a markdown table that
  * it also writes to bench/peers/results.md.
  *
- * Options: --quick (1 round of 1 s cases, 1,000 sleepers: a smoke test), --runs N, --seconds S (measured
+ * Options: --quick (1 round of 1 s cases, at most 500 sleepers: a smoke test), --runs N, --seconds S (measured
  * window per case), --warmup S, --sleepers N, --sleeper-runs N, --sleeper-seconds S (longest estimated
  * start phase: slower systems get fewer sleepers), --no-sleepers, --only id,id (see systems.ts),
  * --out FILE, --verbose (children's stderr).
@@ -29,6 +29,7 @@ import {
   cpuByPid,
   cpuDelta,
   freshDatabase,
+  isClosing,
   settledCommits,
   pgbench,
   pgbenchInit,
@@ -78,9 +79,9 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     runs,
     measureMs: number("--seconds", quick ? 1 : 3) * 1000,
     warmupMs: number("--warmup", quick ? 0.3 : 1) * 1000,
-    sleepers: number("--sleepers", quick ? 1000 : 10_000),
+    sleepers: number("--sleepers", quick ? 500 : 10_000),
     sleeperRuns: number("--sleeper-runs", 1),
-    sleeperSeconds: number("--sleeper-seconds", quick ? 10 : 30),
+    sleeperSeconds: number("--sleeper-seconds", quick ? 5 : 20),
     withSleepers: !argv.includes("--no-sleepers"),
     only: value("--only")?.split(","),
     out: value("--out") ?? join(here, "results.md"),
@@ -213,7 +214,7 @@ const runCase = async (
     // Sized from the system's own throughput in this run, so a slow system does not take the whole budget.
     const rate = rate64(records, def.system.id) ?? 100
     sleepers = Math.min(options.sleepers, Math.max(100, Math.floor(rate * options.sleeperSeconds)))
-    startBudgetMs = Math.round(2000 + (2 * sleepers / rate) * 1000)
+    startBudgetMs = Math.round(2000 + (1.25 * sleepers / rate) * 1000)
   }
   const db = def.system.storage === "postgres" ? await freshDatabase(admin!, def.system.id) : undefined
   const dir = def.system.storage === "sqlite" ? tempDir("bench-sqlite-") : undefined
@@ -279,6 +280,7 @@ const main = async () => {
   const rounds = Math.max(options.runs, options.sleeperRuns)
   for (let round = 1; round <= rounds; round++) {
     for (const def of plan) {
+      if (isClosing()) return
       const runsOfCase = def.workload === "sleepers" ? options.sleeperRuns : def.workload === "baseline" ? 1 : options.runs
       if (round > runsOfCase) continue
       const t = performance.now()
@@ -307,6 +309,10 @@ const shutdown = (code: number) => {
   void cleanupAll().finally(() => process.exit(code))
 }
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => shutdown(130))
+process.on("uncaughtException", (error) => {
+  console.error(error)
+  shutdown(1)
+})
 
 main().then(() => shutdown(0), (error) => {
   console.error(error)

@@ -4,7 +4,6 @@
  */
 import { execFileSync } from "node:child_process"
 import { readFileSync } from "node:fs"
-import { createRequire } from "node:module"
 import * as os from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -37,10 +36,11 @@ export interface Environment {
 
 const loadAverage = () => os.loadavg().map((l) => l.toFixed(2)).join(", ")
 
-const installedVersion = (name: string): string => {
+/** A package's version as installed in a node_modules (read from disk: not every package exports package.json). */
+const versionIn = (dir: string, name: string): string => {
   try {
-    const require = createRequire(join(here, "package.json"))
-    return (JSON.parse(readFileSync(require.resolve(`${name}/package.json`), "utf8")) as { version: string }).version
+    return (JSON.parse(readFileSync(join(dir, "node_modules", name, "package.json"), "utf8")) as { version: string })
+      .version
   } catch {
     return "not installed"
   }
@@ -97,8 +97,8 @@ export const environment = async (
     versions: [
       `this project: @effect-cluster/cluster ${projectVersion("cluster")}, @effect-cluster/cluster-workflow ${
         projectVersion("cluster-workflow")
-      } at ${gitHead()} (source, workspace's effect ${installedVersionAt(root, "effect")})`,
-      `peers (bench/peers/pnpm-lock.yaml): ${peers.map((p) => `${p} ${installedVersion(p)}`).join(", ")}`
+      } at ${gitHead()} (source, workspace's effect ${versionIn(root, "effect")})`,
+      `peers (bench/peers/pnpm-lock.yaml): ${peers.map((p) => `${p} ${versionIn(here, p)}`).join(", ")}`
     ],
     settings: `${options.runs} run(s) per case, each in a fresh process with fresh state; ${
       options.warmupMs / 1000
@@ -106,15 +106,6 @@ export const environment = async (
       options.sleepers.toLocaleString("en-US")
     }, ${options.sleeperRuns} run(s)`,
     unavailable
-  }
-}
-
-const installedVersionAt = (dir: string, name: string) => {
-  try {
-    const require = createRequire(join(dir, "package.json"))
-    return (JSON.parse(readFileSync(require.resolve(`${name}/package.json`), "utf8")) as { version: string }).version
-  } catch {
-    return "?"
   }
 }
 
@@ -278,10 +269,57 @@ export const render = (
     }
     out.push("")
   }
+  out.push(...targets(records))
   out.push(...notes)
   const errors = errorsOf(plan, records)
   if (errors.length > 0) out.push("", "Failed runs:", "", ...errors)
   return out.join("\n") + "\n"
+}
+
+/** The median of one measure over a case's runs, by system id (NaN when the case did not run). */
+const medianOf = (
+  records: ReadonlyMap<string, ReadonlyArray<RunRecord>>,
+  key: string,
+  measure: (r: LoopResult) => number
+) => {
+  const values = loops(records.get(key)).map((r) => measure(r.result)).sort((a, b) => a - b)
+  return values.length === 0 ? NaN : values[Math.floor((values.length - 1) / 2)]!
+}
+
+/** Issue 14's targets, each a ratio within this run (so the machine's speed cancels out). */
+const targets = (records: ReadonlyMap<string, ReadonlyArray<RunRecord>>): Array<string> => {
+  const activitiesPerSecond = (r: LoopResult) => (3 * r.workflows) / r.seconds
+  const p50 = (r: LoopResult) => r.p50
+  const pgP50 = medianOf(records, "project-pg|instant|1", p50)
+  const insertP50 = medianOf(records, "floor-pg|floor|1", p50)
+  const pg64 = medianOf(records, "project-pg|instant|64", activitiesPerSecond)
+  const dbos64 = medianOf(records, "dbos|instant|64", activitiesPerSecond)
+  const restate64 = medianOf(records, "restate|instant|64", activitiesPerSecond)
+  const memory64 = medianOf(records, "project-memory|instant|64", activitiesPerSecond)
+  const effectWorkflow64 = medianOf(records, "effect-workflow|instant|64", activitiesPerSecond)
+  const sqlite64 = medianOf(records, "project-sqlite|instant|64", activitiesPerSecond)
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(1)}x`
+  const lines = [
+    Number.isFinite(pgP50) &&
+    `| PostgreSQL, concurrency 1: p50 | ${ms(pgP50)} ms | <= 5 ms |`,
+    Number.isFinite(pgP50 / insertP50) &&
+    `| PostgreSQL, concurrency 1: p50 / p50 of one single-row INSERT | ${ratio(pgP50, insertP50)} | <= 6x |`,
+    Number.isFinite(pg64) && `| PostgreSQL, concurrency 64: activities/s | ${count(pg64)} | >= 10,000 |`,
+    Number.isFinite(pg64 / dbos64) && `| PostgreSQL, concurrency 64: activities/s / DBOS's | ${ratio(pg64, dbos64)} | >= 20x |`,
+    Number.isFinite(pg64 / restate64) &&
+    `| PostgreSQL, concurrency 64: activities/s / Restate's | ${ratio(pg64, restate64)} | >= 20x |`,
+    Number.isFinite(memory64 / effectWorkflow64) &&
+    `| in-memory, concurrency 64: activities/s / @effect/workflow's | ${ratio(memory64, effectWorkflow64)} | >= 50x |`,
+    Number.isFinite(sqlite64) && `| SQLite file, concurrency 64: activities/s | ${count(sqlite64)} | >= 8,000 |`
+  ].filter((line): line is string => typeof line === "string")
+  return lines.length === 0 ? [] : [
+    "## Issue 14's targets, from this run (instant workload)",
+    "",
+    "| measure | this run | target |",
+    "|---|---:|---:|",
+    ...lines,
+    ""
+  ]
 }
 
 const notes = [

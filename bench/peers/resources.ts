@@ -14,8 +14,12 @@ import pg from "pg"
 import { percentile, sleep } from "./common.js"
 
 const cleanups = new Set<() => Promise<void>>()
+let closing = false
 
-/** Registers a clean-up; returns the function that runs it once (and unregisters it). */
+/**
+ * Registers a clean-up; returns the function that runs it once (and unregisters it). Once `cleanupAll`
+ * has begun, what registers is cleaned up at once (a case still starting must not leave a server behind).
+ */
 const registerCleanup = (cleanup: () => Promise<void>): () => Promise<void> => {
   let done = false
   const once = async () => {
@@ -25,13 +29,18 @@ const registerCleanup = (cleanup: () => Promise<void>): () => Promise<void> => {
     await cleanup()
   }
   cleanups.add(once)
+  if (closing) void once()
   return once
 }
 
-/** Stops every server, process, database and directory still registered. */
+/** Stops every server, process, database and directory still registered, and any registered later. */
 export const cleanupAll = async (): Promise<void> => {
+  closing = true
   await Promise.allSettled(Array.from(cleanups, (cleanup) => cleanup()))
 }
+
+/** Whether `cleanupAll` has begun (the run is being stopped). */
+export const isClosing = () => closing
 
 /** Kills a child process: SIGTERM, then SIGKILL if it has not exited after `graceMs`. */
 export const stopProcess = async (child: ChildProcess, graceMs = 3000): Promise<void> => {
@@ -201,13 +210,13 @@ const waitHealthy = async (url: string, until: number) => {
 
 /** Starts a Restate server on loopback with random ports and its storage in a new temporary directory. */
 export const startRestate = async (): Promise<RestateServer> => {
-  const dir = tempDir("bench-restate-")
+  const dir = mkdtempSync(join(os.tmpdir(), "bench-restate-"))
   const child = spawn(
     restateBinary(),
     [
       "--no-logo",
       "--base-dir",
-      dir.path,
+      dir,
       "--node-name",
       "bench",
       "--bind-ip",
@@ -218,16 +227,16 @@ export const startRestate = async (): Promise<RestateServer> => {
       "tcp"
     ],
     {
-      cwd: dir.path,
+      cwd: dir,
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RESTATE_LOG_FORMAT: "json", RESTATE_DISABLE_TELEMETRY: "true" }
     }
   )
-  const stopChild = trackProcess(child)
-  const stop = async () => {
-    await stopChild()
-    await dir.remove()
-  }
+  // One clean-up for both, in order: the directory can only go once the server has stopped writing to it.
+  const stop = registerCleanup(async () => {
+    await stopProcess(child)
+    rmSync(dir, { recursive: true, force: true })
+  })
   let log = ""
   const ports = new Promise<{ ingress: number; admin: number }>((resolve, reject) => {
     let ingress: number | undefined
