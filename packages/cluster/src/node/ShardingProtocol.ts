@@ -1,0 +1,174 @@
+/**
+ * The pod side of the network transport: the calls a pod answers (an `RpcGroup`), and the server that
+ * answers them for this pod's `Sharding`. Envelopes cross as `SerializedEnvelope`s whose bodies were
+ * encoded with the entity's message schema; replies come back as `MessageState`s of the encoded `Exit`.
+ *
+ * @since 0.1.0
+ */
+import type * as HttpServer from "@effect/platform/HttpServer"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as HashSet from "effect/HashSet"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as direct from "../internal/direct.js"
+import * as sync from "../internal/exit.js"
+import * as MessageState from "../MessageState.js"
+import { SerializedEnvelope } from "../SerializedEnvelope.js"
+import { SerializedMessage } from "../SerializedMessage.js"
+import { ShardId } from "../ShardId.js"
+import { Sharding } from "../Sharding.js"
+import * as ShardingException from "../ShardingException.js"
+import * as server from "./internal/server.js"
+import { RequestRejected, TransportConfig } from "./Transport.js"
+
+/**
+ * Shards and the epochs they are granted (or revoked) at, as `[shard, epoch]` pairs.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ShardsPayload = {
+  shards: Schema.Array(Schema.Int),
+  epochs: Schema.Array(Schema.Tuple(Schema.Int, Schema.Int))
+}
+
+/**
+ * The pod now owns `shards` (`Pods.assignShards`).
+ *
+ * @since 0.1.0
+ * @category rpcs
+ */
+export const AssignShards = Rpc.make("AssignShards", { payload: ShardsPayload, error: RequestRejected })
+
+/**
+ * The pod must stop `shards`; it answers once their entities stopped (`Pods.unassignShards`).
+ *
+ * @since 0.1.0
+ * @category rpcs
+ */
+export const UnassignShards = Rpc.make("UnassignShards", { payload: ShardsPayload, error: RequestRejected })
+
+/**
+ * Whether the pod answers (`Pods.ping`).
+ *
+ * @since 0.1.0
+ * @category rpcs
+ */
+export const Ping = Rpc.make("Ping", { error: RequestRejected })
+
+/**
+ * The outcome of one envelope: the entity's reply, or the sharding error it got.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SendResult = Schema.Either({
+  right: MessageState.schema(SerializedMessage),
+  left: ShardingException.schema
+})
+
+/**
+ * Delivers a batch of envelopes to the pod's entities (`Pods.sendAndGetState`); one result per envelope,
+ * in order. Envelopes of one batch go to their entities in the order given.
+ *
+ * @since 0.1.0
+ * @category rpcs
+ */
+export const Send = Rpc.make("Send", {
+  payload: { envelopes: Schema.Array(SerializedEnvelope) },
+  success: Schema.Array(SendResult),
+  error: RequestRejected
+})
+
+/**
+ * The calls a pod answers.
+ *
+ * @since 0.1.0
+ * @category rpcs
+ */
+export class ShardingRpcs extends RpcGroup.make(AssignShards, UnassignShards, Ping, Send) {}
+
+/**
+ * The pairs of a shard-to-epoch map.
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const epochsToPairs = (epochs: ReadonlyMap<number, number> | undefined): Array<readonly [number, number]> =>
+  epochs === undefined ? [] : Array.from(epochs)
+
+const shardSet = (shards: ReadonlyArray<number>) => HashSet.fromIterable(shards.map((value) => new ShardId({ value })))
+const epochMap = (pairs: ReadonlyArray<readonly [number, number]>) => pairs.length === 0 ? undefined : new Map(pairs)
+
+type Reply = Either.Either<MessageState.MessageState<SerializedMessage>, ShardingException.ShardingException>
+
+/**
+ * The handlers of `ShardingRpcs` for a pod. Work a request starts (a delivery, a shard change) runs in a
+ * fiber of the server's scope, not the request's: a caller that disconnects or times out abandons its
+ * wait, never the handler, so a retried message finds the first attempt's reply instead of running again.
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const handlers = (
+  sharding: Sharding
+): Effect.Effect<RpcGroup.HandlersFrom<RpcGroup.Rpcs<typeof ShardingRpcs>>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const runFork = yield* FiberSet.makeRuntime<never>()
+    // Joining a fiber and being interrupted stops the wait only: the fiber runs on.
+    const detached = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.suspend(() => Fiber.join(runFork(effect)))
+    const receive = direct.receiverOf(sharding) ??
+      ((envelope: SerializedEnvelope) => sharding.sendMessageToLocalEntityManagerWithoutRetries(envelope))
+    const toReply = (exit: Exit.Exit<MessageState.MessageState<SerializedMessage>, ShardingException.ShardingException>): Reply => {
+      if (Exit.isSuccess(exit)) return Either.right(exit.value)
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure)) return Either.left(failure.value)
+      return Either.left(
+        Cause.isInterruptedOnly(exit.cause)
+          ? new ShardingException.PodUnavailableException({ podAddress: sharding.podAddress })
+          : new ShardingException.ExceptionWhileOfferingMessageException({ error: "the delivery died" })
+      )
+    }
+    const deliver = (envelope: SerializedEnvelope): Effect.Effect<Reply> => {
+      const started = receive(envelope)
+      // Most replies are already complete (a handler answering synchronously): no fiber for those.
+      const completed = sync.completed(started)
+      return completed !== undefined ? Exit.succeed(toReply(completed)) : Effect.map(Effect.exit(detached(started)), toReply)
+    }
+    return ShardingRpcs.of({
+      AssignShards: ({ epochs, shards }) => detached(sharding.assign(shardSet(shards), epochMap(epochs))),
+      UnassignShards: ({ epochs, shards }) => detached(sharding.unassign(shardSet(shards), epochMap(epochs))),
+      Ping: () => Effect.void,
+      Send: ({ envelopes }) => Effect.forEach(envelopes, deliver, { concurrency: "unbounded" })
+    })
+  })
+
+/**
+ * Serves this pod's `Sharding` on the HTTP server in context (websocket rpc at `/rpc`, `/health`) until
+ * the scope closes.
+ *
+ * @since 0.1.0
+ * @category servers
+ */
+export const serve: Effect.Effect<void, never, Sharding | TransportConfig | HttpServer.HttpServer | Scope.Scope> =
+  Effect.gen(function*() {
+    const sharding = yield* Sharding
+    const config = yield* TransportConfig
+    const built = yield* ShardingRpcs.toHandlersContext(handlers(sharding))
+    yield* server.serve({
+      name: `pod ${sharding.podAddress.host}:${sharding.podAddress.port}`,
+      group: ShardingRpcs,
+      handlers: built,
+      config,
+      health: Effect.map(sharding.isShuttingDown, (stopping) => !stopping)
+    })
+  })
