@@ -6,9 +6,12 @@ import * as RpcClient from "@effect/rpc/RpcClient"
 import { RpcClientError } from "@effect/rpc/RpcClientError"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
@@ -133,8 +136,15 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
       return peer
     }
 
+    let closed = false
     yield* Effect.addFinalizer(() =>
-      Effect.forEach(Array.from(peers), ([key, peer]) => close(key, peer), { discard: true, concurrency: "unbounded" })
+      Effect.suspend(() => {
+        closed = true
+        return Effect.forEach(Array.from(peers), ([key, peer]) => close(key, peer), {
+          discard: true,
+          concurrency: "unbounded"
+        })
+      })
     )
 
     // Connections to peers no longer called (a pod that left) are closed.
@@ -149,6 +159,7 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
 
     const call: PeerPool<Rpcs>["call"] = (host, port, timeout, f) =>
       Effect.suspend(() => {
+        if (closed) return Effect.fail(new PeerFailure(true, "the transport is closed"))
         const peer = peerOf(host, port)
         const openAtStart = peer.state.open
         const opensAtStart = peer.state.opens
@@ -169,6 +180,14 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
             (error) => Effect.fail(failure(error.message))
           ),
           Effect.catchAllDefect(() => Effect.fail(failure("the peer's answer could not be read"))),
+          // A client closed under a pending call ends it with the library's own interruption id: that is a
+          // lost connection, not an interruption of the caller.
+          Effect.catchAllCause((cause) =>
+            Cause.isInterruptedOnly(cause) &&
+              Array.from(Cause.interruptors(cause)).every((id) => HashSet.has(FiberId.ids(id), -503))
+              ? Effect.fail(failure("the connection closed"))
+              : Effect.failCause(cause)
+          ),
           Effect.ensuring(Effect.sync(() => {
             peer.inFlight--
           }))
