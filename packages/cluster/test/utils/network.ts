@@ -1,17 +1,20 @@
 import { type ManagerConfig, Sharding, type ShardingConfig, ShardManager, Storage } from "@effect-cluster/cluster"
 import { NodeCluster, type Transport } from "@effect-cluster/cluster/node"
 import * as HttpServer from "@effect/platform/HttpServer"
-import { Context, Effect, ExecutionStrategy, Exit, Layer, Logger, Scope } from "effect"
+import { Clock, Context, Effect, ExecutionStrategy, Exit, Layer, Logger, Scope } from "effect"
+import * as Net from "node:net"
 
 /** Pods and a manager in this process, talking over real loopback sockets through the network layers. */
 
-/** Polls `condition` on the live clock until it holds, failing after `timeoutMillis`. */
+const liveClock = Clock.make()
+
+/** Polls `condition` on the live clock (also under TestClock) until it holds, failing after `timeoutMillis`. */
 export const eventuallyLive = (condition: Effect.Effect<boolean>, timeoutMillis = 10_000): Effect.Effect<void> =>
   Effect.gen(function*() {
     const deadline = Date.now() + timeoutMillis
     while (!(yield* condition)) {
       if (Date.now() > deadline) return yield* Effect.dieMessage("condition not reached in time")
-      yield* Effect.sleep("10 millis")
+      yield* Effect.withClock(Effect.sleep("10 millis"), liveClock)
     }
   })
 
@@ -82,3 +85,33 @@ export const captureLogs = () => {
   return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
 }
 
+
+/** A TCP server that accepts connections and never answers (a black-holed peer). */
+export const blackHole: Effect.Effect<{ readonly port: number; readonly connections: () => number }, never, Scope.Scope> =
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.async<{ server: Net.Server; sockets: Set<Net.Socket> }>((resume) => {
+        const sockets = new Set<Net.Socket>()
+        const server = Net.createServer((socket) => {
+          sockets.add(socket)
+          socket.on("error", () => {})
+        })
+        server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
+      }),
+      ({ server, sockets }) =>
+        Effect.async<void>((resume) => {
+          for (const socket of sockets) socket.destroy()
+          server.close(() => resume(Effect.void))
+        })
+    ),
+    ({ server, sockets }) => ({ port: (server.address() as Net.AddressInfo).port, connections: () => sockets.size })
+  )
+
+/** A port nothing listens on (bound, then released). */
+export const closedPort: Effect.Effect<number> = Effect.async<number>((resume) => {
+  const server = Net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const port = (server.address() as Net.AddressInfo).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})

@@ -173,7 +173,9 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
           return new PeerFailure(notDelivered, reason)
         }
         const run = Effect.flatMap(peer.ready, f)
-        return (headers === undefined ? run : Effect.locally(run, RpcClient.currentHeaders, headers)).pipe(
+        // Disconnected: a timed-out call returns at once; telling the peer to interrupt it (which waits for
+        // a connection that may never open) goes on in the background.
+        return Effect.disconnect(headers === undefined ? run : Effect.locally(run, RpcClient.currentHeaders, headers)).pipe(
           Effect.timeoutFail({ duration: timeout, onTimeout: () => failure("timed out") }),
           Effect.catchIf(
             (error): error is RpcClientError => error instanceof RpcClientError,
