@@ -12,6 +12,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as auth from "./internal/auth.js"
 
 /**
  * Settings of the network transport. Defaults in brackets.
@@ -143,3 +144,20 @@ export class RequestRejected extends Schema.TaggedError<RequestRejected>()(
     detail: Schema.String
   }
 ) {}
+
+/**
+ * The header that carries a call's token when a secret is configured.
+ *
+ * @since 0.1.0
+ * @category authentication
+ */
+export const authHeader: string = auth.AUTH_HEADER
+
+/**
+ * The token derived from a secret (HMAC-SHA256 of a fixed label, base64url): what a client sends in
+ * `authHeader`. The secret itself never crosses the wire.
+ *
+ * @since 0.1.0
+ * @category authentication
+ */
+export const tokenOf: (secret: Redacted.Redacted<string>) => string = auth.tokenOf

@@ -1,7 +1,9 @@
 import { type ManagerConfig, Sharding, type ShardingConfig, ShardManager, Storage } from "@effect-cluster/cluster"
 import { NodeCluster, type Transport } from "@effect-cluster/cluster/node"
 import * as HttpServer from "@effect/platform/HttpServer"
-import { Clock, Context, Effect, ExecutionStrategy, Exit, Layer, Logger, Scope } from "effect"
+import * as Socket from "@effect/platform/Socket"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import { Clock, Context, Effect, ExecutionStrategy, Exit, Layer, Logger, Queue, Scope } from "effect"
 import * as Net from "node:net"
 
 /** Pods and a manager in this process, talking over real loopback sockets through the network layers. */
@@ -115,3 +117,40 @@ export const closedPort: Effect.Effect<number> = Effect.async<number>((resume) =
     server.close(() => resume(Effect.succeed(port)))
   })
 })
+
+/** A raw websocket to a server's rpc endpoint: frames go out as given, replies come back as text. */
+export const rawWebSocket = (port: number): Effect.Effect<{
+  readonly send: (frame: string) => Effect.Effect<void>
+  readonly next: Effect.Effect<string>
+}, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const socket = yield* Socket.makeWebSocket(`ws://127.0.0.1:${port}/rpc`).pipe(
+      Effect.provide(NodeSocket.layerWebSocketConstructor)
+    )
+    const replies = yield* Queue.unbounded<string>()
+    const decoder = new TextDecoder()
+    yield* Effect.forkScoped(
+      socket.runRaw((data) => Queue.offer(replies, typeof data === "string" ? data : decoder.decode(data))).pipe(
+        Effect.ignore
+      )
+    )
+    const write = yield* socket.writer
+    return {
+      send: (frame) => Effect.orDie(write(frame)),
+      next: Effect.orDie(Effect.timeoutFail(Queue.take(replies), {
+        duration: "10 seconds",
+        onTimeout: () => new Error("no reply")
+      }))
+    }
+  })
+
+/** Writes raw bytes on a TCP connection and waits for the server to answer or close it. */
+export const rawTcp = (port: number, bytes: Uint8Array): Effect.Effect<string> =>
+  Effect.async<string>((resume) => {
+    const chunks: Array<Buffer> = []
+    const socket = Net.createConnection({ host: "127.0.0.1", port }, () => socket.end(bytes))
+    socket.on("data", (chunk) => chunks.push(chunk))
+    socket.on("error", () => {})
+    socket.on("close", () => resume(Effect.succeed(Buffer.concat(chunks).toString("latin1"))))
+    return Effect.sync(() => socket.destroy())
+  })

@@ -63,7 +63,11 @@ export const guardedSerialization = (maxMessageBytes: number): RpcSerialization.
           const size = byteLength(data)
           if (size > maxMessageBytes) return unreadable("TooLarge", `frame of ${size} bytes (limit ${maxMessageBytes})`)
           try {
-            return parser.decode(data)
+            // The socket protocol reads `_tag` of every item before the guard sees it: a JSON value that is
+            // not an object (`null`, a number) would kill the connection's reader.
+            return parser.decode(data).map((item) =>
+              isRecord(item) ? item : { _tag: "UnreadableFrame", reason: "Malformed", detail: "not a protocol message" }
+            )
           } catch (error) {
             // The error's message may quote the frame: only its kind is kept.
             const tooLarge = typeof error === "object" && error !== null && "reason" in error &&
@@ -138,9 +142,14 @@ export const guardProtocol = <Rpcs extends Rpc.Any>(
       return reject(clientId, undefined, new RequestRejected({ reason: frame.reason, detail: frame.detail }))
     }
     if (message._tag !== "Request") {
-      return typeof message._tag === "string" && passThrough.has(message._tag)
-        ? undefined
-        : reject(clientId, undefined, new RequestRejected({ reason: "Malformed", detail: "unknown message kind" }))
+      if (typeof message._tag !== "string" || !passThrough.has(message._tag)) {
+        return reject(clientId, undefined, new RequestRejected({ reason: "Malformed", detail: "unknown message kind" }))
+      }
+      // Acks and interrupts name a request: the library parses the id as a bigint and throws on others.
+      if ((message._tag === "Ack" || message._tag === "Interrupt") && !isRequestId(message.requestId)) {
+        return reject(clientId, undefined, new RequestRejected({ reason: "Malformed", detail: "invalid request id" }))
+      }
+      return undefined
     }
     const requestId = isRequestId(message.id) ? message.id : undefined
     if (requestId === undefined) {
