@@ -7,7 +7,6 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import type * as HashSet from "effect/HashSet"
@@ -22,7 +21,7 @@ import type { ShardId } from "../ShardId.js"
 import type { ShardingException } from "../ShardingException.js"
 import { PodUnavailableException, SerializationException } from "../ShardingException.js"
 import { makePeerPool, PeerFailure } from "./internal/client.js"
-import { epochsToPairs, ShardingRpcs } from "./ShardingProtocol.js"
+import { epochsToPairs, fromWireReply, ShardingRpcs, toWireEnvelope } from "./ShardingProtocol.js"
 import type { RequestRejected } from "./Transport.js"
 import { TransportConfig } from "./Transport.js"
 
@@ -133,7 +132,7 @@ export const make = (
         outbox.pod.host,
         outbox.pod.port,
         config.sendTimeout,
-        (client) => client.Send({ envelopes: batch.map((pending) => pending.envelope) })
+        (client) => client.Send({ envelopes: batch.map((pending) => toWireEnvelope(pending.envelope)) })
       ).pipe(
         Effect.matchEffect({
           onFailure: (error) =>
@@ -146,13 +145,7 @@ export const make = (
             Effect.sync(() => {
               for (let i = 0; i < batch.length; i++) {
                 const result = results[i]
-                batch[i]!.resume(
-                  result === undefined
-                    ? Exit.fail(unavailable(outbox.pod, false))
-                    : Either.isRight(result)
-                    ? Exit.succeed(result.right)
-                    : Exit.fail(result.left)
-                )
+                batch[i]!.resume(result === undefined ? Exit.fail(unavailable(outbox.pod, false)) : fromWireReply(result))
               }
             })
         })
