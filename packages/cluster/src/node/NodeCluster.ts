@@ -1,3 +1,4 @@
+/// <reference types="node" />
 /**
  * One-call layers for real processes: a pod and a shard manager serving each other over the network
  * transport (websocket rpc on `@effect/platform-node`'s HTTP server, `/rpc` and `/health`).

@@ -1,3 +1,4 @@
+/// <reference types="node" />
 /**
  * Node-only modules: the network transport (`@effect-cluster/cluster/node`). Not reachable from the
  * package's root entry, which stays browser-safe.

@@ -1,3 +1,4 @@
+/// <reference types="node" />
 import * as Crypto from "node:crypto"
 import * as Redacted from "effect/Redacted"
 
