@@ -1,5 +1,6 @@
 /**
- * `pnpm bench`: the cluster benchmark (bench/cluster.ts) and the workflow benchmark (bench/workflow.ts),
+ * `pnpm bench`: the cluster benchmark (bench/cluster.ts), the network transport benchmark
+ * (bench/network.ts) and the workflow benchmark (bench/workflow.ts),
  * one after the other, each in its own child process; prints the machine and every table at the end.
  * Not part of `pnpm test`.
  */
@@ -37,11 +38,14 @@ const tables = (out: string) => {
 const main = async () => {
   const { machine } = await import("./workflow.js")
   const cluster = await run("cluster.ts")
+  const network = await run("network.ts")
   const workflow = await run("workflow.ts")
   const timers = await run("timers.ts")
   console.log(`Machine: ${machine()}\n`)
   console.log("### Cluster\n")
   console.log(tables(cluster))
+  console.log("\n### Network transport\n")
+  console.log(tables(network))
   console.log("\n### Workflows\n")
   console.log(tables(workflow))
   console.log("\n### Durable timers\n")

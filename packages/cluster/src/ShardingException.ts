@@ -62,13 +62,15 @@ export class PodNoLongerRegisteredException extends Schema.TaggedError<PodNoLong
 /**
  * A pod could not be reached, or stopped answering during the call: the outcome of a message is unknown.
  * `send` retries it (deduplication by primary key makes the retry safe for messages that have one).
+ * `notDelivered` is `true` when the transport knows the message never left (no connection to the pod was
+ * made during the attempt): then it was certainly not delivered.
  *
  * @since 0.1.0
  * @category errors
  */
 export class PodUnavailableException extends Schema.TaggedError<PodUnavailableException>()(
   "@effect-cluster/cluster/PodUnavailableException",
-  { podAddress: PodAddress }
+  { podAddress: PodAddress, notDelivered: Schema.optionalWith(Schema.Boolean, { default: () => false }) }
 ) {}
 
 /**
@@ -277,6 +279,7 @@ export const deliveryOutcome = (error: ShardingException): "NotDelivered" | "Del
     case "@effect-cluster/cluster/ExceptionWhileOfferingMessageException":
       return "Delivered"
     case "@effect-cluster/cluster/PodUnavailableException":
+      return error.notDelivered ? "NotDelivered" : "Unknown"
     case "@effect-cluster/cluster/MessageOutcomeUnknownException":
       return "Unknown"
   }

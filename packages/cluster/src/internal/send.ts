@@ -124,7 +124,7 @@ export const makeMessenger = (
       if (!isRetryable(error)) return Exit.fail(error)
       const now = monotonicMillis()
       this.firstFailureAt ??= now
-      if (error._tag === "@effect-cluster/cluster/PodUnavailableException") this.outcomeUnknown = true
+      if (error._tag === "@effect-cluster/cluster/PodUnavailableException" && !error.notDelivered) this.outcomeUnknown = true
       if (now - this.firstFailureAt >= retryTimeoutMillis) {
         const recipientAddress = new RecipientAddress({ recipientTypeName: this.recipientType.name, entityId: this.entityId })
         const attempts = this.attempts

@@ -1,0 +1,235 @@
+/**
+ * `Pods` over the network: calls to other pods through `ShardingProtocol`, one pooled connection per pod.
+ * Concurrent sends to one pod are batched into one `Send` request (at most `maxBatchesInFlight` per pod
+ * at a time; an idle pod gets each send at once). Every call is bounded by the transport's timeouts.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
+import type * as HashSet from "effect/HashSet"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type { MessageState } from "../MessageState.js"
+import type { PodAddress } from "../PodAddress.js"
+import { Pods } from "../Pods.js"
+import type { SerializedEnvelope } from "../SerializedEnvelope.js"
+import type { SerializedMessage } from "../SerializedMessage.js"
+import type { ShardId } from "../ShardId.js"
+import type { ShardingException } from "../ShardingException.js"
+import { PodUnavailableException, SerializationException } from "../ShardingException.js"
+import { makePeerPool, PeerFailure } from "./internal/client.js"
+import { epochsToPairs, fromWireReply, ShardingRpcs, toWireEnvelope } from "./ShardingProtocol.js"
+import type { RequestRejected } from "./Transport.js"
+import { TransportConfig } from "./Transport.js"
+
+/**
+ * Batching limits: at most `maxBatchSize` envelopes per `Send` request and `maxBatchesInFlight` requests
+ * awaiting their answer per pod.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BatchOptions {
+  readonly maxBatchSize: number
+  readonly maxBatchesInFlight: number
+}
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const defaultBatchOptions: BatchOptions = { maxBatchSize: 256, maxBatchesInFlight: 2 }
+
+interface Pending {
+  readonly envelope: SerializedEnvelope
+  readonly size: number
+  readonly queuedAt: number
+  readonly resume: (exit: Exit.Exit<MessageState<SerializedMessage>, ShardingException>) => void
+  sent: boolean
+}
+
+interface Outbox {
+  readonly pod: PodAddress
+  readonly queue: Array<Pending>
+  inFlight: number
+  flushing: boolean
+}
+
+/**
+ * Builds the network `Pods` (scoped: connections close with the scope).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options?: Partial<BatchOptions>
+): Effect.Effect<Pods, never, TransportConfig | Scope.Scope> =>
+  Effect.gen(function*() {
+    const config = yield* TransportConfig
+    const { maxBatchSize, maxBatchesInFlight } = { ...defaultBatchOptions, ...options }
+    const pool = yield* makePeerPool(ShardingRpcs, config)
+    const runFork = yield* FiberSet.makeRuntime<never>()
+    const clock = yield* Effect.clock
+    const sendTimeoutMillis = Duration.toMillis(config.sendTimeout)
+    // A batch stays under half the server's frame limit (the rest is headers and framing).
+    const maxBatchBytes = Math.floor(config.maxMessageBytes / 2)
+    const outboxes = new Map<string, Outbox>()
+
+    const unavailable = (pod: PodAddress, notDelivered: boolean) =>
+      new PodUnavailableException({ podAddress: pod, notDelivered })
+
+    // A rejected request was not run: not delivered. Rejections mean misconfiguration (secret, limits).
+    const fromCallError = (pod: PodAddress) => (error: PeerFailure | RequestRejected) =>
+      error instanceof PeerFailure
+        ? Effect.fail(unavailable(pod, error.notDelivered))
+        : Effect.zipRight(
+          Effect.logWarning(`pod ${pod.host}:${pod.port} rejected a request`).pipe(
+            Effect.annotateLogs({ reason: error.reason, detail: error.detail })
+          ),
+          Effect.fail(unavailable(pod, true))
+        )
+
+    const control = (pod: PodAddress, timeout: Duration.Duration, f: Parameters<typeof pool.call<void, RequestRejected>>[3]) =>
+      pool.call(pod.host, pod.port, timeout, f).pipe(Effect.catchAll(fromCallError(pod)))
+
+    const outboxOf = (pod: PodAddress): Outbox => {
+      const key = `${pod.host}:${pod.port}`
+      let outbox = outboxes.get(key)
+      if (outbox === undefined) {
+        outbox = { pod, queue: [], inFlight: 0, flushing: false }
+        outboxes.set(key, outbox)
+      }
+      return outbox
+    }
+
+    // Takes the next batch: envelopes queued for longer than `sendTimeout` were never sent and fail as not
+    // delivered; the batch stops at `maxBatchSize` envelopes or `maxBatchBytes`.
+    const takeBatch = (outbox: Outbox): Array<Pending> => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const batch: Array<Pending> = []
+      let bytes = 0
+      let taken = 0
+      for (; taken < outbox.queue.length && batch.length < maxBatchSize; taken++) {
+        const pending = outbox.queue[taken]!
+        if (now - pending.queuedAt >= sendTimeoutMillis) {
+          pending.resume(Exit.fail(unavailable(outbox.pod, true)))
+          continue
+        }
+        if (batch.length > 0 && bytes + pending.size > maxBatchBytes) break
+        bytes += pending.size
+        pending.sent = true
+        batch.push(pending)
+      }
+      outbox.queue.splice(0, taken)
+      return batch
+    }
+
+    const sendBatch = (outbox: Outbox, batch: Array<Pending>): Effect.Effect<void> =>
+      pool.call(
+        outbox.pod.host,
+        outbox.pod.port,
+        config.sendTimeout,
+        (client) => client.Send({ envelopes: batch.map((pending) => toWireEnvelope(pending.envelope)) })
+      ).pipe(
+        Effect.matchEffect({
+          onFailure: (error) =>
+            Effect.flip(fromCallError(outbox.pod)(error)).pipe(
+              Effect.map((failure) => {
+                for (const pending of batch) pending.resume(Exit.fail(failure))
+              })
+            ),
+          onSuccess: (results) =>
+            Effect.sync(() => {
+              for (let i = 0; i < batch.length; i++) {
+                const result = results[i]
+                batch[i]!.resume(result === undefined ? Exit.fail(unavailable(outbox.pod, false)) : fromWireReply(result))
+              }
+            })
+        })
+      )
+
+    // One flush per outbox at a time takes what is queued once the senders of this tick have queued
+    // (a yield first), so concurrent sends share a request.
+    const flush = (outbox: Outbox): Effect.Effect<void> =>
+      Effect.zipRight(
+        Effect.yieldNow(),
+        Effect.suspend(() => {
+          outbox.flushing = false
+          const batch = takeBatch(outbox)
+          if (batch.length === 0) return Effect.void
+          outbox.inFlight++
+          schedule(outbox)
+          return Effect.ensuring(
+            sendBatch(outbox, batch),
+            Effect.sync(() => {
+              outbox.inFlight--
+              schedule(outbox)
+            })
+          )
+        })
+      )
+
+    const schedule = (outbox: Outbox): void => {
+      if (outbox.flushing || outbox.inFlight >= maxBatchesInFlight || outbox.queue.length === 0) return
+      outbox.flushing = true
+      runFork(flush(outbox))
+    }
+
+    const sendAndGetState = (
+      pod: PodAddress,
+      envelope: SerializedEnvelope
+    ): Effect.Effect<MessageState<SerializedMessage>, ShardingException> =>
+      Effect.async((resume) => {
+        const size = envelope.body.value.length + envelope.recipientAddress.entityId.length +
+          envelope.recipientAddress.recipientTypeName.length + envelope.messageId.length + 128
+        if (size > maxBatchBytes) {
+          resume(Exit.fail(
+            new SerializationException({ error: `a message of ${size} bytes exceeds the transport's limit` })
+          ))
+          return
+        }
+        const outbox = outboxOf(pod)
+        const pending: Pending = {
+          envelope,
+          size,
+          queuedAt: clock.unsafeCurrentTimeMillis(),
+          resume: (exit) => resume(exit),
+          sent: false
+        }
+        outbox.queue.push(pending)
+        schedule(outbox)
+        // An interrupted sender leaves the queue if its envelope has not gone yet.
+        return Effect.sync(() => {
+          if (!pending.sent) {
+            const index = outbox.queue.indexOf(pending)
+            if (index >= 0) outbox.queue.splice(index, 1)
+          }
+        })
+      })
+
+    const shardsOf = (shards: HashSet.HashSet<ShardId>) => Array.from(shards, (shard) => shard.value)
+
+    return Pods.of({
+      assignShards: (pod, shards, epochs) =>
+        control(pod, config.callTimeout, (client) =>
+          client.AssignShards({ shards: shardsOf(shards), epochs: epochsToPairs(epochs) })),
+      // A failure (timeout included) leaves the shards with the pod as far as the caller knows.
+      unassignShards: (pod, shards, epochs) =>
+        control(pod, config.unassignTimeout, (client) =>
+          client.UnassignShards({ shards: shardsOf(shards), epochs: epochsToPairs(epochs) })),
+      ping: (pod) => control(pod, config.callTimeout, (client) => client.Ping()),
+      sendAndGetState
+    })
+  })
+
+/**
+ * The network `Pods`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options?: Partial<BatchOptions>): Layer.Layer<Pods, never, TransportConfig> =>
+  Layer.scoped(Pods, make(options))
