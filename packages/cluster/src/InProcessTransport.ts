@@ -29,7 +29,7 @@ import * as ShardingConfig from "./ShardingConfig.js"
 import * as ShardingException from "./ShardingException.js"
 import * as ShardManager from "./ShardManager.js"
 import { ShardManagerClient } from "./ShardManagerClient.js"
-import type { Storage } from "./Storage.js"
+import type { Storage, StorageException } from "./Storage.js"
 
 /**
  * The in-process "network".
@@ -271,7 +271,7 @@ export const layerPod = (
  */
 export const layerManager = (
   config: Partial<ManagerConfig.ManagerConfig>
-): Layer.Layer<ShardManager.ShardManager, never, InProcessTransport | Storage> =>
+): Layer.Layer<ShardManager.ShardManager, StorageException, InProcessTransport | Storage> =>
   layerServeManager.pipe(
     Layer.provideMerge(ShardManager.live),
     Layer.provide(PodsHealth.local),

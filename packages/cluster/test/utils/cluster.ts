@@ -56,12 +56,16 @@ export const makeTestCluster = (options: {
   readonly serialize?: boolean
   readonly manager?: Partial<ManagerConfig.ManagerConfig>
   readonly pod?: Partial<ShardingConfig.ShardingConfig>
+  /** The manager's storage (default: one `Storage.memory` shared by every manager started). */
+  readonly storage?: Storage.Storage
 }): Effect.Effect<TestCluster, never, Scope.Scope> =>
   Effect.gen(function*() {
     const outer = yield* Effect.scope
     const transport = InProcessTransport.make({ serialize: options.serialize ?? true })
     const transportContext = Context.make(InProcessTransport.InProcessTransport, transport)
-    const storage = yield* Layer.build(Storage.memory)
+    const storage = options.storage !== undefined
+      ? Context.make(Storage.Storage, options.storage)
+      : yield* Layer.build(Storage.memory)
     let managerScope: Scope.CloseableScope | undefined
     let manager: ShardManager.ShardManager | undefined
     const stopManager = Effect.suspend(() => {
@@ -81,7 +85,7 @@ export const makeTestCluster = (options: {
         scope
       )
       manager = Context.get(context, ShardManagerModule.ShardManager)
-    })
+    }).pipe(Effect.orDie) // the memory storage never fails
     const startPod = (
       port: number,
       setup?: Effect.Effect<void, never, Sharding.Sharding>,
