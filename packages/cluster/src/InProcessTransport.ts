@@ -30,6 +30,7 @@ import * as ShardingException from "./ShardingException.js"
 import * as ShardManager from "./ShardManager.js"
 import { ShardManagerClient } from "./ShardManagerClient.js"
 import type { Storage, StorageException } from "./Storage.js"
+import * as StorageModule from "./Storage.js"
 
 /**
  * The in-process "network".
@@ -278,3 +279,36 @@ export const layerManager = (
     Layer.provide(layerManagerPods),
     Layer.provide(ManagerConfig.withDefaults(config))
   )
+
+/**
+ * Everything a program needs besides its pods, in one layer: the transport and a shard manager served on
+ * it, keeping its state in `Storage.memory`. With `makePod`, the least plumbing for several pods in one
+ * process (tests, demos, a single-process deployment).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerCluster = (
+  config?: Partial<ManagerConfig.ManagerConfig>
+): Layer.Layer<InProcessTransport | ShardManager.ShardManager, StorageException> =>
+  layerManager(config ?? {}).pipe(Layer.provideMerge(Layer.merge(layer(), StorageModule.memory)))
+
+/**
+ * Builds a pod on the transport in the current scope, runs `setup` with its `Sharding` (register entity
+ * types, topics and singletons there), then registers it with the manager. Closing the scope stops its
+ * entities and unregisters it. Each pod needs its own `shardingPort` (its name on the transport).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makePod = <E = never, R = never>(
+  config: Partial<ShardingConfig.ShardingConfig> & { readonly shardingPort: number },
+  setup?: Effect.Effect<void, E, R>
+): Effect.Effect<Sharding.Sharding, E, InProcessTransport | Scope.Scope | Exclude<R, Sharding.Sharding>> =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(layerPod(config))
+    const sharding = Context.get(context, Sharding.Sharding)
+    if (setup !== undefined) yield* Effect.provide(setup, context)
+    yield* sharding.register
+    return sharding
+  })
