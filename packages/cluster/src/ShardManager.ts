@@ -148,9 +148,11 @@ export const make: Effect.Effect<
   const retried = <A>(effect: Effect.Effect<A, StorageException>, what: string) =>
     effect.pipe(
       Effect.tapError((error) => Effect.logWarning(`storage: ${what} failed; retrying`, error)),
-      Effect.retry(
-        Schedule.intersect(Schedule.spaced(config.persistRetryInterval), Schedule.recurs(config.persistRetryCount))
-      )
+      Effect.retry({
+        schedule: Schedule.intersect(Schedule.spaced(config.persistRetryInterval), Schedule.recurs(config.persistRetryCount)),
+        // A manager fenced off by a standby stays fenced: retrying cannot help.
+        while: (error) => !error.fenced
+      })
     )
 
   // --- State, in one place. owner/epoch indexed by shard number; `owner` is the intended owner, shown to
@@ -228,10 +230,12 @@ export const make: Effect.Effect<
     )
     const assignmentsNow = assignmentsMap(false)
     return retried(
-      storage.savePods(podsNow).pipe(
-        Effect.zipRight(storage.saveEpochs(epochsNow)),
-        Effect.zipRight(storage.saveAssignments(assignmentsNow))
-      ),
+      storage.saveAll !== undefined
+        ? storage.saveAll({ pods: podsNow, epochs: epochsNow, assignments: assignmentsNow })
+        : storage.savePods(podsNow).pipe(
+          Effect.zipRight(storage.saveEpochs(epochsNow)),
+          Effect.zipRight(storage.saveAssignments(assignmentsNow))
+        ),
       "saving the state"
     )
   }))
