@@ -253,7 +253,8 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
         const owner = Option.flatten(HashMap.findFirst(table, (_, shard) => shard.value === shardId).pipe(Option.map(([, o]) => o)))
         const stored = HashMap.findFirst(current, (_, shard) => shard.value === shardId).pipe(Option.map(([, e]) => e))
         return Option.isSome(owner) && keyOf(owner.value) === keyOf(address) &&
-          shardIncarnations.get(shardId) === incarnation && Option.getOrUndefined(stored) === epoch
+          shardIncarnations.get(shardId) === incarnation && incarnations.get(keyOf(address))?.incarnation === incarnation &&
+          Option.getOrUndefined(stored) === epoch
       }),
     getManagerLease: Effect.sync(() => Option.fromNullable(managerLease)),
     acquireManagerLease: (holder, observed) =>
