@@ -148,7 +148,7 @@ export interface LeasedStorage extends Storage {
    * The same storage whose writes succeed only while `holder` holds the manager lease at `term`; a deposed
    * manager's writes fail with a `StorageException` marked `fenced` and change nothing.
    */
-  readonly fencedBy: (holder: string, term: number) => Storage
+  readonly fencedBy: (holder: string, term: number) => Storage & Pick<LeasedStorage, "saveAll">
 }
 
 /**
@@ -274,7 +274,7 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
         return true
       })
   }
-  const fencedBy = (holder: string, term: number): Storage => {
+  const fencedBy = (holder: string, term: number): Storage & Pick<LeasedStorage, "saveAll"> => {
     const fence = <A>(write: Effect.Effect<A, StorageException>) =>
       Effect.suspend(() =>
         managerLease?.holder === holder && managerLease.term === term

@@ -10,7 +10,7 @@ const address = (port: number) => PodAddress.make("host", port)
 const pod = (port: number, version = "1.0.0") => Pod.make(address(port), version)
 const shard = (value: number) => ShardId.make(value)
 
-const owners = (assignments: HashMap.HashMap<ShardId, Option.Option<PodAddress.PodAddress>>) =>
+const owners = (assignments: HashMap.HashMap<ShardId.ShardId, Option.Option<PodAddress.PodAddress>>) =>
   Array.from(assignments)
     .flatMap(([shardId, owner]) => Option.isSome(owner) ? [[shardId.value, owner.value.port] as const] : [])
     .sort((a, b) => a[0] - b[0])
@@ -21,7 +21,7 @@ const assign = (entries: ReadonlyArray<readonly [number, number | null]>) =>
 const epochsOf = (entries: ReadonlyArray<readonly [number, number]>) =>
   HashMap.fromIterable(entries.map(([s, epoch]) => [shard(s), epoch] as const))
 
-const sortedEpochs = (epochs: HashMap.HashMap<ShardId, number>) =>
+const sortedEpochs = (epochs: HashMap.HashMap<ShardId.ShardId, number>) =>
   Array.from(epochs, ([shardId, epoch]) => [shardId.value, epoch] as const).sort((a, b) => a[0] - b[0])
 
 for (const storageCase of storageCases) {
