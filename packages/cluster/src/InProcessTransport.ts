@@ -9,6 +9,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -295,8 +296,9 @@ export const layerCluster = (
 
 /**
  * Builds a pod on the transport in the current scope, runs `setup` with its `Sharding` (register entity
- * types, topics and singletons there), then registers it with the manager. Closing the scope stops its
- * entities and unregisters it. Each pod needs its own `shardingPort` (its name on the transport).
+ * types, topics and singletons there), then registers it with the manager and returns once the manager's
+ * round for it has run and the pod knows the other pods' shards. Closing the scope stops its entities and
+ * unregisters it. Each pod needs its own `shardingPort` (its name on the transport).
  *
  * @since 0.1.0
  * @category constructors
@@ -310,5 +312,12 @@ export const makePod = <E = never, R = never>(
     const sharding = Context.get(context, Sharding.Sharding)
     if (setup !== undefined) yield* Effect.provide(setup, context)
     yield* sharding.register
+    // The manager's round for a new pod needs no clock in one process: let it run (a bounded number of
+    // scheduler turns; none is given while a restarted manager waits), then renew once, so the pod starts
+    // with every other pod's shards in its routing table rather than at its next heartbeat.
+    for (let turn = 0; turn < 1000 && HashSet.size(yield* sharding.getAssignedShardIds) === 0; turn++) {
+      yield* Effect.yieldNow()
+    }
+    yield* sharding.heartbeat
     return sharding
   })
