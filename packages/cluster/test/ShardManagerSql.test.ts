@@ -2,7 +2,6 @@
  * The shard manager on the SQL storage (a SQLite file, PostgreSQL), on the live clock: what it grants is in
  * the database before any pod holds it, and a restarted manager resumes from the database unchanged.
  */
-
 import type { Sharding } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, HashMap, Option } from "effect"
@@ -16,7 +15,7 @@ const timings = {
   entityTerminationTimeout: Duration.seconds(1)
 }
 
-
+/** Checks `condition` every 20 ms (live clock) until it holds, for at most 10 s. */
 const poll = (condition: Effect.Effect<boolean>): Effect.Effect<void> =>
   Effect.gen(function*() {
     for (let i = 0; i < 500; i++) {
