@@ -9,6 +9,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -29,7 +30,8 @@ import * as ShardingConfig from "./ShardingConfig.js"
 import * as ShardingException from "./ShardingException.js"
 import * as ShardManager from "./ShardManager.js"
 import { ShardManagerClient } from "./ShardManagerClient.js"
-import type { Storage } from "./Storage.js"
+import type { Storage, StorageException } from "./Storage.js"
+import * as StorageModule from "./Storage.js"
 
 /**
  * The in-process "network".
@@ -272,10 +274,51 @@ export const layerPod = (
  */
 export const layerManager = (
   config: Partial<ManagerConfig.ManagerConfig>
-): Layer.Layer<ShardManager.ShardManager, never, InProcessTransport | Storage> =>
+): Layer.Layer<ShardManager.ShardManager, StorageException, InProcessTransport | Storage> =>
   layerServeManager.pipe(
     Layer.provideMerge(ShardManager.live),
     Layer.provide(PodsHealth.local),
     Layer.provide(layerManagerPods),
     Layer.provide(ManagerConfig.withDefaults(config))
   )
+
+/**
+ * Everything a program needs besides its pods, in one layer: the transport and a shard manager served on
+ * it, keeping its state in `Storage.memory`. With `makePod`, the least plumbing for several pods in one
+ * process (tests, demos, a single-process deployment).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerCluster = (
+  config?: Partial<ManagerConfig.ManagerConfig>
+): Layer.Layer<InProcessTransport | ShardManager.ShardManager, StorageException> =>
+  layerManager(config ?? {}).pipe(Layer.provideMerge(Layer.merge(layer(), StorageModule.memory)))
+
+/**
+ * Builds a pod on the transport in the current scope, runs `setup` with its `Sharding` (register entity
+ * types, topics and singletons there), then registers it with the manager and returns once the manager's
+ * round for it has run and the pod knows the other pods' shards. Closing the scope stops its entities and
+ * unregisters it. Each pod needs its own `shardingPort` (its name on the transport).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makePod = <E = never, R = never>(
+  config: Partial<ShardingConfig.ShardingConfig> & { readonly shardingPort: number },
+  setup?: Effect.Effect<void, E, R>
+): Effect.Effect<Sharding.Sharding, E, InProcessTransport | Scope.Scope | Exclude<R, Sharding.Sharding>> =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(layerPod(config))
+    const sharding = Context.get(context, Sharding.Sharding)
+    if (setup !== undefined) yield* Effect.provide(setup, context)
+    yield* sharding.register
+    // The manager's round for a new pod needs no clock in one process: let it run (a bounded number of
+    // scheduler turns; none is given while a restarted manager waits), then renew once, so the pod starts
+    // with every other pod's shards in its routing table rather than at its next heartbeat.
+    for (let turn = 0; turn < 1000 && HashSet.size(yield* sharding.getAssignedShardIds) === 0; turn++) {
+      yield* Effect.yieldNow()
+    }
+    yield* sharding.heartbeat
+    return sharding
+  })

@@ -15,11 +15,17 @@ import { InvalidConfigurationException } from "./ShardingException.js"
  * The shard manager's configuration. Defaults in brackets.
  *
  * - `numberOfShards` [300]: must equal every pod's.
- * - `apiPort` [8080]: used by network transports.
- * - `rebalanceInterval` [20 seconds]: period of the balancing round.
- * - `rebalanceRetryInterval` [10 seconds]: retry of a failed assignment of unassigned shards.
- * - `pingTimeout` [3 seconds]: how long a health ping may take.
- * - `persistRetryInterval` [3 seconds], `persistRetryCount` [100]: retries of storage writes.
+ * - `apiPort` [8080]: reserved for a network transport; the in-process transport does not use it.
+ * - `rebalanceInterval` [20 seconds]: period of the balancing round when nothing triggers one earlier (a
+ *   registration triggers one at once).
+ * - `rebalanceFollowUpInterval` [250 millis]: while balancing rounds still move shards, the next round
+ *   follows after this pause rather than `rebalanceInterval`, so a pod joining a small cluster gets its
+ *   share within seconds (150 of 300 shards: 25 rounds of 6) while no round moves more than its bound.
+ * - `rebalanceRetryInterval` [10 seconds]: pause before the next round after a round in which a step
+ *   failed (an unassignment the old owner did not confirm, or an assignment that could not be persisted).
+ * - `pingTimeout` [3 seconds]: how long a health ping of `PodsHealth.local` may take.
+ * - `persistRetryInterval` [3 seconds], `persistRetryCount` [100]: retries of a failed storage read or
+ *   write. A grant is published only once its write succeeded; one whose write still fails is withdrawn.
  * - `rebalanceRate` [0.02]: at most `max(1, ceil(numberOfShards * rebalanceRate))` shards move per
  *   balancing round (6 of 300). Unassigned shards are always assigned at once.
  * - `leaseDuration` [30 seconds]: the lease granted with each heartbeat.
@@ -34,6 +40,7 @@ export interface ManagerConfig {
   readonly numberOfShards: number
   readonly apiPort: number
   readonly rebalanceInterval: Duration.Duration
+  readonly rebalanceFollowUpInterval: Duration.Duration
   readonly rebalanceRetryInterval: Duration.Duration
   readonly pingTimeout: Duration.Duration
   readonly persistRetryInterval: Duration.Duration
@@ -61,6 +68,7 @@ export const defaultValues: ManagerConfig = {
   numberOfShards: 300,
   apiPort: 8080,
   rebalanceInterval: Duration.seconds(20),
+  rebalanceFollowUpInterval: Duration.millis(250),
   rebalanceRetryInterval: Duration.seconds(10),
   pingTimeout: Duration.seconds(3),
   persistRetryInterval: Duration.seconds(3),
@@ -82,6 +90,9 @@ export const validate = (config: ManagerConfig): Effect.Effect<void, InvalidConf
   }
   if (!(config.rebalanceRate > 0 && config.rebalanceRate <= 1)) {
     return Effect.fail(new InvalidConfigurationException({ reason: "rebalanceRate must be in (0, 1]" }))
+  }
+  if (!(config.persistRetryCount >= 0 && Number.isInteger(config.persistRetryCount))) {
+    return Effect.fail(new InvalidConfigurationException({ reason: "persistRetryCount must be a non-negative integer" }))
   }
   if (!(config.numberOfShards >= 1 && Number.isInteger(config.numberOfShards))) {
     return Effect.fail(new InvalidConfigurationException({ reason: "numberOfShards must be a positive integer" }))
@@ -115,7 +126,7 @@ const millis = (name: string, fallback: Duration.Duration) =>
 
 /**
  * Reads the configuration (durations in milliseconds), falling back to the defaults: `NUMBER_OF_SHARDS`,
- * `API_PORT`, `REBALANCE_INTERVAL`, `REBALANCE_RETRY_INTERVAL`, `PING_TIMEOUT`, `PERSIST_RETRY_INTERVAL`,
+ * `API_PORT`, `REBALANCE_INTERVAL`, `REBALANCE_FOLLOW_UP_INTERVAL`, `REBALANCE_RETRY_INTERVAL`, `PING_TIMEOUT`, `PERSIST_RETRY_INTERVAL`,
  * `PERSIST_RETRY_COUNT`, `REBALANCE_RATE` (2024), `LEASE_DURATION`, `LEASE_MARGIN`.
  *
  * @since 0.1.0
@@ -125,6 +136,7 @@ export const config: Config.Config<ManagerConfig> = Config.all({
   numberOfShards: Config.integer("NUMBER_OF_SHARDS").pipe(Config.withDefault(defaultValues.numberOfShards)),
   apiPort: Config.integer("API_PORT").pipe(Config.withDefault(defaultValues.apiPort)),
   rebalanceInterval: millis("REBALANCE_INTERVAL", defaultValues.rebalanceInterval),
+  rebalanceFollowUpInterval: millis("REBALANCE_FOLLOW_UP_INTERVAL", defaultValues.rebalanceFollowUpInterval),
   rebalanceRetryInterval: millis("REBALANCE_RETRY_INTERVAL", defaultValues.rebalanceRetryInterval),
   pingTimeout: millis("PING_TIMEOUT", defaultValues.pingTimeout),
   persistRetryInterval: millis("PERSIST_RETRY_INTERVAL", defaultValues.persistRetryInterval),

@@ -6,7 +6,10 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Duration from "effect/Duration"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { ManagerConfig } from "./ManagerConfig.js"
 import { Pods } from "./Pods.js"
 import type { PodAddress } from "./PodAddress.js"
 
@@ -41,17 +44,18 @@ export const make = (impl: PodsHealth): PodsHealth => impl
 export const noop: Layer.Layer<PodsHealth> = Layer.succeed(PodsHealth, { isAlive: () => Effect.succeed(true) })
 
 /**
- * A pod is alive when `Pods.ping` answers within 3 seconds.
+ * A pod is alive when `Pods.ping` answers within the manager's `pingTimeout` (3 seconds when no
+ * `ManagerConfig` is provided).
  *
  * @since 0.1.0
  * @category layers
  */
 export const local: Layer.Layer<PodsHealth, never, Pods> = Layer.effect(
   PodsHealth,
-  Effect.map(Pods, (pods) => ({
+  Effect.map(Effect.all([Pods, Effect.serviceOption(ManagerConfig)]), ([pods, config]) => ({
     isAlive: (address: PodAddress) =>
       pods.ping(address).pipe(
-        Effect.timeout("3 seconds"),
+        Effect.timeout(Option.match(config, { onNone: () => Duration.seconds(3), onSome: (_) => _.pingTimeout })),
         Effect.as(true),
         Effect.orElseSucceed(() => false)
       )

@@ -14,8 +14,11 @@ import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Persister from "./internal/persister.js"
 import * as Rebalance from "./internal/rebalance.js"
 import * as ManagerConfig from "./ManagerConfig.js"
 import { Pod } from "./Pod.js"
@@ -26,7 +29,7 @@ import { type HeartbeatRequest, LeaseGrant, ShardAssignment } from "./ShardAssig
 import { ShardId } from "./ShardId.js"
 import * as ShardingEvent from "./ShardingEvent.js"
 import { PodNoLongerRegisteredException } from "./ShardingException.js"
-import { Storage } from "./Storage.js"
+import { Storage, type StorageException } from "./Storage.js"
 
 /**
  * The manager's API. The 2024 members are kept; `heartbeat` (lease renewal) and `getShardAssignments`
@@ -98,17 +101,35 @@ interface PodEntry {
 
 const podKeyOf = (address: PodAddress): string => `${address.host}:${address.port}`
 
+interface Grant {
+  readonly key: string
+  readonly address: PodAddress
+  readonly shards: ReadonlyArray<number>
+  readonly epochs: Map<number, number>
+}
+
+/** What one round did: shards it moved or handed out, and whether some step failed (retried later). */
+interface RoundResult {
+  readonly moved: number
+  readonly failed: boolean
+}
+
+const noRound: RoundResult = { moved: 0, failed: false }
+
 /**
  * Builds the manager (scoped: its background loops end with the scope). It restores pods, assignments and
- * epochs from `Storage` and keeps them: after a restart it reassigns a pod's shards only if the pod stays
- * silent for `leaseDuration + leaseMargin` from the restart, since it cannot know the earlier grants.
+ * epochs from `Storage` and keeps them. Every new assignment is persisted before any pod can see it (a
+ * heartbeat's table shows it unowned until then). A manager started on storage that already holds state
+ * (a restart) hands out no shard before `leaseDuration + leaseMargin` from its start, and reassigns a
+ * silent pod's shards no earlier, since it cannot know the earlier grants. It dies with
+ * `InvalidConfigurationException` on a storage without durable epochs (`Storage.make` without them).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make: Effect.Effect<
   ShardManager,
-  never,
+  StorageException,
   Scope.Scope | ManagerConfig.ManagerConfig | Storage | PodsHealth | Pods
 > = Effect.gen(function*() {
   const config = yield* ManagerConfig.ManagerConfig
@@ -125,17 +146,30 @@ export const make: Effect.Effect<
   const leaseMillis = Duration.toMillis(config.leaseDuration)
   const marginMillis = Duration.toMillis(config.leaseMargin)
   const monotonicMillis = (): number => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
+  // Bounded retries of every storage access (the 2024 `persistRetryInterval` / `persistRetryCount`).
+  const retried = <A>(effect: Effect.Effect<A, StorageException>, what: string) =>
+    effect.pipe(
+      Effect.tapError((error) => Effect.logWarning(`storage: ${what} failed; retrying`, error)),
+      Effect.retry({
+        schedule: Schedule.intersect(Schedule.spaced(config.persistRetryInterval), Schedule.recurs(config.persistRetryCount)),
+        // A manager fenced off by a standby stays fenced: retrying cannot help.
+        while: (error) => !error.fenced
+      })
+    )
 
-  // --- State, in one place. owner/epoch indexed by shard number.
+  // --- State, in one place. owner/epoch indexed by shard number; `owner` is the intended owner, shown to
+  // pods only once persisted (shards in `unpersisted` look unowned until then).
   const podEntries = new Map<string, PodEntry>()
   const owner: Array<string | undefined> = new Array(numberOfShards + 1)
   const epoch: Array<number> = new Array(numberOfShards + 1).fill(0)
   const releasing = new Set<number>()
+  const unpersisted = new Set<number>()
 
   const startedAt = monotonicMillis()
-  const storedPods = yield* storage.getPods
-  const storedAssignments = yield* storage.getAssignments
-  const storedEpochs = yield* storage.getEpochs
+  const [storedPods, storedAssignments, storedEpochs] = yield* retried(
+    Effect.all([storage.getPods, storage.getAssignments, storage.getEpochs]),
+    "reading the state"
+  )
   for (const pod of HashMap.values(storedPods)) {
     // A restarted manager does not know when it last granted: count from now.
     podEntries.set(podKeyOf(pod.address), {
@@ -154,37 +188,59 @@ export const make: Effect.Effect<
   for (const [shardId, value] of storedEpochs) {
     if (shardId.value >= 1 && shardId.value <= numberOfShards) epoch[shardId.value] = value
   }
+  // Storage with any state means an earlier manager may have granted leases that still run: no grant
+  // before they have certainly ended. A fresh storage has never granted anything (grants are persisted
+  // before they are published), so a new cluster gets its shards at once.
+  const restarted = HashMap.size(storedPods) > 0 || epoch.some((value) => value > 0) ||
+    Array.from(HashMap.values(storedAssignments)).some(Option.isSome)
+  const grantsFrom = restarted ? startedAt + leaseMillis + marginMillis : startedAt
+
+  // Interruptible even when forked from a caller's finalizer (a pod unregistering as its scope closes):
+  // a fiber inherits uninterruptibility, and the manager's scope could then not close until it ended.
+  const inBackground = <A, E>(effect: Effect.Effect<A, E>) => Effect.forkIn(Effect.interruptible(effect), scope)
 
   const addressOf = (key: string): PodAddress | undefined => podEntries.get(key)?.pod.address
   const shardSet = (shards: Iterable<number>) =>
     HashSet.fromIterable(Array.from(shards, (value) => new ShardId({ value })))
 
-  const assignmentsMap = (): HashMap.HashMap<ShardId, Option.Option<PodAddress>> =>
+  const assignmentsMap = (
+    visibleOnly: boolean
+  ): HashMap.HashMap<ShardId, Option.Option<PodAddress>> =>
     HashMap.fromIterable(
       Array.from({ length: numberOfShards }, (_, i) => {
-        const key = owner[i + 1]
+        const key = visibleOnly && unpersisted.has(i + 1) ? undefined : owner[i + 1]
         return [new ShardId({ value: i + 1 }), Option.fromNullable(key === undefined ? undefined : addressOf(key))]
       })
     )
 
-  // Shards being handed off are shown as unowned, so no grant re-confirms them to their old owner.
+  // Shards being handed off are shown as unowned, so no grant re-confirms them to their old owner; shards
+  // granted but not yet persisted too, so no pod acts on an epoch a crash could make the manager reissue.
   const table = (): Array<ShardAssignment> =>
     Array.from({ length: numberOfShards }, (_, i) => {
       const shard = i + 1
       const key = owner[shard]
-      const address = key === undefined || releasing.has(shard) ? undefined : addressOf(key)
+      const hidden = key === undefined || releasing.has(shard) || unpersisted.has(shard)
+      const address = hidden ? undefined : addressOf(key)
       return new ShardAssignment({ shardId: shard, pod: address ?? null, epoch: epoch[shard]! })
     })
 
-  // Epochs first: an epoch is durable before any pod can act on it, so a restarted manager never reissues it.
-  const persistAssignments = Effect.suspend(() =>
-    storage.saveEpochs(
-      HashMap.fromIterable(Array.from({ length: numberOfShards }, (_, i) => [new ShardId({ value: i + 1 }), epoch[i + 1]!]))
-    ).pipe(Effect.zipRight(storage.saveAssignments(assignmentsMap())))
-  )
-  const persistPods = Effect.suspend(() =>
-    storage.savePods(HashMap.fromIterable(Array.from(podEntries.values(), (entry) => [entry.pod.address, entry.pod])))
-  )
+  // Pods, then epochs, then assignments: an assignment never lands without its epoch and its pod.
+  const persister = yield* Persister.make(Effect.suspend(() => {
+    const podsNow = HashMap.fromIterable(Array.from(podEntries.values(), (entry) => [entry.pod.address, entry.pod]))
+    const epochsNow = HashMap.fromIterable(
+      Array.from({ length: numberOfShards }, (_, i) => [new ShardId({ value: i + 1 }), epoch[i + 1]!])
+    )
+    const assignmentsNow = assignmentsMap(false)
+    return retried(
+      storage.saveAll !== undefined
+        ? storage.saveAll({ pods: podsNow, epochs: epochsNow, assignments: assignmentsNow })
+        : storage.savePods(podsNow).pipe(
+          Effect.zipRight(storage.saveEpochs(epochsNow)),
+          Effect.zipRight(storage.saveAssignments(assignmentsNow))
+        ),
+      "saving the state"
+    )
+  }))
 
   const snapshot = (): Rebalance.RebalanceState => ({
     numberOfShards,
@@ -201,7 +257,7 @@ export const make: Effect.Effect<
       for (let shard = 1; shard <= numberOfShards; shard++) {
         if (owner[shard] === key) {
           owner[shard] = undefined
-          freed.push(shard)
+          if (!unpersisted.delete(shard)) freed.push(shard)
         }
       }
       return Effect.logInfo(`pod ${key} removed: ${reason}`).pipe(
@@ -211,48 +267,48 @@ export const make: Effect.Effect<
             ? PubSub.publish(events, ShardingEvent.ShardsUnassigned(entry.pod.address, shardSet(freed)))
             : Effect.void
         ),
-        Effect.zipRight(persistPods),
-        Effect.zipRight(persistAssignments),
-        Effect.zipRight(Effect.forkIn(rebalance(true), scope)),
+        // Not awaited: a stale stored owner is the safe direction (a restarted manager waits for it).
+        Effect.zipRight(persister.request),
+        Effect.zipRight(inBackground(rebalance(true))),
         Effect.asVoid
       )
     })
 
-  // --- Rebalancing: unassignments first (each old owner confirms it stopped the shards' entities), then
-  // assignments with new epochs, persisted before the new owner is told.
-  const executePlan = (plan: Rebalance.RebalancePlan): Effect.Effect<void> =>
-    Effect.gen(function*() {
-      const failed = new Set<number>()
-      yield* Effect.forEach(plan.unassignments, ([key, shards]) => {
-        const address = addressOf(key)
-        if (address === undefined) {
-          for (const shard of shards) failed.add(shard)
-          return Effect.void
-        }
-        const revoked = new Map(shards.map((shard) => [shard, epoch[shard]!] as const))
-        for (const shard of shards) releasing.add(shard)
-        return pods.unassignShards(address, shardSet(shards), revoked).pipe(
-          Effect.matchEffect({
-            onSuccess: () =>
-              Effect.suspend(() => {
-                for (const shard of shards) {
-                  releasing.delete(shard)
-                  if (owner[shard] === key) owner[shard] = undefined
-                }
-                return PubSub.publish(events, ShardingEvent.ShardsUnassigned(address, shardSet(shards)))
-              }),
-            onFailure: () =>
-              Effect.sync(() => {
-                for (const shard of shards) {
-                  releasing.delete(shard)
-                  failed.add(shard)
-                }
-              })
-          })
-        )
-      }, { concurrency: "unbounded", discard: true })
+  const unassignAll = (plan: Rebalance.RebalancePlan, failed: Set<number>): Effect.Effect<void> =>
+    Effect.forEach(plan.unassignments, ([key, shards]) => {
+      const address = addressOf(key)
+      if (address === undefined) {
+        for (const shard of shards) failed.add(shard)
+        return Effect.void
+      }
+      const revoked = new Map(shards.map((shard) => [shard, epoch[shard]!] as const))
+      for (const shard of shards) releasing.add(shard)
+      return pods.unassignShards(address, shardSet(shards), revoked).pipe(
+        Effect.matchEffect({
+          onSuccess: () =>
+            Effect.suspend(() => {
+              for (const shard of shards) {
+                releasing.delete(shard)
+                if (owner[shard] === key) owner[shard] = undefined
+              }
+              return PubSub.publish(events, ShardingEvent.ShardsUnassigned(address, shardSet(shards)))
+            }),
+          onFailure: () =>
+            Effect.sync(() => {
+              for (const shard of shards) {
+                releasing.delete(shard)
+                failed.add(shard)
+              }
+            })
+        })
+      )
+    }, { concurrency: "unbounded", discard: true })
 
-      const notified: Array<Effect.Effect<void>> = []
+  // New epochs and owners are recorded, persisted, and only then shown and pushed to their pods. A write
+  // that fails (after its retries) or is cut short takes the grants back; their epochs stay used.
+  const grantAll = (plan: Rebalance.RebalancePlan, failed: Set<number>): Effect.Effect<number, StorageException> =>
+    Effect.suspend(() => {
+      const grants: Array<Grant> = []
       for (const [key, shards] of plan.assignments) {
         const address = addressOf(key)
         const granted = shards.filter((shard) => !failed.has(shard) && owner[shard] === undefined)
@@ -261,28 +317,81 @@ export const make: Effect.Effect<
         for (const shard of granted) {
           epoch[shard] = epoch[shard]! + 1
           owner[shard] = key
+          unpersisted.add(shard)
           epochs.set(shard, epoch[shard]!)
         }
-        notified.push(
-          PubSub.publish(events, ShardingEvent.ShardsAssigned(address, shardSet(granted))).pipe(
-            Effect.zipRight(pods.assignShards(address, shardSet(granted), epochs)),
-            // The pod also learns its shards from its next heartbeat: a failed push only delays it.
-            Effect.catchAll((error) => Effect.logDebug("assignShards push failed", error)),
-            Effect.asVoid
-          )
-        )
+        grants.push({ key, address, shards: granted, epochs })
       }
-      if (notified.length > 0 || plan.unassignments.size > 0) yield* persistAssignments
-      yield* Effect.all(notified, { concurrency: "unbounded", discard: true })
+      if (grants.length === 0) return plan.unassignments.size > 0 ? Effect.as(persister.request, 0) : Effect.succeed(0)
+      const settle = (persisted: boolean) =>
+        Effect.sync(() => {
+          for (const grant of grants) {
+            for (const shard of grant.shards) {
+              if (unpersisted.delete(shard) && !persisted && owner[shard] === grant.key) owner[shard] = undefined
+            }
+          }
+        })
+      // Shown in the table and pushed in one continuation once durable, so readers of the table rarely
+      // find an owner not yet told (it would refuse at an epoch it does not hold, and the sender retries).
+      return persister.flush.pipe(
+        Effect.onExit((exit) => settle(exit._tag === "Success")),
+        Effect.zipRight(Effect.forEach(grants, publishGrant, { discard: true })),
+        Effect.as(grants.reduce((sum, grant) => sum + grant.shards.length, 0))
+      )
     })
 
-  const rebalance = (immediately: boolean): Effect.Effect<void> =>
+  const publishGrant = (grant: Grant): Effect.Effect<void> => {
+    const current = grant.shards.filter((shard) => owner[shard] === grant.key)
+    if (current.length === 0) return Effect.void
+    return PubSub.publish(events, ShardingEvent.ShardsAssigned(grant.address, shardSet(current))).pipe(
+      Effect.zipRight(pods.assignShards(grant.address, shardSet(current), grant.epochs)),
+      // The pod also learns its shards from its next heartbeat: a failed push only delays it.
+      Effect.catchAll((error) => Effect.logDebug("assignShards push failed", error)),
+      Effect.asVoid
+    )
+  }
+
+  // --- Rebalancing: unassignments first (each old owner confirms it stopped the shards' entities), then
+  // assignments with new epochs, persisted before anyone is told.
+  const executePlan = (plan: Rebalance.RebalancePlan): Effect.Effect<RoundResult> =>
+    Effect.gen(function*() {
+      const failed = new Set<number>()
+      yield* unassignAll(plan, failed)
+      const granted = yield* grantAll(plan, failed).pipe(
+        Effect.catchAll((error) =>
+          Effect.as(Effect.logError("grants withdrawn: their assignment could not be persisted", error), -1)
+        )
+      )
+      return { moved: Math.max(0, granted), failed: failed.size > 0 || granted < 0 }
+    })
+
+  const runRound = (immediately: boolean): Effect.Effect<RoundResult> =>
     rebalanceLock.withPermits(1)(Effect.gen(function*() {
-      yield* executePlan(Rebalance.decideAssignmentsForUnassignedShards(snapshot()))
-      if (!immediately) {
-        yield* executePlan(Rebalance.decideAssignmentsForUnbalancedShards(snapshot(), config.rebalanceRate))
-      }
+      if (monotonicMillis() < grantsFrom) return noRound
+      const first = yield* executePlan(Rebalance.decideAssignmentsForUnassignedShards(snapshot()))
+      if (immediately) return first
+      const second = yield* executePlan(Rebalance.decideAssignmentsForUnbalancedShards(snapshot(), config.rebalanceRate))
+      return { moved: first.moved + second.moved, failed: first.failed || second.failed }
     }))
+
+  const rebalance = (immediately: boolean): Effect.Effect<void> => Effect.asVoid(runRound(immediately))
+
+  // --- Balancing: a round on each registration and every `rebalanceInterval`; while rounds still move
+  // shards, the next follows `rebalanceFollowUpInterval` later, so a joining pod gets its share within
+  // seconds with at most `maxMovesPerRound` shards in flight at a time. A failed step is retried after
+  // `rebalanceRetryInterval`.
+  const balanceNow = yield* Queue.sliding<void>(1)
+  let pause = config.rebalanceInterval
+  const balancing: Effect.Effect<void> = Effect.gen(function*() {
+    yield* Queue.take(balanceNow).pipe(Effect.timeoutOption(pause))
+    const round = yield* runRound(false)
+    pause = round.failed
+      ? config.rebalanceRetryInterval
+      : round.moved > 0
+      ? config.rebalanceFollowUpInterval
+      : config.rebalanceInterval
+  })
+  yield* Effect.forkScoped(Effect.forever(balancing).pipe(Effect.annotateLogs({ fiber: "shard-manager-rebalance" })))
 
   // --- Failure detection: a pod is declared dead only after its lease has certainly ended
   // (last grant + lease + margin on this clock); PodsHealth may delay that once by a lease period.
@@ -311,11 +420,6 @@ export const make: Effect.Effect<
       return Effect.zipRight(Effect.sleep(Duration.millis(wait)), checkLeases)
     })).pipe(Effect.annotateLogs({ fiber: "shard-manager-leases" }))
   )
-  yield* Effect.forkScoped(
-    Effect.forever(Effect.zipRight(Effect.sleep(config.rebalanceInterval), rebalance(false))).pipe(
-      Effect.annotateLogs({ fiber: "shard-manager-rebalance" })
-    )
-  )
 
   const register = (pod: Pod): Effect.Effect<void> =>
     Effect.gen(function*() {
@@ -331,9 +435,9 @@ export const make: Effect.Effect<
         podEntries.set(key, { pod, lastGrantAt: now, deadline: now + leaseMillis + marginMillis, healthDelayed: false })
       }
       yield* PubSub.publish(events, ShardingEvent.PodRegistered(pod.address))
-      yield* persistPods
-      // One round right away, so a new pod gets shards without waiting for the periodic round.
-      yield* Effect.forkIn(rebalance(false), scope)
+      yield* persister.request
+      // A round right away, so a new pod gets shards without waiting for the periodic round.
+      yield* Queue.offer(balanceNow, undefined)
     })
 
   const heartbeat = (request: HeartbeatRequest): Effect.Effect<LeaseGrant, PodNoLongerRegisteredException> =>
@@ -358,9 +462,10 @@ export const make: Effect.Effect<
       }
       const grant = new LeaseGrant({ leaseDurationMillis: leaseMillis, assignments: table() })
       if (confirmed.length === 0) return Effect.succeed(grant)
+      // The renewal never waits for storage: a slow database must not cost pods their leases.
       return PubSub.publish(events, ShardingEvent.ShardsUnassigned(request.podAddress, shardSet(confirmed))).pipe(
-        Effect.zipRight(persistAssignments),
-        Effect.zipRight(Effect.forkIn(rebalance(true), scope)),
+        Effect.zipRight(persister.request),
+        Effect.zipRight(inBackground(rebalance(true))),
         Effect.as(grant)
       )
     })
@@ -374,16 +479,18 @@ export const make: Effect.Effect<
         ? Effect.zipRight(PubSub.publish(events, ShardingEvent.PodHealthChecked(address)), checkLeases)
         : Effect.void,
     checkAllPodsHealth: checkLeases,
-    getAssignments: Effect.sync(assignmentsMap),
+    getAssignments: Effect.sync(() => assignmentsMap(true)),
     rebalance,
-    persistPods,
+    persistPods: Effect.ignore(persister.flush),
     heartbeat,
     getShardAssignments: Effect.sync(table),
     getPods: Effect.sync(() => Array.from(podEntries.values(), (entry) => entry.pod.address))
   }
 
-  // Hand out shards that are unassigned at start (a fresh cluster, or shards of pods gone while we were down).
-  yield* Effect.forkScoped(rebalance(true))
+  // Hand out shards unassigned at start (a fresh cluster at once; after a restart once earlier leases ended).
+  yield* Effect.forkScoped(
+    Effect.sleep(Duration.millis(grantsFrom - startedAt)).pipe(Effect.zipRight(Queue.offer(balanceNow, undefined)))
+  )
   return manager
 })
 
@@ -395,7 +502,7 @@ export const make: Effect.Effect<
  */
 export const live: Layer.Layer<
   ShardManager,
-  never,
+  StorageException,
   ManagerConfig.ManagerConfig | Storage | PodsHealth | Pods
 > = Layer.scoped(ShardManager, make)
 

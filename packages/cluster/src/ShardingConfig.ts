@@ -15,15 +15,16 @@ import { InvalidConfigurationException } from "./ShardingException.js"
  * A pod's configuration. Defaults in brackets.
  *
  * - `numberOfShards` [300]: must equal the manager's.
- * - `selfHost` ["localhost"], `shardingPort` [54321]: this pod's address.
- * - `shardManagerUri` ["http://localhost:8080/api/rest"]: used by network transports.
+ * - `selfHost` ["localhost"], `shardingPort` [54321]: this pod's address. With `InProcessTransport` (the
+ *   only transport so far) it is the pod's name inside the process; nothing listens on it.
+ * - `shardManagerUri` ["http://localhost:8080/api/rest"]: reserved for a network transport; not used yet.
  * - `serverVersion` ["1.0.0"]: during a rolling upgrade shards go only to the highest version.
  * - `entityMaxIdleTime` [1 minute]: an entity with no message for this long is passivated (stopped); the
  *   next message starts it again.
  * - `entityTerminationTimeout` [3 seconds]: how long an entity may take to stop (finalizers, mailbox
  *   drain) when its shard leaves the pod.
- * - `refreshAssignmentsRetryInterval` [5 seconds]: minimum time between two routing-table refreshes
- *   when the manager cannot be reached (the heartbeat retries at this pace).
+ * - `refreshAssignmentsRetryInterval` [5 seconds]: a 2024 key, read but not used: the heartbeat (every
+ *   `leaseRenewalInterval`) refreshes the routing table.
  * - `unhealthyPodReportInterval` [5 seconds]: at most one "pod unreachable" report per pod per interval.
  * - `leaseDuration` [30 seconds]: how long a heartbeat's grant lets the pod hold its shards, measured on
  *   the pod's monotonic clock from when it sent the heartbeat. The manager grants at most its own

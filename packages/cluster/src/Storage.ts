@@ -8,30 +8,147 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
-import type * as Option from "effect/Option"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { Pod } from "./Pod.js"
 import type { PodAddress } from "./PodAddress.js"
 import type { ShardId } from "./ShardId.js"
+import { InvalidConfigurationException } from "./ShardingException.js"
+
+/**
+ * A read or write of the storage failed (a database error, a lost connection). The manager retries writes
+ * `persistRetryCount` times, `persistRetryInterval` apart; a grant whose write never lands is never
+ * published.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StorageException extends Schema.TaggedError<StorageException>()(
+  "@effect-cluster/cluster/StorageException",
+  {
+    reason: Schema.String,
+    cause: Schema.optional(Schema.Defect),
+    /** A write refused because its manager lost the manager lease (a standby took over): never retried. */
+    fenced: Schema.optionalWith(Schema.Boolean, { default: () => false })
+  }
+) {}
 
 /**
  * The manager's persistent state. The 2024 members (`getAssignments`, `saveAssignments`,
- * `assignmentsStream`, `getPods`, `savePods`) are kept; `getEpochs`/`saveEpochs` are additions: the manager
- * saves a shard's new epoch before announcing it.
+ * `assignmentsStream`, `getPods`, `savePods`) are kept, with an error channel (`StorageException`; a 2024
+ * implementation that cannot fail still fits); `getEpochs`/`saveEpochs` are additions: the manager saves a
+ * shard's new epoch before announcing it, so epochs must be as durable as the assignments.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Storage {
-  readonly getAssignments: Effect.Effect<HashMap.HashMap<ShardId, Option.Option<PodAddress>>>
-  readonly saveAssignments: (assignments: HashMap.HashMap<ShardId, Option.Option<PodAddress>>) => Effect.Effect<void>
-  readonly assignmentsStream: Stream.Stream<HashMap.HashMap<ShardId, Option.Option<PodAddress>>>
-  readonly getPods: Effect.Effect<HashMap.HashMap<PodAddress, Pod>>
-  readonly savePods: (pods: HashMap.HashMap<PodAddress, Pod>) => Effect.Effect<void>
-  readonly getEpochs: Effect.Effect<HashMap.HashMap<ShardId, number>>
-  readonly saveEpochs: (epochs: HashMap.HashMap<ShardId, number>) => Effect.Effect<void>
+  readonly getAssignments: Effect.Effect<HashMap.HashMap<ShardId, Option.Option<PodAddress>>, StorageException>
+  readonly saveAssignments: (
+    assignments: HashMap.HashMap<ShardId, Option.Option<PodAddress>>
+  ) => Effect.Effect<void, StorageException>
+  readonly assignmentsStream: Stream.Stream<HashMap.HashMap<ShardId, Option.Option<PodAddress>>, StorageException>
+  readonly getPods: Effect.Effect<HashMap.HashMap<PodAddress, Pod>, StorageException>
+  readonly savePods: (pods: HashMap.HashMap<PodAddress, Pod>) => Effect.Effect<void, StorageException>
+  readonly getEpochs: Effect.Effect<HashMap.HashMap<ShardId, number>, StorageException>
+  readonly saveEpochs: (epochs: HashMap.HashMap<ShardId, number>) => Effect.Effect<void, StorageException>
+  /**
+   * Optional: pods, epochs and assignments in one transaction (the manager uses it when present, so an
+   * assignment is never stored without its epoch).
+   */
+  readonly saveAll?: ((state: StorageState) => Effect.Effect<void, StorageException>) | undefined
+}
+
+/**
+ * Everything the manager saves at once.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StorageState {
+  readonly pods: HashMap.HashMap<PodAddress, Pod>
+  readonly epochs: HashMap.HashMap<ShardId, number>
+  readonly assignments: HashMap.HashMap<ShardId, Option.Option<PodAddress>>
+}
+
+/**
+ * A shard a pod holds, as storage records it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HeldShard {
+  readonly shardId: number
+  readonly epoch: number
+}
+
+/**
+ * The manager lease row: which manager process is active (`holder`), since when (`term`, the fencing token:
+ * it grows on every take-over), and how often it renewed (`renewals`; a standby that sees it unchanged for a
+ * lease period on its own clock may take over).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ManagerLease {
+  readonly holder: string
+  readonly term: number
+  readonly renewals: number
+}
+
+/**
+ * A storage shared by several processes: the manager's `Storage`, plus pod incarnations and leases, and
+ * the manager lease that keeps one manager active among standbys. Every method is one conditional
+ * statement (or one transaction), so two processes racing on it cannot both win.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LeasedStorage extends Storage {
+  readonly saveAll: (state: StorageState) => Effect.Effect<void, StorageException>
+  /**
+   * Records a pod process start: the pod's row gets this `incarnation` (a new one per process start), so a
+   * restarted process on the same host:port is a new pod. Shards stored for the address keep the earlier
+   * incarnation: the new process does not hold them.
+   */
+  readonly registerPod: (pod: Pod, incarnation: string) => Effect.Effect<void, StorageException>
+  /**
+   * Renews a pod's lease if `incarnation` is still the pod's (compare-and-set); returns the shards stored
+   * for that incarnation with their epochs, or `None` when the pod was removed or restarted since.
+   */
+  readonly renewPodLease: (
+    address: PodAddress,
+    incarnation: string
+  ) => Effect.Effect<Option.Option<ReadonlyArray<HeldShard>>, StorageException>
+  /**
+   * Whether `address` (incarnation `incarnation`) still holds `shardId` at `epoch`: the check a fenced
+   * write makes inside its own transaction.
+   */
+  readonly holdsShard: (
+    address: PodAddress,
+    incarnation: string,
+    shardId: number,
+    epoch: number
+  ) => Effect.Effect<boolean, StorageException>
+  readonly getManagerLease: Effect.Effect<Option.Option<ManagerLease>, StorageException>
+  /**
+   * Takes the manager lease for `holder` if it is still as `observed` (none: nobody ever held it), with
+   * the next term; returns the new term, or `None` when another process changed it first.
+   */
+  readonly acquireManagerLease: (
+    holder: string,
+    observed: Option.Option<ManagerLease>
+  ) => Effect.Effect<Option.Option<number>, StorageException>
+  /** Renews the lease of `holder` at `term`; `false` means it was taken over (deposed). */
+  readonly renewManagerLease: (holder: string, term: number) => Effect.Effect<boolean, StorageException>
+  /**
+   * The same storage whose writes succeed only while `holder` holds the manager lease at `term`; a deposed
+   * manager's writes fail with a `StorageException` marked `fenced` and change nothing.
+   */
+  readonly fencedBy: (holder: string, term: number) => Storage & Pick<LeasedStorage, "saveAll">
 }
 
 /**
@@ -41,8 +158,10 @@ export interface Storage {
 export const Storage: Context.Tag<Storage, Storage> = Context.GenericTag<Storage>("@effect-cluster/cluster/Storage")
 
 /**
- * Builds a storage. `getEpochs`/`saveEpochs` may be omitted (2024 implementations): epochs are then kept in
- * this process only, so they survive a manager restart only within the same process.
+ * Builds a storage. A 2024 implementation without `getEpochs`/`saveEpochs` is accepted, but a shard manager
+ * refuses to start on it (it dies with `InvalidConfigurationException`): its assignments may outlive the
+ * process while epochs kept beside them would not, and a manager restarted in a new process would hand
+ * out epochs from 0 again, below the ones pods still hold (two owners of one shard at one epoch).
  *
  * @since 0.1.0
  * @category constructors
@@ -53,52 +172,155 @@ export const make = (
   if (impl.getEpochs !== undefined && impl.saveEpochs !== undefined) {
     return impl as Storage
   }
-  let epochs = HashMap.empty<ShardId, number>()
-  return {
-    ...impl,
-    getEpochs: Effect.sync(() => epochs),
-    saveEpochs: (next) => Effect.sync(() => void (epochs = next))
-  }
+  const missing = Effect.die(
+    new InvalidConfigurationException({
+      reason: "this Storage keeps no durable epochs (no getEpochs/saveEpochs): a shard manager cannot run on it, " +
+        "since a restarted manager would reissue epochs that pods still hold"
+    })
+  )
+  return { ...impl, getEpochs: missing, saveEpochs: () => missing }
 }
+
+/**
+ * Builds an in-memory `LeasedStorage` (the reference implementation of the storage contract).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
+  const assignments = yield* SubscriptionRef.make(HashMap.empty<ShardId, Option.Option<PodAddress>>())
+  const pods = yield* Ref.make(HashMap.empty<PodAddress, Pod>())
+  const epochs = yield* Ref.make(HashMap.empty<ShardId, number>())
+  // Kept beside the 2024 maps: per address its incarnation and renewals; per shard the owner's incarnation.
+  const incarnations = new Map<string, { incarnation: string; renewals: number }>()
+  const shardIncarnations = new Map<number, string | undefined>()
+  let managerLease: ManagerLease | undefined
+  const keyOf = (address: PodAddress) => `${address.host}:${address.port}`
+
+  const saveAssignments = (value: HashMap.HashMap<ShardId, Option.Option<PodAddress>>) =>
+    Effect.flatMap(SubscriptionRef.get(assignments), (before) =>
+      Effect.suspend(() => {
+        for (const [shardId, owner] of value) {
+          const previous = HashMap.get(before, shardId).pipe(Option.flatten, Option.map(keyOf))
+          const next = Option.map(owner, keyOf)
+          if (Option.getOrUndefined(previous) !== Option.getOrUndefined(next)) {
+            shardIncarnations.set(shardId.value, Option.isSome(next) ? incarnations.get(next.value)?.incarnation : undefined)
+          }
+        }
+        return SubscriptionRef.set(assignments, value)
+      }))
+  const saveEpochs = (value: HashMap.HashMap<ShardId, number>) =>
+    Ref.update(epochs, (current) =>
+      HashMap.reduce(value, current, (acc, epoch, shardId) =>
+        HashMap.set(acc, shardId, Math.max(epoch, Option.getOrElse(HashMap.get(acc, shardId), () => 0)))))
+  const savePods = (value: HashMap.HashMap<PodAddress, Pod>) => Ref.set(pods, value)
+  const saveAll = (state: StorageState) =>
+    Effect.all([savePods(state.pods), saveEpochs(state.epochs), saveAssignments(state.assignments)], { discard: true })
+
+  const storage: Omit<LeasedStorage, "fencedBy"> = {
+    getAssignments: SubscriptionRef.get(assignments),
+    saveAssignments,
+    assignmentsStream: assignments.changes,
+    getPods: Ref.get(pods),
+    savePods,
+    getEpochs: Ref.get(epochs),
+    saveEpochs,
+    saveAll,
+    registerPod: (pod, incarnation) =>
+      Effect.zipRight(
+        Ref.update(pods, HashMap.set(pod.address, pod)),
+        Effect.sync(() => void incarnations.set(keyOf(pod.address), { incarnation, renewals: 0 }))
+      ),
+    renewPodLease: (address, incarnation) =>
+      Effect.flatMap(SubscriptionRef.get(assignments), (table) =>
+        Effect.gen(function*() {
+          const row = incarnations.get(keyOf(address))
+          if (row === undefined || row.incarnation !== incarnation || !HashMap.has(yield* Ref.get(pods), address)) {
+            return Option.none()
+          }
+          row.renewals++
+          const current = yield* Ref.get(epochs)
+          const held: Array<HeldShard> = []
+          for (const [shardId, owner] of table) {
+            if (Option.isSome(owner) && keyOf(owner.value) === keyOf(address) && shardIncarnations.get(shardId.value) === incarnation) {
+              held.push({ shardId: shardId.value, epoch: Option.getOrElse(HashMap.get(current, shardId), () => 0) })
+            }
+          }
+          return Option.some(held.sort((a, b) => a.shardId - b.shardId))
+        })),
+    holdsShard: (address, incarnation, shardId, epoch) =>
+      Effect.map(Effect.all([SubscriptionRef.get(assignments), Ref.get(epochs)]), ([table, current]) => {
+        const owner = Option.flatten(HashMap.findFirst(table, (_, shard) => shard.value === shardId).pipe(Option.map(([, o]) => o)))
+        const stored = HashMap.findFirst(current, (_, shard) => shard.value === shardId).pipe(Option.map(([, e]) => e))
+        return Option.isSome(owner) && keyOf(owner.value) === keyOf(address) &&
+          shardIncarnations.get(shardId) === incarnation && incarnations.get(keyOf(address))?.incarnation === incarnation &&
+          Option.getOrUndefined(stored) === epoch
+      }),
+    getManagerLease: Effect.sync(() => Option.fromNullable(managerLease)),
+    acquireManagerLease: (holder, observed) =>
+      Effect.sync(() => {
+        const unchanged = Option.match(observed, {
+          onNone: () => managerLease === undefined,
+          onSome: (seen) => managerLease !== undefined && managerLease.term === seen.term && managerLease.renewals === seen.renewals
+        })
+        if (!unchanged) return Option.none()
+        managerLease = { holder, term: (managerLease?.term ?? 0) + 1, renewals: 0 }
+        return Option.some(managerLease.term)
+      }),
+    renewManagerLease: (holder, term) =>
+      Effect.sync(() => {
+        if (managerLease === undefined || managerLease.holder !== holder || managerLease.term !== term) return false
+        managerLease = { ...managerLease, renewals: managerLease.renewals + 1 }
+        return true
+      })
+  }
+  const fencedBy = (holder: string, term: number): Storage & Pick<LeasedStorage, "saveAll"> => {
+    const fence = <A>(write: Effect.Effect<A, StorageException>) =>
+      Effect.suspend(() =>
+        managerLease?.holder === holder && managerLease.term === term
+          ? write
+          : Effect.fail(new StorageException({ reason: `manager ${holder} (term ${term}) no longer holds the manager lease`, fenced: true }))
+      )
+    return {
+      ...storage,
+      saveAssignments: (value) => fence(storage.saveAssignments(value)),
+      savePods: (value) => fence(storage.savePods(value)),
+      saveEpochs: (value) => fence(storage.saveEpochs(value)),
+      saveAll: (state) => fence(storage.saveAll(state))
+    }
+  }
+  return { ...storage, fencedBy }
+})
 
 /**
  * An in-memory storage: assignments in a `SubscriptionRef` (so `assignmentsStream` emits changes), pods and
  * epochs in `Ref`s. Shared by every manager built from the same layer instance, which is how tests restart
- * a manager "on the same database".
+ * a manager "on the same database". Epochs only grow (a lower saved epoch is ignored).
  *
  * @since 0.1.0
  * @category layers
  */
 export const memory: Layer.Layer<Storage> = Layer.effect(
   Storage,
-  Effect.gen(function*() {
-    const assignments = yield* SubscriptionRef.make(HashMap.empty<ShardId, Option.Option<PodAddress>>())
-    const pods = yield* Ref.make(HashMap.empty<PodAddress, Pod>())
-    const epochs = yield* Ref.make(HashMap.empty<ShardId, number>())
-    return {
-      getAssignments: SubscriptionRef.get(assignments),
-      saveAssignments: (value) => SubscriptionRef.set(assignments, value),
-      assignmentsStream: assignments.changes,
-      getPods: Ref.get(pods),
-      savePods: (value) => Ref.set(pods, value),
-      getEpochs: Ref.get(epochs),
-      saveEpochs: (value) => Ref.set(epochs, value)
-    }
-  })
+  // Without `saveAll` (in memory it is the three writes anyway), so a wrapper that replaces one of them,
+  // e.g. a test making `saveEpochs` slow, sees every write go through it.
+  Effect.map(makeMemory, ({ saveAll: _, ...storage }): Storage => storage)
 )
 
 /**
- * A storage that keeps nothing: empty reads, discarded writes.
+ * A storage that keeps nothing: empty reads, discarded writes. Like any storage without durable epochs, a
+ * shard manager refuses to start on it.
  *
  * @since 0.1.0
  * @category layers
  */
-export const noop: Layer.Layer<Storage> = Layer.succeed(Storage, {
-  getAssignments: Effect.succeed(HashMap.empty()),
-  saveAssignments: () => Effect.void,
-  assignmentsStream: Stream.empty,
-  getPods: Effect.succeed(HashMap.empty()),
-  savePods: () => Effect.void,
-  getEpochs: Effect.succeed(HashMap.empty()),
-  saveEpochs: () => Effect.void
-})
+export const noop: Layer.Layer<Storage> = Layer.succeed(
+  Storage,
+  make({
+    getAssignments: Effect.succeed(HashMap.empty()),
+    saveAssignments: () => Effect.void,
+    assignmentsStream: Stream.empty,
+    getPods: Effect.succeed(HashMap.empty()),
+    savePods: () => Effect.void
+  })
+)

@@ -25,6 +25,10 @@ export * as ManagerConfig from "./ManagerConfig.js"
 /**
  * @since 0.1.0
  */
+export * as ManagerLease from "./ManagerLease.js"
+/**
+ * @since 0.1.0
+ */
 export * as Message from "./Message.js"
 /**
  * @since 0.1.0

@@ -53,20 +53,23 @@ describe("Cluster (in-process pods, serialization on)", () => {
       expect(observer.violations).toEqual([])
     }))
 
-  it.scoped("gives a joining pod shards within one round, moving at most rebalanceRate per round", () =>
+  it.scoped("gives a joining pod shards at once, then a round every rebalanceFollowUpInterval, each moving at most rebalanceRate", () =>
     Effect.gen(function*() {
       const cluster = yield* makeTestCluster({ numberOfShards: 30, manager: { rebalanceRate: 0.1 } })
       yield* cluster.startManager
       const a = yield* cluster.startPod(1)
       yield* eventually(allAssigned(cluster))
       expect((yield* shardsOf(a)).length).toBe(30)
-      yield* settle // a's own registration round has run
+      yield* TestClock.adjust("250 millis") // a's follow-up round finds nothing to move
       const b = yield* cluster.startPod(2)
       yield* eventually(Effect.map(shardsOf(b), (shards) => shards.length === 3))
-      yield* TestClock.adjust("20 seconds")
-      yield* eventually(Effect.map(shardsOf(b), (shards) => shards.length === 6))
-      for (let i = 0; i < 4; i++) yield* TestClock.adjust("20 seconds")
-      yield* eventually(Effect.map(shardsOf(b), (shards) => shards.length === 15))
+      for (const expected of [6, 9, 12, 15]) {
+        yield* TestClock.adjust("249 millis")
+        yield* settle
+        expect((yield* shardsOf(b)).length).toBe(expected - 3) // not before the follow-up pause
+        yield* TestClock.adjust("1 millis")
+        yield* eventually(Effect.map(shardsOf(b), (shards) => shards.length === expected))
+      }
       yield* TestClock.adjust("20 seconds")
       yield* settle
       expect((yield* shardsOf(a)).length).toBe(15)

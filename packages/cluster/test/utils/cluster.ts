@@ -85,7 +85,7 @@ export const makeTestCluster = (options: {
         scope
       )
       manager = Context.get(context, ShardManagerModule.ShardManager)
-    })
+    }).pipe(Effect.orDie) // the memory storage never fails
     const startPod = (
       port: number,
       setup?: Effect.Effect<void, never, Sharding.Sharding>,

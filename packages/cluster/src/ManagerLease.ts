@@ -1,0 +1,96 @@
+/**
+ * One active shard manager among standbys, through the manager lease row of a `LeasedStorage`. A standby
+ * takes the lease only after it saw the row unchanged (no renewal) for `leaseDuration + leaseMargin` on its
+ * own monotonic clock, by compare-and-set; the active manager renews it every `leaseDuration / 3`. Every
+ * write of the active manager goes through `fencedBy(holder, term)`, so once a standby has taken over, the
+ * deposed manager's writes are rejected whatever it still believes.
+ *
+ * @since 0.1.0
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import type { LeasedStorage, ManagerLease, Storage, StorageException } from "./Storage.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ManagerLeaseOptions {
+  /** This manager process (unique per process start). */
+  readonly holder: string
+  readonly leaseDuration: Duration.DurationInput
+  readonly leaseMargin: Duration.DurationInput
+}
+
+/**
+ * The lease, held.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HeldManagerLease {
+  readonly holder: string
+  /** The fencing token of this tenure. */
+  readonly term: number
+  /** The storage to give the manager: its writes fail (`fenced`) once another manager took over. */
+  readonly storage: Storage & Pick<LeasedStorage, "saveAll">
+  /** Completes when the lease is lost (another manager took it over): stop the manager then. */
+  readonly lost: Effect.Effect<void>
+}
+
+/**
+ * Waits until this process holds the manager lease (standby until then), then renews it in a fiber of the
+ * current scope. Closing the scope stops renewing, so a standby takes over after the lease period.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const acquire = (
+  storage: LeasedStorage,
+  options: ManagerLeaseOptions
+): Effect.Effect<HeldManagerLease, StorageException, Scope.Scope> =>
+  Effect.gen(function*() {
+    const leaseMillis = Duration.toMillis(options.leaseDuration)
+    const quietMillis = leaseMillis + Duration.toMillis(options.leaseMargin)
+    const interval = Duration.millis(Math.max(1, Math.floor(leaseMillis / 3)))
+    const now = Effect.map(Effect.clockWith((clock) => clock.currentTimeNanos), (nanos) => Number(nanos) / 1_000_000)
+
+    // Standby: the row must stay unchanged for quietMillis by this process's clock before a take-over.
+    let seen: { readonly lease: ManagerLease; readonly since: number } | undefined
+    let term: number | undefined
+    while (term === undefined) {
+      const current = yield* storage.getManagerLease
+      const at = yield* now
+      if (Option.isNone(current)) {
+        term = Option.getOrUndefined(yield* storage.acquireManagerLease(options.holder, Option.none()))
+      } else if (
+        seen === undefined || seen.lease.term !== current.value.term || seen.lease.renewals !== current.value.renewals
+      ) {
+        seen = { lease: current.value, since: at }
+      } else if (at - seen.since >= quietMillis) {
+        term = Option.getOrUndefined(yield* storage.acquireManagerLease(options.holder, current))
+        seen = undefined
+      }
+      if (term === undefined) yield* Effect.sleep(interval)
+    }
+
+    const held = term
+    const lost = yield* Deferred.make<void>()
+    yield* Effect.forkScoped(
+      Effect.gen(function*() {
+        for (;;) {
+          yield* Effect.sleep(interval)
+          const renewed = yield* Effect.either(storage.renewManagerLease(options.holder, held))
+          if (renewed._tag === "Right" && !renewed.right) {
+            yield* Effect.logWarning(`manager ${options.holder} lost the manager lease (term ${held})`)
+            return yield* Deferred.succeed(lost, undefined)
+          }
+          // A failed renewal is retried next interval; the fence keeps writes safe meanwhile.
+        }
+      }).pipe(Effect.annotateLogs({ fiber: "manager-lease" }))
+    )
+    return { holder: options.holder, term: held, storage: storage.fencedBy(options.holder, held), lost: Deferred.await(lost) }
+  })

@@ -1,0 +1,157 @@
+/**
+ * The shard manager's `Storage` on `@effect/sql`: one set of statements for SQLite (`@effect/sql-libsql`)
+ * and PostgreSQL (`@effect/sql-pg`), versioned migrations, a table prefix. It is a `LeasedStorage`: pod
+ * incarnations and leases, and the manager lease that fences a deposed manager's writes. A subpath export
+ * (`@effect-cluster/cluster/StorageSql`), not part of the root entry. Schema: docs/sql-schema.md.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as Migrations from "./internal/storageSql/migrations.js"
+import { type Rows, toStorageException } from "./internal/storageSql/rows.js"
+import * as Statements from "./internal/storageSql/statements.js"
+import { type LeasedStorage, Storage, StorageException } from "./Storage.js"
+
+/**
+ * Options of the SQL storage.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StorageSqlOptions {
+  /**
+   * Prefix of the table names (`<prefix>_pods`, `<prefix>_shards`, `<prefix>_manager_lease`,
+   * `<prefix>_migrations`): letters, digits and `_`, at most 40 characters. Default: `"effect_cluster"`.
+   */
+  readonly prefix?: string | undefined
+  /** How often `assignmentsStream` reads the assignments. Default: 1 second. */
+  readonly pollInterval?: Duration.DurationInput | undefined
+}
+
+/**
+ * The default table prefix.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultPrefix = "effect_cluster"
+
+/**
+ * The table names of a prefix (fails on a prefix that is not a plain identifier).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const tableNames = (prefix: string): Effect.Effect<Migrations.TableNames, StorageException> =>
+  /^[A-Za-z_][A-Za-z0-9_]{0,39}$/.test(prefix)
+    ? Effect.succeed(Migrations.tablesOf(prefix))
+    : Effect.fail(new StorageException({ reason: `invalid table prefix ${JSON.stringify(prefix)}` }))
+
+/**
+ * Creates or upgrades the tables of a prefix (idempotent, serialised between processes).
+ *
+ * @since 0.1.0
+ * @category migrations
+ */
+export const migrate = (
+  options?: Pick<StorageSqlOptions, "prefix">
+): Effect.Effect<ReadonlyArray<number>, StorageException, SqlClient.SqlClient> =>
+  Effect.flatMap(tableNames(options?.prefix ?? defaultPrefix), (tables) =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) => Migrations.run(sql.withoutTransforms(), tables)))
+
+/**
+ * Builds the storage on the `SqlClient` in context, after running the migrations.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options?: StorageSqlOptions
+): Effect.Effect<LeasedStorage, StorageException, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const tables = yield* tableNames(options?.prefix ?? defaultPrefix)
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    yield* Migrations.run(sql, tables)
+    const statements = Statements.make(sql, tables)
+    const run = <A>(what: string, effect: Effect.Effect<A, SqlError | StorageException>) =>
+      Effect.mapError(effect, (error) => toStorageException(what, error))
+    // @effect/sql reports a failed COMMIT as a defect: it is a storage failure like any other.
+    const transaction = <A>(what: string, body: Effect.Effect<A, SqlError | StorageException>) =>
+      run(what, sql.withTransaction(body)).pipe(
+        Effect.catchAllDefect((defect) => Effect.fail(toStorageException(`${what} (commit)`, defect)))
+      )
+
+    const getAssignments = run("reading the assignments", statements.readAssignments)
+    const fenceOf = (holder: string, term: number): Effect.Effect<void, SqlError | StorageException> =>
+      Effect.flatMap(statements.checkManagerLease(holder, term), (held: Rows) =>
+        held.length === 1
+          ? Effect.void
+          : Effect.fail(
+            new StorageException({ reason: `manager ${holder} (term ${term}) no longer holds the manager lease`, fenced: true })
+          ))
+
+    const writes = (fence: Effect.Effect<void, SqlError | StorageException>) => ({
+      saveAssignments: (assignments: Parameters<LeasedStorage["saveAssignments"]>[0]) =>
+        transaction("saving the assignments", Effect.zipRight(fence, statements.writeAssignments(assignments))),
+      savePods: (pods: Parameters<LeasedStorage["savePods"]>[0]) =>
+        transaction("saving the pods", Effect.zipRight(fence, statements.writePods(pods))),
+      saveEpochs: (epochs: Parameters<LeasedStorage["saveEpochs"]>[0]) =>
+        transaction("saving the epochs", Effect.zipRight(fence, statements.writeEpochs(epochs))),
+      saveAll: (state: Parameters<LeasedStorage["saveAll"]>[0]) =>
+        transaction(
+          "saving the manager's state",
+          fence.pipe(
+            Effect.zipRight(statements.writePods(state.pods)),
+            Effect.zipRight(statements.writeEpochs(state.epochs)),
+            Effect.zipRight(statements.writeAssignments(state.assignments))
+          )
+        )
+    })
+
+    const storage: LeasedStorage = {
+      getAssignments,
+      assignmentsStream: Stream.repeatEffectWithSchedule(
+        getAssignments,
+        Schedule.spaced(options?.pollInterval ?? Duration.seconds(1))
+      ).pipe(Stream.changesWith((a, b) => Equal.equals(a, b))),
+      getPods: run("reading the pods", statements.readPods),
+      getEpochs: run("reading the epochs", statements.readEpochs),
+      ...writes(Effect.void),
+      registerPod: (pod, incarnation) => run("registering a pod", statements.registerPod(pod, incarnation)),
+      renewPodLease: (address, incarnation) =>
+        transaction(
+          "renewing a pod lease",
+          Effect.flatMap(statements.renewPodLease(address, incarnation), (renewed) =>
+            renewed.length === 0
+              ? Effect.succeed(Option.none())
+              : Effect.map(statements.heldShards(address, incarnation), Option.some))
+        ),
+      holdsShard: (address, incarnation, shardId, epoch) =>
+        run("checking a shard", Effect.map(statements.holdsShard(address, incarnation, shardId, epoch), (rows) => rows.length === 1)),
+      getManagerLease: run("reading the manager lease", statements.readManagerLease),
+      acquireManagerLease: (holder, observed) =>
+        run("acquiring the manager lease", statements.acquireManagerLease(holder, observed)),
+      renewManagerLease: (holder, term) =>
+        run("renewing the manager lease", Effect.map(statements.renewManagerLease(holder, term), (rows) => rows.length === 1)),
+      fencedBy: (holder, term) => ({ ...storage, ...writes(fenceOf(holder, term)) })
+    }
+    return storage
+  })
+
+/**
+ * The SQL storage as the manager's `Storage`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options?: StorageSqlOptions
+): Layer.Layer<Storage, StorageException, SqlClient.SqlClient> => Layer.effect(Storage, make(options))
