@@ -34,7 +34,7 @@ export interface NetworkManager {
 export const startManager = (options: {
   readonly manager?: Partial<ManagerConfig.ManagerConfig>
   readonly transport?: Partial<Transport.TransportConfig>
-}): Effect.Effect<NetworkManager, never, Scope.Scope> =>
+}): Effect.Effect<NetworkManager, Storage.StorageException, Scope.Scope> =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
       NodeCluster.layerManager({
