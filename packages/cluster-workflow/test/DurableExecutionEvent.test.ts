@@ -170,9 +170,12 @@ for (const db of sqlCases) {
         }))
 
     it.scoped("creates the 2024 table under that exact name, the engine's tables beside it, and stores a row per append", () => {
-      const name = `${table}_x`
+      // the 2024 options type, as a 2024 program names it
+      const options: DurableExecutionJournal.DurableExecutionJournal.MakeOptions = { table: `${table}_x` }
+      const name = options.table
       return Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
+        expect(typeof DurableExecutionJournal.DurableExecutionJournalTypeId).toBe("symbol")
         expect(yield* columns(name)).toEqual(["execution_id", "sequence", "event_json"])
         expect((yield* columns(`${name}_executions`)).length).toBeGreaterThan(0)
         const journal = yield* DurableExecutionJournal.DurableExecutionJournal

@@ -355,6 +355,23 @@ export interface Journal {
 }
 
 /**
+ * The 2024 type id of the journal service. Kept so that 2024 imports of it compile; the journals of this
+ * package do not carry it (a journal is recognised by its tag, `DurableExecutionJournal`).
+ *
+ * @since 0.1.0
+ * @category symbols
+ */
+export const DurableExecutionJournalTypeId: unique symbol = Symbol.for(
+  "@effect-cluster/cluster-workflow/DurableExecutionJournal"
+)
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export type DurableExecutionJournalTypeId = typeof DurableExecutionJournalTypeId
+
+/**
  * The journal service (2024 name).
  *
  * @since 0.1.0
