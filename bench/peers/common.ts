@@ -96,19 +96,18 @@ export const mark = async (name: "start" | "end"): Promise<void> => {
   }
 }
 
-/** Sends the result to the parent and exits (peers' background timers must not keep the process up). */
-export const report = (result: CaseResult): never => {
-  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`, () => process.exit(0))
-  // The write callback exits; this keeps the types honest until it does.
-  return undefined as never
-}
-
-/** Runs a case's main function; any failure is printed and ends the process with code 1. */
+/**
+ * Runs a case's main function and sends its result to the parent; exits either way, once stdout is
+ * flushed (some peers leave background timers that would keep the process up).
+ */
 export const main = (run: (spec: CaseSpec) => Promise<CaseResult>): void => {
-  run(readSpec()).then(report, (error) => {
-    console.error(error)
-    process.exit(1)
-  })
+  run(readSpec()).then(
+    (result) => process.stdout.write(`RESULT ${JSON.stringify(result)}\n`, () => process.exit(0)),
+    (error) => {
+      console.error(error)
+      process.exit(1)
+    }
+  )
 }
 
 /**

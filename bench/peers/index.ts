@@ -81,7 +81,7 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     warmupMs: number("--warmup", quick ? 0.3 : 1) * 1000,
     sleepers: number("--sleepers", quick ? 500 : 10_000),
     sleeperRuns: number("--sleeper-runs", 1),
-    sleeperSeconds: number("--sleeper-seconds", quick ? 5 : 20),
+    sleeperSeconds: number("--sleeper-seconds", quick ? 5 : 10),
     withSleepers: !argv.includes("--no-sleepers"),
     only: value("--only")?.split(","),
     out: value("--out") ?? join(here, "results.md"),
