@@ -1,8 +1,8 @@
 /**
  * `pnpm bench:peers`: this project and its peers, the same workload on one machine, side by side.
  *
- * Installs bench/peers (its own package.json and lockfile, outside the workspace) on first use, then runs
- * every case in a fresh child process with fresh state (a new PostgreSQL database via CREATE DATABASE,
+ * The root script first installs bench/peers (its own package.json and lockfile, outside the workspace;
+ * a no-op once installed), then this file runs every case in a fresh child process with fresh state (a new PostgreSQL database via CREATE DATABASE,
  * dropped afterwards; a new SQLite file; a new Restate server with its storage in a temporary directory),
  * round after round (3 rounds; each figure is the median, with min-max), and prints a markdown table that
  * it also writes to bench/peers/results.md.
