@@ -41,7 +41,7 @@ export const startManager = (options: {
         manager: { apiPort: 0, ...options.manager },
         transport: options.transport
       }).pipe(Layer.provide(Storage.memory))
-    )
+    ).pipe(Effect.orDie)
     const port = portOf(context)
     return { manager: Context.get(context, ShardManager.ShardManager), port, uri: `http://127.0.0.1:${port}` }
   })
