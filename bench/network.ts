@@ -4,8 +4,8 @@
  *
  * A shard manager and two pods in this process, talking over real loopback sockets through the network
  * layers (`NodeCluster.layerManager`/`layerPod`: websocket rpc, ndjson, per-pod connection, batched
- * sends). Pod 1 takes every shard, then pod 2 joins and sends to 1,000 `fromFunctionEffect` entities on
- * shards pod 1 holds, from 1 and from 64 concurrent fibers. Each send is a full round trip: the body encoded with the
+ * sends). Pod 1 takes every shard, then pod 2 joins; once they hold half each, pod 2 sends to 1,000
+ * `fromFunctionEffect` entities on shards pod 1 holds, from 1 and from 64 concurrent fibers. Each send is a full round trip: the body encoded with the
  * message schema, the envelope over the socket, the reply (the encoded `Exit`) back and decoded. Both
  * pods share one event loop here, so a send pays for both ends on one core. "Sends per CPU-second" divides
  * by the CPU time this process used (both ends), a figure less sensitive to other load on the machine than
@@ -81,11 +81,18 @@ const program = Effect.gen(function*() {
   )
   yield* sender.registerEntity(Pinger)(behaviour)
   yield* sender.registerScoped
-  // Entities on shards pod 1 holds (a joining pod may take a few shards): every send crosses the network.
-  const held = new Set(Array.from(yield* owner.getAssignedShardIds, (shard) => shard.value))
+  // The manager's follow-up rounds give the sender half the shards; measure once they are over.
+  const held = (pod: Sharding.Sharding) => Effect.map(pod.getAssignedShardIds, (set) => Array.from(set).length)
+  while (true) {
+    const [a, b] = [yield* held(owner), yield* held(sender)]
+    if (a + b === numberOfShards && Math.abs(a - b) <= 1) break
+    yield* Effect.sleep("50 millis")
+  }
+  // Entities on shards pod 1 holds: every send crosses the network.
+  const ownerShards = new Set(Array.from(yield* owner.getAssignedShardIds, (shard) => shard.value))
   const entities: Array<string> = []
   for (let i = 0; entities.length < 1000; i++) {
-    if (held.has(owner.getShardId(`e${i}`).value)) entities.push(`e${i}`)
+    if (ownerShards.has(owner.getShardId(`e${i}`).value)) entities.push(`e${i}`)
   }
   const messenger = sender.messenger(Pinger)
   const send = (i: number, message: Ping) => messenger.send(entities[i % 1000]!)(message)

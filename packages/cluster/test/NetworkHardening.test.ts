@@ -3,7 +3,7 @@ import { PodsRpc, ShardingProtocol, ShardManagerClientRpc, ShardManagerProtocol,
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, FastCheck as fc, Option, Redacted, Schema } from "effect"
 import { Counter, counterBehaviour, freshId, GetCount, Increment } from "./utils/counter.js"
-import { captureLogs, eventuallyLive, rawTcp, rawWebSocket, startManager, startPod } from "./utils/network.js"
+import { balanced, captureLogs, entityOn, eventuallyLive, rawTcp, rawWebSocket, startManager, startPod } from "./utils/network.js"
 
 const numberOfShards = 12
 const SECRET = "correct-horse-battery-staple-7f3a"
@@ -25,12 +25,13 @@ const securedCluster = (transport: Partial<Transport.TransportConfig>) =>
     })
     yield* eventuallyLive(holdsAll(owner.sharding))
     const sender = yield* startPod({ managerUri: manager.uri, sharding: { numberOfShards }, transport })
+    yield* balanced([owner, sender], numberOfShards)
     return { manager, owner, sender }
   })
 
 const routesCorrectly = (cluster: Effect.Effect.Success<ReturnType<typeof securedCluster>>) =>
   Effect.gen(function*() {
-    const entity = freshId("entity")
+    const entity = yield* entityOn(cluster.owner, Counter.name, freshId("entity"))
     const messenger = cluster.sender.sharding.messenger(Counter)
     expect(yield* messenger.send(entity)(new Increment({ messageId: freshId(), by: 4 }))).toBe(4)
     expect(yield* messenger.send(entity)(new GetCount({ messageId: freshId() }))).toBe(4)

@@ -13,7 +13,7 @@ import { PodsRpc, ShardManagerClientRpc, Transport } from "@effect-cluster/clust
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Either, Fiber, HashSet, Option, TestClock } from "effect"
 import { Counter, CounterMessage, counterBehaviour, Fail, freshId, GetCount, Increment } from "./utils/counter.js"
-import { blackHole, closedPort, eventuallyLive, startManager, startPod } from "./utils/network.js"
+import { balanced, blackHole, closedPort, entityOn, eventuallyLive, startManager, startPod } from "./utils/network.js"
 
 const numberOfShards = 12
 
@@ -34,21 +34,24 @@ describe("Network transport (pods and manager in one process, real loopback sock
         }))
       })
       yield* eventuallyLive(holdsAll(owner.sharding))
+      // The sender joins (without the entity type) and takes half the shards; its messages go to the other half.
       const sender = yield* startPod({ managerUri: manager.uri, sharding: { numberOfShards } })
       expect(owner.port).not.toBe(sender.port)
+      yield* balanced([owner, sender], numberOfShards)
+      const a = yield* entityOn(owner, Counter.name, "a")
 
       const messenger = sender.sharding.messenger(Counter)
-      expect(yield* messenger.send("a")(new Increment({ messageId: freshId(), by: 2 }))).toBe(2)
-      expect(yield* messenger.send("a")(new Increment({ messageId: freshId(), by: 3 }))).toBe(5)
-      expect(yield* messenger.send("a")(new GetCount({ messageId: freshId() }))).toBe(5)
+      expect(yield* messenger.send(a)(new Increment({ messageId: freshId(), by: 2 }))).toBe(2)
+      expect(yield* messenger.send(a)(new Increment({ messageId: freshId(), by: 3 }))).toBe(5)
+      expect(yield* messenger.send(a)(new GetCount({ messageId: freshId() }))).toBe(5)
       // The entity's own typed failure (a string) crosses as the message's failure.
-      expect(yield* Effect.flip(messenger.send("a")(new Fail({ messageId: freshId(), reason: "nope" })))).toBe("nope")
+      expect(yield* Effect.flip(messenger.send(a)(new Fail({ messageId: freshId(), reason: "nope" })))).toBe("nope")
       expect(ranOn.length).toBe(4)
       expect(yield* sender.sharding.localEntityCount).toBe(0)
 
       // A type the owner does not know: its typed sharding error, through the wire.
       const Unknown = { ...Counter, name: "Unknown" } as typeof Counter
-      const error = yield* Effect.flip(sender.sharding.messenger(Unknown).send("a")(new GetCount({ messageId: freshId() })))
+      const error = yield* Effect.flip(sender.sharding.messenger(Unknown).send(a)(new GetCount({ messageId: freshId() })))
       expect(ShardingException.isShardingException(error)).toBe(true)
       expect((error as ShardingException.ShardingException)._tag).toBe(
         "@effect-cluster/cluster/EntityTypeNotRegisteredException"

@@ -171,7 +171,7 @@ describe("Cluster under random schedules", () => {
             saveAssignments: (assignments) => suspend(memory.saveAssignments(assignments)),
             savePods: (pods) => suspend(memory.savePods(pods)),
             saveEpochs: (epochs) => suspend(memory.saveEpochs(epochs)),
-            ...(saveAll === undefined ? {} : { saveAll: (state: Storage.StorageState) => suspend(saveAll(state)) })
+            ...(saveAll === undefined ? {} : { saveAll: (state) => suspend(saveAll(state)) })
           }
         })
         // Runs a cluster operation to its end while the clock moves on: with a storage whose writes suspend and

@@ -89,7 +89,8 @@ export const layerPod = (options: PodOptions = {}): Layer.Layer<Sharding.Shardin
 
 /**
  * A shard manager: `ShardManager.live` with `PodsRpc` and `PodsHealth.local` (a ping over the network),
- * served on the network. Needs a `Storage`.
+ * served on the network. Needs a `Storage`; fails to start with `StorageException` when the storage
+ * cannot be read.
  *
  * @since 0.1.0
  * @category layers

@@ -92,8 +92,14 @@ export const make = (
           Effect.fail(unavailable(pod, true))
         )
 
-    const control = (pod: PodAddress, timeout: Duration.Duration, f: Parameters<typeof pool.call<void, RequestRejected>>[3]) =>
-      pool.call(pod.host, pod.port, timeout, f).pipe(Effect.catchAll(fromCallError(pod)))
+    const control = (
+      pod: PodAddress,
+      timeout: Duration.Duration,
+      f: Parameters<typeof pool.call<void, RequestRejected | PodUnavailableException>>[3]
+    ) =>
+      pool.call(pod.host, pod.port, timeout, f).pipe(
+        Effect.catchAll((error) => error instanceof PodUnavailableException ? Effect.fail(error) : fromCallError(pod)(error))
+      )
 
     const outboxOf = (pod: PodAddress): Outbox => {
       const key = `${pod.host}:${pod.port}`

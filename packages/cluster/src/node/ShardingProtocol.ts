@@ -50,12 +50,16 @@ export const ShardsPayload = {
 export const AssignShards = Rpc.make("AssignShards", { payload: ShardsPayload, error: RequestRejected })
 
 /**
- * The pod must stop `shards`; it answers once their entities stopped (`Pods.unassignShards`).
+ * The pod must stop `shards`; it answers once their entities stopped (`Pods.unassignShards`). A pod that
+ * refuses to confirm (a revocation below the epoch it holds) answers `PodUnavailableException`.
  *
  * @since 0.1.0
  * @category rpcs
  */
-export const UnassignShards = Rpc.make("UnassignShards", { payload: ShardsPayload, error: RequestRejected })
+export const UnassignShards = Rpc.make("UnassignShards", {
+  payload: ShardsPayload,
+  error: Schema.Union(ShardingException.PodUnavailableException, RequestRejected)
+})
 
 /**
  * Whether the pod answers (`Pods.ping`).

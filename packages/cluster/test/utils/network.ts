@@ -1,4 +1,4 @@
-import { type ManagerConfig, Sharding, type ShardingConfig, ShardManager, Storage } from "@effect-cluster/cluster"
+import { type ManagerConfig, RecipientAddress, Sharding, type ShardingConfig, ShardManager, Storage } from "@effect-cluster/cluster"
 import { NodeCluster, type Transport } from "@effect-cluster/cluster/node"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as Socket from "@effect/platform/Socket"
@@ -41,7 +41,7 @@ export const startManager = (options: {
         manager: { apiPort: 0, ...options.manager },
         transport: options.transport
       }).pipe(Layer.provide(Storage.memory))
-    )
+    ).pipe(Effect.orDie)
     const port = portOf(context)
     return { manager: Context.get(context, ShardManager.ShardManager), port, uri: `http://127.0.0.1:${port}` }
   })
@@ -153,4 +153,22 @@ export const rawTcp = (port: number, bytes: Uint8Array): Effect.Effect<string> =
     socket.on("error", () => {})
     socket.on("close", () => resume(Effect.succeed(Buffer.concat(chunks).toString("latin1"))))
     return Effect.sync(() => socket.destroy())
+  })
+
+/** Waits until the pods hold `numberOfShards` between them, evenly (the manager's follow-up rounds are over). */
+export const balanced = (pods: ReadonlyArray<NetworkPod>, numberOfShards: number): Effect.Effect<void> =>
+  eventuallyLive(
+    Effect.map(
+      Effect.forEach(pods, (pod) => Effect.map(pod.sharding.getAssignedShardIds, (shards) => Array.from(shards).length)),
+      (counts) => counts.reduce((a, b) => a + b, 0) === numberOfShards && Math.max(...counts) - Math.min(...counts) <= 1
+    )
+  )
+
+/** An entity id whose shard `pod` holds. */
+export const entityOn = (pod: NetworkPod, typeName: string, prefix: string): Effect.Effect<string> =>
+  Effect.gen(function*() {
+    for (let i = 0;; i++) {
+      const id = `${prefix}-${i}`
+      if (yield* pod.sharding.isEntityOnLocalShards(RecipientAddress.makeRecipientAddress(typeName, id))) return id
+    }
   })
