@@ -159,7 +159,7 @@ describe("Cluster under random schedules", () => {
         const suspend = <A, E>(write: Effect.Effect<A, E>) =>
           storageWriteSeconds === 0 ? write : Effect.zipRight(Effect.sleep(Duration.seconds(storageWriteSeconds)), write)
         const memory = Context.get(yield* Layer.build(Storage.memory), Storage.Storage)
-        const saveAll = (memory as { saveAll?: (state: unknown) => Effect.Effect<void, unknown> }).saveAll
+        const saveAll = memory.saveAll
         const cluster = yield* makeTestCluster({
           numberOfShards: NUMBER_OF_SHARDS,
           manager: { rebalanceRate: 1 },
@@ -171,7 +171,7 @@ describe("Cluster under random schedules", () => {
             saveAssignments: (assignments) => suspend(memory.saveAssignments(assignments)),
             savePods: (pods) => suspend(memory.savePods(pods)),
             saveEpochs: (epochs) => suspend(memory.saveEpochs(epochs)),
-            ...(saveAll === undefined ? {} : { saveAll: (state: unknown) => suspend(saveAll(state)) })
+            ...(saveAll === undefined ? {} : { saveAll: (state) => suspend(saveAll(state)) })
           }
         })
         // Runs a cluster operation to its end while the clock moves on: with a storage whose writes suspend and

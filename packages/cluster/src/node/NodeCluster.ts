@@ -18,7 +18,7 @@ import * as Serialization from "../Serialization.js"
 import * as Sharding from "../Sharding.js"
 import * as ShardingConfig from "../ShardingConfig.js"
 import * as ShardManager from "../ShardManager.js"
-import type { Storage } from "../Storage.js"
+import type { Storage, StorageException } from "../Storage.js"
 import * as server from "./internal/server.js"
 import * as PodsRpc from "./PodsRpc.js"
 import * as ShardingProtocol from "./ShardingProtocol.js"
@@ -96,7 +96,7 @@ export const layerPod = (options: PodOptions = {}): Layer.Layer<Sharding.Shardin
  */
 export const layerManager = (
   options: ManagerOptions = {}
-): Layer.Layer<ShardManager.ShardManager | HttpServer.HttpServer, never, Storage> => {
+): Layer.Layer<ShardManager.ShardManager | HttpServer.HttpServer, StorageException, Storage> => {
   const transport: Transport.TransportConfig = { ...Transport.defaultValues, ...options.transport }
   const config = { ...ManagerConfig.defaultValues, ...options.manager }
   const http = server.layerHttpServer({ host: transport.host, port: config.apiPort, https: options.https })
@@ -132,7 +132,7 @@ export const layerPodFromConfig: Layer.Layer<Sharding.Sharding | HttpServer.Http
  */
 export const layerManagerFromConfig: Layer.Layer<
   ShardManager.ShardManager | HttpServer.HttpServer,
-  ConfigError.ConfigError,
+  ConfigError.ConfigError | StorageException,
   Storage
 > = Layer.unwrapEffect(
   Effect.map(

@@ -55,7 +55,12 @@ export const AssignShards = Rpc.make("AssignShards", { payload: ShardsPayload, e
  * @since 0.1.0
  * @category rpcs
  */
-export const UnassignShards = Rpc.make("UnassignShards", { payload: ShardsPayload, error: RequestRejected })
+export const UnassignShards = Rpc.make("UnassignShards", {
+  payload: ShardsPayload,
+  // PodUnavailableException: the pod refused a revocation below the epoch it holds (a manager regression):
+  // it released nothing, and the manager must treat the shards as still owned.
+  error: Schema.Union(RequestRejected, ShardingException.PodUnavailableException)
+})
 
 /**
  * Whether the pod answers (`Pods.ping`).

@@ -40,7 +40,7 @@ export const startManager = (options: {
       NodeCluster.layerManager({
         manager: { apiPort: 0, ...options.manager },
         transport: options.transport
-      }).pipe(Layer.provide(Storage.memory))
+      }).pipe(Layer.provide(Storage.memory), Layer.orDie) // the memory storage never fails
     )
     const port = portOf(context)
     return { manager: Context.get(context, ShardManager.ShardManager), port, uri: `http://127.0.0.1:${port}` }
