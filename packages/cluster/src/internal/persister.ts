@@ -3,6 +3,7 @@
  * taken when its write starts, so a write never lands an older state after a newer one, and several
  * changes made during one write share the next.
  */
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
@@ -34,7 +35,9 @@ export const make = <E>(write: Effect.Effect<void, E>): Effect.Effect<Persister<
       const done = waiters.filter((waiter) => waiter.version <= version)
       waiters = waiters.filter((waiter) => waiter.version > version)
       for (const waiter of done) Deferred.unsafeDone(waiter.deferred, exit)
-      if (exit._tag === "Failure") yield* Effect.logError("could not persist the shard manager's state", exit.cause)
+      if (exit._tag === "Failure" && !Cause.isInterruptedOnly(exit.cause)) {
+        yield* Effect.logError("could not persist the shard manager's state", exit.cause)
+      }
     })
     yield* Effect.forkScoped(Effect.forever(round).pipe(Effect.annotateLogs({ fiber: "shard-manager-persist" })))
 

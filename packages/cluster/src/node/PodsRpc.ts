@@ -224,8 +224,13 @@ export const make = (
           client.AssignShards({ shards: shardsOf(shards), epochs: epochsToPairs(epochs) })),
       // A failure (timeout included) leaves the shards with the pod as far as the caller knows.
       unassignShards: (pod, shards, epochs) =>
-        control(pod, config.unassignTimeout, (client) =>
-          client.UnassignShards({ shards: shardsOf(shards), epochs: epochsToPairs(epochs) })),
+        pool.call(pod.host, pod.port, config.unassignTimeout, (client) =>
+          client.UnassignShards({ shards: shardsOf(shards), epochs: epochsToPairs(epochs) })).pipe(
+            // The pod's own refusal (nothing released) reaches the manager as it is.
+            Effect.catchAll((error) =>
+              error instanceof PodUnavailableException ? Effect.fail(error) : fromCallError(pod)(error)
+            )
+          ),
       ping: (pod) => control(pod, config.callTimeout, (client) => client.Ping()),
       sendAndGetState
     })
