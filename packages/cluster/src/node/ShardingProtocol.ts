@@ -242,12 +242,7 @@ export const handlers = (
       })
     return ShardingRpcs.of({
       AssignShards: ({ epochs, shards }) => detached(sharding.assign(shardSet(shards), epochMap(epochs))),
-      // A refused revocation (below the pod's epoch) is answered as such: the caller keeps it "still owned".
-      UnassignShards: ({ epochs, shards }) =>
-        detached(sharding.unassign(shardSet(shards), epochMap(epochs))).pipe(
-          Effect.catchAll(() =>
-            Effect.fail(new RequestRejected({ reason: "Refused", detail: "revocation below the held epoch" })))
-        ),
+      UnassignShards: ({ epochs, shards }) => detached(sharding.unassign(shardSet(shards), epochMap(epochs))),
       Ping: () => Effect.void,
       Send: ({ envelopes }) => deliverAll(envelopes)
     })

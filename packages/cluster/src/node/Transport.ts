@@ -130,10 +130,9 @@ export const config: Config.Config<TransportConfig> = Config.all({
 export const fromConfig: Layer.Layer<TransportConfig, ConfigError.ConfigError> = Layer.effect(TransportConfig, config)
 
 /**
- * A server refused a request: `"Unauthenticated"` (no or wrong token), `"Malformed"` (not a request of
- * the protocol, or a payload its schema rejects), `"TooLarge"` (over `maxMessageBytes`): nothing was done,
- * the message was not delivered. `"Refused"`: the pod refused a revocation below the epoch it holds (a
- * manager that lost its epochs): the shards are still owned, never released.
+ * A server refused a request before running it: `"Unauthenticated"` (no or wrong token), `"Malformed"`
+ * (not a request of the protocol, or a payload its schema rejects), `"TooLarge"` (over
+ * `maxMessageBytes`). Nothing was done; the message was not delivered.
  *
  * @since 0.1.0
  * @category errors
@@ -141,7 +140,7 @@ export const fromConfig: Layer.Layer<TransportConfig, ConfigError.ConfigError> =
 export class RequestRejected extends Schema.TaggedError<RequestRejected>()(
   "@effect-cluster/cluster/node/RequestRejected",
   {
-    reason: Schema.Literal("Unauthenticated", "Malformed", "TooLarge", "Refused"),
+    reason: Schema.Literal("Unauthenticated", "Malformed", "TooLarge"),
     detail: Schema.String
   }
 ) {}
