@@ -21,6 +21,12 @@ import { describeJournals } from "../utils/journals.js"
 import { awaitStatus, eventually, eventuallyEffect, ioTurn } from "../utils/engine.js"
 import { Order } from "../utils/fixtures.js"
 
+/**
+ * A lease longer than the TestClock jumps below: a jump past the lease looks like a frozen process to the
+ * lease watchdog (issue 9 #11), which would stop the live execution as ClaimLost.
+ */
+const longLease = { claimLease: "30 days" } as const
+
 describeJournals("abandoned step asked for again", (journalCase) => {
   it.scoped("retrying an activity after its Workflow.timeout fired never completes", () =>
     Effect.gen(function*() {
@@ -38,7 +44,7 @@ describeJournals("abandoned step asked for again", (journalCase) => {
         Workflow.timeout("charge-window", "1 minute")(charge).pipe(
           Effect.catchTag("TimeoutException", () => charge)
         ).pipe(Effect.map((s) => s.length)))
-      const engine = yield* WorkflowEngine.make(workflow)
+      const engine = yield* WorkflowEngine.make(workflow, longLease)
       yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
       yield* eventually(() => attempts.length === 1, "first attempt started")
       yield* TestClock.adjust("1 minute")
@@ -70,7 +76,7 @@ describeJournals("abandoned step asked for again", (journalCase) => {
           const second = yield* slow // now wait for the loser too
           return (first + second).length
         }))
-      const engine = yield* WorkflowEngine.make(workflow)
+      const engine = yield* WorkflowEngine.make(workflow, longLease)
       yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
       for (let i = 0; i < 200; i++) yield* ioTurn
       yield* TestClock.adjust("10 minutes")
@@ -94,7 +100,7 @@ describeJournals("abandoned step asked for again", (journalCase) => {
           yield* remind
           return (yield* DurableDeferred.await(Approval)).length
         }))
-      const engine = yield* WorkflowEngine.make(workflow)
+      const engine = yield* WorkflowEngine.make(workflow, longLease)
       yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
       // (the deadline is journaled before the execution suspends: a SQL journal's commits take a while)
       yield* awaitStatus(engine, "o1", "Suspended")
