@@ -300,18 +300,22 @@ export const make = <T extends Message.Message.Any, R>(
         return yield* decodeExit(engine, workflowName, executionId, json)
       })
 
-    // (callers ride out a short database outage: retryable journal errors are retried until their timeout)
+    // Callers ride out a short database outage: the engine's retryable journal errors start the call over
+    // (a start joins the execution, resuming it if it stopped) until the caller's timeout. The workflow's
+    // recorded outcome is outside the retried part: it is never retried, whatever it holds.
     const execute = <A extends T>(request: A, options?: { readonly timeout?: Duration.DurationInput }) =>
       withTimeout(
-        rideOutJournal(Effect.gen(function*() {
-          const { key, started } = yield* startRequest(request)
-          const exit = yield* awaitExit(
-            key.workflow,
-            key.executionId,
-            started._tag === "Finished" ? started.result : undefined
-          )
-          return yield* typed(exit)
-        })),
+        Effect.flatMap(
+          rideOutJournal(Effect.gen(function*() {
+            const { key, started } = yield* startRequest(request)
+            return yield* awaitExit(
+              key.workflow,
+              key.executionId,
+              started._tag === "Finished" ? started.result : undefined
+            )
+          })),
+          typed
+        ),
         PrimaryKey.value(request),
         options?.timeout
       ) as Effect.Effect<any, any>
@@ -323,19 +327,20 @@ export const make = <T extends Message.Message.Any, R>(
 
     const result = (executionId: string, options?: { readonly timeout?: Duration.DurationInput }) =>
       withTimeout(
-        rideOutJournal(Effect.gen(function*() {
+        Effect.flatMap(rideOutJournal(Effect.gen(function*() {
           const row = yield* engine.find(executionId)
-          const exit = yield* awaitExit(
+          return yield* awaitExit(
             row.workflow,
             executionId,
             isTerminal(row.status) && row.result !== null ? row.result : undefined
           )
+        })), (exit) => {
           const outcome = typed(exit)
           return Exit.isFailure(outcome) && Option.isSome(Cause.failureOption(outcome.cause)) &&
               isWorkflowEngineError(Option.getOrThrow(Cause.failureOption(outcome.cause)))
-            ? yield* Effect.fail(Option.getOrThrow(Cause.failureOption(outcome.cause)) as WorkflowEngineError)
-            : exit
-        })),
+            ? Effect.fail(Option.getOrThrow(Cause.failureOption(outcome.cause)) as WorkflowEngineError)
+            : Effect.succeed(exit)
+        }),
         executionId,
         options?.timeout
       )
