@@ -153,13 +153,14 @@ export class EntityManager {
     if (!entity.busy) {
       // Fast path: the mailbox is free; take it synchronously.
       entity.busy = true
-      return this.turn(entity, message, messageId)
+      // The caller checked ownership in this same synchronous step: no second check on the hot path.
+      return this.turn(entity, message, messageId, false)
     }
     // Wait for the mailbox in the sender's fiber (an interrupted sender leaves the queue); the turn itself
     // starts in the uninterruptible continuation, so a granted turn is never lost.
     return Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(restore(this.acquire(entity)), () => {
-        const turn = this.turn(entity, message, messageId)
+        const turn = this.turn(entity, message, messageId, true)
         return isExit(turn) ? turn : restore(turn)
       })
     )
@@ -176,7 +177,12 @@ export class EntityManager {
   // One message's turn, with the mailbox held: it is released here, at once when the behaviour answers
   // synchronously (nothing ran in between, so the caller gets the reply as a value, with no fiber
   // operation), or when the handler's fiber ends.
-  private turn(entity: EntityState, message: unknown, messageId: string | undefined): Effect.Effect<Reply, ShardingException> {
+  private turn(
+    entity: EntityState,
+    message: unknown,
+    messageId: string | undefined,
+    recheckOwnership: boolean
+  ): Effect.Effect<Reply, ShardingException> {
     if (entity.offer === undefined) {
       this.release(entity)
       return failedToStart
@@ -185,7 +191,8 @@ export class EntityManager {
       this.release(entity)
       return this.notManaged(entity.entityId)
     }
-    if (!this.isTopic && !this.options.canServe(entity.shardId)) {
+    // A queued message got the mailbox after waiting: the shard may have left meanwhile.
+    if (recheckOwnership && !this.isTopic && !this.options.canServe(entity.shardId)) {
       this.release(entity)
       return this.notManaged(entity.entityId)
     }

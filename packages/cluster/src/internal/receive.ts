@@ -1,5 +1,5 @@
 import * as Exit from "effect/Exit"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as MessageState from "../MessageState.js"
 import { RecipientAddress } from "../RecipientAddress.js"
 import type { SerializedEnvelope } from "../SerializedEnvelope.js"
@@ -74,8 +74,16 @@ export const makeReceive = (state: PodState): Receive => {
       return Exit.fail(new EntityNotManagedByThisPodException({ recipientAddress: address }))
     }
     const messageId = envelope.messageId === "" ? undefined : envelope.messageId
+    const decoded = serialization.decode(manager.options.recipientType.schema, envelope.body)
+    // A decode that suspended (a codec doing I/O, say) may end after the shard left: check again.
+    const owned = sync.completed(decoded) !== undefined || manager.isTopic
+      ? decoded
+      : Effect.flatMap(decoded, (message) =>
+        state.canServe(shard, envelope.epoch)
+          ? Effect.succeed(message)
+          : Effect.fail(new EntityNotManagedByThisPodException({ recipientAddress: address })))
     return sync.flatMap(
-      serialization.decode(manager.options.recipientType.schema, envelope.body),
+      owned,
       (message) =>
         sync.flatMap(
           manager.deliver(address.entityId, shard, message, messageId),
