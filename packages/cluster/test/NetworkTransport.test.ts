@@ -98,6 +98,17 @@ describe("Network transport: every call is bounded", () => {
       }
     }))
 
+  it.scopedLive("a connection to a pod that never answered is closed after the failed call", () =>
+    Effect.gen(function*() {
+      const hole = yield* blackHole
+      const pods = yield* podsWith({ callTimeout: Duration.millis(300) })
+      const error = yield* returns(Effect.flip(pods.ping(PodAddress.make("127.0.0.1", hole.port))))
+      expect(error._tag).toBe("@effect-cluster/cluster/PodUnavailableException")
+      expect(hole.connections()).toBe(1)
+      // Dropped at once, not left reconnecting: the peer sees its side closed.
+      yield* eventuallyLive(Effect.sync(() => hole.open() === 0))
+    }))
+
   it.scopedLive("a pod nobody listens on: the send certainly was not delivered", () =>
     Effect.gen(function*() {
       const port = yield* closedPort

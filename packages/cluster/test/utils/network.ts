@@ -89,14 +89,20 @@ export const captureLogs = () => {
 
 
 /** A TCP server that accepts connections and never answers (a black-holed peer). */
-export const blackHole: Effect.Effect<{ readonly port: number; readonly connections: () => number }, never, Scope.Scope> =
-  Effect.map(
+export const blackHole: Effect.Effect<
+  { readonly port: number; readonly connections: () => number; readonly open: () => number },
+  never,
+  Scope.Scope
+> = Effect.map(
     Effect.acquireRelease(
       Effect.async<{ server: Net.Server; sockets: Set<Net.Socket> }>((resume) => {
         const sockets = new Set<Net.Socket>()
         const server = Net.createServer((socket) => {
           sockets.add(socket)
           socket.on("error", () => {})
+          // Reads and drops what the peer sends; a peer that closes its side gets it closed here too.
+          socket.resume()
+          socket.on("end", () => socket.end())
         })
         server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
       }),
@@ -106,7 +112,11 @@ export const blackHole: Effect.Effect<{ readonly port: number; readonly connecti
           server.close(() => resume(Effect.void))
         })
     ),
-    ({ server, sockets }) => ({ port: (server.address() as Net.AddressInfo).port, connections: () => sockets.size })
+    ({ server, sockets }) => ({
+      port: (server.address() as Net.AddressInfo).port,
+      connections: () => sockets.size,
+      open: () => Array.from(sockets).filter((socket) => !socket.destroyed && !socket.readableEnded).length
+    })
   )
 
 /** A port nothing listens on (bound, then released). */

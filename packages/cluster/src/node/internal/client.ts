@@ -11,6 +11,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
 import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -97,6 +98,7 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
     type Client = RpcClient.RpcClient<Rpcs, RpcClientError>
     const peers = new Map<string, Peer<Client>>()
     const clock = yield* Effect.clock
+    const runFork = yield* FiberSet.makeRuntime<never>()
     const headers = Option.match(config.secret, {
       onNone: () => undefined,
       onSome: (secret) => Headers.fromInput({ [AUTH_HEADER]: tokenOf(secret) })
@@ -169,7 +171,7 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
           const notDelivered = !openAtStart && peer.state.opens === opensAtStart
           // A peer never reached is dropped: the next call connects afresh instead of waiting for the
           // protocol's reconnection schedule.
-          if (notDelivered) Effect.runFork(close(`${host}:${port}`, peer))
+          if (notDelivered) runFork(close(`${host}:${port}`, peer))
           return new PeerFailure(notDelivered, reason)
         }
         const run = Effect.flatMap(peer.ready, f)
