@@ -25,12 +25,21 @@ const securedCluster = (transport: Partial<Transport.TransportConfig>) =>
     })
     yield* eventuallyLive(holdsAll(owner.sharding))
     const sender = yield* startPod({ managerUri: manager.uri, sharding: { numberOfShards }, transport })
+    // Balancing rounds follow one another until the two pods are balanced; no shard moves after that.
+    const count = (sharding: Sharding.Sharding) => Effect.map(sharding.getAssignedShardIds, (set) => Array.from(set).length)
+    yield* eventuallyLive(
+      Effect.map(Effect.all([count(owner.sharding), count(sender.sharding)]), ([a, b]) => a + b === numberOfShards && Math.abs(a - b) <= 1)
+    )
     return { manager, owner, sender }
   })
 
 const routesCorrectly = (cluster: Effect.Effect.Success<ReturnType<typeof securedCluster>>) =>
   Effect.gen(function*() {
-    const entity = freshId("entity")
+    // An entity on a shard the owner holds: the sender (no Counter registered) gets shards of its own once
+    // balancing rounds follow one another (rebalanceFollowUpInterval).
+    const owned = new Set(Array.from(yield* cluster.owner.sharding.getAssignedShardIds, (shard) => shard.value))
+    let entity = freshId("entity")
+    while (!owned.has(cluster.owner.sharding.getShardId(entity).value)) entity = freshId("entity")
     const messenger = cluster.sender.sharding.messenger(Counter)
     expect(yield* messenger.send(entity)(new Increment({ messageId: freshId(), by: 4 }))).toBe(4)
     expect(yield* messenger.send(entity)(new GetCount({ messageId: freshId() }))).toBe(4)
