@@ -15,7 +15,7 @@ import { InvalidConfigurationException } from "./ShardingException.js"
  * The shard manager's configuration. Defaults in brackets.
  *
  * - `numberOfShards` [300]: must equal every pod's.
- * - `apiPort` [8080]: reserved for a network transport; the in-process transport does not use it.
+ * - `apiPort` [8080]: the port of the network manager (`NodeCluster.layerManager`); unused in-process.
  * - `rebalanceInterval` [20 seconds]: period of the balancing round when nothing triggers one earlier (a
  *   registration triggers one at once).
  * - `rebalanceFollowUpInterval` [250 millis]: while balancing rounds still move shards, the next round

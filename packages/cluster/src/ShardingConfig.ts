@@ -15,9 +15,11 @@ import { InvalidConfigurationException } from "./ShardingException.js"
  * A pod's configuration. Defaults in brackets.
  *
  * - `numberOfShards` [300]: must equal the manager's.
- * - `selfHost` ["localhost"], `shardingPort` [54321]: this pod's address. With `InProcessTransport` (the
- *   only transport so far) it is the pod's name inside the process; nothing listens on it.
- * - `shardManagerUri` ["http://localhost:8080/api/rest"]: reserved for a network transport; not used yet.
+ * - `selfHost` ["localhost"], `shardingPort` [54321]: this pod's address. With the network transport
+ *   (`@effect-cluster/cluster/node`) the port it binds and the host others reach it at; with
+ *   `InProcessTransport` only its name inside the process.
+ * - `shardManagerUri` ["http://localhost:8080/api/rest"]: where the network transport finds the manager;
+ *   unused in-process.
  * - `serverVersion` ["1.0.0"]: during a rolling upgrade shards go only to the highest version.
  * - `entityMaxIdleTime` [1 minute]: an entity with no message for this long is passivated (stopped); the
  *   next message starts it again.

@@ -15,10 +15,10 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
-import * as Migrations from "./internal/storageSql/migrations.js"
-import { type Rows, toStorageException } from "./internal/storageSql/rows.js"
-import * as Statements from "./internal/storageSql/statements.js"
-import { type LeasedStorage, Storage, StorageException } from "./Storage.js"
+import * as Migrations from "../internal/storageSql/migrations.js"
+import { type Rows, toStorageException } from "../internal/storageSql/rows.js"
+import * as Statements from "../internal/storageSql/statements.js"
+import { type LeasedStorage, Storage, StorageException } from "../Storage.js"
 
 /**
  * Options of the SQL storage.
