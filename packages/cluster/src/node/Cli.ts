@@ -1,0 +1,251 @@
+/// <reference types="node" />
+/**
+ * The `effect-cluster` command line (the package's `bin`), built with `@effect/cli`:
+ * `effect-cluster manager --port 8080 --database-url postgres://...` runs a shard manager process on
+ * `StorageSql` (PostgreSQL, or a SQLite file on one machine). Several such processes on one database are
+ * one active manager and standbys (`ManagerLease`): a standby binds its port only once it holds the
+ * manager lease, and a manager that loses the lease exits (status 1) so that its supervisor restarts it
+ * as a standby. Every option falls back to an environment variable, named in `--help`.
+ *
+ * @since 0.1.0
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as HttpServer from "@effect/platform/HttpServer"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Config from "effect/Config"
+import * as Console from "effect/Console"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import { randomUUID } from "node:crypto"
+import { hostname } from "node:os"
+import * as ManagerConfig from "../ManagerConfig.js"
+import * as ManagerLease from "../ManagerLease.js"
+import { Storage } from "../Storage.js"
+import * as StorageSql from "../StorageSql.js"
+import * as NodeCluster from "./NodeCluster.js"
+import * as Transport from "./Transport.js"
+
+/**
+ * The version `--version` prints (the package's version; a test keeps them equal).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const version = "0.1.0"
+
+/**
+ * The command line could not start a manager: the database URL names no supported database, its driver
+ * is not installed, or the storage could not be opened. Also: the manager lost its lease to another.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CliError extends Schema.TaggedError<CliError>()("@effect-cluster/cluster/node/CliError", {
+  reason: Schema.String
+}) {}
+
+/**
+ * Where the manager keeps its state, read from a database URL: PostgreSQL for `postgres://` and
+ * `postgresql://`, a SQLite file for `file:` URLs and plain paths.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Database =
+  | { readonly _tag: "Postgres"; readonly url: Redacted.Redacted<string> }
+  | { readonly _tag: "Sqlite"; readonly url: string }
+
+/**
+ * Reads a database URL (see `Database`).
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseDatabaseUrl = (url: string): Either.Either<Database, string> => {
+  if (/^postgres(ql)?:\/\//i.test(url)) return Either.right({ _tag: "Postgres", url: Redacted.make(url) })
+  if (/^file:/i.test(url)) return Either.right({ _tag: "Sqlite", url })
+  // The scheme only: the rest of a URL may hold a password.
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)
+  if (scheme !== null) return Either.left(`unsupported database URL scheme ${scheme[1]}:// (use postgres:// or a file)`)
+  if (url.trim() === "") return Either.left("the database URL is empty")
+  return Either.right({ _tag: "Sqlite", url: `file:${url}` })
+}
+
+// The drivers are optional peers: loaded only for the database in use, so a PostgreSQL deployment needs
+// no SQLite binary and the other way round.
+const sqlClientLayer = (database: Database): Effect.Effect<Layer.Layer<SqlClient.SqlClient, unknown>, CliError> =>
+  database._tag === "Postgres"
+    ? Effect.tryPromise({
+      try: () => import("@effect/sql-pg/PgClient"),
+      catch: () => new CliError({ reason: "a postgres:// URL needs the package @effect/sql-pg (npm i @effect/sql-pg@0.53.0)" })
+    }).pipe(Effect.map((PgClient) => PgClient.layer({ url: database.url })))
+    : Effect.tryPromise({
+      try: () => import("@effect/sql-libsql/LibsqlClient"),
+      catch: () =>
+        new CliError({ reason: "a SQLite file needs the package @effect/sql-libsql (npm i @effect/sql-libsql@0.42.0)" })
+    }).pipe(Effect.map((LibsqlClient) => LibsqlClient.layer({ url: database.url })))
+
+/**
+ * What the `manager` command runs with: the options, each already resolved from the command line, its
+ * environment variable or its default. The rest of `ManagerConfig` and `Transport.TransportConfig` is read
+ * from the environment (`ManagerConfig.config`, `Transport.config`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ManagerCommandOptions {
+  readonly host: string
+  readonly port: number
+  readonly databaseUrl: Redacted.Redacted<string>
+  readonly tablePrefix: string
+  readonly numberOfShards: number
+  readonly leaseDuration: Duration.Duration
+  readonly leaseMargin: Duration.Duration
+  readonly holder: Option.Option<string>
+}
+
+/**
+ * Runs a shard manager until interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`): opens the storage,
+ * waits as a standby until it holds the manager lease, then serves `/rpc` and `/health` on `host:port`
+ * and prints one line, `effect-cluster manager listening on http://<host>:<port> (term <n>)`. Fails with
+ * `CliError` when it loses the lease (another manager took over while this one was paused or cut off).
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const runManager = (options: ManagerCommandOptions): Effect.Effect<void, unknown> =>
+  Effect.gen(function*() {
+    const fromEnv = yield* ManagerConfig.config
+    const transport = { ...(yield* Transport.config), host: options.host }
+    const manager: ManagerConfig.ManagerConfig = {
+      ...fromEnv,
+      apiPort: options.port,
+      numberOfShards: options.numberOfShards,
+      leaseDuration: options.leaseDuration,
+      leaseMargin: options.leaseMargin
+    }
+    yield* ManagerConfig.validate(manager)
+    const database = parseDatabaseUrl(Redacted.value(options.databaseUrl))
+    if (database._tag === "Left") return yield* new CliError({ reason: database.left })
+    const sql = yield* Layer.build(yield* sqlClientLayer(database.right))
+    const storage = yield* StorageSql.make({ prefix: options.tablePrefix }).pipe(Effect.provide(sql))
+    const holder = Option.getOrElse(options.holder, () => `${hostname()}:${options.port}/${randomUUID()}`)
+    yield* Console.log(`effect-cluster manager ${holder}: waiting for the manager lease`)
+    const held = yield* ManagerLease.acquire(storage, {
+      holder,
+      leaseDuration: options.leaseDuration,
+      leaseMargin: options.leaseMargin
+    })
+    const served = yield* Layer.build(
+      NodeCluster.layerManager({ manager, transport }).pipe(Layer.provide(Layer.succeed(Storage, held.storage)))
+    )
+    const address = Context.get(served, HttpServer.HttpServer).address
+    const port = address._tag === "TcpAddress" ? address.port : options.port
+    yield* Console.log(`effect-cluster manager listening on http://${options.host}:${port} (term ${held.term})`)
+    yield* held.lost
+    return yield* new CliError({ reason: `manager ${holder} lost the manager lease (term ${held.term}); exiting` })
+  }).pipe(Effect.scoped)
+
+const withEnv = <A>(option: Options.Options<A>, config: Config.Config<A>, description: string) =>
+  option.pipe(Options.withFallbackConfig(config), Options.withDescription(description))
+
+const millisOption = (name: string, env: string, fallback: Duration.Duration, what: string) =>
+  withEnv(
+    Options.integer(name).pipe(Options.map(Duration.millis)),
+    Config.integer(env).pipe(Config.map(Duration.millis), Config.withDefault(fallback)),
+    `${what}, in milliseconds (env ${env}; default ${Duration.toMillis(fallback)})`
+  )
+
+const managerOptions = {
+  host: withEnv(
+    Options.text("host"),
+    Config.string("CLUSTER_HOST").pipe(Config.withDefault(Transport.defaultValues.host)),
+    `interface to bind (env CLUSTER_HOST; default ${Transport.defaultValues.host}: this machine only; 0.0.0.0 for all)`
+  ),
+  port: withEnv(
+    Options.integer("port"),
+    Config.integer("API_PORT").pipe(Config.withDefault(ManagerConfig.defaultValues.apiPort)),
+    `port of /rpc and /health (env API_PORT; default ${ManagerConfig.defaultValues.apiPort}; 0 picks a free port)`
+  ),
+  databaseUrl: withEnv(
+    Options.redacted("database-url"),
+    Config.redacted("DATABASE_URL"),
+    "where the manager keeps pods, assignments, epochs and leases: postgres://user@host:5432/db, or a SQLite file " +
+      "(a path or file: URL, one machine only) (env DATABASE_URL; required)"
+  ),
+  tablePrefix: withEnv(
+    Options.text("table-prefix"),
+    Config.string("CLUSTER_TABLE_PREFIX").pipe(Config.withDefault(StorageSql.defaultPrefix)),
+    `prefix of the table names, created if absent (env CLUSTER_TABLE_PREFIX; default ${StorageSql.defaultPrefix})`
+  ),
+  numberOfShards: withEnv(
+    Options.integer("number-of-shards"),
+    Config.integer("NUMBER_OF_SHARDS").pipe(Config.withDefault(ManagerConfig.defaultValues.numberOfShards)),
+    `must equal every pod's (env NUMBER_OF_SHARDS; default ${ManagerConfig.defaultValues.numberOfShards})`
+  ),
+  leaseDuration: millisOption(
+    "lease-duration",
+    "LEASE_DURATION",
+    ManagerConfig.defaultValues.leaseDuration,
+    "the lease granted to pods per heartbeat, and the manager lease"
+  ),
+  leaseMargin: millisOption(
+    "lease-margin",
+    "LEASE_MARGIN",
+    ManagerConfig.defaultValues.leaseMargin,
+    "slack after a lease before its shards (or the manager lease) move"
+  ),
+  holder: withEnv(
+    Options.text("holder").pipe(Options.optional),
+    Config.option(Config.string("CLUSTER_MANAGER_ID")),
+    "this process's name in the manager lease row (env CLUSTER_MANAGER_ID; default <hostname>:<port>/<random uuid>)"
+  )
+}
+
+const environmentOnly = [
+  "Read from the environment only:",
+  "CLUSTER_SECRET (shared secret authenticating every call; never put it on a command line),",
+  "CLUSTER_TLS, CLUSTER_SEND_TIMEOUT, CLUSTER_CALL_TIMEOUT, CLUSTER_UNASSIGN_TIMEOUT, CLUSTER_MAX_MESSAGE_BYTES,",
+  "CLUSTER_IDLE_CONNECTION_TIMEOUT (transport), REBALANCE_INTERVAL, REBALANCE_FOLLOW_UP_INTERVAL,",
+  "REBALANCE_RETRY_INTERVAL, REBALANCE_RATE, PING_TIMEOUT, PERSIST_RETRY_INTERVAL, PERSIST_RETRY_COUNT",
+  "(manager; durations in milliseconds). See docs/deployment.md."
+].join(" ")
+
+/**
+ * `effect-cluster manager`: a shard manager process (see `runManager`).
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const managerCommand = Command.make("manager", managerOptions, runManager).pipe(
+  Command.withDescription(
+    "Run a shard manager on PostgreSQL or a SQLite file. Several managers on one database: one is active, " +
+      "the others wait as standbys and take over (binding their port) once its lease has ended. " + environmentOnly
+  )
+)
+
+/**
+ * `effect-cluster`: the root command.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("effect-cluster").pipe(
+  Command.withDescription("Processes of an effect-cluster deployment (docs/deployment.md)."),
+  Command.withSubcommands([managerCommand])
+)
+
+/**
+ * Parses `argv` (as `process.argv`: the first two entries are node and the script) and runs the command.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = Command.run(command, { name: "effect-cluster", version })
