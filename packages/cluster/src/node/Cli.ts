@@ -28,7 +28,7 @@ import { hostname } from "node:os"
 import * as ManagerConfig from "../ManagerConfig.js"
 import * as ManagerLease from "../ManagerLease.js"
 import { Storage } from "../Storage.js"
-import * as StorageSql from "../StorageSql.js"
+import * as StorageSql from "./StorageSql.js"
 import * as NodeCluster from "./NodeCluster.js"
 import * as Transport from "./Transport.js"
 
