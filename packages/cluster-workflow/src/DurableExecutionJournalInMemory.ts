@@ -36,6 +36,15 @@ const compareKeys = (a: ExecutionKey, b: ExecutionKey): number =>
       b.executionId ? 1 : 0
 
 /**
+ * An inbox change: the version grows, and a suspended execution becomes runnable (running, unclaimed), so
+ * that a crash right after the change cannot strand it (issue 9 #2).
+ */
+const inboxChanged = (row: ExecutionRow): ExecutionRow =>
+  row.status === "suspended"
+    ? { ...row, inboxVersion: row.inboxVersion + 1, status: "running", suspendedOn: null, wakeAt: null }
+    : { ...row, inboxVersion: row.inboxVersion + 1 }
+
+/**
  * Builds an in-memory journal. Each call gets its own empty store.
  *
  * @since 0.1.0
@@ -170,7 +179,7 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
         const existing = entry.signals.get(name)
         if (existing !== undefined) return { stored: existing.value, row: entry.row }
         entry.signals.set(name, { name, value, createdAt: now })
-        entry.row = { ...entry.row, inboxVersion: entry.row.inboxVersion + 1, updatedAt: now }
+        entry.row = { ...inboxChanged(entry.row), updatedAt: now }
         return { stored: value, row: entry.row }
       }),
     requestCancel: (key, now) =>
@@ -178,12 +187,7 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
         const entry = entries.get(keyString(key))
         if (entry === undefined) return undefined
         if (isTerminal(entry.row.status)) return entry.row
-        entry.row = {
-          ...entry.row,
-          cancelRequested: true,
-          inboxVersion: entry.row.inboxVersion + 1,
-          updatedAt: now
-        }
+        entry.row = { ...inboxChanged(entry.row), cancelRequested: true, updatedAt: now }
         return entry.row
       }),
     resume: (key, now) =>
@@ -237,6 +241,29 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
         }
         found.sort((a, b) => a.createdAt - b.createdAt || compareKeys(a, b))
         return found.slice(0, limit).map((row) => ({ workflow: row.workflow, executionId: row.executionId }))
+      }),
+    nextClaimExpiry: (workflows, owner) =>
+      Effect.sync(() => {
+        let next: { owner: string; claimUntil: number } | undefined
+        for (const { row } of entries.values()) {
+          if (
+            row.status === "running" && row.claimOwner !== null && row.claimOwner !== owner &&
+            row.claimUntil !== null && workflows.includes(row.workflow) &&
+            (next === undefined || row.claimUntil < next.claimUntil)
+          ) next = { owner: row.claimOwner, claimUntil: row.claimUntil }
+        }
+        return next
+      }),
+    release: (owner, claims) =>
+      Effect.sync(() => {
+        let released = 0
+        for (const { epoch, key } of claims) {
+          const entry = entries.get(keyString(key))
+          if (entry === undefined || entry.row.status !== "running" || !holds(entry.row, owner, epoch)) continue
+          entry.row = { ...entry.row, claimOwner: null, claimUntil: null }
+          released++
+        }
+        return released
       }),
     list: (options: ListOptions) =>
       Effect.sync(() => {

@@ -18,6 +18,7 @@ import type { SqlJournalOptions } from "./internal/sql/tables.js"
 
 export { defaultPrefix, schemaVersion, tableNames } from "./internal/sql/tables.js"
 export type { SqlJournalOptions, TableNames } from "./internal/sql/tables.js"
+export { type ProcessLiveness, ProcessLivenessService } from "./internal/sql/liveness.js"
 
 /**
  * Builds a SQL journal on the `SqlClient` in context (SQLite or PostgreSQL), creating or upgrading its

@@ -86,9 +86,9 @@ for (const c of clientCases) {
         const p1 = uniquePrefix("m1")
         const p2 = uniquePrefix("m2")
         yield* Effect.addFinalizer(() => Effect.ignore(Effect.zip(dropTables(p1), dropTables(p2))))
-        expect(yield* DurableExecutionJournalSql.migrate({ prefix: p1 })).toEqual([1])
+        expect(yield* DurableExecutionJournalSql.migrate({ prefix: p1 })).toEqual([1, 2])
         expect(yield* DurableExecutionJournalSql.migrate({ prefix: p1 })).toEqual([])
-        for (const suffix of ["executions", "events", "signals", "migrations"]) {
+        for (const suffix of ["executions", "events", "signals", "engines", "migrations"]) {
           expect(yield* tableExists(`${p1}_${suffix}`)).toBe(true)
           expect(yield* tableExists(`${p2}_${suffix}`)).toBe(false)
         }
@@ -100,7 +100,7 @@ for (const c of clientCases) {
         expect(yield* j2.commit([start(key("x"), { owner: "other" })])).toEqual([{ _tag: "Created", epoch: 1 }])
         const sql = yield* SqlClient.SqlClient
         const versions = yield* sql`SELECT version, name FROM ${sql(`${p1}_migrations`)}`
-        expect(versions.map((r) => [Number(r.version), r.name])).toEqual([[1, "create_tables"]])
+        expect(versions.map((r) => [Number(r.version), r.name])).toEqual([[1, "create_tables"], [2, "create_engines"]])
       })
     )
 
@@ -113,7 +113,7 @@ for (const c of clientCases) {
           Array.from({ length: 4 }, () => DurableExecutionJournalSql.migrate({ prefix })),
           { concurrency: "unbounded" }
         )
-        expect(applied.flat()).toEqual([1])
+        expect(applied.flat()).toEqual([1, 2])
       })
     )
 

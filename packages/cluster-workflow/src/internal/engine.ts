@@ -46,6 +46,7 @@ import { ExecutionRuntime } from "./execution.js"
 import { EngineTimer } from "./engineTimer.js"
 import type { CodeFault } from "./faults.js"
 import { stuckExecutions, stuckFault } from "./faults.js"
+import { Liveness } from "./engineLiveness.js"
 import { OneShot } from "./oneShot.js"
 import type { ResultError } from "./results.js"
 import { defaultPollEvery, keyString, Results } from "./results.js"
@@ -59,6 +60,7 @@ export interface EngineOptions {
   readonly orphanCheckInterval?: Duration.DurationInput | undefined
   readonly resultPollInterval?: Duration.DurationInput | undefined
   readonly journalRetries?: number | undefined
+  readonly livenessCheckInterval?: Duration.DurationInput | undefined
 }
 
 interface Definition extends WorkflowDefinition {
@@ -78,6 +80,10 @@ const liveClock = Clock.make()
 
 /** The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests). */
 const monotonicMillis = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
+
+/** The engines of this process, per journal (an inbox change is told to a live owner directly). */
+const processEngines = new WeakMap<Journal, Set<Engine>>()
+const enginesOf = (journal: Journal): ReadonlySet<Engine> => processEngines.get(journal) ?? new Set()
 
 /** Engines in one process on one journal share an identity, so a new engine resumes at once. */
 const identities = new WeakMap<Journal, string>()
@@ -121,6 +127,8 @@ export class Engine {
   private readonly liveChanged: Queue.Queue<void>
   readonly leaseMillis: number
   readonly services: EngineServices
+  readonly liveness: Liveness
+  private readonly renewSoon: Queue.Queue<void>
 
   constructor(
     readonly journal: Journal,
@@ -155,6 +163,27 @@ export class Engine {
       isRetrying: (id) => this.retrying.has(id),
       claimAndLaunch: (key) => this.claimAndLaunch(key)
     })
+    this.renewSoon = Effect.runSync(Queue.sliding<void>(1))
+    this.liveness = new Liveness({
+      journal,
+      owner,
+      names: this.names,
+      leaseMillis: this.leaseMillis,
+      resumeOrphans: Effect.suspend(() => this.resumeOrphans),
+      claimAndLaunch: (key) => this.claimAndLaunch(key),
+      notifyLive: (key) => {
+        const runtime = this.live.get(keyString(key))
+        if (runtime === undefined) return false
+        runtime.notifyInbox()
+        return true
+      },
+      liveClaims: () => Array.from(this.live.values(), (runtime) => ({ key: runtime.key, epoch: runtime.currentEpoch })),
+      stopAll: () => {
+        for (const runtime of this.live.values()) runtime.notifyClaimLost()
+      },
+      fork: (effect) => void this.runFork(effect),
+      renewNow: () => this.renewSoon.unsafeOffer(undefined)
+    }, Duration.decode(options.livenessCheckInterval ?? "500 millis"))
     this.services = {
       journal,
       committer,
@@ -587,27 +616,48 @@ export class Engine {
   }
 
   /**
-   * After an inbox change: a suspended execution is claimed and resumed; one running here is told; one
-   * running elsewhere notices at its next claim renewal.
+   * After an inbox change (which made a suspended execution runnable): one running here is told; one
+   * held by another live engine is left to it (told directly when that engine is in this process, through
+   * the journal otherwise: NOTIFY on PostgreSQL, the data_version poll on SQLite); a runnable one is
+   * claimed and resumed here, unless other live engines run its workflow: then this engine only passes
+   * the change through and keeps no claim it might not run (a CLI, a webhook handler: issue 9 #9).
    */
   wake(row: ExecutionRow, notify: (runtime: ExecutionRuntime) => void): Effect.Effect<void, JournalError> {
     return Effect.catchTag(Effect.gen(this, function*() {
       if (isTerminal(row.status)) return
       const key = { workflow: row.workflow, executionId: row.executionId }
-      if (row.status === "suspended") {
-        yield* this.claimAndLaunch(key)
-        return
-      }
-      const runtime = this.live.get(keyString(key))
-      if (runtime !== undefined) {
-        notify(runtime)
-        return
+      const id = keyString(key)
+      for (const engine of [this, ...enginesOf(this.journal)]) {
+        const runtime = engine.live.get(id)
+        if (runtime !== undefined) {
+          notify(runtime)
+          return
+        }
       }
       const now = yield* Clock.currentTimeMillis
-      if (row.claimOwner === null || row.claimOwner === this.owner || (row.claimUntil ?? 0) < now) {
-        yield* this.claimAndLaunch(key)
+      const claimable = row.status === "suspended" || row.claimOwner === null || row.claimOwner === this.owner ||
+        (row.claimUntil ?? 0) < now
+      if (!claimable) {
+        for (const engine of enginesOf(this.journal)) {
+          if (engine !== this && engine.owner === row.claimOwner) engine.liveness.onChange(key, id)
+        }
+        return
       }
+      if (yield* this.leaveToOthers(key, id)) return
+      yield* this.claimAndLaunch(key)
     }), "PayloadDecodeError", () => Effect.void) // logged where it was found; the input stays stored
+  }
+
+  /** Whether other live engines run this workflow: then this one leaves a runnable execution to them. */
+  private leaveToOthers(key: ExecutionKey, id: string): Effect.Effect<boolean> {
+    const registration = this.liveness.registration
+    const otherLiveEngines = this.journal.otherLiveEngines
+    if (registration === undefined || otherLiveEngines === undefined) return Effect.succeed(false)
+    return Effect.map(Effect.either(otherLiveEngines(registration, key.workflow)), (others) => {
+      if (Either.isLeft(others) || others.right === 0) return false
+      this.liveness.passThrough(id)
+      return true
+    })
   }
 
   cancel(executionId: string): Effect.Effect<"cancelled" | "already-finished", ExecutionNotFoundError | JournalError> {
@@ -687,6 +737,27 @@ export class Engine {
   }
 
   /**
+   * After an execution stopped at its lease's end: once its claim has ended in the journal too (another
+   * margin later, on the engine's clock), claims it again, unless another engine took it over meanwhile
+   * (then the claim fails and nothing happens); retries while the journal fails.
+   */
+  private takeBackAfterLeaseEnd(runtime: ExecutionRuntime) {
+    // (only the retry delays are on the live clock: the claim keeps the engine's clock)
+    const attempt = (delay: number): Effect.Effect<void> =>
+      Effect.catchAll(Effect.asVoid(this.claimAndLaunch(runtime.key)), (error) =>
+        error._tag === "PayloadDecodeError"
+          ? Effect.void
+          : Effect.zipRight(
+            Effect.withClock(Effect.sleep(delay), liveClock),
+            Effect.suspend(() => attempt(Math.min(delay * 2, 30_000)))
+          ))
+    this.runFork(Effect.zipRight(
+      Effect.zipRight(runtime.done.await, Effect.sleep(this.leaseMargin * 2)),
+      attempt(100)
+    ))
+  }
+
+  /**
    * Renews the claims of live executions every lease/3, only while there are any. An execution whose
    * lease ends (by this engine's monotonic clock, measured from the send of its last successful renewal)
    * before a renewal succeeds is stopped: another engine may take it over once the claim expires, and
@@ -707,31 +778,60 @@ export class Engine {
         if (end !== undefined && end < earliest) earliest = end
       }
       const wait = earliest - (yield* monotonicMillis)
-      if (wait > 0) yield* Effect.sleep(wait)
+      if (wait > 0) {
+        // another process changed something (SQLite): renew now, which reads the inbox versions
+        const soon = yield* Effect.raceFirst(
+          Effect.as(Effect.sleep(wait), false),
+          Effect.as(Queue.take(this.renewSoon), true)
+        )
+        if (soon) renewAt = yield* monotonicMillis
+      }
       const now = yield* monotonicMillis
+      const ending = Array.from(this.live.values()).some((runtime) => (this.leaseEnds.get(runtime) ?? Infinity) <= now)
+      // A lease about to end gets one last renewal, answered within the margin (on the live clock: the
+      // time a database takes to answer is real time) before its execution is stopped.
+      if (now >= renewAt || ending) {
+        renewAt = now + every
+        yield* this.renewLive(ending)
+      }
+      const after = yield* monotonicMillis
       for (const runtime of this.live.values()) {
         const end = this.leaseEnds.get(runtime)
-        if (end !== undefined && end <= now && !runtime.suspending) {
+        if (end !== undefined && end <= after && !runtime.suspending) {
           this.leaseEnds.delete(runtime)
           yield* Effect.logWarning("an execution's claim could not be renewed before its lease ended; it stops here")
             .pipe(Effect.annotateLogs({ workflow: runtime.key.workflow, executionId: runtime.key.executionId }))
           runtime.notifyClaimLost()
+          this.takeBackAfterLeaseEnd(runtime)
         }
       }
-      if (now < renewAt) continue
-      renewAt = now + every
+    }
+  })
+
+  /** Renews the claims of the live executions; `bounded`: give up after the lease margin (live clock). */
+  private renewLive(bounded: boolean): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
       const runtimes = Array.from(this.live.values()).filter((runtime) => this.leaseEnds.has(runtime))
-      if (runtimes.length === 0) continue
+      if (runtimes.length === 0) return
       const sentAt = yield* monotonicMillis
       const wallNow = yield* Clock.currentTimeMillis
-      const rows = yield* Effect.either(this.journal.renew(
+      const renew = this.journal.renew(
         this.owner,
         runtimes.map((runtime) => ({ key: runtime.key, epoch: runtime.currentEpoch })),
         wallNow + this.leaseMillis
-      ))
+      )
+      const rows = yield* Effect.either(
+        bounded
+          ? Effect.timeoutFail(renew, {
+            duration: this.leaseMargin,
+            onTimeout: () =>
+              new JournalError({ operation: "renew", message: "no answer within the lease margin", retryable: true })
+          }).pipe(Effect.withClock(liveClock))
+          : renew
+      )
       if (Either.isLeft(rows)) {
         yield* Effect.logWarning("could not renew claims", rows.left)
-        continue
+        return
       }
       rows.right.forEach((row, i) => {
         const runtime = runtimes[i]!
@@ -741,8 +841,8 @@ export class Engine {
           if (row.inboxVersion > runtime.currentInboxVersion) runtime.notifyInbox()
         }
       })
-    }
-  })
+    })
+  }
 
   /** Resumes unfinished executions nobody runs (at start, and every `orphanCheckInterval` if set). */
   readonly resumeOrphans: Effect.Effect<number, JournalError> = Effect.gen(this, function*() {
@@ -804,9 +904,21 @@ export const make = (
       retries: options.journalRetries ?? 8,
       retryBase: "10 millis"
     })
+    // A graceful shutdown gives up the claims of the executions that ran here once they have stopped (this
+    // finalizer runs after the fibers' set is closed; the one below, before, notes the claims).
+    let claimsAtClose: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }> = []
+    let liveness: Liveness | undefined
+    yield* Effect.addFinalizer(() => liveness === undefined ? Effect.void : liveness.release(claimsAtClose))
     const fibers = yield* FiberSet.make()
     const runFork = yield* FiberSet.runtime(fibers)<never>()
     const engine = new Engine(journal, committer, owner, definitions, context, runFork, options)
+    liveness = engine.liveness
+    const siblings = processEngines.get(journal) ?? new Set<Engine>()
+    processEngines.set(journal, siblings)
+    siblings.add(engine)
+    yield* Effect.addFinalizer(() => Effect.sync(() => siblings.delete(engine)))
+    yield* Effect.addFinalizer(() => Effect.sync(() => claimsAtClose = engine.liveness.host.liveClaims()))
+    yield* engine.liveness.register(keyString)
     yield* Effect.forkScoped(engine.timer.loop)
     yield* Effect.forkScoped(engine.renewLoop)
     // Last registered, so first run when the scope closes: callers still waiting are answered.
@@ -817,6 +929,7 @@ export const make = (
         Effect.catchAll(engine.retryStuck, (error) => Effect.logWarning("could not retry stuck executions", error))
       )
     }
+    yield* Effect.forkScoped(engine.liveness.watch)
     if (options.orphanCheckInterval !== undefined) {
       const every = options.orphanCheckInterval
       yield* Effect.forkScoped(Effect.forever(Effect.zipRight(

@@ -8,6 +8,7 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
 import type { DurableExecutionEvent } from "../DurableExecutionEvent.js"
@@ -231,6 +232,31 @@ export interface ListOptions {
 }
 
 /**
+ * An engine's registration (see `Journal.registerEngine`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EngineRegistration {
+  /** This registration's own id (an engine process may register several engines). */
+  readonly instance: string
+  readonly owner: string
+  /** How other engines learn of this engine's death: `session`, `process`, or `none` (claim expiry only). */
+  readonly liveness: "session" | "process" | "none"
+  /**
+   * Watches for changes made by other processes, for as long as the scope is open: `onChange(key)` when an
+   * execution's inbox changed or it became runnable (PostgreSQL: LISTEN/NOTIFY, within milliseconds),
+   * `onChange(undefined)` when something may have (SQLite: `PRAGMA data_version` checked every
+   * `changePollInterval`). Undefined when the journal cannot watch.
+   */
+  readonly watchChanges:
+    | ((onChange: (key: ExecutionKey | undefined) => void) => Effect.Effect<void, never, Scope.Scope>)
+    | undefined
+  /** Fails (once) when the registration is lost (PostgreSQL: the session is gone); never succeeds. */
+  readonly lost: Effect.Effect<never, JournalError>
+}
+
+/**
  * A failure of the journal's storage (database down, connection lost, constraint broken...).
  * `retryable` tells whether the engine may retry the operation.
  *
@@ -317,6 +343,43 @@ export interface Journal {
     now: number,
     limit: number
   ) => Effect.Effect<ReadonlyArray<ExecutionKey>, JournalError>
+  /**
+   * The claim of a running execution of these workflows, held by another engine than `owner`, that
+   * expires first (an engine wakes then to resume what a dead engine left). Optional for journals
+   * written before it: without it, claims held by others are only looked at by periodic checks.
+   */
+  readonly nextClaimExpiry?: (
+    workflows: ReadonlyArray<string>,
+    owner: string
+  ) => Effect.Effect<{ readonly owner: string; readonly claimUntil: number } | undefined, JournalError>
+  /**
+   * Gives up claims `owner` still holds at the given epochs (a graceful shutdown): the executions stay
+   * `running`, unclaimed, so any engine resumes them at once. Returns how many were released.
+   */
+  readonly release?: (
+    owner: string,
+    claims: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }>
+  ) => Effect.Effect<number, JournalError>
+  /**
+   * SQL journals: binds the liveness of engine `owner` to this scope (PostgreSQL: a database session
+   * held open for it; SQLite: this process's host, pid and start time), so that other engines know at
+   * once when it is dead (see `releaseDeadClaims`).
+   */
+  readonly registerEngine?: (
+    owner: string,
+    workflows: ReadonlyArray<string>
+  ) => Effect.Effect<EngineRegistration, JournalError, Scope.Scope>
+  /**
+   * SQL journals: releases the claims of engines known to be dead (PostgreSQL: their registered
+   * session is gone; SQLite: their process on this host is gone) and forgets those engines. Returns the
+   * number of executions released (they are `running` and unclaimed: any engine may resume them).
+   */
+  readonly releaseDeadClaims?: (self: EngineRegistration | undefined) => Effect.Effect<number, JournalError>
+  /**
+   * SQL journals: how many other engines registered on this journal that run `workflow` are known to be
+   * alive (an engine only passing a signal through leaves the execution to them).
+   */
+  readonly otherLiveEngines?: (self: EngineRegistration, workflow: string) => Effect.Effect<number, JournalError>
   /** Lists executions, ordered by (workflow, executionId), paged by keyset. */
   readonly list: (options: ListOptions) => Effect.Effect<ReadonlyArray<ExecutionRow>, JournalError>
   /** Deletes terminal executions completed before `before` (retention). Returns how many were deleted. */

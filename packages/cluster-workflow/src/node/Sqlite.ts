@@ -43,6 +43,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import Database from "libsql"
 import type * as Scope from "effect/Scope"
+import { readFileSync } from "node:fs"
+import { hostname } from "node:os"
 import { resolve } from "node:path"
 import type { DurableExecutionJournal, JournalError } from "../DurableExecutionJournal.js"
 import * as DurableExecutionJournalSql from "../DurableExecutionJournalSql.js"
@@ -407,15 +409,73 @@ export const makeLibsqlClient = (options: SqliteOptions): Effect.Effect<Libsql.C
  */
 export const layerClient = (
   options: SqliteOptions
-): Layer.Layer<LibsqlClient.LibsqlClient | SqlClient.SqlClient, SqlError> =>
-  Layer.unwrapScoped(
-    Effect.map(makeLibsqlClient(options), (liveClient) =>
-      LibsqlClient.layer({
-        liveClient,
-        ...(options.transformQueryNames ? { transformQueryNames: options.transformQueryNames } : {}),
-        ...(options.transformResultNames ? { transformResultNames: options.transformResultNames } : {})
-      }))
+): Layer.Layer<
+  LibsqlClient.LibsqlClient | SqlClient.SqlClient | DurableExecutionJournalSql.ProcessLivenessService,
+  SqlError
+> =>
+  Layer.merge(
+    Layer.unwrapScoped(
+      Effect.map(makeLibsqlClient(options), (liveClient) =>
+        LibsqlClient.layer({
+          liveClient,
+          ...(options.transformQueryNames ? { transformQueryNames: options.transformQueryNames } : {}),
+          ...(options.transformResultNames ? { transformResultNames: options.transformResultNames } : {})
+        }))
+    ),
+    processLivenessLayer
   )
+
+/**
+ * A process's start time on Linux (`/proc/<pid>/stat`, field 22, in clock ticks since boot), or null
+ * where there is no `/proc` or the process is gone.
+ */
+const processStartTime = (pid: number): string | null => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // the command name (field 2) is in parentheses and may contain spaces: count fields after it
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return fields[19] ?? null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * This Node process's liveness on its machine (host, pid, start time), and how to tell that another
+ * process of this machine is gone: `process.kill(pid, 0)` fails with ESRCH, or the pid now belongs to a
+ * process that started at another time. A SQLite journal uses it to resume a killed process's executions
+ * at once (issue 9 #4).
+ *
+ * @since 0.1.0
+ * @category liveness
+ */
+export const processLiveness: DurableExecutionJournalSql.ProcessLiveness = {
+  host: hostname(),
+  pid: process.pid,
+  startTime: processStartTime(process.pid),
+  isAlive: (host, pid, startTime) => {
+    if (host !== hostname()) return undefined
+    try {
+      process.kill(pid, 0)
+    } catch (error) {
+      if ((error as { code?: string }).code === "ESRCH") return false
+    }
+    if (startTime === null) return true
+    const current = processStartTime(pid)
+    return current === null ? true : current === startTime
+  }
+}
+
+/**
+ * Provides `processLiveness` (part of `layerClient`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const processLivenessLayer: Layer.Layer<DurableExecutionJournalSql.ProcessLivenessService> = Layer.succeed(
+  DurableExecutionJournalSql.ProcessLivenessService,
+  processLiveness
+)
 
 /**
  * The SQL journal on a SQLite file: `DurableExecutionJournal` plus the `SqlClient` it writes through (for
@@ -427,6 +487,9 @@ export const layerClient = (
 export const layer = (
   options: SqliteOptions & DurableExecutionJournalSql.SqlJournalOptions
 ): Layer.Layer<
-  DurableExecutionJournal | LibsqlClient.LibsqlClient | SqlClient.SqlClient,
+  | DurableExecutionJournal
+  | LibsqlClient.LibsqlClient
+  | SqlClient.SqlClient
+  | DurableExecutionJournalSql.ProcessLivenessService,
   SqlError | JournalError
 > => Layer.provideMerge(DurableExecutionJournalSql.layer(options), layerClient(options))

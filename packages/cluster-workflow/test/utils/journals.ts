@@ -88,7 +88,7 @@ export const dropTables = (prefix: string): Effect.Effect<void, SqlError | Journ
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const t = yield* DurableExecutionJournalSql.tableNames(prefix)
-    for (const table of [t.events, t.signals, t.executions, t.migrations]) {
+    for (const table of [t.events, t.signals, t.executions, t.engines, t.migrations]) {
       yield* sql`DROP TABLE IF EXISTS ${sql(table)}`
     }
   })

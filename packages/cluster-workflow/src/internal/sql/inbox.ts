@@ -8,14 +8,27 @@ import * as Effect from "effect/Effect"
 import type { ExecutionKey } from "../journal.js"
 import type { SqlContext } from "./context.js"
 import type { Row } from "./rows.js"
+import { isTerminal } from "../journal.js"
+import { announce } from "./engines.js"
 import { decodeExecution, str } from "./rows.js"
 
-/** Puts a signal in the inbox (first wins) and bumps the inbox version. */
-export const signal = ({ cols, E, forUpdate, S, sql, transaction }: SqlContext) =>
+/**
+ * The row changes of an inbox change: the inbox version grows, and a suspended execution becomes
+ * runnable (`running`, unclaimed), so that a crash right after the change cannot strand it: any engine's
+ * resumption finds it (issue 9 #2).
+ */
+const inboxChange = `inbox_version = inbox_version + 1,
+  suspended_on = CASE WHEN status = 'suspended' THEN NULL ELSE suspended_on END,
+  wake_at = CASE WHEN status = 'suspended' THEN NULL ELSE wake_at END,
+  status = CASE WHEN status = 'suspended' THEN 'running' ELSE status END`
+
+/** Puts a signal in the inbox (first wins), bumps the inbox version and announces the change. */
+export const signal = (ctx: SqlContext) =>
   (key: ExecutionKey, name: string, value: string, now: number) =>
-    transaction(
+    ctx.transaction(
       "signal",
       Effect.gen(function*() {
+        const { cols, E, forUpdate, S, sql } = ctx
         // Lock the execution first (PostgreSQL), so concurrent signals bump the inbox one after the other.
         const current = yield* sql<Row>`SELECT ${cols} FROM ${E}
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}${forUpdate}`
@@ -31,21 +44,28 @@ RETURNING name`
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND name = ${name}`
           return { stored: str(stored[0]?.value), row }
         }
-        const rows = yield* sql<Row>`UPDATE ${E} SET inbox_version = inbox_version + 1, updated_at = ${now}
+        const rows = yield* sql<Row>`UPDATE ${E} SET ${sql.literal(inboxChange)}, updated_at = ${now}
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}
 RETURNING ${cols}`
-        return { stored: value, row: decodeExecution(rows[0]!) }
+        const changed = decodeExecution(rows[0]!)
+        if (!isTerminal(changed.status)) yield* announce(ctx, key)
+        return { stored: value, row: changed }
       })
     )
 
 const updateOrRead = (
-  { operation, selectRow }: SqlContext,
-  name: string, key: ExecutionKey, update: Statement.Statement<Row>) =>
-  operation(
+  ctx: SqlContext,
+  name: string,
+  key: ExecutionKey,
+  update: Statement.Statement<Row>
+) =>
+  ctx.operation(
     name,
     Effect.gen(function*() {
       const rows = yield* update
-      return rows.length > 0 ? decodeExecution(rows[0]!) : yield* selectRow(key)
+      if (rows.length === 0) return yield* ctx.selectRow(key)
+      yield* announce(ctx, key)
+      return decodeExecution(rows[0]!)
     })
   )
 
@@ -56,7 +76,7 @@ export const requestCancel = (ctx: SqlContext) =>
       ctx,
       "requestCancel",
       key,
-      ctx.sql<Row>`UPDATE ${ctx.E} SET cancel_requested = 1, inbox_version = inbox_version + 1, updated_at = ${now}
+      ctx.sql<Row>`UPDATE ${ctx.E} SET cancel_requested = 1, ${ctx.sql.literal(inboxChange)}, updated_at = ${now}
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND status NOT IN ${ctx.terminal}
 RETURNING ${ctx.cols}`
     )

@@ -18,9 +18,11 @@ import { commit } from "./commit.js"
 import type { SqlContext } from "./context.js"
 import { dialectOf, makeContext } from "./context.js"
 import * as SqlEventLog from "./eventLog.js"
+import * as Engines from "./engines.js"
 import { toJournalError, UserFailure } from "./errors.js"
 import * as Inbox from "./inbox.js"
 import * as Listing from "./listing.js"
+import { ProcessLivenessService } from "./liveness.js"
 import { migrate } from "./migrations.js"
 import { inTransaction, isBusyError, retryLive, withRetries } from "./retry.js"
 import type { Row } from "./rows.js"
@@ -93,6 +95,7 @@ export const make = (
     const tables = yield* tableNames(prefix)
     const retries = options?.busyRetries ?? 10
     const dialect = yield* dialectOf(client)
+    const liveness = yield* Effect.serviceOption(ProcessLivenessService)
     const ctx = makeContext(client, dialect, tables, retries)
     if (dialect === "sqlite" && options?.sqliteWal !== false) {
       yield* withRetries(retries, "make", ctx.sql`PRAGMA journal_mode = WAL`)
@@ -109,6 +112,11 @@ export const make = (
       nextWakeAt: Claims.nextWakeAt(ctx),
       dueTimers: Claims.dueTimers(ctx),
       resumable: Claims.resumable(ctx),
+      nextClaimExpiry: Engines.nextClaimExpiry(ctx),
+      release: Engines.release(ctx),
+      registerEngine: Engines.registerEngine(ctx, liveness),
+      releaseDeadClaims: Engines.releaseDeadClaims(ctx, liveness),
+      otherLiveEngines: Engines.otherLiveEngines(ctx, liveness),
       list: Listing.list(ctx),
       deleteCompleted: Listing.deleteCompleted(ctx),
       sql: transactional(ctx),

@@ -95,6 +95,29 @@ const migrations: ReadonlyArray<Migration> = [
             `(completed_at) WHERE completed_at IS NOT NULL`
         )
       })
+  },
+  {
+    version: 2,
+    name: "create_engines",
+    // Engines register here how other engines can tell that they died (docs/journal.md, "Engine
+    // liveness"): PostgreSQL, the backend of a session the engine holds open; SQLite, its host, pid and
+    // process start time. `workflows` is the JSON array of the workflows it runs.
+    run: (sql, t) =>
+      Effect.gen(function*() {
+        const key = sql.onDialectOrElse({ pg: () => ` COLLATE "C"`, orElse: () => "" })
+        yield* sql.unsafe(`CREATE TABLE ${q(sql, t.engines)} (
+  instance TEXT${key} NOT NULL PRIMARY KEY,
+  owner TEXT${key} NOT NULL,
+  workflows TEXT NOT NULL,
+  host TEXT,
+  pid BIGINT,
+  process_start TEXT,
+  backend_pid BIGINT,
+  backend_start TEXT,
+  started_at BIGINT NOT NULL
+)`)
+        yield* sql.unsafe(`CREATE INDEX ${q(sql, `${t.engines}_owner`)} ON ${q(sql, t.engines)} (owner)`)
+      })
   }
 ]
 

@@ -16,7 +16,7 @@ import { JournalError } from "../journal.js"
 export interface SqlJournalOptions {
   /**
    * Prefix of the table and index names (`<prefix>_executions`, `<prefix>_events`, `<prefix>_signals`,
-   * `<prefix>_migrations`). Letters, digits and `_`, starting with a letter or `_`, at most 40 characters.
+   * `<prefix>_engines`, `<prefix>_migrations`) and of the PostgreSQL channel `<prefix>_inbox`. Letters, digits and `_`, starting with a letter or `_`, at most 40 characters.
    * Two prefixes in one database are two independent journals. Default: `"effect_workflow"`.
    */
   readonly prefix?: string | undefined
@@ -50,7 +50,7 @@ export const defaultPrefix = "effect_workflow"
  * @since 0.1.0
  * @category constants
  */
-export const schemaVersion = 1
+export const schemaVersion = 2
 
 /**
  * The table names of a prefix.
@@ -63,6 +63,10 @@ export interface TableNames {
   readonly events: string
   readonly signals: string
   readonly migrations: string
+  /** The engines alive on this journal and how to tell that they died (schema version 2). */
+  readonly engines: string
+  /** The PostgreSQL channel on which inbox changes are announced. */
+  readonly channel: string
 }
 
 const prefixPattern = /^[A-Za-z_][A-Za-z0-9_]{0,39}$/
@@ -80,7 +84,9 @@ export const tableNames = (prefix: string = defaultPrefix): Effect.Effect<TableN
       executions: `${prefix}_executions`,
       events: `${prefix}_events`,
       signals: `${prefix}_signals`,
-      migrations: `${prefix}_migrations`
+      migrations: `${prefix}_migrations`,
+      engines: `${prefix}_engines`,
+      channel: `${prefix}_inbox`
     })
     : Effect.fail(
       new JournalError({

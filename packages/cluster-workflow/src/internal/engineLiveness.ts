@@ -1,0 +1,176 @@
+/**
+ * What an engine does about other engines (issue 9 #4, #9): it registers its own liveness with the
+ * journal, resumes a dead engine's executions as soon as that death is certain (or at the end of the
+ * dead engine's claim, without anyone asking), wakes when another process changes an inbox, and gives its
+ * claims up when it shuts down gracefully. docs/engine.md, "Crashes and restarts", describes it.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type { EngineRegistration, ExecutionKey, Journal } from "../DurableExecutionJournal.js"
+import type { JournalError } from "../DurableExecutionJournal.js"
+import type { PayloadDecodeError } from "../WorkflowError.js"
+
+const liveClock = Clock.make()
+
+/** What the liveness loops need of the engine. */
+export interface LivenessHost {
+  readonly journal: Journal
+  readonly owner: string
+  readonly names: ReadonlyArray<string>
+  readonly leaseMillis: number
+  readonly resumeOrphans: Effect.Effect<number, JournalError>
+  readonly claimAndLaunch: (key: ExecutionKey) => Effect.Effect<boolean, JournalError | PayloadDecodeError>
+  /** The execution runs here: tell it its inbox changed; false when it does not. */
+  readonly notifyLive: (key: ExecutionKey) => boolean
+  /** Live claims (to give up at a graceful shutdown). */
+  readonly liveClaims: () => ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }>
+  /** Stops every live execution (its liveness registration was lost: others may take them over). */
+  readonly stopAll: () => void
+  /** Runs an effect on the engine's runtime (its clock, its scope). */
+  readonly fork: (effect: Effect.Effect<void>) => void
+  /** Asks the renewal loop to renew (and so read the inbox versions of live executions) now. */
+  readonly renewNow: () => void
+}
+
+/**
+ * The engine's liveness state: its current registration, and the executions it passed a signal
+ * through to another engine (it leaves them to that engine).
+ *
+ * @internal
+ */
+export class Liveness {
+  registration: EngineRegistration | undefined = undefined
+  private readonly passed = new Set<string>()
+  private readonly lookAround: Queue.Queue<void>
+
+  constructor(readonly host: LivenessHost, readonly checkEvery: Duration.Duration) {
+    this.lookAround = Effect.runSync(Queue.sliding<void>(1))
+  }
+
+  /** Leaves an execution to another live engine: this engine does not claim it on its own notification. */
+  passThrough(id: string) {
+    if (this.passed.size > 10_000) this.passed.clear()
+    this.passed.add(id)
+  }
+
+  /** A change by another process (or engine) of an execution, or of something (undefined). */
+  onChange(key: ExecutionKey | undefined, id: string | undefined) {
+    if (key === undefined || id === undefined) {
+      this.host.renewNow()
+      this.lookAround.unsafeOffer(undefined)
+      return
+    }
+    if (this.host.notifyLive(key)) return
+    if (this.passed.delete(id) || !this.host.names.includes(key.workflow)) return
+    this.host.fork(Effect.ignore(this.host.claimAndLaunch(key)))
+  }
+
+  /**
+   * Keeps this engine registered for as long as the scope is open: registers it (before returning),
+   * watches for changes by other processes, and when the registration is lost (PostgreSQL: its session
+   * died), stops every live execution (others may now take them over) and registers again.
+   */
+  register(keyId: (key: ExecutionKey) => string): Effect.Effect<void, never, Scope.Scope> {
+    const registerEngine = this.host.journal.registerEngine
+    if (registerEngine === undefined) return Effect.void
+    return Effect.gen(this, function*() {
+      const ready = yield* Deferred.make<void>()
+      let failures = 0
+      const session: Effect.Effect<never, JournalError> = Effect.scoped(Effect.gen(this, function*() {
+        const registration = yield* registerEngine(this.host.owner, this.host.names)
+        if (registration.watchChanges !== undefined) {
+          yield* registration.watchChanges((key) => this.onChange(key, key === undefined ? undefined : keyId(key)))
+        }
+        this.registration = registration
+        failures = 0
+        yield* Deferred.succeed(ready, undefined)
+        return yield* registration.lost
+      }))
+      const keep: Effect.Effect<never> = Effect.catchAll(session, (error) =>
+        Effect.gen(this, function*() {
+          if (this.registration !== undefined) {
+            this.registration = undefined
+            yield* Effect.logWarning("the engine's liveness registration was lost; its executions stop here", error)
+            this.host.stopAll()
+          } else if (failures++ === 0) {
+            yield* Effect.logWarning(
+              "the engine could not register its liveness; others resume its executions at their claims' end",
+              error
+            )
+          }
+          yield* Deferred.succeed(ready, undefined)
+          yield* Effect.withClock(Effect.sleep(Duration.seconds(Math.min(30, failures))), liveClock)
+        })).pipe(Effect.zipRight(Effect.suspend(() => keep)))
+      yield* Effect.forkScoped(keep)
+      yield* Deferred.await(ready)
+    })
+  }
+
+  /**
+   * Resumes what other engines left: a dead engine's executions as soon as the journal knows it is dead,
+   * and executions claimed by another engine when that claim ends (on the engine's clock, so TestClock
+   * drives it in tests), without anyone sending or awaiting them. While it waits on a live engine's claim
+   * it logs which engine and until when (once per engine).
+   */
+  readonly watch: Effect.Effect<never> = Effect.gen(this, function*() {
+    const { journal, names, owner } = this.host
+    let waitingOn: string | undefined
+    let lastExpired: number | undefined
+    while (true) {
+      if (journal.releaseDeadClaims !== undefined) {
+        const released = yield* Effect.either(journal.releaseDeadClaims(this.registration))
+        if (Either.isRight(released) && released.right > 0) {
+          yield* Effect.logInfo("resuming the executions of a dead engine").pipe(
+            Effect.annotateLogs({ executions: released.right })
+          )
+          yield* Effect.ignore(this.host.resumeOrphans)
+        }
+      }
+      const next = journal.nextClaimExpiry === undefined
+        ? undefined
+        : Either.getOrUndefined(yield* Effect.either(journal.nextClaimExpiry(names, owner)))
+      const now = yield* Clock.currentTimeMillis
+      if (next !== undefined && next.claimUntil < now && next.claimUntil !== lastExpired) {
+        // expired: resume it now (once per expiry: it may be one this engine cannot take)
+        lastExpired = next.claimUntil
+        yield* Effect.ignore(this.host.resumeOrphans)
+        continue
+      }
+      if (next !== undefined && next.claimUntil >= now && next.owner !== waitingOn) {
+        waitingOn = next.owner
+        yield* Effect.logDebug("waiting for another engine's claim to end (it resumes what that engine leaves)").pipe(
+          Effect.annotateLogs({ engine: next.owner, claimUntil: new Date(next.claimUntil).toISOString() })
+        )
+      } else if (next === undefined) waitingOn = undefined
+      const waits: Array<Effect.Effect<"check" | "change" | "expiry">> = [
+        Effect.as(Effect.withClock(Effect.sleep(this.checkEvery), liveClock), "check" as const),
+        Effect.as(Queue.take(this.lookAround), "change" as const)
+      ]
+      if (next !== undefined && next.claimUntil >= now) {
+        waits.push(Effect.as(Effect.sleep(next.claimUntil - now + 1), "expiry" as const))
+      }
+      const woke = yield* Effect.raceAll(waits)
+      if (woke !== "check") yield* Effect.ignore(this.host.resumeOrphans)
+    }
+  })
+
+  /**
+   * A graceful shutdown: gives up the claims of the executions this engine ran (after they stopped), so
+   * the next engine resumes them at once instead of at their claim's end.
+   */
+  release(claims: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }>): Effect.Effect<void> {
+    const release = this.host.journal.release
+    if (release === undefined || claims.length === 0) return Effect.void
+    return Effect.catchAll(
+      Effect.asVoid(release(this.host.owner, claims)),
+      (error) => Effect.logWarning("could not release the engine's claims at shutdown", error)
+    )
+  }
+}

@@ -1,0 +1,291 @@
+/**
+ * Engine liveness on a SQL journal: engines register how others can tell that they died, dead engines'
+ * claims are released at once, and inbox changes are announced to the live ones.
+ *
+ * - PostgreSQL: an engine holds one session of the pool open for its lifetime and registers that
+ *   session's backend (pid and start time). A killed process's session ends with it, so another engine
+ *   sees, in `pg_stat_activity`, that it is gone. Inbox changes are announced with NOTIFY on
+ *   `<prefix>_inbox` and heard through `PgClient.listen`.
+ * - SQLite (one machine): an engine registers its host, pid and process start time; another engine on the
+ *   same host checks that the process is gone (`ProcessLiveness`). Changes by other processes are noticed
+ *   by polling `PRAGMA data_version` (it changes when another connection commits).
+ *
+ * @internal
+ */
+import { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { EngineRegistration, ExecutionKey } from "../journal.js"
+import type { JournalError } from "../journal.js"
+import type { SqlContext } from "./context.js"
+import { toJournalError } from "./errors.js"
+import type { ProcessLiveness } from "./liveness.js"
+import type { Row } from "./rows.js"
+import { num, renewSource, str, strOrNull } from "./rows.js"
+
+const liveClock = Clock.make()
+
+/** How often a SQLite engine checks whether another process changed the database. */
+export const sqliteChangePollInterval = Duration.millis(200)
+
+/** How often a PostgreSQL engine checks that its liveness session is still there. */
+const sessionCheckInterval = Duration.seconds(1)
+
+interface PgListener {
+  readonly listen: (channel: string) => Stream.Stream<string, SqlError>
+}
+
+const pgListener = (client: unknown): PgListener | undefined =>
+  typeof (client as PgListener).listen === "function" ? client as PgListener : undefined
+
+/**
+ * Runs a LISTEN stream until the scope closes, without waiting for its UNLISTEN at the close (a
+ * connection that no longer answers must not keep the engine from shutting down).
+ */
+const listenDetached = (stream: Effect.Effect<void>): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.flatMap(
+    Effect.forkDaemon(stream),
+    (fiber) => Effect.addFinalizer(() => Fiber.interruptFork(fiber))
+  )
+
+/** The NOTIFY payload of an inbox change. */
+const changePayload = (key: ExecutionKey) => JSON.stringify([key.workflow, key.executionId])
+
+const parsePayload = (payload: string): ExecutionKey | undefined => {
+  try {
+    const [workflow, executionId] = JSON.parse(payload) as [unknown, unknown]
+    return typeof workflow === "string" && typeof executionId === "string" ? { workflow, executionId } : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Announces that an execution's inbox changed or that it became runnable (PostgreSQL: NOTIFY, delivered
+ * when the surrounding transaction commits; SQLite: nothing to do, others poll).
+ *
+ * @internal
+ */
+export const announce = (ctx: SqlContext, key: ExecutionKey): Effect.Effect<void, SqlError> =>
+  ctx.dialect === "pg"
+    ? Effect.asVoid(ctx.sql`SELECT pg_notify(${ctx.tables.channel}, ${changePayload(key)})`)
+    : Effect.void
+
+/**
+ * Binds the engine's liveness to a PostgreSQL session: the dedicated LISTEN session of `PgClient`
+ * (outside the pool, closed with the client), found in `pg_stat_activity` by the LISTEN of a channel
+ * unique to this registration. `lost` fails when that session is gone (checked every second).
+ */
+const holdSession = (ctx: SqlContext, listener: PgListener, instance: string) =>
+  Effect.gen(function*() {
+    const channel = `${ctx.tables.channel}_${instance.replace(/[^A-Za-z0-9]/g, "").slice(-12)}`
+    yield* listenDetached(Effect.ignore(Stream.runDrain(listener.listen(channel))))
+    const listen = `LISTEN "${channel}"`
+    let found: ReadonlyArray<Row> = []
+    for (let attempt = 0; attempt < 150 && found.length === 0; attempt++) {
+      yield* Effect.withClock(Effect.sleep(Duration.millis(20)), liveClock)
+      found = yield* ctx.sql<Row>`SELECT pid, backend_start::text AS start FROM pg_stat_activity WHERE query = ${listen}`
+    }
+    if (found.length === 0) return undefined
+    const backend = { pid: num(found[0]!.pid), start: str(found[0]!.start) }
+    const check = ctx.sql<Row>`SELECT 1 AS alive FROM pg_stat_activity
+WHERE pid = ${backend.pid} AND backend_start::text = ${backend.start}`
+    const lost: Effect.Effect<never, JournalError> = Effect.withClock(Effect.sleep(sessionCheckInterval), liveClock).pipe(
+      Effect.zipRight(check),
+      Effect.flatMap((rows) =>
+        rows.length > 0 ? Effect.void : Effect.fail(new SqlError({ message: "the engine's liveness session ended" }))
+      ),
+      Effect.forever,
+      Effect.mapError((error) => toJournalError("liveness", error))
+    )
+    return { backend, lost }
+  })
+
+/**
+ * Registers an engine (see `Journal.registerEngine`).
+ *
+ * @internal
+ */
+export const registerEngine = (ctx: SqlContext, liveness: Option.Option<ProcessLiveness>) =>
+(
+  owner: string,
+  workflows: ReadonlyArray<string>
+): Effect.Effect<EngineRegistration, JournalError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { sql } = ctx
+    const instance = `${owner}/${(yield* Random.nextIntBetween(0, 2 ** 30)).toString(36)}${
+      (yield* Random.nextIntBetween(0, 2 ** 30)).toString(36)
+    }`
+    const listener = pgListener(ctx.client)
+    const session = ctx.dialect === "pg" && listener !== undefined
+      ? yield* Effect.mapError(holdSession(ctx, listener, instance), (error) => toJournalError("registerEngine", error))
+      : undefined
+    const process = ctx.dialect === "sqlite" ? Option.getOrUndefined(liveness) : undefined
+    const now = yield* Clock.currentTimeMillis
+    yield* ctx.operation(
+      "registerEngine",
+      sql`INSERT INTO ${sql(ctx.tables.engines)} (instance, owner, workflows, host, pid, process_start, backend_pid,
+  backend_start, started_at)
+VALUES (${instance}, ${owner}, ${JSON.stringify(workflows)}, ${process?.host ?? null}, ${process?.pid ?? null},
+  ${process?.startTime ?? null}, ${session?.backend.pid ?? null}, ${session?.backend.start ?? null}, ${now})`
+    )
+    yield* Effect.addFinalizer(() =>
+      Effect.ignore(ctx.operation("unregisterEngine", sql`DELETE FROM ${sql(ctx.tables.engines)} WHERE instance = ${instance}`))
+    )
+    const watchChanges = ctx.dialect === "pg"
+      ? listener === undefined ? undefined : (onChange: (key: ExecutionKey | undefined) => void) =>
+        listenDetached(
+          listener.listen(ctx.tables.channel).pipe(
+            Stream.runForEach((payload) => Effect.sync(() => onChange(parsePayload(payload)))),
+            Effect.catchAll((error) => Effect.logWarning("stopped listening for inbox changes", error))
+          )
+        )
+      : (onChange: (key: ExecutionKey | undefined) => void) =>
+        Effect.asVoid(Effect.forkScoped(Effect.gen(function*() {
+          let seen: number | undefined
+          while (true) {
+            yield* Effect.withClock(Effect.sleep(sqliteChangePollInterval), liveClock)
+            const rows = yield* Effect.either(sql<Row>`PRAGMA data_version`)
+            if (rows._tag === "Left") continue
+            const version = num(Object.values(rows.right[0] ?? {})[0])
+            if (seen !== undefined && version !== seen) onChange(undefined)
+            seen = version
+          }
+        })))
+    return {
+      instance,
+      owner,
+      liveness: session !== undefined ? "session" : process !== undefined ? "process" : "none",
+      watchChanges,
+      lost: session?.lost ?? Effect.never
+    } satisfies EngineRegistration
+  })
+
+interface EngineRow {
+  readonly instance: string
+  readonly owner: string
+  readonly workflows: string
+  readonly alive: boolean | undefined
+}
+
+/** The registered engines (but `self`) and whether each is alive (undefined: cannot tell). */
+const engines = (ctx: SqlContext, liveness: Option.Option<ProcessLiveness>, self: string | undefined) =>
+  Effect.map(
+    ctx.dialect === "pg"
+      ? ctx.sql<Row>`SELECT e.instance, e.owner, e.workflows, e.backend_pid, EXISTS (SELECT 1 FROM pg_stat_activity a
+  WHERE a.pid = e.backend_pid AND a.backend_start::text = e.backend_start) AS alive
+FROM ${ctx.sql(ctx.tables.engines)} AS e`
+      : ctx.sql<Row>`SELECT instance, owner, workflows, host, pid, process_start FROM ${ctx.sql(ctx.tables.engines)}`,
+    (rows) =>
+      rows.filter((r) => str(r.instance) !== self).map((r): EngineRow => {
+        const base = { instance: str(r.instance), owner: str(r.owner), workflows: str(r.workflows) }
+        if (ctx.dialect === "pg") {
+          return { ...base, alive: r.backend_pid === null || r.backend_pid === undefined ? undefined : r.alive === true }
+        }
+        const process = Option.getOrUndefined(liveness)
+        const host = strOrNull(r.host)
+        return {
+          ...base,
+          alive: process === undefined || host === null || r.pid === null || r.pid === undefined
+            ? undefined
+            : process.isAlive(host, num(r.pid), strOrNull(r.process_start))
+        }
+      })
+  )
+
+/**
+ * Releases the claims of dead engines (see `Journal.releaseDeadClaims`).
+ *
+ * @internal
+ */
+export const releaseDeadClaims = (ctx: SqlContext, liveness: Option.Option<ProcessLiveness>) =>
+(self: EngineRegistration | undefined): Effect.Effect<number, JournalError> =>
+  Effect.gen(function*() {
+    const dead = (yield* ctx.read("releaseDeadClaims", engines(ctx, liveness, self?.instance)))
+      .filter((engine) => engine.alive === false)
+    if (dead.length === 0) return 0
+    const { E, sql } = ctx
+    const now = yield* Clock.currentTimeMillis
+    const G = sql(ctx.tables.engines)
+    return yield* ctx.transaction(
+      "releaseDeadClaims",
+      Effect.gen(function*() {
+        yield* sql`DELETE FROM ${G} WHERE instance IN ${sql.in(dead.map((engine) => engine.instance))}`
+        // An owner is dead once none of its registered instances is left (one identity may run several).
+        const released = yield* sql<Row>`UPDATE ${E} AS x SET claim_owner = NULL, claim_until = NULL, updated_at = ${now}
+WHERE x.status = 'running' AND x.claim_owner IN ${sql.in(Array.from(new Set(dead.map((engine) => engine.owner))))}
+  AND NOT EXISTS (SELECT 1 FROM ${G} AS g WHERE g.owner = x.claim_owner)
+RETURNING workflow, execution_id`
+        return released.length
+      })
+    )
+  })
+
+/**
+ * How many other live engines run `workflow` (see `Journal.otherLiveEngines`).
+ *
+ * @internal
+ */
+export const otherLiveEngines = (ctx: SqlContext, liveness: Option.Option<ProcessLiveness>) =>
+(self: EngineRegistration, workflow: string): Effect.Effect<number, JournalError> =>
+  Effect.map(
+    ctx.read("otherLiveEngines", engines(ctx, liveness, self.instance)),
+    (rows) =>
+      rows.filter((engine) => {
+        if (engine.alive !== true) return false
+        try {
+          return (JSON.parse(engine.workflows) as Array<string>).includes(workflow)
+        } catch {
+          return false
+        }
+      }).length
+  )
+
+/**
+ * The claim of another engine that expires first (see `Journal.nextClaimExpiry`).
+ *
+ * @internal
+ */
+export const nextClaimExpiry = ({ E, inWorkflows, read, sql }: SqlContext) =>
+(workflows: ReadonlyArray<string>, owner: string) =>
+  workflows.length === 0 ? Effect.succeed(undefined) : read(
+    "nextClaimExpiry",
+    Effect.map(
+      sql<Row>`SELECT claim_owner, claim_until FROM ${E}
+WHERE status = 'running' AND claim_owner IS NOT NULL AND claim_owner <> ${owner} AND claim_until IS NOT NULL
+  AND ${inWorkflows(workflows)}
+ORDER BY claim_until
+LIMIT 1`,
+      (rows) => rows.length === 0 ? undefined : { owner: str(rows[0]!.claim_owner), claimUntil: num(rows[0]!.claim_until) }
+    )
+  )
+
+/**
+ * Gives up claims (see `Journal.release`); on PostgreSQL announces each released execution.
+ *
+ * @internal
+ */
+export const release = (ctx: SqlContext) =>
+(
+  owner: string,
+  claims: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }>
+): Effect.Effect<number, JournalError> =>
+  claims.length === 0 ? Effect.succeed(0) : ctx.transaction(
+    "release",
+    Effect.gen(function*() {
+      const { E, source, sql } = ctx
+      const rows = yield* sql<Row>`UPDATE ${E} AS x SET claim_owner = NULL, claim_until = NULL
+FROM ${source(renewSource, claims.map((c) => ({ w: c.key.workflow, e: c.key.executionId, epoch: c.epoch })))}
+WHERE x.workflow = v.w AND x.execution_id = v.e AND x.claim_owner = ${owner} AND x.claim_epoch = v.epoch
+  AND x.status = 'running'
+RETURNING workflow, execution_id`
+      for (const row of rows) yield* announce(ctx, { workflow: str(row.workflow), executionId: str(row.execution_id) })
+      return rows.length
+    })
+  )
