@@ -27,6 +27,8 @@ interface Entry {
   row: ExecutionRow
   readonly events: Array<EventRow>
   readonly signals: Map<string, SignalRow>
+  /** The inbox version its last suspension saw. */
+  suspendedInbox?: number
 }
 
 const keyString = (key: ExecutionKey): string => JSON.stringify([key.workflow, key.executionId])
@@ -34,15 +36,6 @@ const keyString = (key: ExecutionKey): string => JSON.stringify([key.workflow, k
 const compareKeys = (a: ExecutionKey, b: ExecutionKey): number =>
   a.workflow < b.workflow ? -1 : a.workflow > b.workflow ? 1 : a.executionId < b.executionId ? -1 : a.executionId >
       b.executionId ? 1 : 0
-
-/**
- * An inbox change: the version grows, and a suspended execution becomes runnable (running, unclaimed), so
- * that a crash right after the change cannot strand it (issue 9 #2).
- */
-const inboxChanged = (row: ExecutionRow): ExecutionRow =>
-  row.status === "suspended"
-    ? { ...row, inboxVersion: row.inboxVersion + 1, status: "running", suspendedOn: null, wakeAt: null }
-    : { ...row, inboxVersion: row.inboxVersion + 1 }
 
 /**
  * Builds an in-memory journal. Each call gets its own empty store.
@@ -128,6 +121,7 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
           claimUntil: null,
           updatedAt: write.now
         }
+        entry.suspendedInbox = write.inboxVersion
         return { _tag: "Ok" }
       }
     }
@@ -179,7 +173,7 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
         const existing = entry.signals.get(name)
         if (existing !== undefined) return { stored: existing.value, row: entry.row }
         entry.signals.set(name, { name, value, createdAt: now })
-        entry.row = { ...inboxChanged(entry.row), updatedAt: now }
+        entry.row = { ...entry.row, inboxVersion: entry.row.inboxVersion + 1, updatedAt: now }
         return { stored: value, row: entry.row }
       }),
     requestCancel: (key, now) =>
@@ -187,7 +181,7 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
         const entry = entries.get(keyString(key))
         if (entry === undefined) return undefined
         if (isTerminal(entry.row.status)) return entry.row
-        entry.row = { ...inboxChanged(entry.row), cancelRequested: true, updatedAt: now }
+        entry.row = { ...entry.row, cancelRequested: true, inboxVersion: entry.row.inboxVersion + 1, updatedAt: now }
         return entry.row
       }),
     resume: (key, now) =>
@@ -240,6 +234,19 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
           ) found.push(row)
         }
         found.sort((a, b) => a.createdAt - b.createdAt || compareKeys(a, b))
+        return found.slice(0, limit).map((row) => ({ workflow: row.workflow, executionId: row.executionId }))
+      }),
+    staleSuspensions: (workflows, limit) =>
+      Effect.sync(() => {
+        const found: Array<ExecutionRow> = []
+        for (const entry of entries.values()) {
+          const row = entry.row
+          if (
+            row.status === "suspended" && workflows.includes(row.workflow) &&
+            (row.cancelRequested || (entry.suspendedInbox !== undefined && row.inboxVersion > entry.suspendedInbox))
+          ) found.push(row)
+        }
+        found.sort(compareKeys)
         return found.slice(0, limit).map((row) => ({ workflow: row.workflow, executionId: row.executionId }))
       }),
     nextClaimExpiry: (workflows, owner) =>

@@ -854,7 +854,7 @@ export class Engine {
       // every page would be the same undecodable ones and the start would never end.
       const keys = yield* this.journal.resumable(this.names, this.owner, now, page + this.unreadable.size)
       const fresh = keys.filter((key) => !this.live.has(keyString(key)) && !this.unreadable.has(keyString(key)))
-      if (fresh.length === 0) return resumed
+      if (fresh.length === 0) break
       for (const key of fresh.slice(0, page)) {
         const launched = yield* Effect.catchTag(this.claimAndLaunch(key), "PayloadDecodeError", () =>
           Effect.sync(() => {
@@ -863,8 +863,23 @@ export class Engine {
           }))
         if (launched) resumed++
       }
-      if (keys.length < page + this.unreadable.size) return resumed
+      if (keys.length < page + this.unreadable.size) break
     }
+    // Suspended executions whose inbox changed after they suspended: the process that stored the signal
+    // (or cancellation) died before waking them (issue 9 #2).
+    if (this.journal.staleSuspensions !== undefined) {
+      const stale = yield* this.journal.staleSuspensions(this.names, page)
+      for (const key of stale) {
+        if (this.live.has(keyString(key)) || this.unreadable.has(keyString(key))) continue
+        const launched = yield* Effect.catchTag(this.claimAndLaunch(key), "PayloadDecodeError", () =>
+          Effect.sync(() => {
+            this.unreadable.add(keyString(key))
+            return false
+          }))
+        if (launched) resumed++
+      }
+    }
+    return resumed
   })
 
   /** Executions this engine found it cannot decode (left as they are; logged when found). */

@@ -123,6 +123,7 @@ export class Liveness {
     const { journal, names, owner } = this.host
     let waitingOn: string | undefined
     let lastExpired: number | undefined
+    let checks = 0
     while (true) {
       if (journal.releaseDeadClaims !== undefined) {
         const released = yield* Effect.either(journal.releaseDeadClaims(this.registration))
@@ -157,7 +158,11 @@ export class Liveness {
         waits.push(Effect.as(Effect.sleep(next.claimUntil - now + 1), "expiry" as const))
       }
       const woke = yield* Effect.raceAll(waits)
-      if (woke !== "check") yield* Effect.ignore(this.host.resumeOrphans)
+      // and a periodic repair, once a lease (live clock): what no notification announced
+      checks = woke === "check" ? checks + 1 : 0
+      const repair = checks * Duration.toMillis(this.checkEvery) >= this.host.leaseMillis
+      if (repair) checks = 0
+      if (woke !== "check" || repair) yield* Effect.ignore(this.host.resumeOrphans)
     }
   })
 

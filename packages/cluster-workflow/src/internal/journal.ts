@@ -380,6 +380,14 @@ export interface Journal {
    * alive (an engine only passing a signal through leaves the execution to them).
    */
   readonly otherLiveEngines?: (self: EngineRegistration, workflow: string) => Effect.Effect<number, JournalError>
+  /**
+   * Suspended executions whose inbox changed after they suspended (a signal or a cancellation stored by
+   * a process that died before waking them): they should run. Optional for journals written before it.
+   */
+  readonly staleSuspensions?: (
+    workflows: ReadonlyArray<string>,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<ExecutionKey>, JournalError>
   /** Lists executions, ordered by (workflow, executionId), paged by keyset. */
   readonly list: (options: ListOptions) => Effect.Effect<ReadonlyArray<ExecutionRow>, JournalError>
   /** Deletes terminal executions completed before `before` (retention). Returns how many were deleted. */

@@ -97,3 +97,22 @@ LIMIT ${limitOf(limit)}`,
         toKeys
       )
     )
+
+/**
+ * Suspended executions whose inbox changed after they suspended (see `Journal.staleSuspensions`).
+ *
+ * @internal
+ */
+export const staleSuspensions = ({ E, inWorkflows, limitOf, read, sql }: SqlContext) =>
+  (workflows: ReadonlyArray<string>, limit: number) =>
+    workflows.length === 0 || limit <= 0 ? Effect.succeed([]) : read(
+      "staleSuspensions",
+      Effect.map(
+        sql<Row>`SELECT workflow, execution_id FROM ${E}
+WHERE status = 'suspended' AND ${inWorkflows(workflows)}
+  AND (cancel_requested = 1 OR (suspended_inbox IS NOT NULL AND inbox_version > suspended_inbox))
+ORDER BY workflow, execution_id
+LIMIT ${limitOf(limit)}`,
+        toKeys
+      )
+    )

@@ -12,16 +12,6 @@ import { isTerminal } from "../journal.js"
 import { announce } from "./engines.js"
 import { decodeExecution, str } from "./rows.js"
 
-/**
- * The row changes of an inbox change: the inbox version grows, and a suspended execution becomes
- * runnable (`running`, unclaimed), so that a crash right after the change cannot strand it: any engine's
- * resumption finds it (issue 9 #2).
- */
-const inboxChange = `inbox_version = inbox_version + 1,
-  suspended_on = CASE WHEN status = 'suspended' THEN NULL ELSE suspended_on END,
-  wake_at = CASE WHEN status = 'suspended' THEN NULL ELSE wake_at END,
-  status = CASE WHEN status = 'suspended' THEN 'running' ELSE status END`
-
 /** Puts a signal in the inbox (first wins), bumps the inbox version and announces the change. */
 export const signal = (ctx: SqlContext) =>
   (key: ExecutionKey, name: string, value: string, now: number) =>
@@ -44,7 +34,7 @@ RETURNING name`
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND name = ${name}`
           return { stored: str(stored[0]?.value), row }
         }
-        const rows = yield* sql<Row>`UPDATE ${E} SET ${sql.literal(inboxChange)}, updated_at = ${now}
+        const rows = yield* sql<Row>`UPDATE ${E} SET inbox_version = inbox_version + 1, updated_at = ${now}
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}
 RETURNING ${cols}`
         const changed = decodeExecution(rows[0]!)
@@ -76,7 +66,7 @@ export const requestCancel = (ctx: SqlContext) =>
       ctx,
       "requestCancel",
       key,
-      ctx.sql<Row>`UPDATE ${ctx.E} SET cancel_requested = 1, ${ctx.sql.literal(inboxChange)}, updated_at = ${now}
+      ctx.sql<Row>`UPDATE ${ctx.E} SET cancel_requested = 1, inbox_version = inbox_version + 1, updated_at = ${now}
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND status NOT IN ${ctx.terminal}
 RETURNING ${ctx.cols}`
     )

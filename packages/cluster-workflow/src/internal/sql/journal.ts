@@ -112,6 +112,7 @@ export const make = (
       nextWakeAt: Claims.nextWakeAt(ctx),
       dueTimers: Claims.dueTimers(ctx),
       resumable: Claims.resumable(ctx),
+      staleSuspensions: Claims.staleSuspensions(ctx),
       nextClaimExpiry: Engines.nextClaimExpiry(ctx),
       release: Engines.release(ctx),
       registerEngine: Engines.registerEngine(ctx, liveness),

@@ -117,6 +117,13 @@ const migrations: ReadonlyArray<Migration> = [
   started_at BIGINT NOT NULL
 )`)
         yield* sql.unsafe(`CREATE INDEX ${q(sql, `${t.engines}_owner`)} ON ${q(sql, t.engines)} (owner)`)
+        // The inbox version a suspension saw: a suspended execution whose inbox moved on since (a signal
+        // stored by a process that died before waking it) is found and resumed (issue 9 #2).
+        yield* sql.unsafe(`ALTER TABLE ${q(sql, t.executions)} ADD COLUMN suspended_inbox BIGINT`)
+        yield* sql.unsafe(
+          `CREATE INDEX ${q(sql, `${t.executions}_stale`)} ON ${q(sql, t.executions)} ` +
+            `(workflow, execution_id) WHERE status = 'suspended'`
+        )
       })
   }
 ]

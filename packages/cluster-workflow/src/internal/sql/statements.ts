@@ -151,7 +151,7 @@ SELECT v.w, v.e, v.seq, v.kind, v.sk, v.ss, v.si, v.attempt, v.body, ${formatVer
 /** The fenced suspension, also requiring the inbox version the engine saw. Returns the keys it updated. */
 export const updateSuspends = ({ E, source, sql, terminal }: SqlContext, suspends: ReadonlyArray<Indexed<Suspend>>) =>
   sql<Row>`UPDATE ${E} AS x SET status = 'suspended', suspended_on = v.susp, wake_at = v.wake,
-  claim_owner = NULL, claim_until = NULL, updated_at = v.now_
+  claim_owner = NULL, claim_until = NULL, updated_at = v.now_, suspended_inbox = v.inbox
 FROM ${
     source(
       suspendSource,
