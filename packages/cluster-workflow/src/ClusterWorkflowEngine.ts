@@ -194,15 +194,25 @@ const watchShards = (
       gained = true
     }
     if (gained) engine.arm(Number.NEGATIVE_INFINITY)
-    // Runs of executions that left this engine (finished, suspended, stopped) for a whole round are dropped.
+    // Executions that left this engine (finished, suspended, stopped): one still running in the journal
+    // while its shard is still served at its epoch was stopped by a momentary lapse of the pod's lease (a
+    // write refused locally) and is taken back; the others' runs are dropped after a whole round.
     const next = new Set<string>()
-    for (const id of fenced.runs.keys()) {
+    for (const [id, run] of fenced.runs) {
       if (engine.live.has(id)) continue
-      if (idle.has(id)) fenced.runs.delete(id)
-      else next.add(id)
+      if (idle.has(id)) {
+        fenced.runs.delete(id)
+        continue
+      }
+      next.add(id)
+      const [workflow, executionId] = JSON.parse(id) as [string, string]
+      const row = yield* fenced.inner.get({ workflow, executionId })
+      if (Option.isSome(row) && row.value.status === "running" && taken.get(run.shard) === run.epoch) {
+        yield* Effect.catchTag(engine.claimAndLaunch(row.value), "PayloadDecodeError", () => Effect.void)
+      }
     }
     idle = next
-  })
+  }).pipe(Effect.catchAll((error) => Effect.logWarning("could not follow the pod's shards", error)))
   return Effect.forever(Effect.zipRight(round, Effect.sleep(every)))
 }
 

@@ -86,7 +86,12 @@ const makeEngineCluster = (database: SharedDatabase, workflow: ReturnType<typeof
   Effect.gen(function*() {
     const cluster = yield* makeTestCluster({
       numberOfShards: 30,
-      manager: { rebalanceRate: 1, leaseMargin: Duration.millis(500), rebalanceInterval: Duration.seconds(1) }
+      manager: {
+        rebalanceRate: 1,
+        leaseDuration: podTimings.leaseDuration,
+        leaseMargin: Duration.millis(500),
+        rebalanceInterval: Duration.seconds(1)
+      }
     })
     yield* cluster.startManager
     const outer = yield* Effect.scope
@@ -135,6 +140,22 @@ const countBy = (effects: ReadonlyArray<SideEffect>) => {
   const counts = new Map<string, number>()
   for (const effect of effects) counts.set(effect.id, (counts.get(effect.id) ?? 0) + 1)
   return counts
+}
+
+/**
+ * Every activity body ran once, except a body cut off on the pod that went away (the engine stopping
+ * there records nothing of it, or its write was fenced): that one ran twice, first there, then on a new
+ * owner, and only for an execution of that pod's shards.
+ */
+const expectAtMostOneCutOff = (effects: ReadonlyArray<SideEffect>, ofGone: ReadonlyArray<string>, gone: number) => {
+  for (const [id, n] of countBy(effects)) {
+    if (n === 1) continue
+    expect(n).toBe(2)
+    expect(ofGone).toContain(id.replace(/^(amount|charge)-/, ""))
+    const pods = effects.filter((effect) => effect.id === id).map((effect) => effect.pod)
+    expect(pods[0]).toBe(gone)
+    expect(pods[1]).not.toBe(gone)
+  }
 }
 
 const databases: ReadonlyArray<
@@ -205,8 +226,7 @@ for (const database of databases) {
           { concurrency: "unbounded" }
         )
         expect(results).toEqual(Array.from({ length: 24 }, (_, i) => Exit.succeed(`paid q${i} ${i}`)))
-        const counts = countBy(effects)
-        expect(Array.from(counts.entries()).filter(([, n]) => n !== 1)).toEqual([])
+        expectAtMostOneCutOff(effects, onLeaving, 3)
         // The charges of the leaving pod's executions ran on the pods that took its shards over.
         for (const id of onLeaving) {
           const charge = effects.find((effect) => effect.id === `charge-${id}`)
@@ -224,13 +244,16 @@ for (const database of databases) {
         yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length > 0)))
         const crashing = pods[1]!
         const crashingShards = new Set(yield* served(crashing))
-        for (let i = 0; i < 16; i++) {
-          yield* pods[0]!.engine.start(new Payment({ id: `r${i}`, amount: i, wait: "sleep" }))
-        }
+        yield* Effect.forEach(
+          Array.from({ length: 16 }, (_, i) => i),
+          (i) => pods[0]!.engine.start(new Payment({ id: `r${i}`, amount: i, wait: "sleep" })),
+          { concurrency: "unbounded" }
+        )
         const onCrashing = Array.from({ length: 16 }, (_, i) => `r${i}`).filter((id) =>
           crashingShards.has(crashing.sharding.getShardId(`Payment/${id}`).value)
         )
         expect(onCrashing.length).toBeGreaterThan(0)
+        const chargedBefore = new Set(effects.filter((effect) => effect.id.startsWith("charge-")).map((e) => e.id))
         yield* crashing.crash
         const results = yield* Effect.forEach(
           Array.from({ length: 16 }, (_, i) => i),
@@ -238,9 +261,12 @@ for (const database of databases) {
           { concurrency: "unbounded" }
         )
         expect(results).toEqual(Array.from({ length: 16 }, (_, i) => Exit.succeed(`paid r${i} ${i}`)))
-        expect(Array.from(countBy(effects).entries()).filter(([, n]) => n !== 1)).toEqual([])
-        for (const id of onCrashing) {
-          expect(effects.find((effect) => effect.id === `charge-${id}`)?.pod).toBe(1)
+        expectAtMostOneCutOff(effects, onCrashing, 2)
+        // The executions still sleeping on the crashed pod woke on the new owner.
+        const takenOver = onCrashing.filter((id) => !chargedBefore.has(`charge-${id}`))
+        expect(takenOver.length).toBeGreaterThan(0)
+        for (const id of takenOver) {
+          expect(effects.filter((effect) => effect.id === `charge-${id}`).at(-1)?.pod).toBe(1)
         }
       }), 90_000)
 
