@@ -63,6 +63,10 @@ export const createTables = (sql: SqlClient.SqlClient, prefix: string): Effect.E
         sql(`${prefix}_cluster_index`)
       } (shard_id)`
     })
+  ).pipe(
+    // Pods starting together race to create the tables (PostgreSQL reports the loser's CREATE ... IF NOT
+    // EXISTS as a duplicate type): the next attempt finds them.
+    Effect.retry({ times: 3 })
   )
 
 /** The cluster's view of a SQL journal (see the module comment). */
