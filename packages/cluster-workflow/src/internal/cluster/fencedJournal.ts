@@ -8,6 +8,7 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ClaimResult, ExecutionKey, Journal, JournalWrite, WriteResult } from "../journal.js"
@@ -77,9 +78,9 @@ export class FencedJournal {
   private readonly raised = new Set<string>()
   readonly journal: Journal
   private readonly sql: SqlClient.SqlClient
-  private readonly F: ReturnType<SqlClient.SqlClient["literal"]>
-  private readonly I: ReturnType<SqlClient.SqlClient["literal"]>
-  private readonly E: ReturnType<SqlClient.SqlClient["literal"]>
+  private readonly F: Statement.Identifier
+  private readonly I: Statement.Identifier
+  private readonly E: Statement.Identifier
 
   constructor(
     readonly inner: Journal,
@@ -89,9 +90,9 @@ export class FencedJournal {
     readonly view: ShardView
   ) {
     this.sql = client.withoutTransforms()
-    this.F = this.sql(`${prefix}_cluster_fences`) as any
-    this.I = this.sql(`${prefix}_cluster_index`) as any
-    this.E = this.sql(executionsTable) as any
+    this.F = this.sql(`${prefix}_cluster_fences`)
+    this.I = this.sql(`${prefix}_cluster_index`)
+    this.E = this.sql(executionsTable)
     this.journal = {
       ...inner,
       commit: (writes) => this.commit(writes),
