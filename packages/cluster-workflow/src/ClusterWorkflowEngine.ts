@@ -98,12 +98,19 @@ const routes = (
   send: (entityId: string, message: ExecutionMessage) => Effect.Effect<unknown, unknown>
 ): EngineRoutes => {
   const journal: Journal = fenced.inner
+  // The change is stored before the wake is sent, and the caller's acknowledgement does not wait for the
+  // wake: an owner that is down gets it from its successor's takeover (which resumes the shard's waiting
+  // executions) rather than from a caller blocked on routing retries.
   const wake = (key: ExecutionKey, reason: WakeExecution["reason"], version: number) =>
-    Effect.flatMap(fenced.placementOf(key), ({ entityId }) =>
-      send(entityId, new WakeExecution({ ...key, reason, version }))).pipe(
-        // The change is stored: the owner also finds it when it next takes the shard over.
-        Effect.catchAll((error) => Effect.logWarning("could not wake an execution's owner", error))
+    Effect.sync(() => {
+      engine.runFork(
+        Effect.flatMap(fenced.placementOf(key), ({ entityId }) =>
+          send(entityId, new WakeExecution({ ...key, reason, version }))).pipe(
+            Effect.asVoid,
+            Effect.catchAll((error) => Effect.logWarning("could not wake an execution's owner", error))
+          )
       )
+    })
   return {
     start: (definition, key, message) =>
       Effect.gen(function*() {
