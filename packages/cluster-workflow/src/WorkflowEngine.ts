@@ -18,11 +18,12 @@ import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as PrimaryKey from "effect/PrimaryKey"
 import type * as Scope from "effect/Scope"
-import type { ExecutionRow, ExecutionStatus } from "./DurableExecutionJournal.js"
+import type { ExecutionKey, ExecutionRow, ExecutionStatus } from "./DurableExecutionJournal.js"
 import type { JournalError } from "./DurableExecutionJournal.js"
 import { DurableExecutionJournal, isTerminal } from "./DurableExecutionJournal.js"
 import type { DurableDeferred } from "./DurableDeferred.js"
 import * as internal from "./internal/engine.js"
+import { EngineProvider } from "./internal/engineProvider.js"
 import { stuckExecutions as stuckExecutionsMetric, stuckFault } from "./internal/faults.js"
 import { rideOutJournal } from "./internal/results.js"
 import type { Workflow } from "./Workflow.js"
@@ -280,148 +281,197 @@ export const make = <T extends Message.Message.Any, R>(
   options?: EngineOptions
 ): Effect.Effect<WorkflowEngine<T>, JournalError, R | Scope.Scope | DurableExecutionJournal> =>
   Effect.gen(function*() {
+    // On the cluster (ClusterWorkflowEngine.layer in context) the same program gets the cluster engine.
+    const provider = yield* Effect.serviceOption(EngineProvider)
+    if (Option.isSome(provider)) return (yield* provider.value.make(workflow, options)) as WorkflowEngine<T>
     const journal = yield* DurableExecutionJournal
     const context = yield* Effect.context<R>()
     const engine = yield* internal.make(journal, workflow.definitions, context as any, options ?? {})
-
-    const keyOf = (request: T) => ({ workflow: (request as any)._tag as string, executionId: PrimaryKey.value(request) })
-
-    const startRequest = (request: T) =>
-      Effect.gen(function*() {
-        const definition = yield* engine.definitionOf((request as any)._tag)
-        const key = keyOf(request)
-        const started = yield* engine.start(definition, key, request, null)
-        return { key, started }
-      })
-
-    const awaitExit = (workflowName: string, executionId: string, finished: string | undefined) =>
-      Effect.gen(function*() {
-        const json = finished ?? (yield* engine.awaitResult({ workflow: workflowName, executionId }))
-        return yield* decodeExit(engine, workflowName, executionId, json)
-      })
-
-    // Callers ride out a short database outage: the engine's retryable journal errors start the call over
-    // (a start joins the execution, resuming it if it stopped) until the caller's timeout. The workflow's
-    // recorded outcome is outside the retried part: it is never retried, whatever it holds.
-    const execute = <A extends T>(request: A, options?: { readonly timeout?: Duration.DurationInput }) =>
-      withTimeout(
-        Effect.flatMap(
-          rideOutJournal(Effect.gen(function*() {
-            const { key, started } = yield* startRequest(request)
-            return yield* awaitExit(
-              key.workflow,
-              key.executionId,
-              started._tag === "Finished" ? started.result : undefined
-            )
-          })),
-          typed
-        ),
-        PrimaryKey.value(request),
-        options?.timeout
-      ) as Effect.Effect<any, any>
-
-    const send = <A extends T>(request: A) =>
-      execute(request).pipe(
-        Effect.catchIf(isWorkflowEngineError, (error) => Effect.die(error))
-      ) as Effect.Effect<Message.Message.Success<A>, Message.Message.Error<A>>
-
-    const result = (executionId: string, options?: { readonly timeout?: Duration.DurationInput }) =>
-      withTimeout(
-        Effect.flatMap(rideOutJournal(Effect.gen(function*() {
-          const row = yield* engine.find(executionId)
-          return yield* awaitExit(
-            row.workflow,
-            executionId,
-            isTerminal(row.status) && row.result !== null ? row.result : undefined
-          )
-        })), (exit) => {
-          const outcome = typed(exit)
-          return Exit.isFailure(outcome) && Option.isSome(Cause.failureOption(outcome.cause)) &&
-              isWorkflowEngineError(Option.getOrThrow(Cause.failureOption(outcome.cause)))
-            ? Effect.fail(Option.getOrThrow(Cause.failureOption(outcome.cause)) as WorkflowEngineError)
-            : Effect.succeed(exit)
-        }),
-        executionId,
-        options?.timeout
-      )
-
-    const service: WorkflowEngine<T> = {
-      identity: engine.owner,
-      send,
-      sendDiscard: (request) =>
-        startRequest(request).pipe(
-          Effect.asVoid,
-          Effect.catchIf(isWorkflowEngineError, (error) => Effect.die(error)),
-          Effect.catchAll((error) => Effect.die(error))
-        ),
-      start: (request) => Effect.map(startRequest(request), ({ key }) => key.executionId),
-      execute,
-      result,
-      poll: (executionId) =>
-        Effect.gen(function*() {
-          const row = yield* engine.find(executionId)
-          if (!isTerminal(row.status) || row.result === null) return Option.none()
-          if (row.status === "cancelled") return yield* new WorkflowCancelledError(row)
-          const exit = yield* decodeExit(engine, row.workflow, executionId, row.result)
-          const outcome = typed(exit)
-          if (Exit.isFailure(outcome)) {
-            const failure = Cause.failureOption(outcome.cause)
-            if (Option.isSome(failure) && isWorkflowEngineError(failure.value)) {
-              return yield* Effect.fail(failure.value as WorkflowEngineError)
-            }
-          }
-          return Option.some(exit)
-        }),
-      status: (executionId) =>
-        Effect.flatMap(engine.find(executionId), (row) => stateOf(engine, row)).pipe(
-          Effect.catchIf(
-            (error): error is ExecutionNotFoundError => error._tag === "ExecutionNotFoundError",
-            (): Effect.Effect<ExecutionState<any, any>> => Effect.succeed({ _tag: "Unknown" })
-          )
-        ) as Effect.Effect<ExecutionState<any, any>, JournalError>,
-      list: (options) =>
-        Effect.gen(function*() {
-          const limit = options?.limit ?? 100
-          const rows = yield* engine.journal.list({
-            workflows: engine.names,
-            status: options?.status,
-            after: options?.after,
-            limit
-          })
-          const last = rows[rows.length - 1]
-          return {
-            executions: rows.map(summaryOf),
-            next: rows.length === limit && last !== undefined
-              ? Option.some({ workflow: last.workflow, executionId: last.executionId })
-              : Option.none()
-          }
-        }),
-      cancel: (executionId) => engine.cancel(executionId),
-      signal: (executionId, deferred, exit) =>
-        Effect.gen(function*() {
-          const row = yield* engine.find(executionId)
-          const encoded = deferred.codec.encode(exit)
-          if (Either.isLeft(encoded) || encoded.right === undefined) {
-            return yield* new EncodeError({
-              workflow: row.workflow,
-              executionId,
-              step: `signal "${deferred.name}"`,
-              reason: Either.isLeft(encoded) ? encoded.left : "an interruption is not a signal value"
-            })
-          }
-          const result = yield* engine.signalKey(row, deferred.name, encoded.right)
-          return { stored: result.stored === encoded.right }
-        }),
-      resume: (executionId) => engine.resume(executionId),
-      deleteCompleted: (olderThan) =>
-        Effect.flatMap(
-          Clock.currentTimeMillis,
-          (now) => engine.journal.deleteCompleted(now - Duration.toMillis(olderThan))
-        ),
-      liveExecutions: Effect.sync(() => engine.live.size)
-    }
-    return service
+    return serviceOf<T>(engine, localRoutes(engine))
   })
+
+/**
+ * Where an engine's starts, signals, cancellations and resumes go: to its own engine (in-process), or to
+ * the execution's owner pod (the cluster engine).
+ *
+ * @internal
+ */
+export interface EngineRoutes {
+  readonly start: (
+    definition: internal.Definition,
+    key: ExecutionKey,
+    message: unknown
+  ) => Effect.Effect<internal.StartResult, WorkflowEngineError>
+  readonly signal: (
+    row: ExecutionRow,
+    name: string,
+    value: string
+  ) => Effect.Effect<{ readonly stored: string }, ExecutionNotFoundError | JournalError>
+  readonly cancel: (
+    executionId: string
+  ) => Effect.Effect<"cancelled" | "already-finished", ExecutionNotFoundError | JournalError>
+  readonly resume: (executionId: string) => Effect.Effect<void, ExecutionNotFoundError | JournalError>
+}
+
+/**
+ * The in-process routes: everything runs on `engine`.
+ *
+ * @internal
+ */
+export const localRoutes = (engine: internal.Engine): EngineRoutes => ({
+  start: (definition, key, message) => engine.start(definition, key, message, null),
+  signal: (row, name, value) => engine.signalKey(row, name, value),
+  cancel: (executionId) => engine.cancel(executionId),
+  resume: (executionId) => engine.resume(executionId)
+})
+
+/**
+ * The engine's service on an internal engine and its routes.
+ *
+ * @internal
+ */
+export const serviceOf = <T extends Message.Message.Any>(
+  engine: internal.Engine,
+  routes: EngineRoutes
+): WorkflowEngine<T> => {
+  const keyOf = (request: T) => ({ workflow: (request as any)._tag as string, executionId: PrimaryKey.value(request) })
+
+  const startRequest = (request: T) =>
+    Effect.gen(function*() {
+      const definition = yield* engine.definitionOf((request as any)._tag)
+      const key = keyOf(request)
+      const started = yield* routes.start(definition, key, request)
+      return { key, started }
+    })
+
+  const awaitExit = (workflowName: string, executionId: string, finished: string | undefined) =>
+    Effect.gen(function*() {
+      const json = finished ?? (yield* engine.awaitResult({ workflow: workflowName, executionId }))
+      return yield* decodeExit(engine, workflowName, executionId, json)
+    })
+
+  // Callers ride out a short database outage: the engine's retryable journal errors start the call over
+  // (a start joins the execution, resuming it if it stopped) until the caller's timeout. The workflow's
+  // recorded outcome is outside the retried part: it is never retried, whatever it holds.
+  const execute = <A extends T>(request: A, options?: { readonly timeout?: Duration.DurationInput }) =>
+    withTimeout(
+      Effect.flatMap(
+        rideOutJournal(Effect.gen(function*() {
+          const { key, started } = yield* startRequest(request)
+          return yield* awaitExit(
+            key.workflow,
+            key.executionId,
+            started._tag === "Finished" ? started.result : undefined
+          )
+        })),
+        typed
+      ),
+      PrimaryKey.value(request),
+      options?.timeout
+    ) as Effect.Effect<any, any>
+
+  const send = <A extends T>(request: A) =>
+    execute(request).pipe(
+      Effect.catchIf(isWorkflowEngineError, (error) => Effect.die(error))
+    ) as Effect.Effect<Message.Message.Success<A>, Message.Message.Error<A>>
+
+  const result = (executionId: string, options?: { readonly timeout?: Duration.DurationInput }) =>
+    withTimeout(
+      Effect.flatMap(rideOutJournal(Effect.gen(function*() {
+        const row = yield* engine.find(executionId)
+        return yield* awaitExit(
+          row.workflow,
+          executionId,
+          isTerminal(row.status) && row.result !== null ? row.result : undefined
+        )
+      })), (exit) => {
+        const outcome = typed(exit)
+        return Exit.isFailure(outcome) && Option.isSome(Cause.failureOption(outcome.cause)) &&
+            isWorkflowEngineError(Option.getOrThrow(Cause.failureOption(outcome.cause)))
+          ? Effect.fail(Option.getOrThrow(Cause.failureOption(outcome.cause)) as WorkflowEngineError)
+          : Effect.succeed(exit)
+      }),
+      executionId,
+      options?.timeout
+    )
+
+  const service: WorkflowEngine<T> = {
+    identity: engine.owner,
+    send,
+    sendDiscard: (request) =>
+      startRequest(request).pipe(
+        Effect.asVoid,
+        Effect.catchIf(isWorkflowEngineError, (error) => Effect.die(error)),
+        Effect.catchAll((error) => Effect.die(error))
+      ),
+    start: (request) => Effect.map(startRequest(request), ({ key }) => key.executionId),
+    execute,
+    result,
+    poll: (executionId) =>
+      Effect.gen(function*() {
+        const row = yield* engine.find(executionId)
+        if (!isTerminal(row.status) || row.result === null) return Option.none()
+        if (row.status === "cancelled") return yield* new WorkflowCancelledError(row)
+        const exit = yield* decodeExit(engine, row.workflow, executionId, row.result)
+        const outcome = typed(exit)
+        if (Exit.isFailure(outcome)) {
+          const failure = Cause.failureOption(outcome.cause)
+          if (Option.isSome(failure) && isWorkflowEngineError(failure.value)) {
+            return yield* Effect.fail(failure.value as WorkflowEngineError)
+          }
+        }
+        return Option.some(exit)
+      }),
+    status: (executionId) =>
+      Effect.flatMap(engine.find(executionId), (row) => stateOf(engine, row)).pipe(
+        Effect.catchIf(
+          (error): error is ExecutionNotFoundError => error._tag === "ExecutionNotFoundError",
+          (): Effect.Effect<ExecutionState<any, any>> => Effect.succeed({ _tag: "Unknown" })
+        )
+      ) as Effect.Effect<ExecutionState<any, any>, JournalError>,
+    list: (options) =>
+      Effect.gen(function*() {
+        const limit = options?.limit ?? 100
+        const rows = yield* engine.journal.list({
+          workflows: engine.names,
+          status: options?.status,
+          after: options?.after,
+          limit
+        })
+        const last = rows[rows.length - 1]
+        return {
+          executions: rows.map(summaryOf),
+          next: rows.length === limit && last !== undefined
+            ? Option.some({ workflow: last.workflow, executionId: last.executionId })
+            : Option.none()
+        }
+      }),
+    cancel: (executionId) => routes.cancel(executionId),
+    signal: (executionId, deferred, exit) =>
+      Effect.gen(function*() {
+        const row = yield* engine.find(executionId)
+        const encoded = deferred.codec.encode(exit)
+        if (Either.isLeft(encoded) || encoded.right === undefined) {
+          return yield* new EncodeError({
+            workflow: row.workflow,
+            executionId,
+            step: `signal "${deferred.name}"`,
+            reason: Either.isLeft(encoded) ? encoded.left : "an interruption is not a signal value"
+          })
+        }
+        const result = yield* routes.signal(row, deferred.name, encoded.right)
+        return { stored: result.stored === encoded.right }
+      }),
+    resume: (executionId) => routes.resume(executionId),
+    deleteCompleted: (olderThan) =>
+      Effect.flatMap(
+        Clock.currentTimeMillis,
+        (now) => engine.journal.deleteCompleted(now - Duration.toMillis(olderThan))
+      ),
+    liveExecutions: Effect.sync(() => engine.live.size)
+  }
+  return service
+}
 
 /**
  * Counts executions that became stuck (their code cannot carry them on: a non-determinism, an undecodable

@@ -3,6 +3,7 @@
  */
 export * as Activity from "./Activity.js"
 export * as ActivityContext from "./ActivityContext.js"
+export * as ClusterWorkflowEngine from "./ClusterWorkflowEngine.js"
 export * as CrashableRuntime from "./CrashableRuntime.js"
 export * as DurableDeferred from "./DurableDeferred.js"
 export * as DurableExecutionEvent from "./DurableExecutionEvent.js"

@@ -111,6 +111,12 @@ export interface Sharding {
   readonly getPods: Effect.Effect<HashSet.HashSet<PodAddress>>
   /** The shards this pod holds. */
   readonly getAssignedShardIds: Effect.Effect<HashSet.HashSet<ShardId>>
+  /**
+   * The shards this pod may serve right now (held, under a lease still valid by its own clock, not shutting
+   * down), each with the epoch it holds it at: what code that fences its own storage by shard epoch (the
+   * cluster workflow engine) writes under.
+   */
+  readonly servedShardEpochs: Effect.Effect<ReadonlyMap<number, number>>
   /** Reloads the routing table from the manager. */
   readonly refreshAssignments: Effect.Effect<void>
   readonly getShardId: (entityIdOrAddress: string | RecipientAddress) => ShardId
@@ -292,6 +298,11 @@ export const make: Effect.Effect<
     sendMessageToLocalEntityManagerWithoutRetries: (envelope) => Effect.suspend(() => receive.receiveNow(envelope)),
     getPods: Effect.sync(() => HashSet.fromIterable(topics.knownPods())),
     getAssignedShardIds: Effect.sync(() => toShardIds(state.heldShards())),
+    servedShardEpochs: Effect.sync(() => {
+      const served = new Map<number, number>()
+      for (const shard of state.heldShards()) if (state.canServe(shard, 0)) served.set(shard, state.heldEpoch[shard]!)
+      return served
+    }),
     refreshAssignments: routing.refreshAssignments,
     getShardId: (entityIdOrAddress) =>
       new ShardId({

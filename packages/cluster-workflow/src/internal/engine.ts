@@ -63,7 +63,8 @@ export interface EngineOptions {
   readonly livenessCheckInterval?: Duration.DurationInput | undefined
 }
 
-interface Definition extends WorkflowDefinition {
+/** @internal */
+export interface Definition extends WorkflowDefinition {
   readonly codec: ExitCodec<any, any>
   readonly encodePayload: (message: any) => Either.Either<any, ParseResult.ParseIssue>
   readonly decodePayload: (json: unknown) => Either.Either<any, ParseResult.ParseIssue>

@@ -1,0 +1,296 @@
+/**
+ * The workflow engine on the cluster: each execution is one entity of `@effect-cluster/cluster`, so it runs
+ * on the pod that owns the entity's shard, on a SQL journal every pod shares. The engine has the same
+ * interface as the in-process one (`WorkflowEngine`), and `layer` makes `WorkflowEngine.makeScoped` /
+ * `make` build it, so a program moves to the cluster by changing a layer. See docs/workflows-on-cluster.md.
+ *
+ * @since 0.1.0
+ */
+import type { Message, ShardingException } from "@effect-cluster/cluster"
+import { MessageState, RecipientBehaviour, Sharding } from "@effect-cluster/cluster"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import type * as Scope from "effect/Scope"
+import type { ExecutionKey, Journal } from "./DurableExecutionJournal.js"
+import { DurableExecutionJournal, isTerminal, JournalError } from "./DurableExecutionJournal.js"
+import type { FencedJournal } from "./internal/cluster/fencedJournal.js"
+import * as Fenced from "./internal/cluster/fencedJournal.js"
+import type { ExecutionMessage } from "./internal/cluster/protocol.js"
+import { entityTypeOf, StartExecution, WakeExecution } from "./internal/cluster/protocol.js"
+import * as internal from "./internal/engine.js"
+import { EngineProvider } from "./internal/engineProvider.js"
+import { stuckFault } from "./internal/faults.js"
+import { keyString } from "./internal/results.js"
+import { defaultPrefix, tableNames } from "./internal/sql/tables.js"
+import type { Workflow } from "./Workflow.js"
+import type { EngineOptions, EngineRoutes, WorkflowEngine } from "./WorkflowEngine.js"
+import { serviceOf } from "./WorkflowEngine.js"
+import { EncodeError, ExecutionNotFoundError, isWorkflowEngineError } from "./WorkflowError.js"
+
+/**
+ * Options of the cluster engine.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClusterEngineOptions extends Omit<EngineOptions, "resumeOnStart" | "orphanCheckInterval"> {
+  /** The table prefix of the SQL journal every pod shares (as given to it). Default `"effect_workflow"`. */
+  readonly prefix?: string
+  /**
+   * How often a pod compares the shards it serves with those it has taken over (to resume a new shard's
+   * executions, and to stop those of a shard it lost). Default 1 second.
+   */
+  readonly shardCheckInterval?: Duration.DurationInput
+}
+
+/** A routing failure, as the journal errors the engine's API returns (the request was not answered). */
+const routingError = (operation: string) => (error: ShardingException.ShardingException) =>
+  new JournalError({ operation, message: `could not reach the execution's owner pod: ${error._tag}`, retryable: true })
+
+/** The owner's side: starts and wake-ups of the executions of the entity. */
+const behaviour = (engine: internal.Engine, fenced: FencedJournal) =>
+  RecipientBehaviour.fromFunctionEffect((_entityId: string, message: ExecutionMessage) => {
+    const handled: Effect.Effect<unknown, unknown> = message._tag === "StartExecution"
+      ? ownerStart(engine, message)
+      : ownerWake(engine, fenced, message)
+    return Effect.map(Effect.exit(handled), (exit) => MessageState.Processed(exit as any))
+  })
+
+const ownerStart = (engine: internal.Engine, message: StartExecution) =>
+  Effect.gen(function*() {
+    const definition = yield* engine.definitionOf(message.workflow)
+    const key = { workflow: message.workflow, executionId: message.executionId }
+    const decoded = Either.flatMap(
+      Either.try(() => JSON.parse(message.payload) as unknown),
+      (json) => Either.mapLeft(definition.decodePayload(json), ParseResult.TreeFormatter.formatIssueSync)
+    )
+    if (Either.isLeft(decoded)) {
+      return yield* new EncodeError({ ...key, step: "the start message", reason: String(decoded.left) })
+    }
+    return yield* engine.start(definition, key, decoded.right, null)
+  })
+
+const ownerWake = (engine: internal.Engine, fenced: FencedJournal, message: WakeExecution) =>
+  Effect.gen(function*() {
+    const key = { workflow: message.workflow, executionId: message.executionId }
+    const runtime = engine.live.get(keyString(key))
+    if (runtime !== undefined && !runtime.suspending) {
+      if (message.reason === "inbox") runtime.notifyInbox()
+      else if (message.reason === "cancel") runtime.notifyCancel()
+      return
+    }
+    const row = yield* fenced.inner.get(key)
+    if (Option.isNone(row) || isTerminal(row.value.status)) return
+    // This pod owns the execution's shard: it takes the execution over, whoever claimed it before.
+    yield* Effect.catchTag(engine.claimAndLaunch(key), "PayloadDecodeError", () => Effect.void)
+  }).pipe(Effect.catchAll((error) => Effect.logWarning("could not wake an execution", error)))
+
+/** The caller's side: starts go to the owner; signals, cancellations and resumes are stored, then woken. */
+const routes = (
+  engine: internal.Engine,
+  fenced: FencedJournal,
+  send: (entityId: string, message: ExecutionMessage) => Effect.Effect<unknown, unknown>
+): EngineRoutes => {
+  const journal: Journal = fenced.inner
+  // The change is stored before the wake is sent, and the caller's acknowledgement does not wait for the
+  // wake: an owner that is down gets it from its successor's takeover (which resumes the shard's waiting
+  // executions) rather than from a caller blocked on routing retries.
+  const wake = (key: ExecutionKey, reason: WakeExecution["reason"], version: number) =>
+    Effect.sync(() => {
+      engine.runFork(
+        Effect.flatMap(fenced.placementOf(key), ({ entityId }) =>
+          send(entityId, new WakeExecution({ ...key, reason, version }))).pipe(
+            Effect.asVoid,
+            Effect.catchAll((error) => Effect.logWarning("could not wake an execution's owner", error))
+          )
+      )
+    })
+  return {
+    start: (definition, key, message) =>
+      Effect.gen(function*() {
+        const encoded = definition.encodePayload(message)
+        if (Either.isLeft(encoded)) {
+          return yield* new EncodeError({
+            ...key,
+            step: "the start message",
+            reason: ParseResult.TreeFormatter.formatIssueSync(encoded.left)
+          })
+        }
+        const { entityId } = yield* fenced.placementOf(key)
+        const reply = yield* send(
+          entityId,
+          new StartExecution({ ...key, payload: JSON.stringify(encoded.right) })
+        ).pipe(Effect.catchAll((error) =>
+          isWorkflowEngineError(error) ? Effect.fail(error) : Effect.fail(routingError("start")(error as any))
+        ))
+        return reply as internal.StartResult
+      }),
+    signal: (row, name, value) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const result = yield* journal.signal(row, name, value, now)
+        if (result === undefined) return yield* new ExecutionNotFoundError({ executionId: row.executionId })
+        yield* wake(row, "inbox", result.row.inboxVersion)
+        return { stored: result.stored }
+      }),
+    cancel: (executionId) =>
+      Effect.gen(function*() {
+        const found = yield* engine.find(executionId)
+        const row = yield* journal.requestCancel(found, yield* Clock.currentTimeMillis)
+        if (row === undefined) return yield* new ExecutionNotFoundError({ executionId })
+        if (isTerminal(row.status)) return "already-finished" as const
+        yield* wake(row, "cancel", row.inboxVersion)
+        return "cancelled" as const
+      }),
+    resume: (executionId) =>
+      Effect.gen(function*() {
+        const found = yield* engine.find(executionId)
+        const row = yield* journal.resume(found, yield* Clock.currentTimeMillis)
+        if (row === undefined) return yield* new ExecutionNotFoundError({ executionId })
+        yield* wake(row, "resume", row.updatedAt)
+      })
+  }
+}
+
+/**
+ * Follows the pod's shards: a shard taken (or taken again at a new epoch) has its fence raised and its
+ * unfinished executions resumed; a shard lost has its executions stopped here (without recording anything).
+ */
+const watchShards = (
+  engine: internal.Engine,
+  fenced: FencedJournal,
+  served: Effect.Effect<ReadonlyMap<number, number>>,
+  every: Duration.Duration
+) => {
+  const taken = new Map<number, number>()
+  let idle = new Set<string>()
+  const take = (shard: number, epoch: number) =>
+    Effect.gen(function*() {
+      if (!(yield* fenced.raiseFence(shard, epoch))) return
+      taken.set(shard, epoch)
+      for (const execution of yield* fenced.shardExecutions(shard, engine.names)) {
+        // Timers are the engine timer's (it reads the served shards' deadlines); a stuck execution waits
+        // for code that can carry it on.
+        if (execution.status === "suspended" && (execution.wakeAt !== null || stuckFault(execution.suspendedOn))) {
+          continue
+        }
+        yield* Effect.catchTag(engine.claimAndLaunch(execution), "PayloadDecodeError", () => Effect.void)
+      }
+    }).pipe(Effect.catchAll((error) => Effect.logWarning("could not take over a shard's executions", error)))
+  const round = Effect.gen(function*() {
+    const now = yield* served
+    for (const [shard, epoch] of taken) {
+      if (now.get(shard) === epoch) continue
+      taken.delete(shard)
+      fenced.forgetShard(shard)
+      for (const runtime of engine.live.values()) {
+        const run = fenced.runs.get(runtime.keyString)
+        if (run !== undefined && run.shard === shard && run.epoch === epoch) runtime.notifyClaimLost()
+      }
+    }
+    let gained = false
+    for (const [shard, epoch] of now) {
+      if (taken.get(shard) === epoch) continue
+      yield* take(shard, epoch)
+      gained = true
+    }
+    if (gained) engine.arm(Number.NEGATIVE_INFINITY)
+    // Executions that left this engine (finished, suspended, stopped): one still running in the journal
+    // while its shard is still served at its epoch was stopped by a momentary lapse of the pod's lease (a
+    // write refused locally) and is taken back; the others' runs are dropped after a whole round.
+    const next = new Set<string>()
+    for (const [id, run] of fenced.runs) {
+      if (engine.live.has(id)) continue
+      if (idle.has(id)) {
+        fenced.runs.delete(id)
+        continue
+      }
+      next.add(id)
+      const [workflow, executionId] = JSON.parse(id) as [string, string]
+      const row = yield* fenced.inner.get({ workflow, executionId })
+      if (Option.isSome(row) && row.value.status === "running" && taken.get(run.shard) === run.epoch) {
+        yield* Effect.catchTag(engine.claimAndLaunch(row.value), "PayloadDecodeError", () => Effect.void)
+      }
+    }
+    idle = next
+  }).pipe(Effect.catchAll((error) => Effect.logWarning("could not follow the pod's shards", error)))
+  return Effect.forever(Effect.zipRight(round, Effect.sleep(every)))
+}
+
+/**
+ * Builds the cluster engine for a workflow (use `Workflow.union` for several) on this pod's `Sharding` and
+ * the shared SQL journal. On a pod (registered with the shard manager) it runs the executions of the
+ * shards it serves; elsewhere (a client: `Sharding` not registered) it only starts, signals, cancels and
+ * awaits them. Closing the scope stops the executions running here without recording anything.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <T extends Message.Message.Any, R>(
+  workflow: Workflow<T, R>,
+  options?: ClusterEngineOptions
+): Effect.Effect<
+  WorkflowEngine<T>,
+  JournalError,
+  R | Scope.Scope | Sharding.Sharding | DurableExecutionJournal
+> =>
+  Effect.gen(function*() {
+    const sharding = yield* Sharding.Sharding
+    const journal = yield* DurableExecutionJournal
+    if (journal.sql === undefined) return yield* Fenced.noSqlClient
+    const client = journal.sql.client as SqlClient.SqlClient
+    const prefix = options?.prefix ?? defaultPrefix
+    const tables = yield* tableNames(prefix)
+    yield* Fenced.createTables(client.withoutTransforms(), prefix)
+    const pod = `${sharding.podAddress.host}:${sharding.podAddress.port}`
+    const fenced = new Fenced.FencedJournal(journal, client, prefix, tables.executions, {
+      served: sharding.servedShardEpochs,
+      shardOf: (entityId) => sharding.getShardId(entityId).value,
+      pod
+    })
+    const context = yield* Effect.context<R>()
+    const engine = yield* internal.make(fenced.journal, workflow.definitions, context as any, {
+      ...options,
+      identity: options?.identity ?? `pod-${pod}`,
+      resumeOnStart: false
+    })
+    const entityType = entityTypeOf(engine.names)
+    yield* sharding.registerEntity(entityType)(behaviour(engine, fenced))
+    const messenger = sharding.messenger(entityType)
+    const send = (entityId: string, message: ExecutionMessage) => messenger.send(entityId)(message as any)
+    yield* Effect.forkScoped(watchShards(
+      engine,
+      fenced,
+      sharding.servedShardEpochs,
+      Duration.decode(options?.shardCheckInterval ?? "1 second")
+    ))
+    return serviceOf<T>(engine, routes(engine, fenced, send as any))
+  })
+
+/**
+ * Makes `WorkflowEngine.make` and `WorkflowEngine.makeScoped` build the cluster engine on the `Sharding`
+ * and the SQL `DurableExecutionJournal` of this layer's context: the 2024 program runs on the cluster with
+ * no other change.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options?: ClusterEngineOptions
+): Layer.Layer<EngineProvider, never, Sharding.Sharding | DurableExecutionJournal> =>
+  Layer.effect(
+    EngineProvider,
+    Effect.map(Effect.context<Sharding.Sharding | DurableExecutionJournal>(), (context) => ({
+      make: (workflow, engineOptions) =>
+        Effect.provide(
+          make(workflow, { ...options, ...engineOptions } as ClusterEngineOptions),
+          context
+        ) as any
+    }))
+  )

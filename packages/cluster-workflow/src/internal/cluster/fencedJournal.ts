@@ -1,0 +1,350 @@
+/**
+ * The journal as a pod of the cluster sees it: every write of an execution carries the epoch of the shard
+ * it runs under, checked against the shard's fence row in the same SQL transaction; claims are taken only
+ * by the pod serving the execution's shard; timers are only those of served shards. See
+ * docs/workflows-on-cluster.md.
+ *
+ * @internal
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type * as Statement from "@effect/sql/Statement"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { ClaimResult, ExecutionKey, Journal, JournalWrite, WriteResult } from "../journal.js"
+import { JournalError } from "../journal.js"
+import { keyString } from "../results.js"
+import { inTransaction, withRetries } from "../sql/retry.js"
+import { rootEntityId } from "./protocol.js"
+
+/** Where an execution lives: its entity (a child lives in its root's) and that entity's shard. */
+export interface Placement {
+  readonly entityId: string
+  readonly shard: number
+}
+
+/** An execution this pod runs: its placement and the shard epoch it runs under. */
+export interface Run extends Placement {
+  readonly epoch: number
+}
+
+/** What the journal needs to know of the pod's shards. */
+export interface ShardView {
+  /** Shards the pod may serve now, with their epochs. */
+  readonly served: Effect.Effect<ReadonlyMap<number, number>>
+  readonly shardOf: (entityId: string) => number
+  /** The pod's name, recorded with the fences it raises. */
+  readonly pod: string
+}
+
+/** An unfinished execution of a shard, found through the shard index. */
+export interface ShardExecution extends ExecutionKey {
+  readonly status: "running" | "suspended"
+  readonly wakeAt: number | null
+  readonly suspendedOn: string | null
+}
+
+const retries = 10
+const toNumber = (value: unknown): number => typeof value === "number" ? value : Number(value)
+
+const fenced: WriteResult = { _tag: "Fenced" }
+
+/** Creates the fence and shard index tables, if absent. */
+export const createTables = (sql: SqlClient.SqlClient, prefix: string): Effect.Effect<void, JournalError> =>
+  withRetries(
+    retries,
+    "cluster tables",
+    Effect.gen(function*() {
+      yield* sql`CREATE TABLE IF NOT EXISTS ${sql(`${prefix}_cluster_fences`)} (
+  shard_id INTEGER PRIMARY KEY, epoch BIGINT NOT NULL, pod TEXT NOT NULL)`
+      yield* sql`CREATE TABLE IF NOT EXISTS ${sql(`${prefix}_cluster_index`)} (
+  workflow TEXT NOT NULL, execution_id TEXT NOT NULL, entity_id TEXT NOT NULL, shard_id INTEGER NOT NULL,
+  PRIMARY KEY (workflow, execution_id))`
+      yield* sql`CREATE INDEX IF NOT EXISTS ${sql(`${prefix}_cluster_index_shard`)} ON ${
+        sql(`${prefix}_cluster_index`)
+      } (shard_id)`
+    })
+  ).pipe(
+    // Pods starting together race to create the tables (PostgreSQL reports the loser's CREATE ... IF NOT
+    // EXISTS as a duplicate type): the next attempt finds them.
+    Effect.retry({ times: 3 })
+  )
+
+/** The cluster's view of a SQL journal (see the module comment). */
+export class FencedJournal {
+  /** Executions this pod runs, by `keyString`. */
+  readonly runs = new Map<string, Run>()
+  /** `shard:epoch` pairs whose fence this pod has raised (so writes need not raise it again). */
+  private readonly raised = new Set<string>()
+  readonly journal: Journal
+  private readonly sql: SqlClient.SqlClient
+  private readonly F: Statement.Identifier
+  private readonly I: Statement.Identifier
+  private readonly E: Statement.Identifier
+
+  constructor(
+    readonly inner: Journal,
+    client: SqlClient.SqlClient,
+    prefix: string,
+    executionsTable: string,
+    readonly view: ShardView
+  ) {
+    this.sql = client.withoutTransforms()
+    this.F = this.sql(`${prefix}_cluster_fences`)
+    this.I = this.sql(`${prefix}_cluster_index`)
+    this.E = this.sql(executionsTable)
+    this.journal = {
+      ...inner,
+      commit: (writes) => this.commit(writes),
+      claim: (key, owner, now, claimUntil) => this.claim(key, owner, now, claimUntil),
+      nextWakeAt: (workflows) => this.nextWakeAt(workflows),
+      dueTimers: (workflows, now, limit) => this.dueTimers(workflows, now, limit)
+    }
+  }
+
+  private transaction<A>(operation: string, body: Effect.Effect<A, SqlError | JournalError>) {
+    return withRetries(retries, operation, inTransaction(this.sql.withTransaction, body))
+  }
+
+  /** Where an execution lives: from the shard index, else (not started yet) its own root entity. */
+  placementOf(key: ExecutionKey): Effect.Effect<Placement, JournalError> {
+    const run = this.runs.get(keyString(key))
+    if (run !== undefined) return Effect.succeed(run)
+    const { I, sql } = this
+    return withRetries(
+      retries,
+      "placement",
+      Effect.map(
+        sql<{ entity_id: string; shard_id: unknown }>`SELECT entity_id, shard_id FROM ${I}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}`,
+        (rows) => {
+          const row = rows[0]
+          if (row !== undefined) return { entityId: row.entity_id, shard: toNumber(row.shard_id) }
+          const entityId = rootEntityId(key.workflow, key.executionId)
+          return { entityId, shard: this.view.shardOf(entityId) }
+        }
+      )
+    )
+  }
+
+  /**
+   * Raises a shard's fence to `epoch` (never lowers it). Returns whether the fence now stands at `epoch`:
+   * false means a newer owner has fenced this pod out of the shard.
+   */
+  raiseFence(shard: number, epoch: number): Effect.Effect<boolean, JournalError> {
+    const id = `${shard}:${epoch}`
+    if (this.raised.has(id)) return Effect.succeed(true)
+    const { F, sql } = this
+    return this.transaction(
+      "raise fence",
+      Effect.gen(this, function*() {
+        yield* sql`INSERT INTO ${F} (shard_id, epoch, pod) VALUES (${shard}, ${epoch}, ${this.view.pod})
+ON CONFLICT (shard_id) DO UPDATE SET epoch = excluded.epoch, pod = excluded.pod WHERE ${F}.epoch < excluded.epoch`
+        const rows = yield* sql<{ epoch: unknown }>`SELECT epoch FROM ${F} WHERE shard_id = ${shard}`
+        const stands = rows.length > 0 && toNumber(rows[0]!.epoch) === epoch
+        if (stands) this.raised.add(id)
+        return stands
+      })
+    )
+  }
+
+  /** Forgets the fences raised for a shard (it left the pod). */
+  forgetShard(shard: number) {
+    for (const id of this.raised) if (id.startsWith(`${shard}:`)) this.raised.delete(id)
+  }
+
+  /**
+   * Locks the fence rows of `shards` for the rest of the transaction and returns their epochs. A write
+   * whose epoch is not its shard's fence does not commit; a pod raising a fence waits for the lock, so no
+   * write under the old epoch commits after the raise.
+   */
+  private lockFences(shards: ReadonlyArray<number>) {
+    const { F, sql } = this
+    return Effect.map(
+      sql<{ shard_id: unknown; epoch: unknown }>`UPDATE ${F} SET epoch = epoch WHERE shard_id IN ${sql.in(shards)}
+RETURNING shard_id, epoch`,
+      (rows) => new Map(rows.map((row) => [toNumber(row.shard_id), toNumber(row.epoch)]))
+    )
+  }
+
+  /** The run a write belongs to, or undefined when this pod does not serve it at the run's epoch. */
+  private runOf(
+    write: JournalWrite,
+    served: ReadonlyMap<number, number>,
+    batch: Map<string, Run>
+  ): Effect.Effect<Run | undefined, JournalError> {
+    const id = keyString(write.key)
+    if (write._tag !== "Start") {
+      const run = this.runs.get(id) ?? batch.get(id)
+      return Effect.succeed(run !== undefined && served.get(run.shard) === run.epoch ? run : undefined)
+    }
+    // A child starts in its parent's entity, so it runs where its parent does.
+    let parent: ExecutionKey | undefined
+    try {
+      const link = write.parent === null ? null : JSON.parse(write.parent)
+      if (link !== null) parent = { workflow: String(link.workflow), executionId: String(link.executionId) }
+    } catch {
+      parent = undefined
+    }
+    const placement = parent === undefined
+      ? Effect.succeed({ entityId: rootEntityId(write.key.workflow, write.key.executionId) })
+      : this.placementOf(parent)
+    return Effect.map(placement, ({ entityId }) => {
+      const shard = this.view.shardOf(entityId)
+      const epoch = served.get(shard)
+      if (epoch === undefined) return undefined
+      const run = { entityId, shard, epoch }
+      batch.set(id, run)
+      return run
+    })
+  }
+
+  commit(writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> {
+    return Effect.gen(this, function*() {
+      const served = yield* this.view.served
+      const results: Array<WriteResult | undefined> = new Array(writes.length)
+      const batch = new Map<string, Run>()
+      const candidates: Array<{ readonly index: number; readonly write: JournalWrite; readonly run: Run }> = []
+      for (let index = 0; index < writes.length; index++) {
+        const write = writes[index]!
+        const run = yield* this.runOf(write, served, batch)
+        if (run === undefined) results[index] = fenced
+        else candidates.push({ index, write, run })
+      }
+      if (candidates.length === 0) return results as Array<WriteResult>
+      const shards = Array.from(new Set(candidates.map(({ run }) => run.shard)))
+      for (const shard of shards) yield* this.raiseFence(shard, served.get(shard)!)
+      const { I, sql } = this
+      const committed = yield* this.transaction(
+        "commit",
+        Effect.gen(this, function*() {
+          const fences = yield* this.lockFences(shards)
+          const passing = candidates.filter(({ run }) => fences.get(run.shard) === run.epoch)
+          const starts = passing.filter(({ write }) => write._tag === "Start")
+          if (starts.length > 0) {
+            yield* sql`INSERT INTO ${I} ${
+              sql.insert(starts.map(({ run, write }) => ({
+                workflow: write.key.workflow,
+                execution_id: write.key.executionId,
+                entity_id: run.entityId,
+                shard_id: run.shard
+              })))
+            } ON CONFLICT (workflow, execution_id) DO NOTHING`
+          }
+          const applied = passing.length === 0 ? [] : yield* this.inner.commit(passing.map(({ write }) => write))
+          return { passing, applied }
+        })
+      )
+      for (const candidate of candidates) results[candidate.index] = fenced
+      committed.passing.forEach(({ index, run, write }, i) => {
+        const result = committed.applied[i]!
+        results[index] = result
+        if (result._tag === "Created") this.runs.set(keyString(write.key), run)
+      })
+      return results as Array<WriteResult>
+    })
+  }
+
+  /**
+   * Claims an execution for this pod: only while the pod serves its shard and the shard's fence stands at
+   * the pod's epoch. The shard's ownership is the authority: a claim held by another engine (a previous
+   * owner) is taken over at once rather than after its lease.
+   */
+  claim(key: ExecutionKey, owner: string, now: number, claimUntil: number): Effect.Effect<ClaimResult, JournalError> {
+    return Effect.gen(this, function*() {
+      const placement = yield* this.placementOf(key)
+      const epoch = (yield* this.view.served).get(placement.shard)
+      const unavailable = () =>
+        Effect.map(this.inner.get(key), (row): ClaimResult => ({ _tag: "Unavailable", row: Option.getOrUndefined(row) }))
+      if (epoch === undefined || !(yield* this.raiseFence(placement.shard, epoch))) return yield* unavailable()
+      const { E, sql } = this
+      const claimed = yield* this.transaction(
+        "claim",
+        Effect.gen(this, function*() {
+          const fences = yield* this.lockFences([placement.shard])
+          if (fences.get(placement.shard) !== epoch) return undefined
+          yield* sql`UPDATE ${E} SET claim_owner = NULL
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND claim_owner <> ${owner}`
+          return yield* this.inner.claim(key, owner, now, claimUntil)
+        })
+      )
+      if (claimed === undefined) return yield* unavailable()
+      if (claimed._tag === "Claimed") this.runs.set(keyString(key), { ...placement, epoch })
+      return claimed
+    })
+  }
+
+  private servedShards = Effect.map(
+    Effect.suspend(() => this.view.served),
+    (served) => Array.from(served.keys())
+  )
+
+  nextWakeAt(workflows: ReadonlyArray<string>): Effect.Effect<number | undefined, JournalError> {
+    const { E, I, sql } = this
+    return Effect.flatMap(this.servedShards, (shards) =>
+      workflows.length === 0 || shards.length === 0 ? Effect.succeed(undefined) : withRetries(
+        retries,
+        "nextWakeAt",
+        Effect.map(
+          sql<{ wake_at: unknown }>`SELECT MIN(e.wake_at) AS wake_at FROM ${E} e
+JOIN ${I} i ON i.workflow = e.workflow AND i.execution_id = e.execution_id
+WHERE e.status = 'suspended' AND e.wake_at IS NOT NULL AND e.workflow IN ${sql.in(workflows)}
+    AND i.shard_id IN ${sql.in(shards)}`,
+          (rows) => rows[0]?.wake_at === null || rows[0]?.wake_at === undefined ? undefined : toNumber(rows[0].wake_at)
+        )
+      ))
+  }
+
+  dueTimers(
+    workflows: ReadonlyArray<string>,
+    now: number,
+    limit: number
+  ): Effect.Effect<ReadonlyArray<ExecutionKey>, JournalError> {
+    const { E, I, sql } = this
+    return Effect.flatMap(this.servedShards, (shards) =>
+      workflows.length === 0 || shards.length === 0 || limit <= 0 ? Effect.succeed([]) : withRetries(
+        retries,
+        "dueTimers",
+        Effect.map(
+          sql<{ workflow: string; execution_id: string }>`SELECT e.workflow, e.execution_id FROM ${E} e
+JOIN ${I} i ON i.workflow = e.workflow AND i.execution_id = e.execution_id
+WHERE e.status = 'suspended' AND e.wake_at IS NOT NULL AND e.wake_at <= ${now}
+    AND e.workflow IN ${sql.in(workflows)} AND i.shard_id IN ${sql.in(shards)}
+ORDER BY e.wake_at, e.workflow, e.execution_id
+LIMIT ${sql.literal(String(Math.floor(limit)))}`,
+          (rows) => rows.map((row) => ({ workflow: row.workflow, executionId: row.execution_id }))
+        )
+      ))
+  }
+
+  /** The unfinished executions of a shard (through the shard index). */
+  shardExecutions(shard: number, workflows: ReadonlyArray<string>): Effect.Effect<Array<ShardExecution>, JournalError> {
+    const { E, I, sql } = this
+    return workflows.length === 0 ? Effect.succeed([]) : withRetries(
+      retries,
+      "shardExecutions",
+      Effect.map(
+        sql<{ workflow: string; execution_id: string; status: string; wake_at: unknown; suspended_on: string | null }>`
+SELECT e.workflow, e.execution_id, e.status, e.wake_at, e.suspended_on FROM ${I} i
+JOIN ${E} e ON e.workflow = i.workflow AND e.execution_id = i.execution_id
+WHERE i.shard_id = ${shard} AND e.status IN ('running', 'suspended') AND e.workflow IN ${sql.in(workflows)}
+ORDER BY e.created_at`,
+        (rows) =>
+          rows.map((row) => ({
+            workflow: row.workflow,
+            executionId: row.execution_id,
+            status: row.status as "running" | "suspended",
+            wakeAt: row.wake_at === null ? null : toNumber(row.wake_at),
+            suspendedOn: row.suspended_on
+          }))
+      )
+    )
+  }
+}
+
+/** @internal */
+export const noSqlClient = new JournalError({
+  operation: "cluster engine",
+  message: "The cluster workflow engine needs a SQL journal (DurableExecutionJournalSql) shared by every pod",
+  retryable: false
+})

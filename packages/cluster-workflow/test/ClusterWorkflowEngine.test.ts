@@ -1,0 +1,323 @@
+/**
+ * Workflows on the cluster: several pods in one process over the in-process transport, on a SQLite file
+ * and on PostgreSQL. Executions are routed to the owner of their shard, resumed by the new owner when a
+ * shard moves (a pod leaving, a pod crashing), sleeping and signal-waiting ones included, and a stale
+ * owner's writes are fenced by the shard epoch. Live clock: pods, leases, the journal and the engine's
+ * timers run for real, with short leases.
+ */
+import { Message, Sharding } from "@effect-cluster/cluster"
+import type { WorkflowEngine as WorkflowEngineNs } from "@effect-cluster/cluster-workflow"
+import {
+  Activity,
+  ClusterWorkflowEngine,
+  DurableDeferred,
+  DurableExecutionJournal,
+  Workflow,
+  WorkflowEngine
+} from "@effect-cluster/cluster-workflow"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Schedule, Schema, Scope } from "effect"
+import { makeTestCluster } from "../../cluster/test/utils/cluster.js"
+import type { SharedDatabase } from "./utils/journals.js"
+import { postgresSkipReason, sharedPostgres, sharedSqlite } from "./utils/journals.js"
+
+class PodName extends Context.Tag("test/PodName")<PodName, number>() {}
+
+/** Every run of an activity body: which execution step, on which pod, from when to when. */
+interface SideEffect {
+  readonly id: string
+  readonly pod: number
+  readonly attempt: number
+}
+
+class Payment extends Message.TaggedMessage<Payment>()(
+  "Payment",
+  Schema.String,
+  Schema.String,
+  { id: Schema.String, amount: Schema.Number, wait: Schema.Literal("none", "sleep", "signal") },
+  (payment) => payment.id
+) {}
+
+const Approval = DurableDeferred.make("approval", { success: Schema.Boolean })
+
+const makeWorkflow = (effects: Array<SideEffect>, gate?: Deferred.Deferred<void>) => {
+  const record = <A>(id: string, value: A, schema: Schema.Schema<A, any>) =>
+    Activity.make(id, schema, Schema.String)(
+      Effect.gen(function*() {
+        const pod = yield* PodName
+        effects.push({ id, pod, attempt: yield* Activity.currentAttempt })
+        if (gate !== undefined && id.startsWith("charge")) yield* Deferred.await(gate)
+        return value
+      })
+    )
+  return Workflow.make(Payment, (payment) =>
+    Effect.gen(function*() {
+      const amount = yield* record(`amount-${payment.id}`, payment.amount, Schema.Number)
+      if (payment.wait === "sleep") yield* Workflow.sleep("nap", "1500 millis")
+      if (payment.wait === "signal") {
+        const approved = yield* DurableDeferred.await(Approval)
+        if (!approved) return yield* Effect.fail("declined")
+      }
+      yield* record(`charge-${payment.id}`, undefined, Schema.Void)
+      return `paid ${payment.id} ${amount}`
+    }))
+}
+
+const podTimings = {
+  leaseDuration: Duration.seconds(2),
+  leaseRenewalInterval: Duration.millis(500),
+  leaseMargin: Duration.millis(500),
+  entityTerminationTimeout: Duration.millis(300)
+}
+
+interface EnginePod {
+  readonly port: number
+  readonly sharding: Sharding.Sharding
+  readonly engine: WorkflowEngineNs.WorkflowEngine<Payment>
+  /** Graceful: the engine stops (recording nothing), the pod unregisters, hands its shards back. */
+  readonly leave: Effect.Effect<void>
+  /** The transport cuts the pod off; its engine keeps running until its lease ends by its own clock. */
+  readonly crash: Effect.Effect<void>
+}
+
+/** A test cluster whose pods each run the cluster engine on their own connection to the shared database. */
+const makeEngineCluster = (database: SharedDatabase, workflow: ReturnType<typeof makeWorkflow>) =>
+  Effect.gen(function*() {
+    const cluster = yield* makeTestCluster({
+      numberOfShards: 30,
+      manager: {
+        rebalanceRate: 1,
+        leaseDuration: podTimings.leaseDuration,
+        leaseMargin: Duration.millis(500),
+        rebalanceInterval: Duration.seconds(1)
+      }
+    })
+    yield* cluster.startManager
+    const outer = yield* Effect.scope
+    const startPod = (port: number) =>
+      Effect.gen(function*() {
+        const pod = yield* cluster.startPod(port, undefined, podTimings)
+        const scope = yield* Scope.fork(outer, undefined as any)
+        const journal = yield* Layer.buildWithScope(database.journal(), scope)
+        const engine = yield* WorkflowEngine.makeScoped(workflow).pipe(
+          Effect.provide(Layer.succeedContext(journal)),
+          Effect.provide(ClusterWorkflowEngine.layer({ prefix: database.prefix, shardCheckInterval: "200 millis" })),
+          Effect.provideService(Sharding.Sharding, pod.sharding),
+          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, Context.get(
+            journal,
+            DurableExecutionJournal.DurableExecutionJournal
+          )),
+          Effect.provideService(PodName, port),
+          Scope.extend(scope)
+        )
+        return {
+          port,
+          sharding: pod.sharding,
+          engine,
+          leave: Effect.zipRight(Scope.close(scope, Exit.void), pod.leave),
+          crash: pod.crash
+        } satisfies EnginePod
+      })
+    return { cluster, startPod }
+  })
+
+/** Repeats `condition` on the live clock every 50 ms until it holds (at most `within`). */
+const until = (condition: Effect.Effect<boolean, any>, within: Duration.DurationInput = "20 seconds") =>
+  condition.pipe(
+    Effect.flatMap((holds) => holds ? Effect.void : Effect.fail("not yet" as const)),
+    Effect.retry(Schedule.spaced("50 millis")),
+    Effect.timeoutFail({ duration: within, onTimeout: () => new Error("condition not reached") }),
+    Effect.orDie
+  )
+
+const served = (pod: EnginePod) => Effect.map(pod.sharding.servedShardEpochs, (shards) => Array.from(shards.keys()))
+
+const suspendedCount = (engine: WorkflowEngineNs.WorkflowEngine<Payment>) =>
+  Effect.map(engine.list({ status: "suspended", limit: 1000 }), (page) => page.executions.length)
+
+const countBy = (effects: ReadonlyArray<SideEffect>) => {
+  const counts = new Map<string, number>()
+  for (const effect of effects) counts.set(effect.id, (counts.get(effect.id) ?? 0) + 1)
+  return counts
+}
+
+/**
+ * Every activity body ran once, except a body cut off on the pod that went away (the engine stopping
+ * there records nothing of it, or its write was fenced): that one ran twice (kills + 1), first there, and
+ * only for an execution of that pod's shards. (The second run is usually on a new owner; it can be on the
+ * same pod when its shard moved or its lease lapsed just before it went away.)
+ */
+const expectAtMostOneCutOff = (effects: ReadonlyArray<SideEffect>, ofGone: ReadonlyArray<string>, gone: number) => {
+  for (const [id, n] of countBy(effects)) {
+    if (n === 1) continue
+    expect(n).toBe(2)
+    expect(ofGone).toContain(id.replace(/^(amount|charge)-/, ""))
+    const pods = effects.filter((effect) => effect.id === id).map((effect) => effect.pod)
+    expect(pods[0]).toBe(gone)
+  }
+}
+
+const databases: ReadonlyArray<
+  { readonly name: string; readonly make: typeof sharedSqlite; readonly skip: string | undefined }
+> = [
+  { name: "sqlite", make: sharedSqlite, skip: undefined },
+  { name: "postgres", make: sharedPostgres, skip: postgresSkipReason }
+]
+
+for (const database of databases) {
+  describe.skipIf(database.skip !== undefined)(`ClusterWorkflowEngine on ${database.name}`, () => {
+    it.scopedLive("routes each execution to its shard's owner; any pod starts and awaits any execution", () =>
+      Effect.gen(function*() {
+        const effects: Array<SideEffect> = []
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects))
+        const pods = [yield* startPod(1), yield* startPod(2), yield* startPod(3)]
+        yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length === 30 / pods.length)))
+        const results = yield* Effect.forEach(
+          Array.from({ length: 30 }, (_, i) => i),
+          (i) => pods[i % 3]!.engine.send(new Payment({ id: `p${i}`, amount: i, wait: "none" })),
+          { concurrency: 10 }
+        )
+        expect(results).toEqual(Array.from({ length: 30 }, (_, i) => `paid p${i} ${i}`))
+        const counts = countBy(effects)
+        expect(Array.from(counts.values()).every((n) => n === 1)).toBe(true)
+        expect(counts.size).toBe(60)
+        // Each execution ran on the pod serving its shard, and the three pods shared the work.
+        const sharding = pods[0]!.sharding
+        for (const effect of effects) {
+          const id = effect.id.replace(/^(amount|charge)-/, "")
+          const shard = sharding.getShardId(`Payment/${id}`).value
+          const owner = pods.find((pod) => Effect.runSync(pod.sharding.servedShardEpochs).has(shard))
+          expect(owner?.port).toBe(effect.pod)
+        }
+        expect(new Set(effects.map((effect) => effect.pod))).toEqual(new Set([1, 2, 3]))
+        // A send of a finished execution returns its stored result, from any pod, running nothing.
+        expect(yield* pods[2]!.engine.send(new Payment({ id: "p0", amount: 0, wait: "none" }))).toBe("paid p0 0")
+        expect(effects.length).toBe(60)
+      }), 60_000)
+
+    it.scopedLive("a pod leaving: its sleeping and signal-waiting executions resume on the new owners; results recorded once", () =>
+      Effect.gen(function*() {
+        const effects: Array<SideEffect> = []
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects))
+        const pods = [yield* startPod(1), yield* startPod(2), yield* startPod(3)]
+        yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length === 30 / pods.length)))
+        const leaving = pods[2]!
+        const leavingShards = new Set(yield* served(leaving))
+        for (let i = 0; i < 24; i++) {
+          yield* pods[0]!.engine.start(new Payment({ id: `q${i}`, amount: i, wait: i % 2 === 0 ? "signal" : "sleep" }))
+        }
+        const onLeaving = Array.from({ length: 24 }, (_, i) => `q${i}`).filter((id) =>
+          leavingShards.has(leaving.sharding.getShardId(`Payment/${id}`).value)
+        )
+        expect(onLeaving.length).toBeGreaterThan(0)
+        // Every signal-waiting execution has suspended before the pod leaves.
+        yield* until(Effect.map(
+          Effect.forEach(Array.from({ length: 12 }, (_, i) => `q${2 * i}`), (id) => pods[0]!.engine.status(id)),
+          (states) => states.every((state) => state._tag === "Suspended")
+        ))
+        const chargedBefore = new Set(effects.filter((effect) => effect.id.startsWith("charge-")).map((e) => e.id))
+        yield* leaving.leave
+        for (let i = 0; i < 24; i += 2) yield* pods[1]!.engine.signal(`q${i}`, Approval, Exit.succeed(true))
+        const results = yield* Effect.forEach(
+          Array.from({ length: 24 }, (_, i) => i),
+          (i) =>
+            pods[i % 2]!.engine.result(`q${i}`, { timeout: "30 seconds" }).pipe(
+              Effect.tapError(() =>
+                Effect.flatMap(pods[0]!.engine.status(`q${i}`), (state) =>
+                  Effect.sync(() => console.error(`q${i}`, JSON.stringify(state), JSON.stringify(effects))))
+              )
+            ),
+          { concurrency: "unbounded" }
+        )
+        expect(results).toEqual(Array.from({ length: 24 }, (_, i) => Exit.succeed(`paid q${i} ${i}`)))
+        expectAtMostOneCutOff(effects, onLeaving, 3)
+        // The charges of the leaving pod's executions still waiting when it left ran on the pods that took
+        // its shards over.
+        const takenOver = onLeaving.filter((id) => !chargedBefore.has(`charge-${id}`))
+        expect(takenOver.length).toBeGreaterThan(0)
+        for (const id of takenOver) {
+          expect(effects.filter((effect) => effect.id === `charge-${id}`).at(-1)?.pod).not.toBe(3)
+        }
+        expect(yield* suspendedCount(pods[0]!.engine)).toBe(0)
+      }), 90_000)
+
+    it.scopedLive("a pod crashing: the new owner resumes its executions, their timers fire there, and signals stored while no pod served them arrive", () =>
+      Effect.gen(function*() {
+        const effects: Array<SideEffect> = []
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects))
+        const pods = [yield* startPod(1), yield* startPod(2)]
+        yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length === 30 / pods.length)))
+        const crashing = pods[1]!
+        const crashingShards = new Set(yield* served(crashing))
+        yield* Effect.forEach(
+          Array.from({ length: 16 }, (_, i) => i),
+          (i) => pods[0]!.engine.start(new Payment({ id: `r${i}`, amount: i, wait: "sleep" })),
+          { concurrency: "unbounded" }
+        )
+        const onCrashing = Array.from({ length: 16 }, (_, i) => `r${i}`).filter((id) =>
+          crashingShards.has(crashing.sharding.getShardId(`Payment/${id}`).value)
+        )
+        expect(onCrashing.length).toBeGreaterThan(0)
+        // Signal-waiting executions on the crashing pod, suspended before it crashes.
+        const waiting = Array.from({ length: 40 }, (_, i) => `w${i}`).filter((id) =>
+          crashingShards.has(crashing.sharding.getShardId(`Payment/${id}`).value)
+        ).slice(0, 4)
+        for (const id of waiting) yield* pods[0]!.engine.start(new Payment({ id, amount: 1, wait: "signal" }))
+        yield* until(Effect.map(
+          Effect.forEach(waiting, (id) => pods[0]!.engine.status(id)),
+          (states) => states.every((state) => state._tag === "Suspended")
+        ))
+        const chargedBefore = new Set(effects.filter((effect) => effect.id.startsWith("charge-")).map((e) => e.id))
+        yield* crashing.crash
+        // Stored (acknowledged) while the crashed pod still owns the shard: its wake cannot be delivered.
+        for (const id of waiting) {
+          expect(yield* pods[0]!.engine.signal(id, Approval, Exit.succeed(true))).toEqual({ stored: true })
+        }
+        for (const id of waiting) {
+          expect(yield* pods[0]!.engine.result(id, { timeout: "30 seconds" })).toEqual(Exit.succeed(`paid ${id} 1`))
+          expect(effects.filter((effect) => effect.id === `charge-${id}`).map((effect) => effect.pod)).toEqual([1])
+        }
+        const results = yield* Effect.forEach(
+          Array.from({ length: 16 }, (_, i) => i),
+          (i) => pods[0]!.engine.result(`r${i}`, { timeout: "30 seconds" }),
+          { concurrency: "unbounded" }
+        )
+        expect(results).toEqual(Array.from({ length: 16 }, (_, i) => Exit.succeed(`paid r${i} ${i}`)))
+        expectAtMostOneCutOff(effects, onCrashing, 2)
+        // The executions still sleeping on the crashed pod woke on the new owner.
+        const takenOver = onCrashing.filter((id) => !chargedBefore.has(`charge-${id}`))
+        expect(takenOver.length).toBeGreaterThan(0)
+        for (const id of takenOver) {
+          expect(effects.filter((effect) => effect.id === `charge-${id}`).at(-1)?.pod).toBe(1)
+        }
+      }), 90_000)
+
+    it.scopedLive("a stale owner's write is fenced by the shard epoch, and the stale owner stops the execution", () =>
+      Effect.gen(function*() {
+        const effects: Array<SideEffect> = []
+        const gate = yield* Deferred.make<void>()
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects, gate))
+        const pod = yield* startPod(1)
+        yield* until(Effect.map(served(pod), (shards) => shards.length === 30))
+        yield* pod.engine.start(new Payment({ id: "s1", amount: 7, wait: "none" }))
+        yield* until(Effect.sync(() => effects.some((effect) => effect.id === "charge-s1")))
+        // A newer owner of the shard (a higher epoch) raises the fence while the charge is in flight.
+        const shard = pod.sharding.getShardId("Payment/s1").value
+        const epoch = (yield* pod.sharding.servedShardEpochs).get(shard)!
+        const sqlContext = yield* Layer.build(db.journal())
+        const sql = Context.get(sqlContext, SqlClient.SqlClient)
+        yield* sql`UPDATE ${sql(`${db.prefix}_cluster_fences`)} SET epoch = ${epoch + 1} WHERE shard_id = ${shard}`
+        yield* Deferred.succeed(gate, undefined)
+        yield* until(Effect.map(pod.engine.liveExecutions, (n) => n === 0))
+        // Nothing of the charge was recorded: the execution is still running (for the new owner to finish).
+        const state = yield* pod.engine.status("s1")
+        expect(state._tag).toBe("Running")
+        expect(yield* pod.engine.poll("s1")).toEqual(expect.objectContaining({ _tag: "None" }))
+      }), 60_000)
+  })
+}
