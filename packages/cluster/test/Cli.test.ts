@@ -20,7 +20,7 @@ const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   Effect.gen(function*() {
     const child = yield* spawnChild("effect-cluster", "src/node/bin.ts", args, env)
     const exit = yield* child.awaitExit(60_000)
-    return { exit, output: child.describe() }
+    return { exit, output: `${child.output}\n${child.describe()}` }
   })
 
 describe("effect-cluster bin", () => {

@@ -112,8 +112,9 @@ describe.skipIf(postgresSkipReason !== undefined)("multi-process cluster on Post
       const { outcomes } = yield* withTraffic(
         cluster,
         Effect.gen(function*() {
-          yield* cluster.mark(frozen, "frozen")
+          // Marked with the time just after the signal: the pod can begin nothing from then until SIGCONT.
           yield* frozen.child.signal("SIGSTOP")
+          yield* cluster.mark(frozen, "frozen")
           yield* cluster.balancedOn([pods[0]!, pods[2]!])
           yield* movedAway(cluster, moved, frozen)
           yield* frozen.child.signal("SIGCONT")
@@ -219,41 +220,11 @@ describe.skipIf(postgresSkipReason !== undefined)("multi-process cluster on Post
       yield* expectSingleOwner(cluster)
     }).pipe(Effect.scoped, Effect.provide(pgClientLayer), Effect.orDie), { timeout: 120_000 })
 
-  it.live("kill -9 of the only manager, restarted: traffic unaffected, assignments intact", () =>
-    Effect.gen(function*() {
-      const cluster = yield* makeCluster
-      const pods = yield* cluster.startPods(["pod-1", "pod-2", "pod-3"])
-      yield* cluster.balancedOn(pods)
-      yield* warmUp(cluster)
-      const before = yield* cluster.assignment
-      const [manager] = yield* Ref.get(cluster.managers)
-      const { outcomes } = yield* withTraffic(
-        cluster,
-        Effect.gen(function*() {
-          yield* manager!.signal("SIGKILL")
-          yield* manager!.awaitExit()
-          const restarted = yield* cluster.startManager("manager-restarted")
-          yield* restarted.waitFor(/listening on/)
-          // Pods renew with the new manager: one full lease period later they still serve.
-          const mark = (yield* cluster.events).length
-          yield* eventuallyLive(
-            Effect.map(cluster.events, (events) =>
-              events.slice(mark).filter((e) => e.event === "msg").length >= entityIds.length * 10
-            ),
-            30_000
-          )
-        })
-      )
-      expect(yield* cluster.assignment).toEqual(before)
-      const counts = summary(outcomes)
-      expect(counts.untyped).toEqual([])
-      expect(counts.typed).toBe(0)
-      yield* expectSingleOwner(cluster)
-    }).pipe(Effect.scoped, Effect.provide(pgClientLayer), Effect.orDie), { timeout: 120_000 })
-
   // What happens today (docs/cluster.md, "the manager stops"): pods renew their lease through the manager
   // only, so without one they stop serving at lease end. The issue asks for renewals in the database, so
-  // that traffic continues; when that lands, this test's expectations flip.
+  // that traffic continues; when that lands, this test's expectations flip. (A manager killed and
+  // restarted at once is the same case here: a process start takes longer than the 3.5 s a pod serves
+  // past its last renewal.)
   it.live("the manager down for twice the lease: pods stop at lease end (typed errors only), serve again once it is back", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster

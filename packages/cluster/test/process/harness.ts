@@ -137,6 +137,11 @@ export class Child {
     return this.exitInfo === undefined
   }
 
+  /** Everything the child printed on stdout so far. */
+  get output(): string {
+    return this.lines.join("\n")
+  }
+
   /** What the child printed lately, and how it exited. */
   describe(): string {
     return `${this.name} (pid ${this.pid}, exit ${JSON.stringify(this.exitInfo ?? "running")})\n` +
