@@ -66,6 +66,7 @@ const startProcess = (name: string, file: string, args: ReadonlyArray<string>, e
 /** One reply of the client. */
 export interface Row {
   readonly counter: string
+  readonly round: number
   readonly count: number
   readonly pod: string
 }
@@ -119,14 +120,21 @@ export const main: Effect.Effect<Run, unknown, CommandExecutor.CommandExecutor> 
     yield* Layer.build(NodeCluster.layerPod({ sharding: { shardingPort: 0, shardManagerUri: managerUri, numberOfShards: 60 } })),
     Sharding.Sharding
   )
-  const counters = ["apples", "pears", "plums", "figs", "limes"]
+  // Round after round, until one round was answered by all three pods: the first pod to join gets every
+  // shard, and the manager's balancing rounds then move shards to the others, each move restarting the
+  // counters of its shard on the new owner (their state is in memory only).
+  const counters = ["apples", "pears", "plums", "figs", "limes", "kiwis", "dates", "lemons"]
   const rows: Array<Row> = []
-  for (let round = 1; round <= 2; round++) {
-    for (const counter of counters) {
-      const reply = yield* client.messenger(Counter).send(counter)(new Increment({ requestId: `${counter}-${round}` }))
-      rows.push({ counter, ...reply })
-      yield* Console.log(`${counter}: ${reply.count} (answered by ${reply.pod})`)
-    }
+  for (let round = 1; round <= 60; round++) {
+    const replies = yield* Effect.forEach(counters, (counter) =>
+      Effect.map(
+        client.messenger(Counter).send(counter)(new Increment({ requestId: `${counter}-${round}` })),
+        (reply): Row => ({ counter, round, ...reply })
+      ))
+    rows.push(...replies)
+    yield* Console.log(`round ${round}: ${replies.map((row) => `${row.counter}=${row.count}@${row.pod}`).join(" ")}`)
+    if (new Set(replies.map((row) => row.pod)).size === 3) break
+    yield* Effect.sleep("500 millis")
   }
   return { rows, dir, pids: [manager.pid, ...podProcesses.map((pod) => pod.pid)] }
 }).pipe(Effect.scoped)
