@@ -1,0 +1,144 @@
+/**
+ * A cluster of processes on this machine, with one command (`pnpm example:cluster`):
+ *
+ * - a shard manager: the package's `effect-cluster manager` command, on a SQLite file in a new temporary
+ *   directory (or on PostgreSQL when `DATABASE_URL` is set, under a table prefix of its own);
+ * - three pod processes (examples/cluster/pod.ts) running a counter entity;
+ * - a client (this process) that increments a few counters and prints which pod answered.
+ *
+ * Every process is started in this program's scope: on exit, an error or Ctrl-C, the pods get SIGTERM
+ * (they hand their shards back and leave), then the manager, then the temporary files are removed.
+ */
+import { Sharding } from "@effect-cluster/cluster"
+import { NodeCluster } from "@effect-cluster/cluster/node"
+import * as Command from "@effect/platform/Command"
+import type * as CommandExecutor from "@effect/platform/CommandExecutor"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Console, Context, Deferred, Effect, ExecutionStrategy, Layer, Scope, Stream, String as Str } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import * as Net from "node:net"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+import { Counter, Increment } from "./counter.js"
+
+const root = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..")
+
+/** A port nothing listens on now (the manager's: pods must know it before it starts). */
+const freePort = Effect.async<number>((resume) => {
+  const server = Net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const port = (server.address() as Net.AddressInfo).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/** Starts `file` (TypeScript, under tsx) in the scope; resolves once it printed a line matching `ready`. */
+const startProcess = (name: string, file: string, args: ReadonlyArray<string>, env: Record<string, string>, ready: RegExp) =>
+  Effect.gen(function*() {
+    const started = yield* Deferred.make<void>()
+    const process = yield* Command.make("node", "--conditions=source", "--import", "tsx", join(root, file), ...args).pipe(
+      Command.workingDirectory(root),
+      Command.env(env),
+      Command.start
+    )
+    const lines = (stream: Stream.Stream<Uint8Array, unknown>) =>
+      stream.pipe(Stream.decodeText(), Stream.splitLines, Stream.filter(Str.isNonEmpty))
+    yield* Effect.forkScoped(
+      Stream.merge(lines(process.stdout), lines(process.stderr)).pipe(
+        Stream.runForEach((line) =>
+          Effect.zipRight(
+            Console.log(`[${name}] ${line}`),
+            ready.test(line) ? Deferred.succeed(started, undefined) : Effect.void
+          )
+        ),
+        Effect.ignore
+      )
+    )
+    yield* Deferred.await(started).pipe(
+      Effect.raceFirst(Effect.flatMap(process.exitCode, (code) => Effect.dieMessage(`${name} exited (${code}) before it was ready`))),
+      Effect.timeoutFail({ duration: "120 seconds", onTimeout: () => new Error(`${name} was not ready in 120 s`) })
+    )
+    return process
+  })
+
+/** One reply of the client. */
+export interface Row {
+  readonly counter: string
+  readonly round: number
+  readonly count: number
+  readonly pod: string
+}
+
+/** What a run leaves to check: the client's replies, and the processes and directory it cleaned up. */
+export interface Run {
+  readonly rows: ReadonlyArray<Row>
+  readonly pids: ReadonlyArray<number>
+  readonly dir: string
+}
+
+/** The whole example. */
+export const main: Effect.Effect<Run, unknown, CommandExecutor.CommandExecutor> = Effect.gen(function*() {
+  const databaseUrl = process.env.DATABASE_URL
+  const dir = yield* Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), "effect-cluster-example-"))),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+  const managerPort = yield* freePort
+  const managerUri = `http://127.0.0.1:${managerPort}`
+  const common = { NUMBER_OF_SHARDS: "60" }
+  const manager = yield* startProcess(
+    "manager",
+    "packages/cluster/src/node/bin.ts",
+    ["manager", "--port", String(managerPort)],
+    {
+      ...common,
+      DATABASE_URL: databaseUrl ?? join(dir, "cluster.db"),
+      // A fresh prefix per run: on PostgreSQL, a manager on earlier state would wait a lease before assigning.
+      CLUSTER_TABLE_PREFIX: `example_${Date.now().toString(36)}`
+    },
+    /listening on/
+  )
+  // A scope of their own, forked after the manager started: closed before the manager's, the pods leave
+  // while it can still take their shards back, all three at once.
+  const pods = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.parallel)
+  const podProcesses = yield* Effect.forEach(
+    ["pod-1", "pod-2", "pod-3"],
+    (name) =>
+      startProcess(name, "examples/cluster/pod.ts", [], {
+        ...common,
+        POD_NAME: name,
+        PORT: "0",
+        SHARD_MANAGER_URI: managerUri
+      }, /joined/).pipe(Scope.extend(pods)),
+    { concurrency: "unbounded" }
+  )
+
+  // The client: a pod that only sends (it does not register, so it holds no shard).
+  const client = Context.get(
+    yield* Layer.build(NodeCluster.layerPod({ sharding: { shardingPort: 0, shardManagerUri: managerUri, numberOfShards: 60 } })),
+    Sharding.Sharding
+  )
+  // Round after round, until one round was answered by all three pods: the first pod to join gets every
+  // shard, and the manager's balancing rounds then move shards to the others, each move restarting the
+  // counters of its shard on the new owner (their state is in memory only).
+  const counters = ["apples", "pears", "plums", "figs", "limes", "kiwis", "dates", "lemons"]
+  const rows: Array<Row> = []
+  for (let round = 1; round <= 60; round++) {
+    const replies = yield* Effect.forEach(counters, (counter) =>
+      Effect.map(
+        client.messenger(Counter).send(counter)(new Increment({ requestId: `${counter}-${round}` })),
+        (reply): Row => ({ counter, round, ...reply })
+      ))
+    rows.push(...replies)
+    yield* Console.log(`round ${round}: ${replies.map((row) => `${row.counter}=${row.count}@${row.pod}`).join(" ")}`)
+    if (new Set(replies.map((row) => row.pod)).size === 3) break
+    yield* Effect.sleep("500 millis")
+  }
+  return { rows, dir, pids: [manager.pid, ...podProcesses.map((pod) => pod.pid)] }
+}).pipe(Effect.scoped)
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main.pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)
+}

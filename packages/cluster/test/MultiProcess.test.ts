@@ -1,0 +1,262 @@
+/**
+ * Real processes on 127.0.0.1: the `effect-cluster manager` bin on PostgreSQL and three pod processes
+ * (test/process/podChild.ts), killed (SIGKILL), paused (SIGSTOP/SIGCONT) and stopped (SIGTERM) while a
+ * client in this process sends steady traffic. Every entity records its start, stop and messages in an
+ * observer table with the process (incarnation) that ran it; each test ends by checking from that table
+ * that no entity ran on two pods at once and no message was handled by two pods.
+ *
+ * Leases are 5 s (renewed every 1.5 s, margin 1 s; process/cluster.ts) so a lost pod's shards move within seconds.
+ * Nothing sleeps to synchronise: every wait polls a condition (the persisted assignment, the observer
+ * table, a child's output line) with a bound.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Ref } from "effect"
+import { afterAll } from "vitest"
+import { eventuallyLive } from "./utils/network.js"
+import { pgClientLayer, postgresSkipReason } from "./utils/sql.js"
+import { singleOwnerViolations, timing } from "./process/cluster.js"
+import { cleanUpChildren } from "./process/harness.js"
+import { makeCluster, type PodProcess, sendOnce, type SendOutcome, type TestCluster, traffic } from "./process/multiProcess.js"
+
+afterAll(() => cleanUpChildren())
+
+const entityIds = Array.from({ length: 12 }, (_, i) => `entity-${i}`)
+
+/** Sends to every entity once (so each has started somewhere); all must succeed. */
+const warmUp = (cluster: TestCluster) =>
+  Effect.gen(function*() {
+    const outcomes = yield* Effect.forEach(entityIds, (id) => sendOnce(cluster.client, id), { concurrency: "unbounded" })
+    expect(outcomes.filter((outcome) => outcome._tag !== "Ok")).toEqual([])
+  })
+
+const entitiesOf = (cluster: TestCluster, pod: PodProcess) =>
+  Effect.gen(function*() {
+    const owned: Array<string> = []
+    for (const id of entityIds) if ((yield* cluster.ownerOf(id)) === pod.incarnation) owned.push(id)
+    return owned
+  })
+
+/** Runs traffic around `scenario`; returns its outcomes once the scenario is done. */
+const withTraffic = <A, E, R>(cluster: TestCluster, scenario: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const running = yield* Ref.make(true)
+    const fiber = yield* Effect.fork(traffic(cluster.client, entityIds, running))
+    const result = yield* scenario
+    yield* Ref.set(running, false)
+    const outcomes = yield* Fiber.join(fiber)
+    return { result, outcomes }
+  })
+
+const summary = (outcomes: ReadonlyArray<SendOutcome>) => ({
+  ok: outcomes.filter((o) => o._tag === "Ok").length,
+  typed: outcomes.filter((o) => o._tag === "Typed").length,
+  untyped: outcomes.filter((o) => o._tag === "Untyped").map((o) => o.error)
+})
+
+const expectSingleOwner = (cluster: TestCluster) =>
+  Effect.gen(function*() {
+    const events = yield* cluster.events
+    expect(singleOwnerViolations(events)).toEqual([])
+    return events
+  })
+
+/** Waits until every entity of `ids` started on an incarnation other than `gone`. */
+const movedAway = (cluster: TestCluster, ids: ReadonlyArray<string>, gone: PodProcess, timeoutMillis = 30_000) =>
+  eventuallyLive(
+    Effect.map(
+      Effect.forEach(ids, (id) => cluster.ownerOf(id)),
+      (owners) => owners.every((owner) => owner !== undefined && owner !== gone.incarnation)
+    ),
+    timeoutMillis
+  )
+
+describe.skipIf(postgresSkipReason !== undefined)("multi-process cluster on PostgreSQL", () => {
+  it.live("kill -9 of a pod: its entities serve again from another pod after its lease; every send answered or typed", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster
+      const pods = yield* cluster.startPods(["pod-1", "pod-2", "pod-3"])
+      yield* cluster.balancedOn(pods)
+      yield* warmUp(cluster)
+      const victim = pods[0]!
+      const victims = yield* entitiesOf(cluster, victim)
+      expect(victims.length).toBeGreaterThan(0)
+      const { outcomes } = yield* withTraffic(
+        cluster,
+        Effect.gen(function*() {
+          yield* victim.child.signal("SIGKILL")
+          yield* victim.child.awaitExit()
+          yield* cluster.mark(victim, "killed")
+          // The manager moves its shards only once its lease (+ margin) has ended.
+          yield* cluster.balancedOn(pods.slice(1))
+          yield* movedAway(cluster, victims, victim)
+        })
+      )
+      // After the move, each of the victim's entities answers from its new owner.
+      const after = yield* Effect.forEach(victims, (id) => sendOnce(cluster.client, id), { concurrency: "unbounded" })
+      expect(after.filter((o) => o._tag !== "Ok")).toEqual([])
+      const counts = summary(outcomes)
+      expect(counts.untyped).toEqual([])
+      expect(counts.ok).toBeGreaterThan(0)
+      yield* expectSingleOwner(cluster)
+    }).pipe(Effect.scoped, Effect.provide(pgClientLayer), Effect.orDie), { timeout: 120_000 })
+
+  it.live("SIGSTOP past the lease, then SIGCONT: the others took its shards, the resumed pod handles none of their messages", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster
+      const pods = yield* cluster.startPods(["pod-1", "pod-2", "pod-3"])
+      yield* cluster.balancedOn(pods)
+      yield* warmUp(cluster)
+      const frozen = pods[1]!
+      const moved = yield* entitiesOf(cluster, frozen)
+      expect(moved.length).toBeGreaterThan(0)
+      const { outcomes } = yield* withTraffic(
+        cluster,
+        Effect.gen(function*() {
+          // Marked with the time just after the signal: the pod can begin nothing from then until SIGCONT.
+          yield* frozen.child.signal("SIGSTOP")
+          yield* cluster.mark(frozen, "frozen")
+          yield* cluster.balancedOn([pods[0]!, pods[2]!])
+          yield* movedAway(cluster, moved, frozen)
+          yield* frozen.child.signal("SIGCONT")
+          // Resumed, it finds its lease over: it stops the entities it still had (their finalizers run).
+          yield* eventuallyLive(
+            Effect.map(cluster.events, (events) =>
+              moved.every((id) =>
+                events.some((e) => e.entity_id === id && e.incarnation === frozen.incarnation && e.event === "stop")
+              )),
+            30_000
+          )
+          // Traffic goes on for a round of every sender after the resume.
+          const mark = (yield* cluster.events).length
+          yield* eventuallyLive(
+            Effect.map(cluster.events, (events) =>
+              moved.every((id) => events.slice(mark).some((e) => e.entity_id === id && e.event === "msg"))),
+            30_000
+          )
+        })
+      )
+      const counts = summary(outcomes)
+      expect(counts.untyped).toEqual([])
+      const events = yield* expectSingleOwner(cluster)
+      // The resumed pod began handling nothing for the moved entities: every message row it wrote after
+      // they restarted elsewhere is of a handler that had begun before the freeze.
+      const frozenAt = events.find((e) => e.event === "frozen")!.at
+      for (const id of moved) {
+        const restart = events.find((e) => e.entity_id === id && e.event === "start" && e.incarnation !== frozen.incarnation)!
+        expect(
+          events.filter((e) =>
+            e.id > restart.id && e.entity_id === id && e.incarnation === frozen.incarnation && e.event === "msg" &&
+            e.at >= frozenAt
+          )
+        ).toEqual([])
+      }
+    }).pipe(Effect.scoped, Effect.provide(pgClientLayer), Effect.orDie), { timeout: 120_000 })
+
+  it.live("SIGTERM rolling restart of every pod under steady traffic: no send fails", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster
+      let pods = yield* cluster.startPods(["pod-1", "pod-2", "pod-3"])
+      yield* cluster.balancedOn(pods)
+      yield* warmUp(cluster)
+      const { outcomes } = yield* withTraffic(
+        cluster,
+        Effect.gen(function*() {
+          for (let round = 0; round < 3; round++) {
+            const [fresh] = yield* cluster.startPods([`pod-${4 + round}`])
+            const old = pods[0]!
+            yield* cluster.balancedOn([...pods, fresh!])
+            yield* old.child.signal("SIGTERM")
+            const exit = yield* old.child.awaitExit()
+            expect(exit.signal).toBeNull()
+            pods = [...pods.slice(1), fresh!]
+            yield* cluster.balancedOn(pods)
+          }
+        })
+      )
+      const counts = summary(outcomes)
+      expect(counts.untyped).toEqual([])
+      expect(counts.typed).toBe(0)
+      expect(counts.ok).toBeGreaterThan(0)
+      const events = yield* expectSingleOwner(cluster)
+      // Graceful: every entity that ran on a stopped pod was stopped there (its finalizer ran).
+      const stoppedPods = new Set(events.filter((e) => e.incarnation.startsWith("pod-1:") || e.incarnation.startsWith("pod-2:") || e.incarnation.startsWith("pod-3:")).map((e) => e.incarnation))
+      for (const incarnation of stoppedPods) {
+        const started = new Set(events.filter((e) => e.incarnation === incarnation && e.event === "start").map((e) => e.entity_id))
+        const stopped = new Set(events.filter((e) => e.incarnation === incarnation && e.event === "stop").map((e) => e.entity_id))
+        expect([...started].filter((id) => !stopped.has(id))).toEqual([])
+      }
+    }).pipe(Effect.scoped, Effect.provide(pgClientLayer), Effect.orDie), { timeout: 120_000 })
+
+  it.live("kill -9 of the active manager with a standby: the standby takes over, assignments intact, traffic unaffected", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster
+      const standby = yield* cluster.startManager("manager-2")
+      yield* standby.waitFor(/waiting for the manager lease/)
+      const pods = yield* cluster.startPods(["pod-1", "pod-2", "pod-3"])
+      yield* cluster.balancedOn(pods)
+      yield* warmUp(cluster)
+      const before = yield* cluster.assignment
+      const [active] = yield* Ref.get(cluster.managers)
+      const { outcomes } = yield* withTraffic(
+        cluster,
+        Effect.gen(function*() {
+          yield* active!.signal("SIGKILL")
+          yield* active!.awaitExit()
+          yield* standby.waitFor(/listening on .* \(term 2\)/, 60_000)
+          // The new manager serves: a pod joining now gets its share (after the restart quiet period).
+          const [joined] = yield* cluster.startPods(["pod-4"])
+          yield* cluster.balancedOn([...pods, joined!], 60_000)
+        })
+      )
+      const after = yield* cluster.assignment
+      // Shards moved only to the joining pod; none between the pods that were there.
+      for (const [shard, port] of before) {
+        const now = after.get(shard)
+        expect(now === port || !pods.some((pod) => pod.port === now)).toBe(true)
+      }
+      const counts = summary(outcomes)
+      expect(counts.untyped).toEqual([])
+      expect(counts.typed).toBe(0)
+      yield* expectSingleOwner(cluster)
+    }).pipe(Effect.scoped, Effect.provide(pgClientLayer), Effect.orDie), { timeout: 120_000 })
+
+  // What happens today (docs/cluster.md, "the manager stops"): pods renew their lease through the manager
+  // only, so without one they stop serving at lease end. The issue asks for renewals in the database, so
+  // that traffic continues; when that lands, this test's expectations flip. (A manager killed and
+  // restarted at once is the same case here: a process start takes longer than the 3.5 s a pod serves
+  // past its last renewal.)
+  it.live("the manager down for twice the lease: pods stop at lease end (typed errors only), serve again once it is back", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster
+      const pods = yield* cluster.startPods(["pod-1", "pod-2", "pod-3"])
+      yield* cluster.balancedOn(pods)
+      yield* warmUp(cluster)
+      const before = yield* cluster.assignment
+      const [manager] = yield* Ref.get(cluster.managers)
+      const { outcomes } = yield* withTraffic(
+        cluster,
+        Effect.gen(function*() {
+          yield* manager!.signal("SIGKILL")
+          yield* manager!.awaitExit()
+          // The outage itself (not a synchronisation): two lease periods without a manager.
+          yield* Effect.sleep(2 * timing.leaseDuration)
+          const restarted = yield* cluster.startManager("manager-restarted")
+          yield* restarted.waitFor(/listening on/)
+          const mark = (yield* cluster.events).length
+          yield* eventuallyLive(
+            Effect.map(cluster.events, (events) => {
+              const later = events.slice(mark)
+              return entityIds.every((id) => later.some((e) => e.entity_id === id && e.event === "msg"))
+            }),
+            30_000
+          )
+        })
+      )
+      // No shard was handed to another pod: the restarted manager resumed the persisted assignment.
+      expect(yield* cluster.assignment).toEqual(before)
+      const counts = summary(outcomes)
+      expect(counts.untyped).toEqual([])
+      expect(counts.ok).toBeGreaterThan(0)
+      yield* expectSingleOwner(cluster)
+    }).pipe(Effect.scoped, Effect.provide(pgClientLayer), Effect.orDie), { timeout: 120_000 })
+})

@@ -1,0 +1,137 @@
+/**
+ * What the multi-process tests share between the parent and the pod children: the cluster's timing (short
+ * leases, so a lost pod's shards move within seconds), and the observer table where every entity records
+ * its start, stop and each message it handles, with the pod process (incarnation) that ran it.
+ */
+import { type ShardingConfig } from "@effect-cluster/cluster"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Duration, Effect } from "effect"
+
+/**
+ * Lease 5 s, renewed every 1.5 s (each renewal bounded by 750 ms); the manager moves a silent pod's shards
+ * after 6 s. Shorter leases make the file faster but let a heavily loaded machine (a load average of 20 on
+ * two cores was seen) miss renewals of healthy pods.
+ */
+export const timing = {
+  leaseDuration: 5_000,
+  leaseRenewalInterval: 1_500,
+  leaseMargin: 1_000,
+  entityTerminationTimeout: 1_500
+}
+
+/** The number of shards of the test clusters. */
+export const numberOfShards = 30
+
+/** The pods' (and the parent client's) sharding settings. */
+export const shardingConfig = (managerUri: string): Partial<ShardingConfig.ShardingConfig> => ({
+  shardingPort: 0,
+  shardManagerUri: managerUri,
+  numberOfShards,
+  leaseDuration: Duration.millis(timing.leaseDuration),
+  leaseRenewalInterval: Duration.millis(timing.leaseRenewalInterval),
+  leaseMargin: Duration.millis(timing.leaseMargin),
+  entityTerminationTimeout: Duration.millis(timing.entityTerminationTimeout),
+  sendRetryInterval: Duration.millis(50),
+  sendRetryTimeout: Duration.seconds(15)
+})
+
+/** What a pod child reads from `CLUSTER_POD_CHILD`. */
+export interface PodChildConfig {
+  readonly name: string
+  readonly managerUri: string
+  readonly observerTable: string
+}
+
+/** One row of the observer table. */
+export interface ObserverRow {
+  readonly id: number
+  readonly entity_id: string
+  readonly incarnation: string
+  readonly event: "start" | "stop" | "msg" | "killed" | "frozen"
+  readonly message_id: string | null
+  /** The writer's wall clock (ms) when the event happened: a pod takes it as it starts handling. */
+  readonly at: number
+}
+
+/** Creates the observer table. */
+export const createObserverTable = (table: string): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql`CREATE TABLE ${sql(table)} (
+      id BIGSERIAL PRIMARY KEY,
+      entity_id TEXT NOT NULL,
+      incarnation TEXT NOT NULL,
+      event TEXT NOT NULL,
+      message_id TEXT,
+      at BIGINT NOT NULL
+    )`.pipe(Effect.asVoid))
+
+/** Appends an event (its `id`, from a sequence, orders events of all processes). */
+export const record = (
+  table: string,
+  row: Omit<ObserverRow, "id">
+): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql`INSERT INTO ${sql(table)} (entity_id, incarnation, event, message_id, at)
+      VALUES (${row.entity_id}, ${row.incarnation}, ${row.event}, ${row.message_id}, ${row.at})`.pipe(Effect.asVoid))
+
+/** Every event, in order. */
+export const readEvents = (table: string): Effect.Effect<ReadonlyArray<ObserverRow>, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<ObserverRow>`SELECT id, entity_id, incarnation, event, message_id, at FROM ${sql(table)} ORDER BY id`,
+      (rows) => rows.map((row) => ({ ...row, id: Number(row.id), at: Number(row.at) }))
+    ))
+
+/**
+ * The single-owner check over the observer's events: for each entity, once another incarnation started
+ * it, the earlier one had stopped it, or had been killed or frozen (a `killed`/`frozen` row for the whole
+ * incarnation, written by the parent with its clock just before the signal) before; and an earlier
+ * incarnation starts handling no message of that entity afterwards. A frozen pod's handler that had
+ * begun before the freeze (its `at` is earlier) may still write its row after the resume: that is the
+ * limit docs/cluster.md states (a paused process runs a few instructions before it looks at its lease),
+ * and what fenced writes are for. A message is handled by one incarnation only. Returns the violations
+ * (none expected).
+ */
+export const singleOwnerViolations = (events: ReadonlyArray<ObserverRow>): Array<string> => {
+  const violations: Array<string> = []
+  const gone = new Map<string, number>()
+  const running = new Map<string, Set<string>>()
+  const superseded = new Map<string, Set<string>>()
+  const handledBy = new Map<string, string>()
+  for (const event of events) {
+    if (event.event === "killed" || event.event === "frozen") {
+      gone.set(event.incarnation, event.at)
+      continue
+    }
+    const live = running.get(event.entity_id) ?? new Set<string>()
+    running.set(event.entity_id, live)
+    const old = superseded.get(event.entity_id) ?? new Set<string>()
+    superseded.set(event.entity_id, old)
+    if (event.event === "start") {
+      for (const other of live) {
+        if (other === event.incarnation) continue
+        if (!gone.has(other)) {
+          violations.push(`#${event.id} ${event.entity_id} started on ${event.incarnation} while running on ${other}`)
+        }
+        old.add(other)
+        live.delete(other)
+      }
+      live.add(event.incarnation)
+    } else if (event.event === "stop") {
+      live.delete(event.incarnation)
+    } else {
+      const frozenAt = gone.get(event.incarnation)
+      if (old.has(event.incarnation) && !(frozenAt !== undefined && event.at < frozenAt)) {
+        violations.push(`#${event.id} ${event.entity_id}: ${event.incarnation} handled ${event.message_id} after another took over`)
+      }
+      const key = `${event.entity_id}/${event.message_id}`
+      const first = handledBy.get(key)
+      if (first !== undefined && first !== event.incarnation) {
+        violations.push(`#${event.id} message ${key} handled by ${first} and ${event.incarnation}`)
+      }
+      handledBy.set(key, event.incarnation)
+    }
+  }
+  return violations
+}
