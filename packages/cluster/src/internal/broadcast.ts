@@ -87,7 +87,10 @@ export const makeBroadcast = (state: PodState, receive: Receive): Broadcast => {
 
   // Validated before anything is sent, as `send` does: a malformed message gets one SerializationException,
   // not a delivery to the sending pod's own (unvalidated, local) instance and an encoding failure elsewhere.
-  const validTargets = (topicType: TopicType<unknown>, message: unknown): Effect.Effect<Array<PodAddress>, ShardingException> =>
+  const validTargets = (
+    topicType: TopicType<unknown>,
+    message: unknown
+  ): Effect.Effect<Array<PodAddress>, ShardingException> =>
     Effect.suspend(() => {
       const invalid = invalidMessage(topicType.schema, message)
       return invalid === undefined ? targets : Effect.fail(invalid)
