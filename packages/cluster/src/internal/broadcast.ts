@@ -13,6 +13,7 @@ import { shardIdOf } from "./hash.js"
 import { podKeyOf, type PodState } from "./podState.js"
 import { primaryKeyOf } from "./primaryKey.js"
 import type { Receive } from "./receive.js"
+import { invalidMessage } from "./validate.js"
 
 /**
  * Topics: a broadcast goes to the topic's instance on every pod the manager knows when it is sent; each
@@ -84,16 +85,27 @@ export const makeBroadcast = (state: PodState, receive: Receive): Broadcast => {
     })
   })
 
+  // Validated before anything is sent, as `send` does: a malformed message gets one SerializationException,
+  // not a delivery to the sending pod's own (unvalidated, local) instance and an encoding failure elsewhere.
+  const validTargets = (
+    topicType: TopicType<unknown>,
+    message: unknown
+  ): Effect.Effect<Array<PodAddress>, ShardingException> =>
+    Effect.suspend(() => {
+      const invalid = invalidMessage(topicType.schema, message)
+      return invalid === undefined ? targets : Effect.fail(invalid)
+    })
+
   const broadcaster = <Msg>(topicType: TopicType<Msg>): Broadcaster<Msg> => ({
     broadcastDiscard: (topicId) => (message) =>
-      Effect.flatMap(targets, (pods) =>
+      Effect.flatMap(validTargets(topicType as TopicType<unknown>, message), (pods) =>
         Effect.forEach(
           pods,
           (pod) => Effect.ignore(broadcastTo(topicType as TopicType<unknown>, topicId, message, pod)),
           { concurrency: "unbounded", discard: true }
         )),
     broadcast: (topicId) => (message) =>
-      Effect.flatMap(targets, (pods) =>
+      Effect.flatMap(validTargets(topicType as TopicType<unknown>, message), (pods) =>
         Effect.map(
           Effect.forEach(
             pods,

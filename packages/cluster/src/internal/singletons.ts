@@ -10,6 +10,8 @@ export interface Singleton {
   readonly shardId: number
   readonly run: Effect.Effect<void>
   fiber: Fiber.RuntimeFiber<void> | undefined
+  // A copy interrupted and still running its finalizers: no new copy starts before it has ended.
+  stopping: Fiber.RuntimeFiber<void> | undefined
 }
 
 /** The singletons of a pod: started where their shard is held, stopped when it leaves. */
@@ -32,7 +34,7 @@ export const makeSingletons = (state: PodState): Singletons => {
       let stopping: Array<Fiber.RuntimeFiber<void>> | undefined
       for (const singleton of list) {
         const shouldRun = state.registered && state.canServe(singleton.shardId, 0)
-        if (shouldRun && singleton.fiber === undefined) {
+        if (shouldRun && singleton.fiber === undefined && singleton.stopping === undefined) {
           singleton.fiber = fork(singleton.run.pipe(
             Effect.catchAllCause((cause) =>
               Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("singleton failed", cause)
@@ -42,8 +44,18 @@ export const makeSingletons = (state: PodState): Singletons => {
         } else if (!shouldRun && singleton.fiber !== undefined) {
           const fiber = singleton.fiber
           singleton.fiber = undefined
+          singleton.stopping = fiber
           fiber.unsafeInterruptAsFork(FiberId.none)
           ;(stopping ??= []).push(fiber)
+          // The shard may come back while the old copy cleans up (a lease renewed after the watchdog fired):
+          // the new copy starts only once the old one has ended.
+          fork(Effect.zipRight(
+            Fiber.await(fiber),
+            Effect.suspend(() => {
+              singleton.stopping = undefined
+              return sync()
+            })
+          ))
         }
       }
       return stopping === undefined
@@ -52,7 +64,7 @@ export const makeSingletons = (state: PodState): Singletons => {
     })
 
   return {
-    add: (name, shardId, run) => void list.push({ name, shardId, run, fiber: undefined }),
+    add: (name, shardId, run) => void list.push({ name, shardId, run, fiber: undefined, stopping: undefined }),
     sync,
     anyRunning: () => list.some((singleton) => singleton.fiber !== undefined)
   }
