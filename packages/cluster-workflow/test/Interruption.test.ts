@@ -178,7 +178,8 @@ describeJournals("Interruption", (journalCase) => {
   it.scoped("race loser: not started again on replay when the winner's branch takes many scheduler rounds to finish", () =>
     Effect.gen(function*() {
       const log = new RunLog()
-      const journal = yield* buildJournal(journalCase)
+      // each run is its own "process" with its own connections (a crash closes them, as a real one would)
+      const journal = yield* freshJournal(journalCase)
       const gate = yield* Deferred.make<void>()
       // after its recorded result, the winner's branch yields 50 times before the race ends
       const winner = Activity.make("winner", Schema.Number, Schema.String)(Effect.succeed(2)).pipe(

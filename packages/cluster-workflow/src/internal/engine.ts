@@ -915,16 +915,17 @@ export const make = (
       owner = `engine-${n1.toString(36)}${n2.toString(36)}`
       identities.set(journal, owner)
     }
+    // A graceful shutdown gives up the claims of the executions that ran here once they have stopped and
+    // the committer is closed (this finalizer runs last; the one registered after the fibers' set notes
+    // the claims before they stop), so nothing of theirs is written after the release.
+    let claimsAtClose: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }> = []
+    let liveness: Liveness | undefined
+    yield* Effect.addFinalizer(() => liveness === undefined ? Effect.void : liveness.release(claimsAtClose))
     const committer = yield* GroupCommit.make(journal, {
       maxBatch: options.maxBatch ?? 256,
       retries: options.journalRetries ?? 8,
       retryBase: "10 millis"
     })
-    // A graceful shutdown gives up the claims of the executions that ran here once they have stopped (this
-    // finalizer runs after the fibers' set is closed; the one below, before, notes the claims).
-    let claimsAtClose: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }> = []
-    let liveness: Liveness | undefined
-    yield* Effect.addFinalizer(() => liveness === undefined ? Effect.void : liveness.release(claimsAtClose))
     const fibers = yield* FiberSet.make()
     const runFork = yield* FiberSet.runtime(fibers)<never>()
     const engine = new Engine(journal, committer, owner, definitions, context, runFork, options)
