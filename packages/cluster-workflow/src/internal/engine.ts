@@ -628,7 +628,8 @@ export class Engine {
       if (isTerminal(row.status)) return
       const key = { workflow: row.workflow, executionId: row.executionId }
       const id = keyString(key)
-      for (const engine of [this, ...enginesOf(this.journal)]) {
+      // (a suspended execution's runtime, if still here, is leaving: it no longer hears notifications)
+      for (const engine of row.status === "suspended" ? [] : [this, ...enginesOf(this.journal)]) {
         const runtime = engine.live.get(id)
         if (runtime !== undefined) {
           notify(runtime)
