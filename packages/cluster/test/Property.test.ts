@@ -326,6 +326,6 @@ describe("Cluster under random schedules", () => {
         yield* drive(cluster.stopManager)
         expect(world.violations).toEqual([])
       }),
-    { fastCheck: { numRuns: 200 }, timeout: 400_000 }
+    { fastCheck: { numRuns: 150 }, timeout: 900_000 }
   )
 })
