@@ -107,18 +107,18 @@ describe("concept examples", () => {
     ])
   })
 
-  it("engine.ts (docs/engine.md): scope close interrupts without recording; resume by identity or after the claim expires", () => {
+  it("engine.ts (docs/engine.md): scope close interrupts without recording and releases the claim; resume by identity or by another engine at once", () => {
     expect(run("examples/engine.ts")).toEqual([
       "job-1: export attempt 0 started",
       "job-1: export interrupted (engine closing)",
-      "job-1 in the journal: running, claimed by pod-a, result null",
+      "job-1 in the journal: running, claimed by null, result null",
       "job-1: export attempt 1 started",
       "pod-a (restarted): job-1 exported on attempt 1",
       "job-2: export attempt 0 started",
       "job-2: export interrupted (engine closing)",
       "job-2: export attempt 1 started",
       "pod-b: job-2 exported on attempt 1",
-      "pod-b waited for pod-a's claim to expire: true",
+      "pod-a released job-2's claim when it shut down: true",
       "job-2 claim epoch: 2"
     ])
   })
