@@ -25,6 +25,7 @@ import type { DurableDeferred } from "./DurableDeferred.js"
 import * as internal from "./internal/engine.js"
 import { EngineProvider } from "./internal/engineProvider.js"
 import { stuckExecutions as stuckExecutionsMetric, stuckFault } from "./internal/faults.js"
+import type { AwaitOptions } from "./internal/results.js"
 import { rideOutJournal } from "./internal/results.js"
 import type { Workflow } from "./Workflow.js"
 import type {
@@ -344,16 +345,25 @@ export const serviceOf = <T extends Message.Message.Any>(
       return { key, started }
     })
 
-  const awaitExit = (workflowName: string, executionId: string, finished: string | undefined) =>
+  const awaitExit = (
+    workflowName: string,
+    executionId: string,
+    finished: string | undefined,
+    awaitOptions?: AwaitOptions
+  ) =>
     Effect.gen(function*() {
-      const json = finished ?? (yield* engine.awaitResult({ workflow: workflowName, executionId }))
+      const json = finished ?? (yield* engine.awaitResult({ workflow: workflowName, executionId }, awaitOptions))
       return yield* decodeExit(engine, workflowName, executionId, json)
     })
 
   // Callers ride out a short database outage: the engine's retryable journal errors start the call over
   // (a start joins the execution, resuming it if it stopped) until the caller's timeout. The workflow's
   // recorded outcome is outside the retried part: it is never retried, whatever it holds.
-  const execute = <A extends T>(request: A, options?: { readonly timeout?: Duration.DurationInput }) =>
+  const execute = <A extends T>(
+    request: A,
+    options?: { readonly timeout?: Duration.DurationInput },
+    awaitOptions?: AwaitOptions
+  ) =>
     withTimeout(
       Effect.flatMap(
         rideOutJournal(Effect.gen(function*() {
@@ -361,7 +371,8 @@ export const serviceOf = <T extends Message.Message.Any>(
           return yield* awaitExit(
             key.workflow,
             key.executionId,
-            started._tag === "Finished" ? started.result : undefined
+            started._tag === "Finished" ? started.result : undefined,
+            awaitOptions
           )
         })),
         typed
@@ -370,8 +381,9 @@ export const serviceOf = <T extends Message.Message.Any>(
       options?.timeout
     ) as Effect.Effect<any, any>
 
+  // 2024: an attempt that yields (`Workflow.yieldExecution`) ends interrupted; sending again resumes it.
   const send = <A extends T>(request: A) =>
-    execute(request).pipe(
+    execute(request, undefined, { interruptOnYield: true }).pipe(
       Effect.catchIf(isWorkflowEngineError, (error) => Effect.die(error))
     ) as Effect.Effect<Message.Message.Success<A>, Message.Message.Error<A>>
 

@@ -6,10 +6,11 @@ import {
   Workflow,
   WorkflowContext,
   WorkflowEngine,
-  WorkflowError
+  WorkflowError,
+  WorkflowRuntime
 } from "@effect-cluster/cluster-workflow"
 import { assert, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Option, Schedule, Schema, TestClock } from "effect"
+import { Cause, Deferred, Effect, Exit, Option, Schedule, Schema, TestClock } from "effect"
 import { describeJournals, freshJournal } from "./utils/journals.js"
 import { atEvent, runUntilCrash } from "./utils/crash.js"
 import { awaitStatus, eventually, eventuallyEffect } from "./utils/engine.js"
@@ -384,6 +385,32 @@ describeJournals("Suspension (2024 yieldExecution)", (journalCase) => {
       const status = yield* awaitStatus(engine, "o1", "Suspended")
       assert(status._tag === "Suspended")
       expect(status.reason).toBe("yield")
+      ready = true
+      expect(yield* engine.send(new Order({ orderId: "o1", amount: 1 }))).toBe(1)
+      expect(log.count("first")).toBe(1)
+    }).pipe(Effect.provide(journalCase.layer), Effect.scoped))
+
+  // 2024 (api-2024.md §3.7): the attempt that yields ends interrupted; the caller sends again later.
+  it.scoped("a send whose execution yields ends interrupted, and the next send resumes it", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      let ready = false
+      const workflow = Workflow.make(Order, () =>
+        Effect.gen(function*() {
+          yield* recorded(log, "first", undefined, Schema.Void)
+          if (!ready) return yield* Workflow.yieldExecution
+          return 1
+        }))
+      const engine = yield* WorkflowEngine.makeScoped(workflow)
+      const first = yield* Effect.exit(engine.send(new Order({ orderId: "o1", amount: 1 })))
+      assert(Exit.isFailure(first))
+      expect(Cause.isInterruptedOnly(first.cause)).toBe(true)
+      const status = yield* awaitStatus(engine, "o1", "Suspended")
+      assert(status._tag === "Suspended")
+      expect(status.reason).toBe("yield")
+      // yielding again interrupts the resumed attempt too
+      const second = yield* Effect.exit(WorkflowRuntime.attempt(workflow)(new Order({ orderId: "o1", amount: 1 })))
+      expect(Exit.isInterrupted(second)).toBe(true)
       ready = true
       expect(yield* engine.send(new Order({ orderId: "o1", amount: 1 }))).toBe(1)
       expect(log.count("first")).toBe(1)

@@ -48,7 +48,7 @@ import type { CodeFault } from "./faults.js"
 import { stuckExecutions, stuckFault } from "./faults.js"
 import { Liveness } from "./engineLiveness.js"
 import { OneShot } from "./oneShot.js"
-import type { ResultError } from "./results.js"
+import type { AwaitOptions, ResultError } from "./results.js"
 import { defaultPollEvery, keyString, Results } from "./results.js"
 
 /** @internal */
@@ -572,8 +572,8 @@ export class Engine {
   // ---------------------------------------------------------------------------------------------
 
   /** Awaits an execution's encoded result (see `Results`). */
-  awaitResult(key: ExecutionKey): Effect.Effect<string, ResultError> {
-    return this.results.await(key)
+  awaitResult(key: ExecutionKey, options?: AwaitOptions): Effect.Effect<string, ResultError> {
+    return this.results.await(key, options)
   }
 
   /** Reads a finished execution's result, if it is finished. */

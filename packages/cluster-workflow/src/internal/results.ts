@@ -36,6 +36,15 @@ export interface ResultSource {
 
 const liveClock = Clock.make()
 
+/**
+ * How a caller waits. `interruptOnYield`: the 2024 `send` (and `WorkflowRuntime.attempt`) ends interrupted
+ * when the execution suspends on `Workflow.yieldExecution`, as the 2024 attempt did; the other callers wait
+ * on until it is resumed and finishes. @internal
+ */
+export interface AwaitOptions {
+  readonly interruptOnYield?: boolean | undefined
+}
+
 /** @internal */
 export const keyString = (key: ExecutionKey) => JSON.stringify([key.workflow, key.executionId])
 
@@ -102,7 +111,7 @@ export class Results {
   }
 
   /** Awaits an execution's encoded result. */
-  await(key: ExecutionKey): Effect.Effect<string, ResultError> {
+  await(key: ExecutionKey, options?: AwaitOptions): Effect.Effect<string, ResultError> {
     return Effect.suspend(() => {
       if (this.closed !== undefined) return Effect.fail(this.closed)
       const id = keyString(key)
@@ -113,33 +122,37 @@ export class Results {
       }
       const local = Effect.flatMap(
         waiter.await,
-        (result): Effect.Effect<string, ResultError> => result === undefined ? this.await(key) : Effect.succeed(result)
+        (result): Effect.Effect<string, ResultError> =>
+          result === undefined ? this.await(key, options) : Effect.succeed(result)
       )
       // Running here: the local completion is enough. Elsewhere (or suspended): also watch the journal.
-      return this.source.isLive(id) ? local : Effect.raceFirst(local, this.poll(key))
+      return this.source.isLive(id) ? local : Effect.raceFirst(local, this.poll(key, options))
     })
   }
 
   /** The result, or the fault the execution is stuck on, if the row says so. */
-  private settled(row: Option.Option<ExecutionRow>): Effect.Effect<string, CodeFault> | undefined {
+  private settled(row: Option.Option<ExecutionRow>, options?: AwaitOptions): Effect.Effect<string, CodeFault> | undefined {
     if (Option.isNone(row)) return undefined
     if (isTerminal(row.value.status) && row.value.result !== null) return Effect.succeed(row.value.result)
+    if (options?.interruptOnYield === true && row.value.status === "suspended" && row.value.suspendedOn === "yield") {
+      return Effect.interrupt
+    }
     const fault = row.value.status === "suspended" ? stuckFault(row.value.suspendedOn) : undefined
     return fault === undefined ? undefined : Effect.fail(fault)
   }
 
-  private poll(key: ExecutionKey): Effect.Effect<string, ResultError> {
+  private poll(key: ExecutionKey, options?: AwaitOptions): Effect.Effect<string, ResultError> {
     const { journal, owner, pollEvery } = this.source
     const id = keyString(key)
     return Effect.gen(this, function*() {
       // It may have finished here just before this caller asked (it is no longer live): read at once.
-      const first = this.settled(yield* rideOutJournal(journal.get(key)))
+      const first = this.settled(yield* rideOutJournal(journal.get(key)), options)
       if (first !== undefined) return yield* first
       let delay = Math.min(100, pollEvery)
       while (true) {
         yield* Effect.withClock(Effect.sleep(delay), liveClock)
         const row = yield* rideOutJournal(journal.get(key))
-        const settled = this.settled(row)
+        const settled = this.settled(row, options)
         if (settled !== undefined) return yield* settled
         if (
           Option.isSome(row) && row.value.status === "running" && !this.source.isLive(id) &&
