@@ -1,6 +1,7 @@
 /**
  * `pnpm bench`: the cluster benchmark (bench/cluster.ts), the network transport benchmark
- * (bench/network.ts) and the workflow benchmark (bench/workflow.ts),
+ * (bench/network.ts), the failover time of real processes (bench/failover.ts) and the workflow benchmark
+ * (bench/workflow.ts),
  * one after the other, each in its own child process; prints the machine and every table at the end.
  * Not part of `pnpm test`.
  */
@@ -39,6 +40,7 @@ const main = async () => {
   const { machine } = await import("./workflow.js")
   const cluster = await run("cluster.ts")
   const network = await run("network.ts")
+  const failover = await run("failover.ts")
   const workflow = await run("workflow.ts")
   const timers = await run("timers.ts")
   console.log(`Machine: ${machine()}\n`)
@@ -46,6 +48,8 @@ const main = async () => {
   console.log(tables(cluster))
   console.log("\n### Network transport\n")
   console.log(tables(network))
+  console.log("\n### Failover (real processes)\n")
+  console.log(tables(failover))
   console.log("\n### Workflows\n")
   console.log(tables(workflow))
   console.log("\n### Durable timers\n")

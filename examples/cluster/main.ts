@@ -11,57 +11,16 @@
  */
 import { Sharding } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
-import * as Command from "@effect/platform/Command"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Console, Context, Deferred, Effect, ExecutionStrategy, Layer, Scope, Stream, String as Str } from "effect"
+import { Console, Context, Effect, ExecutionStrategy, Layer, Scope } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
-import * as Net from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Counter, Increment } from "./counter.js"
-
-const root = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..")
-
-/** A port nothing listens on now (the manager's: pods must know it before it starts). */
-const freePort = Effect.async<number>((resume) => {
-  const server = Net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const port = (server.address() as Net.AddressInfo).port
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
-/** Starts `file` (TypeScript, under tsx) in the scope; resolves once it printed a line matching `ready`. */
-const startProcess = (name: string, file: string, args: ReadonlyArray<string>, env: Record<string, string>, ready: RegExp) =>
-  Effect.gen(function*() {
-    const started = yield* Deferred.make<void>()
-    const process = yield* Command.make("node", "--conditions=source", "--import", "tsx", join(root, file), ...args).pipe(
-      Command.workingDirectory(root),
-      Command.env(env),
-      Command.start
-    )
-    const lines = (stream: Stream.Stream<Uint8Array, unknown>) =>
-      stream.pipe(Stream.decodeText(), Stream.splitLines, Stream.filter(Str.isNonEmpty))
-    yield* Effect.forkScoped(
-      Stream.merge(lines(process.stdout), lines(process.stderr)).pipe(
-        Stream.runForEach((line) =>
-          Effect.zipRight(
-            Console.log(`[${name}] ${line}`),
-            ready.test(line) ? Deferred.succeed(started, undefined) : Effect.void
-          )
-        ),
-        Effect.ignore
-      )
-    )
-    yield* Deferred.await(started).pipe(
-      Effect.raceFirst(Effect.flatMap(process.exitCode, (code) => Effect.dieMessage(`${name} exited (${code}) before it was ready`))),
-      Effect.timeoutFail({ duration: "120 seconds", onTimeout: () => new Error(`${name} was not ready in 120 s`) })
-    )
-    return process
-  })
+import { freePort, startProcess } from "./processes.js"
 
 /** One reply of the client. */
 export interface Row {

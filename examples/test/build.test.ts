@@ -7,7 +7,7 @@
  * node_modules to the packages' `exports` maps and therefore to dist/.
  */
 import { spawnSync } from "node:child_process"
-import { existsSync, readdirSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
@@ -253,5 +253,19 @@ ${seedRun}`
     )
     expectOk(run)
     expect(JSON.parse(run.lastLine)).toEqual({ result: 20 })
+  })
+
+  it("the effect-cluster bin (package.json bin, linked in node_modules/.bin) runs the built command line", () => {
+    const pkg = JSON.parse(readFileSync(join(root, "packages/cluster/package.json"), "utf8"))
+    const bin = join(root, "packages/cluster", pkg.bin["effect-cluster"])
+    expect(readFileSync(bin, "utf8").startsWith("#!/usr/bin/env node\n")).toBe(true)
+    expect(readFileSync(join(root, "packages/cluster/dist/esm/node/bin.js"), "utf8").startsWith("#!/usr/bin/env node\n")).toBe(true)
+    const env: NodeJS.ProcessEnv = { ...process.env }
+    delete env["NODE_OPTIONS"]
+    for (const command of [join(root, "node_modules/.bin/effect-cluster"), bin]) {
+      const result = spawnSync(command, ["--version"], { cwd: root, env, encoding: "utf8", timeout: 60_000 })
+      expect(result.status, `${command}: ${result.stderr}`).toBe(0)
+      expect(result.stdout.trim()).toBe(pkg.version)
+    }
   })
 })

@@ -48,7 +48,7 @@ export interface ObserverRow {
   readonly id: number
   readonly entity_id: string
   readonly incarnation: string
-  readonly event: "start" | "stop" | "msg" | "killed" | "frozen"
+  readonly event: "start" | "stop" | "msg" | "killed" | "frozen" | "resumed"
   readonly message_id: string | null
   /** The writer's wall clock (ms) when the event happened: a pod takes it as it starts handling. */
   readonly at: number
@@ -90,18 +90,27 @@ export const readEvents = (table: string): Effect.Effect<ReadonlyArray<ObserverR
  * incarnation starts handling no message of that entity afterwards. A frozen pod's handler that had
  * begun before the freeze (its `at` is earlier) may still write its row after the resume: that is the
  * limit docs/cluster.md states (a paused process runs a few instructions before it looks at its lease),
- * and what fenced writes are for. A message is handled by one incarnation only. Returns the violations
+ * and what fenced writes are for. A `resumed` row (after SIGCONT) makes the incarnation live again: it may
+ * get shards back from the manager, and its new instances are its own. A message is handled by one
+ * incarnation only. Returns the violations
  * (none expected).
  */
 export const singleOwnerViolations = (events: ReadonlyArray<ObserverRow>): Array<string> => {
   const violations: Array<string> = []
-  const gone = new Map<string, number>()
+  const frozenAt = new Map<string, number>()
+  // Incarnations that run nothing now (killed, or frozen and not yet resumed).
+  const down = new Set<string>()
   const running = new Map<string, Set<string>>()
   const superseded = new Map<string, Set<string>>()
   const handledBy = new Map<string, string>()
   for (const event of events) {
     if (event.event === "killed" || event.event === "frozen") {
-      gone.set(event.incarnation, event.at)
+      down.add(event.incarnation)
+      if (event.event === "frozen") frozenAt.set(event.incarnation, event.at)
+      continue
+    }
+    if (event.event === "resumed") {
+      down.delete(event.incarnation)
       continue
     }
     const live = running.get(event.entity_id) ?? new Set<string>()
@@ -111,18 +120,20 @@ export const singleOwnerViolations = (events: ReadonlyArray<ObserverRow>): Array
     if (event.event === "start") {
       for (const other of live) {
         if (other === event.incarnation) continue
-        if (!gone.has(other)) {
+        if (!down.has(other)) {
           violations.push(`#${event.id} ${event.entity_id} started on ${event.incarnation} while running on ${other}`)
         }
         old.add(other)
         live.delete(other)
       }
+      // A pod that got the shard back (a later assignment) runs a new instance: its own again.
+      old.delete(event.incarnation)
       live.add(event.incarnation)
     } else if (event.event === "stop") {
       live.delete(event.incarnation)
     } else {
-      const frozenAt = gone.get(event.incarnation)
-      if (old.has(event.incarnation) && !(frozenAt !== undefined && event.at < frozenAt)) {
+      const frozen = frozenAt.get(event.incarnation)
+      if (old.has(event.incarnation) && !(frozen !== undefined && event.at < frozen)) {
         violations.push(`#${event.id} ${event.entity_id}: ${event.incarnation} handled ${event.message_id} after another took over`)
       }
       const key = `${event.entity_id}/${event.message_id}`

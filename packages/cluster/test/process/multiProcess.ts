@@ -37,7 +37,7 @@ export interface TestCluster {
   /** Waits until the given pods hold every shard between them, evenly. */
   readonly balancedOn: (pods: ReadonlyArray<PodProcess>, timeoutMillis?: number) => Effect.Effect<void>
   /** Records that an incarnation was killed or frozen (a parent-side observer row). */
-  readonly mark: (pod: PodProcess, event: "killed" | "frozen") => Effect.Effect<void>
+  readonly mark: (pod: PodProcess, event: "killed" | "frozen" | "resumed") => Effect.Effect<void>
   readonly events: Effect.Effect<ReadonlyArray<import("./cluster.js").ObserverRow>>
   /** The incarnation that last started `entityId`. */
   readonly ownerOf: (entityId: string) => Effect.Effect<string | undefined>
