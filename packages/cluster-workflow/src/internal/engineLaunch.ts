@@ -1,0 +1,393 @@
+/**
+ * Starting, joining, claiming and launching executions, and what happens when one leaves the engine
+ * (completed, suspended, stuck or stopped).
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
+import * as HashMap from "effect/HashMap"
+import * as Metric from "effect/Metric"
+import * as ParseResult from "effect/ParseResult"
+import * as Schedule from "effect/Schedule"
+import type { ExecutionKey } from "../DurableExecutionJournal.js"
+import { formatVersion, isTerminal, JournalError } from "../DurableExecutionJournal.js"
+import type { EngineClosedError, WorkflowUsageError } from "../WorkflowError.js"
+import { EncodeError, PayloadDecodeError, PayloadMismatchError } from "../WorkflowError.js"
+import { payloadHash } from "./codec.js"
+import type { Engine } from "./engine.js"
+import type { Definition, ParentLink, StartResult } from "./engineShared.js"
+import { liveClock, monotonicMillis, parseParent, runningResult, runningStart } from "./engineShared.js"
+import type { Outcome } from "./execution.js"
+import { ExecutionRuntime } from "./execution.js"
+import type { CodeFault } from "./faults.js"
+import { stuckExecutions } from "./faults.js"
+import { invalidIdReason } from "./ids.js"
+import { OneShot } from "./oneShot.js"
+import { keyString } from "./results.js"
+
+/** Starts an execution, or joins the one with the same id. Returns once the start is committed. */
+export const start = (
+  engine: Engine,
+  definition: Definition,
+  key: ExecutionKey,
+  message: unknown,
+  parent: ParentLink | null
+): Effect.Effect<StartResult, PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError | EngineClosedError> => {
+  return Effect.suspend((): Effect.Effect<
+    StartResult,
+    PayloadMismatchError | EncodeError | PayloadDecodeError | JournalError | EngineClosedError
+  > => {
+    const closed = engine.results.closedError
+    if (closed !== undefined) return Effect.fail(closed)
+    const invalid = invalidIdReason(key.executionId)
+    if (invalid !== undefined) {
+      return new EncodeError({
+        workflow: key.workflow,
+        executionId: key.executionId,
+        step: "the execution id",
+        reason: `the execution id cannot be stored: ${invalid}`
+      })
+    }
+    const encoded = definition.encodePayload(message)
+    if (Either.isLeft(encoded)) {
+      return new EncodeError({
+        workflow: key.workflow,
+        executionId: key.executionId,
+        step: "the start message",
+        reason: ParseResult.TreeFormatter.formatIssueSync(encoded.left)
+      })
+    }
+    const payload = JSON.stringify(encoded.right)
+    return startEncoded(engine, definition, key, keyString(key), message, parent, payload, payloadHash(payload))
+  })
+}
+
+const startEncoded = (
+  engine: Engine,
+  definition: Definition,
+  key: ExecutionKey,
+  id: string,
+  message: unknown,
+  parent: ParentLink | null,
+  payload: string,
+  hash: string
+): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
+  const again = () => startEncoded(engine, definition, key, id, message, parent, payload, hash)
+  const inProgress = engine.starting.get(id)
+  if (inProgress !== undefined) return Effect.flatMap(inProgress.await, again)
+  const running = engine.live.get(id)
+  if (running !== undefined) {
+    // It is leaving this engine: once it has, a send resumes it (2024: sending again resumes).
+    if (running.suspending) return Effect.flatMap(running.done.await, again)
+    return running.payloadHash !== undefined && running.payloadHash !== hash
+      ? new PayloadMismatchError(key)
+      : runningResult
+  }
+  const gate = new OneShot<void>()
+  engine.starting.set(id, gate)
+  const version = definition.version(message)
+  let sentAt = 0
+  return Effect.flatMap(Effect.zip(Clock.currentTimeMillis, monotonicMillis), ([now, monotonic]) =>
+    Effect.flatMap(
+      (sentAt = monotonic, engine.committer.submit({
+        _tag: "Start",
+        key,
+        payload,
+        payloadHash: hash,
+        version,
+        parent: parent === null ? null : JSON.stringify(parent),
+        owner: engine.owner,
+        claimUntil: now + engine.leaseMillis,
+        now
+      })).await,
+      (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
+        if (result._tag === "Created") {
+          launch(engine, definition, key, message, {
+            claimSentAt: sentAt,
+            epoch: result.epoch,
+            inboxVersion: 0,
+            cancelRequested: false,
+            version,
+            payloadHash: hash,
+            parent,
+            fresh: true
+          })
+          return runningResult
+        }
+        if (result._tag !== "Exists") {
+          return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })
+        }
+        const row = result.row
+        if (row.payloadHash !== hash) return new PayloadMismatchError(key)
+        if (isTerminal(row.status)) return Effect.succeed({ _tag: "Finished", result: row.result ?? "" } as const)
+        return Effect.as(engine.claimAndLaunch(key), runningStart)
+      }
+    )).pipe(Effect.ensuring(Effect.sync(() => {
+      engine.starting.delete(id)
+      gate.unsafeDone(Exit.void)
+    })))
+}
+
+/** Claims an unfinished execution and runs it here, unless another engine holds a live claim. */
+export const claimAndLaunch = (
+  engine: Engine,
+  key: ExecutionKey
+): Effect.Effect<boolean, JournalError | PayloadDecodeError> => {
+  const id = keyString(key)
+  // One claim at a time per execution in this engine, and none while it runs here: this engine's own
+  // claims always succeed, so two paths (orphan check, result poll, start) must not both launch it.
+  const running = engine.live.get(id)
+  // (a closed engine runs nothing more)
+  if (engine.results.closedError !== undefined) return Effect.succeed(false)
+  if (engine.claiming.has(id) || (running !== undefined && !running.suspending)) return Effect.succeed(false)
+  engine.claiming.add(id)
+  return Effect.gen(function*() {
+    const definition = engine.definitions.get(key.workflow)
+    if (definition === undefined) return false
+    const now = yield* Clock.currentTimeMillis
+    const claimSentAt = yield* monotonicMillis
+    const claimed = yield* engine.journal.claim(key, engine.owner, now, now + engine.leaseMillis)
+    if (claimed._tag !== "Claimed") return false
+    const row = claimed.row
+    if (row.formatVersion > formatVersion) {
+      // written by a newer release of this library: do not guess its meaning
+      const error = new PayloadDecodeError({
+        workflow: key.workflow,
+        executionId: key.executionId,
+        reason: `journal format ${row.formatVersion} is newer than this engine's ${formatVersion}`
+      })
+      yield* Effect.logError("an execution was written by a newer journal format; it is left as it is", error)
+      failWaiters(engine, key, error)
+      return yield* error
+    }
+    const decoded = yield* Effect.try(() => JSON.parse(row.payload)).pipe(
+      Effect.flatMap((json) =>
+        Either.mapLeft(definition.decodePayload(json), (issue) => ParseResult.TreeFormatter.formatIssueSync(issue))
+      ),
+      Effect.either
+    )
+    if (Either.isLeft(decoded)) {
+      const error = new PayloadDecodeError({
+        workflow: key.workflow,
+        executionId: key.executionId,
+        reason: String(decoded.left)
+      })
+      yield* Effect.logError("an execution's start message no longer decodes; it is left as it is", error)
+      failWaiters(engine, key, error)
+      return yield* error
+    }
+    const parent = parseParent(row.parent)
+    if (Either.isLeft(parent)) {
+      const error = new PayloadDecodeError({
+        workflow: key.workflow,
+        executionId: key.executionId,
+        reason: `its stored parent link is not valid: ${parent.left}`
+      })
+      yield* Effect.logError("an execution's stored parent link no longer decodes; it is left as it is", error)
+      failWaiters(engine, key, error)
+      return yield* error
+    }
+    launch(engine, definition, key, decoded.right, {
+      claimSentAt,
+      epoch: row.claimEpoch,
+      inboxVersion: row.inboxVersion,
+      cancelRequested: row.cancelRequested,
+      version: row.version,
+      payloadHash: row.payloadHash,
+      parent: parent.right,
+      fresh: false
+    })
+    return true
+  }).pipe(Effect.ensuring(Effect.sync(() => engine.claiming.delete(id))))
+}
+
+const launch = (
+  engine: Engine,
+  definition: Definition,
+  key: ExecutionKey,
+  message: unknown,
+  state: {
+    /** When the request that granted the claim was sent (`monotonicMillis`): its lease starts then. */
+    readonly claimSentAt: number
+    readonly epoch: number
+    readonly inboxVersion: number
+    readonly cancelRequested: boolean
+    readonly version: string
+    readonly payloadHash: string
+    readonly parent: ParentLink | null
+    readonly fresh: boolean
+  }
+) => {
+  const runtime = new ExecutionRuntime(engine.services, {
+    key,
+    epoch: state.epoch,
+    inboxVersion: state.inboxVersion,
+    cancelRequested: state.cancelRequested,
+    version: state.version,
+    body: Effect.suspend(() => definition.execute(message)),
+    context: engine.context,
+    resultCodec: definition.codec,
+    leaseMillis: engine.leaseMillis,
+    payloadHash: state.payloadHash,
+    fresh: state.fresh
+  })
+  const id = runtime.keyString
+  engine.leaseEnds.set(runtime, state.claimSentAt + engine.leaseMillis - engine.leaseMargin)
+  engine.live.set(id, runtime)
+  // the renewal loop waits for this only when nothing was live
+  if (engine.live.size === 1) engine.liveChanged.unsafeOffer(undefined)
+  const left = () => {
+    if (engine.live.get(id) === runtime) engine.live.delete(id)
+    runtime.done.unsafeDone(Exit.void)
+  }
+  const run = Effect.onExit(
+    Effect.flatMap(runtime.run, (outcome) => onOutcome(engine, runtime, outcome, state.parent)),
+    (exit) => Exit.isSuccess(exit) ? Effect.sync(left) : Effect.zipRight(runtime.stopBody, Effect.sync(left))
+  )
+  // The execution's log annotations, set on its fiber (cheaper than `Effect.annotateLogs` around it).
+  engine.runFork(run, {
+    updateRefs: (refs, fiberId) =>
+      FiberRefs.updateAs(refs, {
+        fiberId,
+        fiberRef: FiberRef.currentLogAnnotations,
+        value: HashMap.set(
+          HashMap.set(FiberRefs.getOrDefault(refs, FiberRef.currentLogAnnotations), "workflow", key.workflow as unknown),
+          "executionId",
+          key.executionId
+        )
+      })
+  })
+}
+
+const onOutcome = (
+  engine: Engine,
+  runtime: ExecutionRuntime,
+  outcome: Outcome,
+  parent: ParentLink | null
+): Effect.Effect<void> => {
+  const id = runtime.keyString
+  if (outcome._tag === "Completed" && parent === null) {
+    // the common case, without an effect
+    if (engine.live.get(id) === runtime) engine.live.delete(id)
+    engine.results.succeed(id, outcome.result)
+    return Effect.void
+  }
+  return Effect.gen(function*() {
+    if (engine.live.get(id) === runtime) engine.live.delete(id)
+    switch (outcome._tag) {
+      case "Completed": {
+        engine.results.succeed(id, outcome.result)
+        if (parent !== null) {
+          yield* engine.signalKey(
+            { workflow: parent.workflow, executionId: parent.executionId },
+            parent.signal,
+            outcome.result
+          ).pipe(Effect.catchAllCause((cause) => Effect.logWarning("could not deliver a child's result to its parent", cause)))
+        }
+        return
+      }
+      case "Suspended": {
+        if (outcome.wakeAt !== null) engine.arm(outcome.wakeAt)
+        engine.results.release(id)
+        return
+      }
+      case "Stuck": {
+        yield* onStuck(engine, runtime.key, outcome.fault)
+        return
+      }
+      case "Stopped": {
+        if (outcome.error._tag === "JournalError") {
+          const error = outcome.error
+          yield* Effect.logWarning("an execution stopped: the journal failed; it is retried", error)
+          // A write the journal refuses for good (disk full, a value it cannot store) fails the callers
+          // with the typed error (docs/engine.md) instead of leaving them waiting on a retry that may
+          // never succeed; the execution itself is still taken back below.
+          if (!error.retryable) failWaiters(engine, runtime.key, error)
+          else engine.results.release(id)
+          // Its claim is still this engine's: take it back once the journal answers again
+          // (exponential backoff on the live clock, up to a minute between tries). Meanwhile a caller's
+          // poll does not re-launch it (see `pollResult`).
+          const key = runtime.key
+          engine.retrying.add(id)
+          engine.runFork(
+            Effect.withClock(
+              Effect.retry(
+                Effect.delay(Effect.suspend(() => {
+                  engine.retrying.delete(id)
+                  return engine.claimAndLaunch(key)
+                }), "1 second"),
+                Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("1 minute")))
+              ),
+              liveClock
+            ).pipe(Effect.ignore)
+          )
+          return
+        }
+        engine.results.release(id)
+        return
+      }
+    }
+  })
+}
+
+/**
+ * The execution cannot go on with this code: it is suspended as stuck (see `faults.ts`); its callers
+ * learn why, and the fault is logged and counted. It is retried by an engine that starts (other code) or
+ * by `engine.resume(id)`.
+ */
+const onStuck = (engine: Engine, key: ExecutionKey, fault: CodeFault): Effect.Effect<void> => {
+  engine.results.fail(keyString(key), fault)
+  return Effect.zipRight(
+    Metric.increment(Metric.tagged(stuckExecutions, "workflow", key.workflow)),
+    Effect.logError(
+      "an execution is stuck: its code cannot carry it on; deploy code that can (roll back, or branch with " +
+        "Workflow.patched), then it is retried when an engine starts or on engine.resume",
+      fault
+    ).pipe(Effect.annotateLogs(fault._tag === "NonDeterminismError"
+      ? { expected: fault.expected, actual: fault.actual }
+      : {}))
+  )
+}
+
+const failWaiters = (engine: Engine, key: ExecutionKey, error: JournalError | PayloadDecodeError) => {
+  engine.results.fail(keyString(key), error)
+}
+
+/**
+ * Starts (or joins) a parent's child. Transient journal errors are retried here (a short outage); a
+ * fault that remains is the parent's to handle (it stops or sticks, never fails).
+ */
+export const startChild = (
+  engine: Engine,
+  parent: ExecutionKey,
+  signal: string,
+  childId: string,
+  message: any
+): Effect.Effect<
+  { readonly result: string | undefined },
+  JournalError | PayloadMismatchError | EncodeError | PayloadDecodeError | WorkflowUsageError | EngineClosedError
+> => {
+  return Effect.gen(function*() {
+    const definition = yield* engine.definitionOf(message?._tag)
+    const key = { workflow: definition.tag, executionId: childId }
+    const started = yield* start(engine, definition, key, message, {
+      workflow: parent.workflow,
+      executionId: parent.executionId,
+      signal
+    })
+    return { result: started._tag === "Finished" ? started.result : undefined }
+  }).pipe(
+    Effect.retry({
+      schedule: Schedule.exponential("10 millis").pipe(
+        Schedule.intersect(Schedule.recurs(engine.options.journalRetries ?? 8))
+      ),
+      while: (error) => error instanceof JournalError && error.retryable
+    }),
+    Effect.withClock(liveClock)
+  )
+}

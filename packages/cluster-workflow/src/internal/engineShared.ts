@@ -1,0 +1,85 @@
+/**
+ * What the engine's modules share: its options, a workflow's compiled definition, the stored parent link,
+ * the engine's clocks and the registry of the engines of this process.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import type * as ParseResult from "effect/ParseResult"
+import type { Journal } from "../DurableExecutionJournal.js"
+import type { WorkflowDefinition } from "../Workflow.js"
+import type { ExitCodec } from "./codec.js"
+import type { Engine } from "./engine.js"
+
+/** @internal */
+export interface EngineOptions {
+  readonly identity?: string | undefined
+  readonly claimLease?: Duration.DurationInput | undefined
+  readonly resumeOnStart?: boolean | undefined
+  readonly maxBatch?: number | undefined
+  readonly orphanCheckInterval?: Duration.DurationInput | undefined
+  readonly resultPollInterval?: Duration.DurationInput | undefined
+  readonly journalRetries?: number | undefined
+  readonly livenessCheckInterval?: Duration.DurationInput | undefined
+}
+
+/** @internal */
+export interface Definition extends WorkflowDefinition {
+  readonly codec: ExitCodec<any, any>
+  readonly encodePayload: (message: any) => Either.Either<any, ParseResult.ParseIssue>
+  readonly decodePayload: (json: unknown) => Either.Either<any, ParseResult.ParseIssue>
+}
+
+/** The parent link stored with a child execution. @internal */
+export interface ParentLink {
+  readonly workflow: string
+  readonly executionId: string
+  readonly signal: string
+}
+
+/** @internal */
+export const liveClock = Clock.make()
+
+/**
+ * The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests).
+ *
+ * @internal
+ */
+export const monotonicMillis = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos / 1_000_000n))
+
+/** The engines of this process, per journal (an inbox change is told to a live owner directly). @internal */
+export const processEngines = new WeakMap<Journal, Set<Engine>>()
+
+/** @internal */
+export const enginesOf = (journal: Journal): ReadonlySet<Engine> => processEngines.get(journal) ?? new Set()
+
+/** A stored parent link (JSON text of `ParentLink`, or null), or why it is not one. @internal */
+export const parseParent = (text: string | null): Either.Either<ParentLink | null, string> => {
+  if (text === null) return Either.right(null)
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (error) {
+    return Either.left(`not JSON (${String(error)})`)
+  }
+  const link = json as Partial<ParentLink> | null
+  return typeof link === "object" && link !== null && typeof link.workflow === "string" &&
+      typeof link.executionId === "string" && typeof link.signal === "string"
+    ? Either.right({ workflow: link.workflow, executionId: link.executionId, signal: link.signal })
+    : Either.left(`not a parent link: ${text.slice(0, 200)}`)
+}
+
+/** @internal */
+export type StartResult =
+  | { readonly _tag: "Running" }
+  | { readonly _tag: "Finished"; readonly result: string }
+
+/** @internal */
+export const runningStart: StartResult = { _tag: "Running" }
+
+/** @internal */
+export const runningResult = Exit.succeed(runningStart)

@@ -1,0 +1,152 @@
+/**
+ * Signals, cancellation and resume: each stores its change in the journal, then wakes the execution
+ * (tells the engine that runs it, or claims and resumes it here, or leaves it to other live engines).
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import type { ExecutionKey, ExecutionRow, JournalError } from "../DurableExecutionJournal.js"
+import { isTerminal } from "../DurableExecutionJournal.js"
+import { ExecutionNotFoundError } from "../WorkflowError.js"
+import type { Engine } from "./engine.js"
+import { enginesOf } from "./engineShared.js"
+import type { ExecutionRuntime } from "./execution.js"
+import { stuckFault } from "./faults.js"
+import { keyString } from "./results.js"
+
+/** Finds an execution of one of the engine's workflows by id. */
+export const find = (
+  engine: Engine,
+  executionId: string
+): Effect.Effect<ExecutionRow, ExecutionNotFoundError | JournalError> => {
+  return Effect.gen(function*() {
+    for (const workflow of engine.names) {
+      const row = yield* engine.journal.get({ workflow, executionId })
+      if (Option.isSome(row)) return row.value
+    }
+    return yield* new ExecutionNotFoundError({ executionId })
+  })
+}
+
+/** Stores a signal in an execution's inbox and wakes or notifies the execution. */
+export const signalKey = (
+  engine: Engine,
+  key: ExecutionKey,
+  name: string,
+  value: string
+): Effect.Effect<{ readonly stored: string; readonly row: ExecutionRow }, ExecutionNotFoundError | JournalError> => {
+  return Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const result = yield* engine.journal.signal(key, name, value, now)
+    if (result === undefined) return yield* new ExecutionNotFoundError({ executionId: key.executionId })
+    yield* wake(engine, result.row, (runtime) => runtime.deliverSignal(name, result.stored, result.row.inboxVersion))
+    return result
+  })
+}
+
+/**
+ * After an inbox change (which made a suspended execution runnable): one running here is told; one
+ * held by another live engine is left to it (told directly when that engine is in this process, through
+ * the journal otherwise: NOTIFY on PostgreSQL, the data_version poll on SQLite); a runnable one is
+ * claimed and resumed here, unless other live engines run its workflow: then this engine only passes
+ * the change through and keeps no claim it might not run (a CLI, a webhook handler: issue 9 #9).
+ */
+export const wake = (
+  engine: Engine,
+  row: ExecutionRow,
+  notify: (runtime: ExecutionRuntime) => void
+): Effect.Effect<void, JournalError> => {
+  return Effect.catchTag(Effect.gen(function*() {
+    if (isTerminal(row.status)) return
+    const key = { workflow: row.workflow, executionId: row.executionId }
+    const id = keyString(key)
+    // (a suspended execution's runtime, if still here, is leaving: it no longer hears notifications)
+    for (const other of row.status === "suspended" ? [] : [engine, ...enginesOf(engine.journal)]) {
+      const runtime = other.live.get(id)
+      if (runtime !== undefined) {
+        notify(runtime)
+        return
+      }
+    }
+    const now = yield* Clock.currentTimeMillis
+    const claimable = row.status === "suspended" || row.claimOwner === null || row.claimOwner === engine.owner ||
+      (row.claimUntil ?? 0) < now
+    if (!claimable) {
+      for (const other of enginesOf(engine.journal)) {
+        if (other !== engine && other.owner === row.claimOwner) other.liveness.onChange(key, id)
+      }
+      return
+    }
+    if (yield* leaveToOthers(engine, key, id)) return
+    yield* engine.claimAndLaunch(key)
+  }), "PayloadDecodeError", () => Effect.void) // logged where it was found; the input stays stored
+}
+
+/** Whether other live engines run this workflow: then this one leaves a runnable execution to them. */
+const leaveToOthers = (engine: Engine, key: ExecutionKey, id: string): Effect.Effect<boolean> => {
+  const registration = engine.liveness.registration
+  const otherLiveEngines = engine.journal.otherLiveEngines
+  if (registration === undefined || otherLiveEngines === undefined) return Effect.succeed(false)
+  return Effect.map(Effect.either(otherLiveEngines(registration, key.workflow)), (others) => {
+    if (Either.isLeft(others) || others.right === 0) return false
+    engine.liveness.passThrough(id)
+    return true
+  })
+}
+
+/** Requests an execution's cancellation and wakes it. */
+export const cancel = (
+  engine: Engine,
+  executionId: string
+): Effect.Effect<"cancelled" | "already-finished", ExecutionNotFoundError | JournalError> => {
+  return Effect.gen(function*() {
+    const found = yield* find(engine, executionId)
+    const now = yield* Clock.currentTimeMillis
+    const row = yield* engine.journal.requestCancel(found, now)
+    if (row === undefined) return yield* new ExecutionNotFoundError({ executionId })
+    if (isTerminal(row.status)) return "already-finished" as const
+    yield* wake(engine, row, (runtime) => runtime.notifyCancel())
+    return "cancelled" as const
+  })
+}
+
+/**
+ * Retries every stuck execution of the engine's workflows once (an engine starts: its code may carry them
+ * on now). Runs in the background; an execution still stuck is logged again.
+ */
+export const retryStuck = (engine: Engine): Effect.Effect<void, JournalError> => Effect.gen(function*() {
+  let after: ExecutionKey | undefined = undefined
+  while (true) {
+    const rows: ReadonlyArray<ExecutionRow> = yield* engine.journal.list({
+      workflows: engine.names,
+      status: "suspended",
+      after,
+      limit: 500
+    })
+    for (const row of rows) {
+      if (stuckFault(row.suspendedOn) === undefined) continue
+      const now = yield* Clock.currentTimeMillis
+      const resumed = yield* engine.journal.resume(row, now)
+      if (resumed !== undefined) yield* wake(engine, resumed, () => {})
+    }
+    if (rows.length < 500) return
+    after = rows[rows.length - 1]
+  }
+})
+
+/** Resumes a suspended (or stuck) execution. */
+export const resume = (
+  engine: Engine,
+  executionId: string
+): Effect.Effect<void, ExecutionNotFoundError | JournalError> => {
+  return Effect.gen(function*() {
+    const found = yield* find(engine, executionId)
+    const now = yield* Clock.currentTimeMillis
+    const row = yield* engine.journal.resume(found, now)
+    if (row === undefined) return yield* new ExecutionNotFoundError({ executionId })
+    yield* wake(engine, row, () => {})
+  })
+}
