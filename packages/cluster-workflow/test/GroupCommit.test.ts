@@ -5,6 +5,7 @@
 import { expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import { DurableExecutionJournal } from "../src/DurableExecutionJournal.js"
 import type { WriteOwner } from "../src/internal/groupCommit.js"
 import * as GroupCommit from "../src/internal/groupCommit.js"
@@ -51,5 +52,29 @@ it.scoped("a held execution's writes commit only with its holder's write, in ord
     expect({ sequences: yield* sequences, failures: [...heldOwner.failures, ...otherOwner.failures] }).toEqual({
       sequences: [0, 1, 2, 3, 4, 5, 6],
       failures: []
+    })
+  }).pipe(Effect.provide(memoryJournal)))
+
+it.scoped("a second hold of the same execution waits for the first to release", () =>
+  Effect.gen(function*() {
+    const journal = yield* DurableExecutionJournal
+    const held = key("held")
+    yield* journal.commit([start(held)])
+    const committer = yield* GroupCommit.make(journal, { maxBatch: 64, retries: 0, retryBase: 10 })
+    const heldOwner = owner()
+    const first = yield* committer.hold(heldOwner)
+    committer.submitPipelined(append(held, fence(), [event(0)]), heldOwner)
+    const second = yield* Effect.fork(committer.hold(heldOwner))
+    yield* Effect.yieldNow()
+    const waiting = second.unsafePoll() === null
+    yield* first.release(undefined)
+    const next = yield* Fiber.join(second)
+    // the first holder's writes went back to the committer (or to the second holder, which hands them on)
+    next.take()
+    yield* next.release(undefined)
+    expect(yield* committer.submit(append(held, fence(), [event(1)]), heldOwner).await).toEqual({ _tag: "Ok" })
+    expect({ waiting, sequences: (yield* journal.events(held, 0)).map((e) => e.sequence) }).toEqual({
+      waiting: true,
+      sequences: [0, 1]
     })
   }).pipe(Effect.provide(memoryJournal)))

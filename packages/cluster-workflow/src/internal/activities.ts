@@ -285,10 +285,9 @@ export abstract class Activities extends Inbox {
       // The execution's earlier writes (another step's result still queued in the group committer) must
       // commit before this step's result, whose sequence follows theirs: they are held back from the
       // committer while the transaction is open and committed in it, ahead of the result.
-      const result = yield* Effect.acquireUseRelease(
-        this.engine.committer.hold(this),
-        (held) =>
-          Effect.gen(this, function*() {
+      const result = yield* Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(this.engine.committer.hold(this)), (held) =>
+          restore(Effect.gen(this, function*() {
             let committed: ReadonlyArray<WriteResult> | undefined
             const json = yield* sql.withTransaction(Effect.gen(this, function*() {
               const exit = yield* Effect.exit(Effect.provideService(options.body, ActivityContext, activityContext))
@@ -311,12 +310,12 @@ export abstract class Activities extends Inbox {
               return json
             }))
             return { json, committed }
-          }).pipe(Effect.either),
-        (held, exit) =>
-          // Rolled back: the taken writes go back to the committer (a lost claim fences them there).
-          held.release(
-            Exit.isSuccess(exit) && Either.isRight(exit.value) ? Exit.succeed(exit.value.right.committed!) : undefined
-          )
+          }).pipe(Effect.either)).pipe(Effect.onExit((exit) =>
+            // Rolled back: the taken writes go back to the committer (a lost claim fences them there).
+            held.release(
+              Exit.isSuccess(exit) && Either.isRight(exit.value) ? Exit.succeed(exit.value.right.committed!) : undefined
+            )
+          )))
       ).pipe(
         Effect.ensuring(Effect.sync(() => {
           this.active--

@@ -60,6 +60,8 @@ export interface Committer {
    * transaction): waits until none of its writes is being committed, then keeps its queued and later
    * writes out of the batches until `release`. The caller commits the held writes before its own write
    * (`take`), in its transaction, so that its write is not ordered before the execution's earlier writes.
+   * A second holder of the same owner waits for the first to release. Interruptible while it waits; an
+   * interrupted hold holds nothing.
    */
   readonly hold: (owner: WriteOwner) => Effect.Effect<Held>
   /** Batches committed so far (for tests and metrics). */
@@ -417,8 +419,14 @@ export const make = (
       else fail(pendings, outcome.cause)
     }
 
+    /** Signals per held owner, resolved when its holder releases (a second holder waits for it). */
+    const released = new Map<WriteOwner, OneShot<void>>()
+
     const hold = (owner: WriteOwner): Effect.Effect<Held> =>
       Effect.suspend(() => {
+        // One holder per execution at a time: two transactions of one execution would race for sequences.
+        const previous = released.get(owner)
+        if (previous !== undefined) return Effect.zipRight(previous.await, hold(owner))
         const own: Array<Pending> = []
         queue = queue.filter((pending) => {
           if (pending.owner !== owner) return true
@@ -427,26 +435,32 @@ export const make = (
           return false
         })
         held.set(owner, own)
+        const signal = new OneShot<void>()
+        released.set(owner, signal)
         let taken: ReadonlyArray<Pending> = []
+        const release = (outcome: Exit.Exit<ReadonlyArray<WriteResult>, JournalError> | undefined) => {
+          if (released.get(owner) !== signal) return
+          const rest = held.get(owner) ?? []
+          held.delete(owner)
+          released.delete(owner)
+          if (outcome !== undefined) settle(taken, outcome)
+          else rest.unshift(...taken)
+          taken = []
+          for (const pending of rest) enqueue(pending)
+          signal.unsafeSucceed(undefined)
+        }
         const handle: Held = {
           take: () => {
             taken = held.get(owner) ?? []
             held.set(owner, [])
             return taken.map((pending) => pending.write)
           },
-          release: (outcome) =>
-            Effect.sync(() => {
-              const rest = held.get(owner) ?? []
-              held.delete(owner)
-              if (outcome !== undefined) settle(taken, outcome)
-              else rest.unshift(...taken)
-              for (const pending of rest) enqueue(pending)
-            })
+          release: (outcome) => Effect.sync(() => release(outcome))
         }
         // Its writes taken by a drain before the hold commit first; later drains cannot take any.
         if (!inFlight.some((pending) => pending.owner === owner)) return Effect.succeed(handle)
         const done = batchDone ?? (batchDone = new OneShot<void>())
-        return Effect.as(done.await, handle)
+        return Effect.as(done.await, handle).pipe(Effect.onInterrupt(() => Effect.sync(() => release(undefined))))
       })
 
     return {
