@@ -282,29 +282,44 @@ export abstract class Activities extends Inbox {
         )
       }
       this.active++
-      const result = yield* sql.withTransaction(Effect.gen(this, function*() {
-        const exit = yield* Effect.exit(Effect.provideService(options.body, ActivityContext, activityContext))
-        if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
-        const encoded = options.codec.encode(exit)
-        if (Either.isLeft(encoded)) return yield* Effect.fail({ _tag: "Encode" as const, reason: encoded.left })
-        const json = encoded.right ?? interruptJson
-        const now = yield* Clock.currentTimeMillis
-        // Written inside the same transaction as the body's own writes, outside group commit.
-        const [written] = yield* this.engine.journal.commit([{
-          _tag: "Append",
-          key: this.key,
-          fence: { owner: this.engine.owner, epoch: this.epoch },
-          events: [this.event("StepCompleted", step.kind, step.scope, step.id, attempt, json)],
-          update: undefined,
-          now
-        }])
-        if (written?._tag !== "Ok") return yield* Effect.fail({ _tag: "Fenced" as const })
-        return json
-      })).pipe(
+      // The execution's earlier writes (another step's result still queued in the group committer) must
+      // commit before this step's result, whose sequence follows theirs: they are held back from the
+      // committer while the transaction is open and committed in it, ahead of the result.
+      const result = yield* Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(this.engine.committer.hold(this)), (held) =>
+          restore(Effect.gen(this, function*() {
+            let committed: ReadonlyArray<WriteResult> | undefined
+            const json = yield* sql.withTransaction(Effect.gen(this, function*() {
+              const exit = yield* Effect.exit(Effect.provideService(options.body, ActivityContext, activityContext))
+              if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
+              const encoded = options.codec.encode(exit)
+              if (Either.isLeft(encoded)) return yield* Effect.fail({ _tag: "Encode" as const, reason: encoded.left })
+              const json = encoded.right ?? interruptJson
+              const now = yield* Clock.currentTimeMillis
+              if (this.broken) return yield* Effect.fail({ _tag: "Fenced" as const })
+              // (the event takes its sequence after every held write's, and before any later write's)
+              const completed = this.append(
+                [this.event("StepCompleted", step.kind, step.scope, step.id, attempt, json)],
+                undefined,
+                now
+              )
+              const earlier = held.take()
+              const results = yield* this.engine.journal.commit([...earlier, completed])
+              if (results.some((written) => written._tag !== "Ok")) return yield* Effect.fail({ _tag: "Fenced" as const })
+              committed = results.slice(0, earlier.length)
+              return json
+            }))
+            return { json, committed }
+          }).pipe(Effect.either)).pipe(Effect.onExit((exit) =>
+            // Rolled back: the taken writes go back to the committer (a lost claim fences them there).
+            held.release(
+              Exit.isSuccess(exit) && Either.isRight(exit.value) ? Exit.succeed(exit.value.right.committed!) : undefined
+            )
+          )))
+      ).pipe(
         Effect.ensuring(Effect.sync(() => {
           this.active--
-        })),
-        Effect.either
+        }))
       )
       if (Either.isLeft(result)) {
         const error = result.left as any
@@ -320,8 +335,8 @@ export abstract class Activities extends Inbox {
         }
         return yield* this.fatal(error instanceof JournalError ? error : this.claimLost())
       }
-      this.resolve(step, result.right)
-      return result.right
+      this.resolve(step, result.right.json)
+      return result.right.json
     })
   }
 }

@@ -55,8 +55,36 @@ export interface Committer {
    * which is told through `onBroken`.
    */
   readonly submitPipelined: (write: JournalWrite, owner: WriteOwner) => void
+  /**
+   * Holds back `owner`'s writes for a commit of its own outside the committer (a transactional activity's
+   * transaction): waits until none of its writes is being committed, then keeps its queued and later
+   * writes out of the batches until `release`. The caller commits the held writes before its own write
+   * (`take`), in its transaction, so that its write is not ordered before the execution's earlier writes.
+   * A second holder of the same owner waits for the first to release. Interruptible while it waits; an
+   * interrupted hold holds nothing.
+   */
+  readonly hold: (owner: WriteOwner) => Effect.Effect<Held>
   /** Batches committed so far (for tests and metrics). */
   readonly commits: () => number
+}
+
+/**
+ * An owner's writes held back from the committer (see `Committer.hold`).
+ *
+ * @internal
+ */
+export interface Held {
+  /**
+   * Takes the writes held so far, in submission order, to commit ahead of the caller's own write; the
+   * writes submitted afterwards stay held until `release`.
+   */
+  readonly take: () => ReadonlyArray<JournalWrite>
+  /**
+   * Settles the taken writes with the outcome of the commit that carried them (one result each, or the
+   * error that failed it; `undefined` when nothing was committed) and hands the writes still held back to
+   * the committer.
+   */
+  readonly release: (outcome: Exit.Exit<ReadonlyArray<WriteResult>, JournalError> | undefined) => Effect.Effect<void>
 }
 
 const liveClock = Clock.make()
@@ -182,6 +210,11 @@ export const make = (
     /** Queued writes somebody awaits. */
     let awaitedQueued = 0
     let commits = 0
+    /** The writes held back per owner (see `hold`): not in `queue`, not committed by the writer. */
+    const held = new Map<WriteOwner, Array<Pending>>()
+    /** The batch being committed, and a signal for when it is done (see `hold`). */
+    let inFlight: ReadonlyArray<Pending> = []
+    let batchDone: OneShot<void> | undefined
 
     /** One result per pending write: its outcome, or the error that failed it alone (see `isolate`). */
     const commitBatch = (
@@ -308,8 +341,14 @@ export const make = (
         else batch.push(pending)
       }
       if (batch.length === 0) return loop()
+      inFlight = batch
       return Effect.flatMap(Effect.exit(commitBatch(batch)), (exit) => {
         commits++
+        inFlight = []
+        if (batchDone !== undefined) {
+          batchDone.unsafeSucceed(undefined)
+          batchDone = undefined
+        }
         if (Exit.isSuccess(exit)) complete(batch, exit.value)
         else fail(batch, exit.cause)
         // Several callers were waiting: the engine is loaded (see the writer below).
@@ -363,18 +402,75 @@ export const make = (
       }
     }
 
+    const enqueue = (pending: Pending) => {
+      const heldWrites = pending.owner === undefined ? undefined : held.get(pending.owner)
+      if (heldWrites !== undefined) {
+        heldWrites.push(pending)
+        return
+      }
+      queue.push(pending)
+      if (pending.result !== undefined) awaitedQueued++
+      wakeWriter()
+    }
+
+    /** Settles writes committed (or failed) outside the writer. */
+    const settle = (pendings: ReadonlyArray<Pending>, outcome: Exit.Exit<ReadonlyArray<WriteResult>, JournalError>) => {
+      if (Exit.isSuccess(outcome)) complete(pendings, outcome.value)
+      else fail(pendings, outcome.cause)
+    }
+
+    /** Signals per held owner, resolved when its holder releases (a second holder waits for it). */
+    const released = new Map<WriteOwner, OneShot<void>>()
+
+    const hold = (owner: WriteOwner): Effect.Effect<Held> =>
+      Effect.suspend(() => {
+        // One holder per execution at a time: two transactions of one execution would race for sequences.
+        const previous = released.get(owner)
+        if (previous !== undefined) return Effect.zipRight(previous.await, hold(owner))
+        const own: Array<Pending> = []
+        queue = queue.filter((pending) => {
+          if (pending.owner !== owner) return true
+          if (pending.result !== undefined) awaitedQueued--
+          own.push(pending)
+          return false
+        })
+        held.set(owner, own)
+        const signal = new OneShot<void>()
+        released.set(owner, signal)
+        let taken: ReadonlyArray<Pending> = []
+        const release = (outcome: Exit.Exit<ReadonlyArray<WriteResult>, JournalError> | undefined) => {
+          if (released.get(owner) !== signal) return
+          const rest = held.get(owner) ?? []
+          held.delete(owner)
+          released.delete(owner)
+          if (outcome !== undefined) settle(taken, outcome)
+          else rest.unshift(...taken)
+          taken = []
+          for (const pending of rest) enqueue(pending)
+          signal.unsafeSucceed(undefined)
+        }
+        const handle: Held = {
+          take: () => {
+            taken = held.get(owner) ?? []
+            held.set(owner, [])
+            return taken.map((pending) => pending.write)
+          },
+          release: (outcome) => Effect.sync(() => release(outcome))
+        }
+        // Its writes taken by a drain before the hold commit first; later drains cannot take any.
+        if (!inFlight.some((pending) => pending.owner === owner)) return Effect.succeed(handle)
+        const done = batchDone ?? (batchDone = new OneShot<void>())
+        return Effect.as(done.await, handle).pipe(Effect.onInterrupt(() => Effect.sync(() => release(undefined))))
+      })
+
     return {
       submit: (write, owner) => {
         const result = new OneShot<WriteResult, JournalError>()
-        queue.push({ write, owner, result })
-        awaitedQueued++
-        wakeWriter()
+        enqueue({ write, owner, result })
         return result
       },
-      submitPipelined: (write, owner) => {
-        queue.push({ write, owner, result: undefined })
-        wakeWriter()
-      },
+      submitPipelined: (write, owner) => enqueue({ write, owner, result: undefined }),
+      hold,
       commits: () => commits
     }
   })
