@@ -27,7 +27,7 @@ import type * as Scheduler from "effect/Scheduler"
  */
 export class CrashableRuntimeCrashedError extends Schema.TaggedError<CrashableRuntimeCrashedError>(
   "@effect-cluster/cluster-workflow/CrashableRuntimeCrashedError"
-)("CrashableRuntimeCrashedError", {}) {}
+)("@effect/cluster-workflow/CrashableRuntimeCrashedError", {}) {}
 
 /**
  * Whether a value is a `CrashableRuntimeCrashedError`.

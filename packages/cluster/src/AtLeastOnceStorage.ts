@@ -50,7 +50,7 @@ export type TypeId = typeof TypeId
  * @category errors
  */
 export class AtLeastOnceStorageError extends Schema.TaggedError<AtLeastOnceStorageError>()(
-  "@effect-cluster/cluster/AtLeastOnceStorageError",
+  "AtLeastOnceStorageError",
   { operation: Schema.String, message: Schema.String }
 ) {}
 

@@ -17,7 +17,7 @@ import * as Schema from "effect/Schema"
  * @category models
  */
 export interface MessageStateAcknowledged {
-  readonly _tag: "@effect-cluster/cluster/MessageState/Acknowledged"
+  readonly _tag: "@effect/cluster/MessageState/Acknowledged"
 }
 
 /**
@@ -27,7 +27,7 @@ export interface MessageStateAcknowledged {
  * @category models
  */
 export interface MessageStateProcessed<A> {
-  readonly _tag: "@effect-cluster/cluster/MessageState/Processed"
+  readonly _tag: "@effect/cluster/MessageState/Processed"
   readonly result: A
 }
 
@@ -42,7 +42,7 @@ export type MessageState<A> = MessageStateAcknowledged | MessageStateProcessed<A
  * @category constructors
  */
 export const Acknowledged: MessageStateAcknowledged = Data.struct({
-  _tag: "@effect-cluster/cluster/MessageState/Acknowledged" as const
+  _tag: "@effect/cluster/MessageState/Acknowledged" as const
 })
 
 /**
@@ -50,7 +50,7 @@ export const Acknowledged: MessageStateAcknowledged = Data.struct({
  * @category constructors
  */
 export const Processed = <A>(result: A): MessageStateProcessed<A> =>
-  Data.struct({ _tag: "@effect-cluster/cluster/MessageState/Processed" as const, result })
+  Data.struct({ _tag: "@effect/cluster/MessageState/Processed" as const, result })
 
 /**
  * @since 0.1.0
@@ -58,15 +58,15 @@ export const Processed = <A>(result: A): MessageStateProcessed<A> =>
  */
 export const isMessageState = (u: unknown): u is MessageState<unknown> =>
   Predicate.hasProperty(u, "_tag") &&
-  (u._tag === "@effect-cluster/cluster/MessageState/Acknowledged" ||
-    u._tag === "@effect-cluster/cluster/MessageState/Processed")
+  (u._tag === "@effect/cluster/MessageState/Acknowledged" ||
+    u._tag === "@effect/cluster/MessageState/Processed")
 
 /**
  * @since 0.1.0
  * @category guards
  */
 export const isProcessed = <A>(state: MessageState<A>): state is MessageStateProcessed<A> =>
-  state._tag === "@effect-cluster/cluster/MessageState/Processed"
+  state._tag === "@effect/cluster/MessageState/Processed"
 
 /**
  * @since 0.1.0
@@ -77,7 +77,7 @@ export const match = <A, B, C = B>(cases: {
   readonly onProcessed: (value: MessageStateProcessed<A>) => C
 }) =>
 (value: MessageState<A>): B | C =>
-  value._tag === "@effect-cluster/cluster/MessageState/Acknowledged"
+  value._tag === "@effect/cluster/MessageState/Acknowledged"
     ? cases.onAcknowledged(value)
     : cases.onProcessed(value)
 
@@ -101,11 +101,11 @@ export const mapEffect: {
  */
 export const schema = <A, I, R>(result: Schema.Schema<A, I, R>): Schema.Schema<
   MessageState<A>,
-  | { readonly _tag: "@effect-cluster/cluster/MessageState/Acknowledged" }
-  | { readonly _tag: "@effect-cluster/cluster/MessageState/Processed"; readonly result: I },
+  | { readonly _tag: "@effect/cluster/MessageState/Acknowledged" }
+  | { readonly _tag: "@effect/cluster/MessageState/Processed"; readonly result: I },
   R
 > =>
   Schema.Union(
-    Schema.Struct({ _tag: Schema.Literal("@effect-cluster/cluster/MessageState/Acknowledged") }),
-    Schema.Struct({ _tag: Schema.Literal("@effect-cluster/cluster/MessageState/Processed"), result })
+    Schema.Struct({ _tag: Schema.Literal("@effect/cluster/MessageState/Acknowledged") }),
+    Schema.Struct({ _tag: Schema.Literal("@effect/cluster/MessageState/Processed"), result })
   )

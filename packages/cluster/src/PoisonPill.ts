@@ -16,7 +16,7 @@ import * as Schema from "effect/Schema"
  * @since 0.1.0
  * @category models
  */
-export class PoisonPill extends Schema.TaggedClass<PoisonPill>()("@effect-cluster/cluster/PoisonPill", {}) {}
+export class PoisonPill extends Schema.TaggedClass<PoisonPill>()("@effect/cluster/PoisonPill", {}) {}
 
 /**
  * @since 0.1.0
@@ -34,7 +34,7 @@ export const isPoisonPill = (u: unknown): u is PoisonPill => Predicate.isObject(
  * @since 0.1.0
  * @category schemas
  */
-export const schema: Schema.Schema<PoisonPill, { readonly _tag: "@effect-cluster/cluster/PoisonPill" }> = PoisonPill
+export const schema: Schema.Schema<PoisonPill, { readonly _tag: "@effect/cluster/PoisonPill" }> = PoisonPill
 
 /**
  * Takes the next message; if it is a `PoisonPill`, interrupts the calling fiber instead.

@@ -18,7 +18,7 @@ import { RecipientAddress } from "./RecipientAddress.js"
  * @category errors
  */
 export class EntityNotManagedByThisPodException extends Schema.TaggedError<EntityNotManagedByThisPodException>()(
-  "@effect-cluster/cluster/EntityNotManagedByThisPodException",
+  "@effect/cluster/EntityNotManagedByThisPodException",
   { recipientAddress: RecipientAddress }
 ) {}
 
@@ -29,7 +29,7 @@ export class EntityNotManagedByThisPodException extends Schema.TaggedError<Entit
  * @category errors
  */
 export class EntityTypeNotRegisteredException extends Schema.TaggedError<EntityTypeNotRegisteredException>()(
-  "@effect-cluster/cluster/EntityTypeNotRegisteredException",
+  "EntityTypeNotRegisteredException",
   { entityType: Schema.String, podAddress: PodAddress }
 ) {}
 
@@ -42,7 +42,7 @@ export class EntityTypeNotRegisteredException extends Schema.TaggedError<EntityT
  */
 export class NoResultInProcessedMessageStateException
   extends Schema.TaggedError<NoResultInProcessedMessageStateException>()(
-    "@effect-cluster/cluster/NoResultInProcessedMessageStateException",
+    "NoResultInProcessedMessageStateException",
     {}
   )
 {}
@@ -55,7 +55,7 @@ export class NoResultInProcessedMessageStateException
  * @category errors
  */
 export class PodNoLongerRegisteredException extends Schema.TaggedError<PodNoLongerRegisteredException>()(
-  "@effect-cluster/cluster/PodNoLongerRegisteredException",
+  "PodNoLongerRegisteredException",
   { podAddress: PodAddress }
 ) {}
 
@@ -69,7 +69,7 @@ export class PodNoLongerRegisteredException extends Schema.TaggedError<PodNoLong
  * @category errors
  */
 export class PodUnavailableException extends Schema.TaggedError<PodUnavailableException>()(
-  "@effect-cluster/cluster/PodUnavailableException",
+  "PodUnavailableException",
   { podAddress: PodAddress, notDelivered: Schema.optionalWith(Schema.Boolean, { default: () => false }) }
 ) {}
 
@@ -81,7 +81,7 @@ export class PodUnavailableException extends Schema.TaggedError<PodUnavailableEx
  * @category errors
  */
 export class SerializationException extends Schema.TaggedError<SerializationException>()(
-  "@effect-cluster/cluster/SerializationException",
+  "SerializationException",
   {
     error: Schema.String,
     /** `"request"`: the message body (not delivered); `"reply"`: the entity's answer (delivered). */
@@ -97,7 +97,7 @@ export class SerializationException extends Schema.TaggedError<SerializationExce
  * @category errors
  */
 export class ExceptionWhileOfferingMessageException extends Schema.TaggedError<ExceptionWhileOfferingMessageException>()(
-  "@effect-cluster/cluster/ExceptionWhileOfferingMessageException",
+  "ExceptionWhileOfferingMessageException",
   { error: Schema.optionalWith(Schema.String, { default: () => "" }) }
 ) {}
 
@@ -108,7 +108,7 @@ export class ExceptionWhileOfferingMessageException extends Schema.TaggedError<E
  * @category errors
  */
 export class ShardManagerUnavailableException extends Schema.TaggedError<ShardManagerUnavailableException>()(
-  "@effect-cluster/cluster/ShardManagerUnavailableException",
+  "ShardManagerUnavailableException",
   {}
 ) {}
 
@@ -120,7 +120,7 @@ export class ShardManagerUnavailableException extends Schema.TaggedError<ShardMa
  * @category errors
  */
 export class MailboxFullException extends Schema.TaggedError<MailboxFullException>()(
-  "@effect-cluster/cluster/MailboxFullException",
+  "MailboxFullException",
   { recipientAddress: RecipientAddress, capacity: Schema.Int }
 ) {}
 
@@ -131,7 +131,7 @@ export class MailboxFullException extends Schema.TaggedError<MailboxFullExceptio
  * @category errors
  */
 export class EntityCapacityExceededException extends Schema.TaggedError<EntityCapacityExceededException>()(
-  "@effect-cluster/cluster/EntityCapacityExceededException",
+  "EntityCapacityExceededException",
   { recipientAddress: RecipientAddress, podAddress: PodAddress, capacity: Schema.Int }
 ) {}
 
@@ -143,7 +143,7 @@ export class EntityCapacityExceededException extends Schema.TaggedError<EntityCa
  * @category errors
  */
 export class MessageNotDeliveredException extends Schema.TaggedError<MessageNotDeliveredException>()(
-  "@effect-cluster/cluster/MessageNotDeliveredException",
+  "MessageNotDeliveredException",
   { recipientAddress: RecipientAddress, attempts: Schema.Int, reason: Schema.String }
 ) {}
 
@@ -155,7 +155,7 @@ export class MessageNotDeliveredException extends Schema.TaggedError<MessageNotD
  * @category errors
  */
 export class MessageOutcomeUnknownException extends Schema.TaggedError<MessageOutcomeUnknownException>()(
-  "@effect-cluster/cluster/MessageOutcomeUnknownException",
+  "MessageOutcomeUnknownException",
   { recipientAddress: RecipientAddress, attempts: Schema.Int, reason: Schema.String }
 ) {}
 
@@ -168,7 +168,7 @@ export class MessageOutcomeUnknownException extends Schema.TaggedError<MessageOu
  * @category errors
  */
 export class InvalidConfigurationException extends Schema.TaggedError<InvalidConfigurationException>()(
-  "@effect-cluster/cluster/InvalidConfigurationException",
+  "InvalidConfigurationException",
   { reason: Schema.String }
 ) {}
 
@@ -265,22 +265,22 @@ export const isExceptionWhileOfferingMessageException = (u: unknown): u is Excep
  */
 export const deliveryOutcome = (error: ShardingException): "NotDelivered" | "Delivered" | "Unknown" => {
   switch (error._tag) {
-    case "@effect-cluster/cluster/EntityNotManagedByThisPodException":
-    case "@effect-cluster/cluster/EntityTypeNotRegisteredException":
-    case "@effect-cluster/cluster/PodNoLongerRegisteredException":
-    case "@effect-cluster/cluster/ShardManagerUnavailableException":
-    case "@effect-cluster/cluster/MailboxFullException":
-    case "@effect-cluster/cluster/EntityCapacityExceededException":
-    case "@effect-cluster/cluster/MessageNotDeliveredException":
+    case "@effect/cluster/EntityNotManagedByThisPodException":
+    case "EntityTypeNotRegisteredException":
+    case "PodNoLongerRegisteredException":
+    case "ShardManagerUnavailableException":
+    case "MailboxFullException":
+    case "EntityCapacityExceededException":
+    case "MessageNotDeliveredException":
       return "NotDelivered"
-    case "@effect-cluster/cluster/SerializationException":
+    case "SerializationException":
       return error.stage === "reply" ? "Delivered" : "NotDelivered"
-    case "@effect-cluster/cluster/NoResultInProcessedMessageStateException":
-    case "@effect-cluster/cluster/ExceptionWhileOfferingMessageException":
+    case "NoResultInProcessedMessageStateException":
+    case "ExceptionWhileOfferingMessageException":
       return "Delivered"
-    case "@effect-cluster/cluster/PodUnavailableException":
+    case "PodUnavailableException":
       return error.notDelivered ? "NotDelivered" : "Unknown"
-    case "@effect-cluster/cluster/MessageOutcomeUnknownException":
+    case "MessageOutcomeUnknownException":
       return "Unknown"
   }
 }

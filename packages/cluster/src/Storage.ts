@@ -27,7 +27,7 @@ import { InvalidConfigurationException } from "./ShardingException.js"
  * @category errors
  */
 export class StorageException extends Schema.TaggedError<StorageException>()(
-  "@effect-cluster/cluster/StorageException",
+  "StorageException",
   {
     reason: Schema.String,
     cause: Schema.optional(Schema.Defect),

@@ -236,7 +236,7 @@ describe("Cluster (in-process pods, serialization on)", () => {
         SerializedEnvelope.make(RecipientAddress.makeRecipientAddress("Counter", entityId), "q", body, e)
       const pods = cluster.transport.podsFor(PodAddress.make("localhost", 9))
       const ok = yield* pods.sendAndGetState(a.address, envelope(epoch))
-      expect(ok._tag).toBe("@effect-cluster/cluster/MessageState/Processed")
+      expect(ok._tag).toBe("@effect/cluster/MessageState/Processed")
       const ahead = yield* Effect.flip(pods.sendAndGetState(a.address, envelope(epoch + 1)))
       expect(ahead).toBeInstanceOf(ShardingException.EntityNotManagedByThisPodException)
       const undecodable = yield* Effect.flip(pods.sendAndGetState(

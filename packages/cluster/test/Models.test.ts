@@ -145,7 +145,7 @@ describe("Serialization.json", () => {
       expect(back).toBeInstanceOf(Increment)
       expect(PrimaryKey.value(back)).toBe("a")
       const notJson = yield* Effect.flip(serialization.decode(Increment, SerializedMessage.make("{oops")))
-      expect(notJson._tag).toBe("@effect-cluster/cluster/SerializationException")
+      expect(notJson._tag).toBe("SerializationException")
       expect(notJson.error).toContain("invalid JSON")
       const wrong = yield* Effect.flip(serialization.decode(GetCount, SerializedMessage.make("{\"_tag\":\"Nope\"}")))
       expect(wrong.error.length).toBeGreaterThan(0)

@@ -54,7 +54,7 @@ describe("Network transport (pods and manager in one process, real loopback sock
       const error = yield* Effect.flip(sender.sharding.messenger(Unknown).send(a)(new GetCount({ messageId: freshId() })))
       expect(ShardingException.isShardingException(error)).toBe(true)
       expect((error as ShardingException.ShardingException)._tag).toBe(
-        "@effect-cluster/cluster/EntityTypeNotRegisteredException"
+        "EntityTypeNotRegisteredException"
       )
     }))
 })
@@ -86,7 +86,7 @@ describe("Network transport: every call is bounded", () => {
       })
       const pod = PodAddress.make("127.0.0.1", hole.port)
       const sent = yield* returns(Effect.flip(pods.sendAndGetState(pod, envelopeOf("a", new GetCount({ messageId: freshId() })))))
-      expect(sent._tag).toBe("@effect-cluster/cluster/PodUnavailableException")
+      expect(sent._tag).toBe("PodUnavailableException")
       // The TCP connection was made but the websocket never opened: nothing was written.
       expect(unavailable(sent).notDelivered).toBe(true)
       expect(ShardingException.deliveryOutcome(unavailable(sent))).toBe("NotDelivered")
@@ -94,7 +94,7 @@ describe("Network transport: every call is bounded", () => {
       const shards = HashSet.make(ShardId.make(1))
       for (const call of [pods.ping(pod), pods.assignShards(pod, shards), pods.unassignShards(pod, shards)]) {
         const error = yield* returns(Effect.flip(call))
-        expect(error._tag).toBe("@effect-cluster/cluster/PodUnavailableException")
+        expect(error._tag).toBe("PodUnavailableException")
       }
     }))
 
@@ -103,7 +103,7 @@ describe("Network transport: every call is bounded", () => {
       const hole = yield* blackHole
       const pods = yield* podsWith({ callTimeout: Duration.millis(300) })
       const error = yield* returns(Effect.flip(pods.ping(PodAddress.make("127.0.0.1", hole.port))))
-      expect(error._tag).toBe("@effect-cluster/cluster/PodUnavailableException")
+      expect(error._tag).toBe("PodUnavailableException")
       expect(hole.connections()).toBe(1)
       // Dropped at once, not left reconnecting: the peer sees its side closed.
       yield* eventuallyLive(Effect.sync(() => hole.open() === 0))
@@ -135,14 +135,14 @@ describe("Network transport: every call is bounded", () => {
       const pods = yield* podsWith({ sendTimeout: Duration.millis(300) })
       const envelope = envelopeOf("slow", new Increment({ messageId: freshId(), by: 7 }))
       const error = yield* returns(Effect.flip(pods.sendAndGetState(owner.sharding.podAddress, envelope)))
-      expect(error._tag).toBe("@effect-cluster/cluster/PodUnavailableException")
+      expect(error._tag).toBe("PodUnavailableException")
       expect(unavailable(error).notDelivered).toBe(false)
       expect(ShardingException.deliveryOutcome(unavailable(error))).toBe("Unknown")
       // The caller gave up its wait; the handler was not interrupted and finishes once released.
       yield* Deferred.succeed(gate, undefined)
       yield* eventuallyLive(Effect.map(owner.sharding.localEntityCount, (n) => n === 1))
       const retried = yield* returns(pods.sendAndGetState(owner.sharding.podAddress, envelope))
-      expect(retried._tag).toBe("@effect-cluster/cluster/MessageState/Processed")
+      expect(retried._tag).toBe("@effect/cluster/MessageState/Processed")
       expect(runs).toBe(1)
       const count = yield* owner.sharding.messenger(Counter).send("slow")(new GetCount({ messageId: freshId() }))
       expect(count).toBe(7)
@@ -163,10 +163,10 @@ describe("Network transport: every call is bounded", () => {
       const client = yield* blackHoledManager(hole.port, Duration.millis(600), Duration.millis(500))
       const self = PodAddress.make("127.0.0.1", 1)
       const renewal = yield* returns(Effect.flip(client.heartbeat(heartbeatOf(self))))
-      expect(renewal._tag).toBe("@effect-cluster/cluster/ShardManagerUnavailableException")
+      expect(renewal._tag).toBe("ShardManagerUnavailableException")
       for (const call of [client.register(self), client.getShardAssignments, client.notifyUnhealthyPod(self)]) {
         const error = yield* returns(Effect.flip(call))
-        expect(error._tag).toBe("@effect-cluster/cluster/ShardManagerUnavailableException")
+        expect(error._tag).toBe("ShardManagerUnavailableException")
       }
     }))
 
@@ -180,6 +180,6 @@ describe("Network transport: every call is bounded", () => {
       expect(Option.isNone(yield* Fiber.poll(renewal))).toBe(true)
       yield* TestClock.adjust("1 millis")
       const error = yield* Effect.flip(Fiber.join(renewal))
-      expect(error._tag).toBe("@effect-cluster/cluster/ShardManagerUnavailableException")
+      expect(error._tag).toBe("ShardManagerUnavailableException")
     }))
 })

@@ -180,7 +180,7 @@ describe("Sharding (single pod, 2024 layers)", () => {
         yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromInMemoryQueue((_, dequeue, processed) =>
           Effect.forever(Effect.gen(function*() {
             const message = yield* Queue.take(dequeue)
-            if (message._tag === "@effect-cluster/cluster/PoisonPill") {
+            if (message._tag === "@effect/cluster/PoisonPill") {
               yield* Effect.sleep("3 seconds") // a slow but bounded shutdown (< entityTerminationTimeout)
               yield* Deferred.succeed(stopped, undefined)
               return yield* Effect.interrupt
@@ -204,7 +204,7 @@ describe("Sharding (single pod, 2024 layers)", () => {
       yield* Sharding.registerEntity(Pinger)(RecipientBehaviour.fromInMemoryQueue((_, dequeue, processed) =>
         Effect.forever(Effect.gen(function*() {
           const message = yield* Queue.take(dequeue)
-          if (message._tag === "@effect-cluster/cluster/PoisonPill") return yield* Effect.interrupt
+          if (message._tag === "@effect/cluster/PoisonPill") return yield* Effect.interrupt
           yield* processed(message, message.id === "none" ? Option.none() : Option.some(Exit.succeed(`pong-${message.id}`)))
         }))
       ))

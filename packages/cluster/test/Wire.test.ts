@@ -83,7 +83,7 @@ describe("wire codecs (in-process transport)", () => {
       }
     }
     expect(() => wire.decodeReply(JSON.stringify({ _tag: "other" }))).toThrow(wire.WireFormatError)
-    expect(() => wire.decodeReply(JSON.stringify({ _tag: "@effect-cluster/cluster/MessageState/Processed" }))).toThrow(
+    expect(() => wire.decodeReply(JSON.stringify({ _tag: "@effect/cluster/MessageState/Processed" }))).toThrow(
       wire.WireFormatError
     )
   })
@@ -113,7 +113,7 @@ describe("hot-path model constructors", () => {
 describe("Serialization.jsonEncode", () => {
   it("refuses a value with no JSON text", () => {
     const result = Serialization.jsonEncode(Schema.Undefined, undefined)
-    expect(Either.isLeft(result) && result.left._tag).toBe("@effect-cluster/cluster/SerializationException")
+    expect(Either.isLeft(result) && result.left._tag).toBe("SerializationException")
   })
 
   it("encodes and decodes a message's exits as Schema.Exit does (successes take a direct path)", () => {

@@ -37,7 +37,7 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
         return
       }
       const error = result.left
-      if (error._tag === "@effect-cluster/cluster/PodNoLongerRegisteredException") {
+      if (error._tag === "PodNoLongerRegisteredException") {
         // The manager declared this pod dead (its lease had ended): drop everything, join again.
         yield* handoff.dropAllShards("the shard manager no longer knows this pod")
         if (state.registered && !state.shuttingDown) {

@@ -26,8 +26,8 @@ type Reply = MessageState.MessageState<Exit.Exit<unknown, unknown>>
 
 /** Routing failures: the owner moved or could not be reached; the send retries them. */
 export const isRetryable = (error: ShardingException): boolean =>
-  error._tag === "@effect-cluster/cluster/EntityNotManagedByThisPodException" ||
-  error._tag === "@effect-cluster/cluster/PodUnavailableException"
+  error._tag === "@effect/cluster/EntityNotManagedByThisPodException" ||
+  error._tag === "PodUnavailableException"
 
 /** The sender's side: route a message to its shard's owner, retrying routing failures within a bound. */
 export const makeMessenger = (
@@ -77,7 +77,7 @@ export const makeMessenger = (
           )
         ),
         (error) => {
-          if (error._tag === "@effect-cluster/cluster/PodUnavailableException") routing.reportUnhealthy(pod)
+          if (error._tag === "PodUnavailableException") routing.reportUnhealthy(pod)
           return Exit.fail(error)
         },
         (reply) => receive.decodeReply(message, reply)
@@ -124,7 +124,7 @@ export const makeMessenger = (
       if (!isRetryable(error)) return Exit.fail(error)
       const now = monotonicMillis()
       this.firstFailureAt ??= now
-      if (error._tag === "@effect-cluster/cluster/PodUnavailableException" && !error.notDelivered) this.outcomeUnknown = true
+      if (error._tag === "PodUnavailableException" && !error.notDelivered) this.outcomeUnknown = true
       if (now - this.firstFailureAt >= retryTimeoutMillis) {
         const recipientAddress = new RecipientAddress({ recipientTypeName: this.recipientType.name, entityId: this.entityId })
         const attempts = this.attempts

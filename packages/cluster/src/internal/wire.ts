@@ -11,8 +11,8 @@ import * as models from "./models.js"
  * message's own schema by `Serialization`.
  */
 
-const ACKNOWLEDGED = "@effect-cluster/cluster/MessageState/Acknowledged"
-const PROCESSED = "@effect-cluster/cluster/MessageState/Processed"
+const ACKNOWLEDGED = "@effect/cluster/MessageState/Acknowledged"
+const PROCESSED = "@effect/cluster/MessageState/Processed"
 
 export class WireFormatError extends Error {
   constructor(what: string, text: string) {

@@ -33,8 +33,8 @@ describe("a malformed broadcast", () => {
       const tag = (exit: Exit.Exit<unknown, { readonly _tag: string }>) =>
         Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error._tag : "no typed failure"
       expect({ broadcast: tag(replies), broadcastDiscard: tag(discarded), heard }).toEqual({
-        broadcast: "@effect-cluster/cluster/SerializationException",
-        broadcastDiscard: "@effect-cluster/cluster/SerializationException",
+        broadcast: "SerializationException",
+        broadcastDiscard: "SerializationException",
         heard: []
       })
       // a constructed message reaches both pods

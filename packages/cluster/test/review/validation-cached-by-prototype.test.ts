@@ -42,8 +42,8 @@ describe("an instance of a message class the entity type accepted once, breaking
       const local = outcome(yield* Effect.exit(a.sharding.messenger(Incs).send("e")(untrusted)))
       const remote = outcome(yield* Effect.exit(client.sharding.messenger(Incs).send("e")(untrusted)))
       expect({ local, remote, handled }).toEqual({
-        local: "@effect-cluster/cluster/SerializationException",
-        remote: "@effect-cluster/cluster/SerializationException",
+        local: "SerializationException",
+        remote: "SerializationException",
         handled: [1, 2]
       })
     }))
