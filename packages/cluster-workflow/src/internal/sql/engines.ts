@@ -12,7 +12,7 @@
  *
  * @internal
  */
-import { SqlError } from "@effect/sql/SqlError"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -22,7 +22,7 @@ import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { EngineRegistration, ExecutionKey } from "../journal.js"
-import type { JournalError } from "../journal.js"
+import { JournalError } from "../journal.js"
 import type { SqlContext } from "./context.js"
 import { toJournalError } from "./errors.js"
 import type { ProcessLiveness } from "./liveness.js"
@@ -97,12 +97,15 @@ const holdSession = (ctx: SqlContext, listener: PgListener, instance: string) =>
     const check = ctx.sql<Row>`SELECT 1 AS alive FROM pg_stat_activity
 WHERE pid = ${backend.pid} AND backend_start::text = ${backend.start}`
     const lost: Effect.Effect<never, JournalError> = Effect.withClock(Effect.sleep(sessionCheckInterval), liveClock).pipe(
-      Effect.zipRight(check),
+      Effect.zipRight(Effect.mapError(check, (error) => toJournalError("liveness", error))),
       Effect.flatMap((rows) =>
-        rows.length > 0 ? Effect.void : Effect.fail(new SqlError({ message: "the engine's liveness session ended" }))
+        rows.length > 0
+          ? Effect.void
+          : Effect.fail(
+            new JournalError({ operation: "liveness", message: "the engine's liveness session ended", retryable: true })
+          )
       ),
-      Effect.forever,
-      Effect.mapError((error) => toJournalError("liveness", error))
+      Effect.forever
     )
     return { backend, lost }
   })
