@@ -2,6 +2,9 @@
 // (`@effect/cluster/Message` -> `@effect-cluster/cluster/Message`, ...), run on the PUBLISHED packages by
 // examples/test/consumer.test.ts.
 import * as Message from "@effect-cluster/cluster/Message"
+import * as PodAddress from "@effect-cluster/cluster/PodAddress"
+import * as ShardingException from "@effect-cluster/cluster/ShardingException"
+import * as CrashableRuntime from "@effect-cluster/cluster-workflow/CrashableRuntime"
 import * as Activity from "@effect-cluster/cluster-workflow/Activity"
 import * as DurableExecutionJournalInMemory from "@effect-cluster/cluster-workflow/DurableExecutionJournalInMemory"
 import * as Workflow from "@effect-cluster/cluster-workflow/Workflow"
@@ -22,6 +25,18 @@ const program = Effect.gen(function* () {
   const engine = yield* WorkflowEngine.makeScoped(greetWorkflow)
   return yield* engine.send(new Greet({ name: "world" }))
 })
+
+// 2024 programs catch errors by their 2024 tags; these lines stop compiling against the published
+// declarations if a tag drifts.
+const notRegistered = Effect.fail(
+  new ShardingException.EntityTypeNotRegisteredException({ entityType: "Greet", podAddress: PodAddress.make("h", 1) })
+).pipe(
+  Effect.catchTag("EntityTypeNotRegisteredException", (error) => Effect.succeed(error._tag))
+)
+const crashed = CrashableRuntime.runWithCrash((crash) => crash).pipe(
+  Effect.catchTag("@effect/cluster-workflow/CrashableRuntimeCrashedError", (error) => Effect.succeed(error._tag))
+)
+Effect.runPromise(Effect.all([notRegistered, crashed])).then((tags) => console.log(`2024 tags: ${tags.join(", ")}`))
 
 Effect.runPromise(
   program.pipe(Effect.provide(DurableExecutionJournalInMemory.activityJournalInMemory), Effect.scoped)

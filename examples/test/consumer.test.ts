@@ -243,7 +243,10 @@ describe("the packed packages, installed with npm into a fresh app", () => {
   it("runs a 2024 program that imports one module per subpath", async () => {
     const result = await transpile("compat2024.ts", "compat2024.js", ts.ModuleKind.ESNext)
     expectOk(result, "node out/compat2024.js")
-    expect(result.stdout.trim()).toBe("greeting: hello WORLD")
+    expect(result.stdout.trim().split("\n").sort()).toEqual([
+      "2024 tags: EntityTypeNotRegisteredException, @effect/cluster-workflow/CrashableRuntimeCrashedError",
+      "greeting: hello WORLD"
+    ])
   })
   // Last: installing a driver changes the app the checks above ran on (an in-memory journal user's).
   describe("SQL users, after the README's driver lines", () => {
