@@ -57,7 +57,9 @@ export const signalKey = (
 export const wake = (
   engine: Engine,
   row: ExecutionRow,
-  notify: (runtime: ExecutionRuntime) => void
+  notify: (runtime: ExecutionRuntime) => void,
+  /** `resume(id)` and the stuck retry at start ask for this engine's code: it runs the execution itself. */
+  here = false
 ): Effect.Effect<void, JournalError> => {
   return Effect.catchTag(Effect.gen(function*() {
     if (isTerminal(row.status)) return
@@ -80,7 +82,7 @@ export const wake = (
       }
       return
     }
-    if (yield* leaveToOthers(engine, key, id)) return
+    if (!here && (yield* leaveToOthers(engine, key, id))) return
     yield* engine.claimAndLaunch(key)
   }), "PayloadDecodeError", () => Effect.void) // logged where it was found; the input stays stored
 }
@@ -130,7 +132,7 @@ export const retryStuck = (engine: Engine): Effect.Effect<void, JournalError> =>
       if (stuckFault(row.suspendedOn) === undefined) continue
       const now = yield* Clock.currentTimeMillis
       const resumed = yield* engine.journal.resume(row, now)
-      if (resumed !== undefined) yield* wake(engine, resumed, () => {})
+      if (resumed !== undefined) yield* wake(engine, resumed, () => {}, true)
     }
     if (rows.length < 500) return
     after = rows[rows.length - 1]
@@ -147,6 +149,6 @@ export const resume = (
     const now = yield* Clock.currentTimeMillis
     const row = yield* engine.journal.resume(found, now)
     if (row === undefined) return yield* new ExecutionNotFoundError({ executionId })
-    yield* wake(engine, row, () => {})
+    yield* wake(engine, row, () => {}, true)
   })
 }
