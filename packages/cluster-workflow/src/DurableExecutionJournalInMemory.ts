@@ -49,6 +49,36 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
   const holds = (row: ExecutionRow, owner: string, epoch: number) =>
     row.claimOwner === owner && row.claimEpoch === epoch && !isTerminal(row.status)
 
+  /** Puts a signal in the inbox unless one with that name is there (first wins); bumps the version. */
+  const storeSignal = (key: ExecutionKey, name: string, value: string, now: number) => {
+    const entry = entries.get(keyString(key))
+    if (entry === undefined) return undefined
+    const existing = entry.signals.get(name)
+    if (existing !== undefined) return { stored: existing.value, row: entry.row }
+    entry.signals.set(name, { name, value, createdAt: now })
+    entry.row = { ...entry.row, inboxVersion: entry.row.inboxVersion + 1, updatedAt: now }
+    return { stored: value, row: entry.row }
+  }
+
+  /** A parent suspended on a child that is terminal while the child's result is not in its inbox. */
+  const missesChildResult = (parent: Entry) => {
+    if (!(parent.row.suspendedOn ?? "").includes("child")) return false
+    for (const child of entries.values()) {
+      if (child.row.parent === null || !isTerminal(child.row.status)) continue
+      let link: { workflow?: unknown; executionId?: unknown; signal?: unknown }
+      try {
+        link = JSON.parse(child.row.parent)
+      } catch {
+        continue
+      }
+      if (
+        link?.workflow === parent.row.workflow && link.executionId === parent.row.executionId &&
+        typeof link.signal === "string" && !parent.signals.has(link.signal)
+      ) return true
+    }
+    return false
+  }
+
   const applyWrite = (write: JournalWrite): WriteResult => {
     const id = keyString(write.key)
     const entry = entries.get(id)
@@ -106,6 +136,10 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
             wakeAt: terminal ? null : entry.row.wakeAt,
             updatedAt: write.now
           }
+        }
+        // in the same synchronous step as the append: nothing can see one without the other
+        if (write.deliver !== undefined) {
+          storeSignal(write.deliver.key, write.deliver.name, write.deliver.value, write.now)
         }
         return { _tag: "Ok" }
       }
@@ -166,16 +200,7 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
           return entry.row
         })
       ),
-    signal: (key, name, value, now) =>
-      Effect.sync(() => {
-        const entry = entries.get(keyString(key))
-        if (entry === undefined) return undefined
-        const existing = entry.signals.get(name)
-        if (existing !== undefined) return { stored: existing.value, row: entry.row }
-        entry.signals.set(name, { name, value, createdAt: now })
-        entry.row = { ...entry.row, inboxVersion: entry.row.inboxVersion + 1, updatedAt: now }
-        return { stored: value, row: entry.row }
-      }),
+    signal: (key, name, value, now) => Effect.sync(() => storeSignal(key, name, value, now)),
     requestCancel: (key, now) =>
       Effect.sync(() => {
         const entry = entries.get(keyString(key))
@@ -243,7 +268,8 @@ export const make: Effect.Effect<Journal> = Effect.sync(() => {
           const row = entry.row
           if (
             row.status === "suspended" && workflows.includes(row.workflow) &&
-            (row.cancelRequested || (entry.suspendedInbox !== undefined && row.inboxVersion > entry.suspendedInbox))
+            (row.cancelRequested || (entry.suspendedInbox !== undefined && row.inboxVersion > entry.suspendedInbox) ||
+              missesChildResult(entry))
           ) found.push(row)
         }
         found.sort(compareKeys)

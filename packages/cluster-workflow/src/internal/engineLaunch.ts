@@ -234,7 +234,11 @@ const launch = (
     resultCodec: definition.codec,
     leaseMillis: engine.leaseMillis,
     payloadHash: state.payloadHash,
-    fresh: state.fresh
+    fresh: state.fresh,
+    parentInbox: state.parent === null ? undefined : {
+      key: { workflow: state.parent.workflow, executionId: state.parent.executionId },
+      name: state.parent.signal
+    }
   })
   const id = runtime.keyString
   engine.leaseEnds.set(runtime, state.claimSentAt + engine.leaseMillis - engine.leaseMargin)

@@ -314,6 +314,7 @@ export class ExecutionRuntime extends Activities {
         fence: { owner: this.engine.owner, epoch: this.epoch },
         events,
         update: { status, result, completedAt: now },
+        deliver: this.params.parentInbox === undefined ? undefined : { ...this.params.parentInbox, value: result },
         now
       }
       return Effect.map(Effect.exit(this.engine.committer.submit(write, this).await), (written): Outcome => {

@@ -170,6 +170,8 @@ const mergeAppends = (batch: ReadonlyArray<Pending>): { writes: Array<JournalWri
               : write.update === undefined
               ? previous.update
               : { ...previous.update, ...write.update },
+            // (only a completion delivers, and nothing merges after it)
+            deliver: write.deliver ?? previous.deliver,
             // the time of the last write that changed the row (Appends without an update leave it as it is)
             now: write.update !== undefined || previous.update === undefined ? write.now : previous.now
           }

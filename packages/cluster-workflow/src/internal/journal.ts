@@ -148,10 +148,26 @@ export interface RowUpdate {
 }
 
 /**
+ * A signal an `Append` puts in another execution's inbox in the same transaction (a child's result for
+ * its parent): the first value for the name wins, and the inbox version grows by one when it is stored.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Delivery {
+  readonly key: ExecutionKey
+  readonly name: string
+  /** JSON text of the encoded exit. */
+  readonly value: string
+}
+
+/**
  * A write of the group committer. Each one succeeds or fails on its own.
  *
  * - `Start`: inserts the execution if absent, claimed by `owner` with epoch 1.
- * - `Append`: appends events (and updates the row) if `fence` still holds the claim.
+ * - `Append`: appends events (and updates the row) if `fence` still holds the claim; with `deliver`, it
+ *   also stores that signal in the other execution's inbox, atomically with the append (a child's
+ *   completion and its result in the parent's inbox commit together or not at all).
  * - `Suspend`: marks the execution suspended and releases the claim, if `fence` holds and no signal or
  *   cancellation arrived since `inboxVersion`.
  *
@@ -176,6 +192,7 @@ export type JournalWrite =
     readonly fence: Fence
     readonly events: ReadonlyArray<EventRow>
     readonly update: RowUpdate | undefined
+    readonly deliver?: Delivery | undefined
     readonly now: number
   }
   | {
@@ -382,7 +399,9 @@ export interface Journal {
   readonly otherLiveEngines?: (self: EngineRegistration, workflow: string) => Effect.Effect<number, JournalError>
   /**
    * Suspended executions whose inbox changed after they suspended (a signal or a cancellation stored by
-   * a process that died before waking them): they should run. Optional for journals written before it.
+   * a process that died before waking them), and parents suspended on a child that is terminal while its
+   * result is not in their inbox (journals recorded before a child's completion delivered it in the same
+   * write): they should run. Optional for journals written before it.
    */
   readonly staleSuspensions?: (
     workflows: ReadonlyArray<string>,

@@ -91,6 +91,8 @@ export interface ExecutionParams {
   readonly payloadHash: string
   /** Created by this start: the journal has nothing for it yet. */
   readonly fresh: boolean
+  /** A child's parent: its completion puts the result in that inbox under `name`, in the same write. */
+  readonly parentInbox?: { readonly key: ExecutionKey; readonly name: string } | undefined
 }
 
 /** What a step's requester learns at its gate: the recorded outcome, or leave to run. @internal */

@@ -3,6 +3,7 @@
  *
  * @internal
  */
+import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import type { ClaimResult, ExecutionKey, ExecutionRow, JournalError } from "../journal.js"
 import type { SqlContext } from "./context.js"
@@ -99,20 +100,35 @@ LIMIT ${limitOf(limit)}`,
     )
 
 /**
- * Suspended executions whose inbox changed after they suspended (see `Journal.staleSuspensions`).
+ * Suspended executions whose inbox changed after they suspended, and parents suspended on a child that
+ * is terminal while its result is not in their inbox (see `Journal.staleSuspensions`).
+ *
+ * A child's parent link is the JSON text `{"workflow":..,"executionId":..,"signal":..}` (in that order,
+ * as the engine writes it): it is matched as text, so a corrupt link is merely not matched.
  *
  * @internal
  */
-export const staleSuspensions = ({ E, inWorkflows, limitOf, read, sql }: SqlContext) =>
-  (workflows: ReadonlyArray<string>, limit: number) =>
-    workflows.length === 0 || limit <= 0 ? Effect.succeed([]) : read(
+export const staleSuspensions = ({ dialect, E, inWorkflows, limitOf, read, S, sql, terminal }: SqlContext) =>
+  (workflows: ReadonlyArray<string>, limit: number) => {
+    const quote = (column: Statement.Fragment) =>
+      dialect === "pg" ? sql`to_json(${column}::text)::text` : sql`json_quote(${column})`
+    const link = sql`'{"workflow":' || ${quote(sql`p.workflow`)} || ',"executionId":' ||
+      ${quote(sql`p.execution_id`)} || ',"signal":'`
+    return workflows.length === 0 || limit <= 0 ? Effect.succeed([]) : read(
       "staleSuspensions",
       Effect.map(
-        sql<Row>`SELECT workflow, execution_id FROM ${E}
-WHERE status = 'suspended' AND ${inWorkflows(workflows)}
-  AND (cancel_requested = 1 OR (suspended_inbox IS NOT NULL AND inbox_version > suspended_inbox))
-ORDER BY workflow, execution_id
+        sql<Row>`SELECT p.workflow, p.execution_id FROM ${E} p
+WHERE p.status = 'suspended' AND ${inWorkflows(workflows)}
+  AND (p.cancel_requested = 1 OR (p.suspended_inbox IS NOT NULL AND p.inbox_version > p.suspended_inbox)
+    OR (p.suspended_on LIKE '%child%' AND EXISTS (
+      SELECT 1 FROM ${E} c
+      WHERE c.parent IS NOT NULL AND c.status IN ${terminal} AND substr(c.parent, 1, length(${link})) = ${link}
+        AND NOT EXISTS (
+          SELECT 1 FROM ${S} s WHERE s.workflow = p.workflow AND s.execution_id = p.execution_id
+            AND c.parent = ${link} || ${quote(sql`s.name`)} || '}'))))
+ORDER BY p.workflow, p.execution_id
 LIMIT ${limitOf(limit)}`,
         toKeys
       )
     )
+  }

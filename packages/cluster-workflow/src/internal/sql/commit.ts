@@ -13,6 +13,7 @@ import type { Round } from "./rounds.js"
 import { applyRound } from "./rounds.js"
 import type { Append, Indexed, StartPlan, Suspend } from "./statements.js"
 import { byKey, writeId } from "./statements.js"
+import { storeSignal } from "./inbox.js"
 
 /** Whether events continue a fresh execution (no events yet): they must grow from 0. */
 const increasing = (events: ReadonlyArray<EventRow>) => {
@@ -137,8 +138,22 @@ const applyRounds = (
   })
 
 /**
+ * Stores the deliveries of the appends that took effect (a child's result in its parent's inbox), in the
+ * batch's transaction: the append and its delivery commit together or not at all.
+ */
+const applyDeliveries = (
+  ctx: SqlContext,
+  writes: ReadonlyArray<JournalWrite>,
+  results: ReadonlyArray<WriteResult>
+) =>
+  Effect.forEach(writes, (write, index) =>
+    write._tag === "Append" && write.deliver !== undefined && results[index]?._tag === "Ok"
+      ? Effect.asVoid(storeSignal(ctx, write.deliver.key, write.deliver.name, write.deliver.value, write.now))
+      : Effect.void, { discard: true })
+
+/**
  * Commits a batch of writes: one result per write, in order. One round on PostgreSQL is one statement
- * (atomic on its own); otherwise the rounds run in one transaction.
+ * (atomic on its own); otherwise (or when an append delivers a signal) the rounds run in one transaction.
  *
  * @internal
  */
@@ -149,7 +164,11 @@ export const commit = (
   if (writes.length === 0) return Effect.succeed([])
   const results: Array<WriteResult | undefined> = new Array(writes.length)
   const rounds = plan(writes, results)
-  const apply = applyRounds(ctx, rounds, results)
-  const single = ctx.dialect === "pg" && rounds.length <= 1
+  const delivers = writes.some((write) => write._tag === "Append" && write.deliver !== undefined)
+  const applied = applyRounds(ctx, rounds, results)
+  const apply = delivers
+    ? Effect.tap(applied, (done) => applyDeliveries(ctx, writes, done))
+    : applied
+  const single = ctx.dialect === "pg" && rounds.length <= 1 && !delivers
   return withRetries(ctx.retries, "commit", single ? apply : inTransaction(ctx.sql.withTransaction, apply))
 }
