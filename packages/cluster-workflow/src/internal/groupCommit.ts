@@ -18,6 +18,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { EventRow, ExecutionRow, Journal, JournalWrite, WriteResult } from "../DurableExecutionJournal.js"
 import { isTerminal, JournalError } from "../DurableExecutionJournal.js"
+import { samePayload } from "./codec.js"
 import { OneShot } from "./oneShot.js"
 
 /**
@@ -142,7 +143,8 @@ export const resolveByReading = (journal: Journal, writes: ReadonlyArray<Journal
       case "Start":
         return Effect.map(journal.get(write.key), (row) =>
           Option.flatMap(row, (row) =>
-            row.claimOwner === write.owner && row.claimEpoch === 1 && row.payloadHash === write.payloadHash
+            row.claimOwner === write.owner && row.claimEpoch === 1 &&
+              samePayload(row, write.payload, write.payloadHash)
               ? Option.some<WriteResult>({ _tag: "Created", epoch: 1 })
               : Option.none()))
       case "Append": {
