@@ -23,7 +23,9 @@ const stored = new Order({ orderId: "o1", amount: 1 })
 const colliding = new Order({ orderId: "o1", amount: 2 })
 
 /** The Start write of `stored`'s payload, hashed as if it were `colliding`'s. */
-const collidingStart = (options: { readonly claimUntil: number }): DurableExecutionJournal.JournalWrite => ({
+const collidingStart = (
+  options: { readonly claimUntil: number }
+): Extract<DurableExecutionJournal.JournalWrite, { _tag: "Start" }> => ({
   _tag: "Start",
   key: { workflow: "Order", executionId: "o1" },
   payload: encoded(stored),
