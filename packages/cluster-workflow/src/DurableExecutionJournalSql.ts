@@ -10,8 +10,9 @@
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import type { DurableExecutionJournal, Journal, JournalError } from "./internal/journal.js"
+import { connectError } from "./internal/sql/errors.js"
 import * as Migrations from "./internal/sql/migrations.js"
 import * as SqlJournal from "./internal/sql/journal.js"
 import type { SqlJournalOptions } from "./internal/sql/tables.js"
@@ -47,6 +48,32 @@ export const make = (options?: SqlJournalOptions): Effect.Effect<Journal, Journa
 export const layer = (
   options?: SqlJournalOptions
 ): Layer.Layer<DurableExecutionJournal, JournalError, SqlClient.SqlClient> => SqlJournal.layer(options)
+
+/**
+ * The SQL journal on a client layer it builds (for example `PgClient.layer({ url })`), keeping the client's
+ * services in the output. A client that cannot connect fails the layer with a `JournalError` (operation
+ * `"connect"`) whose message says why: the connection was refused (host and port), the host was not
+ * found, the database or the role does not exist, authentication failed, or the URL is malformed. The
+ * driver alone says only `PgClient: Failed to connect`. The message never contains the URL (nor its
+ * password).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerOn = <ROut extends SqlClient.SqlClient, E, RIn>(
+  client: Layer.Layer<ROut, E, RIn>,
+  options?: SqlJournalOptions
+): Layer.Layer<DurableExecutionJournal | ROut, JournalError, RIn | Exclude<SqlClient.SqlClient, ROut>> =>
+  SqlJournal.layer(options).pipe(Layer.provideMerge(Layer.mapError(client, connectError)))
+
+/**
+ * Turns a client's connection failure (for example the `SqlError` of a `PgClient.layer` that could not
+ * connect) into a `JournalError` whose message says why; see `layerOn`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const connectionError: (cause: unknown) => JournalError = connectError
 
 /**
  * Creates or upgrades the journal's tables for a prefix (idempotent; concurrent callers are serialised by

@@ -155,7 +155,8 @@ export const voidJson = JSON.stringify({ _tag: "Success", value: null })
 
 /**
  * A short, stable, non-cryptographic hash (FNV-1a 64 via two 32-bit lanes) of the encoded payload, hex.
- * It detects "same id, different payload"; it is not a security boundary.
+ * It is stored beside the payload and only rejects a different payload quickly: identity is decided by
+ * `samePayload`, which compares the payload itself (two payloads can share a 64-bit hash).
  *
  * @internal
  */
@@ -170,3 +171,15 @@ export const payloadHash = (text: string): string => {
   }
   return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0")
 }
+
+/**
+ * Whether a stored payload (with its hash) is the one sent: the hashes first (a cheap rejection), then the
+ * encoded text itself, so that a hash collision is never taken for the same payload.
+ *
+ * @internal
+ */
+export const samePayload = (
+  stored: { readonly payload: string; readonly payloadHash: string },
+  payload: string,
+  hash: string
+): boolean => stored.payloadHash === hash && stored.payload === payload

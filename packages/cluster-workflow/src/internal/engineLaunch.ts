@@ -18,7 +18,7 @@ import type { ExecutionKey } from "../DurableExecutionJournal.js"
 import { formatVersion, isTerminal, JournalError } from "../DurableExecutionJournal.js"
 import type { EngineClosedError, WorkflowUsageError } from "../WorkflowError.js"
 import { EncodeError, PayloadDecodeError, PayloadMismatchError } from "../WorkflowError.js"
-import { payloadHash } from "./codec.js"
+import { payloadHash, samePayload } from "./codec.js"
 import type { Engine } from "./engine.js"
 import type { Definition, ParentLink, StartResult } from "./engineShared.js"
 import { liveClock, monotonicMillis, parseParent, runningResult, runningStart } from "./engineShared.js"
@@ -84,7 +84,7 @@ const startEncoded = (
   if (running !== undefined) {
     // It is leaving this engine: once it has, a send resumes it (2024: sending again resumes).
     if (running.suspending) return Effect.flatMap(running.done.await, again)
-    return running.payloadHash !== undefined && running.payloadHash !== hash
+    return running.payloadHash !== undefined && !samePayload(running, payload, hash)
       ? new PayloadMismatchError(key)
       : runningResult
   }
@@ -113,6 +113,7 @@ const startEncoded = (
             inboxVersion: 0,
             cancelRequested: false,
             version,
+            payload,
             payloadHash: hash,
             parent,
             fresh: true
@@ -123,7 +124,7 @@ const startEncoded = (
           return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })
         }
         const row = result.row
-        if (row.payloadHash !== hash) return new PayloadMismatchError(key)
+        if (!samePayload(row, payload, hash)) return new PayloadMismatchError(key)
         if (isTerminal(row.status)) return Effect.succeed({ _tag: "Finished", result: row.result ?? "" } as const)
         return Effect.as(engine.claimAndLaunch(key), runningStart)
       }
@@ -198,6 +199,7 @@ export const claimAndLaunch = (
       inboxVersion: row.inboxVersion,
       cancelRequested: row.cancelRequested,
       version: row.version,
+      payload: row.payload,
       payloadHash: row.payloadHash,
       parent: parent.right,
       fresh: false
@@ -218,6 +220,7 @@ const launch = (
     readonly inboxVersion: number
     readonly cancelRequested: boolean
     readonly version: string
+    readonly payload: string
     readonly payloadHash: string
     readonly parent: ParentLink | null
     readonly fresh: boolean
@@ -233,6 +236,7 @@ const launch = (
     context: engine.context,
     resultCodec: definition.codec,
     leaseMillis: engine.leaseMillis,
+    payload: state.payload,
     payloadHash: state.payloadHash,
     fresh: state.fresh,
     parentInbox: state.parent === null ? undefined : {

@@ -16,8 +16,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type { Journal, JournalWrite, WriteResult } from "../DurableExecutionJournal.js"
+import type { EventRow, ExecutionRow, Journal, JournalWrite, WriteResult } from "../DurableExecutionJournal.js"
 import { isTerminal, JournalError } from "../DurableExecutionJournal.js"
+import { samePayload } from "./codec.js"
 import { OneShot } from "./oneShot.js"
 
 /**
@@ -110,26 +111,51 @@ const byExecution = (writes: ReadonlyArray<JournalWrite>): Array<Array<number>> 
 const isFailure = (result: WriteResult) => result._tag === "Fenced"
 
 /**
- * Resolves a batch whose commit outcome is unknown (the connection dropped during COMMIT) by reading
- * what is in the journal, never by writing twice: an Append whose first event is present committed.
+ * Whether an Append is in the journal: the execution is still at the write's claim epoch (a claim by any
+ * engine increments it, so no other engine wrote since) and every event of the write is at its sequence
+ * with the same kind, step and attempt. An engine that took the execution over and wrote the same step
+ * (a later attempt, or the same event under its own epoch) is not mistaken for this write.
  */
-const resolveByReading = (journal: Journal, writes: ReadonlyArray<JournalWrite>) =>
+const appendCommitted = (
+  write: Extract<JournalWrite, { _tag: "Append" }>,
+  row: Option.Option<ExecutionRow>,
+  events: ReadonlyArray<EventRow>
+): boolean =>
+  Option.isSome(row) && row.value.claimEpoch === write.fence.epoch &&
+  (row.value.claimOwner === write.fence.owner || row.value.claimOwner === null) &&
+  write.events.every((expected, i) => {
+    const found = events[i]
+    return found !== undefined && found.sequence === expected.sequence && found.kind === expected.kind &&
+      found.stepKind === expected.stepKind && found.stepScope === expected.stepScope &&
+      found.stepId === expected.stepId && found.attempt === expected.attempt
+  })
+
+/**
+ * Resolves a batch whose commit outcome is unknown (the connection dropped during COMMIT) by reading
+ * what is in the journal, never by writing twice (see `appendCommitted`). An unresolved write is
+ * committed again, which fences it if another engine holds the execution now.
+ *
+ * @internal
+ */
+export const resolveByReading = (journal: Journal, writes: ReadonlyArray<JournalWrite>) =>
   Effect.forEach(writes, (write): Effect.Effect<Option.Option<WriteResult>, JournalError> => {
     switch (write._tag) {
       case "Start":
         return Effect.map(journal.get(write.key), (row) =>
           Option.flatMap(row, (row) =>
-            row.claimOwner === write.owner && row.claimEpoch === 1 && row.payloadHash === write.payloadHash
+            row.claimOwner === write.owner && row.claimEpoch === 1 &&
+              samePayload(row, write.payload, write.payloadHash)
               ? Option.some<WriteResult>({ _tag: "Created", epoch: 1 })
               : Option.none()))
       case "Append": {
         const first = write.events[0]
         if (first === undefined) return Effect.succeed(Option.none())
-        return Effect.map(journal.events(write.key, first.sequence), (events) =>
-          events.length > 0 && events[0]!.sequence === first.sequence && events[0]!.kind === first.kind &&
-            events[0]!.stepId === first.stepId
-            ? Option.some<WriteResult>({ _tag: "Ok" })
-            : Option.none())
+        return Effect.map(
+          // events first: a row still at the write's epoch afterwards proves no other engine wrote them
+          Effect.zip(journal.events(write.key, first.sequence), journal.get(write.key)),
+          ([events, row]) =>
+            appendCommitted(write, row, events) ? Option.some<WriteResult>({ _tag: "Ok" }) : Option.none()
+        )
       }
       case "Suspend":
         return Effect.map(journal.get(write.key), (row) =>

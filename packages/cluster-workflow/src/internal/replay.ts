@@ -88,6 +88,8 @@ export interface ExecutionParams {
   readonly context: Context.Context<never>
   readonly resultCodec: ExitCodec<any, any>
   readonly leaseMillis: number
+  /** The encoded start payload: a start of the same id with another payload is refused. */
+  readonly payload: string
   readonly payloadHash: string
   /** Created by this start: the journal has nothing for it yet. */
   readonly fresh: boolean
@@ -207,6 +209,10 @@ export abstract class Replay implements WriteOwner {
 
   get payloadHash() {
     return this.params.payloadHash
+  }
+
+  get payload() {
+    return this.params.payload
   }
 
   get currentEpoch() {

@@ -15,13 +15,13 @@ import * as Schedule from "effect/Schedule"
 import type { ExecutionKey, ExecutionRow, Journal } from "../DurableExecutionJournal.js"
 import { isTerminal, JournalError } from "../DurableExecutionJournal.js"
 import type { PayloadDecodeError } from "../WorkflowError.js"
-import { EngineClosedError } from "../WorkflowError.js"
+import { EngineClosedError, ExecutionNotFoundError } from "../WorkflowError.js"
 import type { CodeFault } from "./faults.js"
 import { stuckFault } from "./faults.js"
 import { OneShot } from "./oneShot.js"
 
 /** Why a caller's wait for a result failed. @internal */
-export type ResultError = JournalError | PayloadDecodeError | CodeFault | EngineClosedError
+export type ResultError = JournalError | PayloadDecodeError | CodeFault | EngineClosedError | ExecutionNotFoundError
 
 /** What the results need of the engine. @internal */
 export interface ResultSource {
@@ -130,9 +130,17 @@ export class Results {
     })
   }
 
-  /** The result, or the fault the execution is stuck on, if the row says so. */
-  private settled(row: Option.Option<ExecutionRow>, options?: AwaitOptions): Effect.Effect<string, CodeFault> | undefined {
-    if (Option.isNone(row)) return undefined
+  /**
+   * The result, or the fault the execution is stuck on, if the row says so. A row that is gone (deleted by
+   * retention or by hand while the caller waited) ends the wait with `ExecutionNotFoundError`: it would
+   * never change again.
+   */
+  private settled(
+    key: ExecutionKey,
+    row: Option.Option<ExecutionRow>,
+    options?: AwaitOptions
+  ): Effect.Effect<string, CodeFault | ExecutionNotFoundError> | undefined {
+    if (Option.isNone(row)) return Effect.fail(new ExecutionNotFoundError({ executionId: key.executionId }))
     if (isTerminal(row.value.status) && row.value.result !== null) return Effect.succeed(row.value.result)
     if (options?.interruptOnYield === true && row.value.status === "suspended" && row.value.suspendedOn === "yield") {
       return Effect.interrupt
@@ -146,13 +154,13 @@ export class Results {
     const id = keyString(key)
     return Effect.gen(this, function*() {
       // It may have finished here just before this caller asked (it is no longer live): read at once.
-      const first = this.settled(yield* rideOutJournal(journal.get(key)), options)
+      const first = this.settled(key, yield* rideOutJournal(journal.get(key)), options)
       if (first !== undefined) return yield* first
       let delay = Math.min(100, pollEvery)
       while (true) {
         yield* Effect.withClock(Effect.sleep(delay), liveClock)
         const row = yield* rideOutJournal(journal.get(key))
-        const settled = this.settled(row, options)
+        const settled = this.settled(key, row, options)
         if (settled !== undefined) return yield* settled
         if (
           Option.isSome(row) && row.value.status === "running" && !this.source.isLive(id) &&

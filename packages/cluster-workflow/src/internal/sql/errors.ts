@@ -103,6 +103,86 @@ export const toJournalError = (operation: string, error: SqlError | CommitFailur
         ? `The connection failed during the commit, its outcome is unknown (read to resolve it): ${
           errorMessage(error)
         }`
-        : errorMessage(error) || "SQL error",
+        : withConnectReason(error, errorMessage(error) || "SQL error"),
       retryable: isRetryable(error)
     })
+
+// Why a connection could not be opened. Never prints the connection URL: a URL parse error carries the URL
+// (with its password) in `input`, so only error codes and the driver's messages (which name hosts,
+// databases and roles, never passwords) are used.
+
+const field = (u: unknown, name: string): unknown => Predicate.isObject(u) ? (u as Record<string, unknown>)[name] : undefined
+
+/** The first error in a cause chain (`cause`, `errors`) with one of `codes`. */
+const findCoded = (cause: unknown, codes: ReadonlyArray<string>, depth = 0): unknown => {
+  if (depth > 4 || !Predicate.isObject(cause)) return undefined
+  const code = field(cause, "code")
+  if (typeof code === "string" && codes.includes(code)) return cause
+  const errors = field(cause, "errors")
+  if (Array.isArray(errors)) {
+    for (const e of errors) {
+      const found = findCoded(e, codes, depth + 1)
+      if (found !== undefined) return found
+    }
+  }
+  return findCoded(field(cause, "cause"), codes, depth + 1)
+}
+
+const ownMessage = (u: unknown): string => {
+  const message = field(u, "message")
+  return typeof message === "string" ? message : ""
+}
+
+const endpoint = (u: unknown): string => {
+  const address = field(u, "address")
+  const port = field(u, "port")
+  return typeof address === "string" ? (port !== undefined ? ` (${address}:${String(port)})` : ` (${address})`) : ""
+}
+
+/**
+ * Why a connection failed, in one sentence, or undefined when the cause is not a connection failure this
+ * recognises.
+ */
+export const describeConnectFailure = (cause: unknown): string | undefined => {
+  const codes = errorCodes(cause)
+  const has = (...wanted: Array<string>) => codes.some((code) => wanted.includes(code))
+  if (has("ERR_INVALID_URL")) {
+    return "the database URL is malformed (expected postgres://user[:password]@host[:port]/database)"
+  }
+  if (has("ECONNREFUSED")) {
+    return `the connection was refused${endpoint(findCoded(cause, ["ECONNREFUSED"]))}: is the database server running on that host and port?`
+  }
+  if (has("ENOTFOUND", "EAI_AGAIN")) {
+    const hostname = field(findCoded(cause, ["ENOTFOUND", "EAI_AGAIN"]), "hostname")
+    return `the database host${typeof hostname === "string" ? ` "${hostname}"` : ""} was not found (is the database URL a postgres:// URL with the right host?)`
+  }
+  if (has("ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH")) {
+    return `the database host is unreachable${endpoint(findCoded(cause, ["ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH"]))}`
+  }
+  if (has("3D000")) {
+    return `unknown database: ${ownMessage(findCoded(cause, ["3D000"]))}`
+  }
+  if (has("28000", "28P01")) {
+    return `unknown role or authentication failed: ${ownMessage(findCoded(cause, ["28000", "28P01"]))}`
+  }
+  return undefined
+}
+
+/**
+ * The `JournalError` for a client that could not connect: its message says why, then the driver's
+ * message.
+ */
+export const connectError = (cause: unknown): JournalError => {
+  const reason = describeConnectFailure(cause)
+  const driver = errorMessage(cause) || "connection failed"
+  return new JournalError({
+    operation: "connect",
+    message: reason === undefined ? `Could not connect to the database: ${driver}` : `Could not connect to the database: ${reason} (${driver})`,
+    retryable: isRetryable(cause)
+  })
+}
+
+const withConnectReason = (cause: unknown, message: string): string => {
+  const reason = describeConnectFailure(cause)
+  return reason === undefined ? message : `${reason} (${message})`
+}
