@@ -312,12 +312,25 @@ export const freshJournal = (
     const database = yield* journal.shared
     const main = Context.get(yield* Layer.build(database.journal()), DurableExecutionJournal)
     let connections = 0
+    const killedProcesses = new Set<string>()
     const open: Effect.Effect<JournalConnection, never, Scope.Scope> = Effect.gen(function*() {
       const scope = yield* Scope.make()
       const applicationName = `${database.prefix}_${connections++}`
+      // On SQLite each simulated process gets an identity of its own for the engines' liveness check (they all
+      // share this test's pid): it is alive until its run is killed, as a real process would be.
       const client = journal.name === "postgres"
         ? PgClient.layer({ url: Redacted.make(databaseUrl), connectTimeout: "20 days", applicationName })
-        : Sqlite.layerClient({ filename: database.location })
+        : Layer.merge(
+          Sqlite.layerClient({ filename: database.location }),
+          Layer.succeed(DurableExecutionJournalSql.ProcessLivenessService, {
+            ...Sqlite.processLiveness,
+            startTime: applicationName,
+            isAlive: (host, pid, startTime) =>
+              startTime !== null && startTime.startsWith(`${database.prefix}_`)
+                ? !killedProcesses.has(startTime)
+                : Sqlite.processLiveness.isAlive(host, pid, startTime)
+          })
+        )
       // just after a simulated crash closed the dead run's SQLite connection mid-transaction, the file
       // can answer SQLITE_BUSY to the new connection's start-up for a moment: retry on I/O turns
       const build = Layer.buildWithScope(
@@ -340,7 +353,7 @@ export const freshJournal = (
           // the pool may wait for clients its frozen fibers hold: let it go in the background
           yield* Effect.forkDaemon(Scope.close(scope, Exit.void))
         })
-        : Scope.close(scope, Exit.void)
+        : Effect.zipRight(Effect.sync(() => killedProcesses.add(applicationName)), Scope.close(scope, Exit.void))
       return { journal: Context.get(context, DurableExecutionJournal), kill }
     })
     return Object.assign({ ...main }, { open })
