@@ -319,7 +319,10 @@ describeJournals("WorkflowEngine", (journalCase) => {
       const engine1 = yield* WorkflowEngine.makeScoped(v1)
       yield* engine1.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
       yield* engine1.sendDiscard(new Order({ orderId: "o2", amount: 1 }))
+      // both executions are recorded by v1 and suspended before v2 starts (o2 still live on engine1 would be
+      // run there, by v1's code)
       while ((yield* engine1.status("o1"))._tag !== "Suspended") yield* Effect.yieldNow()
+      while ((yield* engine1.status("o2"))._tag !== "Suspended") yield* Effect.yieldNow()
       // v2 expects a number where v1 recorded a string
       const v2 = Workflow.make(Order, (order) =>
         Effect.gen(function*() {
