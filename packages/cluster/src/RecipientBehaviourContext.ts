@@ -12,7 +12,9 @@ import type { ShardId } from "./ShardId.js"
 
 /**
  * The context of an entity (or topic) instance: its address, shard and type, and `forkShutdown`, which asks
- * for the instance's own graceful stop (the next message starts a fresh one).
+ * for the instance's own graceful stop (the next message starts a fresh one). `epoch` is the shard's epoch
+ * (fencing token) under which the instance was started: `FencedWrite` makes an `@effect/sql` write commit
+ * only while it is still the shard's current epoch in the cluster's storage.
  *
  * @since 0.1.0
  * @category models
@@ -28,6 +30,12 @@ export interface RecipientBehaviourContext {
   readonly mailboxCapacity?: number | undefined
   /** How many replies an instance remembers by primary key (`ShardingConfig.entityDeduplicationCapacity`). */
   readonly deduplicationCapacity?: number | undefined
+  /**
+   * The epoch of `shardId` this pod held when the instance started (it keeps it for its whole life: an
+   * instance is stopped when its shard leaves the pod). `0` for topics, which belong to no shard, and
+   * absent in contexts built by hand.
+   */
+  readonly epoch?: number | undefined
 }
 
 /**
@@ -86,4 +94,15 @@ export const recipientType: Effect.Effect<RecipientType<unknown>, never, Recipie
 export const forkShutdown: Effect.Effect<void, never, RecipientBehaviourContext> = Effect.flatMap(
   RecipientBehaviourContext,
   (_) => _.forkShutdown
+)
+
+/**
+ * The shard epoch under which the instance runs (see `RecipientBehaviourContext.epoch`; 0 when unknown).
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const epoch: Effect.Effect<number, never, RecipientBehaviourContext> = Effect.map(
+  RecipientBehaviourContext,
+  (_) => _.epoch ?? 0
 )

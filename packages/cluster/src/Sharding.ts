@@ -232,6 +232,7 @@ export const make: Effect.Effect<
           wheel,
           nowMillis: state.services.monotonicMillis,
           canServe: recipientType._tag === "TopicType" ? () => true : (shard) => state.canServe(shard, 0),
+          epochOf: recipientType._tag === "TopicType" ? () => 0 : (shard) => state.heldEpoch[shard]!,
           fork: state.services.fork
         })
       )

@@ -97,6 +97,8 @@ export interface EntityManagerOptions {
   readonly nowMillis: () => number
   /** Whether the pod serves this shard now (checked where an instance is spawned and a message takes the mailbox). */
   readonly canServe: (shardId: number) => boolean
+  /** The epoch at which the pod holds a shard now (0: none; topics: 0), given to an instance as it starts. */
+  readonly epochOf: (shardId: number) => number
   /** Runs an effect in a fiber the pod owns. */
   readonly fork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
 }
@@ -349,6 +351,8 @@ export class EntityManager {
     set.add(entity)
     this.options.counter.count++
     this.options.wheel.schedule(entity, entity.lastActive + this.options.maxIdleMillis)
+    // Read at spawn, right after `canServe`: the tenure the instance belongs to.
+    const epoch = this.options.epochOf(shardId)
     const start = Effect.gen(this, function*() {
       const scope = yield* Scope.make()
       entity.scope = scope
@@ -362,7 +366,8 @@ export class EntityManager {
           forkShutdown: Effect.sync(() => void this.beginStop(entity, this.deadline())),
           terminationTimeout: this.options.terminationTimeout,
           mailboxCapacity: this.options.mailboxCapacity,
-          deduplicationCapacity: this.options.deduplicationCapacity
+          deduplicationCapacity: this.options.deduplicationCapacity,
+          epoch
         })
       )
       const exit = yield* Effect.exit(Effect.provide(this.options.behaviour, context) as Effect.Effect<Offer<unknown>>)
