@@ -3,10 +3,14 @@
  * takes the lease only after it saw the row unchanged (no renewal) for `leaseDuration + leaseMargin` on its
  * own monotonic clock, by compare-and-set; the active manager renews it every `leaseDuration / 3`. Every
  * write of the active manager goes through `fencedBy(holder, term)`, so once a standby has taken over, the
- * deposed manager's writes are rejected whatever it still believes.
+ * deposed manager's writes are rejected whatever it still believes. What it answers without writing (lease
+ * grants to pods, the routing table) is fenced by `active`: it holds only until `leaseDuration` after the
+ * last renewal it sent that succeeded, by its own clock, and a standby takes over no earlier than
+ * `leaseDuration + leaseMargin` after it saw that renewal.
  *
  * @since 0.1.0
  */
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -39,7 +43,24 @@ export interface HeldManagerLease {
   readonly storage: Storage & Pick<LeasedStorage, "saveAll">
   /** Completes when the lease is lost (another manager took it over): stop the manager then. */
   readonly lost: Effect.Effect<void>
+  /**
+   * Whether this process is certainly still the only active manager: less than `leaseDuration` has passed,
+   * on its monotonic clock, since it sent the last renewal (or the acquisition) that succeeded, and the
+   * lease was not found lost. A manager answers pods only while it is.
+   */
+  readonly active: Effect.Effect<boolean>
 }
+
+/**
+ * The manager lease this process holds, in the context of a manager started by
+ * `NodeCluster.layerManager({ standby: ... })`.
+ *
+ * @since 0.1.0
+ * @category context
+ */
+export const Tenure: Context.Tag<HeldManagerLease, HeldManagerLease> = Context.GenericTag<HeldManagerLease>(
+  "@effect-cluster/cluster/ManagerLease/Tenure"
+)
 
 /**
  * Waits until this process holds the manager lease (standby until then), then renews it in a fiber of the
@@ -61,9 +82,11 @@ export const acquire = (
     // Standby: the row must stay unchanged for quietMillis by this process's clock before a take-over.
     let seen: { readonly lease: ManagerLease; readonly since: number } | undefined
     let term: number | undefined
+    let validUntil = 0
     while (term === undefined) {
       const current = yield* storage.getManagerLease
       const at = yield* now
+      validUntil = at + leaseMillis
       if (Option.isNone(current)) {
         term = Option.getOrUndefined(yield* storage.acquireManagerLease(options.holder, Option.none()))
       } else if (
@@ -83,14 +106,26 @@ export const acquire = (
       Effect.gen(function*() {
         for (;;) {
           yield* Effect.sleep(interval)
+          // The time the renewal is sent: a standby that sees it counts its quiet period from a later time.
+          const sentAt = yield* now
           const renewed = yield* Effect.either(storage.renewManagerLease(options.holder, held))
-          if (renewed._tag === "Right" && !renewed.right) {
+          if (renewed._tag === "Right" && renewed.right) {
+            validUntil = Math.max(validUntil, sentAt + leaseMillis)
+          } else if (renewed._tag === "Right") {
             yield* Effect.logWarning(`manager ${options.holder} lost the manager lease (term ${held})`)
             return yield* Deferred.succeed(lost, undefined)
           }
-          // A failed renewal is retried next interval; the fence keeps writes safe meanwhile.
+          // A failed renewal is retried next interval; the fence keeps writes safe meanwhile, and `active`
+          // turns false once the last successful one is a lease period old.
         }
       }).pipe(Effect.annotateLogs({ fiber: "manager-lease" }))
     )
-    return { holder: options.holder, term: held, storage: storage.fencedBy(options.holder, held), lost: Deferred.await(lost) }
+    const active = Effect.zipWith(now, Deferred.isDone(lost), (at, isLost) => !isLost && at < validUntil)
+    return {
+      holder: options.holder,
+      term: held,
+      storage: storage.fencedBy(options.holder, held),
+      lost: Deferred.await(lost),
+      active
+    }
   })

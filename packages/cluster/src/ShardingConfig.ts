@@ -19,7 +19,8 @@ import { InvalidConfigurationException } from "./ShardingException.js"
  *   (`@effect-cluster/cluster/node`) the port it binds and the host others reach it at; with
  *   `InProcessTransport` only its name inside the process.
  * - `shardManagerUri` ["http://localhost:8080/api/rest"]: where the network transport finds the manager;
- *   unused in-process.
+ *   several URIs separated by commas for an active manager and its standbys (the pod uses the one that
+ *   answers as active); unused in-process.
  * - `serverVersion` ["1.0.0"]: during a rolling upgrade shards go only to the highest version.
  * - `entityMaxIdleTime` [1 minute]: an entity with no message for this long is passivated (stopped); the
  *   next message starts it again.
@@ -174,7 +175,10 @@ export const config: Config.Config<ShardingConfig> = Config.all({
   numberOfShards: Config.integer("NUMBER_OF_SHARDS").pipe(Config.withDefault(defaultValues.numberOfShards)),
   selfHost: Config.string("SELF_HOST").pipe(Config.withDefault(defaultValues.selfHost)),
   shardingPort: Config.integer("PORT").pipe(Config.withDefault(defaultValues.shardingPort)),
-  shardManagerUri: Config.string("SHARD_MANAGER_URI").pipe(Config.withDefault(defaultValues.shardManagerUri)),
+  shardManagerUri: Config.string("SHARD_MANAGER_URI").pipe(
+    Config.withDefault(defaultValues.shardManagerUri),
+    Config.withDescription("the shard manager's URI, or every manager's (active and standbys), comma-separated")
+  ),
   serverVersion: Config.string("SERVER_VERSION").pipe(Config.withDefault(defaultValues.serverVersion)),
   entityMaxIdleTime: millis("ENTITY_MAX_IDLE_TIME", defaultValues.entityMaxIdleTime),
   entityTerminationTimeout: millis("ENTITY_TERMINATION_TIMEOUT", defaultValues.entityTerminationTimeout),

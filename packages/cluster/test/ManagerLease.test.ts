@@ -19,6 +19,7 @@ for (const storageCase of storageCases) {
         const scopeA = yield* Scope.make()
         const a = yield* Effect.provideService(ManagerLease.acquire(storageA, options("manager-a")), Scope.Scope, scopeA)
         expect(a.term).toBe(1)
+        expect(yield* a.active).toBe(true)
         yield* a.storage.saveAssignments(assignment(1))
         const standby = yield* Effect.fork(ManagerLease.acquire(storageB, options("manager-b")))
         // Three lease periods while A renews: B stays a standby.
@@ -30,6 +31,12 @@ for (const storageCase of storageCases) {
         // A's writes are rejected, B's go through.
         const rejected = yield* Effect.flip(a.storage.saveAssignments(assignment(9)))
         expect(rejected.fenced).toBe(true)
+        expect(yield* a.active).toBe(false)
+        // Nothing of the deposed manager's write landed.
+        const kept = yield* storageB.getAssignments
+        expect(Option.map(Option.flatten(HashMap.get(kept, ShardId.make(1))), (address) => address.port)).toEqual(
+          Option.some(1)
+        )
         yield* b.storage.saveAssignments(assignment(2))
         const stored = yield* storageB.getAssignments
         expect(Option.map(Option.flatten(HashMap.get(stored, ShardId.make(1))), (address) => address.port)).toEqual(
@@ -46,6 +53,7 @@ for (const storageCase of storageCases) {
         const current = yield* storage.getManagerLease
         expect(yield* storage.acquireManagerLease("manager-b", current)).toEqual(Option.some(2))
         yield* a.lost.pipe(Effect.timeout("5 seconds"))
+        expect(yield* a.active).toBe(false)
         const rejected = yield* Effect.flip(a.storage.saveAll({
           pods: HashMap.empty(),
           epochs: HashMap.make([ShardId.make(1), 1] as const),

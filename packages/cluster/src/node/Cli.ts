@@ -3,9 +3,11 @@
  * The `effect-cluster` command line (the package's `bin`), built with `@effect/cli`:
  * `effect-cluster manager --port 8080 --database-url postgres://...` runs a shard manager process on
  * `StorageSql` (PostgreSQL, or a SQLite file on one machine). Several such processes on one database are
- * one active manager and standbys (`ManagerLease`): a standby binds its port only once it holds the
- * manager lease, and a manager that loses the lease exits (status 1) so that its supervisor restarts it
- * as a standby. Every option falls back to an environment variable, named in `--help`.
+ * one active manager and standbys (`ManagerLease`, `NodeCluster.layerManagerStandby`): each binds its own
+ * port at once, a standby answers every call with `ManagerNotActive` (and `/health` with 503) until it
+ * holds the manager lease, and a manager that loses the lease exits (status 1) so that its supervisor
+ * restarts it as a standby. Pods list every manager in `SHARD_MANAGER_URI` (comma-separated). Every
+ * option falls back to an environment variable, named in `--help`.
  *
  * @since 0.1.0
  */
@@ -113,8 +115,9 @@ export interface ManagerCommandOptions {
 
 /**
  * Runs a shard manager until interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`): opens the storage,
- * waits as a standby until it holds the manager lease, then serves `/rpc` and `/health` on `host:port`
- * and prints one line, `effect-cluster manager listening on http://<host>:<port> (term <n>)`. Fails with
+ * binds `host:port` and answers as a standby (`ManagerNotActive`, `/health` 503) until it holds the manager
+ * lease, then serves as the active manager and prints one line,
+ * `effect-cluster manager listening on http://<host>:<port> (term <n>)`. Fails with
  * `CliError` when it loses the lease (another manager took over while this one was paused or cut off).
  *
  * @since 0.1.0
@@ -137,15 +140,18 @@ export const runManager = (options: ManagerCommandOptions): Effect.Effect<void, 
     const sql = yield* Layer.build(yield* sqlClientLayer(database.right))
     const storage = yield* StorageSql.make({ prefix: options.tablePrefix }).pipe(Effect.provide(sql))
     const holder = Option.getOrElse(options.holder, () => `${hostname()}:${options.port}/${randomUUID()}`)
-    yield* Console.log(`effect-cluster manager ${holder}: waiting for the manager lease`)
-    const held = yield* ManagerLease.acquire(storage, {
-      holder,
-      leaseDuration: options.leaseDuration,
-      leaseMargin: options.leaseMargin
-    })
-    const served = yield* Layer.build(
-      NodeCluster.layerManager({ manager, transport }).pipe(Layer.provide(Layer.succeed(Storage, held.storage)))
+    yield* Console.log(
+      `effect-cluster manager ${holder}: standby on ${options.host}:${
+        options.port === 0 ? "a free port" : options.port
+      } (answers ManagerNotActive), waiting for the manager lease`
     )
+    // Built once this process holds the manager lease; its server answers from the start.
+    const served = yield* Layer.build(
+      NodeCluster.layerManagerStandby({ manager, transport, holder }).pipe(
+        Layer.provide(Layer.succeed(Storage, storage))
+      )
+    )
+    const held: ManagerLease.HeldManagerLease = Context.get(served, ManagerLease.Tenure)
     const address = Context.get(served, HttpServer.HttpServer).address
     const port = address._tag === "TcpAddress" ? address.port : options.port
     yield* Console.log(`effect-cluster manager listening on http://${options.host}:${port} (term ${held.term})`)
@@ -227,7 +233,9 @@ const environmentOnly = [
 export const managerCommand = Command.make("manager", managerOptions, runManager).pipe(
   Command.withDescription(
     "Run a shard manager on PostgreSQL or a SQLite file. Several managers on one database: one is active, " +
-      "the others wait as standbys and take over (binding their port) once its lease has ended. " + environmentOnly
+      "the others are standbys that take over once its lease has ended. Each binds its own port at once; a " +
+      "standby answers ManagerNotActive (and /health 503). Pods list every manager, comma-separated, in " +
+      "SHARD_MANAGER_URI (e.g. http://m1:8080,http://m2:8080) and use the one that answers. " + environmentOnly
   )
 )
 

@@ -11,14 +11,16 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Https from "node:https"
 import * as ManagerConfig from "../ManagerConfig.js"
+import * as ManagerLease from "../ManagerLease.js"
 import * as PodsHealth from "../PodsHealth.js"
 import * as Serialization from "../Serialization.js"
 import * as Sharding from "../Sharding.js"
 import * as ShardingConfig from "../ShardingConfig.js"
 import * as ShardManager from "../ShardManager.js"
-import type { Storage, StorageException } from "../Storage.js"
+import { type LeasedStorage, Storage, StorageException } from "../Storage.js"
 import * as server from "./internal/server.js"
 import * as PodsRpc from "./PodsRpc.js"
 import * as ShardingProtocol from "./ShardingProtocol.js"
@@ -52,6 +54,17 @@ export interface ManagerOptions {
   readonly manager?: Partial<ManagerConfig.ManagerConfig> | undefined
   readonly transport?: Partial<Transport.TransportConfig> | undefined
   readonly https?: Https.ServerOptions | undefined
+}
+
+/**
+ * A manager that is one of several processes on one database (`layerManagerStandby`): `holder` names this
+ * process in the manager lease row (unique per process start).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StandbyOptions extends ManagerOptions {
+  readonly holder: string
 }
 
 const isWildcard = (host: string) => host === "0.0.0.0" || host === "::"
@@ -108,6 +121,65 @@ export const layerManager = (
     Layer.provide(Layer.succeed(ManagerConfig.ManagerConfig, config)),
     Layer.provide(Layer.succeed(Transport.TransportConfig, transport))
   )
+  return Layer.provideMerge(manager, http)
+}
+
+const isLeased = (storage: Storage): storage is LeasedStorage =>
+  "acquireManagerLease" in storage && "fencedBy" in storage
+
+/**
+ * One of several shard manager processes on one `LeasedStorage` (`StorageSql`, or `Storage.makeMemory` in
+ * one process): its server binds at once and answers every call with `ManagerNotActive` (and `/health`
+ * with 503) until this process holds the manager lease (`ManagerLease.acquire`); the layer is built then,
+ * with a `ShardManager` on the lease's fenced storage, resuming the stored assignments. It answers only
+ * while its lease is certain (`HeldManagerLease.active`); once the lease is lost it answers
+ * `ManagerNotActive` again, for good: `ManagerLease.Tenure`'s `lost` tells the program to stop (the
+ * `effect-cluster manager` command exits). Pods list every manager in `shardManagerUri`
+ * (docs/deployment.md). Fails with `StorageException` when the storage has no manager lease.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerManagerStandby = (
+  options: StandbyOptions
+): Layer.Layer<
+  ShardManager.ShardManager | ManagerLease.HeldManagerLease | HttpServer.HttpServer,
+  StorageException,
+  Storage
+> => {
+  const transport: Transport.TransportConfig = { ...Transport.defaultValues, ...options.transport }
+  const config = { ...ManagerConfig.defaultValues, ...options.manager }
+  const http = server.layerHttpServer({ host: transport.host, port: config.apiPort, https: options.https })
+  const services = PodsHealth.local.pipe(
+    Layer.provideMerge(PodsRpc.layer()),
+    Layer.merge(Layer.succeed(ManagerConfig.ManagerConfig, config)),
+    Layer.provide(Layer.succeed(Transport.TransportConfig, transport))
+  )
+  const manager = Layer.scopedContext(Effect.gen(function*() {
+    const storage = yield* Storage
+    if (!isLeased(storage)) {
+      return yield* new StorageException({ reason: "standby managers need a storage with a manager lease (StorageSql)" })
+    }
+    let active: { readonly manager: ShardManager.ShardManager; readonly held: ManagerLease.HeldManagerLease } | undefined
+    const current = Effect.suspend(() =>
+      active === undefined
+        ? Effect.succeed(Option.none<ShardManager.ShardManager>())
+        : Effect.map(active.held.active, (certain) => certain ? Option.some(active!.manager) : Option.none())
+    )
+    yield* ShardManagerProtocol.serveWhenActive(current).pipe(Effect.provideService(Transport.TransportConfig, transport))
+    yield* Effect.logInfo(`manager ${options.holder}: standby, waiting for the manager lease`)
+    const held = yield* ManagerLease.acquire(storage, {
+      holder: options.holder,
+      leaseDuration: config.leaseDuration,
+      leaseMargin: config.leaseMargin
+    })
+    const context = yield* Layer.build(
+      ShardManager.live.pipe(Layer.provide(Layer.succeed(Storage, held.storage)), Layer.provide(services))
+    )
+    active = { manager: Context.get(context, ShardManager.ShardManager), held }
+    yield* Effect.logInfo(`manager ${options.holder}: active (term ${held.term})`)
+    return Context.add(context, ManagerLease.Tenure, held)
+  }))
   return Layer.provideMerge(manager, http)
 }
 

@@ -1,8 +1,11 @@
 /**
  * `ShardManagerClient` over the network: a pod's calls to the shard manager through
- * `ShardManagerProtocol`, on one pooled connection to `ShardingConfig.shardManagerUri`. Every call is
- * bounded: lease renewal by half the renewal interval (so a silent manager never delays the next renewal
- * or the lease watchdog), the others by `callTimeout`.
+ * `ShardManagerProtocol`, on one pooled connection per manager of `ShardingConfig.shardManagerUri` (one
+ * URI, or several separated by commas: one active manager and its standbys). A call goes to the manager
+ * that answered last; when that one answers `ManagerNotActive` or cannot be reached, the call moves on to
+ * the next of the list, within the same bound. Every call is bounded: lease renewal by half the renewal
+ * interval (so a silent manager never delays the next renewal or the lease watchdog), the others by
+ * `callTimeout`.
  *
  * @since 0.1.0
  */
@@ -12,13 +15,14 @@ import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import { Pod } from "../Pod.js"
 import { ShardId } from "../ShardId.js"
 import { ShardingConfig } from "../ShardingConfig.js"
 import { PodNoLongerRegisteredException, ShardManagerUnavailableException } from "../ShardingException.js"
 import { ShardManagerClient } from "../ShardManagerClient.js"
 import { makePeerPool, PeerFailure } from "./internal/client.js"
-import { ShardManagerRpcs } from "./ShardManagerProtocol.js"
+import { ManagerNotActive, ShardManagerRpcs } from "./ShardManagerProtocol.js"
 import type { RequestRejected } from "./Transport.js"
 import { TransportConfig } from "./Transport.js"
 
@@ -37,6 +41,16 @@ export const managerAddressOf = (uri: string): { readonly host: string; readonly
 }
 
 /**
+ * The managers' addresses in `shardManagerUri`: one URI, or several separated by commas (see
+ * `managerAddressOf`).
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const managerAddressesOf = (uris: string): ReadonlyArray<{ readonly host: string; readonly port: number }> =>
+  uris.split(",").map((uri) => uri.trim()).filter((uri) => uri !== "").map(managerAddressOf)
+
+/**
  * Builds the network `ShardManagerClient` (scoped: the connection closes with the scope).
  *
  * @since 0.1.0
@@ -47,13 +61,15 @@ export const make: Effect.Effect<ShardManagerClient, never, ShardingConfig | Tra
     const sharding = yield* ShardingConfig
     const config = yield* TransportConfig
     const pool = yield* makePeerPool(ShardManagerRpcs, config)
-    const manager = managerAddressOf(sharding.shardManagerUri)
+    const managers = managerAddressesOf(sharding.shardManagerUri)
+    // The manager that answered last: calls start there.
+    let current = 0
     const renewalTimeout = Duration.min(config.callTimeout, Duration.divide(sharding.leaseRenewalInterval, 2).pipe(
       Option.getOrElse(() => config.callTimeout)
     ))
 
-    const unavailable = (error: PeerFailure | RequestRejected) =>
-      error instanceof PeerFailure
+    const unavailable = (error: PeerFailure | RequestRejected | ManagerNotActive) =>
+      error instanceof PeerFailure || error instanceof ManagerNotActive
         ? Effect.fail(new ShardManagerUnavailableException())
         : Effect.zipRight(
           Effect.logWarning("the shard manager rejected a request").pipe(
@@ -62,10 +78,34 @@ export const make: Effect.Effect<ShardManagerClient, never, ShardingConfig | Tra
           Effect.fail(new ShardManagerUnavailableException())
         )
 
+    // Each manager of the list at most once, from the current one, all within `timeout`: an unreachable
+    // manager or a standby makes the call move on; the last failure is the call's.
     const call = <A, E>(
       timeout: Duration.Duration,
       f: Parameters<typeof pool.call<A, E>>[3]
-    ) => pool.call(manager.host, manager.port, timeout, f)
+    ): Effect.Effect<A, Exclude<E, RpcClientError> | PeerFailure> => {
+      const attempt = (tried: number): Effect.Effect<A, Exclude<E, RpcClientError> | PeerFailure> => {
+        const index = (current + tried) % managers.length
+        const manager = managers[index]!
+        const next = () => {
+          if (current === index) current = (index + 1) % managers.length
+        }
+        return pool.call(manager.host, manager.port, timeout, f).pipe(
+          Effect.tap(() => Effect.sync(() => void (current = index))),
+          Effect.catchAll((error) =>
+            error instanceof PeerFailure || error instanceof ManagerNotActive
+              ? Effect.zipRight(Effect.sync(next), tried + 1 < managers.length ? attempt(tried + 1) : Effect.fail(error))
+              : Effect.fail(error)
+          ),
+          Effect.onInterrupt(() => Effect.sync(next))
+        )
+      }
+      return managers.length === 0
+        ? Effect.fail(new PeerFailure(true, "no shard manager address (shardManagerUri is empty)"))
+        : attempt(0).pipe(
+          Effect.timeoutFail({ duration: timeout, onTimeout: () => new PeerFailure(false, "timed out") })
+        )
+    }
 
     const getShardAssignments = call(config.callTimeout, (client) => client.GetShardAssignments()).pipe(
       Effect.catchAll(unavailable)
