@@ -78,14 +78,16 @@ export const make: Effect.Effect<ShardManagerClient, never, ShardingConfig | Tra
           Effect.fail(new ShardManagerUnavailableException())
         )
 
-    // Each manager of the list at most once, from the current one, all within `timeout`: an unreachable
-    // manager or a standby makes the call move on; the last failure is the call's.
+    // Each manager of the list at most once, from the current one (read when the call runs: some calls are
+    // built once and run many times), all within `timeout`: an unreachable manager or a standby makes the
+    // call move on; the last failure is the call's.
     const call = <A, E>(
       timeout: Duration.Duration,
       f: Parameters<typeof pool.call<A, E>>[3]
-    ): Effect.Effect<A, Exclude<E, RpcClientError> | PeerFailure> => {
+    ): Effect.Effect<A, Exclude<E, RpcClientError> | PeerFailure> => Effect.suspend(() => {
+      const start = current
       const attempt = (tried: number): Effect.Effect<A, Exclude<E, RpcClientError> | PeerFailure> => {
-        const index = (current + tried) % managers.length
+        const index = (start + tried) % managers.length
         const manager = managers[index]!
         const next = () => {
           if (current === index) current = (index + 1) % managers.length
@@ -105,7 +107,7 @@ export const make: Effect.Effect<ShardManagerClient, never, ShardingConfig | Tra
         : attempt(0).pipe(
           Effect.timeoutFail({ duration: timeout, onTimeout: () => new PeerFailure(false, "timed out") })
         )
-    }
+    })
 
     const getShardAssignments = call(config.callTimeout, (client) => client.GetShardAssignments()).pipe(
       Effect.catchAll(unavailable)

@@ -39,9 +39,23 @@ export const shardingConfig = (managerUri: string): Partial<ShardingConfig.Shard
 /** What a pod child reads from `CLUSTER_POD_CHILD`. */
 export interface PodChildConfig {
   readonly name: string
+  /** Every manager's URI, comma-separated (the active one and the standbys). */
   readonly managerUri: string
   readonly observerTable: string
+  /** The cluster's table prefix (the fenced writes check its shard table). */
+  readonly prefix: string
+  /** Where a `fenced <entityId>` command writes (entity_id, incarnation, epoch). */
+  readonly fencedTable: string
 }
+
+/** Creates the table the pods' fenced writes go to. */
+export const createFencedTable = (table: string): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql`CREATE TABLE ${sql(table)} (
+      entity_id TEXT NOT NULL,
+      incarnation TEXT NOT NULL,
+      epoch BIGINT NOT NULL
+    )`.pipe(Effect.asVoid))
 
 /** One row of the observer table. */
 export interface ObserverRow {

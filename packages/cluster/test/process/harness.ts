@@ -36,6 +36,7 @@ const tsFiles = (dir: string): Array<string> =>
 
 // The package's own imports, as the children's transpiled files must spell them.
 const rewrites: ReadonlyArray<readonly [RegExp, string]> = [
+  [/(from\s+)"@effect-cluster\/cluster\/FencedWrite"/g, "src/node/FencedWrite.js"],
   [/(from\s+)"@effect-cluster\/cluster\/node"/g, "src/node/index.js"],
   [/(from\s+)"@effect-cluster\/cluster"/g, "src/index.js"]
 ]

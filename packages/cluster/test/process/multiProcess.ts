@@ -12,7 +12,16 @@ import { Counter, Increment } from "../utils/counter.js"
 import { closedPort, eventuallyLive } from "../utils/network.js"
 import { databaseUrl, uniqueTable } from "../utils/sql.js"
 import { type Child, spawnChild } from "./harness.js"
-import { createObserverTable, numberOfShards, readEvents, record, shardingConfig, timing } from "./cluster.js"
+import {
+  createFencedTable,
+  createObserverTable,
+  numberOfShards,
+  type PodChildConfig,
+  readEvents,
+  record,
+  shardingConfig,
+  timing
+} from "./cluster.js"
 
 /** A pod child, once it printed its port and incarnation. */
 export interface PodProcess {
@@ -24,11 +33,16 @@ export interface PodProcess {
 export interface TestCluster {
   readonly prefix: string
   readonly observerTable: string
+  /** The first manager's port. */
   readonly managerPort: number
+  /** A second port, for a standby manager. */
+  readonly standbyPort: number
+  /** Both managers' URIs, comma-separated: what the pods and the client are given. */
   readonly managerUri: string
   readonly client: Sharding.Sharding
   readonly managers: Ref.Ref<ReadonlyArray<Child>>
-  readonly startManager: (name: string) => Effect.Effect<Child, never, Scope.Scope>
+  /** Starts a manager process on `port` (default: `managerPort`). */
+  readonly startManager: (name: string, port?: number) => Effect.Effect<Child, never, Scope.Scope>
   readonly startPods: (names: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<PodProcess>, never, Scope.Scope>
   /** shard owners as the manager persisted them: port -> shard count */
   readonly owners: Effect.Effect<ReadonlyMap<number, number>>
@@ -41,6 +55,10 @@ export interface TestCluster {
   readonly events: Effect.Effect<ReadonlyArray<import("./cluster.js").ObserverRow>>
   /** The incarnation that last started `entityId`. */
   readonly ownerOf: (entityId: string) => Effect.Effect<string | undefined>
+  /** Asks a pod for a fenced write under its first instance of `entityId`; its epoch and outcome. */
+  readonly fencedWrite: (pod: PodProcess, entityId: string) => Effect.Effect<{ epoch: number; outcome: string }>
+  /** The rows the fenced writes committed. */
+  readonly fencedRows: Effect.Effect<ReadonlyArray<{ entity_id: string; incarnation: string; epoch: number }>>
 }
 
 const managerEnv = {
@@ -72,19 +90,23 @@ export const makeCluster: Effect.Effect<TestCluster, never, Scope.Scope | SqlCli
   const sql = yield* SqlClient.SqlClient
   const prefix = uniqueTable("mp")
   const observerTable = `${prefix}_observer`
+  const fencedTable = `${prefix}_fenced`
   yield* Effect.orDie(createObserverTable(observerTable))
+  yield* Effect.orDie(createFencedTable(fencedTable))
   yield* Effect.addFinalizer(() =>
     Effect.forEach(
-      ["observer", "pods", "shards", "manager_lease", "migrations"],
+      ["observer", "fenced", "pods", "shards", "manager_lease", "migrations"],
       (table) => Effect.ignore(sql`DROP TABLE IF EXISTS ${sql(`${prefix}_${table}`)}`)
     )
   )
   const managerPort = yield* closedPort
-  const managerUri = `http://127.0.0.1:${managerPort}`
+  let standbyPort = yield* closedPort
+  while (standbyPort === managerPort) standbyPort = yield* closedPort
+  const managerUri = `http://127.0.0.1:${managerPort},http://127.0.0.1:${standbyPort}`
   const managers = yield* Ref.make<ReadonlyArray<Child>>([])
-  const startManager = (name: string) =>
+  const startManager = (name: string, port = managerPort) =>
     Effect.tap(
-      spawnChild(name, "src/node/bin.ts", managerArgs(managerPort, prefix), managerEnv),
+      spawnChild(name, "src/node/bin.ts", managerArgs(port, prefix), managerEnv),
       (child) => Ref.update(managers, (all) => [...all, child])
     )
   const first = yield* startManager("manager-1")
@@ -94,7 +116,9 @@ export const makeCluster: Effect.Effect<TestCluster, never, Scope.Scope | SqlCli
     Effect.gen(function*() {
       const children = yield* Effect.forEach(names, (name) =>
         spawnChild(name, "test/process/podChild.ts", [], {
-          CLUSTER_POD_CHILD: JSON.stringify({ name, managerUri, observerTable }),
+          CLUSTER_POD_CHILD: JSON.stringify(
+            { name, managerUri, observerTable, prefix, fencedTable } satisfies PodChildConfig
+          ),
           DATABASE_URL: databaseUrl
         }))
       const pods = yield* Effect.forEach(children, (child) =>
@@ -131,11 +155,28 @@ export const makeCluster: Effect.Effect<TestCluster, never, Scope.Scope | SqlCli
       timeoutMillis
     )
   const events = Effect.orDie(Effect.provideService(readEvents(observerTable), SqlClient.SqlClient, sql))
+  const fencedWrite = (pod: PodProcess, entityId: string) =>
+    Effect.zipRight(
+      pod.child.send(`fenced ${entityId}`),
+      Effect.map(
+        pod.child.waitFor(new RegExp(`^fenced ${entityId} (\\d+) (.*)$`), 30_000),
+        (match) => ({ epoch: Number(match[1]), outcome: match[2]! })
+      )
+    )
+  const fencedRows = Effect.orDie(Effect.map(
+    sql<{ entity_id: string; incarnation: string; epoch: unknown }>`SELECT entity_id, incarnation, epoch FROM ${
+      sql(fencedTable)
+    }`,
+    (rows) => rows.map((row) => ({ ...row, epoch: Number(row.epoch) }))
+  ))
   return {
     prefix,
     observerTable,
     managerPort,
+    standbyPort,
     managerUri,
+    fencedWrite,
+    fencedRows,
     client,
     managers,
     startManager,
