@@ -44,6 +44,9 @@ describe("effect-cluster bin", () => {
         expect(output).toContain(`env ${env}`)
       }
       expect(output).toContain("CLUSTER_SECRET")
+      // Standby managers: how pods list them, and what a standby answers.
+      expect(output).toContain("SHARD_MANAGER_URI")
+      expect(output).toContain("ManagerNotActive")
     }))
 
   it.scoped("--version prints the package's version", () =>
