@@ -39,6 +39,17 @@ const askFor = (uris: string) =>
     Effect.scoped
   )
 
+describe("ShardManagerClientRpc.managerAddressesOf", () => {
+  it("reads one manager URI, or several separated by commas (spaces and empty entries ignored)", () => {
+    expect(ShardManagerClientRpc.managerAddressesOf("http://m1:8080/api/rest")).toEqual([{ host: "m1", port: 8080 }])
+    expect(ShardManagerClientRpc.managerAddressesOf(" http://m1:8080, https://m2 ,,http://[::1]:9000")).toEqual([
+      { host: "m1", port: 8080 },
+      { host: "m2", port: 443 },
+      { host: "::1", port: 9000 }
+    ])
+  })
+})
+
 for (const storageCase of storageCases) {
   if (storageCase.name === "memory") continue
   describe.skipIf(storageCase.skip !== undefined)(`Standby managers [${storageCase.name}]`, () => {

@@ -43,7 +43,7 @@ export interface PodChildConfig {
   readonly managerUri: string
   readonly observerTable: string
   /** The cluster's table prefix (the fenced writes check its shard table). */
-  readonly prefix: string
+  readonly tablePrefix: string
   /** Where a `fenced <entityId>` command writes (entity_id, incarnation, epoch). */
   readonly fencedTable: string
 }

@@ -117,7 +117,7 @@ export const makeCluster: Effect.Effect<TestCluster, never, Scope.Scope | SqlCli
       const children = yield* Effect.forEach(names, (name) =>
         spawnChild(name, "test/process/podChild.ts", [], {
           CLUSTER_POD_CHILD: JSON.stringify(
-            { name, managerUri, observerTable, prefix, fencedTable } satisfies PodChildConfig
+            { name, managerUri, observerTable, tablePrefix: prefix, fencedTable } satisfies PodChildConfig
           ),
           DATABASE_URL: databaseUrl
         }))

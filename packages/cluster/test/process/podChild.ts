@@ -44,7 +44,7 @@ const program = Effect.gen(function*() {
       Effect.provideService(SqlClient.SqlClient, sql),
       Effect.orDie
     )
-  const fence = yield* FencedWrite.make({ prefix: config.prefix })
+  const fence = yield* FencedWrite.make({ prefix: config.tablePrefix })
   const fencedWrite = (entityId: string) =>
     Effect.gen(function*() {
       const context = contexts.get(entityId)
