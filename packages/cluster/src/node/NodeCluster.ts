@@ -10,15 +10,21 @@ import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import type * as Https from "node:https"
 import * as ManagerConfig from "../ManagerConfig.js"
 import * as ManagerLease from "../ManagerLease.js"
+import type { PodAddress } from "../PodAddress.js"
+import * as Pods from "../Pods.js"
 import * as PodsHealth from "../PodsHealth.js"
 import * as Serialization from "../Serialization.js"
 import * as Sharding from "../Sharding.js"
 import * as ShardingConfig from "../ShardingConfig.js"
+import { PodUnavailableException } from "../ShardingException.js"
 import * as ShardManager from "../ShardManager.js"
 import { type LeasedStorage, Storage, StorageException } from "../Storage.js"
 import * as server from "./internal/server.js"
@@ -124,6 +130,19 @@ export const layerManager = (
   return Layer.provideMerge(manager, http)
 }
 
+// A manager whose lease is no longer certain (it may have been paused past it) asks no pod to take or give
+// up shards: `unassignShards` failing means "still owned", and a refused push is learnt from the next
+// heartbeat, which it does not answer either.
+const fencedPods = (pods: Pods.Pods, active: Effect.Effect<boolean>): Pods.Pods => {
+  const gate = <A>(pod: PodAddress, call: Effect.Effect<A, PodUnavailableException>) =>
+    Effect.flatMap(active, (certain) => certain ? call : Effect.fail(new PodUnavailableException({ podAddress: pod })))
+  return {
+    ...pods,
+    assignShards: (pod, shards, epochs) => gate(pod, pods.assignShards(pod, shards, epochs)),
+    unassignShards: (pod, shards, epochs) => gate(pod, pods.unassignShards(pod, shards, epochs))
+  }
+}
+
 const isLeased = (storage: Storage): storage is LeasedStorage =>
   "acquireManagerLease" in storage && "fencedBy" in storage
 
@@ -132,9 +151,9 @@ const isLeased = (storage: Storage): storage is LeasedStorage =>
  * one process): its server binds at once and answers every call with `ManagerNotActive` (and `/health`
  * with 503) until this process holds the manager lease (`ManagerLease.acquire`); the layer is built then,
  * with a `ShardManager` on the lease's fenced storage, resuming the stored assignments. It answers only
- * while its lease is certain (`HeldManagerLease.active`); once the lease is lost it answers
- * `ManagerNotActive` again, for good: `ManagerLease.Tenure`'s `lost` tells the program to stop (the
- * `effect-cluster manager` command exits). Pods list every manager in `shardManagerUri`
+ * while its lease is certain (`HeldManagerLease.active`), and only then asks pods to take or give up
+ * shards; once the lease is lost its loops stop and it answers `ManagerNotActive` again, for good:
+ * `ManagerLease.Tenure`'s `lost` tells the program to stop (the `effect-cluster manager` command exits). Pods list every manager in `shardManagerUri`
  * (docs/deployment.md). Fails with `StorageException` when the storage has no manager lease.
  *
  * @since 0.1.0
@@ -173,11 +192,20 @@ export const layerManagerStandby = (
       leaseDuration: config.leaseDuration,
       leaseMargin: config.leaseMargin
     })
-    const context = yield* Layer.build(
-      ShardManager.live.pipe(Layer.provide(Layer.succeed(Storage, held.storage)), Layer.provide(services))
+    // The manager's own scope: closed (its loops stopped) once the lease is lost.
+    const managerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const base = yield* Layer.buildWithScope(services, managerScope)
+    const context = yield* Layer.buildWithScope(ShardManager.live, managerScope).pipe(
+      Effect.provide(
+        base.pipe(
+          Context.add(Pods.Pods, fencedPods(Context.get(base, Pods.Pods), held.active)),
+          Context.add(Storage, held.storage)
+        )
+      )
     )
     active = { manager: Context.get(context, ShardManager.ShardManager), held }
     yield* Effect.logInfo(`manager ${options.holder}: active (term ${held.term})`)
+    yield* Effect.forkScoped(Effect.zipRight(held.lost, Scope.close(managerScope, Exit.void)))
     return Context.add(context, ManagerLease.Tenure, held)
   }))
   return Layer.provideMerge(manager, http)
