@@ -102,6 +102,8 @@ export class Child {
   /** The last lines of stdout and of stderr, for failure messages. */
   private readonly transcript: { readonly out: Array<string>; readonly err: Array<string> } = { out: [], err: [] }
   private readonly queue: Array<Line> = []
+  /** Every warning and error the child logged (logfmt `level=WARN` / `level=ERROR` lines on stderr). */
+  readonly warnings: Array<string> = []
   private waiter: ((line: Line | undefined) => void) | undefined
   private exitInfo: { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined
   readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
@@ -149,6 +151,7 @@ export class Child {
   }
 
   private record(stream: "out" | "err", line: string) {
+    if (stream === "err" && /level=(WARN|ERROR)/.test(line) && this.warnings.length < 10_000) this.warnings.push(line)
     const lines = this.transcript[stream]
     lines.push(line)
     if (lines.length > (stream === "out" ? 40 : 200)) lines.shift()
