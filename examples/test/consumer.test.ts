@@ -225,6 +225,13 @@ describe("the packed packages, installed with npm into a fresh app", () => {
     expect(install.output).toMatch(/from @effect-cluster\/cluster/)
   })
 
+  it("the effect-cluster command names the packages to install when they are missing (not peers)", async () => {
+    const result = await run(join(app, "node_modules/.bin/effect-cluster"), ["--help"], app, 60_000)
+    expect(result.status, result.output).toBe(1)
+    expect(result.output).toContain("effect-cluster needs the package @effect/platform-node, which is not installed")
+    expect(result.output).toContain("npm i @effect/platform-node@0.108 @effect/rpc@0.76 @effect/cli@0.77")
+  })
+
   for (const name of Object.keys(tsconfigs) as Array<keyof typeof tsconfigs>) {
     it(`type-checks under moduleResolution ${name} (skipLibCheck: ${tsconfigs[name].skipLibCheck})`, async () => {
       // One tsc run: the check, and the files of the program it checked.
@@ -284,6 +291,10 @@ describe("the packed packages, installed with npm into a fresh app", () => {
     expectOk(result, "node out/compat2024.js")
     expect(result.stdout.trim().split("\n").sort()).toEqual([
       "2024 tags: EntityTypeNotRegisteredException, @effect/cluster-workflow/CrashableRuntimeCrashedError",
+      "encoded: " + JSON.stringify([
+        { value: 7, "@effect/cluster/ShardId": "@effect/cluster/ShardId" },
+        { _tag: "@effect/cluster/MessageState/Acknowledged", "@effect/cluster/MessageState": "@effect/cluster/MessageState" }
+      ]) + " true",
       "greeting: hello WORLD"
     ])
   })
