@@ -19,6 +19,7 @@ import { EngineClosedError, ExecutionNotFoundError } from "../WorkflowError.js"
 import type { CodeFault } from "./faults.js"
 import { stuckFault } from "./faults.js"
 import { OneShot } from "./oneShot.js"
+import { liveClock } from "./liveClock.js"
 
 /** Why a caller's wait for a result failed. @internal */
 export type ResultError = JournalError | PayloadDecodeError | CodeFault | EngineClosedError | ExecutionNotFoundError
@@ -34,7 +35,6 @@ export interface ResultSource {
   readonly claimAndLaunch: (key: ExecutionKey) => Effect.Effect<boolean, JournalError | PayloadDecodeError>
 }
 
-const liveClock = Clock.make()
 
 /**
  * How a caller waits. `interruptOnYield`: the 2024 `send` (and `WorkflowRuntime.attempt`) ends interrupted

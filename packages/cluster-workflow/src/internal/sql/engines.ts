@@ -28,8 +28,8 @@ import { toJournalError } from "./errors.js"
 import type { ProcessLiveness } from "./liveness.js"
 import type { Row } from "./rows.js"
 import { num, renewSource, str, strOrNull } from "./rows.js"
+import { liveClock } from "../liveClock.js"
 
-const liveClock = Clock.make()
 
 /** How often a SQLite engine checks whether another process changed the database. */
 export const sqliteChangePollInterval = Duration.millis(200)
