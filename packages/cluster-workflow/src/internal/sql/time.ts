@@ -32,8 +32,8 @@ import type { Row } from "./rows.js"
 import { executionColumns, num } from "./rows.js"
 
 /**
- * The database's clock in epoch milliseconds, as the text of a SQL expression evaluated by the statement that uses it
- * (PostgreSQL: `clock_timestamp()`; SQLite: `julianday('now')`, the machine's clock).
+ * The database's clock in epoch milliseconds, as the text of a SQL expression evaluated by the statement
+ * that uses it (PostgreSQL: `clock_timestamp()`; SQLite: `julianday('now')`, the machine's clock).
  *
  * @internal
  */
@@ -133,8 +133,8 @@ const virtualFrame = (sql: SqlClient.SqlClient, offset: number, clockNow: number
 }
 
 /**
- * Makes the frames of one journal: `frame` gives the frame of the calling fiber's clock (a TestClock's
- * offset is measured once, with one read of the database's clock).
+ * The time frames of one journal: the returned effect gives the frame of the calling fiber's clock (a
+ * TestClock's offset to the database's clock is measured at its first use, with one read, and kept).
  *
  * @internal
  */
