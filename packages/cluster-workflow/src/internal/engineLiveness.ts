@@ -16,8 +16,8 @@ import type * as Scope from "effect/Scope"
 import type { EngineRegistration, ExecutionKey, Journal } from "../DurableExecutionJournal.js"
 import type { JournalError } from "../DurableExecutionJournal.js"
 import type { PayloadDecodeError } from "../WorkflowError.js"
+import { liveClock } from "./liveClock.js"
 
-const liveClock = Clock.make()
 
 /** What the liveness loops need of the engine. */
 export interface LivenessHost {

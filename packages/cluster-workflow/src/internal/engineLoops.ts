@@ -15,13 +15,24 @@ import { liveClock, monotonicMillis } from "./engineShared.js"
 import type { ExecutionRuntime } from "./execution.js"
 import { keyString } from "./results.js"
 
-/** Resumes the suspended executions whose deadline is at or before `dueAt`, in deadline order. */
-export const resumeDue = (engine: Engine, dueAt: number): Effect.Effect<void> => {
+/**
+ * Resumes the suspended executions whose deadline is at or before `dueAt`, in deadline order. Returns the
+ * first journal failure of a claim, if any (the timer then backs off: see `EngineTimer`); the other
+ * executions due are still tried.
+ */
+export const resumeDue = (engine: Engine, dueAt: number): Effect.Effect<JournalError | undefined> => {
   return Effect.gen(function*() {
     const due = yield* retryJournal(engine, engine.journal.dueTimers(engine.names, dueAt, 1000))
+    let failed: JournalError | undefined
     for (const key of due) {
-      yield* Effect.catchAll(engine.claimAndLaunch(key), (error) => Effect.logWarning("could not resume", error))
+      yield* Effect.catchAll(engine.claimAndLaunch(key), (error) =>
+        error._tag === "JournalError"
+          ? Effect.sync(() => {
+            failed ??= error
+          })
+          : Effect.logWarning("could not resume", error))
     }
+    return failed
   })
 }
 

@@ -42,7 +42,7 @@ export interface ParentLink {
 }
 
 /** @internal */
-export const liveClock = Clock.make()
+export { liveClock } from "./liveClock.js"
 
 /**
  * The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests).

@@ -10,7 +10,6 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -20,6 +19,7 @@ import type { EventRow, ExecutionRow, Journal, JournalWrite, WriteResult } from 
 import { isTerminal, JournalError } from "../DurableExecutionJournal.js"
 import { samePayload } from "./codec.js"
 import { OneShot } from "./oneShot.js"
+import { liveClock } from "./liveClock.js"
 
 /**
  * The execution a write belongs to. Once broken (a write of it failed or was fenced), its later writes
@@ -88,7 +88,6 @@ export interface Held {
   readonly release: (outcome: Exit.Exit<ReadonlyArray<WriteResult>, JournalError> | undefined) => Effect.Effect<void>
 }
 
-const liveClock = Clock.make()
 
 /** A commit that failed for good; `unknownOutcome` when an earlier attempt of it may have committed. */
 interface CommitFailure {

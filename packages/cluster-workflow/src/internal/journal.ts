@@ -80,7 +80,10 @@ export interface ExecutionRow extends ExecutionKey {
   readonly claimOwner: string | null
   /** Grows on every claim; every write is fenced by it. */
   readonly claimEpoch: number
-  /** End of the claim's lease (epoch milliseconds), or null. */
+  /**
+   * End of the claim's lease (epoch milliseconds), or null. In the clock of the caller that read the row:
+   * SQL journals keep it in the database's time and convert it (see `Journal.claim`).
+   */
   readonly claimUntil: number | null
   /** A cancellation was requested and not yet acted on. */
   readonly cancelRequested: boolean
@@ -312,6 +315,11 @@ export interface Journal {
   /**
    * Claims a non-terminal execution for `owner` until `claimUntil`, when it is unclaimed, its claim
    * expired (`claimUntil < now`) or `owner` already holds it. Increments the epoch.
+   *
+   * `now` and `claimUntil` are instants of the calling fiber's `Clock`. SQL journals decide expiry on the
+   * database's clock: under a clock that runs by itself they take only the lease (`claimUntil - now`) from
+   * them and store `db_now + lease`; under a `TestClock` they convert them with an offset to the database's
+   * clock measured once (docs/journal.md, "Claim expiry on the database's clock").
    */
   readonly claim: (
     key: ExecutionKey,
@@ -320,8 +328,9 @@ export interface Journal {
     claimUntil: number
   ) => Effect.Effect<ClaimResult, JournalError>
   /**
-   * Extends the claims that `owner` still holds at the given epochs. Returns, per key, the row when the
-   * claim still holds (to notice inbox changes), or undefined when it was lost.
+   * Extends the claims that `owner` still holds at the given epochs until `claimUntil` (an instant of the
+   * calling fiber's `Clock`; SQL journals store the lease from the call, as for `claim`). Returns, per key,
+   * the row when the claim still holds (to notice inbox changes), or undefined when it was lost.
    */
   readonly renew: (
     owner: string,
@@ -351,8 +360,9 @@ export interface Journal {
     limit: number
   ) => Effect.Effect<ReadonlyArray<ExecutionKey>, JournalError>
   /**
-   * Executions that should run but nobody runs: `running` with no claim or an expired claim, or one held
-   * by `owner` (a restarted engine with the same identity). Oldest first.
+   * Executions that should run but nobody runs: `running` with no claim or an expired claim (expired at
+   * `now`; SQL journals: on the database's clock, as for `claim`), or one held by `owner` (a restarted
+   * engine with the same identity). Oldest first.
    */
   readonly resumable: (
     workflows: ReadonlyArray<string>,
@@ -362,8 +372,9 @@ export interface Journal {
   ) => Effect.Effect<ReadonlyArray<ExecutionKey>, JournalError>
   /**
    * The claim of a running execution of these workflows, held by another engine than `owner`, that
-   * expires first (an engine wakes then to resume what a dead engine left). Optional for journals
-   * written before it: without it, claims held by others are only looked at by periodic checks.
+   * expires first (an engine wakes then to resume what a dead engine left), its end in the calling fiber's
+   * clock. Optional for journals written before it: without it, claims held by others are only looked at
+   * by periodic checks.
    */
   readonly nextClaimExpiry?: (
     workflows: ReadonlyArray<string>,

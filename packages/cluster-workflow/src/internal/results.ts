@@ -19,6 +19,7 @@ import { EngineClosedError, ExecutionNotFoundError } from "../WorkflowError.js"
 import type { CodeFault } from "./faults.js"
 import { stuckFault } from "./faults.js"
 import { OneShot } from "./oneShot.js"
+import { liveClock } from "./liveClock.js"
 
 /** Why a caller's wait for a result failed. @internal */
 export type ResultError = JournalError | PayloadDecodeError | CodeFault | EngineClosedError | ExecutionNotFoundError
@@ -34,7 +35,6 @@ export interface ResultSource {
   readonly claimAndLaunch: (key: ExecutionKey) => Effect.Effect<boolean, JournalError | PayloadDecodeError>
 }
 
-const liveClock = Clock.make()
 
 /**
  * How a caller waits. `interruptOnYield`: the 2024 `send` (and `WorkflowRuntime.attempt`) ends interrupted
@@ -62,10 +62,20 @@ export const rideOutJournal = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect
     liveClock
   )
 
+/** The callers awaiting one execution's result here. */
+interface Waiter {
+  readonly shot: OneShot<string | undefined, ResultError>
+  callers: number
+}
+
 /** @internal */
 export class Results {
-  /** Callers awaiting a result: completed with it, or with undefined when the execution left this engine. */
-  private readonly waiters = new Map<string, OneShot<string | undefined, ResultError>>()
+  /**
+   * Callers awaiting a result: completed with it, or with undefined when the execution left this engine.
+   * An entry lives while a caller waits on it: the last caller to leave (answered by the journal,
+   * interrupted, timed out) removes it, so awaiting executions run elsewhere leaves nothing behind.
+   */
+  private readonly waiters = new Map<string, Waiter>()
   private closed: EngineClosedError | undefined = undefined
 
   constructor(private readonly source: ResultSource) {}
@@ -75,7 +85,7 @@ export class Results {
     const waiter = this.waiters.get(id)
     if (waiter !== undefined) {
       this.waiters.delete(id)
-      waiter.unsafeSucceed(result)
+      waiter.shot.unsafeSucceed(result)
     }
   }
 
@@ -84,7 +94,7 @@ export class Results {
     const waiter = this.waiters.get(id)
     if (waiter !== undefined) {
       this.waiters.delete(id)
-      waiter.unsafeSucceed(undefined)
+      waiter.shot.unsafeSucceed(undefined)
     }
   }
 
@@ -93,7 +103,7 @@ export class Results {
     const waiter = this.waiters.get(id)
     if (waiter !== undefined) {
       this.waiters.delete(id)
-      waiter.unsafeDone(Exit.fail(error))
+      waiter.shot.unsafeDone(Exit.fail(error))
     }
   }
 
@@ -102,7 +112,12 @@ export class Results {
     this.closed = error
     const waiters = Array.from(this.waiters.values())
     this.waiters.clear()
-    for (const waiter of waiters) waiter.unsafeDone(Exit.fail(error))
+    for (const waiter of waiters) waiter.shot.unsafeDone(Exit.fail(error))
+  }
+
+  /** How many executions have callers waiting here (tests check that none is left behind). */
+  get waiting(): number {
+    return this.waiters.size
   }
 
   /** Whether the engine's scope has closed. */
@@ -117,16 +132,25 @@ export class Results {
       const id = keyString(key)
       let waiter = this.waiters.get(id)
       if (waiter === undefined) {
-        waiter = new OneShot()
+        waiter = { shot: new OneShot(), callers: 0 }
         this.waiters.set(id, waiter)
       }
+      const entry = waiter
+      entry.callers++
+      const leave = Effect.sync(() => {
+        entry.callers--
+        if (entry.callers === 0 && this.waiters.get(id) === entry) this.waiters.delete(id)
+      })
       const local = Effect.flatMap(
-        waiter.await,
+        entry.shot.await,
         (result): Effect.Effect<string, ResultError> =>
           result === undefined ? this.await(key, options) : Effect.succeed(result)
       )
       // Running here: the local completion is enough. Elsewhere (or suspended): also watch the journal.
-      return this.source.isLive(id) ? local : Effect.raceFirst(local, this.poll(key, options))
+      return Effect.ensuring(
+        this.source.isLive(id) ? local : Effect.raceFirst(local, this.poll(key, options)),
+        leave
+      )
     })
   }
 

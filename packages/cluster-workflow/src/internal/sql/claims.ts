@@ -11,15 +11,19 @@ import type { Row } from "./rows.js"
 import { decodeExecution, keyId, numOrNull, renewSource, rowKeyId, str } from "./rows.js"
 
 /** Claims an unfinished execution (see `Journal.claim`). */
-export const claim = ({ cols, E, operation, selectRow, sql, terminal }: SqlContext) =>
+export const claim = ({ cols, E, operation, selectRow, sql, terminal, time }: SqlContext) =>
   (key: ExecutionKey, owner: string, now: number, claimUntil: number) =>
     operation(
       "claim",
       Effect.gen(function*() {
+        // claim_until in the database's time, and expiry decided against the database's clock (time.ts)
         const rows = yield* sql<Row>`UPDATE ${E} SET status = 'running', suspended_on = NULL, wake_at = NULL,
-    claim_owner = ${owner}, claim_epoch = claim_epoch + 1, claim_until = ${claimUntil}, updated_at = ${now}
+    claim_owner = ${owner}, claim_epoch = claim_epoch + 1, claim_until = ${time.at(claimUntil, now)},
+    updated_at = ${now}
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND status NOT IN ${terminal}
-    AND (claim_owner IS NULL OR claim_owner = ${owner} OR (claim_until IS NOT NULL AND claim_until < ${now}))
+    AND (claim_owner IS NULL OR claim_owner = ${owner} OR (claim_until IS NOT NULL AND claim_until < ${
+          time.nowAt(now)
+        }))
 RETURNING ${cols}`
         if (rows.length > 0) return { _tag: "Claimed", row: decodeExecution(rows[0]!) } satisfies ClaimResult
         const row = yield* selectRow(key)
@@ -28,7 +32,7 @@ RETURNING ${cols}`
     )
 
 /** Extends the claims an owner still holds at the given epochs. */
-export const renew = ({ cols, E, operation, source, sql, terminal }: SqlContext) =>
+export const renew = ({ cols, E, operation, source, sql, terminal, time }: SqlContext) =>
   (
     owner: string,
     claims: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }>,
@@ -37,7 +41,7 @@ export const renew = ({ cols, E, operation, source, sql, terminal }: SqlContext)
     claims.length === 0 ? Effect.succeed([]) : operation(
       "renew",
       Effect.map(
-        sql<Row>`UPDATE ${E} AS x SET claim_until = ${claimUntil}
+        sql<Row>`UPDATE ${E} AS x SET claim_until = ${time.at(claimUntil, time.local)}
 FROM ${source(renewSource, claims.map((c) => ({ w: c.key.workflow, e: c.key.executionId, epoch: c.epoch })))}
 WHERE x.workflow = v.w AND x.execution_id = v.e AND x.claim_owner = ${owner} AND x.claim_epoch = v.epoch
     AND x.status NOT IN ${terminal}
@@ -85,14 +89,16 @@ LIMIT ${limitOf(limit)}`,
     )
 
 /** Executions that should run but nobody runs. */
-export const resumable = ({ E, inWorkflows, limitOf, read, sql }: SqlContext) =>
+export const resumable = ({ E, inWorkflows, limitOf, read, sql, time }: SqlContext) =>
   (workflows: ReadonlyArray<string>, owner: string, now: number, limit: number) =>
     workflows.length === 0 || limit <= 0 ? Effect.succeed([]) : read(
       "resumable",
       Effect.map(
         sql<Row>`SELECT workflow, execution_id FROM ${E}
 WHERE status = 'running' AND ${inWorkflows(workflows)}
-    AND (claim_owner IS NULL OR claim_owner = ${owner} OR (claim_until IS NOT NULL AND claim_until < ${now}))
+    AND (claim_owner IS NULL OR claim_owner = ${owner} OR (claim_until IS NOT NULL AND claim_until < ${
+          time.nowAt(now)
+        }))
 ORDER BY created_at, workflow, execution_id
 LIMIT ${limitOf(limit)}`,
         toKeys

@@ -12,8 +12,10 @@ import type { ExecutionKey, ExecutionRow } from "../journal.js"
 import { JournalError } from "../journal.js"
 import { inTransaction, withRetries } from "./retry.js"
 import type { RecordSource, Row } from "./rows.js"
-import { decodeExecution, executionColumns, executionColumnsOf, keySource, rowKeyId, terminalStatuses } from "./rows.js"
+import { decodeExecution, keySource, rowKeyId, terminalStatuses } from "./rows.js"
 import type { TableNames } from "./tables.js"
+import type { TimeFrame } from "./time.js"
+import { identityFrame, makeFrames } from "./time.js"
 
 /** @internal */
 export type Dialect = "pg" | "sqlite"
@@ -30,7 +32,11 @@ export interface SqlContext {
   readonly E: Statement.Identifier
   readonly V: Statement.Identifier
   readonly S: Statement.Identifier
+  /** How this operation converts the caller's instants to the database's time (see time.ts). */
+  readonly time: TimeFrame
+  /** The execution columns, `claim_until` in the caller's clock (`time.cols`). */
   readonly cols: Statement.Fragment
+  /** The same, qualified by the alias `x`. */
   readonly xcols: Statement.Fragment
   readonly terminal: Statement.Fragment
   readonly forUpdate: Statement.Fragment
@@ -52,6 +58,11 @@ export interface SqlContext {
   readonly inWorkflows: (workflows: ReadonlyArray<string>) => Statement.Fragment
   readonly selectRows: (keys: ReadonlyArray<ExecutionKey>) => Effect.Effect<Map<string, ExecutionRow>, SqlError>
   readonly selectRow: (key: ExecutionKey) => Effect.Effect<ExecutionRow | undefined, SqlError>
+  /**
+   * This context in the time frame of the calling fiber's clock: every operation that stores, compares
+   * or returns a claim's end runs on it (see time.ts).
+   */
+  readonly framed: Effect.Effect<SqlContext, JournalError>
 }
 
 /** The dialect of a client, or a (non-retryable) `JournalError` for any other database. */
@@ -79,8 +90,6 @@ export const makeContext = (
 ): SqlContext => {
   const sql = client.withoutTransforms()
   const E = sql(tables.executions)
-  const cols = sql.literal(executionColumns)
-  const xcols = sql.literal(executionColumnsOf("x"))
   const transaction = <A>(operation: string, effect: Effect.Effect<A, SqlError>) =>
     withRetries(retries, operation, inTransaction(sql.withTransaction, effect))
   const source = <K extends string>(
@@ -90,7 +99,29 @@ export const makeContext = (
     dialect === "pg"
       ? sql`(SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(${sql.literal(src.pg)})) AS v`
       : sql`(SELECT ${sql.literal(src.sqlite)} FROM json_each(${JSON.stringify(rows)})) AS v`
-  return {
+  const frame = makeFrames(sql, dialect, retries)
+  const inFrame = (time: TimeFrame): SqlContext => {
+    const { cols, xcols } = time
+    return {
+      ...base,
+      time,
+      cols,
+      xcols,
+      selectRows: (keys) =>
+        Effect.map(
+          sql<Row>`SELECT ${xcols} FROM ${E} AS x JOIN ${
+            source(keySource, keys.map((k) => ({ w: k.workflow, e: k.executionId })))
+          } ON x.workflow = v.w AND x.execution_id = v.e`,
+          (rows) => new Map(rows.map((r) => [rowKeyId(r), decodeExecution(r)]))
+        ),
+      selectRow: (key) =>
+        Effect.map(
+          sql<Row>`SELECT ${cols} FROM ${E} WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}`,
+          (rows) => rows.length === 0 ? undefined : decodeExecution(rows[0]!)
+        )
+    }
+  }
+  const base: Omit<SqlContext, "time" | "cols" | "xcols" | "selectRows" | "selectRow"> = {
     client,
     sql,
     dialect,
@@ -99,8 +130,6 @@ export const makeContext = (
     E,
     V: sql(tables.events),
     S: sql(tables.signals),
-    cols,
-    xcols,
     terminal: sql.literal(terminalStatuses),
     forUpdate: sql.literal(dialect === "pg" ? " FOR UPDATE" : ""),
     transaction,
@@ -110,17 +139,7 @@ export const makeContext = (
     source,
     limitOf: (limit) => sql.literal(String(Math.max(0, Math.floor(limit)))),
     inWorkflows: (workflows) => sql`workflow IN ${sql.in(workflows)}`,
-    selectRows: (keys) =>
-      Effect.map(
-        sql<Row>`SELECT ${xcols} FROM ${E} AS x JOIN ${
-          source(keySource, keys.map((k) => ({ w: k.workflow, e: k.executionId })))
-        } ON x.workflow = v.w AND x.execution_id = v.e`,
-        (rows) => new Map(rows.map((r) => [rowKeyId(r), decodeExecution(r)]))
-      ),
-    selectRow: (key) =>
-      Effect.map(
-        sql<Row>`SELECT ${cols} FROM ${E} WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}`,
-        (rows) => rows.length === 0 ? undefined : decodeExecution(rows[0]!)
-      )
+    framed: Effect.map(frame, (time) => inFrame(time))
   }
+  return inFrame(identityFrame(sql))
 }

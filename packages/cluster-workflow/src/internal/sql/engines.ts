@@ -28,8 +28,8 @@ import { toJournalError } from "./errors.js"
 import type { ProcessLiveness } from "./liveness.js"
 import type { Row } from "./rows.js"
 import { num, renewSource, str, strOrNull } from "./rows.js"
+import { liveClock } from "../liveClock.js"
 
-const liveClock = Clock.make()
 
 /** How often a SQLite engine checks whether another process changed the database. */
 export const sqliteChangePollInterval = Duration.millis(200)
@@ -255,15 +255,16 @@ export const otherLiveEngines = (ctx: SqlContext, liveness: Option.Option<Proces
  *
  * @internal
  */
-export const nextClaimExpiry = ({ E, inWorkflows, read, sql }: SqlContext) =>
+export const nextClaimExpiry = ({ E, inWorkflows, read, sql, time }: SqlContext) =>
 (workflows: ReadonlyArray<string>, owner: string) =>
   workflows.length === 0 ? Effect.succeed(undefined) : read(
     "nextClaimExpiry",
     Effect.map(
-      sql<Row>`SELECT claim_owner, claim_until FROM ${E}
+      // ordered in the database's time, returned in the caller's clock (time.ts)
+      sql<Row>`SELECT claim_owner, ${time.claimUntil} AS claim_until FROM ${E}
 WHERE status = 'running' AND claim_owner IS NOT NULL AND claim_owner <> ${owner} AND claim_until IS NOT NULL
   AND ${inWorkflows(workflows)}
-ORDER BY claim_until
+ORDER BY ${E}.claim_until
 LIMIT 1`,
       (rows) => rows.length === 0 ? undefined : { owner: str(rows[0]!.claim_owner), claimUntil: num(rows[0]!.claim_until) }
     )

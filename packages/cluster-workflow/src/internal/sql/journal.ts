@@ -117,24 +117,31 @@ export const make = (
       yield* withRetries(retries, "make", ctx.sql`PRAGMA journal_mode = WAL`)
     }
     if (options?.migrate !== false) yield* migrate({ prefix })
+    // Under a TestClock, map it onto the database's clock now (once), not in the first operation.
+    yield* ctx.framed
+    // What stores, compares or returns a claim's end runs in the time frame of the caller's clock: claim
+    // expiry is decided on the database's clock (time.ts).
+    const { framed } = ctx
     const journal: Journal = {
-      commit: (writes) => commit(ctx, writes),
-      ...reads(ctx),
-      claim: Claims.claim(ctx),
-      renew: Claims.renew(ctx),
-      signal: Inbox.signal(ctx),
-      requestCancel: Inbox.requestCancel(ctx),
-      resume: Inbox.resume(ctx),
+      commit: (writes) => Effect.flatMap(framed, (at) => commit(at, writes)),
+      get: (key) => Effect.flatMap(framed, (at) => reads(at).get(key)),
+      events: reads(ctx).events,
+      signals: reads(ctx).signals,
+      claim: (...args) => Effect.flatMap(framed, (at) => Claims.claim(at)(...args)),
+      renew: (...args) => Effect.flatMap(framed, (at) => Claims.renew(at)(...args)),
+      signal: (...args) => Effect.flatMap(framed, (at) => Inbox.signal(at)(...args)),
+      requestCancel: (...args) => Effect.flatMap(framed, (at) => Inbox.requestCancel(at)(...args)),
+      resume: (...args) => Effect.flatMap(framed, (at) => Inbox.resume(at)(...args)),
       nextWakeAt: Claims.nextWakeAt(ctx),
       dueTimers: Claims.dueTimers(ctx),
-      resumable: Claims.resumable(ctx),
+      resumable: (...args) => Effect.flatMap(framed, (at) => Claims.resumable(at)(...args)),
       staleSuspensions: Claims.staleSuspensions(ctx),
-      nextClaimExpiry: Engines.nextClaimExpiry(ctx),
+      nextClaimExpiry: (...args) => Effect.flatMap(framed, (at) => Engines.nextClaimExpiry(at)(...args)),
       release: Engines.release(ctx),
       registerEngine: Engines.registerEngine(ctx, liveness),
       releaseDeadClaims: Engines.releaseDeadClaims(ctx, liveness),
       otherLiveEngines: Engines.otherLiveEngines(ctx, liveness),
-      list: Listing.list(ctx),
+      list: (options) => Effect.flatMap(framed, (at) => Listing.list(at)(options)),
       deleteCompleted: Listing.deleteCompleted(ctx),
       sql: transactional(ctx),
       // 2024's append/read, in the table named after the prefix (created on first use)

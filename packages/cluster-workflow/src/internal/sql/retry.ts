@@ -5,13 +5,12 @@
  * @internal
  */
 import type { SqlError } from "@effect/sql/SqlError"
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { JournalError } from "../journal.js"
 import { CommitFailure, errorCodes, isBusy, isSqlError, toJournalError } from "./errors.js"
+import { liveClock } from "../liveClock.js"
 
-const liveClock = Clock.make()
 
 /** Jittered exponential backoff: 5 ms, 10 ms, 20 ms ... capped at 250 ms. */
 const backoff = (attempt: number): Duration.Duration =>

@@ -82,7 +82,7 @@ const rowColumnsAsNull = (ctx: SqlContext) =>
  * events are inserted only for the appends that took effect (joins on `s` and `a`).
  */
 const applyPg = (ctx: SqlContext, round: Round): Effect.Effect<Applied, SqlError> => {
-  const { E, cols, source, sql, xcols } = ctx
+  const { E, source, sql, xcols } = ctx
   const nulls = rowColumnsAsNull(ctx)
   const parts: Array<Statement.Fragment> = []
   const selects: Array<Statement.Fragment> = []
@@ -92,7 +92,8 @@ const applyPg = (ctx: SqlContext, round: Round): Effect.Effect<Applied, SqlError
     parts.push(sql`o AS (SELECT ${xcols} FROM ${E} AS x JOIN ${
       source(keySource, round.starts.map(({ write }) => ({ w: write.key.workflow, e: write.key.executionId })))
     } ON x.workflow = v.w AND x.execution_id = v.e)`)
-    selects.push(sql`SELECT 'o' AS k, ${cols} FROM o`)
+    // (o's claim_until is already in the caller's clock)
+    selects.push(sql`SELECT 'o' AS k, ${sql.literal(executionColumns)} FROM o`)
     parts.push(sql`s AS (${insertStarts(ctx, round.starts)})`)
     selects.push(sql`SELECT 's' AS k, workflow, execution_id, ${nulls} FROM s`)
     const records = eventRecords(fused)

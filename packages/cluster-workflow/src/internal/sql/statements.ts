@@ -8,6 +8,7 @@ import type * as Statement from "@effect/sql/Statement"
 import type { JournalWrite } from "../journal.js"
 import { formatVersion, isTerminal } from "../journal.js"
 import type { SqlContext } from "./context.js"
+import type { TimeFrame } from "./time.js"
 import type { Row } from "./rows.js"
 import { appendSource, compareKeys, eventSource, keyId, startSource, suspendSource } from "./rows.js"
 
@@ -27,7 +28,8 @@ export interface StartPlan extends Indexed<Start> {
   readonly fused: Indexed<Append> | undefined
 }
 
-export const startRecord = ({ fused, write }: StartPlan) => {
+/** A start's record; its claim's end relative to `time.base` (the database's time, see time.ts). */
+export const startRecord = ({ fused, write }: StartPlan, time: TimeFrame) => {
   const record = {
     w: write.key.workflow,
     e: write.key.executionId,
@@ -37,7 +39,7 @@ export const startRecord = ({ fused, write }: StartPlan) => {
     parent: write.parent,
     status: "running" as string,
     owner: write.owner as string | null,
-    until_: write.claimUntil as number | null,
+    until_: time.rel(write.claimUntil, write.now) as number | null,
     next_seq: 0,
     now_: write.now,
     updated_: write.now,
@@ -50,7 +52,7 @@ export const startRecord = ({ fused, write }: StartPlan) => {
   const terminal = update?.status !== undefined && isTerminal(update.status)
   record.status = update?.status ?? "running"
   record.owner = terminal ? null : write.owner
-  record.until_ = terminal ? null : write.claimUntil
+  record.until_ = terminal ? null : time.rel(write.claimUntil, write.now)
   record.next_seq = events.length === 0 ? 0 : events[events.length - 1]!.sequence + 1
   record.updated_ = update === undefined ? write.now : now
   record.result = update?.result ?? null
@@ -65,13 +67,14 @@ export const writeId = (write: JournalWrite) => keyId(write.key.workflow, write.
  * Inserts the absent executions; returns the keys it created. A start fused with the append that
  * follows it (see `commit`) inserts the row as that append leaves it.
  */
-export const insertStarts = ({ E, source, sql }: SqlContext, starts: ReadonlyArray<StartPlan>) =>
+export const insertStarts = ({ E, source, sql, time }: SqlContext, starts: ReadonlyArray<StartPlan>) =>
   sql<Row>`INSERT INTO ${E} (workflow, execution_id, payload, payload_hash, version, parent, status,
   claim_owner, claim_epoch, claim_until, cancel_requested, inbox_version, next_sequence, created_at, updated_at,
   result, completed_at, format_version)
-SELECT v.w, v.e, v.payload, v.hash, v.version, v.parent, v.status, v.owner, 1, v.until_, 0, 0, v.next_seq, v.now_,
+SELECT v.w, v.e, v.payload, v.hash, v.version, v.parent, v.status, v.owner, 1, v.until_ + ${time.base}, 0, 0,
+  v.next_seq, v.now_,
   v.updated_, v.result, v.completed_at, ${formatVersion}
-FROM ${source(startSource, starts.map(startRecord))} WHERE true
+FROM ${source(startSource, starts.map((start) => startRecord(start, time)))} WHERE true
 ON CONFLICT DO NOTHING
 RETURNING workflow, execution_id`
 
