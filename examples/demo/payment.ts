@@ -1,14 +1,17 @@
 /**
  * The demo's workflow: the seed program's ProcessPayment (examples/process-payment.ts), the same message,
- * the same three activities built inside the workflow's body, in the same order. One change: instead of
+ * the same three activities built inside the workflow's body, in the same order. Two changes: instead of
  * logging, each activity body records its side effect (order, activity, pod, attempt, idempotency key) in a
- * table of the database, so that the demo can count how many times each body really ran.
+ * table of the database, so that the demo can count how many times each body really ran; and the card
+ * charge waits 100 ms after recording, as for a payment provider's answer, so that a pod killed at any
+ * moment has charges in flight (each is sent again by the pod that resumes it, with the same idempotency
+ * key, which is what a provider deduplicates on).
  */
 import { Message } from "@effect-cluster/cluster"
 import { Activity, Workflow } from "@effect-cluster/cluster-workflow"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer, Schedule, Schema } from "effect"
+import { Context, type Duration, Effect, Layer, Schedule, Schema } from "effect"
 
 /** The seed's message. */
 export class ProcessPaymentMessage extends Message.TaggedMessage<ProcessPaymentMessage>()(
@@ -86,8 +89,8 @@ export const layerPaymentEffects = (pod: string): Layer.Layer<PaymentEffects, ne
     }))
   )
 
-/** The body of an activity: record the side effect, then answer. */
-const sideEffect = <A>(activity: string, orderId: string, value: A) =>
+/** The body of an activity: record the side effect, then answer (after `latency`, if given). */
+const sideEffect = <A>(activity: string, orderId: string, value: A, latency?: Duration.DurationInput) =>
   Effect.gen(function*() {
     const effects = yield* PaymentEffects
     yield* effects.record({
@@ -96,6 +99,7 @@ const sideEffect = <A>(activity: string, orderId: string, value: A) =>
       attempt: yield* Activity.currentAttempt,
       idempotencyKey: yield* Activity.idempotencyKey
     })
+    if (latency !== undefined) yield* Effect.sleep(latency)
     return value
   })
 
@@ -107,7 +111,7 @@ const getTotalAmountActivity = (orderId: string) =>
 
 const chargeCreditCardActivity = (orderId: string, cardNumber: string, _totalAmount: number) =>
   Activity.make(`charge-credit-card-${cardNumber}`, Schema.Void, Schema.String)(
-    sideEffect("charge-credit-card", orderId, undefined)
+    sideEffect("charge-credit-card", orderId, undefined, "100 millis")
   )
 
 const createShippingTrackingCodeActivity = (orderId: string, deliveryAddress: string) =>

@@ -1,19 +1,13 @@
 /**
- * The demo's child processes: TypeScript files of this repository run by `node --conditions=source
- * --import tsx` (no build needed), each in a process group of its own (so a Ctrl-C in the terminal reaches
- * the demo, which stops its children in order), with `guard.ts` loaded first (a child whose demo is gone
- * stops itself). Their output is kept (the last lines, shown when something goes wrong), not printed,
- * unless `DEMO_VERBOSE=1`.
+ * The demo's child processes: `node` with the arguments main.ts prepared (a bundle, or the sources under
+ * tsx, with `guard.ts` loaded first: a child whose demo is gone stops itself), each in a process group of
+ * its own (so a Ctrl-C in the terminal reaches the demo only, which stops its children in order). Their
+ * output is kept (the last lines, shown when something goes wrong), not printed, unless `DEMO_VERBOSE=1`.
  */
 import { Deferred, Duration, Effect } from "effect"
 import type * as Scope from "effect/Scope"
 import { type ChildProcess, spawn } from "node:child_process"
-import { join, resolve } from "node:path"
 import { createInterface } from "node:readline"
-import { fileURLToPath } from "node:url"
-
-/** The repository's root. */
-export const root = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..")
 
 const verbose = process.env.DEMO_VERBOSE === "1"
 
@@ -43,12 +37,13 @@ export interface Child {
 }
 
 /**
- * Starts `file` with `args` and `env` in the scope; resolves once it printed a line matching `ready` (at
- * most `timeout`). Closing the scope stops it: SIGTERM, then SIGKILL if it is still there after 5 seconds.
+ * Starts `node <program> <args>` with `env` in the scope; resolves once it printed a line matching `ready`
+ * (at most `timeout`). Closing the scope stops it: SIGTERM, then SIGKILL if it is still there after 5
+ * seconds.
  */
 export const startChild = (
   name: string,
-  file: string,
+  program: ReadonlyArray<string>,
   args: ReadonlyArray<string>,
   env: Record<string, string>,
   ready: RegExp,
@@ -56,7 +51,7 @@ export const startChild = (
 ): Effect.Effect<Child, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const child = yield* Effect.acquireRelease(
-      Effect.sync(() => spawnChild(name, file, args, env)),
+      Effect.sync(() => spawnChild(name, program, args, env)),
       (child) =>
         child.kill("SIGTERM").pipe(
           Effect.timeout("5 seconds"),
@@ -80,11 +75,11 @@ export const startChild = (
     return child
   })
 
-const spawnChild = (name: string, file: string, args: ReadonlyArray<string>, env: Record<string, string>) => {
+const spawnChild = (name: string, program: ReadonlyArray<string>, args: ReadonlyArray<string>, env: Record<string, string>) => {
   const process_ = spawn(
     process.execPath,
-    ["--conditions=source", "--import", "tsx", "--import", join(root, "examples/demo/guard.ts"), join(root, file), ...args],
-    { cwd: root, env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"], detached: true }
+    [...program, ...args],
+    { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"], detached: true }
   )
   running.add(process_)
   const last: Array<string> = []

@@ -8,9 +8,12 @@ import { Duration } from "effect"
 /** Shards of the demo's cluster (the manager's and every pod's). */
 export const numberOfShards = 60
 
-/** A pod's lease, renewed every second; the manager moves a silent pod's shards after lease + margin. */
-export const leaseDuration = Duration.seconds(3)
-export const leaseRenewalInterval = Duration.seconds(1)
+/**
+ * A pod's lease, renewed twice a second (a renewal may take up to 3 s on a busy machine before the pod
+ * stops serving); the manager moves a silent pod's shards after lease + margin.
+ */
+export const leaseDuration = Duration.seconds(4)
+export const leaseRenewalInterval = Duration.millis(500)
 export const leaseMargin = Duration.seconds(1)
 /** How long an entity may take to stop (must fit in the lease, after the renewal and the margin). */
 export const entityTerminationTimeout = Duration.millis(500)
