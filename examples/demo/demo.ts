@@ -28,6 +28,7 @@ import * as Net from "node:net"
 import { join } from "node:path"
 import {
   completedByPod,
+  type Drop,
   firstCompletedOn,
   sample,
   type Sample,
@@ -38,7 +39,15 @@ import {
 } from "./monitor.js"
 import { createEffectsTable, journalPrefix, layerPaymentEffects, order, processPaymentWorkflow } from "./payment.js"
 import { type Child, startChild } from "./processes.js"
-import { busyRetries, leaseDuration, leaseMargin, managerEnv, numberOfShards, podSharding } from "./settings.js"
+import {
+  busyRetries,
+  leaseDuration,
+  leaseMargin,
+  leaseRenewalInterval,
+  managerEnv,
+  numberOfShards,
+  podSharding
+} from "./settings.js"
 
 const count = Number(process.env.DEMO_WORKFLOWS ?? 1000)
 const podNames = ["pod-1", "pod-2", "pod-3"]
@@ -48,6 +57,9 @@ const seconds = (millis: number) => `${(millis / 1000).toFixed(1)} s`
 const elapsed = () => seconds(performance.now())
 const say = (line: string) => Effect.sync(() => console.log(line))
 const fmt = (n: number) => n.toLocaleString("en-US")
+const leases = `a ${Duration.toSeconds(leaseDuration)} s lease renewed every ${Duration.toMillis(leaseRenewalInterval)} ms + ${
+  Duration.toSeconds(leaseMargin)
+} s margin`
 
 /** A port nothing listens on now (the manager's: the pods must know it before it starts). */
 const freePort = Effect.async<number>((resume) => {
@@ -97,8 +109,8 @@ const program = (dir: string, programs: Programs) => Effect.gen(function*() {
       `workflows through ClusterWorkflowEngine; ${victim} is killed with SIGKILL half-way.`
   )
   yield* say(
-    `Short leases for the demo: ${Duration.format(leaseDuration)} lease + ${Duration.format(leaseMargin)} margin ` +
-      `(the defaults are 30 s + 5 s), so that a dead pod's shards move within seconds.`
+    `Short leases for the demo: ${leases} (the defaults are a 30 s lease + 5 s margin), so that a dead pod's ` +
+      `shards move within seconds.`
   )
   yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
   const journalFile = join(dir, "journal.db")
@@ -136,6 +148,7 @@ const program = (dir: string, programs: Programs) => Effect.gen(function*() {
   // shards back, all at once.
   const podsScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.parallel)
   const shards: Shards = new Map()
+  const drops: Array<Drop> = []
   const pods = yield* Effect.forEach(podNames, (name) =>
     Effect.tap(
       startChild(name, programs.pod, [], { POD_NAME: name, SHARD_MANAGER_URI: managerUri, DEMO_JOURNAL: journalFile }, /^ready /),
@@ -144,6 +157,14 @@ const program = (dir: string, programs: Programs) => Effect.gen(function*() {
           child.onLine((line) => {
             const match = /^shards (\S+) ([\d,]*)$/.exec(line)
             if (match !== null) shards.set(match[1]!, match[2] === "" ? [] : match[2]!.split(",").map(Number))
+            const dropped = /^dropped (\S+) (\d+) (.*)$/.exec(line)
+            if (dropped !== null) {
+              drops.push({ pod: dropped[1]!, at: Number(dropped[2]), reason: dropped[3]! })
+              console.log(
+                `[${elapsed()}] ** ${dropped[1]} ${dropped[3]} (a heartbeat not answered for seconds: the machine is too ` +
+                  `busy); it stops their executions and takes them back with its lease`
+              )
+            }
           })
         )
     ).pipe(Scope.extend(podsScope)), { concurrency: "unbounded" })
@@ -158,7 +179,7 @@ const program = (dir: string, programs: Programs) => Effect.gen(function*() {
   )
   yield* say(`[${elapsed()}] ${pods.map((pod) => `${pod.name} (pid ${pod.pid}) serves ${shards.get(pod.name)?.length} shards`).join(", ")}`)
 
-  return yield* runWorkflows(pods, shards, engine.start, read, dir, manager)
+  return yield* runWorkflows(pods, shards, drops, engine.start, read, dir, manager)
 })
 
 const sum = (values: Iterable<number>) => {
@@ -171,6 +192,7 @@ const sum = (values: Iterable<number>) => {
 const runWorkflows = (
   pods: ReadonlyArray<Child>,
   shards: Shards,
+  drops: ReadonlyArray<Drop>,
   start: (message: ReturnType<typeof order>) => Effect.Effect<string, unknown>,
   read: <A>(effect: Effect.Effect<A, unknown, SqlClient.SqlClient>) => Effect.Effect<A, unknown>,
   dir: string,
@@ -227,7 +249,7 @@ const runWorkflows = (
     const finishedAt = performance.now()
     yield* Fiber.join(submitter)
     const killed = failover === undefined ? undefined : { pod: victim, at: failover.killedAt }
-    const outcome = yield* read(verdict(orderIds, killed))
+    const outcome = yield* read(verdict(orderIds, killed, drops))
     const perPod = yield* read(completedByPod)
     return yield* summary(outcome, perPod, failover, finishedAt - submittedAt, dir, [manager, ...pods])
   })
@@ -307,9 +329,14 @@ const summary = (
       `Summary`,
       `  workflows:  ${fmt(count)} submitted, ${fmt(outcome.completed)} completed, ${fmt(outcome.rightResult)} with the right result (tracking code 1)`,
       `  by pod:     ${podNames.map((name) => `${name} ${fmt(perPod.get(name) ?? 0)}${name === victim ? " (killed)" : ""}`).join(", ")}`,
-      `  activities: ${fmt(outcome.bodyRuns)} body runs for ${fmt(outcome.activities)} activities; ${outcome.cutOffByKill} ran twice, ` +
-      `each cut off by the kill on ${victim} and run again elsewhere with the same idempotency key; ` +
-      (outcome.problems.length === 0 ? `no other activity ran twice` : `${outcome.problems.length} PROBLEMS: ${outcome.problems.slice(0, 5).join("; ")}`),
+      `  activities: ${fmt(outcome.bodyRuns)} body runs for ${fmt(outcome.activities)} activities: each ran once, except`,
+      `              ${outcome.cutOffByKill} cut off by the kill of ${victim}, run again on another pod with the same idempotency key`,
+      ...(outcome.cutOffByDrop === 0 ? [] : [
+        `              ${outcome.cutOffByDrop} cut off when a pod dropped its shards (lease not renewed in time), run again with the same idempotency key`
+      ]),
+      outcome.problems.length === 0
+        ? `              and no other activity ran twice`
+        : `              and ${outcome.problems.length} PROBLEMS: ${outcome.problems.slice(0, 5).join("; ")}`,
       ...failoverLines(failover),
       `  time:       ${fmt(count)} workflows in ${seconds(runMillis)} (${(count / (runMillis / 1000)).toFixed(0)} workflows/s, kill and failover included); ${elapsed()} in all, start-up included`,
       ok ? `  result:     OK` : `  result:     FAILED`
@@ -335,7 +362,7 @@ const failoverLines = (failover: Failover | undefined): ReadonlyArray<string> =>
   if (failover === undefined) return [`  failover:   no kill (the run ended before half of the workflows completed)`]
   const at = (millis: number | undefined) => millis === undefined ? "never" : `${seconds(millis)} after the kill`
   return [
-    `  failover:   ${victim} killed (lease ${Duration.format(leaseDuration)} + margin ${Duration.format(leaseMargin)}); its ${failover.shards.length} shards served by the others ${
+    `  failover:   ${victim} killed (${Duration.toSeconds(leaseDuration)} s lease + ${Duration.toSeconds(leaseMargin)} s margin); its ${failover.shards.length} shards served by the others ${
       at(failover.shardsMoved)
     };`,
     `              first workflow of its shards completed by another pod ${at(failover.firstCompleted)};`,

@@ -84,6 +84,13 @@ GROUP BY e.pod`,
       (rows) => new Map(rows.map((row) => [row.pod, Number(row.n)]))
     ))
 
+/** A pod that stopped serving all its shards at once (its lease not renewed in time), at `at` (ms, its clock). */
+export interface Drop {
+  readonly pod: string
+  readonly at: number
+  readonly reason: string
+}
+
 /** What the run left in the database, checked. */
 export interface Verdict {
   readonly workflows: number
@@ -94,6 +101,11 @@ export interface Verdict {
   readonly bodyRuns: number
   /** Activities whose body ran twice, the first run on the killed pod before the kill, same idempotency key. */
   readonly cutOffByKill: number
+  /**
+   * Activities whose body ran twice, the first run on a pod before it dropped its shards (lease not renewed
+   * in time), the second after, same idempotency key.
+   */
+  readonly cutOffByDrop: number
   /** Anything else: an activity that never ran, ran twice otherwise, or more than twice. */
   readonly problems: ReadonlyArray<string>
 }
@@ -101,7 +113,8 @@ export interface Verdict {
 /** Reads the outcome of every workflow and every recorded activity run, and checks them. */
 export const verdict = (
   orderIds: ReadonlyArray<string>,
-  killed: { readonly pod: string; readonly at: number } | undefined
+  killed: { readonly pod: string; readonly at: number } | undefined,
+  drops: ReadonlyArray<Drop>
 ): Effect.Effect<Verdict, unknown, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -120,16 +133,22 @@ export const verdict = (
       byStep.set(step, list)
     }
     let cutOffByKill = 0
+    let cutOffByDrop = 0
     for (const id of orderIds) {
       for (const activity of activityNames) {
         const list = byStep.get(`${id} ${activity}`) ?? []
         if (list.length === 1) continue
         const [first, second] = list
+        const twice = list.length === 2 && first!.key === second!.key
         if (
-          list.length === 2 && killed !== undefined && first!.pod === killed.pod && first!.at <= killed.at &&
-          second!.pod !== killed.pod && first!.key === second!.key
+          twice && killed !== undefined && first!.pod === killed.pod && first!.at <= killed.at &&
+          second!.pod !== killed.pod
         ) {
           cutOffByKill++
+        } else if (
+          twice && drops.some((drop) => drop.pod === first!.pod && first!.at <= drop.at && drop.at <= second!.at)
+        ) {
+          cutOffByDrop++
         } else {
           problems.push(`${id} ${activity}: ${list.length} runs (${list.map((run) => run.pod).join(", ")})`)
         }
@@ -144,6 +163,7 @@ export const verdict = (
       activities: orderIds.length * activityNames.length,
       bodyRuns: runs.length,
       cutOffByKill,
+      cutOffByDrop,
       problems
     }
   })

@@ -5,14 +5,17 @@
  * SQLite file).
  *
  * Prints `ready <name> <host>:<port>` once registered, then `shards <name> <id>,<id>,...` whenever the set of
- * shards it serves changes. Leaves the cluster gracefully on SIGTERM/SIGINT.
+ * shards it serves changes, and `dropped <name> <time> <reason>` when it stops serving all its shards at
+ * once without being told to (its lease was not renewed in time: on a machine too busy to answer a
+ * heartbeat for seconds), with the time in ms since the epoch. Leaves the cluster gracefully on
+ * SIGTERM/SIGINT.
  */
 import { Sharding } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
 import { ClusterWorkflowEngine } from "@effect-cluster/cluster-workflow"
 import * as Sqlite from "@effect-cluster/cluster-workflow/sqlite"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Console, Effect, Layer, Schedule } from "effect"
+import { Console, Effect, Layer, Logger, Schedule } from "effect"
 import { journalPrefix, layerPaymentEffects, processPaymentWorkflow } from "./payment.js"
 import { busyRetries, podSharding, shardCheckInterval } from "./settings.js"
 
@@ -41,4 +44,10 @@ const pod = Layer.scopedDiscard(Effect.gen(function*() {
   }))
 )
 
-NodeRuntime.runMain(Layer.launch(pod))
+/** Reports the cluster's "dropping N shards: <reason>" warnings as `dropped` lines (the demo reads them). */
+const drops = Logger.make(({ date, message }) => {
+  const text = (Array.isArray(message) ? message : [message]).map(String).join(" ")
+  if (text.startsWith("dropping ")) console.log(`dropped ${name} ${date.getTime()} ${text}`)
+})
+
+NodeRuntime.runMain(Layer.launch(pod).pipe(Effect.provide(Logger.add(drops))))

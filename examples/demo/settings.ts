@@ -9,10 +9,10 @@ import { Duration } from "effect"
 export const numberOfShards = 60
 
 /**
- * A pod's lease, renewed twice a second (a renewal may take up to 3 s on a busy machine before the pod
+ * A pod's lease, renewed twice a second (a renewal may take up to 4 s on a busy machine before the pod
  * stops serving); the manager moves a silent pod's shards after lease + margin.
  */
-export const leaseDuration = Duration.seconds(4)
+export const leaseDuration = Duration.seconds(5)
 export const leaseRenewalInterval = Duration.millis(500)
 export const leaseMargin = Duration.seconds(1)
 /** How long an entity may take to stop (must fit in the lease, after the renewal and the margin). */
