@@ -49,6 +49,7 @@ import {
   podSharding
 } from "./settings.js"
 
+/** How many workflows (checked by main.ts). */
 const count = Number(process.env.DEMO_WORKFLOWS ?? 1000)
 const podNames = ["pod-1", "pod-2", "pod-3"]
 const victim = "pod-2"
@@ -208,7 +209,11 @@ const runWorkflows = (
         start(order(i + 1)).pipe(
           // A start that meets a dead or moving owner fails as retryable: start again (the same order id
           // joins an execution already started).
-          Effect.retry({ schedule: Schedule.spaced("200 millis"), times: 300 }),
+          Effect.retry({
+            schedule: Schedule.spaced("200 millis"),
+            times: 300,
+            while: (error) => (error as { readonly retryable?: unknown }).retryable === true
+          }),
           Effect.tap(() => Effect.sync(() => submitted++))
         ),
       { concurrency: 32, discard: true }
@@ -219,6 +224,7 @@ const runWorkflows = (
     let failover: Failover | undefined
     let last: Sample | undefined
     let lastPrint = 0
+    let printedAll = false
     const tick = Effect.gen(function*() {
       last = yield* read(sample)
       const completed = last.byStatus.get("completed") ?? 0
@@ -234,12 +240,15 @@ const runWorkflows = (
         )
       }
       if (failover !== undefined) yield* followFailover(failover, shards, read)
-      if (performance.now() - lastPrint >= 1000 || completed === count) {
+      // A failed (or cancelled) workflow ends the wait too: the summary reports it.
+      const finished = completed + (last.byStatus.get("failed") ?? 0) + (last.byStatus.get("cancelled") ?? 0)
+      if (performance.now() - lastPrint >= 1000 || (finished === count && !printedAll)) {
         lastPrint = performance.now()
+        printedAll = finished === count
         yield* progress(last, submitted, pods, shards, read)
       }
-      // A failed (or cancelled) workflow ends the wait too: the summary reports it.
-      return completed + (last.byStatus.get("failed") ?? 0) + (last.byStatus.get("cancelled") ?? 0) === count
+      // After the kill, the run also lasts until the victim's shards have moved (all may be done before).
+      return finished === count && (failover === undefined || failover.shardsMoved !== undefined)
     })
     yield* until(`all ${count} workflows completed`, tick, "100 millis", "150 seconds").pipe(
       Effect.tapError(() =>

@@ -19,6 +19,11 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 import type { Programs, run as Run } from "./demo.js"
 
 const root = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..")
+const workflows = process.env.DEMO_WORKFLOWS ?? "1000"
+if (!/^[1-9]\d{0,5}$/.test(workflows)) {
+  console.error(`DEMO_WORKFLOWS must be a whole number from 1 to 999999 (got ${JSON.stringify(workflows)})`)
+  process.exit(2)
+}
 const dir = mkdtempSync(join(tmpdir(), "effect-cluster-demo-"))
 const removeDir = () => rmSync(dir, { recursive: true, force: true })
 process.on("exit", removeDir)
