@@ -339,7 +339,9 @@ const summary = (
       `  workflows:  ${fmt(count)} submitted, ${fmt(outcome.completed)} completed, ${fmt(outcome.rightResult)} with the right result (tracking code 1)`,
       `  by pod:     ${podNames.map((name) => `${name} ${fmt(perPod.get(name) ?? 0)}${name === victim ? " (killed)" : ""}`).join(", ")}`,
       `  activities: ${fmt(outcome.bodyRuns)} body runs for ${fmt(outcome.activities)} activities: each ran once, except`,
-      `              ${outcome.cutOffByKill} cut off by the kill of ${victim}, run again on another pod with the same idempotency key`,
+      outcome.cutOffByKill === 0
+        ? `              none cut off by the kill of ${victim} (no body of its unfinished workflows had run yet)`
+        : `              ${outcome.cutOffByKill} cut off by the kill of ${victim}, run again on another pod with the same idempotency key`,
       ...(outcome.cutOffByDrop === 0 ? [] : [
         `              ${outcome.cutOffByDrop} cut off when a pod dropped its shards (lease not renewed in time), run again with the same idempotency key`
       ]),
