@@ -1,7 +1,7 @@
 // The seed program of effect-cluster: the 2024 ProcessPayment example with only its import lines
 // changed (`@effect/cluster` -> `@effect-cluster/cluster`, `@effect/cluster-workflow` ->
 // `@effect-cluster/cluster-workflow`, `@effect/schema` -> `effect`), plus a last step that prints the
-// tracking code (the 2024 program discarded it). Run it with `pnpm start`.
+// tracking code (the 2024 program discarded it). Run it with `pnpm example:process-payment`.
 import { Message } from "@effect-cluster/cluster"
 import {
   Activity,

@@ -9,8 +9,8 @@
  * browser resolution cannot satisfy, records it and keeps the build going; the metafile then gives the
  * import chain from the entry to the offending file, which the failure message prints.
  *
- * esbuild is not a direct dependency of the workspace root; it is loaded from tsup's own dependency (tsup
- * is, and the lockfile pins both).
+ * esbuild is loaded from tsup's own dependency, the esbuild the packages' build uses (the lockfile pins it);
+ * the root's own esbuild, a newer one, is the demo's bundler (examples/demo/main.ts).
  */
 import { builtinModules, createRequire } from "node:module"
 import { join, relative, resolve } from "node:path"

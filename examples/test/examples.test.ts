@@ -1,5 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -11,7 +13,13 @@ const run = (file: string) =>
   })
 
 describe("examples", () => {
-  it("process-payment (the seed program, `pnpm start`) logs its activities then prints the tracking code", () => {
+  it("pnpm start runs the demo and pnpm example:process-payment the seed program", () => {
+    const scripts = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).scripts
+    expect(scripts.start).toBe("tsx --conditions=source examples/demo/main.ts")
+    expect(scripts["example:process-payment"]).toBe("tsx --conditions=source examples/process-payment.ts")
+  })
+
+  it("process-payment (the seed program, `pnpm example:process-payment`) logs its activities then prints the tracking code", () => {
     const output = run("examples/process-payment.ts")
     const lines = output.trim().split("\n")
     expect(lines[0]).toContain("getTotalAmountActivity(order-1)")
