@@ -271,7 +271,9 @@ export const make = <T extends Message.Message.Any, R>(
     const engine = yield* internal.make(fenced.journal, workflow.definitions, context as any, {
       ...options,
       identity: options?.identity ?? `pod-${pod}`,
-      resumeOnStart: false
+      resumeOnStart: false,
+      // the shard's owner resumes its executions (watchShards), not whoever sees another engine die
+      followOtherEngines: false
     })
     const entityType = entityTypeOf(engine.names)
     yield* sharding.registerEntity(entityType)(behaviour(engine, fenced))

@@ -304,7 +304,7 @@ export const make = (
         Effect.catchAll(engine.retryStuck, (error) => Effect.logWarning("could not retry stuck executions", error))
       )
     }
-    yield* Effect.forkScoped(engine.liveness.watch)
+    if (options.followOtherEngines !== false) yield* Effect.forkScoped(engine.liveness.watch)
     if (options.orphanCheckInterval !== undefined) {
       const every = options.orphanCheckInterval
       yield* Effect.forkScoped(Effect.forever(Effect.zipRight(

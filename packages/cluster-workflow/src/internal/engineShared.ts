@@ -25,6 +25,11 @@ export interface EngineOptions {
   readonly resultPollInterval?: Duration.DurationInput | undefined
   readonly journalRetries?: number | undefined
   readonly livenessCheckInterval?: Duration.DurationInput | undefined
+  /**
+   * Whether the engine resumes what other engines leave (a dead engine's claims, claims that ended).
+   * Default true; false where something else decides who runs what (the cluster: the shard's owner).
+   */
+  readonly followOtherEngines?: boolean | undefined
 }
 
 /** @internal */
