@@ -307,6 +307,20 @@ describeJournals("WorkflowEngine", (journalCase) => {
       expect(log.count("boom")).toBe(1)
     }).pipe(Effect.provide(DurableExecutionJournalInMemory.activityJournalInMemory)))
 
+  it.scoped("resume(id) runs the execution on the calling engine, even while an engine with other code is live", () =>
+    Effect.gen(function*() {
+      // v1 yields for ever; its engine stays live and hears of every change (NOTIFY, data_version, in process)
+      const v1 = Workflow.make(Order, () => Workflow.yieldExecution)
+      const engine1 = yield* WorkflowEngine.makeScoped(v1)
+      yield* engine1.sendDiscard(new Order({ orderId: "y1", amount: 1 }))
+      while ((yield* engine1.status("y1"))._tag !== "Suspended") yield* Effect.yieldNow()
+      const v2 = Workflow.make(Order, (order) => Effect.succeed(order.amount + 1))
+      const engine2 = yield* WorkflowEngine.make(v2, { identity: "v2" })
+      yield* engine2.resume("y1")
+      // run by v1's engine it would have yielded again, and this would wait for ever
+      expect(yield* engine2.result("y1")).toEqual(Exit.succeed(2))
+    }).pipe(Effect.provide(journalCase.layer)))
+
   it.scoped("fails an execution whose journal entry no longer decodes, naming the execution and the step", () =>
     Effect.gen(function*() {
       const log = new RunLog()

@@ -130,6 +130,7 @@ export const retryStuck = (engine: Engine): Effect.Effect<void, JournalError> =>
     })
     for (const row of rows) {
       if (stuckFault(row.suspendedOn) === undefined) continue
+      if (yield* claimHere(engine, row)) continue
       const now = yield* Clock.currentTimeMillis
       const resumed = yield* engine.journal.resume(row, now)
       if (resumed !== undefined) yield* wake(engine, resumed, () => {}, true)
@@ -139,6 +140,16 @@ export const retryStuck = (engine: Engine): Effect.Effect<void, JournalError> =>
   }
 })
 
+/**
+ * Claims a suspended execution for this engine and runs it (the claim makes it running): `resume(id)` and
+ * the stuck retry ask for this engine's code. Marking it runnable first would announce it to every engine,
+ * and another one (maybe with the old code) could take it first. False when the claim was not had.
+ */
+const claimHere = (engine: Engine, row: ExecutionRow): Effect.Effect<boolean, JournalError> =>
+  row.status !== "suspended"
+    ? Effect.succeed(false)
+    : Effect.catchTag(engine.claimAndLaunch(row), "PayloadDecodeError", () => Effect.succeed(false))
+
 /** Resumes a suspended (or stuck) execution. */
 export const resume = (
   engine: Engine,
@@ -146,6 +157,7 @@ export const resume = (
 ): Effect.Effect<void, ExecutionNotFoundError | JournalError> => {
   return Effect.gen(function*() {
     const found = yield* find(engine, executionId)
+    if (yield* claimHere(engine, found)) return
     const now = yield* Clock.currentTimeMillis
     const row = yield* engine.journal.resume(found, now)
     if (row === undefined) return yield* new ExecutionNotFoundError({ executionId })
