@@ -15,7 +15,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Stream } from "effect"
 import type * as Scope from "effect/Scope"
 import { startManager } from "../../cluster/test/utils/network.js"
 import { chaosTables, createChaosTables, dbNow, expectedOutcome, idOf, indexOf, kindOf } from "./process/chaosWorkflow.js"
@@ -112,7 +112,19 @@ const chaos = (open: Effect.Effect<Database, never, Scope.Scope>) =>
     yield* ready(submitter)
     const retired: Array<Child> = []
     const log: Array<string> = []
-    const note = (line: string) => log.push(`${((performance.now() - began) / 1000).toFixed(1)}s ${line}`)
+    const note = (line: string) => {
+      log.push(`${((performance.now() - began) / 1000).toFixed(1)}s ${line}`)
+      if (log.length > 400) log.shift()
+    }
+    const removed = new Set<string>()
+    // The manager's view, for the report: registrations, removals, shards assigned and unassigned.
+    yield* Effect.forkScoped(Stream.runForEach(manager.manager.getShardingEvents, (event) =>
+      Effect.sync(() => {
+        const shards = "shards" in event ? ` ${Array.from(event.shards as Iterable<{ value: number }>, (s) => s.value).join(",")}` : ""
+        const pod = ` ${event.pod.host}:${event.pod.port}`
+        note(`manager: ${event._tag}${pod}${shards}`)
+        if (event._tag === "PodUnregistered") removed.add(pod.trim())
+      })))
 
     const finished = Effect.orDie(Effect.map(
       sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(`${db.prefix}_executions`)}
@@ -144,6 +156,7 @@ WHERE status IN ('completed', 'failed')`,
     }
     note(`plan: ${plan.join(", ")}`)
     const disturbances: Array<Disturbance> = []
+    let stalled = 0
     yield* until(Effect.map(finished, (n) => n >= total / 20), 90, "5% of the workflows finished").pipe(
       Effect.tapDefect(() => report)
     )
@@ -185,12 +198,27 @@ WHERE status IN ('completed', 'failed')`,
       } else {
         yield* slot.child.pause
         note(`paused ${incarnation} (shards ${held.join(",")})`)
-        yield* until(moved, 30, `the shards of the paused ${incarnation} moved`).pipe(
-          Effect.tapDefect(() => Effect.zipRight(slot.child.resume, report))
-        )
+        // Past its lease: the manager has removed it and given its shards to others, whose engines raise
+        // their fences. On SQLite a pod paused inside a write transaction holds the file's write lock: no
+        // pod writes (nor raises a fence) until it resumes, so there it is resumed once the manager has
+        // removed it and 8 s have passed without the fences moving.
+        const since = performance.now()
+        let removedAt: number | undefined
+        yield* until(
+          Effect.map(moved, (done) => {
+            if (removedAt === undefined && removed.has(slot.address)) removedAt = performance.now()
+            return done ||
+              (db.dialect === "sqlite" && removedAt !== undefined && performance.now() - removedAt > 8_000)
+          }),
+          40,
+          `the shards of the paused ${incarnation} moved`
+        ).pipe(Effect.tapDefect(() => Effect.zipRight(slot.child.resume, report)))
+        const hasMoved = yield* moved
+        if (!hasMoved) stalled++
         yield* slot.child.resume
         disturbance.to = yield* now
-        note(`resumed ${incarnation} after its shards moved`)
+        note(`resumed ${incarnation} after ${((performance.now() - since) / 1000).toFixed(1)} s, ` +
+          (hasMoved ? "its shards moved" : "removed by the manager, its shards not moved yet (write lock held)"))
       }
       if (k < 2) yield* submitter.send(`signal ${k}`)
     }
@@ -338,6 +366,7 @@ SELECT execution_id, pod, at FROM ${sql(t.ledger)}`
         `and compensated, ${ids.filter((id) => kindOf(indexOf(id)) === "signal").length} signalled), ` +
         `${effects.length} activity runs (+${ledger.length} transactional, each once), ${repeated} repeated ` +
         `(at most ${maxRuns} runs of one; bound ${bound}), ${kills} kills, ${pauses} pauses` +
+        (stalled > 0 ? ` (${stalled} resumed holding the write lock)` : "") +
         (lapsed.size > 0 ? `, ${lapsed.size} lapsed leases (${[...lapsed].join(", ")})` : "") +
         `, ${runs.length} workflow runs, ${overlaps} overlapping (max overlap ${maxOverlap} ms, all on a killed or paused ` +
         `pod, none acting after), ${((performance.now() - began) / 1000).toFixed(0)} s`
