@@ -269,7 +269,7 @@ SELECT execution_id, activity, pod, idempotency_key, at FROM ${sql(t.effects)}`)
       const step = `${row.execution_id}/${row.activity}`
       byStep.set(step, [...(byStep.get(step) ?? []), row])
     }
-    const byExecution = new Map<string, Array<{ pod: string; at: number }>>()
+    const byExecution = new Map<string, Array<{ pod: string; at: number; activity?: string }>>()
     for (const row of effects) byExecution.set(row.execution_id, [...(byExecution.get(row.execution_id) ?? []), row])
     let repeated = 0
     let maxRuns = 0
@@ -346,8 +346,14 @@ SELECT execution_id, pod, at FROM ${sql(t.ledger)}`
           const late = [
             ...(byExecution.get(id) ?? []),
             ...(ledgerOf.get(id) ?? [])
-          ].filter((row) => row.pod === earlier.pod && row.at > later.started_at)
-          if (late.length > 0) problems.push(`${describe}: ${earlier.pod} recorded ${late.length} effects after it`)
+          ].filter((row) =>
+            // (what the pod recorded after its run ended belongs to a later run there: the pod may serve the
+            // shard again at a newer epoch)
+            row.pod === earlier.pod && row.at > later.started_at && row.at <= (earlier.stopped_at ?? end)
+          )
+          if (late.length > 0) {
+            problems.push(`${describe}: ${earlier.pod} recorded ${JSON.stringify(late)} after it`)
+          }
         }
       }
     }

@@ -100,7 +100,15 @@ export class ExecutionRuntime extends Activities {
             ? Effect.succeed({ _tag: "Stopped", error: loaded.left })
             : Effect.withFiberRuntime((fiber) => this.begin(fiber, loaded.right[0], loaded.right[1]))
       )
-    return started
+    // On the cluster: the claim was taken while the pod served the execution's shard, but the shard may
+    // have left the pod before this runtime was live (the shard's stop then did not see it): it does not
+    // start.
+    const mayAct = this.engine.journal.mayAct
+    if (mayAct === undefined) return started
+    return Effect.flatMap(
+      mayAct(this.key),
+      (may): Effect.Effect<Outcome> => may ? started : Effect.succeed({ _tag: "Stopped", error: this.claimLost() })
+    )
   }
 
   /** Interrupts the body, unless it has ended (after `run` was interrupted). */
