@@ -71,7 +71,8 @@ export const createChaosTables = (prefix: string) =>
     const sql = yield* SqlClient.SqlClient
     const t = chaosTables(prefix)
     yield* sql.unsafe(`CREATE TABLE ${t.effects} (execution_id TEXT NOT NULL, activity TEXT NOT NULL,
-  pod TEXT NOT NULL, attempt INTEGER NOT NULL, idempotency_key TEXT NOT NULL, at BIGINT NOT NULL)`)
+  pod TEXT NOT NULL, attempt INTEGER NOT NULL, idempotency_key TEXT NOT NULL, began BIGINT NOT NULL,
+  at BIGINT NOT NULL)`)
     yield* sql.unsafe(`CREATE TABLE ${t.ledger} (execution_id TEXT NOT NULL, idempotency_key TEXT NOT NULL,
   amount INTEGER NOT NULL, pod TEXT NOT NULL, at BIGINT NOT NULL)`)
     yield* sql.unsafe(`CREATE TABLE ${t.runs} (run_id TEXT PRIMARY KEY, execution_id TEXT NOT NULL,
@@ -99,13 +100,16 @@ export const chaosWorkflow = (recorder: Recorder) => {
   const t = chaosTables(recorder.prefix)
   const now = dbNow(recorder.dialect)
 
+  // `began`: when the body began, by the machine's clock (the database's too: PostgreSQL on 127.0.0.1, or
+  // the SQLite file), taken before anything the body awaits; `at`: when its row was written.
   const record = (id: string, activity: string) =>
     Effect.gen(function*() {
+      const began = Date.now()
       const sql = yield* SqlClient.SqlClient
       const attempt = yield* Activity.currentAttempt
       const key = yield* Activity.idempotencyKey
-      yield* persist(sql`INSERT INTO ${sql(t.effects)} (execution_id, activity, pod, attempt, idempotency_key, at)
-VALUES (${id}, ${activity}, ${recorder.incarnation}, ${attempt}, ${key}, ${sql.literal(now)})`)
+      yield* persist(sql`INSERT INTO ${sql(t.effects)} (execution_id, activity, pod, attempt, idempotency_key, began, at)
+VALUES (${id}, ${activity}, ${recorder.incarnation}, ${attempt}, ${key}, ${began}, ${sql.literal(now)})`)
     })
 
   const recorded = <A>(activity: string, id: string, value: A, schema: Schema.Schema<A, any>) =>
