@@ -161,6 +161,20 @@ const routes = (
   }
 }
 
+/** Stops the executions of `shards` running here (recording nothing) and waits until they have left. */
+const stopShards = (engine: internal.Engine, fenced: FencedJournal, shards: ReadonlyArray<number>) =>
+  Effect.suspend(() => {
+    const lost = new Set(shards)
+    const leaving: Array<Effect.Effect<void>> = []
+    for (const runtime of engine.live.values()) {
+      const run = fenced.runs.get(runtime.keyString)
+      if (run === undefined || !lost.has(run.shard)) continue
+      runtime.notifyClaimLost()
+      leaving.push(runtime.done.await)
+    }
+    return Effect.all(leaving, { concurrency: "unbounded", discard: true })
+  })
+
 /**
  * Follows the pod's shards: a shard taken (or taken again at a new epoch) has its fence raised and its
  * unfinished executions resumed; a shard lost has its executions stopped here (without recording anything).
@@ -277,6 +291,9 @@ export const make = <T extends Message.Message.Any, R>(
     })
     const entityType = entityTypeOf(engine.names)
     yield* sharding.registerEntity(entityType)(behaviour(engine, fenced))
+    // A shard this pod gives up: its executions stop here before the pod confirms the release, so the
+    // shard's next owner never resumes them while they still run on this pod.
+    yield* sharding.registerShardStop((shards) => stopShards(engine, fenced, shards))
     const messenger = sharding.messenger(entityType)
     const send = (entityId: string, message: ExecutionMessage) => messenger.send(entityId)(message as any)
     yield* Effect.forkScoped(watchShards(

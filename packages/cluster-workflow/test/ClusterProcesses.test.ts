@@ -7,21 +7,13 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Schedule } from "effect"
+import { Effect, Layer } from "effect"
 import { startManager } from "../../cluster/test/utils/network.js"
-import { prepareChildren, spawnChild } from "./process/harness.js"
+import { prepareChildren, spawnChild, until } from "./process/harness.js"
+import { managerTimings } from "./process/pod.js"
 import { databaseUrl, pgClientLayer, postgresSkipReason, sharedPostgres } from "./utils/journals.js"
 
 const total = 60
-
-/** Repeats `condition` on the live clock every 100 ms until it holds (at most `seconds`). */
-const until = (condition: Effect.Effect<boolean, any, any>, seconds: number) =>
-  condition.pipe(
-    Effect.flatMap((holds) => holds ? Effect.void : Effect.fail("not yet" as const)),
-    Effect.retry(Schedule.spaced("100 millis")),
-    Effect.timeoutFail({ duration: `${seconds} seconds`, onTimeout: () => new Error("condition not reached") }),
-    Effect.orDie
-  )
 
 describe.skipIf(postgresSkipReason !== undefined)("ClusterWorkflowEngine, pods as processes (PostgreSQL)", () => {
   it.scopedLive("a pod killed with SIGKILL half-way: every workflow completes, no body runs more than twice", () =>
@@ -34,15 +26,7 @@ describe.skipIf(postgresSkipReason !== undefined)("ClusterWorkflowEngine, pods a
       yield* sql`CREATE TABLE ${effects} (execution_id TEXT NOT NULL, activity TEXT NOT NULL, pod INTEGER NOT NULL,
   attempt INTEGER NOT NULL, idempotency_key TEXT NOT NULL)`
       yield* Effect.addFinalizer(() => Effect.ignore(sql`DROP TABLE IF EXISTS ${effects}`))
-      const manager = yield* startManager({
-        manager: {
-          numberOfShards: 30,
-          rebalanceRate: 1,
-          rebalanceInterval: Duration.seconds(1),
-          leaseDuration: Duration.seconds(3),
-          leaseMargin: Duration.seconds(1)
-        }
-      })
+      const manager = yield* startManager({ manager: managerTimings })
       const ids = Array.from({ length: total }, (_, i) => `pay-${i}`)
       const pod = (n: number, submit: ReadonlyArray<string>) =>
         spawnChild(`pod-${n}`, "clusterPod.ts", {

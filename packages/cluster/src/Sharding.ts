@@ -93,6 +93,16 @@ export interface Sharding {
    * lands.
    */
   readonly registerSingleton: <R>(name: string, run: Effect.Effect<void, never, R>) => Effect.Effect<void, never, R>
+  /**
+   * Registers work of its own per shard to stop with the shards' entities: `stop` is called with the
+   * shards this pod gives up (handed off, revoked, dropped at a lapsed lease, or the pod leaving) once it
+   * no longer serves them, and the pod confirms their release to the manager only after it returned (or
+   * after `entityTerminationTimeout`). So a shard's next owner does not start while this pod still runs
+   * the shard's work (the cluster workflow engine's executions). Unregistered when the scope closes.
+   */
+  readonly registerShardStop: (
+    stop: (shards: ReadonlyArray<number>) => Effect.Effect<void>
+  ) => Effect.Effect<void, never, Scope.Scope>
   /** Called by the manager (through the transport): this pod now owns `shards` at `epochs`. */
   readonly assign: (shards: HashSet.HashSet<ShardId>, epochs?: ReadonlyMap<number, number>) => Effect.Effect<void>
   /**
@@ -307,6 +317,11 @@ export const make: Effect.Effect<
     registerTopic: registerRecipient,
     getShardingRegistrationEvents: Stream.fromPubSub(registrationEvents),
     registerSingleton,
+    registerShardStop: (stop) =>
+      Effect.asVoid(Effect.acquireRelease(
+        Effect.sync(() => state.shardStoppers.add(stop)),
+        () => Effect.sync(() => state.shardStoppers.delete(stop))
+      )),
     assign: (shards, epochs) =>
       epochs === undefined ? lease.heartbeat : handoff.assign(shardNumbers(shards), epochs),
     unassign: (shards, epochs) => handoff.unassign(shardNumbers(shards), epochs),

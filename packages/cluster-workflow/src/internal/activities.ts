@@ -151,7 +151,15 @@ export abstract class Activities extends Inbox {
       activityId: step.id
     }
     if (options.transactional) return this.runTransactional(step, attempt, options, activityContext)
-    return this.runBody(step, attempt, options, activityContext, live)
+    const mayAct = this.engine.journal.mayAct
+    if (mayAct === undefined) return this.runBody(step, attempt, options, activityContext, live)
+    // On the cluster: the attempt was recorded while the pod served the shard, but the pod may have been
+    // paused since, past its lease; then the shard's new owner runs the execution, and this body must not.
+    return Effect.flatMap(
+      mayAct(this.key),
+      (may): Effect.Effect<string, never, any> =>
+        may ? this.runBody(step, attempt, options, activityContext, live) : this.fatal(this.claimLost())
+    )
   }
 
   /**

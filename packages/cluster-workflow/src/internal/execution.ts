@@ -90,15 +90,29 @@ export class ExecutionRuntime extends Activities {
    * runner must then run `stopBody`.
    */
   get run(): Effect.Effect<Outcome> {
+    // On the cluster: the claim was taken while the pod served the execution's shard, but the shard may
+    // have left the pod since (before this runtime was live, so the shard's stop did not see it, or while
+    // the pod was paused): the body does not start. Asked right before it would, after the journal reads.
+    const mayAct = this.engine.journal.mayAct
+    const begin = (
+      fiber: Fiber.RuntimeFiber<unknown, unknown>,
+      events: ReadonlyArray<EventRow>,
+      signals: ReadonlyArray<SignalRow>
+    ): Effect.Effect<Outcome> =>
+      mayAct === undefined ? this.begin(fiber, events, signals) : Effect.flatMap(
+        mayAct(this.key),
+        (may): Effect.Effect<Outcome> =>
+          may ? this.begin(fiber, events, signals) : Effect.succeed({ _tag: "Stopped", error: this.claimLost() })
+      )
     // A just-created execution has no events and no signals: nothing to read.
     const started: Effect.Effect<Outcome> = this.params.fresh
-      ? Effect.withFiberRuntime((fiber) => this.begin(fiber, [], []))
+      ? Effect.withFiberRuntime((fiber) => begin(fiber, [], []))
       : Effect.flatMap(
         Effect.either(Effect.zip(this.engine.journal.events(this.key, 0), this.engine.journal.signals(this.key))),
         (loaded): Effect.Effect<Outcome> =>
           Either.isLeft(loaded)
             ? Effect.succeed({ _tag: "Stopped", error: loaded.left })
-            : Effect.withFiberRuntime((fiber) => this.begin(fiber, loaded.right[0], loaded.right[1]))
+            : Effect.withFiberRuntime((fiber) => begin(fiber, loaded.right[0], loaded.right[1]))
       )
     return started
   }

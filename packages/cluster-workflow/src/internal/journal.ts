@@ -423,6 +423,13 @@ export interface Journal {
   /** Deletes terminal executions completed before `before` (retention). Returns how many were deleted. */
   readonly deleteCompleted: (before: number) => Effect.Effect<number, JournalError>
   /**
+   * Cluster journals only: whether this process may still act for an execution it runs (its pod serves
+   * the execution's shard, by the pod's own clock, at the epoch the execution runs under). Asked after an
+   * activity's attempt is recorded and before its body runs, so a pod paused past its lease and resumed
+   * does not start a body that the shard's new owner may be running already.
+   */
+  readonly mayAct?: (key: ExecutionKey) => Effect.Effect<boolean>
+  /**
    * SQL journals only: the `SqlClient` the journal writes through, and a way to run an effect in one
    * transaction on it (so a transactional activity's own writes and its recorded result commit together).
    */

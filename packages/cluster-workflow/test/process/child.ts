@@ -25,6 +25,8 @@ export interface ChildConfig {
   readonly identity: string
   /** Which run of the logical process this is (0 first, +1 per restart). */
   readonly run: number
+  /** SQLite: the journal's busy retries (default 10; several processes writing to one file want more). */
+  readonly busyRetries?: number
 }
 
 export const readConfig = <C extends ChildConfig>(): C => JSON.parse(process.env.WF_CHILD ?? "{}") as C
@@ -35,7 +37,11 @@ export const journalLayer = (
 ): Layer.Layer<DurableExecutionJournal | SqlClient.SqlClient> =>
   Layer.orDie(
     config.dialect === "sqlite"
-      ? Sqlite.layer({ filename: config.location, prefix: config.prefix })
+      ? Sqlite.layer({
+        filename: config.location,
+        prefix: config.prefix,
+        ...(config.busyRetries !== undefined ? { busyRetries: config.busyRetries } : {})
+      })
       : Layer.provideMerge(
         DurableExecutionJournalSql.layer({ prefix: config.prefix }),
         PgClient.layer({ url: Redacted.make(config.location), maxConnections: 4 })

@@ -21,7 +21,7 @@ import { tmpdir } from "node:os"
 import { dirname, join, relative } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
 import type * as Scope from "effect/Scope"
 import ts from "typescript"
 
@@ -222,6 +222,16 @@ export class Child {
     return this.exited
   }).pipe(Effect.asVoid)
 
+  /** SIGSTOP: the process stops where it is (no code runs, its sockets stay open) until `resume`. */
+  pause: Effect.Effect<void> = Effect.sync(() => {
+    if (this.exitInfo === undefined) this.process.kill("SIGSTOP")
+  })
+
+  /** SIGCONT: a paused process goes on from where it stopped. */
+  resume: Effect.Effect<void> = Effect.sync(() => {
+    if (this.exitInfo === undefined) this.process.kill("SIGCONT")
+  })
+
   /** Waits for the child to exit on its own (bounded). */
   awaitExit(timeoutMillis = 30_000): Effect.Effect<{ readonly code: number | null; readonly signal: string | null }> {
     return Effect.promise(() => this.exited).pipe(
@@ -237,3 +247,16 @@ export class Child {
 /** Spawns `test/process/<script>` with `config`; the child is killed when the scope closes. */
 export const spawnChild = (name: string, script: string, config: object): Effect.Effect<Child, never, Scope.Scope> =>
   Effect.acquireRelease(Effect.sync(() => new Child(name, script, config)), (child) => child.kill)
+
+/** Repeats `condition` on the live clock every 100 ms until it holds; dies with `what` after `seconds`. */
+export const until = <E, R>(
+  condition: Effect.Effect<boolean, E, R>,
+  seconds: number,
+  what = "condition"
+): Effect.Effect<void, never, R> =>
+  condition.pipe(
+    Effect.flatMap((holds) => holds ? Effect.void : Effect.fail("not yet" as const)),
+    Effect.retry(Schedule.spaced("100 millis")),
+    Effect.timeoutFail({ duration: `${seconds} seconds`, onTimeout: () => new Error(`${what} not reached in ${seconds} s`) }),
+    Effect.orDie
+  )

@@ -7,20 +7,13 @@
  */
 import { Message, Sharding } from "@effect-cluster/cluster"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Duration, Effect, Schedule, Schema } from "effect"
-import * as NodeCluster from "../../../cluster/src/node/NodeCluster.js"
+import { Effect, Schema } from "effect"
 import * as Activity from "../../src/Activity.js"
 import * as ActivityContext from "../../src/ActivityContext.js"
 import * as ClusterWorkflowEngine from "../../src/ClusterWorkflowEngine.js"
 import * as Workflow from "../../src/Workflow.js"
-import type { ChildConfig } from "./child.js"
-import { emit, journalLayer, main, readConfig } from "./child.js"
-
-interface PodConfig extends ChildConfig {
-  readonly managerUri: string
-  readonly pod: number
-  readonly submit: ReadonlyArray<string>
-}
+import { emit, readConfig } from "./child.js"
+import { type PodConfig, runPod, startAll } from "./pod.js"
 
 class Payment extends Message.TaggedMessage<Payment>()(
   "Payment",
@@ -31,7 +24,6 @@ class Payment extends Message.TaggedMessage<Payment>()(
 ) {}
 
 const config = readConfig<PodConfig>()
-
 const recorded = <A>(name: string, id: string, value: A, schema: Schema.Schema<A, any>) =>
   Activity.make(`${name}-${id}`, schema, Schema.String)(
     Effect.gen(function*() {
@@ -60,34 +52,14 @@ const workflow = Workflow.make(Payment, (payment) =>
     return `${payment.id}:${code}`
   }))
 
-const timings = {
-  leaseDuration: Duration.seconds(3),
-  leaseRenewalInterval: Duration.seconds(1),
-  leaseMargin: Duration.seconds(1),
-  entityTerminationTimeout: Duration.millis(500)
-}
-
-main(
+runPod(
+  config,
   Effect.gen(function*() {
     const engine = yield* ClusterWorkflowEngine.make(workflow, { prefix: config.prefix, shardCheckInterval: "200 millis" })
     yield* Sharding.registerScoped
     emit("ready", String(config.pod))
-    yield* Effect.forEach(
-      config.submit,
-      (id, i) =>
-        engine.start(new Payment({ id, amount: i })).pipe(
-          Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.intersect(Schedule.recurs(100))))
-        ),
-      { concurrency: 10, discard: true }
-    )
+    yield* startAll(config.submit, (id, i) => engine.start(new Payment({ id, amount: i })))
     emit("submitted", String(config.pod))
     return yield* Effect.never
-  }).pipe(
-    Effect.scoped,
-    Effect.provide(NodeCluster.layerPod({
-      sharding: { shardingPort: 0, shardManagerUri: config.managerUri, numberOfShards: 30, ...timings },
-      transport: { host: "127.0.0.1" }
-    })),
-    Effect.provide(journalLayer(config))
-  )
+  })
 )

@@ -45,8 +45,21 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           Effect.forEach(shards, (shard) => manager.stopShard(shard), { concurrency: "unbounded", discard: true }),
         { concurrency: "unbounded", discard: true }
       ),
-      singletons.sync(),
+      Effect.zip(singletons.sync(), stopOwnWork(shards), { concurrent: true }),
       { concurrent: true }
+    )
+
+  // What registered work of its own per shard (`Sharding.registerShardStop`) stops with the entities, within
+  // the same entityTerminationTimeout.
+  const stopOwnWork = (shards: ReadonlyArray<number>): Effect.Effect<void> =>
+    shards.length === 0 || state.shardStoppers.size === 0 ? Effect.void : Effect.forEach(
+      Array.from(state.shardStoppers),
+      (stop) =>
+        stop(shards).pipe(
+          Effect.timeoutOption(state.terminationMillis),
+          Effect.catchAllCause((cause) => Effect.logWarning("a shard stop hook failed", cause))
+        ),
+      { concurrency: "unbounded", discard: true }
     )
 
   // A grant or revocation below the epoch this pod holds, sent after the pod took the shard, can only come
@@ -195,16 +208,21 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
     })
 
   const stopEverything: Effect.Effect<void> = Effect.suspend(() => {
-    for (const shard of state.heldShards()) {
+    const held = Array.from(state.heldShards())
+    for (const shard of held) {
       if (heldEpoch[shard]! > releasedEpoch[shard]!) releasedEpoch[shard] = heldEpoch[shard]!
       state.setHeld(shard, 0)
     }
     return Effect.zip(
       singletons.sync(),
-      Effect.forEach(state.entityManagers.values(), (manager) => manager.stopAll(), {
-        concurrency: "unbounded",
-        discard: true
-      }),
+      Effect.zip(
+        Effect.forEach(state.entityManagers.values(), (manager) => manager.stopAll(), {
+          concurrency: "unbounded",
+          discard: true
+        }),
+        stopOwnWork(held),
+        { concurrent: true }
+      ),
       { concurrent: true }
     )
   })

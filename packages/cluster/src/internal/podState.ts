@@ -59,6 +59,8 @@ export class PodState {
   registered = false
   shuttingDown = false
   readonly entityManagers = new Map<string, EntityManager>()
+  /** Work of its own per shard to stop with the shards' entities (`Sharding.registerShardStop`). */
+  readonly shardStoppers = new Set<(shards: ReadonlyArray<number>) => Effect.Effect<void>>()
   /** Called (synchronously) after each change of a held epoch or of `shuttingDown`. */
   private readonly heldListeners = new Set<() => void>()
 

@@ -45,6 +45,8 @@ export interface ShardExecution extends ExecutionKey {
 }
 
 const retries = 10
+/** See `FencedJournal.boundIdle`. */
+const idleInTransactionMillis = 2_000
 const toNumber = (value: unknown): number => typeof value === "number" ? value : Number(value)
 
 const fenced: WriteResult = { _tag: "Fenced" }
@@ -98,12 +100,37 @@ export class FencedJournal {
       commit: (writes) => this.commit(writes),
       claim: (key, owner, now, claimUntil) => this.claim(key, owner, now, claimUntil),
       nextWakeAt: (workflows) => this.nextWakeAt(workflows),
-      dueTimers: (workflows, now, limit) => this.dueTimers(workflows, now, limit)
+      dueTimers: (workflows, now, limit) => this.dueTimers(workflows, now, limit),
+      mayAct: (key) => this.mayAct(key)
     }
+    this.boundIdle = this.sql.onDialectOrElse({
+      pg: () =>
+        Effect.asVoid(
+          this.sql.unsafe(`SET LOCAL idle_in_transaction_session_timeout = ${idleInTransactionMillis}`)
+        ),
+      orElse: () => Effect.void
+    })
   }
 
+  /**
+   * PostgreSQL: a fenced transaction holds its shards' fence rows locked until it ends. Were its pod to
+   * stop inside it (a pause, a freeze), no new owner could raise those fences, nor take the shards over,
+   * for as long as the pause lasts: the server ends such a transaction (and its session) once the pod has
+   * been silent in it for `idleInTransactionMillis`. The pod sees its write fail and retries it, under the
+   * fence as it stands then.
+   */
+  private readonly boundIdle: Effect.Effect<void, SqlError>
+
   private transaction<A>(operation: string, body: Effect.Effect<A, SqlError | JournalError>) {
-    return withRetries(retries, operation, inTransaction(this.sql.withTransaction, body))
+    return withRetries(retries, operation, inTransaction(this.sql.withTransaction, Effect.zipRight(this.boundIdle, body)))
+  }
+
+  /** Whether this pod still serves the shard of an execution it runs, at the epoch it runs under. */
+  mayAct(key: ExecutionKey): Effect.Effect<boolean> {
+    return Effect.map(this.view.served, (served) => {
+      const run = this.runs.get(keyString(key))
+      return run !== undefined && served.get(run.shard) === run.epoch
+    })
   }
 
   /** Where an execution lives: from the shard index, else (not started yet) its own root entity. */
