@@ -28,6 +28,7 @@ import { entityTypeOf, StartExecution, WakeExecution } from "./internal/cluster/
 import * as internal from "./internal/engine.js"
 import { EngineProvider } from "./internal/engineProvider.js"
 import { stuckFault } from "./internal/faults.js"
+import { liveClock } from "./internal/liveClock.js"
 import { keyString } from "./internal/results.js"
 import { defaultPrefix, tableNames } from "./internal/sql/tables.js"
 import type { Workflow } from "./Workflow.js"
@@ -50,6 +51,20 @@ export interface ClusterEngineOptions extends Omit<EngineOptions, "resumeOnStart
    * change announces (an execution stopped by a momentary lapse, taken back). Default 1 second.
    */
   readonly shardCheckInterval?: Duration.DurationInput
+}
+
+/**
+ * Sends a start again while it meets a moving shard, at most 12 times, 50 ms doubling up to 1 s apart (on
+ * the live clock: a shard takes real time to move).
+ */
+const retryingStart = <A, E>(send: Effect.Effect<A, E>): Effect.Effect<A, E> => {
+  const attempt = (n: number): Effect.Effect<A, E> =>
+    Effect.catchIf(
+      send,
+      (error) => n < 12 && (error as { _tag?: string })._tag === "JournalError" && (error as JournalError).retryable,
+      () => Effect.zipRight(Effect.withClock(Effect.sleep(Math.min(50 * 2 ** n, 1000)), liveClock), attempt(n + 1))
+    )
+  return attempt(0)
 }
 
 /** A routing failure, as the journal errors the engine's API returns (the request was not answered). */
@@ -126,12 +141,14 @@ const routes = (
           })
         }
         const { entityId } = yield* fenced.placementOf(key)
-        const reply = yield* send(
+        // A start is idempotent (same id, same payload: joined): one that met a moving shard (refused by its
+        // fence on the old owner, or not routed) is sent again, to the new owner.
+        const reply = yield* retryingStart(send(
           entityId,
           new StartExecution({ ...key, payload: JSON.stringify(encoded.right) })
         ).pipe(Effect.catchAll((error) =>
           isWorkflowEngineError(error) ? Effect.fail(error) : Effect.fail(routingError("start")(error as any))
-        ))
+        )))
         return reply as internal.StartResult
       }),
     signal: (row, name, value) =>

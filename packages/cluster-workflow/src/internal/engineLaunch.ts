@@ -120,6 +120,10 @@ const startEncoded = (
           })
           return runningResult
         }
+        if (result._tag === "Fenced") {
+          // (on the cluster: the execution's shard left this pod meanwhile; its new owner takes the retry)
+          return new JournalError({ operation: "start", message: "the execution's shard moved: retry", retryable: true })
+        }
         if (result._tag !== "Exists") {
           return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })
         }
