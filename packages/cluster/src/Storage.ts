@@ -161,9 +161,9 @@ export interface LeasedStorage extends Storage {
   ) => Effect.Effect<Option.Option<ReadonlyArray<HeldShard>>, StorageException>
   /**
    * Renews a pod's database leases on the shards it holds, in one conditional statement: a shard's lease
-   * runs `leaseMillis` from now (the database's clock) if its row still names this pod, this `incarnation`
-   * and the shard's `epoch`, the pod's row still has this incarnation, and the lease has not ended (a lapsed
-   * lease is not revived). Returns the shards renewed.
+   * runs `leaseMillis` from now (the database's clock) if its row still names this pod at `epoch`, the
+   * pod's row has this `incarnation` (a restarted or removed process renews nothing), and the lease has not
+   * ended (a lapsed lease is not revived). Returns the shards renewed.
    */
   readonly renewShardLeases: (
     address: PodAddress,
@@ -369,8 +369,7 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
           )
           const end = leaseEnds.get(shardId)
           if (
-            Option.isSome(owner) && keyOf(owner.value) === keyOf(address) &&
-            shardIncarnations.get(shardId) === incarnation && epochOf(current, shardId) === epoch &&
+            Option.isSome(owner) && keyOf(owner.value) === keyOf(address) && epochOf(current, shardId) === epoch &&
             end !== undefined && now < end
           ) {
             leaseEnds.set(shardId, now + leaseMillis)

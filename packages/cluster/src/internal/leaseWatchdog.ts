@@ -59,8 +59,12 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
                 state.dbLeaseEnd[shard] = sentAt + lease
               }
             }
-            return renewed.length === held.length ? Effect.void : Effect.logDebug(
-              `${held.length - renewed.length} shards not renewed in the database (moved, or their lease lapsed)`
+            if (renewed.length === held.length) return Effect.void
+            // Refused: moved, lapsed, or the pod's row lost this incarnation (the manager may write the pods
+            // a moment before or after this pod recorded itself): recorded again for the next renewal.
+            return Effect.zipRight(
+              Effect.logDebug(`${held.length - renewed.length} shards not renewed in the database`),
+              registerInDatabase
             )
           }),
         onFailure: (error) => Effect.logDebug("lease renewal in the database failed", error)

@@ -37,6 +37,7 @@ const tsFiles = (dir: string): Array<string> =>
 // The package's own imports, as the children's transpiled files must spell them.
 const rewrites: ReadonlyArray<readonly [RegExp, string]> = [
   [/(from\s+)"@effect-cluster\/cluster\/node"/g, "src/node/index.js"],
+  [/(from\s+)"@effect-cluster\/cluster\/StorageSql"/g, "src/node/StorageSql.js"],
   [/(from\s+)"@effect-cluster\/cluster"/g, "src/index.js"]
 ]
 

@@ -1,11 +1,12 @@
 /**
  * A pod process for the multi-process tests: serves on 127.0.0.1 (a free port), runs the counter entity
  * whose instances record their start, stop and messages in the observer table (PostgreSQL at
- * DATABASE_URL), prints `listening <json>`, waits at its gate (a `register` line on stdin), registers
+ * DATABASE_URL), renews its shards' leases in the cluster's tables, prints `listening <json>`, waits at its gate (a `register` line on stdin), registers
  * and prints `registered`. SIGTERM/SIGINT (NodeRuntime.runMain) unregisters gracefully.
  */
 import { Sharding } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
+import * as StorageSql from "@effect-cluster/cluster/StorageSql"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as PgClient from "@effect/sql-pg/PgClient"
@@ -31,7 +32,12 @@ const gate = Effect.async<void>((resume) => {
 })
 
 const program = Effect.gen(function*() {
-  const pod = yield* Layer.build(NodeCluster.layerPod({ sharding: shardingConfig(config.managerUri) }))
+  // The pod renews its leases in the database too: it keeps its shards while the manager is down.
+  const pod = yield* Layer.build(
+    NodeCluster.layerPod({ sharding: shardingConfig(config.managerUri, config.timing) }).pipe(
+      Layer.provide(StorageSql.layerPodLeases({ prefix: config.tablePrefix }))
+    )
+  )
   const sharding = Context.get(pod, Sharding.Sharding)
   const address = Context.get(pod, HttpServer.HttpServer).address
   const sql = yield* SqlClient.SqlClient

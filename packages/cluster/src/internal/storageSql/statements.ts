@@ -155,8 +155,7 @@ RETURNING shard_id`
 
   /**
    * A pod's renewal of its shards' leases: one conditional statement (compare-and-set on each shard's
-   * owner, incarnation and epoch, and on the pod's row still having this incarnation); a lapsed lease is
-   * not renewed.
+   * owner and epoch, and on the pod's row having this incarnation); a lapsed lease is not renewed.
    */
   const renewShardLeases = (
     address: PodAddress,
@@ -166,7 +165,7 @@ RETURNING shard_id`
   ): Effect.Effect<ReadonlyArray<number>, SqlError> =>
     held.length === 0 ? Effect.succeed([]) : Effect.map(
       sql`UPDATE ${shards} SET lease_expires_at = ${nowMillis} + ${Math.max(0, Math.floor(leaseMillis))}
-WHERE pod_host = ${address.host} AND pod_port = ${address.port} AND incarnation = ${incarnation}
+WHERE pod_host = ${address.host} AND pod_port = ${address.port}
   AND lease_expires_at > ${nowMillis}
   AND EXISTS (SELECT 1 FROM ${pods} p WHERE p.host = ${address.host} AND p.port = ${address.port}
     AND p.incarnation = ${incarnation})
