@@ -126,7 +126,11 @@ const refusedBy = (result: unknown): ReadonlyArray<number> =>
  * epochs from `Storage` and keeps them. Every new assignment is persisted before any pod can see it (a
  * heartbeat's table shows it unowned until then). A manager started on storage that already holds state
  * (a restart) hands out no shard before `leaseDuration + leaseMargin` from its start, and reassigns a
- * silent pod's shards no earlier, since it cannot know the earlier grants. It dies with
+ * silent pod's shards no earlier, since it cannot know the earlier grants. On a `LeasedStorage` each grant
+ * also sets the shard's lease in the database, and a write gives a shard to another pod only once that
+ * lease has been over for `leaseMargin` on the database's clock or its owner released it (a refused grant
+ * is withdrawn and retried in a later round), so pods renewing there keep their shards while no manager
+ * runs. It dies with
  * `InvalidConfigurationException` on a storage without durable epochs (`Storage.make` without them).
  *
  * @since 0.1.0
