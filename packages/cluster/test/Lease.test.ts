@@ -85,4 +85,61 @@ describe("a pod that renews its leases in the database (Storage.PodLeases)", () 
       expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(0)
       expect(observer.events).toEqual(["start e@1", "stop e@1"])
     }))
+  it.scoped("a pod cut off from the manager but renewing in the database: the manager moves its shards only once that lease has been over for the margin", () =>
+    Effect.gen(function*() {
+      const observer = new Observer()
+      const storage = yield* Storage.makeMemory
+      const lastRenewal = new Map<number, number>()
+      const podLeases: Storage.LeasedStorage = {
+        ...storage,
+        renewShardLeases: (address, incarnation, held, leaseMillis) =>
+          Effect.gen(function*() {
+            const sentAt = yield* Clock.currentTimeMillis
+            const renewed = yield* storage.renewShardLeases(address, incarnation, held, leaseMillis)
+            if (renewed.length > 0) lastRenewal.set(address.port, sentAt)
+            return renewed
+          })
+      }
+      const lease = 30_000
+      const margin = 5_000
+      const cluster = yield* makeTestCluster({
+        numberOfShards: 30,
+        storage,
+        podLeases,
+        manager: { rebalanceRate: 1 },
+        pod: { entityMaxIdleTime: Duration.minutes(60) }
+      })
+      yield* cluster.startManager
+      const a = yield* cluster.startPod(1, observer.counterOn(1))
+      const b = yield* cluster.startPod(2, observer.counterOn(2))
+      const held = (pod: typeof a) => Effect.map(pod.sharding.getAssignedShardIds, (s) => Array.from(s).length)
+      yield* eventually(Effect.map(Effect.all([held(a), held(b)]), ([x, y]) => x === 15 && y === 15))
+      const ids = Array.from({ length: 20 }, (_, i) => `e${i}`)
+      for (const id of ids) yield* a.sharding.messenger(Counter).send(id)(new GetCount({ messageId: freshId() }))
+      expect(observer.where("e0").length).toBe(1)
+      yield* cluster.transport.partitionFromManager(a.address)
+      let removedAt: number | undefined
+      let movedAt: number | undefined
+      for (let t = 0; t < 150 && movedAt === undefined; t++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        const now = yield* Clock.currentTimeMillis
+        const known = yield* cluster.managerInstance()!.getPods
+        if (removedAt === undefined && !known.some((pod) => pod.port === 1)) removedAt = now
+        if ((yield* held(b)) > 15) {
+          movedAt = now
+          // Pod A had stopped everything by then.
+          expect(yield* held(a)).toBe(0)
+        }
+        expect(observer.violations).toEqual([])
+      }
+      expect(removedAt).toBeDefined()
+      expect(movedAt).toBeDefined()
+      // The manager declared A dead first; A renewed in the database until then; the shards moved only once
+      // the last of those leases had been over for the margin.
+      const renewedUntil = lastRenewal.get(1)!
+      expect(movedAt!).toBeGreaterThan(removedAt!)
+      expect(movedAt!).toBeGreaterThanOrEqual(renewedUntil + lease + margin)
+      expect(observer.violations).toEqual([])
+    }))
 })
