@@ -1,7 +1,8 @@
 /**
  * `pnpm bench`: the cluster benchmark (bench/cluster.ts), the network transport benchmark
- * (bench/network.ts), the failover time of real processes (bench/failover.ts) and the workflow benchmark
- * (bench/workflow.ts),
+ * (bench/network.ts), the failover time of real processes (bench/failover.ts), the workflow benchmark
+ * (bench/workflow.ts), durable timers (bench/timers.ts) and a workflow engine's restart after SIGKILL
+ * (bench/restart.ts),
  * one after the other, each in its own child process; prints the machine and every table at the end.
  * Not part of `pnpm test`.
  */
@@ -43,6 +44,7 @@ const main = async () => {
   const failover = await run("failover.ts")
   const workflow = await run("workflow.ts")
   const timers = await run("timers.ts")
+  const restart = await run("restart.ts")
   console.log(`Machine: ${machine()}\n`)
   console.log("### Cluster\n")
   console.log(tables(cluster))
@@ -54,6 +56,8 @@ const main = async () => {
   console.log(tables(workflow))
   console.log("\n### Durable timers\n")
   console.log(tables(timers))
+  console.log("\n### Workflow restart after SIGKILL (real processes)\n")
+  console.log(tables(restart))
 }
 
 main().catch((error) => {

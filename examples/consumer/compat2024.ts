@@ -2,7 +2,9 @@
 // (`@effect/cluster/Message` -> `@effect-cluster/cluster/Message`, ...), run on the PUBLISHED packages by
 // examples/test/consumer.test.ts.
 import * as Message from "@effect-cluster/cluster/Message"
+import * as MessageState from "@effect-cluster/cluster/MessageState"
 import * as PodAddress from "@effect-cluster/cluster/PodAddress"
+import * as ShardId from "@effect-cluster/cluster/ShardId"
 import * as ShardingException from "@effect-cluster/cluster/ShardingException"
 import * as CrashableRuntime from "@effect-cluster/cluster-workflow/CrashableRuntime"
 import * as Activity from "@effect-cluster/cluster-workflow/Activity"
@@ -41,3 +43,9 @@ Effect.runPromise(Effect.all([notRegistered, crashed])).then((tags) => console.l
 Effect.runPromise(
   program.pipe(Effect.provide(DurableExecutionJournalInMemory.activityJournalInMemory), Effect.scoped)
 ).then((greeting) => console.log(`greeting: ${greeting}`))
+
+// The 2024 encoded forms (type-id keys), decoded back to the installed classes.
+const shardId = Schema.encodeSync(ShardId.schema)(ShardId.make(7))
+const state = Schema.encodeSync(MessageState.schema(Schema.Number))(MessageState.Acknowledged)
+const back = Schema.decodeUnknownSync(ShardId.schema)({ "@effect/cluster/ShardId": "@effect/cluster/ShardId", value: 7 })
+console.log(`encoded: ${JSON.stringify([shardId, state])} ${back instanceof ShardId.ShardId && back[ShardId.TypeId] === ShardId.TypeId}`)

@@ -4,7 +4,8 @@
  * next to `effect@3.22.4` and nothing else the library needs (the in-memory journal user's install).
  *
  * In that app:
- * - the install itself: no peer-dependency warnings, `npm ls` clean, no SQL driver pulled in;
+ * - the install itself: no peer-dependency warnings, `npm ls` clean, no SQL driver pulled in, and
+ *   `npm ls --all` lists nothing unmet for these packages (they declare no driver or transport peer);
  * - the type-check of examples/consumer/types.ts (type assertions whose `@ts-expect-error` lines fail to
  *   compile if a declaration degrades to `any`), examples/consumer/compat2024.ts (2024 subpath imports) and
  *   the seed program (examples/process-payment.ts, also as a `.cts` CommonJS module) with
@@ -12,7 +13,7 @@
  *   errors, in the app or in the packages' declarations;
  * - the seed program runs as ESM and as CommonJS, and the 2024 subpath program runs, on the installed code;
  * - last, the README's driver lines (`npm i @effect/sql-libsql@0.42`, `npm i @effect/sql-pg@0.53`) install
- *   without peer warnings, and examples/consumer/sql.ts runs a workflow on a SQLite file through the
+ *   without peer warnings (`npm ls --all` clean again for a user of the SQLite driver alone), and examples/consumer/sql.ts runs a workflow on a SQLite file through the
  *   `/sqlite` subpath (ESM and CommonJS) and on PostgreSQL through `DurableExecutionJournal.layer({ table })`
  *   (`DATABASE_URL`; skipped if unreachable, unless `REQUIRE_POSTGRES` is set).
  *
@@ -92,6 +93,39 @@ const tsconfigs = {
 const peerWarnings = (output: string) =>
   output.split("\n").filter((line) => /^npm warn/i.test(line) && /peer|ERESOLVE|conflict/i.test(line))
 
+// `npm ls --all` of the app: exit 0, no invalid, missing or extraneous package and no unmet required
+// dependency anywhere, and no unmet dependency (optional or not) of these packages. The packages declare
+// no peer for a driver or transport the user may not use, so none is listed. What npm still lists as
+// `UNMET OPTIONAL DEPENDENCY` belongs to other packages (optional peers of @effect/experimental and ws,
+// native binaries of other platforms under msgpackr-extract and libsql); it is returned, to be printed.
+const expectCleanTree = async (cwd: string, what: string): Promise<ReadonlyArray<string>> => {
+  const text = await run("npm", ["ls", "--all"], cwd)
+  expectOk(text, `npm ls --all (${what})`)
+  expect(text.output).not.toMatch(/invalid|missing|extraneous|UNMET DEPENDENCY|ERR!/i)
+  const json = await run("npm", ["ls", "--all", "--json"], cwd)
+  expectOk(json, `npm ls --all --json (${what})`)
+  interface Node {
+    readonly version?: string
+    readonly invalid?: unknown
+    readonly dependencies?: Record<string, Node>
+  }
+  const unmet: Array<string> = []
+  const walk = (name: string, node: Node) => {
+    for (const [child, entry] of Object.entries(node.dependencies ?? {})) {
+      if (entry.version === undefined || entry.invalid !== undefined) {
+        expect(name, `${what}: ${child} is unmet or invalid under ${name}`).not.toMatch(/^@effect-cluster\//)
+        unmet.push(`${child} (under ${name})`)
+      }
+      walk(child, entry)
+    }
+  }
+  walk("(app)", JSON.parse(json.stdout) as Node)
+  for (const line of unmet) {
+    expect(line, what).not.toMatch(/^(@effect\/(sql-libsql|sql-pg|platform-node|rpc|cli|printer|printer-ansi)|@libsql\/client|libsql|pg) /)
+  }
+  return unmet
+}
+
 // Whether a TCP connection to the PostgreSQL server of `url` opens within a few seconds.
 const reachable = (url: string) =>
   new Promise<boolean>((resolveReachable) => {
@@ -161,6 +195,8 @@ describe("the packed packages, installed with npm into a fresh app", () => {
     const ls = await run("npm", ["ls"], app)
     expectOk(ls, "npm ls")
     expect(ls.output).not.toMatch(/UNMET|invalid|missing|extraneous/i)
+    const others = await expectCleanTree(app, "in-memory user")
+    console.log(`npm ls --all (in-memory user): other packages' unmet optional dependencies: ${others.join(", ")}`)
     const installed = (name: string) => existsSync(join(app, "node_modules", name, "package.json"))
     expect(JSON.parse(readFileSync(join(app, "node_modules/effect/package.json"), "utf8")).version).toBe("3.22.4")
     for (const driver of ["@effect/sql-pg", "@effect/sql-libsql", "@libsql/client", "libsql", "pg", "postgres"]) {
@@ -183,7 +219,17 @@ describe("the packed packages, installed with npm into a fresh app", () => {
     const install = await run("npm", ["install", "--dry-run", "--prefer-offline", "--no-audit", "--no-fund", ...tarballs, "effect@4"], dir)
     expect(install.status, install.output).not.toBe(0)
     expect(install.output).toContain("ERESOLVE")
-    expect(install.output).toMatch(/peer effect@"\^3\.22\.4" from @effect-cluster\/cluster/)
+    // npm names the first Effect 3 peer it meets on the way from the packages: their own, or that of
+    // @effect/sql (their peer), as the README quotes.
+    expect(install.output).toMatch(/peer effect@"\^3\.22\.\d+" from (@effect-cluster\/cluster|@effect\/sql)/)
+    expect(install.output).toMatch(/from @effect-cluster\/cluster/)
+  })
+
+  it("the effect-cluster command names the packages to install when they are missing (not peers)", async () => {
+    const result = await run(join(app, "node_modules/.bin/effect-cluster"), ["--help"], app, 60_000)
+    expect(result.status, result.output).toBe(1)
+    expect(result.output).toContain("effect-cluster needs the package @effect/platform-node, which is not installed")
+    expect(result.output).toContain("npm i @effect/platform-node@0.108 @effect/rpc@0.76 @effect/cli@0.77")
   })
 
   for (const name of Object.keys(tsconfigs) as Array<keyof typeof tsconfigs>) {
@@ -245,6 +291,10 @@ describe("the packed packages, installed with npm into a fresh app", () => {
     expectOk(result, "node out/compat2024.js")
     expect(result.stdout.trim().split("\n").sort()).toEqual([
       "2024 tags: EntityTypeNotRegisteredException, @effect/cluster-workflow/CrashableRuntimeCrashedError",
+      "encoded: " + JSON.stringify([
+        { value: 7, "@effect/cluster/ShardId": "@effect/cluster/ShardId" },
+        { _tag: "@effect/cluster/MessageState/Acknowledged", "@effect/cluster/MessageState": "@effect/cluster/MessageState" }
+      ]) + " true",
       "greeting: hello WORLD"
     ])
   })
@@ -253,17 +303,28 @@ describe("the packed packages, installed with npm into a fresh app", () => {
     const databaseUrl = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/test"
     const requirePostgres = (process.env["REQUIRE_POSTGRES"] ?? "") !== ""
 
+    let sqliteTree: ReadonlyArray<string> | undefined
+
     beforeAll(async () => {
       for (const driver of ["@effect/sql-libsql@0.42", "@effect/sql-pg@0.53"]) {
         const install = await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", driver], app)
         expectOk(install, `npm install ${driver}`)
         expect(peerWarnings(install.output), install.output).toEqual([])
+        // A SQLite user installs only the SQLite driver: the tree is clean then too.
+        if (driver.startsWith("@effect/sql-libsql")) sqliteTree = await expectCleanTree(app, "SQLite user")
       }
       const ls = await run("npm", ["ls"], app)
       expectOk(ls, "npm ls")
       mkdirSync(join(app, "sql"))
       writeFileSync(join(app, "sql/sql.ts"), readFileSync(join(root, "examples/consumer/sql.ts"), "utf8"))
     }, 300_000)
+
+    it("a SQLite user's npm ls --all lists no unmet dependency of the packages", () => {
+      // Checked in beforeAll, between the two driver installs; here only its record.
+      expect(sqliteTree, "beforeAll checked the SQLite user's tree").toBeDefined()
+      console.log(`npm ls --all (SQLite user): other packages' unmet optional dependencies: ${sqliteTree?.join(", ")}`)
+      expect(sqliteTree?.every((line) => !line.includes("(under @effect-cluster/"))).toBe(true)
+    })
 
     it("the /sqlite subpath runs a workflow on a SQLite file, as ESM and as CommonJS", async () => {
       const esm = await transpile("sql/sql.ts", "sql.js", ts.ModuleKind.ESNext, ["sqlite", join(app, "esm.db")])

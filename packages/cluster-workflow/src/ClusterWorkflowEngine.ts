@@ -16,7 +16,9 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type { ExecutionKey, Journal } from "./DurableExecutionJournal.js"
 import { DurableExecutionJournal, isTerminal, JournalError } from "./DurableExecutionJournal.js"
 import type { FencedJournal } from "./internal/cluster/fencedJournal.js"
@@ -43,8 +45,9 @@ export interface ClusterEngineOptions extends Omit<EngineOptions, "resumeOnStart
   /** The table prefix of the SQL journal every pod shares (as given to it). Default `"effect_workflow"`. */
   readonly prefix?: string
   /**
-   * How often a pod compares the shards it serves with those it has taken over (to resume a new shard's
-   * executions, and to stop those of a shard it lost). Default 1 second.
+   * A pod compares the shards it serves with those it has taken over (to resume a new shard's executions,
+   * and to stop those of a shard it lost) at once when its shards change, and also this often, for what no
+   * change announces (an execution stopped by a momentary lapse, taken back). Default 1 second.
    */
   readonly shardCheckInterval?: Duration.DurationInput
 }
@@ -166,8 +169,9 @@ const watchShards = (
   engine: internal.Engine,
   fenced: FencedJournal,
   served: Effect.Effect<ReadonlyMap<number, number>>,
+  changes: Stream.Stream<unknown>,
   every: Duration.Duration
-) => {
+): Effect.Effect<never, never, Scope.Scope> => {
   const taken = new Map<number, number>()
   let idle = new Set<string>()
   const take = (shard: number, epoch: number) =>
@@ -220,7 +224,16 @@ const watchShards = (
     }
     idle = next
   }).pipe(Effect.catchAll((error) => Effect.logWarning("could not follow the pod's shards", error)))
-  return Effect.forever(Effect.zipRight(round, Effect.sleep(every)))
+  // A round at each change of the pod's shards, and every `every` (what no change announces: runs to drop
+  // or take back).
+  return Effect.gen(function*() {
+    const changed = yield* Queue.sliding<void>(1)
+    yield* Effect.forkScoped(Stream.runForEach(changes, () => changed.offer(undefined)))
+    while (true) {
+      yield* round
+      yield* Effect.raceFirst(Effect.sleep(every), Queue.take(changed))
+    }
+  })
 }
 
 /**
@@ -268,6 +281,7 @@ export const make = <T extends Message.Message.Any, R>(
       engine,
       fenced,
       sharding.servedShardEpochs,
+      sharding.servedShardEpochsChanges,
       Duration.decode(options?.shardCheckInterval ?? "1 second")
     ))
     return serviceOf<T>(engine, routes(engine, fenced, send as any))

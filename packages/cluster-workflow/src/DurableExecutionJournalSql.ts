@@ -23,7 +23,9 @@ export { type ProcessLiveness, ProcessLivenessService } from "./internal/sql/liv
 
 /**
  * Builds a SQL journal on the `SqlClient` in context (SQLite or PostgreSQL), creating or upgrading its
- * tables first unless `migrate: false`.
+ * tables first unless `migrate: false`. A client that cannot connect at the journal's first statement fails
+ * it with a `JournalError` (operation `"connect"`) that says why (see `layerOn` for a client layer that
+ * connects while it is built, as `PgClient.layer` does).
  *
  * On SQLite every writing operation runs in its own (short) transaction: `@effect/sql-libsql` serialises a
  * process's transactions, so no write of the journal can interleave with another fiber's commit; reads are

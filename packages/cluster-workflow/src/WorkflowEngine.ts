@@ -326,6 +326,69 @@ export const localRoutes = (engine: internal.Engine): EngineRoutes => ({
   resume: (executionId) => engine.resume(executionId)
 })
 
+/** The engine fault a recorded exit carries (see `typed`), if any. */
+const engineFault = (exit: Exit.Exit<any, any>): Option.Option<WorkflowEngineError> => {
+  const outcome = typed(exit)
+  if (Exit.isSuccess(outcome)) return Option.none()
+  return Option.filter(Cause.failureOption(outcome.cause), isWorkflowEngineError) as Option.Option<
+    WorkflowEngineError
+  >
+}
+
+/** `WorkflowEngine.poll`: the recorded exit of a finished execution, without waiting. */
+const poll = (engine: internal.Engine, executionId: string) =>
+  Effect.gen(function*() {
+    const row = yield* engine.find(executionId)
+    if (!isTerminal(row.status) || row.result === null) return Option.none()
+    if (row.status === "cancelled") return yield* new WorkflowCancelledError(row)
+    const exit = yield* decodeExit(engine, row.workflow, executionId, row.result)
+    const fault = engineFault(exit)
+    if (Option.isSome(fault)) return yield* Effect.fail(fault.value)
+    return Option.some(exit)
+  })
+
+/** `WorkflowEngine.list`: one page of executions, in key order. */
+const list = (engine: internal.Engine, options: Parameters<WorkflowEngine<any>["list"]>[0]) =>
+  Effect.gen(function*() {
+    const limit = options?.limit ?? 100
+    const rows = yield* engine.journal.list({
+      workflows: engine.names,
+      status: options?.status,
+      after: options?.after,
+      limit
+    })
+    const last = rows[rows.length - 1]
+    return {
+      executions: rows.map(summaryOf),
+      next: rows.length === limit && last !== undefined
+        ? Option.some({ workflow: last.workflow, executionId: last.executionId })
+        : Option.none()
+    }
+  })
+
+/** `WorkflowEngine.signal`: encodes the value, then stores it through the routes (first value wins). */
+const signal = <A, E>(
+  engine: internal.Engine,
+  routes: EngineRoutes,
+  executionId: string,
+  deferred: DurableDeferred<A, E>,
+  exit: Exit.Exit<A, E>
+) =>
+  Effect.gen(function*() {
+    const row = yield* engine.find(executionId)
+    const encoded = deferred.codec.encode(exit)
+    if (Either.isLeft(encoded) || encoded.right === undefined) {
+      return yield* new EncodeError({
+        workflow: row.workflow,
+        executionId,
+        step: `signal "${deferred.name}"`,
+        reason: Either.isLeft(encoded) ? encoded.left : "an interruption is not a signal value"
+      })
+    }
+    const result = yield* routes.signal(row, deferred.name, encoded.right)
+    return { stored: result.stored === encoded.right }
+  })
+
 /**
  * The engine's service on an internal engine and its routes.
  *
@@ -396,13 +459,7 @@ export const serviceOf = <T extends Message.Message.Any>(
           executionId,
           isTerminal(row.status) && row.result !== null ? row.result : undefined
         )
-      })), (exit) => {
-        const outcome = typed(exit)
-        return Exit.isFailure(outcome) && Option.isSome(Cause.failureOption(outcome.cause)) &&
-            isWorkflowEngineError(Option.getOrThrow(Cause.failureOption(outcome.cause)))
-          ? Effect.fail(Option.getOrThrow(Cause.failureOption(outcome.cause)) as WorkflowEngineError)
-          : Effect.succeed(exit)
-      }),
+      })), (exit) => Option.match(engineFault(exit), { onNone: () => Effect.succeed(exit), onSome: Effect.fail })),
       executionId,
       options?.timeout
     )
@@ -419,21 +476,7 @@ export const serviceOf = <T extends Message.Message.Any>(
     start: (request) => Effect.map(startRequest(request), ({ key }) => key.executionId),
     execute,
     result,
-    poll: (executionId) =>
-      Effect.gen(function*() {
-        const row = yield* engine.find(executionId)
-        if (!isTerminal(row.status) || row.result === null) return Option.none()
-        if (row.status === "cancelled") return yield* new WorkflowCancelledError(row)
-        const exit = yield* decodeExit(engine, row.workflow, executionId, row.result)
-        const outcome = typed(exit)
-        if (Exit.isFailure(outcome)) {
-          const failure = Cause.failureOption(outcome.cause)
-          if (Option.isSome(failure) && isWorkflowEngineError(failure.value)) {
-            return yield* Effect.fail(failure.value as WorkflowEngineError)
-          }
-        }
-        return Option.some(exit)
-      }),
+    poll: (executionId) => poll(engine, executionId),
     status: (executionId) =>
       Effect.flatMap(engine.find(executionId), (row) => stateOf(engine, row)).pipe(
         Effect.catchIf(
@@ -441,39 +484,9 @@ export const serviceOf = <T extends Message.Message.Any>(
           (): Effect.Effect<ExecutionState<any, any>> => Effect.succeed({ _tag: "Unknown" })
         )
       ) as Effect.Effect<ExecutionState<any, any>, JournalError>,
-    list: (options) =>
-      Effect.gen(function*() {
-        const limit = options?.limit ?? 100
-        const rows = yield* engine.journal.list({
-          workflows: engine.names,
-          status: options?.status,
-          after: options?.after,
-          limit
-        })
-        const last = rows[rows.length - 1]
-        return {
-          executions: rows.map(summaryOf),
-          next: rows.length === limit && last !== undefined
-            ? Option.some({ workflow: last.workflow, executionId: last.executionId })
-            : Option.none()
-        }
-      }),
+    list: (options) => list(engine, options),
     cancel: (executionId) => routes.cancel(executionId),
-    signal: (executionId, deferred, exit) =>
-      Effect.gen(function*() {
-        const row = yield* engine.find(executionId)
-        const encoded = deferred.codec.encode(exit)
-        if (Either.isLeft(encoded) || encoded.right === undefined) {
-          return yield* new EncodeError({
-            workflow: row.workflow,
-            executionId,
-            step: `signal "${deferred.name}"`,
-            reason: Either.isLeft(encoded) ? encoded.left : "an interruption is not a signal value"
-          })
-        }
-        const result = yield* routes.signal(row, deferred.name, encoded.right)
-        return { stored: result.stored === encoded.right }
-      }),
+    signal: (executionId, deferred, exit) => signal(engine, routes, executionId, deferred, exit),
     resume: (executionId) => routes.resume(executionId),
     deleteCompleted: (olderThan) =>
       Effect.flatMap(

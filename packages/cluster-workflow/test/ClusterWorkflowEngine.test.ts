@@ -102,7 +102,7 @@ const makeEngineCluster = (database: SharedDatabase, workflow: ReturnType<typeof
         const journal = yield* Layer.buildWithScope(database.journal(), scope)
         const engine = yield* WorkflowEngine.makeScoped(workflow).pipe(
           Effect.provide(Layer.succeedContext(journal)),
-          Effect.provide(ClusterWorkflowEngine.layer({ prefix: database.prefix, shardCheckInterval: "200 millis" })),
+          Effect.provide(ClusterWorkflowEngine.layer({ prefix: database.prefix, shardCheckInterval: "1 hour" })),
           Effect.provideService(Sharding.Sharding, pod.sharding),
           Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, Context.get(
             journal,

@@ -316,13 +316,15 @@ describeJournals("WorkflowEngine", (journalCase) => {
           yield* recorded(log, "label", "text", Schema.String)
           return yield* Workflow.yieldExecution
         }))
-      const engine1 = yield* WorkflowEngine.makeScoped(v1)
-      yield* engine1.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
-      yield* engine1.sendDiscard(new Order({ orderId: "o2", amount: 1 }))
-      // both executions are recorded by v1 and suspended before v2 starts (o2 still live on engine1 would be
-      // run there, by v1's code)
-      while ((yield* engine1.status("o1"))._tag !== "Suspended") yield* Effect.yieldNow()
-      while ((yield* engine1.status("o2"))._tag !== "Suspended") yield* Effect.yieldNow()
+      // v1 records both executions, which suspend; then v1's engine stops (a deploy: v2 replaces v1; a live
+      // v1 engine would also take the resumed executions when it hears of them, and run them by v1's code)
+      yield* Effect.scoped(Effect.gen(function*() {
+        const engine1 = yield* WorkflowEngine.makeScoped(v1)
+        yield* engine1.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+        yield* engine1.sendDiscard(new Order({ orderId: "o2", amount: 1 }))
+        while ((yield* engine1.status("o1"))._tag !== "Suspended") yield* Effect.yieldNow()
+        while ((yield* engine1.status("o2"))._tag !== "Suspended") yield* Effect.yieldNow()
+      }))
       // v2 expects a number where v1 recorded a string
       const v2 = Workflow.make(Order, (order) =>
         Effect.gen(function*() {

@@ -9,6 +9,22 @@ import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { typeIdField } from "./internal/typeId.js"
+
+/**
+ * The type id of a message state: the symbol-keyed property every state carries (its value is the
+ * symbol). Encoded as the 2024 string key `"@effect/cluster/MessageState": "@effect/cluster/MessageState"`.
+ *
+ * @since 0.1.0
+ * @category symbols
+ */
+export const TypeId: unique symbol = Symbol.for("@effect-cluster/cluster/MessageState")
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export type TypeId = typeof TypeId
 
 /**
  * The message was accepted; its result is not known yet.
@@ -17,6 +33,7 @@ import * as Schema from "effect/Schema"
  * @category models
  */
 export interface MessageStateAcknowledged {
+  readonly [TypeId]: TypeId
   readonly _tag: "@effect/cluster/MessageState/Acknowledged"
 }
 
@@ -27,6 +44,7 @@ export interface MessageStateAcknowledged {
  * @category models
  */
 export interface MessageStateProcessed<A> {
+  readonly [TypeId]: TypeId
   readonly _tag: "@effect/cluster/MessageState/Processed"
   readonly result: A
 }
@@ -42,6 +60,7 @@ export type MessageState<A> = MessageStateAcknowledged | MessageStateProcessed<A
  * @category constructors
  */
 export const Acknowledged: MessageStateAcknowledged = Data.struct({
+  [TypeId]: TypeId,
   _tag: "@effect/cluster/MessageState/Acknowledged" as const
 })
 
@@ -50,7 +69,7 @@ export const Acknowledged: MessageStateAcknowledged = Data.struct({
  * @category constructors
  */
 export const Processed = <A>(result: A): MessageStateProcessed<A> =>
-  Data.struct({ _tag: "@effect/cluster/MessageState/Processed" as const, result })
+  Data.struct({ [TypeId]: TypeId, _tag: "@effect/cluster/MessageState/Processed" as const, result })
 
 /**
  * @since 0.1.0
@@ -93,19 +112,30 @@ export const mapEffect: {
 } = dual(2, <A, B, E, R>(value: MessageState<A>, fn: (value: A) => Effect.Effect<B, E, R>) =>
   isProcessed(value) ? Effect.map(fn(value.result), Processed) : Effect.succeed(value))
 
+const typeId = typeIdField(TypeId, "@effect/cluster/MessageState")
+
 /**
- * The schema of a message state whose result has the given schema.
+ * The schema of a message state whose result has the given schema. Encoded as in 2024:
+ * `{ "@effect/cluster/MessageState": "@effect/cluster/MessageState", _tag, result? }`; decoding also
+ * accepts a state without the type-id key (the form this package wrote before).
  *
  * @since 0.1.0
  * @category schemas
  */
 export const schema = <A, I, R>(result: Schema.Schema<A, I, R>): Schema.Schema<
   MessageState<A>,
-  | { readonly _tag: "@effect/cluster/MessageState/Acknowledged" }
-  | { readonly _tag: "@effect/cluster/MessageState/Processed"; readonly result: I },
+  | {
+    readonly "@effect/cluster/MessageState"?: "@effect/cluster/MessageState"
+    readonly _tag: "@effect/cluster/MessageState/Acknowledged"
+  }
+  | {
+    readonly "@effect/cluster/MessageState"?: "@effect/cluster/MessageState"
+    readonly _tag: "@effect/cluster/MessageState/Processed"
+    readonly result: I
+  },
   R
 > =>
   Schema.Union(
-    Schema.Struct({ _tag: Schema.Literal("@effect/cluster/MessageState/Acknowledged") }),
-    Schema.Struct({ _tag: Schema.Literal("@effect/cluster/MessageState/Processed"), result })
+    Schema.Struct({ [TypeId]: typeId, _tag: Schema.Literal("@effect/cluster/MessageState/Acknowledged") }),
+    Schema.Struct({ [TypeId]: typeId, _tag: Schema.Literal("@effect/cluster/MessageState/Processed"), result })
   )

@@ -5,6 +5,22 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { typeIdField } from "./internal/typeId.js"
+
+/**
+ * The type id of a `PodAddress`: the symbol-keyed property every instance carries (its value is the symbol).
+ * Encoded as the 2024 string key `"@effect/cluster/PodAddress": "@effect/cluster/PodAddress"`.
+ *
+ * @since 0.1.0
+ * @category symbols
+ */
+export const TypeId: unique symbol = Symbol.for("@effect-cluster/cluster/PodAddress")
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export type TypeId = typeof TypeId
 
 /**
  * A pod's address: host and port. Two addresses are equal when host and port are.
@@ -13,6 +29,7 @@ import * as Schema from "effect/Schema"
  * @category models
  */
 export class PodAddress extends Schema.Class<PodAddress>("@effect-cluster/cluster/PodAddress")({
+  [TypeId]: typeIdField(TypeId, "@effect/cluster/PodAddress"),
   host: Schema.String,
   port: Schema.Int
 }) {
@@ -42,7 +59,7 @@ export const isPodAddress = (u: unknown): u is PodAddress => Predicate.isObject(
  * @since 0.1.0
  * @category schemas
  */
-export const schema: Schema.Schema<PodAddress, { readonly host: string; readonly port: number }> = PodAddress
+export const schema: Schema.Schema<PodAddress, Schema.Schema.Encoded<typeof PodAddress>> = PodAddress
 
 /**
  * A string key for maps (`host:port`).

@@ -5,6 +5,22 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { typeIdField } from "./internal/typeId.js"
+
+/**
+ * The type id of a `RecipientAddress`: the symbol-keyed property every instance carries (its value is the symbol).
+ * Encoded as the 2024 string key `"@effect/cluster/RecipientAddress": "@effect/cluster/RecipientAddress"`.
+ *
+ * @since 0.1.0
+ * @category symbols
+ */
+export const TypeId: unique symbol = Symbol.for("@effect-cluster/cluster/RecipientAddress")
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export type TypeId = typeof TypeId
 
 /**
  * The address of an entity (or topic) instance. Equal and Hash are structural over the two strings.
@@ -13,6 +29,7 @@ import * as Schema from "effect/Schema"
  * @category models
  */
 export class RecipientAddress extends Schema.Class<RecipientAddress>("@effect-cluster/cluster/RecipientAddress")({
+  [TypeId]: typeIdField(TypeId, "@effect/cluster/RecipientAddress"),
   recipientTypeName: Schema.String,
   entityId: Schema.String
 }) {

@@ -7,8 +7,24 @@
 import * as Predicate from "effect/Predicate"
 import * as PrimaryKey from "effect/PrimaryKey"
 import * as Schema from "effect/Schema"
+import { typeIdField } from "./internal/typeId.js"
 import { RecipientAddress } from "./RecipientAddress.js"
 import { SerializedMessage } from "./SerializedMessage.js"
+
+/**
+ * The type id of a `SerializedEnvelope`: the symbol-keyed property every instance carries (its value is the symbol).
+ * Encoded as the 2024 string key `"@effect/cluster/SerializedEnvelope": "@effect/cluster/SerializedEnvelope"`.
+ *
+ * @since 0.1.0
+ * @category symbols
+ */
+export const TypeId: unique symbol = Symbol.for("@effect-cluster/cluster/SerializedEnvelope")
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export type TypeId = typeof TypeId
 
 /**
  * An envelope: what one pod sends another. `messageId` is the message's primary key (empty when the
@@ -20,6 +36,7 @@ import { SerializedMessage } from "./SerializedMessage.js"
  * @category models
  */
 export class SerializedEnvelope extends Schema.Class<SerializedEnvelope>("@effect-cluster/cluster/SerializedEnvelope")({
+  [TypeId]: typeIdField(TypeId, "@effect/cluster/SerializedEnvelope"),
   recipientAddress: RecipientAddress,
   messageId: Schema.String,
   body: SerializedMessage,
@@ -32,6 +49,15 @@ export class SerializedEnvelope extends Schema.Class<SerializedEnvelope>("@effec
    */
   [PrimaryKey.symbol](): string {
     return `${this.messageId}@${this.recipientAddress.recipientTypeName}#${this.recipientAddress.entityId}`
+  }
+
+  /**
+   * `SerializedEnvelope(messageId@typeName#entityId, epoch n)`.
+   *
+   * @since 0.1.0
+   */
+  override toString(): string {
+    return `SerializedEnvelope(${this[PrimaryKey.symbol]()}, epoch ${this.epoch})`
   }
 }
 

@@ -5,7 +5,23 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { typeIdField } from "./internal/typeId.js"
 import { shardIdOf } from "./internal/hash.js"
+
+/**
+ * The type id of a `ShardId`: the symbol-keyed property every instance carries (its value is the symbol).
+ * Encoded as the 2024 string key `"@effect/cluster/ShardId": "@effect/cluster/ShardId"`.
+ *
+ * @since 0.1.0
+ * @category symbols
+ */
+export const TypeId: unique symbol = Symbol.for("@effect-cluster/cluster/ShardId")
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export type TypeId = typeof TypeId
 
 /**
  * A shard number, `1..numberOfShards`.
@@ -14,6 +30,7 @@ import { shardIdOf } from "./internal/hash.js"
  * @category models
  */
 export class ShardId extends Schema.Class<ShardId>("@effect-cluster/cluster/ShardId")({
+  [TypeId]: typeIdField(TypeId, "@effect/cluster/ShardId"),
   value: Schema.Int
 }) {
   /**
@@ -36,7 +53,7 @@ export const make = (value: number): ShardId => new ShardId({ value })
  * @since 0.1.0
  * @category schemas
  */
-export const schema: Schema.Schema<ShardId, { readonly value: number }> = ShardId
+export const schema: Schema.Schema<ShardId, Schema.Schema.Encoded<typeof ShardId>> = ShardId
 
 /**
  * The shard of an entity id: `|Hash.string(entityId) % numberOfShards| + 1`, with effect's `Hash.string`

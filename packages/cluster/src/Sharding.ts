@@ -21,6 +21,7 @@ import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Broadcaster } from "./Broadcaster.js"
@@ -119,6 +120,12 @@ export interface Sharding {
    * cluster workflow engine) writes under.
    */
   readonly servedShardEpochs: Effect.Effect<ReadonlyMap<number, number>>
+  /**
+   * `servedShardEpochs` now, then again after each change of the shards this pod holds (taken, lost,
+   * released, dropped at a lapsed lease, or the pod shutting down): how code that follows the pod's shards
+   * reacts at once instead of polling. Consecutive changes may arrive as one.
+   */
+  readonly servedShardEpochsChanges: Stream.Stream<ReadonlyMap<number, number>>
   /** Reloads the routing table from the manager. */
   readonly refreshAssignments: Effect.Effect<void>
   readonly getShardId: (entityIdOrAddress: string | RecipientAddress) => ShardId
@@ -264,6 +271,12 @@ export const make: Effect.Effect<
       yield* singletons.sync()
     })
 
+  const servedShardEpochs = Effect.sync(() => {
+    const served = new Map<number, number>()
+    for (const shard of state.heldShards()) if (state.canServe(shard, 0)) served.set(shard, state.heldEpoch[shard]!)
+    return served
+  })
+
   // --- Joining and leaving.
   const register: Effect.Effect<void> = Effect.gen(function*() {
     state.shuttingDown = false
@@ -279,6 +292,7 @@ export const make: Effect.Effect<
     if (!state.registered) return
     state.shuttingDown = true
     state.registered = false
+    state.heldChanged()
     // Hand-off: every entity has stopped (finalizers ran) before the manager hears we left.
     yield* handoff.stopEverything
     yield* client.unregister(self).pipe(
@@ -312,11 +326,17 @@ export const make: Effect.Effect<
     sendMessageToLocalEntityManagerWithoutRetries: (envelope) => Effect.suspend(() => receive.receiveNow(envelope)),
     getPods: Effect.sync(() => HashSet.fromIterable(topics.knownPods())),
     getAssignedShardIds: Effect.sync(() => toShardIds(state.heldShards())),
-    servedShardEpochs: Effect.sync(() => {
-      const served = new Map<number, number>()
-      for (const shard of state.heldShards()) if (state.canServe(shard, 0)) served.set(shard, state.heldEpoch[shard]!)
-      return served
-    }),
+    servedShardEpochs,
+    servedShardEpochsChanges: Stream.unwrapScoped(Effect.gen(function*() {
+      const changes = yield* Queue.sliding<void>(1)
+      yield* Effect.acquireRelease(
+        Effect.sync(() => state.onHeldChange(() => void changes.unsafeOffer(undefined))),
+        (stopListening) => Effect.sync(stopListening)
+      )
+      return Stream.concat(Stream.succeed(undefined), Stream.fromQueue(changes)).pipe(
+        Stream.mapEffect(() => servedShardEpochs)
+      )
+    })),
     refreshAssignments: routing.refreshAssignments,
     getShardId: (entityIdOrAddress) =>
       new ShardId({

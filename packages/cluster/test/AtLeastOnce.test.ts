@@ -64,6 +64,18 @@ const shardingLayer = Sharding.live.pipe(
   Layer.provideMerge(ShardingConfig.withDefaults({ entityTerminationTimeout: Duration.seconds(4) }))
 )
 
+/** Registers SampleEntity as an at-least-once entity whose handler answers `state`, and sends it message "a". */
+const sendOneAnswering = (state: MessageState.MessageState<Exit.Exit<void>>) =>
+  Effect.gen(function*() {
+    yield* Sharding.registerScoped
+    yield* Sharding.registerEntity(SampleEntity)(pipe(
+      RecipientBehaviour.fromFunctionEffect(() => Effect.succeed(state)),
+      AtLeastOnce.atLeastOnceRecipientBehaviour
+    ))
+    const messenger = yield* Sharding.messenger(SampleEntity)
+    yield* messenger.sendDiscard("entity1")(new SampleMessage({ id: "a", value: 42 }))
+  })
+
 /** One pod with the SQL storage on `table`, on the case's database (the table dropped afterwards). */
 const sqlPod = (client: Layer.Layer<SqlClient.SqlClient, unknown>, table: string) =>
   AtLeastOnceStorage.layer({ table }).pipe(
@@ -113,13 +125,7 @@ for (const db of sqlCases) {
     it.scoped("stores a message sent to an at-least-once entity", () => {
       const table = uniqueTable("storage")
       return Effect.gen(function*() {
-        yield* Sharding.registerScoped
-        yield* Sharding.registerEntity(SampleEntity)(pipe(
-          RecipientBehaviour.fromFunctionEffect(() => Effect.succeed(MessageState.Acknowledged)),
-          AtLeastOnce.atLeastOnceRecipientBehaviour
-        ))
-        const messenger = yield* Sharding.messenger(SampleEntity)
-        yield* messenger.sendDiscard("entity1")(new SampleMessage({ id: "a", value: 42 }))
+        yield* sendOneAnswering(MessageState.Acknowledged)
         expect(yield* rowsOf(table)).toEqual([{ message_id: "a" }])
       }).pipe(Effect.provide(sqlPod(db.client, table)))
     })
@@ -127,13 +133,7 @@ for (const db of sqlCases) {
     it.scoped("marks a message processed when the state is Processed", () => {
       const table = uniqueTable("processed")
       return Effect.gen(function*() {
-        yield* Sharding.registerScoped
-        yield* Sharding.registerEntity(SampleEntity)(pipe(
-          RecipientBehaviour.fromFunctionEffect(() => Effect.succeed(MessageState.Processed(Exit.void))),
-          AtLeastOnce.atLeastOnceRecipientBehaviour
-        ))
-        const messenger = yield* Sharding.messenger(SampleEntity)
-        yield* messenger.sendDiscard("entity1")(new SampleMessage({ id: "a", value: 42 }))
+        yield* sendOneAnswering(MessageState.Processed(Exit.void))
         expect(yield* rowsOf(table, "processed = TRUE")).toEqual([{ message_id: "a" }])
       }).pipe(Effect.provide(sqlPod(db.client, table)))
     })
@@ -141,13 +141,7 @@ for (const db of sqlCases) {
     it.scoped("leaves a message unprocessed when the state is Acknowledged", () => {
       const table = uniqueTable("acknowledged")
       return Effect.gen(function*() {
-        yield* Sharding.registerScoped
-        yield* Sharding.registerEntity(SampleEntity)(pipe(
-          RecipientBehaviour.fromFunctionEffect(() => Effect.succeed(MessageState.Acknowledged)),
-          AtLeastOnce.atLeastOnceRecipientBehaviour
-        ))
-        const messenger = yield* Sharding.messenger(SampleEntity)
-        yield* messenger.sendDiscard("entity1")(new SampleMessage({ id: "a", value: 42 }))
+        yield* sendOneAnswering(MessageState.Acknowledged)
         expect(yield* rowsOf(table, "processed = FALSE")).toEqual([{ message_id: "a" }])
       }).pipe(Effect.provide(sqlPod(db.client, table)))
     })

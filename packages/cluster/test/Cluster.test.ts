@@ -76,6 +76,27 @@ describe("Cluster (in-process pods, serialization on)", () => {
       expect((yield* shardsOf(b)).length).toBe(15)
     }))
 
+  it.scoped("servedShardEpochsChanges: the served shards now, then after each take-over, loss and the pod's leave", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeTestCluster({ numberOfShards: 30, manager: { rebalanceRate: 1 } })
+      yield* cluster.startManager
+      const a = yield* cluster.startPod(1)
+      const seen: Array<number> = []
+      yield* Effect.forkScoped(Stream.runForEach(a.sharding.servedShardEpochsChanges, (served) =>
+        Effect.sync(() => {
+          if (seen.at(-1) !== served.size) seen.push(served.size)
+        })))
+      yield* eventually(Effect.sync(() => seen.at(-1) === 30))
+      const b = yield* cluster.startPod(2)
+      yield* eventually(Effect.map(shardsOf(b), (shards) => shards.length === 15))
+      // no clock moved: the stream followed the revocations (no polling)
+      yield* eventually(Effect.sync(() => seen.at(-1) === 15))
+      yield* a.leave
+      yield* eventually(Effect.sync(() => seen.at(-1) === 0))
+      expect(seen[0]).toBe(0) // before the first grant
+      expect(seen.slice(-3)).toEqual([30, 15, 0])
+    }))
+
   it.scoped("hands a shard off gracefully: the old owner stops the entity before the new one starts it", () =>
     Effect.gen(function*() {
       const observer = new Observer()

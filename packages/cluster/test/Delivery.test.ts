@@ -1,32 +1,18 @@
 import {
   Message,
   MessageState,
-  Pods,
-  PodsHealth,
   RecipientBehaviour,
   RecipientType,
-  Serialization,
   Sharding,
-  ShardingConfig,
-  ShardManagerClient,
   ShardId,
-  ShardingException,
-  Storage
+  ShardingException
 } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, HashSet, Layer, Option, Queue, Schema, TestClock } from "effect"
-import { eventually, makeTestCluster, settle } from "./utils/cluster.js"
+import { Duration, Effect, Exit, Fiber, HashSet, Option, Queue, Schema, TestClock } from "effect"
+import { eventually, makeTestCluster, settle, singlePod } from "./utils/cluster.js"
 import { Counter, freshId, GetCount } from "./utils/counter.js"
 import { Observer } from "./utils/observer.js"
 
-const singlePod = (config: Partial<ShardingConfig.ShardingConfig> = {}) =>
-  Sharding.live.pipe(
-    Layer.provide(Pods.noop),
-    Layer.provide(ShardManagerClient.local),
-    Layer.provide(Serialization.json),
-    Layer.provide(ShardingConfig.withDefaults(config)),
-    Layer.provide(Layer.mergeAll(PodsHealth.noop, Storage.memory))
-  )
 
 class Charge extends Message.TaggedMessage<Charge>()(
   "Charge",

@@ -2,16 +2,11 @@ import {
   Message,
   MessageState,
   PoisonPill,
-  Pods,
-  PodsHealth,
   RecipientBehaviour,
   RecipientType,
-  Serialization,
   Sharding,
   ShardingConfig,
-  ShardingException,
-  ShardManagerClient,
-  Storage
+  ShardingException
 } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
 import {
@@ -32,18 +27,12 @@ import {
   Scope,
   TestClock
 } from "effect"
-import { settle } from "./utils/cluster.js"
+import { settle, singlePod as singlePodWith } from "./utils/cluster.js"
 import { Counter, counterBehaviour, Crash, Fail, freshId, GetCount, Increment } from "./utils/counter.js"
 
 // A 2024-style single pod: every layer name as in 2024.
 const singlePod = (config: Partial<ShardingConfig.ShardingConfig> = {}) =>
-  Sharding.live.pipe(
-    Layer.provide(Pods.noop),
-    Layer.provide(ShardManagerClient.local),
-    Layer.provide(Serialization.json),
-    Layer.provide(ShardingConfig.withDefaults({ entityTerminationTimeout: Duration.seconds(4), ...config })),
-    Layer.provide(Layer.mergeAll(PodsHealth.noop, Storage.memory))
-  )
+  singlePodWith({ entityTerminationTimeout: Duration.seconds(4), ...config })
 
 class Ping extends Message.TaggedMessage<Ping>()("Ping", Schema.Never, Schema.String, { id: Schema.String }, (_) => _.id) {}
 const Pinger = RecipientType.makeEntityType("Pinger", Ping)

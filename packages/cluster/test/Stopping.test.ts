@@ -1,27 +1,17 @@
 // Stop paths on the live clock (TestClock wakes equal deadlines in reverse registration order, so races between
 // timeouts only show here). Issue 10 #2 and #3.
 import {
-  Pods,
-  PodsHealth,
-  Serialization,
   Sharding,
   ShardingConfig,
-  ShardManagerClient,
-  ShardId,
-  Storage
+  ShardId
 } from "@effect-cluster/cluster"
+import { singlePod as singlePodWith } from "./utils/cluster.js"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, HashSet, Layer } from "effect"
+import { Duration, Effect, Fiber, HashSet } from "effect"
 import { Counter, counterBehaviour, freshId, GetCount } from "./utils/counter.js"
 
 const singlePod = (config: Partial<ShardingConfig.ShardingConfig> = {}) =>
-  Sharding.live.pipe(
-    Layer.provide(Pods.noop),
-    Layer.provide(ShardManagerClient.local),
-    Layer.provide(Serialization.json),
-    Layer.provide(ShardingConfig.withDefaults({ entityTerminationTimeout: Duration.millis(100), ...config })),
-    Layer.provide(Layer.mergeAll(PodsHealth.noop, Storage.memory))
-  )
+  singlePodWith({ entityTerminationTimeout: Duration.millis(100), ...config })
 
 const log: Array<string> = []
 // An entity whose finalizer takes `ms` (longer than entityTerminationTimeout when ms > 100), and whose

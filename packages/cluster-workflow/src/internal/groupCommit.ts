@@ -220,285 +220,346 @@ const mergeAppends = (batch: ReadonlyArray<Pending>): { writes: Array<JournalWri
   return { writes, carrier }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Committing a batch: merging, retries and unknown outcomes, isolating a refused write
+// ---------------------------------------------------------------------------------------------------------
+
+/** Commits what `resolveByReading` could not find in the journal; results in the order of `writes`. */
+const commitUnresolved = (journal: Journal, writes: ReadonlyArray<JournalWrite>) =>
+  Effect.flatMap(resolveByReading(journal, writes), (resolved) => {
+    const remaining = writes.filter((_, i) => Option.isNone(resolved[i]!))
+    if (remaining.length === 0) return Effect.succeed(resolved.map((r) => Option.getOrThrow(r)))
+    return Effect.map(journal.commit(remaining), (results) => {
+      let j = 0
+      return resolved.map((r) => Option.isSome(r) ? r.value : results[j++]!)
+    })
+  })
+
+/**
+ * Commits `writes`, retrying retryable failures with backoff. A retried commit's earlier attempt may
+ * have committed (its outcome is unknown): the retry resolves that by reading, never by writing twice.
+ */
+const commitWithRetries = (
+  journal: Journal,
+  options: GroupCommitOptions,
+  writes: ReadonlyArray<JournalWrite>,
+  outcomeUnknown: boolean
+): Effect.Effect<ReadonlyArray<WriteResult>, CommitFailure> => {
+  let attempt = 0
+  let unknownOutcome = outcomeUnknown
+  const loop: Effect.Effect<ReadonlyArray<WriteResult>, CommitFailure> = Effect.suspend(() =>
+    Effect.catchAll(unknownOutcome ? commitUnresolved(journal, writes) : journal.commit(writes), (error) => {
+      if (!error.retryable || attempt >= options.retries) {
+        return Effect.fail<CommitFailure>({ error, unknownOutcome: unknownOutcome ? true : undefined })
+      }
+      attempt++
+      unknownOutcome = true
+      const delay = Duration.times(Duration.decode(options.retryBase), 2 ** Math.min(attempt - 1, 8))
+      return Effect.zipRight(Effect.withClock(Effect.sleep(delay), liveClock), loop)
+    })
+  )
+  return loop
+}
+
+/**
+ * Commits `writes`; when the database refuses the batch for good (a non-retryable error: one write's
+ * value it cannot store, a constraint...), commits each execution's writes on their own, so that only
+ * the offending execution's writes fail (DESIGN.md section 8: one caller's conflict must not fail the
+ * others). Each execution's writes stay in order, in one commit. One result per write: its outcome, or
+ * the error that failed it alone.
+ */
+const commitIsolated = (
+  journal: Journal,
+  options: GroupCommitOptions,
+  writes: ReadonlyArray<JournalWrite>
+): Effect.Effect<ReadonlyArray<WriteResult | JournalError>, JournalError> =>
+  Effect.catchAll(
+    commitWithRetries(journal, options, writes, false),
+    (failure): Effect.Effect<ReadonlyArray<WriteResult | JournalError>, JournalError> => {
+      const groups = byExecution(writes)
+      // a database that stays down fails every write alike: nothing to isolate
+      if (failure.error.retryable || groups.length <= 1) return Effect.fail(failure.error)
+      const results: Array<WriteResult | JournalError> = new Array(writes.length)
+      return Effect.as(
+        Effect.forEach(groups, (group) =>
+          Effect.match(
+            commitWithRetries(journal, options, group.map((i) => writes[i]!), failure.unknownOutcome === true),
+            {
+              onFailure: (groupFailure) => {
+                for (const i of group) results[i] = groupFailure.error
+              },
+              onSuccess: (groupResults) => group.forEach((i, j) => results[i] = groupResults[j]!)
+            }
+          ), { discard: true }),
+        results
+      )
+    }
+  )
+
+/** Commits a batch (its Appends merged, see `mergeAppends`): one result per pending write. */
+const commitBatch = (
+  journal: Journal,
+  options: GroupCommitOptions,
+  batch: ReadonlyArray<Pending>
+): Effect.Effect<ReadonlyArray<WriteResult | JournalError>, JournalError> => {
+  const { carrier, writes } = mergeAppends(batch)
+  return Effect.map(commitIsolated(journal, options, writes), (results) => carrier.map((at) => results[at]!))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Telling the callers: results, failures, broken owners
+// ---------------------------------------------------------------------------------------------------------
+
+const failOne = (pending: Pending, error: JournalError) => {
+  if (pending.owner !== undefined && !pending.owner.broken) {
+    pending.owner.broken = true
+    pending.owner.onBroken(error)
+  }
+  pending.result?.unsafeDone(Exit.fail(error))
+}
+
+/** Completes each pending write with its result; a fenced write breaks its owner. */
+const complete = (batch: ReadonlyArray<Pending>, results: ReadonlyArray<WriteResult | JournalError>) => {
+  for (let i = 0; i < batch.length; i++) {
+    const pending = batch[i]!
+    const result = results[i]!
+    if (result instanceof JournalError) {
+      failOne(pending, result)
+      continue
+    }
+    if (pending.owner !== undefined && isFailure(result) && !pending.owner.broken) {
+      pending.owner.broken = true
+      pending.owner.onBroken(result)
+    }
+    pending.result?.unsafeDone(Exit.succeed(result))
+  }
+}
+
+/** Fails every pending write with the batch's error (a defect becomes a non-retryable `JournalError`). */
+const fail = (batch: ReadonlyArray<Pending>, cause: Cause.Cause<JournalError>) => {
+  const error = Option.getOrElse(
+    Cause.failureOption(cause),
+    () => new JournalError({ operation: "commit", message: Cause.pretty(cause), retryable: false })
+  )
+  for (const pending of batch) failOne(pending, error)
+}
+
+/** Settles writes with the outcome of the commit that carried them. */
+const settle = (pendings: ReadonlyArray<Pending>, outcome: Exit.Exit<ReadonlyArray<WriteResult | JournalError>, JournalError>) => {
+  if (Exit.isSuccess(outcome)) complete(pendings, outcome.value)
+  else fail(pendings, outcome.cause)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The committer's state, the queue and the writer fiber's batching loop
+// ---------------------------------------------------------------------------------------------------------
+
+interface CommitterState {
+  /** Writes waiting for the writer. A plain array: cheaper than a Queue on this hot path. */
+  queue: Array<Pending>
+  /** A drain is committing: it takes every write queued meanwhile before it stops. */
+  draining: boolean
+  /**
+   * The last batch released several waiting callers: the writer lets ready fibers run before it drains,
+   * so executions in lockstep share commits instead of the first of them committing alone.
+   */
+  loaded: boolean
+  /** Queued writes somebody awaits. */
+  awaitedQueued: number
+  /** Batches committed so far. */
+  commits: number
+  /** The idle writer's resumption, when it waits for writes. */
+  wake: ((effect: Effect.Effect<void>) => void) | undefined
+  /** The batch being committed, and a signal for when it is done (see `hold`). */
+  inFlight: ReadonlyArray<Pending>
+  batchDone: OneShot<void> | undefined
+  /** The writes held back per owner (see `hold`): not in `queue`, not committed by the writer. */
+  readonly held: Map<WriteOwner, Array<Pending>>
+  /** Signals per held owner, resolved when its holder releases (a second holder waits for it). */
+  readonly released: Map<WriteOwner, OneShot<void>>
+}
+
+const woken = Effect.void
+
+const wakeWriter = (state: CommitterState) => {
+  const waiter = state.wake
+  if (waiter !== undefined && !state.draining) {
+    state.wake = undefined
+    waiter(woken)
+  }
+}
+
+/** Queues a write for the writer, or keeps it with its owner's held writes. */
+const enqueue = (state: CommitterState, pending: Pending) => {
+  const heldWrites = pending.owner === undefined ? undefined : state.held.get(pending.owner)
+  if (heldWrites !== undefined) {
+    heldWrites.push(pending)
+    return
+  }
+  state.queue.push(pending)
+  if (pending.result !== undefined) state.awaitedQueued++
+  wakeWriter(state)
+}
+
+/** Takes the next batch off the queue; writes of a broken owner are answered Fenced instead. */
+const takeBatch = (state: CommitterState, maxBatch: number): Array<Pending> => {
+  const queue = state.queue
+  const taken = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch)
+  state.queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch)
+  const batch: Array<Pending> = []
+  for (const pending of taken) {
+    if (pending.result !== undefined) state.awaitedQueued--
+    if (pending.owner?.broken) pending.result?.unsafeDone(Exit.succeed<WriteResult>({ _tag: "Fenced" }))
+    else batch.push(pending)
+  }
+  return batch
+}
+
+/** Yields (at most 4 times) until `expected` awaited writes are queued. */
+const gather = (state: CommitterState, expected: number, rounds: number): Effect.Effect<void> =>
+  state.awaitedQueued >= expected || rounds >= 4
+    ? Effect.void
+    : Effect.flatMap(Effect.yieldNow(), () => gather(state, expected, rounds + 1))
+
+/**
+ * Commits batches until the queue is empty; one drain at a time (`draining`), so each execution's writes
+ * commit in submission order.
+ */
+const makeDrain = (state: CommitterState, journal: Journal, options: GroupCommitOptions): Effect.Effect<void> =>
+  Effect.suspend(function loop(): Effect.Effect<void> {
+    if (state.queue.length === 0) {
+      state.draining = false
+      return Effect.void
+    }
+    const batch = takeBatch(state, options.maxBatch)
+    if (batch.length === 0) return loop()
+    state.inFlight = batch
+    return Effect.flatMap(Effect.exit(commitBatch(journal, options, batch)), (exit) => {
+      state.commits++
+      state.inFlight = []
+      if (state.batchDone !== undefined) {
+        state.batchDone.unsafeSucceed(undefined)
+        state.batchDone = undefined
+      }
+      settle(batch, exit)
+      // Several callers were waiting: the engine is loaded (see `makeWriter`).
+      let waiters = 0
+      for (let i = 0; i < batch.length; i++) if (batch[i]!.result !== undefined) waiters++
+      state.loaded = waiters >= 2
+      // The writes queued during this commit wait for the released callers' next awaited writes (a few
+      // scheduler rounds: a caller may be resumed through another fiber), so they share the next commit.
+      return state.loaded
+        ? Effect.zipRight(gather(state, Math.min(waiters, options.maxBatch), 0), Effect.suspend(loop))
+        : loop()
+    })
+  }).pipe(Effect.onInterrupt(() =>
+    Effect.sync(() => {
+      state.draining = false
+    })
+  ))
+
+/**
+ * The writer fiber: drains the queue, woken by the first write on an idle committer. When it runs with
+ * only pipelined writes queued (a step's result, nobody awaits it), or when loaded, it lets the fibers
+ * that are ready run first, so that the write shares its commit with the awaited write its execution
+ * submits next (the next attempt marker, the workflow's completion, a suspension) instead of committing
+ * alone just before it. With an awaited write queued on an idle engine it commits at once.
+ * (A fiber per drain, started at once by the awaited write, saves that write a scheduler hop, but
+ * creating it costs more than the hop: measured, not assumed.)
+ */
+const makeWriter = (state: CommitterState, drain: Effect.Effect<void>): Effect.Effect<never> => {
+  const waitForWrites = Effect.async<void>((resume) => {
+    if (state.queue.length > 0 && !state.draining) return resume(woken)
+    state.wake = resume
+    return Effect.sync(() => {
+      if (state.wake === resume) state.wake = undefined
+    })
+  })
+  const startDrain = Effect.suspend(() => {
+    if (state.draining || state.queue.length === 0) return Effect.void
+    state.draining = true
+    return drain
+  })
+  return Effect.forever(
+    Effect.flatMap(waitForWrites, () =>
+      // (an awaited write submitted after the wake-up, before the writer ran, counts too)
+      state.loaded || state.awaitedQueued === 0 ? Effect.zipRight(Effect.yieldNow(), startDrain) : startDrain)
+  ).pipe(Effect.annotateLogs({ package: "@effect-cluster/cluster-workflow", module: "GroupCommit" }))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Holding an owner's writes for a transactional activity's own commit
+// ---------------------------------------------------------------------------------------------------------
+
+/** See `Committer.hold`. */
+const hold = (state: CommitterState, owner: WriteOwner): Effect.Effect<Held> =>
+  Effect.suspend(() => {
+    // One holder per execution at a time: two transactions of one execution would race for sequences.
+    const previous = state.released.get(owner)
+    if (previous !== undefined) return Effect.zipRight(previous.await, hold(state, owner))
+    const own: Array<Pending> = []
+    state.queue = state.queue.filter((pending) => {
+      if (pending.owner !== owner) return true
+      if (pending.result !== undefined) state.awaitedQueued--
+      own.push(pending)
+      return false
+    })
+    state.held.set(owner, own)
+    const signal = new OneShot<void>()
+    state.released.set(owner, signal)
+    let taken: ReadonlyArray<Pending> = []
+    const release = (outcome: Exit.Exit<ReadonlyArray<WriteResult>, JournalError> | undefined) => {
+      if (state.released.get(owner) !== signal) return
+      const rest = state.held.get(owner) ?? []
+      state.held.delete(owner)
+      state.released.delete(owner)
+      if (outcome !== undefined) settle(taken, outcome)
+      else rest.unshift(...taken)
+      taken = []
+      for (const pending of rest) enqueue(state, pending)
+      signal.unsafeSucceed(undefined)
+    }
+    const handle: Held = {
+      take: () => {
+        taken = state.held.get(owner) ?? []
+        state.held.set(owner, [])
+        return taken.map((pending) => pending.write)
+      },
+      release: (outcome) => Effect.sync(() => release(outcome))
+    }
+    // Its writes taken by a drain before the hold commit first; later drains cannot take any.
+    if (!state.inFlight.some((pending) => pending.owner === owner)) return Effect.succeed(handle)
+    const done = state.batchDone ?? (state.batchDone = new OneShot<void>())
+    return Effect.as(done.await, handle).pipe(Effect.onInterrupt(() => Effect.sync(() => release(undefined))))
+  })
+
 /** @internal */
 export const make = (
   journal: Journal,
   options: GroupCommitOptions
 ): Effect.Effect<Committer, never, Scope.Scope> =>
   Effect.gen(function*() {
-    // A plain array: cheaper than a Queue on this hot path.
-    let queue: Array<Pending> = []
-    /** A drain is committing: it takes every write queued meanwhile before it stops. */
-    let draining = false
-    /**
-     * The last batch released several waiting callers: the writer lets ready fibers run before it drains,
-     * so executions in lockstep share commits instead of the first of them committing alone.
-     */
-    let loaded = false
-    /** Queued writes somebody awaits. */
-    let awaitedQueued = 0
-    let commits = 0
-    /** The writes held back per owner (see `hold`): not in `queue`, not committed by the writer. */
-    const held = new Map<WriteOwner, Array<Pending>>()
-    /** The batch being committed, and a signal for when it is done (see `hold`). */
-    let inFlight: ReadonlyArray<Pending> = []
-    let batchDone: OneShot<void> | undefined
-
-    /** One result per pending write: its outcome, or the error that failed it alone (see `isolate`). */
-    const commitBatch = (
-      batch: ReadonlyArray<Pending>
-    ): Effect.Effect<ReadonlyArray<WriteResult | JournalError>, JournalError> => {
-      const { carrier, writes } = mergeAppends(batch)
-      return Effect.map(commitIsolated(writes), (results) => carrier.map((at) => results[at]!))
+    const state: CommitterState = {
+      queue: [],
+      draining: false,
+      loaded: false,
+      awaitedQueued: 0,
+      commits: 0,
+      wake: undefined,
+      inFlight: [],
+      batchDone: undefined,
+      held: new Map(),
+      released: new Map()
     }
-
-    /**
-     * Commits `writes`; when the database refuses the batch for good (a non-retryable error: one write's
-     * value it cannot store, a constraint...), commits each execution's writes on their own, so that only
-     * the offending execution's writes fail (DESIGN.md section 8: one caller's conflict must not fail the
-     * others). Each execution's writes stay in order, in one commit.
-     */
-    const commitIsolated = (
-      writes: ReadonlyArray<JournalWrite>
-    ): Effect.Effect<ReadonlyArray<WriteResult | JournalError>, JournalError> =>
-      Effect.catchAll(
-        commitWrites(writes, false),
-        (error): Effect.Effect<ReadonlyArray<WriteResult | JournalError>, JournalError> => {
-          const groups = byExecution(writes)
-          // a database that stays down fails every write alike: nothing to isolate
-          if (error.error.retryable || groups.length <= 1) return Effect.fail(error.error)
-          const results: Array<WriteResult | JournalError> = new Array(writes.length)
-          return Effect.as(
-            Effect.forEach(groups, (group) =>
-              Effect.match(commitWrites(group.map((i) => writes[i]!), error.unknownOutcome === true), {
-                onFailure: (failure) => {
-                  for (const i of group) results[i] = failure.error
-                },
-                onSuccess: (groupResults) => group.forEach((i, j) => results[i] = groupResults[j]!)
-              }), { discard: true }),
-            results
-          )
-        }
-      )
-
-    /**
-     * Commits `writes`, retrying retryable failures with backoff. A retried commit's earlier attempt may
-     * have committed (its outcome is unknown): the retry resolves that by reading, never by writing twice.
-     */
-    const commitWrites = (
-      writes: ReadonlyArray<JournalWrite>,
-      outcomeUnknown: boolean
-    ): Effect.Effect<ReadonlyArray<WriteResult>, CommitFailure> => {
-      let attempt = 0
-      let unknownOutcome = outcomeUnknown
-      const loop: Effect.Effect<ReadonlyArray<WriteResult>, CommitFailure> = Effect.suspend(() => {
-        const attemptCommit = unknownOutcome
-          ? Effect.flatMap(resolveByReading(journal, writes), (resolved) => {
-            const remaining = writes.filter((_, i) => Option.isNone(resolved[i]!))
-            if (remaining.length === 0) return Effect.succeed(resolved.map((r) => Option.getOrThrow(r)))
-            return Effect.map(journal.commit(remaining), (results) => {
-              let j = 0
-              return resolved.map((r) => Option.isSome(r) ? r.value : results[j++]!)
-            })
-          })
-          : journal.commit(writes)
-        return Effect.catchAll(attemptCommit, (error) => {
-          if (!error.retryable || attempt >= options.retries) {
-            return Effect.fail<CommitFailure>({ error, unknownOutcome: unknownOutcome ? true : undefined })
-          }
-          attempt++
-          unknownOutcome = true
-          const delay = Duration.times(Duration.decode(options.retryBase), 2 ** Math.min(attempt - 1, 8))
-          return Effect.zipRight(Effect.withClock(Effect.sleep(delay), liveClock), loop)
-        })
-      })
-      return loop
-    }
-
-    const complete = (batch: ReadonlyArray<Pending>, results: ReadonlyArray<WriteResult | JournalError>) => {
-      for (let i = 0; i < batch.length; i++) {
-        const pending = batch[i]!
-        const result = results[i]!
-        if (result instanceof JournalError) {
-          failOne(pending, result)
-          continue
-        }
-        if (pending.owner !== undefined && isFailure(result) && !pending.owner.broken) {
-          pending.owner.broken = true
-          pending.owner.onBroken(result)
-        }
-        pending.result?.unsafeDone(Exit.succeed(result))
-      }
-    }
-
-    const fail = (batch: ReadonlyArray<Pending>, cause: Cause.Cause<JournalError>) => {
-      const error = Option.getOrElse(
-        Cause.failureOption(cause),
-        () => new JournalError({ operation: "commit", message: Cause.pretty(cause), retryable: false })
-      )
-      for (const pending of batch) failOne(pending, error)
-    }
-
-    const failOne = (pending: Pending, error: JournalError) => {
-      if (pending.owner !== undefined && !pending.owner.broken) {
-        pending.owner.broken = true
-        pending.owner.onBroken(error)
-      }
-      pending.result?.unsafeDone(Exit.fail(error))
-    }
-
-    /** Yields (at most 4 times) until `expected` awaited writes are queued. */
-    const gather = (expected: number, rounds: number): Effect.Effect<void> =>
-      awaitedQueued >= expected || rounds >= 4
-        ? Effect.void
-        : Effect.flatMap(Effect.yieldNow(), () => gather(expected, rounds + 1))
-
-    /** Commits batches until the queue is empty; one drain at a time (`draining`), so each execution's
-     * writes commit in submission order. */
-    const drain: Effect.Effect<void> = Effect.suspend(function loop(): Effect.Effect<void> {
-      if (queue.length === 0) {
-        draining = false
-        return Effect.void
-      }
-      const taken = queue.length <= options.maxBatch ? queue : queue.slice(0, options.maxBatch)
-      queue = queue.length <= options.maxBatch ? [] : queue.slice(options.maxBatch)
-      const batch: Array<Pending> = []
-      for (const pending of taken) {
-        if (pending.result !== undefined) awaitedQueued--
-        if (pending.owner?.broken) pending.result?.unsafeDone(Exit.succeed<WriteResult>({ _tag: "Fenced" }))
-        else batch.push(pending)
-      }
-      if (batch.length === 0) return loop()
-      inFlight = batch
-      return Effect.flatMap(Effect.exit(commitBatch(batch)), (exit) => {
-        commits++
-        inFlight = []
-        if (batchDone !== undefined) {
-          batchDone.unsafeSucceed(undefined)
-          batchDone = undefined
-        }
-        if (Exit.isSuccess(exit)) complete(batch, exit.value)
-        else fail(batch, exit.cause)
-        // Several callers were waiting: the engine is loaded (see the writer below).
-        let waiters = 0
-        for (let i = 0; i < batch.length; i++) if (batch[i]!.result !== undefined) waiters++
-        loaded = waiters >= 2
-        // The writes queued during this commit wait for the released callers' next awaited writes (a few
-        // scheduler rounds: a caller may be resumed through another fiber), so they share the next commit.
-        return loaded ? Effect.zipRight(gather(Math.min(waiters, options.maxBatch), 0), Effect.suspend(loop)) : loop()
-      })
-    }).pipe(Effect.onInterrupt(() =>
-      Effect.sync(() => {
-        draining = false
-      })
-    ))
-
-    // One writer fiber drains the queue, woken by the first write on an idle committer. When it runs with
-    // only pipelined writes queued (a step's result, nobody awaits it), or when loaded, it lets the fibers
-    // that are ready run first, so that the write shares its commit with the awaited write its execution
-    // submits next (the next attempt marker, the workflow's completion, a suspension) instead of committing
-    // alone just before it. With an awaited write queued on an idle engine it commits at once.
-    // (A fiber per drain, started at once by the awaited write, saves that write a scheduler hop, but
-    // creating it costs more than the hop: measured, not assumed.)
-    let wake: ((effect: Effect.Effect<void>) => void) | undefined
-    const woken = Effect.void
-    const waitForWrites = Effect.async<void>((resume) => {
-      if (queue.length > 0 && !draining) return resume(woken)
-      wake = resume
-      return Effect.sync(() => {
-        if (wake === resume) wake = undefined
-      })
-    })
-    const startDrain = Effect.suspend(() => {
-      if (draining || queue.length === 0) return Effect.void
-      draining = true
-      return drain
-    })
-    const writer: Effect.Effect<never> = Effect.forever(
-      Effect.flatMap(waitForWrites, () =>
-        // (an awaited write submitted after the wake-up, before the writer ran, counts too)
-        loaded || awaitedQueued === 0 ? Effect.zipRight(Effect.yieldNow(), startDrain) : startDrain
-      )
-    ).pipe(Effect.annotateLogs({ package: "@effect-cluster/cluster-workflow", module: "GroupCommit" }))
-    yield* Effect.forkScoped(Effect.interruptible(writer))
-
-    const wakeWriter = () => {
-      const waiter = wake
-      if (waiter !== undefined && !draining) {
-        wake = undefined
-        waiter(woken)
-      }
-    }
-
-    const enqueue = (pending: Pending) => {
-      const heldWrites = pending.owner === undefined ? undefined : held.get(pending.owner)
-      if (heldWrites !== undefined) {
-        heldWrites.push(pending)
-        return
-      }
-      queue.push(pending)
-      if (pending.result !== undefined) awaitedQueued++
-      wakeWriter()
-    }
-
-    /** Settles writes committed (or failed) outside the writer. */
-    const settle = (pendings: ReadonlyArray<Pending>, outcome: Exit.Exit<ReadonlyArray<WriteResult>, JournalError>) => {
-      if (Exit.isSuccess(outcome)) complete(pendings, outcome.value)
-      else fail(pendings, outcome.cause)
-    }
-
-    /** Signals per held owner, resolved when its holder releases (a second holder waits for it). */
-    const released = new Map<WriteOwner, OneShot<void>>()
-
-    const hold = (owner: WriteOwner): Effect.Effect<Held> =>
-      Effect.suspend(() => {
-        // One holder per execution at a time: two transactions of one execution would race for sequences.
-        const previous = released.get(owner)
-        if (previous !== undefined) return Effect.zipRight(previous.await, hold(owner))
-        const own: Array<Pending> = []
-        queue = queue.filter((pending) => {
-          if (pending.owner !== owner) return true
-          if (pending.result !== undefined) awaitedQueued--
-          own.push(pending)
-          return false
-        })
-        held.set(owner, own)
-        const signal = new OneShot<void>()
-        released.set(owner, signal)
-        let taken: ReadonlyArray<Pending> = []
-        const release = (outcome: Exit.Exit<ReadonlyArray<WriteResult>, JournalError> | undefined) => {
-          if (released.get(owner) !== signal) return
-          const rest = held.get(owner) ?? []
-          held.delete(owner)
-          released.delete(owner)
-          if (outcome !== undefined) settle(taken, outcome)
-          else rest.unshift(...taken)
-          taken = []
-          for (const pending of rest) enqueue(pending)
-          signal.unsafeSucceed(undefined)
-        }
-        const handle: Held = {
-          take: () => {
-            taken = held.get(owner) ?? []
-            held.set(owner, [])
-            return taken.map((pending) => pending.write)
-          },
-          release: (outcome) => Effect.sync(() => release(outcome))
-        }
-        // Its writes taken by a drain before the hold commit first; later drains cannot take any.
-        if (!inFlight.some((pending) => pending.owner === owner)) return Effect.succeed(handle)
-        const done = batchDone ?? (batchDone = new OneShot<void>())
-        return Effect.as(done.await, handle).pipe(Effect.onInterrupt(() => Effect.sync(() => release(undefined))))
-      })
-
+    yield* Effect.forkScoped(Effect.interruptible(makeWriter(state, makeDrain(state, journal, options))))
     return {
       submit: (write, owner) => {
         const result = new OneShot<WriteResult, JournalError>()
-        enqueue({ write, owner, result })
+        enqueue(state, { write, owner, result })
         return result
       },
-      submitPipelined: (write, owner) => enqueue({ write, owner, result: undefined }),
-      hold,
-      commits: () => commits
+      submitPipelined: (write, owner) => enqueue(state, { write, owner, result: undefined }),
+      hold: (owner) => hold(state, owner),
+      commits: () => state.commits
     }
   })

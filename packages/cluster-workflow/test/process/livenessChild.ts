@@ -6,6 +6,7 @@
  *   attempt 0 never ends, so the parent can kill the process inside it), then a wait for the durable
  *   deferred `approval`, then activity `done` (reports `done <id> {value}`). Reports `ready`, then starts
  *   the executions the parent names (`start <id>` on stdin).
+ * Every process first reports `booted` (its modules are loaded), then `starting` (its journal is open).
  * - `signal`: a short-lived process (a CLI): an engine that stores `approval` = 42 for one execution,
  *   reports `signalled <id>` and exits.
  */
@@ -50,6 +51,8 @@ const workflow = Workflow.make(Task, (task) =>
   }))
 
 const config = readConfig<LivenessConfig>()
+// Node and the modules are loaded (the parent times the process's start-up from here and from "starting")
+emit("booted", config.mode, {})
 
 main(
   Effect.gen(function*() {

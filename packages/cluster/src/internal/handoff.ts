@@ -62,7 +62,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   const dropRegressed = (assignments: ReadonlyArray<ShardAssignment>, what: string): Effect.Effect<void> => {
     if (assignments.length === 0) return Effect.void
     for (const assignment of assignments) {
-      heldEpoch[assignment.shardId] = 0
+      state.setHeld(assignment.shardId, 0)
       state.routing[assignment.shardId] = assignment.pod === null
         ? { pod: undefined, podKey: "", epoch: assignment.epoch }
         : { pod: assignment.pod, podKey: podKeyOf(assignment.pod), epoch: assignment.epoch }
@@ -81,7 +81,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
     if (route !== undefined && epoch < route.epoch) return false
     if (epoch < heldEpoch[shard]!) return false
     if (heldEpoch[shard]! !== epoch) takenAt[shard] = state.services.monotonicMillis()
-    heldEpoch[shard] = epoch
+    state.setHeld(shard, epoch)
     state.routing[shard] = { pod: state.services.self, podKey: state.selfKey, epoch }
     return true
   }
@@ -109,7 +109,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           takeShard(shard, assignment.epoch)
         } else if (heldEpoch[shard]! !== 0 && assignment.epoch >= heldEpoch[shard]!) {
           // The manager has the shard elsewhere (or nowhere) at our epoch or later: stop serving it.
-          heldEpoch[shard] = 0
+          state.setHeld(shard, 0)
           lost.push(shard)
         }
         if (releasedEpoch[shard]! !== 0 && assignment.epoch > releasedEpoch[shard]!) {
@@ -139,7 +139,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   const dropShards = (shards: ReadonlyArray<number>, reason: string): Effect.Effect<void> =>
     Effect.suspend(() => {
       const dropped = shards.filter((shard) => heldEpoch[shard]! !== 0)
-      for (const shard of dropped) heldEpoch[shard] = 0
+      for (const shard of dropped) state.setHeld(shard, 0)
       if (dropped.length === 0) return singletons.sync()
       return Effect.logWarning(`dropping ${dropped.length} shards: ${reason}`).pipe(
         Effect.zipRight(stopShards(dropped))
@@ -183,7 +183,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         }
         if (epoch > releasedEpoch[shard]!) releasedEpoch[shard] = epoch
         if (heldEpoch[shard]! !== 0 && heldEpoch[shard]! <= epoch) {
-          heldEpoch[shard] = 0
+          state.setHeld(shard, 0)
           stopped.push(shard)
         }
         const route = state.routing[shard]
@@ -202,7 +202,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   const stopEverything: Effect.Effect<void> = Effect.suspend(() => {
     for (const shard of state.heldShards()) {
       if (heldEpoch[shard]! > releasedEpoch[shard]!) releasedEpoch[shard] = heldEpoch[shard]!
-      heldEpoch[shard] = 0
+      state.setHeld(shard, 0)
     }
     return Effect.zip(
       singletons.sync(),

@@ -1,12 +1,12 @@
-import { RecipientAddress } from "../RecipientAddress.js"
-import { SerializedEnvelope } from "../SerializedEnvelope.js"
-import { SerializedMessage } from "../SerializedMessage.js"
+import { RecipientAddress, TypeId as RecipientAddressTypeId } from "../RecipientAddress.js"
+import { SerializedEnvelope, TypeId as SerializedEnvelopeTypeId } from "../SerializedEnvelope.js"
+import { SerializedMessage, TypeId as SerializedMessageTypeId } from "../SerializedMessage.js"
 
 /**
  * Hot-path constructors of the wire models, for values whose types are already known (built by this
  * package, or checked by the wire decoder). A `Schema.Class` constructor copies its props, merges defaults
  * and (optionally) validates: about 1 µs each, several times per cross-pod message. These build the same
- * object (same prototype, same own properties, so `Equal`, `Hash`, `instanceof` and encoding agree; a
+ * object (same prototype, same own properties, type id included, so `Equal`, `Hash`, `instanceof` and encoding agree; a
  * test pins it) in a few nanoseconds.
  */
 
@@ -17,6 +17,7 @@ const serializedEnvelopePrototype = SerializedEnvelope.prototype
 export const serializedMessage = (value: string): SerializedMessage => {
   const self = Object.create(serializedMessagePrototype)
   self.value = value
+  self[SerializedMessageTypeId] = SerializedMessageTypeId
   return self
 }
 
@@ -24,6 +25,7 @@ export const recipientAddress = (recipientTypeName: string, entityId: string): R
   const self = Object.create(recipientAddressPrototype)
   self.recipientTypeName = recipientTypeName
   self.entityId = entityId
+  self[RecipientAddressTypeId] = RecipientAddressTypeId
   return self
 }
 
@@ -38,5 +40,6 @@ export const serializedEnvelope = (
   self.messageId = messageId
   self.body = body
   self.epoch = epoch
+  self[SerializedEnvelopeTypeId] = SerializedEnvelopeTypeId
   return self
 }

@@ -69,6 +69,8 @@ export class PodState {
   registered = false
   shuttingDown = false
   readonly entityManagers = new Map<string, EntityManager>()
+  /** Called (synchronously) after each change of a held epoch or of `shuttingDown`. */
+  private readonly heldListeners = new Set<() => void>()
 
   constructor(readonly services: PodServices, terminationTimeout: Duration.Duration) {
     this.numberOfShards = services.config.numberOfShards
@@ -88,6 +90,24 @@ export class PodState {
     return held !== 0 && this.dbLeaseEpoch[shard] === held
       ? Math.max(this.leaseEnd, this.dbLeaseEnd[shard]!)
       : this.leaseEnd
+  }
+
+  /** Holds `shard` at `epoch` (0: not held) and tells the listeners when that changed. */
+  setHeld(shard: number, epoch: number): void {
+    if (this.heldEpoch[shard] === epoch) return
+    this.heldEpoch[shard] = epoch
+    this.heldChanged()
+  }
+
+  /** Tells the listeners that the served shards may have changed. */
+  heldChanged(): void {
+    for (const listener of this.heldListeners) listener()
+  }
+
+  /** Calls `listener` after each change of the held shards until the returned function is called. */
+  onHeldChange(listener: () => void): () => void {
+    this.heldListeners.add(listener)
+    return () => void this.heldListeners.delete(listener)
   }
 
   leaseValid(): boolean {

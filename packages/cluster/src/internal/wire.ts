@@ -4,13 +4,14 @@ import type { SerializedMessage } from "../SerializedMessage.js"
 import * as models from "./models.js"
 
 /**
- * The JSON of envelopes and replies between pods, written by hand for the hot path. The text is exactly
- * what `Schema.parseJson(SerializedEnvelope)` and `Schema.parseJson(MessageState.schema(SerializedMessage))`
- * produce (same keys, same order), and decoding accepts what those schemas accept (extra keys ignored, a
- * missing `epoch` is 0); a test pins the equivalence. The message body inside is encoded through the
- * message's own schema by `Serialization`.
+ * The JSON of envelopes and replies between pods of one process (the in-process transport), written by
+ * hand for the hot path. The text is what `Schema.parseJson(SerializedEnvelope)` and
+ * `Schema.parseJson(MessageState.schema(SerializedMessage))` produce without the 2024 type-id keys
+ * (`"@effect/cluster/SerializedEnvelope": ...` and the like: this text never leaves the process, and the
+ * schemas decode it to equal values); decoding accepts what those schemas accept (type-id keys and other
+ * extra keys ignored, a missing `epoch` is 0). A test pins the equivalence. The message body inside is
+ * encoded through the message's own schema by `Serialization`.
  */
-
 const ACKNOWLEDGED = "@effect/cluster/MessageState/Acknowledged"
 const PROCESSED = "@effect/cluster/MessageState/Processed"
 

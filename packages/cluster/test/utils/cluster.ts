@@ -2,13 +2,30 @@ import {
   InProcessTransport,
   type ManagerConfig,
   PodAddress,
+  Pods,
+  PodsHealth,
+  Serialization,
   Sharding,
-  type ShardingConfig,
+  ShardingConfig,
   ShardManager as ShardManagerModule,
   type ShardManager,
+  ShardManagerClient,
   Storage
 } from "@effect-cluster/cluster"
 import { Context, Duration, Effect, Exit, Layer, Scope } from "effect"
+
+/**
+ * One pod alone (no network, the local shard manager client, memory storage, JSON serialization): it owns
+ * every shard. `config` overrides the defaults.
+ */
+export const singlePod = (config: Partial<ShardingConfig.ShardingConfig> = {}) =>
+  Sharding.live.pipe(
+    Layer.provide(Pods.noop),
+    Layer.provide(ShardManagerClient.local),
+    Layer.provide(Serialization.json),
+    Layer.provide(ShardingConfig.withDefaults(config)),
+    Layer.provide(Layer.mergeAll(PodsHealth.noop, Storage.memory))
+  )
 
 /** Repeats `condition` (yielding between tries, no clock involved) until it holds. */
 export const eventually = (condition: Effect.Effect<boolean>, maxSteps = 2000): Effect.Effect<void> =>

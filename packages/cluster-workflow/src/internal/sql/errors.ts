@@ -178,9 +178,13 @@ export const connectError = (cause: unknown): JournalError => {
   return new JournalError({
     operation: "connect",
     message: reason === undefined ? `Could not connect to the database: ${driver}` : `Could not connect to the database: ${reason} (${driver})`,
-    retryable: isRetryable(cause)
+    // a wrong database, role, password or URL stays wrong, whatever the driver's wrapper says
+    retryable: !errorCodes(cause).some((code) => permanentConnectCodes.has(code)) && isRetryable(cause)
   })
 }
+
+/** Unknown database, unknown role or failed authentication, malformed URL: retrying cannot help. */
+const permanentConnectCodes = new Set(["3D000", "28000", "28P01", "ERR_INVALID_URL"])
 
 const withConnectReason = (cause: unknown, message: string): string => {
   const reason = describeConnectFailure(cause)

@@ -19,7 +19,7 @@ import type { SqlContext } from "./context.js"
 import { dialectOf, makeContext } from "./context.js"
 import * as SqlEventLog from "./eventLog.js"
 import * as Engines from "./engines.js"
-import { toJournalError, UserFailure } from "./errors.js"
+import { connectError, describeConnectFailure, isConnectionError, toJournalError, UserFailure } from "./errors.js"
 import * as Inbox from "./inbox.js"
 import * as Listing from "./listing.js"
 import { ProcessLivenessService } from "./liveness.js"
@@ -82,6 +82,21 @@ const transactional = ({ client, dialect, retries }: SqlContext): NonNullable<Jo
 }
 
 /**
+ * The journal's first statement on its client. A client may connect only now (a pool of the user's own,
+ * `PgClient.layerFromPool`, or a connection lost since the client was built): a failure to connect is the
+ * `connectError` that says why (refused, unknown host, database or role, malformed URL), as `layerOn` gives
+ * for a client layer that cannot connect, instead of a failure of whichever statement came first.
+ */
+const firstContact = (client: SqlClient.SqlClient): Effect.Effect<void, JournalError> =>
+  Effect.mapError(
+    client`SELECT 1`,
+    (error) =>
+      describeConnectFailure(error) !== undefined || isConnectionError(error)
+        ? connectError(error)
+        : toJournalError("make", error)
+  )
+
+/**
  * Builds a SQL journal on the `SqlClient` in context (see `DurableExecutionJournalSql.make`).
  *
  * @internal
@@ -97,6 +112,7 @@ export const make = (
     const dialect = yield* dialectOf(client)
     const liveness = yield* Effect.serviceOption(ProcessLivenessService)
     const ctx = makeContext(client, dialect, tables, retries)
+    yield* firstContact(client)
     if (dialect === "sqlite" && options?.sqliteWal !== false) {
       yield* withRetries(retries, "make", ctx.sql`PRAGMA journal_mode = WAL`)
     }
