@@ -74,8 +74,10 @@ for (const storageCase of storageCases) {
         const cluster = yield* makeTestCluster({
           numberOfShards: 30,
           storage,
-          // The pods' own connection: another process's view of the same database.
-          podLeases: yield* database.open,
+          // On PostgreSQL the pods' own connection (another process's view of the same database); on SQLite
+          // the manager's, since StorageSql sets no busy timeout yet for several connections to one file
+          // (docs/sql-schema.md, "Not done yet").
+          podLeases: storageCase.name === "postgres" ? yield* database.open : storage,
           manager: { rebalanceRate: 1, leaseDuration: timings.leaseDuration, leaseMargin: timings.leaseMargin },
           pod: timings
         })

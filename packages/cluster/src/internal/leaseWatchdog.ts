@@ -1,6 +1,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import { Pod } from "../Pod.js"
 import { HeartbeatRequest } from "../ShardAssignment.js"
@@ -38,8 +39,10 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
 
   // The database renewal: one conditional statement for every shard held, at the epoch held. A renewed
   // shard's lease runs `lease` from when the statement was sent (the database counts from later); a shard
-  // not renewed keeps only the manager's lease. Bounded by the renewal interval.
-  const renewInDatabase: Effect.Effect<void> = Effect.suspend(() => {
+  // not renewed keeps only the manager's lease. Bounded by the renewal interval. When some are refused,
+  // the pod records its incarnation again and (once) renews again at once.
+  const renewInDatabase: Effect.Effect<void> = Effect.suspend(() => renewAttempt(true))
+  const renewAttempt = (retry: boolean): Effect.Effect<void> => Effect.suspend(() => {
     if (leases === undefined || !state.registered || state.shuttingDown) return Effect.void
     const held = state.heldShards().map((shardId) => ({ shardId, epoch: state.heldEpoch[shardId]! }))
     if (held.length === 0) return Effect.void
@@ -62,9 +65,8 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
             if (renewed.length === held.length) return Effect.void
             // Refused: moved, lapsed, or the pod's row lost this incarnation (the manager may write the pods
             // a moment before or after this pod recorded itself): recorded again for the next renewal.
-            return Effect.zipRight(
-              Effect.logDebug(`${held.length - renewed.length} shards not renewed in the database`),
-              registerInDatabase
+            return Effect.logDebug(`${held.length - renewed.length} shards not renewed in the database`).pipe(
+              Effect.zipRight(retry ? Effect.zipRight(registerInDatabase, renewAttempt(false)) : Effect.void)
             )
           }),
         onFailure: (error) => Effect.logDebug("lease renewal in the database failed", error)
@@ -141,13 +143,29 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
     return Effect.sleep(pause)
   })).pipe(Effect.annotateLogs({ pod: state.selfKey, fiber: "lease-watchdog" }))
 
+  // Renews in the database every renewal pause, and at once when the held shards change (a shard just
+  // taken is covered by the manager's lease only until its first renewal there).
+  const databaseRenewal: Effect.Effect<void, never, Scope.Scope> = Effect.gen(function*() {
+    const wake = yield* Queue.sliding<void>(1)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => state.onHeldChange(() => void wake.unsafeOffer(undefined))),
+      (stopListening) => Effect.sync(stopListening)
+    )
+    const pause = Effect.suspend(() => Effect.sleep(Duration.millis(pauseMillis())))
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.zipRight(renewInDatabase, Effect.raceFirst(pause, Queue.take(wake)))).pipe(
+        Effect.annotateLogs({ pod: state.selfKey, fiber: "lease-renewal" })
+      )
+    )
+  })
+
   return {
     heartbeat,
     registerInDatabase,
     start: Effect.all([
       Effect.forkScoped(every(heartbeat, "heartbeat")),
       Effect.forkScoped(watchdog),
-      leases === undefined ? Effect.void : Effect.forkScoped(every(renewInDatabase, "lease-renewal"))
+      leases === undefined ? Effect.void : databaseRenewal
     ], { discard: true })
   }
 }
