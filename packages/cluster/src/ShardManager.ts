@@ -29,7 +29,7 @@ import { type HeartbeatRequest, LeaseGrant, ShardAssignment } from "./ShardAssig
 import { ShardId } from "./ShardId.js"
 import * as ShardingEvent from "./ShardingEvent.js"
 import { PodNoLongerRegisteredException } from "./ShardingException.js"
-import { Storage, type StorageException } from "./Storage.js"
+import { type SaveResult, Storage, type StorageException } from "./Storage.js"
 
 /**
  * The manager's API. The 2024 members are kept; `heartbeat` (lease renewal) and `getShardAssignments`
@@ -116,12 +116,21 @@ interface RoundResult {
 
 const noRound: RoundResult = { moved: 0, failed: false }
 
+const refusedBy = (result: unknown): ReadonlyArray<number> =>
+  typeof result === "object" && result !== null && Array.isArray((result as SaveResult).refused)
+    ? (result as SaveResult).refused
+    : []
+
 /**
  * Builds the manager (scoped: its background loops end with the scope). It restores pods, assignments and
  * epochs from `Storage` and keeps them. Every new assignment is persisted before any pod can see it (a
  * heartbeat's table shows it unowned until then). A manager started on storage that already holds state
  * (a restart) hands out no shard before `leaseDuration + leaseMargin` from its start, and reassigns a
- * silent pod's shards no earlier, since it cannot know the earlier grants. It dies with
+ * silent pod's shards no earlier, since it cannot know the earlier grants. On a `LeasedStorage` each grant
+ * also sets the shard's lease in the database, and a write gives a shard to another pod only once that
+ * lease has been over for `leaseMargin` on the database's clock or its owner released it (a refused grant
+ * is withdrawn and retried in a later round), so pods renewing there keep their shards while no manager
+ * runs. It dies with
  * `InvalidConfigurationException` on a storage without durable epochs (`Storage.make` without them).
  *
  * @since 0.1.0
@@ -164,6 +173,10 @@ export const make: Effect.Effect<
   const epoch: Array<number> = new Array(numberOfShards + 1).fill(0)
   const releasing = new Set<number>()
   const unpersisted = new Set<number>()
+  // Shards their owner confirmed it stopped (shard -> epoch released), until a write has ended their
+  // database lease: a `LeasedStorage` moves a shard only once its lease is over or released.
+  const releasedPending = new Map<number, number>()
+  const leaseTerms = { durationMillis: leaseMillis, marginMillis }
 
   const startedAt = monotonicMillis()
   const [storedPods, storedAssignments, storedEpochs] = yield* retried(
@@ -231,16 +244,40 @@ export const make: Effect.Effect<
       Array.from({ length: numberOfShards }, (_, i) => [new ShardId({ value: i + 1 }), epoch[i + 1]!])
     )
     const assignmentsNow = assignmentsMap(false)
+    const released = Array.from(releasedPending, ([shardId, epoch]) => ({ shardId, epoch }))
+    const written = owner.slice()
     return retried(
       storage.saveAll !== undefined
-        ? storage.saveAll({ pods: podsNow, epochs: epochsNow, assignments: assignmentsNow })
+        ? storage.saveAll({ pods: podsNow, epochs: epochsNow, assignments: assignmentsNow, released, lease: leaseTerms })
         : storage.savePods(podsNow).pipe(
           Effect.zipRight(storage.saveEpochs(epochsNow)),
           Effect.zipRight(storage.saveAssignments(assignmentsNow))
         ),
       "saving the state"
-    )
+    ).pipe(Effect.flatMap((result) => afterWrite(released, written, refusedBy(result))))
   }))
+
+  // A write ended the released shards' leases; the shards it refused to move (their previous owner's
+  // database lease still runs) are taken back from their new owner, to be granted again in a later round.
+  const afterWrite = (
+    released: ReadonlyArray<{ shardId: number; epoch: number }>,
+    written: ReadonlyArray<string | undefined>,
+    refused: ReadonlyArray<number>
+  ): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      for (const { epoch: value, shardId } of released) {
+        if (releasedPending.get(shardId) === value) releasedPending.delete(shardId)
+      }
+      const withdrawn = refused.filter((shard) => {
+        if (shard < 1 || shard > numberOfShards || owner[shard] === undefined || owner[shard] !== written[shard]) return false
+        owner[shard] = undefined
+        unpersisted.delete(shard)
+        return true
+      })
+      return withdrawn.length === 0 ? Effect.void : Effect.logInfo(
+        `shards ${withdrawn.join(",")} not moved yet: their previous owner's lease in the database has not ended`
+      )
+    })
 
   const snapshot = (): Rebalance.RebalanceState => ({
     numberOfShards,
@@ -248,7 +285,8 @@ export const make: Effect.Effect<
     assignments: Array.from({ length: numberOfShards }, (_, i) => (releasing.has(i + 1) ? "~releasing" : owner[i + 1]))
   })
 
-  const removePod = (key: string, reason: string): Effect.Effect<void> =>
+  // `released`: the pod stopped everything on its shards before it left (a graceful unregistration).
+  const removePod = (key: string, reason: string, released = false): Effect.Effect<void> =>
     Effect.suspend(() => {
       const entry = podEntries.get(key)
       if (entry === undefined) return Effect.void
@@ -258,6 +296,7 @@ export const make: Effect.Effect<
         if (owner[shard] === key) {
           owner[shard] = undefined
           if (!unpersisted.delete(shard)) freed.push(shard)
+          if (released) releasedPending.set(shard, epoch[shard]!)
         }
       }
       return Effect.logInfo(`pod ${key} removed: ${reason}`).pipe(
@@ -289,7 +328,10 @@ export const make: Effect.Effect<
             Effect.suspend(() => {
               for (const shard of shards) {
                 releasing.delete(shard)
-                if (owner[shard] === key) owner[shard] = undefined
+                if (owner[shard] === key) {
+                  owner[shard] = undefined
+                  releasedPending.set(shard, revoked.get(shard)!)
+                }
               }
               return PubSub.publish(events, ShardingEvent.ShardsUnassigned(address, shardSet(shards)))
             }),
@@ -306,7 +348,10 @@ export const make: Effect.Effect<
 
   // New epochs and owners are recorded, persisted, and only then shown and pushed to their pods. A write
   // that fails (after its retries) or is cut short takes the grants back; their epochs stay used.
-  const grantAll = (plan: Rebalance.RebalancePlan, failed: Set<number>): Effect.Effect<number, StorageException> =>
+  const grantAll = (
+    plan: Rebalance.RebalancePlan,
+    failed: Set<number>
+  ): Effect.Effect<{ readonly granted: number; readonly refused: number }, StorageException> =>
     Effect.suspend(() => {
       const grants: Array<Grant> = []
       for (const [key, shards] of plan.assignments) {
@@ -322,7 +367,8 @@ export const make: Effect.Effect<
         }
         grants.push({ key, address, shards: granted, epochs })
       }
-      if (grants.length === 0) return plan.unassignments.size > 0 ? Effect.as(persister.request, 0) : Effect.succeed(0)
+      const none = { granted: 0, refused: 0 }
+      if (grants.length === 0) return plan.unassignments.size > 0 ? Effect.as(persister.request, none) : Effect.succeed(none)
       const settle = (persisted: boolean) =>
         Effect.sync(() => {
           for (const grant of grants) {
@@ -333,10 +379,15 @@ export const make: Effect.Effect<
         })
       // Shown in the table and pushed in one continuation once durable, so readers of the table rarely
       // find an owner not yet told (it would refuse at an epoch it does not hold, and the sender retries).
+      // A shard the storage refused to move (see `afterWrite`) is no longer its grant's: counted as failed.
       return persister.flush.pipe(
         Effect.onExit((exit) => settle(exit._tag === "Success")),
         Effect.zipRight(Effect.forEach(grants, publishGrant, { discard: true })),
-        Effect.as(grants.reduce((sum, grant) => sum + grant.shards.length, 0))
+        Effect.map(() => {
+          const kept = grants.reduce((sum, grant) => sum + grant.shards.filter((shard) => owner[shard] === grant.key).length, 0)
+          const all = grants.reduce((sum, grant) => sum + grant.shards.length, 0)
+          return { granted: kept, refused: all - kept }
+        })
       )
     })
 
@@ -357,12 +408,14 @@ export const make: Effect.Effect<
     Effect.gen(function*() {
       const failed = new Set<number>()
       yield* unassignAll(plan, failed)
-      const granted = yield* grantAll(plan, failed).pipe(
+      const result = yield* grantAll(plan, failed).pipe(
         Effect.catchAll((error) =>
-          Effect.as(Effect.logError("grants withdrawn: their assignment could not be persisted", error), -1)
+          Effect.as(Effect.logError("grants withdrawn: their assignment could not be persisted", error), undefined)
         )
       )
-      return { moved: Math.max(0, granted), failed: failed.size > 0 || granted < 0 }
+      return result === undefined
+        ? { moved: 0, failed: true }
+        : { moved: result.granted, failed: failed.size > 0 || result.refused > 0 }
     })
 
   const runRound = (immediately: boolean): Effect.Effect<RoundResult> =>
@@ -457,6 +510,7 @@ export const make: Effect.Effect<
       for (const { shardId, epoch: released } of request.released) {
         if (owner[shardId] === key && epoch[shardId] === released && !releasing.has(shardId)) {
           owner[shardId] = undefined
+          releasedPending.set(shardId, released)
           confirmed.push(shardId)
         }
       }
@@ -473,7 +527,7 @@ export const make: Effect.Effect<
   const manager: ShardManager = {
     getShardingEvents: Stream.fromPubSub(events),
     register,
-    unregister: (address) => removePod(podKeyOf(address), "unregistered"),
+    unregister: (address) => removePod(podKeyOf(address), "unregistered", true),
     notifyUnhealthyPod: (address) =>
       podEntries.has(podKeyOf(address))
         ? Effect.zipRight(PubSub.publish(events, ShardingEvent.PodHealthChecked(address)), checkLeases)

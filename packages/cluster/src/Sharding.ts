@@ -19,6 +19,7 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
@@ -52,6 +53,7 @@ import * as ShardingConfig from "./ShardingConfig.js"
 import type { PodUnavailableException, ShardingException } from "./ShardingException.js"
 import * as ShardingRegistrationEvent from "./ShardingRegistrationEvent.js"
 import { ShardManagerClient } from "./ShardManagerClient.js"
+import { PodLeases } from "./Storage.js"
 
 /**
  * The per-pod sharding service. The 2024 members are kept; additions: `podAddress`, `getShardId` accepting
@@ -180,6 +182,16 @@ export const make: Effect.Effect<
   const clock = yield* Effect.clock
   const runFork = yield* FiberSet.makeRuntime<never>()
   const self = new PodAddress({ host: config.selfHost, port: config.shardingPort })
+  // With `PodLeases`, this process renews its own leases in the database under an incarnation of its own.
+  const podLeases = yield* Effect.serviceOption(PodLeases)
+  const leases = Option.isSome(podLeases)
+    ? {
+      storage: podLeases.value,
+      incarnation: `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}-${
+        Math.random().toString(36).slice(2, 12)
+      }`
+    }
+    : undefined
 
   const state = new PodState({
     config,
@@ -194,7 +206,8 @@ export const make: Effect.Effect<
     monotonicMillis: clock === liveClock
       ? () => performance.now()
       : () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000,
-    fork: (effect) => runFork(effect)
+    fork: (effect) => runFork(effect),
+    leases
   }, config.entityTerminationTimeout)
   const { numberOfShards, selfKey } = state
   const counter = { count: 0 }
@@ -279,6 +292,7 @@ export const make: Effect.Effect<
   const register: Effect.Effect<void> = Effect.gen(function*() {
     state.shuttingDown = false
     state.registered = true
+    yield* lease.registerInDatabase
     yield* client.register(self).pipe(
       Effect.catchAll((error) => Effect.logWarning("could not register with the shard manager; will retry", error))
     )

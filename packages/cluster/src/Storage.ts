@@ -59,7 +59,31 @@ export interface Storage {
    * Optional: pods, epochs and assignments in one transaction (the manager uses it when present, so an
    * assignment is never stored without its epoch).
    */
-  readonly saveAll?: ((state: StorageState) => Effect.Effect<void, StorageException>) | undefined
+  readonly saveAll?: ((state: StorageState) => Effect.Effect<void | SaveResult, StorageException>) | undefined
+}
+
+/**
+ * The terms of the database leases a manager grants: a new owner's lease runs `durationMillis` from the
+ * write (on the database's clock), and a shard whose lease has not been over for `marginMillis` is never
+ * given to another pod.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LeaseTerms {
+  readonly durationMillis: number
+  readonly marginMillis: number
+}
+
+/**
+ * What a `saveAll` of a `LeasedStorage` did: the shards it did not give to their new owner (nor bump the
+ * epoch of), because the previous owner's lease in the database had not yet ended.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SaveResult {
+  readonly refused: ReadonlyArray<number>
 }
 
 /**
@@ -72,6 +96,13 @@ export interface StorageState {
   readonly pods: HashMap.HashMap<PodAddress, Pod>
   readonly epochs: HashMap.HashMap<ShardId, number>
   readonly assignments: HashMap.HashMap<ShardId, Option.Option<PodAddress>>
+  /**
+   * Shards whose owner confirmed it stopped them, at the epoch it held: their database lease ends now, so
+   * they may move at once (applied before the assignments, in the same transaction).
+   */
+  readonly released?: ReadonlyArray<HeldShard> | undefined
+  /** Lease terms for the shards this write gives to a new owner (none: they get no database lease). */
+  readonly lease?: LeaseTerms | undefined
 }
 
 /**
@@ -108,7 +139,12 @@ export interface ManagerLease {
  * @category models
  */
 export interface LeasedStorage extends Storage {
-  readonly saveAll: (state: StorageState) => Effect.Effect<void, StorageException>
+  /**
+   * Pods, epochs and assignments in one transaction. A shard moves to another pod (and its epoch grows)
+   * only if its database lease has been over for `lease.marginMillis` (or was released): the new owner
+   * and the epoch are written by one conditional statement; refused shards keep their row as it was.
+   */
+  readonly saveAll: (state: StorageState) => Effect.Effect<SaveResult, StorageException>
   /**
    * Records a pod process start: the pod's row gets this `incarnation` (a new one per process start), so a
    * restarted process on the same host:port is a new pod. Shards stored for the address keep the earlier
@@ -123,6 +159,18 @@ export interface LeasedStorage extends Storage {
     address: PodAddress,
     incarnation: string
   ) => Effect.Effect<Option.Option<ReadonlyArray<HeldShard>>, StorageException>
+  /**
+   * Renews a pod's database leases on the shards it holds, in one conditional statement: a shard's lease
+   * runs `leaseMillis` from now (the database's clock) if its row still names this pod at `epoch`, the
+   * pod's row has this `incarnation` (a restarted or removed process renews nothing), and the lease has not
+   * ended (a lapsed lease is not revived). Returns the shards renewed.
+   */
+  readonly renewShardLeases: (
+    address: PodAddress,
+    incarnation: string,
+    held: ReadonlyArray<HeldShard>,
+    leaseMillis: number
+  ) => Effect.Effect<ReadonlyArray<number>, StorageException>
   /**
    * Whether `address` (incarnation `incarnation`) still holds `shardId` at `epoch`: the check a fenced
    * write makes inside its own transaction.
@@ -156,6 +204,28 @@ export interface LeasedStorage extends Storage {
  * @category context
  */
 export const Storage: Context.Tag<Storage, Storage> = Context.GenericTag<Storage>("@effect-cluster/cluster/Storage")
+
+/**
+ * The storage a pod renews its own leases in (optional: a pod without it renews through the manager only).
+ * With it, a pod registers its incarnation in the database and renews its shards' leases there every
+ * `leaseRenewalInterval`, so it keeps serving while the shard manager is down.
+ *
+ * @since 0.1.0
+ * @category context
+ */
+export const PodLeases: Context.Tag<PodLeases, LeasedStorage> = Context.GenericTag<PodLeases, LeasedStorage>(
+  "@effect-cluster/cluster/PodLeases"
+)
+
+/**
+ * The identifier of the `PodLeases` service.
+ *
+ * @since 0.1.0
+ * @category context
+ */
+export interface PodLeases {
+  readonly _: unique symbol
+}
 
 /**
  * Builds a storage. A 2024 implementation without `getEpochs`/`saveEpochs` is accepted, but a shard manager
@@ -214,8 +284,48 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
       HashMap.reduce(value, current, (acc, epoch, shardId) =>
         HashMap.set(acc, shardId, Math.max(epoch, Option.getOrElse(HashMap.get(acc, shardId), () => 0)))))
   const savePods = (value: HashMap.HashMap<PodAddress, Pod>) => Ref.set(pods, value)
+  // Database leases per shard: when each ends (the Clock's wall time, ms); none once released.
+  const clock = yield* Effect.clock
+  const leaseEnds = new Map<number, number>()
+  const epochOf = (current: HashMap.HashMap<ShardId, number>, shardId: number) =>
+    Option.getOrElse(HashMap.findFirst(current, (_, shard) => shard.value === shardId).pipe(Option.map(([, e]) => e)), () => 0)
   const saveAll = (state: StorageState) =>
-    Effect.all([savePods(state.pods), saveEpochs(state.epochs), saveAssignments(state.assignments)], { discard: true })
+    Effect.gen(function*() {
+      const now = clock.unsafeCurrentTimeMillis()
+      const currentEpochs = yield* Ref.get(epochs)
+      for (const released of state.released ?? []) {
+        if (epochOf(currentEpochs, released.shardId) === released.epoch) leaseEnds.delete(released.shardId)
+      }
+      const table = yield* SubscriptionRef.get(assignments)
+      const margin = state.lease?.marginMillis ?? 0
+      let nextEpochs = state.epochs
+      let nextAssignments = state.assignments
+      const refused: Array<number> = []
+      for (const [shardId, next] of state.assignments) {
+        const previous = HashMap.get(table, shardId).pipe(Option.flatten)
+        const before = Option.getOrUndefined(Option.map(previous, keyOf))
+        const after = Option.getOrUndefined(Option.map(next, keyOf))
+        const newEpoch = Option.getOrElse(HashMap.get(state.epochs, shardId), () => 0)
+        if (after === undefined) continue
+        if (after !== before) {
+          const end = leaseEnds.get(shardId.value)
+          if (end !== undefined && now < end + margin) {
+            refused.push(shardId.value)
+            nextAssignments = HashMap.set(nextAssignments, shardId, previous)
+            nextEpochs = HashMap.remove(nextEpochs, shardId)
+            continue
+          }
+        }
+        if (after !== before || newEpoch > epochOf(currentEpochs, shardId.value)) {
+          if (state.lease !== undefined) leaseEnds.set(shardId.value, now + state.lease.durationMillis)
+          else leaseEnds.delete(shardId.value)
+        }
+      }
+      yield* savePods(state.pods)
+      yield* saveEpochs(nextEpochs)
+      yield* saveAssignments(nextAssignments)
+      return { refused: refused.sort((a, b) => a - b) }
+    })
 
   const storage: Omit<LeasedStorage, "fencedBy"> = {
     getAssignments: SubscriptionRef.get(assignments),
@@ -248,6 +358,26 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
           }
           return Option.some(held.sort((a, b) => a.shardId - b.shardId))
         })),
+    renewShardLeases: (address, incarnation, held, leaseMillis) =>
+      Effect.map(Effect.all([SubscriptionRef.get(assignments), Ref.get(epochs), Ref.get(pods)]), ([table, current, podMap]) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        if (incarnations.get(keyOf(address))?.incarnation !== incarnation || !HashMap.has(podMap, address)) return []
+        const renewed: Array<number> = []
+        for (const { epoch, shardId } of held) {
+          const owner = HashMap.findFirst(table, (_, shard) => shard.value === shardId).pipe(
+            Option.flatMap(([, o]) => o)
+          )
+          const end = leaseEnds.get(shardId)
+          if (
+            Option.isSome(owner) && keyOf(owner.value) === keyOf(address) && epochOf(current, shardId) === epoch &&
+            end !== undefined && now < end
+          ) {
+            leaseEnds.set(shardId, now + leaseMillis)
+            renewed.push(shardId)
+          }
+        }
+        return renewed.sort((a, b) => a - b)
+      }),
     holdsShard: (address, incarnation, shardId, epoch) =>
       Effect.map(Effect.all([SubscriptionRef.get(assignments), Ref.get(epochs)]), ([table, current]) => {
         const owner = Option.flatten(HashMap.findFirst(table, (_, shard) => shard.value === shardId).pipe(Option.map(([, o]) => o)))

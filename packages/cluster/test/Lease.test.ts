@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, TestClock } from "effect"
+import { Storage } from "@effect-cluster/cluster"
+import { Clock, Duration, Effect, TestClock } from "effect"
 import { eventually, makeTestCluster, settle } from "./utils/cluster.js"
 import { Counter, freshId, GetCount } from "./utils/counter.js"
 import { Observer } from "./utils/observer.js"
@@ -25,5 +26,120 @@ describe("a pod's lease (issue 10, also seen)", () => {
       }
       // never stopped for want of a renewal
       expect(observer.events).toEqual(["start e@1"])
+    }))
+})
+
+describe("a pod that renews its leases in the database (Storage.PodLeases)", () => {
+  it.scoped("keeps its shards and entities while the manager is stopped; once its database renewals fail, stops them at lease end from the last renewal's send", () =>
+    Effect.gen(function*() {
+      const observer = new Observer()
+      // The storage's "database clock" is the TestClock, as is the pod's monotonic clock.
+      const storage = yield* Storage.makeMemory
+      let failing = false
+      let lastRenewalSentAt = -1
+      const podLeases: Storage.LeasedStorage = {
+        ...storage,
+        renewShardLeases: (address, incarnation, held, leaseMillis) =>
+          Effect.gen(function*() {
+            const sentAt = yield* Clock.currentTimeMillis
+            if (failing) return yield* new Storage.StorageException({ reason: "the database is unreachable" })
+            const renewed = yield* storage.renewShardLeases(address, incarnation, held, leaseMillis)
+            if (renewed.length === held.length) lastRenewalSentAt = sentAt
+            return renewed
+          })
+      }
+      const lease = 30_000
+      const termination = 3_000
+      const cluster = yield* makeTestCluster({
+        numberOfShards: 30,
+        storage,
+        podLeases,
+        manager: { rebalanceRate: 1 },
+        pod: { entityMaxIdleTime: Duration.minutes(60) }
+      })
+      yield* cluster.startManager
+      const a = yield* cluster.startPod(1, observer.counterOn(1))
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      yield* a.sharding.messenger(Counter).send("e")(new GetCount({ messageId: freshId() }))
+      yield* cluster.stopManager
+      // Four leases without a manager: the pod renews in the database and keeps everything.
+      for (let t = 0; t < 4 * lease / 1000; t++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(30)
+      }
+      yield* a.sharding.messenger(Counter).send("e")(new GetCount({ messageId: freshId() }))
+      expect(observer.events).toEqual(["start e@1"])
+      expect(lastRenewalSentAt).toBeGreaterThan(3 * lease)
+      // The database fails too: the pod holds its shards until the last successful renewal's send + lease,
+      // and stops them (entities included) `entityTerminationTimeout` before that.
+      failing = true
+      const stopAt = lastRenewalSentAt + lease - termination
+      const now = yield* Clock.currentTimeMillis
+      yield* TestClock.adjust(Duration.millis(stopAt - 1 - now))
+      yield* settle
+      expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(30)
+      expect(observer.events).toEqual(["start e@1"])
+      yield* TestClock.adjust(Duration.millis(1))
+      yield* settle
+      expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(0)
+      expect(observer.events).toEqual(["start e@1", "stop e@1"])
+    }))
+  it.scoped("a pod cut off from the manager but renewing in the database: the manager moves its shards only once that lease has been over for the margin", () =>
+    Effect.gen(function*() {
+      const observer = new Observer()
+      const storage = yield* Storage.makeMemory
+      const lastRenewal = new Map<number, number>()
+      const podLeases: Storage.LeasedStorage = {
+        ...storage,
+        renewShardLeases: (address, incarnation, held, leaseMillis) =>
+          Effect.gen(function*() {
+            const sentAt = yield* Clock.currentTimeMillis
+            const renewed = yield* storage.renewShardLeases(address, incarnation, held, leaseMillis)
+            if (renewed.length > 0) lastRenewal.set(address.port, sentAt)
+            return renewed
+          })
+      }
+      const lease = 30_000
+      const margin = 5_000
+      const cluster = yield* makeTestCluster({
+        numberOfShards: 30,
+        storage,
+        podLeases,
+        manager: { rebalanceRate: 1 },
+        pod: { entityMaxIdleTime: Duration.minutes(60) }
+      })
+      yield* cluster.startManager
+      const a = yield* cluster.startPod(1, observer.counterOn(1))
+      const b = yield* cluster.startPod(2, observer.counterOn(2))
+      const held = (pod: typeof a) => Effect.map(pod.sharding.getAssignedShardIds, (s) => Array.from(s).length)
+      yield* eventually(Effect.map(Effect.all([held(a), held(b)]), ([x, y]) => x === 15 && y === 15))
+      const ids = Array.from({ length: 20 }, (_, i) => `e${i}`)
+      for (const id of ids) yield* a.sharding.messenger(Counter).send(id)(new GetCount({ messageId: freshId() }))
+      expect(observer.where("e0").length).toBe(1)
+      yield* cluster.transport.partitionFromManager(a.address)
+      let removedAt: number | undefined
+      let movedAt: number | undefined
+      for (let t = 0; t < 150 && movedAt === undefined; t++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        const now = yield* Clock.currentTimeMillis
+        const known = yield* cluster.managerInstance()!.getPods
+        if (removedAt === undefined && !known.some((pod) => pod.port === 1)) removedAt = now
+        if ((yield* held(b)) > 15) {
+          movedAt = now
+          // Pod A had stopped everything by then.
+          expect(yield* held(a)).toBe(0)
+        }
+        expect(observer.violations).toEqual([])
+      }
+      expect(removedAt).toBeDefined()
+      expect(movedAt).toBeDefined()
+      // The manager declared A dead first; A renewed in the database until then; the shards moved only once
+      // the last of those leases had been over for the margin.
+      const renewedUntil = lastRenewal.get(1)!
+      expect(movedAt!).toBeGreaterThan(removedAt!)
+      expect(movedAt!).toBeGreaterThanOrEqual(renewedUntil + lease + margin)
+      expect(observer.violations).toEqual([])
     }))
 })

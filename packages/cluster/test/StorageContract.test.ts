@@ -87,6 +87,94 @@ for (const storageCase of storageCases) {
         expect(yield* storage.renewPodLease(address(1), "run-b")).toEqual(Option.none())
       }))
 
+    it.scoped("pods renew shard leases by compare-and-set on epoch and incarnation; a shard moves only once its lease is over or released", () =>
+      Effect.gen(function*() {
+        const storage = yield* freshStorage(storageCase)
+        const long = { durationMillis: 3_600_000, marginMillis: 1_000 }
+        const bothPods = HashMap.fromIterable([[address(1), pod(1)], [address(2), pod(2)]])
+        yield* storage.registerPod(pod(1), "run-a")
+        yield* storage.registerPod(pod(2), "run-b")
+        const granted = yield* storage.saveAll({
+          pods: bothPods,
+          epochs: epochsOf([[1, 1], [2, 1]]),
+          assignments: assign([[1, 1], [2, 2]]),
+          lease: long
+        })
+        expect(granted.refused).toEqual([])
+        // The current epoch and incarnation: renewed.
+        expect(yield* storage.renewShardLeases(address(1), "run-a", [{ shardId: 1, epoch: 1 }], 60_000)).toEqual([1])
+        // A stale (or unknown) epoch, another incarnation, another pod's shard: refused.
+        expect(yield* storage.renewShardLeases(address(1), "run-a", [{ shardId: 1, epoch: 0 }], 60_000)).toEqual([])
+        expect(yield* storage.renewShardLeases(address(1), "run-a", [{ shardId: 1, epoch: 2 }], 60_000)).toEqual([])
+        expect(yield* storage.renewShardLeases(address(1), "run-other", [{ shardId: 1, epoch: 1 }], 60_000)).toEqual([])
+        expect(
+          yield* storage.renewShardLeases(address(1), "run-a", [{ shardId: 1, epoch: 1 }, { shardId: 2, epoch: 1 }], 60_000)
+        ).toEqual([1])
+
+        // While pod 1's lease runs, the manager cannot give shard 1 to pod 2: owner and epoch stay as they were.
+        const early = yield* storage.saveAll({
+          pods: bothPods,
+          epochs: epochsOf([[1, 2], [2, 1]]),
+          assignments: assign([[1, 2], [2, 2]]),
+          lease: long
+        })
+        expect(early.refused).toEqual([1])
+        expect(owners(yield* storage.getAssignments)).toEqual([[1, 1], [2, 2]])
+        expect(sortedEpochs(yield* storage.getEpochs)).toEqual([[1, 1], [2, 1]])
+        expect(yield* storage.renewShardLeases(address(1), "run-a", [{ shardId: 1, epoch: 1 }], 60_000)).toEqual([1])
+        // Unassigning it (the pod was declared dead) keeps the lease: still no move before it ends.
+        expect((yield* storage.saveAll({
+          pods: bothPods,
+          epochs: epochsOf([[1, 1], [2, 1]]),
+          assignments: assign([[1, null], [2, 2]]),
+          lease: long
+        })).refused).toEqual([])
+        expect((yield* storage.saveAll({
+          pods: bothPods,
+          epochs: epochsOf([[1, 2], [2, 1]]),
+          assignments: assign([[1, 2], [2, 2]]),
+          lease: long
+        })).refused).toEqual([1])
+        // Released by its owner at its epoch (it confirmed it stopped the shard): the move goes through.
+        expect((yield* storage.saveAll({
+          pods: bothPods,
+          epochs: epochsOf([[1, 2], [2, 1]]),
+          assignments: assign([[1, 2], [2, 2]]),
+          released: [{ shardId: 1, epoch: 1 }],
+          lease: long
+        })).refused).toEqual([])
+        expect(owners(yield* storage.getAssignments)).toEqual([[1, 2], [2, 2]])
+        expect(yield* storage.renewShardLeases(address(1), "run-a", [{ shardId: 1, epoch: 1 }], 60_000)).toEqual([])
+        expect(
+          yield* storage.renewShardLeases(address(2), "run-b", [{ shardId: 1, epoch: 2 }, { shardId: 2, epoch: 1 }], 60_000)
+        ).toEqual([1, 2])
+
+        // A lapsed lease is not revived: shard 3 granted with a lease that is over at once.
+        expect((yield* storage.saveAll({
+          pods: bothPods,
+          epochs: epochsOf([[1, 2], [2, 1], [3, 1]]),
+          assignments: assign([[1, 2], [2, 2], [3, 1]]),
+          lease: { durationMillis: 0, marginMillis: 0 }
+        })).refused).toEqual([])
+        expect(yield* storage.renewShardLeases(address(1), "run-a", [{ shardId: 3, epoch: 1 }], 60_000)).toEqual([])
+        // Over (margin 0): another pod may have it, at the next epoch.
+        expect((yield* storage.saveAll({
+          pods: bothPods,
+          epochs: epochsOf([[1, 2], [2, 1], [3, 2]]),
+          assignments: assign([[1, 2], [2, 2], [3, 2]]),
+          lease: { durationMillis: 60_000, marginMillis: 0 }
+        })).refused).toEqual([])
+        expect(owners(yield* storage.getAssignments)).toEqual([[1, 2], [2, 2], [3, 2]])
+        expect(yield* storage.renewShardLeases(address(2), "run-b", [{ shardId: 3, epoch: 2 }], 60_000)).toEqual([3])
+
+        // A restarted process (new incarnation) or a removed pod renews nothing.
+        yield* storage.registerPod(pod(2), "run-b2")
+        expect(yield* storage.renewShardLeases(address(2), "run-b", [{ shardId: 2, epoch: 1 }], 60_000)).toEqual([])
+        yield* storage.registerPod(pod(1), "run-a")
+        yield* storage.savePods(HashMap.fromIterable([[address(2), pod(2)]]))
+        expect(yield* storage.renewShardLeases(address(1), "run-a", [{ shardId: 3, epoch: 1 }], 60_000)).toEqual([])
+      }))
+
     it.scoped("one active manager: the lease is taken by compare-and-set, and a deposed manager's writes are rejected", () =>
       Effect.gen(function*() {
         const storage = yield* freshStorage(storageCase)

@@ -17,6 +17,8 @@ export interface Handoff {
   readonly applyGrant: (grant: LeaseGrant, sentAt: number) => Effect.Effect<void>
   /** Stops serving every shard (lease lost, or the manager forgot this pod). */
   readonly dropAllShards: (reason: string) => Effect.Effect<void>
+  /** Stops serving some shards (their lease ended). */
+  readonly dropShards: (shards: ReadonlyArray<number>, reason: string) => Effect.Effect<void>
   /** The manager's assignment of shards at epochs. */
   readonly assign: (shards: Iterable<number>, epochs: ReadonlyMap<number, number>) => Effect.Effect<void>
   /**
@@ -145,8 +147,11 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
     })
 
   const dropAllShards = (reason: string): Effect.Effect<void> =>
+    Effect.suspend(() => dropShards(state.heldShards(), reason))
+
+  const dropShards = (shards: ReadonlyArray<number>, reason: string): Effect.Effect<void> =>
     Effect.suspend(() => {
-      const dropped = state.heldShards()
+      const dropped = shards.filter((shard) => heldEpoch[shard]! !== 0)
       for (const shard of dropped) state.setHeld(shard, 0)
       if (dropped.length === 0) return singletons.sync()
       return Effect.logWarning(`dropping ${dropped.length} shards: ${reason}`).pipe(
@@ -227,5 +232,5 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
     )
   })
 
-  return { takeShard, applyGrant, dropAllShards, assign, unassign, stopEverything }
+  return { takeShard, applyGrant, dropAllShards, dropShards, assign, unassign, stopEverything }
 }

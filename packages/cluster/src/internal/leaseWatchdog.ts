@@ -1,22 +1,78 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import { Pod } from "../Pod.js"
 import { HeartbeatRequest } from "../ShardAssignment.js"
 import type { Handoff } from "./handoff.js"
 import type { PodState } from "./podState.js"
 import type { Singletons } from "./singletons.js"
 
-/** Lease renewal (the heartbeat) and the watchdog that stops everything before an unrenewed lease ends. */
+/**
+ * Lease renewal (the heartbeat to the manager, and with `Storage.PodLeases` a renewal in the database) and
+ * the watchdog that stops each shard before its unrenewed lease ends.
+ */
 export interface LeaseWatchdog {
   /** Renews the lease now; concurrent callers share one request. */
   readonly heartbeat: Effect.Effect<void>
+  /** Records this process's incarnation in the database (with `PodLeases`; bounded, failures logged). */
+  readonly registerInDatabase: Effect.Effect<void>
   /** The heartbeat loop and the watchdog, forked into the scope. */
   readonly start: Effect.Effect<void, never, Scope.Scope>
 }
 
 export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons: Singletons): LeaseWatchdog => {
-  const { client, config, monotonicMillis, self } = state.services
+  const { client, config, leases, monotonicMillis, self } = state.services
+  const renewalMillis = Duration.toMillis(config.leaseRenewalInterval)
+  const pauseMillis = () => Math.min(renewalMillis, state.grantedLeaseMillis / 3)
+
+  const registerInDatabase: Effect.Effect<void> = leases === undefined ? Effect.void : leases.storage.registerPod(
+    new Pod({ address: self, version: config.serverVersion }),
+    leases.incarnation
+  ).pipe(
+    Effect.timeout(Duration.millis(renewalMillis)),
+    Effect.catchAll((error) =>
+      Effect.logWarning("could not record this pod in the database: its leases are renewed by the manager only", error)
+    )
+  )
+
+  // The database renewal: one conditional statement for every shard held, at the epoch held. A renewed
+  // shard's lease runs `lease` from when the statement was sent (the database counts from later); a shard
+  // not renewed keeps only the manager's lease. Bounded by the renewal interval. When some are refused,
+  // the pod records its incarnation again and (once) renews again at once.
+  const renewInDatabase: Effect.Effect<void> = Effect.suspend(() => renewAttempt(true))
+  const renewAttempt = (retry: boolean): Effect.Effect<void> => Effect.suspend(() => {
+    if (leases === undefined || !state.registered || state.shuttingDown) return Effect.void
+    const held = state.heldShards().map((shardId) => ({ shardId, epoch: state.heldEpoch[shardId]! }))
+    if (held.length === 0) return Effect.void
+    const lease = state.grantedLeaseMillis
+    const sentAt = monotonicMillis()
+    return leases.storage.renewShardLeases(self, leases.incarnation, held, lease).pipe(
+      Effect.timeout(Duration.millis(renewalMillis)),
+      Effect.matchEffect({
+        onSuccess: (renewed) =>
+          Effect.suspend(() => {
+            const sent = new Map(held.map(({ epoch, shardId }) => [shardId, epoch]))
+            for (const shard of renewed) {
+              const epoch = sent.get(shard)
+              if (epoch === undefined || state.heldEpoch[shard] !== epoch) continue
+              if (state.dbLeaseEpoch[shard] !== epoch || state.dbLeaseEnd[shard]! < sentAt + lease) {
+                state.dbLeaseEpoch[shard] = epoch
+                state.dbLeaseEnd[shard] = sentAt + lease
+              }
+            }
+            if (renewed.length === held.length) return Effect.void
+            // Refused: moved, lapsed, or the pod's row lost this incarnation (the manager may write the pods
+            // a moment before or after this pod recorded itself): recorded again for the next renewal.
+            return Effect.logDebug(`${held.length - renewed.length} shards not renewed in the database`).pipe(
+              Effect.zipRight(retry ? Effect.zipRight(registerInDatabase, renewAttempt(false)) : Effect.void)
+            )
+          }),
+        onFailure: (error) => Effect.logDebug("lease renewal in the database failed", error)
+      })
+    )
+  })
 
   let heartbeatInFlight: Effect.Effect<void> | undefined
   const heartbeat: Effect.Effect<void> = Effect.suspend(() => {
@@ -41,6 +97,7 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
         // The manager declared this pod dead (its lease had ended): drop everything, join again.
         yield* handoff.dropAllShards("the shard manager no longer knows this pod")
         if (state.registered && !state.shuttingDown) {
+          yield* registerInDatabase
           yield* client.register(self).pipe(
             Effect.zipRight(Effect.suspend(() => {
               heartbeatInFlight = undefined
@@ -59,31 +116,56 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
   })
 
   // Renews every leaseRenewalInterval, or a third of the lease the manager granted if that is shorter.
-  const renewalMillis = Duration.toMillis(config.leaseRenewalInterval)
-  const renewal = Effect.forever(Effect.zipRight(
-    heartbeat,
-    Effect.suspend(() => Effect.sleep(Duration.millis(Math.min(renewalMillis, state.grantedLeaseMillis / 3))))
-  )).pipe(
-    Effect.annotateLogs({ pod: state.selfKey, fiber: "heartbeat" })
-  )
+  const every = (effect: Effect.Effect<void>, fiber: string) =>
+    Effect.forever(Effect.zipRight(effect, Effect.suspend(() => Effect.sleep(Duration.millis(pauseMillis()))))).pipe(
+      Effect.annotateLogs({ pod: state.selfKey, fiber })
+    )
 
-  // When the lease is about to end (lease end minus entityTerminationTimeout) without a renewal, stop every
-  // entity and singleton so they have all stopped by the lease end.
+  // When a shard's lease is about to end (lease end minus entityTerminationTimeout) without a renewal, stop
+  // it (its entities and singletons) so that all has stopped by the lease end. Wakes at the earliest such
+  // time, at least every renewal pause (a shard taken since has the manager's lease, no later).
   const watchdog = Effect.forever(Effect.suspend(() => {
     const now = monotonicMillis()
-    const stopAt = state.leaseEnd - state.terminationMillis
-    if (now >= stopAt) {
-      const holdsAny = state.heldShards().length > 0
-      const drop = holdsAny || singletons.anyRunning()
-        ? handoff.dropAllShards("lease not renewed in time")
-        : Effect.void
-      return Effect.zipRight(drop, Effect.sleep(Duration.millis(Math.min(renewalMillis, state.grantedLeaseMillis / 3))))
+    const expired: Array<number> = []
+    let next = state.leaseEnd - state.terminationMillis > now ? state.leaseEnd - state.terminationMillis : Infinity
+    for (const shard of state.heldShards()) {
+      const stopAt = state.shardLeaseEnd(shard) - state.terminationMillis
+      if (now >= stopAt) expired.push(shard)
+      else next = Math.min(next, stopAt)
     }
-    return Effect.sleep(Duration.millis(stopAt - now))
+    const pause = Duration.millis(Math.max(1, Math.min(pauseMillis(), next - now)))
+    if (expired.length > 0) {
+      return Effect.zipRight(handoff.dropShards(expired, "lease not renewed in time"), Effect.sleep(pause))
+    }
+    if (singletons.anyRunning() && now >= state.leaseEnd - state.terminationMillis && state.heldShards().length === 0) {
+      return Effect.zipRight(handoff.dropAllShards("lease not renewed in time"), Effect.sleep(pause))
+    }
+    return Effect.sleep(pause)
   })).pipe(Effect.annotateLogs({ pod: state.selfKey, fiber: "lease-watchdog" }))
+
+  // Renews in the database every renewal pause, and at once when the held shards change (a shard just
+  // taken is covered by the manager's lease only until its first renewal there).
+  const databaseRenewal: Effect.Effect<void, never, Scope.Scope> = Effect.gen(function*() {
+    const wake = yield* Queue.sliding<void>(1)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => state.onHeldChange(() => void wake.unsafeOffer(undefined))),
+      (stopListening) => Effect.sync(stopListening)
+    )
+    const pause = Effect.suspend(() => Effect.sleep(Duration.millis(pauseMillis())))
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.zipRight(renewInDatabase, Effect.raceFirst(pause, Queue.take(wake)))).pipe(
+        Effect.annotateLogs({ pod: state.selfKey, fiber: "lease-renewal" })
+      )
+    )
+  })
 
   return {
     heartbeat,
-    start: Effect.zipRight(Effect.forkScoped(renewal), Effect.forkScoped(watchdog)).pipe(Effect.asVoid)
+    registerInDatabase,
+    start: Effect.all([
+      Effect.forkScoped(every(heartbeat, "heartbeat")),
+      Effect.forkScoped(watchdog),
+      leases === undefined ? Effect.void : databaseRenewal
+    ], { discard: true })
   }
 }

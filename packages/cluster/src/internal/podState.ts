@@ -10,6 +10,7 @@ import type { SerializedMessage } from "../SerializedMessage.js"
 import type { ShardingConfig } from "../ShardingConfig.js"
 import type { ShardingException } from "../ShardingException.js"
 import type { ShardManagerClient } from "../ShardManagerClient.js"
+import type { LeasedStorage } from "../Storage.js"
 import type { EntityManager } from "./entityManager.js"
 
 /** Where the routing table sends a shard's messages: its owner (if any) at an epoch. */
@@ -38,6 +39,8 @@ export interface PodServices {
   readonly monotonicMillis: () => number
   /** Runs an effect in a fiber the pod owns (interrupted when the pod's scope closes). */
   readonly fork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
+  /** Where the pod renews its own leases (`Storage.PodLeases`), with this process's incarnation. */
+  readonly leases: { readonly storage: LeasedStorage; readonly incarnation: string } | undefined
 }
 
 /**
@@ -52,8 +55,15 @@ export class PodState {
   readonly routing: Array<Route | undefined>
   readonly heldEpoch: Float64Array
   readonly releasedEpoch: Float64Array
-  /** Monotonic ms: no work after `leaseEnd - terminationMillis`. */
+  /** Monotonic ms: the end of the lease the manager granted (all shards). */
   leaseEnd = Number.NEGATIVE_INFINITY
+  /**
+   * Per shard, the end (monotonic ms) of its lease as last renewed in the database, and the epoch renewed:
+   * it covers the shard only while the pod still holds it at that epoch. A shard's lease is the later of the
+   * two; no work on it after that minus `terminationMillis`.
+   */
+  readonly dbLeaseEnd: Float64Array
+  readonly dbLeaseEpoch: Float64Array
   /** The lease of the last grant: the pod's own `leaseDuration`, or a shorter one granted by the manager. */
   grantedLeaseMillis: number
   registered = false
@@ -72,6 +82,16 @@ export class PodState {
     this.routing = new Array(this.numberOfShards + 1)
     this.heldEpoch = new Float64Array(this.numberOfShards + 1)
     this.releasedEpoch = new Float64Array(this.numberOfShards + 1)
+    this.dbLeaseEnd = new Float64Array(this.numberOfShards + 1).fill(Number.NEGATIVE_INFINITY)
+    this.dbLeaseEpoch = new Float64Array(this.numberOfShards + 1)
+  }
+
+  /** When the lease on a held shard ends (monotonic ms): the manager's, or a later one from the database. */
+  shardLeaseEnd(shard: number): number {
+    const held = this.heldEpoch[shard]!
+    return held !== 0 && this.dbLeaseEpoch[shard] === held
+      ? Math.max(this.leaseEnd, this.dbLeaseEnd[shard]!)
+      : this.leaseEnd
   }
 
   /** Holds `shard` at `epoch` (0: not held) and tells the listeners when that changed. */
@@ -99,7 +119,8 @@ export class PodState {
   /** A pod serves a shard only while it holds it at (or after) the sender's epoch, under a valid lease. */
   canServe(shard: number, epoch: number): boolean {
     const held = this.heldEpoch[shard]!
-    return held !== 0 && epoch <= held && !this.shuttingDown && this.leaseValid()
+    return held !== 0 && epoch <= held && !this.shuttingDown &&
+      this.services.monotonicMillis() < this.shardLeaseEnd(shard) - this.terminationMillis
   }
 
   inRange(shard: number): boolean {

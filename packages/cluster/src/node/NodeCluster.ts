@@ -78,7 +78,9 @@ const isWildcard = (host: string) => host === "0.0.0.0" || host === "::"
 /**
  * A whole pod: `Sharding.live` with JSON serialization, `PodsRpc` and `ShardManagerClientRpc`, served on
  * the network. Registering it (`Sharding.registerScoped`) is up to the program. The server stops after
- * the program's scope (and its graceful unregistration) is done.
+ * the program's scope (and its graceful unregistration) is done. With `Storage.PodLeases` provided to it
+ * (e.g. `StorageSql.layerPodLeases`, on the manager's database and prefix), the pod also renews its leases
+ * in the database, and keeps serving its shards while the manager is down.
  *
  * @since 0.1.0
  * @category layers

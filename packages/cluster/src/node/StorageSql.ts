@@ -11,6 +11,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Equal from "effect/Equal"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -18,7 +19,7 @@ import * as Stream from "effect/Stream"
 import * as Migrations from "../internal/storageSql/migrations.js"
 import { type Rows, toStorageException } from "../internal/storageSql/rows.js"
 import * as Statements from "../internal/storageSql/statements.js"
-import { type LeasedStorage, Storage, StorageException } from "../Storage.js"
+import { type LeasedStorage, PodLeases, Storage, StorageException } from "../Storage.js"
 
 /**
  * Options of the SQL storage.
@@ -108,11 +109,28 @@ export const make = (
       saveAll: (state: Parameters<LeasedStorage["saveAll"]>[0]) =>
         transaction(
           "saving the manager's state",
-          fence.pipe(
-            Effect.zipRight(statements.writePods(state.pods)),
-            Effect.zipRight(statements.writeEpochs(state.epochs)),
-            Effect.zipRight(statements.writeAssignments(state.assignments))
-          )
+          Effect.gen(function*() {
+            yield* fence
+            const now = yield* statements.readNow
+            yield* statements.releaseLeases(state.released ?? [])
+            yield* statements.writePods(state.pods)
+            // Shards with an assignment: owner and epoch in one conditional statement; others: the epoch.
+            const rows = Array.from(state.assignments, ([shardId, owner]) => ({
+              shardId: shardId.value,
+              owner: Option.getOrUndefined(owner),
+              epoch: Option.getOrElse(HashMap.get(state.epochs, shardId), () => 0)
+            }))
+            yield* statements.writeEpochs(HashMap.filter(state.epochs, (_, shardId) => !HashMap.has(state.assignments, shardId)))
+            const written = new Set(
+              yield* statements.writeShards(
+                rows,
+                now,
+                state.lease?.marginMillis ?? 0,
+                state.lease === undefined ? null : now + state.lease.durationMillis
+              )
+            )
+            return { refused: rows.filter((row) => !written.has(row.shardId)).map((row) => row.shardId).sort((a, b) => a - b) }
+          })
         )
     })
 
@@ -134,6 +152,8 @@ export const make = (
               ? Effect.succeed(Option.none())
               : Effect.map(statements.heldShards(address, incarnation), Option.some))
         ),
+      renewShardLeases: (address, incarnation, held, leaseMillis) =>
+        run("renewing shard leases", statements.renewShardLeases(address, incarnation, held, leaseMillis)),
       holdsShard: (address, incarnation, shardId, epoch) =>
         run("checking a shard", Effect.map(statements.holdsShard(address, incarnation, shardId, epoch), (rows) => rows.length === 1)),
       getManagerLease: run("reading the manager lease", statements.readManagerLease),
@@ -155,3 +175,15 @@ export const make = (
 export const layer = (
   options?: StorageSqlOptions
 ): Layer.Layer<Storage, StorageException, SqlClient.SqlClient> => Layer.effect(Storage, make(options))
+
+/**
+ * The SQL storage as a pod's `PodLeases`: provided to a pod (`NodeCluster.layerPod(...).pipe(Layer.provide(
+ * StorageSql.layerPodLeases(...)))`), it makes the pod record its incarnation and renew its shards' leases
+ * in the database itself, so it keeps serving while the shard manager is down. Use the manager's prefix.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPodLeases = (
+  options?: StorageSqlOptions
+): Layer.Layer<PodLeases, StorageException, SqlClient.SqlClient> => Layer.effect(PodLeases, make(options))

@@ -13,25 +13,41 @@ import { Duration, Effect } from "effect"
  * after 6 s. Shorter leases make the file faster but let a heavily loaded machine (a load average of 20 on
  * two cores was seen) miss renewals of healthy pods.
  */
-export const timing = {
+export const timing: Timing = {
   leaseDuration: 5_000,
   leaseRenewalInterval: 1_500,
   leaseMargin: 1_000,
   entityTerminationTimeout: 1_500
 }
 
+/** A cluster's lease timing (ms), for the pods, the client and the manager alike. */
+export interface Timing {
+  readonly leaseDuration: number
+  readonly leaseRenewalInterval: number
+  readonly leaseMargin: number
+  readonly entityTerminationTimeout: number
+}
+
+/** A short lease (3 s, renewed every 750 ms, margin 1.5 s) for the tests that wait for whole leases to pass. */
+export const shortTiming: Timing = {
+  leaseDuration: 3_000,
+  leaseRenewalInterval: 750,
+  leaseMargin: 1_500,
+  entityTerminationTimeout: 500
+}
+
 /** The number of shards of the test clusters. */
 export const numberOfShards = 30
 
 /** The pods' (and the parent client's) sharding settings. */
-export const shardingConfig = (managerUri: string): Partial<ShardingConfig.ShardingConfig> => ({
+export const shardingConfig = (managerUri: string, t: Timing = timing): Partial<ShardingConfig.ShardingConfig> => ({
   shardingPort: 0,
   shardManagerUri: managerUri,
   numberOfShards,
-  leaseDuration: Duration.millis(timing.leaseDuration),
-  leaseRenewalInterval: Duration.millis(timing.leaseRenewalInterval),
-  leaseMargin: Duration.millis(timing.leaseMargin),
-  entityTerminationTimeout: Duration.millis(timing.entityTerminationTimeout),
+  leaseDuration: Duration.millis(t.leaseDuration),
+  leaseRenewalInterval: Duration.millis(t.leaseRenewalInterval),
+  leaseMargin: Duration.millis(t.leaseMargin),
+  entityTerminationTimeout: Duration.millis(t.entityTerminationTimeout),
   sendRetryInterval: Duration.millis(50),
   sendRetryTimeout: Duration.seconds(15)
 })
@@ -42,10 +58,12 @@ export interface PodChildConfig {
   /** Every manager's URI, comma-separated (the active one and the standbys). */
   readonly managerUri: string
   readonly observerTable: string
-  /** The cluster's table prefix (the fenced writes check its shard table). */
+  /** The cluster's tables: the pod renews its shards' leases there (`StorageSql.layerPodLeases`); the fenced
+   * writes check its shard table. */
   readonly tablePrefix: string
   /** Where a `fenced <entityId>` command writes (entity_id, incarnation, epoch). */
   readonly fencedTable: string
+  readonly timing: Timing
 }
 
 /** Creates the table the pods' fenced writes go to. */

@@ -38,6 +38,7 @@ const tsFiles = (dir: string): Array<string> =>
 const rewrites: ReadonlyArray<readonly [RegExp, string]> = [
   [/(from\s+)"@effect-cluster\/cluster\/FencedWrite"/g, "src/node/FencedWrite.js"],
   [/(from\s+)"@effect-cluster\/cluster\/node"/g, "src/node/index.js"],
+  [/(from\s+)"@effect-cluster\/cluster\/StorageSql"/g, "src/node/StorageSql.js"],
   [/(from\s+)"@effect-cluster\/cluster"/g, "src/index.js"]
 ]
 

@@ -20,7 +20,8 @@ import {
   readEvents,
   record,
   shardingConfig,
-  timing
+  type Timing,
+  timing as defaultTiming
 } from "./cluster.js"
 
 /** A pod child, once it printed its port and incarnation. */
@@ -43,7 +44,11 @@ export interface TestCluster {
   readonly managers: Ref.Ref<ReadonlyArray<Child>>
   /** Starts a manager process on `port` (default: `managerPort`). */
   readonly startManager: (name: string, port?: number) => Effect.Effect<Child, never, Scope.Scope>
-  readonly startPods: (names: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<PodProcess>, never, Scope.Scope>
+  /** Starts pods; `beforeRegister` runs once they all listen, before any registers. */
+  readonly startPods: (
+    names: ReadonlyArray<string>,
+    beforeRegister?: Effect.Effect<void, never, Scope.Scope>
+  ) => Effect.Effect<ReadonlyArray<PodProcess>, never, Scope.Scope>
   /** shard owners as the manager persisted them: port -> shard count */
   readonly owners: Effect.Effect<ReadonlyMap<number, number>>
   /** The persisted assignment, shard -> port (0: none). */
@@ -69,7 +74,7 @@ const managerEnv = {
 }
 
 /** The manager bin's arguments for a cluster. */
-export const managerArgs = (port: number, prefix: string): Array<string> => [
+export const managerArgs = (port: number, prefix: string, timing: Timing = defaultTiming): Array<string> => [
   "manager",
   "--port",
   String(port),
@@ -85,8 +90,15 @@ export const managerArgs = (port: number, prefix: string): Array<string> => [
   String(timing.leaseMargin)
 ]
 
-/** Starts a manager process and the client; pods are started by the test. */
-export const makeCluster: Effect.Effect<TestCluster, never, Scope.Scope | SqlClient.SqlClient> = Effect.gen(function*() {
+/** Starts a manager process and the client (default timing); pods are started by the test. */
+export const makeCluster: Effect.Effect<TestCluster, never, Scope.Scope | SqlClient.SqlClient> = Effect.suspend(() =>
+  makeClusterWith(defaultTiming)
+)
+
+/** Starts a manager process and the client with the given lease timing; pods are started by the test. */
+export const makeClusterWith = (
+  timing: Timing
+): Effect.Effect<TestCluster, never, Scope.Scope | SqlClient.SqlClient> => Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const prefix = uniqueTable("mp")
   const observerTable = `${prefix}_observer`
@@ -106,18 +118,18 @@ export const makeCluster: Effect.Effect<TestCluster, never, Scope.Scope | SqlCli
   const managers = yield* Ref.make<ReadonlyArray<Child>>([])
   const startManager = (name: string, port = managerPort) =>
     Effect.tap(
-      spawnChild(name, "src/node/bin.ts", managerArgs(port, prefix), managerEnv),
+      spawnChild(name, "src/node/bin.ts", managerArgs(port, prefix, timing), managerEnv),
       (child) => Ref.update(managers, (all) => [...all, child])
     )
   const first = yield* startManager("manager-1")
   yield* first.waitFor(/listening on/)
 
-  const startPods = (names: ReadonlyArray<string>) =>
+  const startPods = (names: ReadonlyArray<string>, beforeRegister: Effect.Effect<void, never, Scope.Scope> = Effect.void) =>
     Effect.gen(function*() {
       const children = yield* Effect.forEach(names, (name) =>
         spawnChild(name, "test/process/podChild.ts", [], {
           CLUSTER_POD_CHILD: JSON.stringify(
-            { name, managerUri, observerTable, tablePrefix: prefix, fencedTable } satisfies PodChildConfig
+            { name, managerUri, observerTable, tablePrefix: prefix, fencedTable, timing } satisfies PodChildConfig
           ),
           DATABASE_URL: databaseUrl
         }))
@@ -127,13 +139,14 @@ export const makeCluster: Effect.Effect<TestCluster, never, Scope.Scope | SqlCli
           return { child, port: info.port, incarnation: info.incarnation }
         }), { concurrency: "unbounded" })
       // The gate: all listen before any registers, so they join in one balancing round.
+      yield* beforeRegister
       yield* Effect.forEach(pods, (pod) => pod.child.send("register"))
       yield* Effect.forEach(pods, (pod) => pod.child.waitFor(/^registered /), { concurrency: "unbounded" })
       return pods
     })
 
   const client = Context.get(
-    yield* Layer.build(NodeCluster.layerPod({ sharding: shardingConfig(managerUri) })),
+    yield* Layer.build(NodeCluster.layerPod({ sharding: shardingConfig(managerUri, timing) })),
     Sharding.Sharding
   )
 

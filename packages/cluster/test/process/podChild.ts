@@ -1,7 +1,7 @@
 /**
  * A pod process for the multi-process tests: serves on 127.0.0.1 (a free port), runs the counter entity
  * whose instances record their start, stop and messages in the observer table (PostgreSQL at
- * DATABASE_URL), prints `listening <json>`, waits at its gate (a `register` line on stdin), registers
+ * DATABASE_URL), renews its shards' leases in the cluster's tables, prints `listening <json>`, waits at its gate (a `register` line on stdin), registers
  * and prints `registered`. SIGTERM/SIGINT (NodeRuntime.runMain) unregisters gracefully.
  *
  * A `fenced <entityId>` line makes a fenced write (FencedWrite) under the epoch of the first instance of
@@ -11,6 +11,7 @@
 import { RecipientBehaviourContext, Sharding } from "@effect-cluster/cluster"
 import * as FencedWrite from "@effect-cluster/cluster/FencedWrite"
 import { NodeCluster } from "@effect-cluster/cluster/node"
+import * as StorageSql from "@effect-cluster/cluster/StorageSql"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as PgClient from "@effect/sql-pg/PgClient"
@@ -35,7 +36,12 @@ const gate = Effect.iterate("", { while: (line) => line !== "register", body: ()
 const contexts = new Map<string, RecipientBehaviourContext.RecipientBehaviourContext>()
 
 const program = Effect.gen(function*() {
-  const pod = yield* Layer.build(NodeCluster.layerPod({ sharding: shardingConfig(config.managerUri) }))
+  // The pod renews its leases in the database too: it keeps its shards while the manager is down.
+  const pod = yield* Layer.build(
+    NodeCluster.layerPod({ sharding: shardingConfig(config.managerUri, config.timing) }).pipe(
+      Layer.provide(StorageSql.layerPodLeases({ prefix: config.tablePrefix }))
+    )
+  )
   const sharding = Context.get(pod, Sharding.Sharding)
   const address = Context.get(pod, HttpServer.HttpServer).address
   const sql = yield* SqlClient.SqlClient

@@ -75,6 +75,8 @@ export const makeTestCluster = (options: {
   readonly pod?: Partial<ShardingConfig.ShardingConfig>
   /** The manager's storage (default: one `Storage.memory` shared by every manager started). */
   readonly storage?: Storage.Storage
+  /** Where the pods renew their own leases (`Storage.PodLeases`; default: none, the manager only). */
+  readonly podLeases?: Storage.LeasedStorage
 }): Effect.Effect<TestCluster, never, Scope.Scope> =>
   Effect.gen(function*() {
     const outer = yield* Effect.scope
@@ -117,7 +119,11 @@ export const makeTestCluster = (options: {
             ...clusterTimings,
             ...options.pod,
             ...config
-          }).pipe(Layer.provide(Layer.succeedContext(transportContext))),
+          }).pipe(Layer.provide(Layer.succeedContext(
+            options.podLeases === undefined
+              ? transportContext
+              : Context.add(transportContext, Storage.PodLeases, options.podLeases)
+          ))),
           scope
         )
         const sharding = Context.get(context, Sharding.Sharding)

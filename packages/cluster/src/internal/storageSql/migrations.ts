@@ -61,6 +61,14 @@ const migrations: ReadonlyArray<Migration> = [
   renewals BIGINT NOT NULL
 )`
       ], { discard: true })
+  },
+  {
+    version: 2,
+    name: "shard_leases",
+    // When the owner's lease on the shard ends, in ms since the epoch on the database's clock (NULL: no
+    // lease, or released). The owner renews it; the manager gives the shard to another pod only once it is
+    // over (plus a margin).
+    run: (sql, t) => Effect.asVoid(sql`ALTER TABLE ${sql(t.shards)} ADD COLUMN lease_expires_at BIGINT`)
   }
 ]
 

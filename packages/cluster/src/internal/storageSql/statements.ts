@@ -33,6 +33,11 @@ export const make = (sql: SqlClient.SqlClient, t: TableNames) => {
   const same = sql.onDialectOrElse({ pg: () => "IS NOT DISTINCT FROM", orElse: () => "IS" })
   const greatest = sql.onDialectOrElse({ pg: () => "GREATEST", orElse: () => "MAX" })
   const forShare = sql.onDialectOrElse({ pg: () => " FOR SHARE", orElse: () => "" })
+  // The database's clock, ms since 1970: every lease is measured on it, whichever process writes.
+  const nowMillis = sql.literal(sql.onDialectOrElse({
+    pg: () => "(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000))::BIGINT",
+    orElse: () => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+  }))
 
   const readAssignments = Effect.map(
     sql`SELECT shard_id, pod_host, pod_port FROM ${shards} ORDER BY shard_id`,
@@ -85,6 +90,89 @@ export const make = (sql: SqlClient.SqlClient, t: TableNames) => {
   pod_port = excluded.pod_port`
       }
     })
+
+  const readNow: Effect.Effect<number, SqlError> = Effect.map(
+    sql`SELECT ${nowMillis} AS now`,
+    (rows: Rows) => num(rows[0]!.now)
+  )
+
+  // Released shards (their owner confirmed it stopped them at that epoch) have no lease any more.
+  const releaseLeases = (released: ReadonlyArray<HeldShard>): Effect.Effect<void, SqlError> =>
+    Effect.forEach(
+      chunks(released),
+      (chunk) =>
+        sql`UPDATE ${shards} SET lease_expires_at = NULL WHERE ${
+          sql.or(chunk.map((held) => sql`(shard_id = ${held.shardId} AND epoch = ${held.epoch})`))
+        }`,
+      { discard: true }
+    )
+
+  /**
+   * Owners and epochs in one conditional statement per chunk. A row changes owner (to another pod) only if
+   * the previous owner's lease has been over for `marginMillis` at `now` (or it has none); its epoch grows
+   * in the same statement, so a refused move bumps nothing. A new owner, or the same owner at a higher
+   * epoch, gets the lease `leaseEnd` (null: none); a row set to no owner keeps the lease it had, so the
+   * shard cannot move before it ends. Returns the shards written (the others were refused).
+   */
+  const writeShards = (
+    rows: ReadonlyArray<{ shardId: number; owner: PodAddress | undefined; epoch: number }>,
+    now: number,
+    marginMillis: number,
+    leaseEnd: number | null
+  ): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+    Effect.gen(function*() {
+      const current = new Map(
+        (yield* sql`SELECT host, port, incarnation FROM ${pods}`).map((row) => [keyOf(row.host, row.port), String(row.incarnation)])
+      )
+      const written: Array<number> = []
+      const sameOwner = sql`${shards}.pod_host ${sql.literal(same)} excluded.pod_host
+    AND ${shards}.pod_port ${sql.literal(same)} excluded.pod_port`
+      for (const chunk of chunks(rows)) {
+        const values = chunk.map((row) => ({
+          shard_id: row.shardId,
+          pod_host: row.owner?.host ?? null,
+          pod_port: row.owner?.port ?? null,
+          incarnation: row.owner === undefined ? null : current.get(keyOf(row.owner.host, row.owner.port)) ?? "",
+          epoch: row.epoch,
+          lease_expires_at: row.owner === undefined ? null : leaseEnd
+        }))
+        const result: Rows = yield* sql`INSERT INTO ${shards} ${sql.insert(values)} ON CONFLICT (shard_id) DO UPDATE SET
+  incarnation = CASE WHEN ${sameOwner} AND excluded.epoch <= ${shards}.epoch
+    THEN ${shards}.incarnation ELSE excluded.incarnation END,
+  lease_expires_at = CASE WHEN excluded.pod_host IS NULL THEN ${shards}.lease_expires_at
+    WHEN ${sameOwner} AND excluded.epoch <= ${shards}.epoch THEN ${shards}.lease_expires_at
+    ELSE excluded.lease_expires_at END,
+  pod_host = excluded.pod_host,
+  pod_port = excluded.pod_port,
+  epoch = ${sql.literal(greatest)}(${shards}.epoch, excluded.epoch)
+WHERE excluded.pod_host IS NULL OR (${sameOwner}) OR ${shards}.lease_expires_at IS NULL
+  OR ${shards}.lease_expires_at + ${marginMillis} <= ${now}
+RETURNING shard_id`
+        for (const row of result) written.push(num(row.shard_id))
+      }
+      return written
+    })
+
+  /**
+   * A pod's renewal of its shards' leases: one conditional statement (compare-and-set on each shard's
+   * owner and epoch, and on the pod's row having this incarnation); a lapsed lease is not renewed.
+   */
+  const renewShardLeases = (
+    address: PodAddress,
+    incarnation: string,
+    held: ReadonlyArray<HeldShard>,
+    leaseMillis: number
+  ): Effect.Effect<ReadonlyArray<number>, SqlError> =>
+    held.length === 0 ? Effect.succeed([]) : Effect.map(
+      sql`UPDATE ${shards} SET lease_expires_at = ${nowMillis} + ${Math.max(0, Math.floor(leaseMillis))}
+WHERE pod_host = ${address.host} AND pod_port = ${address.port}
+  AND lease_expires_at > ${nowMillis}
+  AND EXISTS (SELECT 1 FROM ${pods} p WHERE p.host = ${address.host} AND p.port = ${address.port}
+    AND p.incarnation = ${incarnation})
+  AND (${sql.or(held.map((shard) => sql`(shard_id = ${shard.shardId} AND epoch = ${shard.epoch})`))})
+RETURNING shard_id`,
+      (rows: Rows) => rows.map((row) => num(row.shard_id)).sort((a, b) => a - b)
+    )
 
   // Epochs only grow, whatever order writes land in.
   const writeEpochs = (epochs: HashMap.HashMap<ShardId, number>): Effect.Effect<void, SqlError> =>
@@ -198,6 +286,10 @@ RETURNING term`
     writeAssignments,
     writeEpochs,
     writePods,
+    readNow,
+    releaseLeases,
+    writeShards,
+    renewShardLeases,
     registerPod,
     renewPodLease,
     heldShards,
