@@ -218,7 +218,8 @@ const watchShards = (
         yield* Effect.catchTag(engine.claimAndLaunch(execution), "PayloadDecodeError", () => Effect.void)
       }
     }).pipe(Effect.catchAll((error) => Effect.logWarning("could not take over a shard's executions", error)))
-  const round = Effect.gen(function*() {
+  /** Follows the served shards; `sweep`: also the runs that left this engine (a periodic round only). */
+  const round = (sweep: boolean) => Effect.gen(function*() {
     const now = yield* served
     for (const [shard, epoch] of taken) {
       if (now.get(shard) === epoch) continue
@@ -236,6 +237,7 @@ const watchShards = (
       gained = true
     }
     if (gained) engine.arm(Number.NEGATIVE_INFINITY)
+    if (!sweep) return
     // Executions that left this engine (finished, suspended, stopped): one still running in the journal
     // while its shard is still served at its epoch was stopped by a momentary lapse of the pod's lease (a
     // write refused locally) and is taken back; the others' runs are dropped after a whole round.
@@ -255,14 +257,15 @@ const watchShards = (
     }
     idle = next
   }).pipe(Effect.catchAll((error) => Effect.logWarning("could not follow the pod's shards", error)))
-  // A round at each change of the pod's shards, and every `every` (what no change announces: runs to drop
-  // or take back).
+  // A round at each change of the pod's shards (a pod leaving changes them too: that round reads nothing),
+  // and every `every` with the sweep (what no change announces: runs to drop or take back).
   return Effect.gen(function*() {
     const changed = yield* Queue.sliding<void>(1)
     yield* Effect.forkScoped(Stream.runForEach(changes, () => changed.offer(undefined)))
+    let sweep = true
     while (true) {
-      yield* round
-      yield* Effect.raceFirst(Effect.sleep(every), Queue.take(changed))
+      yield* round(sweep)
+      sweep = yield* Effect.raceFirst(Effect.as(Effect.sleep(every), true), Effect.as(Queue.take(changed), false))
     }
   })
 }

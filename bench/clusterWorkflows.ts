@@ -1,0 +1,134 @@
+/**
+ * Workflows on the cluster against the in-process engine, on the same journal, in one run:
+ * `pnpm exec tsx --conditions=source bench/clusterWorkflows.ts`. Prints a markdown table.
+ *
+ * For each journal (a SQLite file, then PostgreSQL at `DATABASE_URL`):
+ * - in-process: one engine in this process runs the workflows;
+ * - cluster: the `effect-cluster manager` command and 3 pod processes (bench/clusterWorkflowsPod.ts); this
+ *   process is a client of the cluster (a `Sharding` that serves no shard) and starts every workflow
+ *   through `ClusterWorkflowEngine`, which runs it on the pod that owns its shard.
+ * Each runs `BENCH_WORKFLOWS` (default 2,000) 3-activity workflows, 64 at a time (`execute`: start and
+ * await the result), after a warm-up of 128; the figure is workflows/s over the measured ones. The issue's
+ * target: 3 pods on PostgreSQL >= 2x one in-process engine on PostgreSQL.
+ */
+import { Sharding } from "@effect-cluster/cluster"
+import { NodeCluster } from "@effect-cluster/cluster/node"
+import { ClusterWorkflowEngine, WorkflowEngine } from "@effect-cluster/cluster-workflow"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Context, Effect, Layer, Redacted } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { freePort, startProcess } from "../examples/cluster/processes.js"
+import { BenchPayment, benchWorkflow, journalLayer, type JournalSpec } from "./clusterWorkflowsShared.js"
+
+const total = Number(process.env.BENCH_WORKFLOWS ?? 2000)
+const concurrency = 64
+const warmup = 128
+const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+let ids = 0
+
+/** Runs `count` workflows, `concurrency` at a time, through `engine`; returns the seconds it took. */
+const runWorkflows = (engine: WorkflowEngine.WorkflowEngine<BenchPayment>, count: number) =>
+  Effect.gen(function*() {
+    const run = `${Date.now().toString(36)}-${ids++}`
+    const started = performance.now()
+    yield* Effect.forEach(
+      Array.from({ length: count }, (_, i) => i),
+      (i) => engine.execute(new BenchPayment({ orderId: `${run}-${i}`, amount: i })),
+      { concurrency, discard: true }
+    )
+    return (performance.now() - started) / 1000
+  })
+
+/** Warm-up, then the measured run: workflows/s. */
+const measure = (engine: WorkflowEngine.WorkflowEngine<BenchPayment>) =>
+  Effect.gen(function*() {
+    yield* runWorkflows(engine, warmup)
+    const seconds = yield* runWorkflows(engine, total)
+    return total / seconds
+  })
+
+const inProcess = (spec: JournalSpec) =>
+  Effect.scoped(Effect.gen(function*() {
+    const context = yield* Layer.build(journalLayer(spec))
+    const engine = yield* Effect.provide(WorkflowEngine.makeScoped(benchWorkflow), context)
+    return yield* measure(engine)
+  }))
+
+const onCluster = (spec: JournalSpec, managerDatabase: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const managerPort = yield* freePort
+    const managerUri = `http://127.0.0.1:${managerPort}`
+    const prefix = `${spec.prefix}_mgr`
+    yield* startProcess(
+      "manager",
+      "packages/cluster/src/node/bin.ts",
+      ["manager", "--port", String(managerPort), "--number-of-shards", "30", "--table-prefix", prefix],
+      { DATABASE_URL: managerDatabase, REBALANCE_RATE: "1", REBALANCE_INTERVAL: "1000" },
+      /listening on/
+    )
+    // The journal's tables are created here, before any pod starts (several processes on one SQLite file).
+    const client = yield* Layer.build(
+      journalLayer(spec).pipe(Layer.provideMerge(NodeCluster.layerPod({
+        sharding: { shardingPort: 0, shardManagerUri: managerUri, numberOfShards: 30 },
+        transport: { host: "127.0.0.1" }
+      })))
+    )
+    const engine = yield* Effect.provide(ClusterWorkflowEngine.make(benchWorkflow, { prefix: spec.prefix }), client)
+    yield* Effect.forEach(["pod-1", "pod-2", "pod-3"], (name) =>
+      startProcess(name, "bench/clusterWorkflowsPod.ts", [], {
+        BENCH_JOURNAL: JSON.stringify(spec),
+        SHARD_MANAGER_URI: managerUri
+      }, /^ready$/), { concurrency: "unbounded" })
+    // every shard owned by one of the pods (the client's routing table, refreshed)
+    const sharding = Context.get(client, Sharding.Sharding)
+    for (let round = 0;; round++) {
+      if (round > 600) return yield* Effect.dieMessage("the shards were not spread over the pods in 60 s")
+      yield* sharding.refreshAssignments
+      const pods = yield* sharding.getPods
+      if ([...pods].length >= 4) break
+      yield* Effect.sleep("100 millis")
+    }
+    return yield* measure(engine)
+  }))
+
+const program = Effect.gen(function*() {
+  const dir = yield* Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), "effect-cluster-bench-"))),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+  const tag = Date.now().toString(36)
+  // the PostgreSQL tables of this run (the journals' and the manager's) are dropped at the end
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const tables = yield* sql<{ tablename: string }>`SELECT tablename FROM pg_tables WHERE tablename LIKE ${`bench_${tag}_%`}`
+      for (const { tablename } of tables) yield* sql`DROP TABLE IF EXISTS ${sql(tablename)} CASCADE`
+    }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 1 })), Effect.ignore)
+  )
+  const rows: Array<string> = []
+  const sqlite = (name: string): JournalSpec => ({ dialect: "sqlite", location: join(dir, `${name}.db`), prefix: "wf" })
+  const postgres = (name: string): JournalSpec => ({ dialect: "postgres", location: databaseUrl, prefix: `bench_${tag}_${name}` })
+  const sqliteAlone = yield* inProcess(sqlite("alone"))
+  const sqliteCluster = yield* onCluster(sqlite("cluster"), join(dir, "manager.db"))
+  const pgAlone = yield* inProcess(postgres("alone"))
+  const pgCluster = yield* onCluster(postgres("cluster"), databaseUrl)
+  rows.push(
+    `| SQLite file | ${sqliteAlone.toFixed(0)} | ${sqliteCluster.toFixed(0)} | ${(sqliteCluster / sqliteAlone).toFixed(2)}x |`,
+    `| PostgreSQL | ${pgAlone.toFixed(0)} | ${pgCluster.toFixed(0)} | ${(pgCluster / pgAlone).toFixed(2)}x |`
+  )
+  return rows
+})
+
+Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(NodeContext.layer))).then((rows) => {
+  console.log(`\n${total} workflows of 3 activities, ${concurrency} at a time (execute: start and await), after ${warmup} to warm up\n`)
+  console.log("| journal | in-process engine, wf/s | cluster, 3 pod processes, wf/s | cluster / in-process |")
+  console.log("|---|---:|---:|---:|")
+  for (const row of rows) console.log(row)
+}, (error) => {
+  console.error(error)
+  process.exit(1)
+})
