@@ -10,6 +10,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -18,7 +19,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import { join } from "node:path"
 import type { ExecutionKey, Journal, JournalWrite } from "../src/DurableExecutionJournal.js"
@@ -517,6 +518,34 @@ describe("SQL journal [sqlite, two clients on one file]", () => {
       yield* Fiber.join(holder)
       expect(yield* j2.get(key("a"))).toEqual(Option.none())
       expect(yield* j2.commit([start(key("a"))])).toEqual([{ _tag: "Created", epoch: 1 }])
+    }))
+
+  it.scoped("a client closed with a write transaction open (its fiber stopped, as in a crash) releases the lock at once", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const filename = join(dir, "closed.db")
+      const firstScope = yield* Scope.make()
+      const first = Context.get(
+        yield* Layer.buildWithScope(Layer.orDie(Sqlite.layerClient({ filename })), firstScope),
+        SqlClient.SqlClient
+      )
+      const second = Context.get(
+        yield* Layer.build(Layer.orDie(Sqlite.layerClient({ filename, busyTimeout: 0 }))),
+        SqlClient.SqlClient
+      )
+      yield* first`CREATE TABLE t (v TEXT)`
+      const holding = yield* Deferred.make<void>()
+      // The transaction's fiber stops inside it: it neither commits nor rolls back.
+      yield* Effect.fork(first.withTransaction(Effect.gen(function*() {
+        yield* first`INSERT INTO t (v) VALUES (${"uncommitted"})`
+        yield* Deferred.succeed(holding, undefined)
+        return yield* Effect.never
+      })))
+      yield* Deferred.await(holding)
+      yield* Scope.close(firstScope, Exit.void)
+      // No busy wait: another connection writes at once, and the open transaction's write is gone.
+      yield* second`INSERT INTO t (v) VALUES (${"after"})`
+      expect(yield* second`SELECT v FROM t`).toEqual([{ v: "after" }])
     }))
 
   it.scoped("a stock LibsqlClient with intMode: bigint still decodes numbers", () =>

@@ -23,12 +23,16 @@
  * - it prepares every statement anew, and libsql never frees a prepared statement (about 3.7 KB each);
  * - `@effect/sql-libsql` 0.42 leaks its transaction semaphore when `BEGIN` fails (`SQLITE_BUSY` from another
  *   process), after which every transaction of the process waits forever;
- * - a statement that failed with `SQLITE_BUSY` stays active, and every later COMMIT on that connection fails.
+ * - a statement that failed with `SQLITE_BUSY` stays active, and every later COMMIT on that connection fails;
+ * - `close()` frees the native connection only once the garbage collector has collected its prepared
+ *   statements' objects: closed with a write transaction open (its fiber interrupted, or stopped for good), it keeps
+ *   the file's write lock until then, and other connections get `SQLITE_BUSY` meanwhile.
  *
  * This client talks to libsql directly (rows, values and errors exactly as `@libsql/client` returns them),
  * on one connection with an LRU cache of prepared statements, runs transactions as `BEGIN IMMEDIATE` ...
  * `COMMIT` on it (`@effect/sql-libsql` already serialises a process's transactions), hands a failed `BEGIN`
- * out as a transaction whose first statement fails, and replaces the connection after a busy error. What
+ * out as a transaction whose first statement fails, replaces the connection after a busy error, and rolls
+ * back a transaction left open when it closes. What
  * remains of libsql's leaks: under 1 KB per statement that returns rows (its row iterator), a few KB per
  * journal commit.
  *
@@ -220,7 +224,20 @@ class Connection {
     }
   }
 
+  /**
+   * Closes the connection, rolling back a transaction left open first (its fiber was interrupted, or its
+   * process is being torn down): libsql closes the native connection only once the garbage collector has
+   * collected its prepared statements' objects, and until then an open write transaction would keep the file's write
+   * lock, and every other connection would get SQLITE_BUSY (for seconds, or as long as no GC runs).
+   */
   close() {
+    if (this.db.open && this.db.inTransaction) {
+      try {
+        this.db.exec("ROLLBACK")
+      } catch {
+        // the connection is closed below anyway
+      }
+    }
     this.cache.clear()
     if (this.db.open) this.db.close()
   }
