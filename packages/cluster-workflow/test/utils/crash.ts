@@ -16,12 +16,12 @@ export interface CrashPoint {
   readonly mode: "before" | "after"
 }
 
-/** Crash at the n-th committed batch (0-based), dropping it. */
-export const atBatch = (n: number): CrashPoint => {
+/** Crash at the n-th committed batch (0-based): dropping it ("before"), or once it committed ("after"). */
+export const atBatch = (n: number, mode: "before" | "after" = "before"): CrashPoint => {
   let batches = 0
   return {
     when: (_write, index) => index === 0 && batches++ === n,
-    mode: "before"
+    mode
   }
 }
 
