@@ -82,7 +82,7 @@ describeJournals("crash recovery (property)", (journalCase) => {
 describeJournals("crash recovery (each commit)", (journalCase) => {
   it.scoped("a crash before or after each commit of the first run: the crash-free result, no recorded step again", () =>
     Effect.gen(function*() {
-      // (PostgreSQL: the success path only, the slowest case; the others also crash through the failure path)
+      // (PostgreSQL, the slowest: the success path only; its seeded property above also crashes the failure path)
       for (const amount of journalCase.name === "postgres" ? [2] : [2, 1]) {
         const expected = (yield* Effect.scoped(scenario(journalCase, [], amount))).exit
         for (const mode of ["before", "after"] as const) {

@@ -315,6 +315,9 @@ export const freshJournal = (
     const killedProcesses = new Set<string>()
     const open: Effect.Effect<JournalConnection, never, Scope.Scope> = Effect.gen(function*() {
       const scope = yield* Scope.make()
+      // A run that was not killed closes its connection with the caller's scope (a killed one: see `kill`).
+      let killed = false
+      yield* Effect.addFinalizer(() => killed ? Effect.void : Scope.close(scope, Exit.void))
       const applicationName = `${database.prefix}_${connections++}`
       // On SQLite each simulated process gets an identity of its own for the engines' liveness check (they all
       // share this test's pid): it is alive until its run is killed, as a real process would be.
@@ -345,6 +348,7 @@ export const freshJournal = (
       const context = yield* Effect.orDie(retrying(0))
       const kill = journal.name === "postgres"
         ? Effect.gen(function*() {
+          killed = true
           yield* Effect.provide(
             Effect.flatMap(SqlClient.SqlClient, (main) =>
               main`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${applicationName}`),
@@ -353,7 +357,10 @@ export const freshJournal = (
           // the pool may wait for clients its frozen fibers hold: let it go in the background
           yield* Effect.forkDaemon(Scope.close(scope, Exit.void))
         })
-        : Effect.zipRight(Effect.sync(() => killedProcesses.add(applicationName)), Scope.close(scope, Exit.void))
+        : Effect.zipRight(Effect.sync(() => {
+          killed = true
+          killedProcesses.add(applicationName)
+        }), Scope.close(scope, Exit.void))
       return { journal: Context.get(context, DurableExecutionJournal), kill }
     })
     return Object.assign({ ...main }, { open })
