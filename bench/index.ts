@@ -1,8 +1,9 @@
 /**
  * `pnpm bench`: the cluster benchmark (bench/cluster.ts), the network transport benchmark
  * (bench/network.ts), the failover time of real processes (bench/failover.ts), the workflow benchmark
- * (bench/workflow.ts), durable timers (bench/timers.ts) and a workflow engine's restart after SIGKILL
- * (bench/restart.ts),
+ * (bench/workflow.ts), durable timers (bench/timers.ts), a workflow engine's restart after SIGKILL
+ * (bench/restart.ts) and workflows on a cluster of processes against the in-process engine
+ * (bench/clusterWorkflows.ts),
  * one after the other, each in its own child process; prints the machine and every table at the end.
  * Not part of `pnpm test`.
  */
@@ -45,6 +46,7 @@ const main = async () => {
   const workflow = await run("workflow.ts")
   const timers = await run("timers.ts")
   const restart = await run("restart.ts")
+  const clusterWorkflows = await run("clusterWorkflows.ts")
   console.log(`Machine: ${machine()}\n`)
   console.log("### Cluster\n")
   console.log(tables(cluster))
@@ -58,6 +60,8 @@ const main = async () => {
   console.log(tables(timers))
   console.log("\n### Workflow restart after SIGKILL (real processes)\n")
   console.log(tables(restart))
+  console.log("\n### Workflows on the cluster (real processes) against the in-process engine\n")
+  console.log(tables(clusterWorkflows))
 }
 
 main().catch((error) => {

@@ -54,6 +54,12 @@ export interface ClusterEngineOptions extends Omit<EngineOptions, "resumeOnStart
 }
 
 /**
+ * How long the owner holds the reply to a start whose caller awaits the result, for the execution to
+ * finish (well within a send attempt's bound, `sendTimeout`, 5 s by default).
+ */
+const startAwaitMillis = 1000
+
+/**
  * Sends a start again while it meets a moving shard, at most 12 times, 50 ms doubling up to 1 s apart (on
  * the live clock: a shard takes real time to move).
  */
@@ -91,7 +97,18 @@ const ownerStart = (engine: internal.Engine, message: StartExecution) =>
     if (Either.isLeft(decoded)) {
       return yield* new EncodeError({ ...key, step: "the start message", reason: String(decoded.left) })
     }
-    return yield* engine.start(definition, key, decoded.right, null)
+    const started = yield* engine.start(definition, key, decoded.right, null)
+    const wait = message.awaitMillis ?? 0
+    if (started._tag === "Finished" || wait <= 0) return started
+    // The caller awaits the result: answer with it if the execution finishes here soon (it runs here, so
+    // the engine's own completion tells; no journal read).
+    const result = yield* Effect.either(engine.awaitResult(key)).pipe(
+      Effect.timeoutOption(wait),
+      Effect.withClock(liveClock)
+    )
+    return Option.isSome(result) && Either.isRight(result.value)
+      ? { _tag: "Finished" as const, result: result.value.right }
+      : started
   })
 
 const ownerWake = (engine: internal.Engine, fenced: FencedJournal, message: WakeExecution) =>
@@ -130,7 +147,7 @@ const routes = (
       )
     })
   return {
-    start: (definition, key, message) =>
+    start: (definition, key, message, awaiting) =>
       Effect.gen(function*() {
         const encoded = definition.encodePayload(message)
         if (Either.isLeft(encoded)) {
@@ -145,7 +162,11 @@ const routes = (
         // fence on the old owner, or not routed) is sent again, to the new owner.
         const reply = yield* retryingStart(send(
           entityId,
-          new StartExecution({ ...key, payload: JSON.stringify(encoded.right) })
+          new StartExecution({
+            ...key,
+            payload: JSON.stringify(encoded.right),
+            ...(awaiting === true ? { awaitMillis: startAwaitMillis } : {})
+          })
         ).pipe(Effect.catchAll((error) =>
           isWorkflowEngineError(error) ? Effect.fail(error) : Effect.fail(routingError("start")(error as any))
         )))

@@ -15,9 +15,11 @@ const StartReply = Schema.Union(
 )
 
 /**
- * Starts (or joins) an execution on its owner; answered once the start is committed. The payload is the
- * start message encoded with the workflow's schema (JSON text). A retried start is deduplicated by
- * the cluster (same primary key) and by the journal (same execution id).
+ * Starts (or joins) an execution on its owner; answered once the start is committed, or, with
+ * `awaitMillis`, once the execution has finished if it does within that time (a caller that awaits the
+ * result then needs no read of the journal). The payload is the start message encoded with the workflow's
+ * schema (JSON text). A retried start is deduplicated by the cluster (same primary key) and by the journal
+ * (same execution id).
  *
  * @internal
  */
@@ -25,7 +27,12 @@ export class StartExecution extends Message.TaggedMessage<StartExecution>()(
   "StartExecution",
   WorkflowEngineError,
   StartReply,
-  { workflow: Schema.String, executionId: Schema.String, payload: Schema.String },
+  {
+    workflow: Schema.String,
+    executionId: Schema.String,
+    payload: Schema.String,
+    awaitMillis: Schema.optional(Schema.Number)
+  },
   (message) => `start/${message.workflow}/${message.executionId}`
 ) {}
 
