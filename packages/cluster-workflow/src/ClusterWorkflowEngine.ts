@@ -17,6 +17,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { ExecutionKey, Journal } from "./DurableExecutionJournal.js"
@@ -27,6 +28,7 @@ import type { ExecutionMessage } from "./internal/cluster/protocol.js"
 import { entityTypeOf, StartExecution, WakeExecution } from "./internal/cluster/protocol.js"
 import * as internal from "./internal/engine.js"
 import { EngineProvider } from "./internal/engineProvider.js"
+import { isShardMoved } from "./internal/engineLaunch.js"
 import { stuckFault } from "./internal/faults.js"
 import { liveClock } from "./internal/liveClock.js"
 import { keyString } from "./internal/results.js"
@@ -54,20 +56,16 @@ export interface ClusterEngineOptions extends Omit<EngineOptions, "resumeOnStart
 }
 
 /**
- * How long the owner holds the reply to a start whose caller awaits the result, for the execution to
- * finish (well within a send attempt's bound, `sendTimeout`, 5 s by default).
- */
-const startAwaitMillis = 1000
-
-/**
- * Sends a start again while it meets a moving shard, at most 12 times, 50 ms doubling up to 1 s apart (on
- * the live clock: a shard takes real time to move).
+ * Sends a start again while the pod it reached refused it because the execution's shard has just left
+ * that pod (its fence), at most 12 times, 50 ms doubling up to 1 s apart (on the live clock: a shard takes
+ * real time to move). Routing failures are not retried here: the messenger already retried them for its
+ * `sendRetryTimeout`.
  */
 const retryingStart = <A, E>(send: Effect.Effect<A, E>): Effect.Effect<A, E> => {
   const attempt = (n: number): Effect.Effect<A, E> =>
     Effect.catchIf(
       send,
-      (error) => n < 12 && (error as { _tag?: string })._tag === "JournalError" && (error as JournalError).retryable,
+      (error) => n < 12 && isShardMoved(error),
       () => Effect.zipRight(Effect.withClock(Effect.sleep(Math.min(50 * 2 ** n, 1000)), liveClock), attempt(n + 1))
     )
   return attempt(0)
@@ -97,18 +95,7 @@ const ownerStart = (engine: internal.Engine, message: StartExecution) =>
     if (Either.isLeft(decoded)) {
       return yield* new EncodeError({ ...key, step: "the start message", reason: String(decoded.left) })
     }
-    const started = yield* engine.start(definition, key, decoded.right, null)
-    const wait = message.awaitMillis ?? 0
-    if (started._tag === "Finished" || wait <= 0) return started
-    // The caller awaits the result: answer with it if the execution finishes here soon (it runs here, so
-    // the engine's own completion tells; no journal read).
-    const result = yield* Effect.either(engine.awaitResult(key)).pipe(
-      Effect.timeoutOption(wait),
-      Effect.withClock(liveClock)
-    )
-    return Option.isSome(result) && Either.isRight(result.value)
-      ? { _tag: "Finished" as const, result: result.value.right }
-      : started
+    return yield* engine.start(definition, key, decoded.right, null)
   })
 
 const ownerWake = (engine: internal.Engine, fenced: FencedJournal, message: WakeExecution) =>
@@ -147,7 +134,7 @@ const routes = (
       )
     })
   return {
-    start: (definition, key, message, awaiting) =>
+    start: (definition, key, message) =>
       Effect.gen(function*() {
         const encoded = definition.encodePayload(message)
         if (Either.isLeft(encoded)) {
@@ -158,15 +145,14 @@ const routes = (
           })
         }
         const { entityId } = yield* fenced.placementOf(key)
-        // A start is idempotent (same id, same payload: joined): one that met a moving shard (refused by its
-        // fence on the old owner, or not routed) is sent again, to the new owner.
+        // Each start call is its own request (the cluster's reply cache must not answer another payload, or
+        // a start after a deletion, with an earlier start's reply: the journal decides, as in process); its
+        // retries keep the id. A start is idempotent (same id, same payload: joined): one refused by the
+        // fence of a pod its shard has just left is sent again, to the new owner.
+        const requestId = `${Date.now().toString(36)}-${(yield* Random.nextInt).toString(36)}`
         const reply = yield* retryingStart(send(
           entityId,
-          new StartExecution({
-            ...key,
-            payload: JSON.stringify(encoded.right),
-            ...(awaiting === true ? { awaitMillis: startAwaitMillis } : {})
-          })
+          new StartExecution({ ...key, payload: JSON.stringify(encoded.right), requestId })
         ).pipe(Effect.catchAll((error) =>
           isWorkflowEngineError(error) ? Effect.fail(error) : Effect.fail(routingError("start")(error as any))
         )))

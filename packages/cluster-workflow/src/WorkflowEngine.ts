@@ -298,12 +298,10 @@ export const make = <T extends Message.Message.Any, R>(
  * @internal
  */
 export interface EngineRoutes {
-  /** `awaiting`: the caller awaits the result next (a route may answer with it when it comes soon). */
   readonly start: (
     definition: internal.Definition,
     key: ExecutionKey,
-    message: unknown,
-    awaiting?: boolean
+    message: unknown
   ) => Effect.Effect<internal.StartResult, WorkflowEngineError>
   readonly signal: (
     row: ExecutionRow,
@@ -402,11 +400,11 @@ export const serviceOf = <T extends Message.Message.Any>(
 ): WorkflowEngine<T> => {
   const keyOf = (request: T) => ({ workflow: (request as any)._tag as string, executionId: PrimaryKey.value(request) })
 
-  const startRequest = (request: T, awaiting = false) =>
+  const startRequest = (request: T) =>
     Effect.gen(function*() {
       const definition = yield* engine.definitionOf((request as any)._tag)
       const key = keyOf(request)
-      const started = yield* routes.start(definition, key, request, awaiting)
+      const started = yield* routes.start(definition, key, request)
       return { key, started }
     })
 
@@ -432,7 +430,7 @@ export const serviceOf = <T extends Message.Message.Any>(
     withTimeout(
       Effect.flatMap(
         rideOutJournal(Effect.gen(function*() {
-          const { key, started } = yield* startRequest(request, true)
+          const { key, started } = yield* startRequest(request)
           return yield* awaitExit(
             key.workflow,
             key.executionId,

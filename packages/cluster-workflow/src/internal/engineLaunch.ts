@@ -31,6 +31,12 @@ import { OneShot } from "./oneShot.js"
 import { keyString } from "./results.js"
 
 /** Starts an execution, or joins the one with the same id. Returns once the start is committed. */
+const shardMovedMessage = "the execution's shard moved: retry"
+
+/** A start refused by the fence of a pod its execution's shard has just left (the cluster engine retries it). */
+export const isShardMoved = (error: unknown): boolean =>
+  error instanceof JournalError && error.operation === "start" && error.message === shardMovedMessage
+
 export const start = (
   engine: Engine,
   definition: Definition,
@@ -122,7 +128,7 @@ const startEncoded = (
         }
         if (result._tag === "Fenced") {
           // (on the cluster: the execution's shard left this pod meanwhile; its new owner takes the retry)
-          return new JournalError({ operation: "start", message: "the execution's shard moved: retry", retryable: true })
+          return new JournalError({ operation: "start", message: shardMovedMessage, retryable: true })
         }
         if (result._tag !== "Exists") {
           return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })

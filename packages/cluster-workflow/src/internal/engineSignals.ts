@@ -82,7 +82,8 @@ export const wake = (
       }
       return
     }
-    if (!here && (yield* leaveToOthers(engine, key, id))) return
+    // (under the cluster engine the shard's owner is the only one to run it: nothing is left to others)
+    if (!here && engine.options.followOtherEngines !== false && (yield* leaveToOthers(engine, key, id))) return
     yield* engine.claimAndLaunch(key)
   }), "PayloadDecodeError", () => Effect.void) // logged where it was found; the input stays stored
 }

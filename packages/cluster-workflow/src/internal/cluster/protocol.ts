@@ -15,11 +15,10 @@ const StartReply = Schema.Union(
 )
 
 /**
- * Starts (or joins) an execution on its owner; answered once the start is committed, or, with
- * `awaitMillis`, once the execution has finished if it does within that time (a caller that awaits the
- * result then needs no read of the journal). The payload is the start message encoded with the workflow's
- * schema (JSON text). A retried start is deduplicated by the cluster (same primary key) and by the journal
- * (same execution id).
+ * Starts (or joins) an execution on its owner; answered once the start is committed. The payload is the
+ * start message encoded with the workflow's schema (JSON text). `requestId` is one per start call (kept by
+ * its retries): the cluster dedupes a retried request, and the journal decides whether the start joins an
+ * execution (same id, same payload) or is refused (another payload).
  *
  * @internal
  */
@@ -27,13 +26,8 @@ export class StartExecution extends Message.TaggedMessage<StartExecution>()(
   "StartExecution",
   WorkflowEngineError,
   StartReply,
-  {
-    workflow: Schema.String,
-    executionId: Schema.String,
-    payload: Schema.String,
-    awaitMillis: Schema.optional(Schema.Number)
-  },
-  (message) => `start/${message.workflow}/${message.executionId}`
+  { workflow: Schema.String, executionId: Schema.String, payload: Schema.String, requestId: Schema.String },
+  (message) => `start/${message.workflow}/${message.executionId}/${message.requestId}`
 ) {}
 
 /**

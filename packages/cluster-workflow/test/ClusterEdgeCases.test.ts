@@ -1,0 +1,308 @@
+/**
+ * Workflows on the cluster, edge cases the other cluster tests do not cover (found by a review). Pods in
+ * one process over the in-process transport, on a shared SQLite file and on PostgreSQL, live clock.
+ *
+ * - the same execution id started again with another payload, from another pod: the in-process engine
+ *   refuses it (`PayloadMismatchError`); the cluster must too, not answer from the first start's reply;
+ * - a parent and its child ("children run in their root's entity"), a signal to the child sent from a pod
+ *   that does not own it, and the child's owner leaving while the child waits (a suspended parent was not
+ *   resumed when its child completed: the wake was left to another pod's engine, which does not own it);
+ * - a start for a shard no pod serves: how long its caller waits for the retryable error;
+ * - bad input sent straight to the entity: a start whose payload does not decode, a start of an unknown
+ *   workflow, a wake for an unknown execution.
+ */
+import { Message, Sharding } from "@effect-cluster/cluster"
+import {
+  Activity,
+  ClusterWorkflowEngine,
+  DurableDeferred,
+  DurableExecutionJournal,
+  Workflow,
+  WorkflowEngine,
+  WorkflowError
+} from "@effect-cluster/cluster-workflow"
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Duration, Effect, Exit, Layer, Schedule, Schema, Scope } from "effect"
+import { makeTestCluster } from "../../cluster/test/utils/cluster.js"
+import { entityTypeOf, StartExecution, WakeExecution } from "../src/internal/cluster/protocol.js"
+import type { SharedDatabase } from "./utils/journals.js"
+import { postgresSkipReason, sharedPostgres, sharedSqlite } from "./utils/journals.js"
+
+class PodName extends Context.Tag("test/attack/PodName")<PodName, number>() {}
+
+class Payment extends Message.TaggedMessage<Payment>()(
+  "Payment",
+  Schema.String,
+  Schema.String,
+  { id: Schema.String, amount: Schema.Number },
+  (payment) => payment.id
+) {}
+
+class Shipment extends Message.TaggedMessage<Shipment>()(
+  "Shipment",
+  Schema.String,
+  Schema.String,
+  { orderId: Schema.String },
+  (shipment) => `ship-${shipment.orderId}`
+) {}
+
+const Pickup = DurableDeferred.make("pickup", { success: Schema.String })
+
+interface Run {
+  readonly id: string
+  readonly pod: number
+}
+
+const makeWorkflows = (runs: Array<Run>) => {
+  const record = (id: string) =>
+    Activity.make(id, Schema.Number, Schema.String)(
+      Effect.gen(function*() {
+        const pod = yield* PodName
+        runs.push({ id, pod })
+        return pod
+      })
+    )
+  const child = Workflow.make(Shipment, (shipment) =>
+    Effect.gen(function*() {
+      if (shipment.orderId.includes("nap")) yield* Workflow.sleep("nap", "300 millis")
+      const courier = shipment.orderId.includes("nap") ? "nobody" : yield* DurableDeferred.await(Pickup)
+      const pod = yield* record(`label-${shipment.orderId}`)
+      return `label ${shipment.orderId} by ${courier} on ${pod}`
+    }))
+  const parent = Workflow.make(Payment, (payment) =>
+    Effect.gen(function*() {
+      yield* record(`charge-${payment.id}`)
+      if (payment.id.startsWith("parent")) {
+        const label = yield* Workflow.executeChild(new Shipment({ orderId: payment.id }))
+        return `paid ${payment.id} ${payment.amount}: ${label}`
+      }
+      return `paid ${payment.id} ${payment.amount}`
+    }))
+  return Workflow.union(parent, child)
+}
+
+const podTimings = {
+  leaseDuration: Duration.seconds(2),
+  leaseRenewalInterval: Duration.millis(500),
+  leaseMargin: Duration.millis(500),
+  entityTerminationTimeout: Duration.millis(300)
+}
+
+const makeEngineCluster = (database: SharedDatabase, workflow: ReturnType<typeof makeWorkflows>) =>
+  Effect.gen(function*() {
+    const cluster = yield* makeTestCluster({
+      numberOfShards: 30,
+      manager: {
+        rebalanceRate: 1,
+        leaseDuration: podTimings.leaseDuration,
+        leaseMargin: Duration.millis(500),
+        rebalanceInterval: Duration.seconds(1)
+      }
+    })
+    yield* cluster.startManager
+    const outer = yield* Effect.scope
+    const startPod = (port: number) =>
+      Effect.gen(function*() {
+        const pod = yield* cluster.startPod(port, undefined, podTimings)
+        const scope = yield* Scope.fork(outer, undefined as any)
+        const journal = yield* Layer.buildWithScope(database.journal(), scope)
+        const engine = yield* WorkflowEngine.makeScoped(workflow).pipe(
+          Effect.provide(Layer.succeedContext(journal)),
+          Effect.provide(ClusterWorkflowEngine.layer({ prefix: database.prefix, shardCheckInterval: "1 second" })),
+          Effect.provideService(Sharding.Sharding, pod.sharding),
+          Effect.provideService(
+            DurableExecutionJournal.DurableExecutionJournal,
+            Context.get(journal, DurableExecutionJournal.DurableExecutionJournal)
+          ),
+          Effect.provideService(PodName, port),
+          Scope.extend(scope)
+        )
+        return {
+          port,
+          sharding: pod.sharding,
+          engine,
+          leave: Effect.zipRight(Scope.close(scope, Exit.void), pod.leave),
+          crash: pod.crash
+        }
+      })
+    return { startPod, stopManager: cluster.stopManager }
+  })
+
+const until = (condition: Effect.Effect<boolean, any>, within: Duration.DurationInput = "20 seconds") =>
+  condition.pipe(
+    Effect.flatMap((holds) => holds ? Effect.void : Effect.fail("not yet" as const)),
+    Effect.retry(Schedule.spaced("50 millis")),
+    Effect.timeoutFail({ duration: within, onTimeout: () => new Error("condition not reached") }),
+    Effect.orDie
+  )
+
+const served = (pod: { readonly sharding: Sharding.Sharding }) =>
+  Effect.map(pod.sharding.servedShardEpochs, (shards) => Array.from(shards.keys()))
+
+const ownerOf = (pods: ReadonlyArray<{ readonly port: number; readonly sharding: Sharding.Sharding }>, entityId: string) =>
+  Effect.gen(function*() {
+    const shard = pods[0]!.sharding.getShardId(entityId).value
+    for (const pod of pods) if ((yield* pod.sharding.servedShardEpochs).has(shard)) return pod
+    return undefined
+  })
+
+/** Two pods serving 15 shards each. */
+const twoPods = (runs: Array<Run>, database: Effect.Effect<SharedDatabase, never, Scope.Scope>) =>
+  Effect.gen(function*() {
+    const db = yield* database
+    const { startPod } = yield* makeEngineCluster(db, makeWorkflows(runs))
+    const pods = [yield* startPod(1), yield* startPod(2)]
+    yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length === 15)))
+    return pods
+  })
+
+const databases = [
+  { name: "sqlite", make: sharedSqlite, skip: undefined },
+  { name: "postgres", make: sharedPostgres, skip: postgresSkipReason }
+] as const
+
+for (const database of databases) describe.skipIf(database.skip !== undefined)(`ClusterWorkflowEngine edge cases on ${database.name}`, () => {
+  it.scopedLive("the same execution id with another payload, from another pod, is refused as in-process", () =>
+    Effect.gen(function*() {
+      const runs: Array<Run> = []
+      const pods = yield* twoPods(runs, database.make)
+      // Finished: the second caller must not get the first payload's result (the owner's entity answers a
+      // StartExecution with the same primary key, start/Payment/d1, from its reply cache).
+      expect(yield* pods[0]!.engine.send(new Payment({ id: "d1", amount: 1 }))).toBe("paid d1 1")
+      const other = yield* Effect.exit(pods[1]!.engine.execute(new Payment({ id: "d1", amount: 2 })))
+      expect(other).toEqual(Exit.fail(expect.any(WorkflowError.PayloadMismatchError)))
+    }), 60_000)
+
+  it.scopedLive("a running execution's id started with another payload, from another pod, is refused as in-process", () =>
+    Effect.gen(function*() {
+      const runs: Array<Run> = []
+      const pods = yield* twoPods(runs, database.make)
+      yield* pods[0]!.engine.start(new Payment({ id: "d2", amount: 1 }))
+      const second = yield* Effect.exit(pods[1]!.engine.start(new Payment({ id: "d2", amount: 2 })))
+      expect(second).toEqual(Exit.fail(expect.any(WorkflowError.PayloadMismatchError)))
+    }), 60_000)
+
+  it.scopedLive("an execution deleted (deleteCompleted) and started again with its id runs again, as in-process", () =>
+    Effect.gen(function*() {
+      const runs: Array<Run> = []
+      const pods = yield* twoPods(runs, database.make)
+      expect(yield* pods[0]!.engine.send(new Payment({ id: "e1", amount: 1 }))).toBe("paid e1 1")
+      yield* until(Effect.map(pods[0]!.engine.deleteCompleted("0 millis"), (n) => n === 1))
+      expect(yield* pods[0]!.engine.status("e1")).toEqual({ _tag: "Unknown" })
+      // A new execution with the old id: it runs (the owner's entity must not answer from its reply cache).
+      expect(yield* pods[1]!.engine.send(new Payment({ id: "e1", amount: 2 }))).toBe("paid e1 2")
+      expect(runs.map((run) => run.id)).toEqual(["charge-e1", "charge-e1"])
+    }), 60_000)
+
+  it.scopedLive("a child runs in its parent's entity; a signal to it from the other pod completes both", () =>
+    Effect.gen(function*() {
+      const runs: Array<Run> = []
+      const pods = yield* twoPods(runs, database.make)
+      // A parent whose own entity's shard and its child's (were the child a root) have different owners.
+      let id = ""
+      for (let i = 0; i < 100 && id === ""; i++) {
+        const parentOwner = yield* ownerOf(pods, `Payment/parent${i}`)
+        const childOwner = yield* ownerOf(pods, `Shipment/ship-parent${i}`)
+        if (parentOwner !== undefined && childOwner !== undefined && parentOwner.port !== childOwner.port) {
+          id = `parent${i}`
+        }
+      }
+      expect(id).not.toBe("")
+      const owner = (yield* ownerOf(pods, `Payment/${id}`))!
+      const other = pods.find((pod) => pod.port !== owner.port)!
+      yield* other.engine.start(new Payment({ id, amount: 5 }))
+      yield* until(Effect.map(other.engine.status(`${id}/ship-${id}`), (state) => state._tag === "Suspended"))
+      expect(yield* other.engine.signal(`${id}/ship-${id}`, Pickup, Exit.succeed("dhl"))).toEqual({ stored: true })
+      const result = yield* other.engine.result(id, { timeout: "15 seconds" })
+      expect(result).toEqual(Exit.succeed(`paid ${id} 5: label ${id} by dhl on ${owner.port}`))
+      expect(runs).toEqual([{ id: `charge-${id}`, pod: owner.port }, { id: `label-${id}`, pod: owner.port }])
+    }), 60_000)
+
+  it.scopedLive("a child that sleeps: when it completes, its suspended parent resumes (two pods)", () =>
+    Effect.gen(function*() {
+      const runs: Array<Run> = []
+      const pods = yield* twoPods(runs, database.make)
+      const id = "parentnap1"
+      const owner = (yield* ownerOf(pods, `Payment/${id}`))!
+      yield* pods[0]!.engine.start(new Payment({ id, amount: 7 }))
+      const result = yield* pods[0]!.engine.result(id, { timeout: "15 seconds" })
+      expect(result).toEqual(Exit.succeed(`paid ${id} 7: label ${id} by nobody on ${owner.port}`))
+    }), 60_000)
+
+  it.scopedLive("a parent and its waiting child move together when their pod leaves; the signal reaches the child there", () =>
+    Effect.gen(function*() {
+      const runs: Array<Run> = []
+      const pods = yield* twoPods(runs, database.make)
+      const leaving = pods[1]!
+      const staying = pods[0]!
+      let id = ""
+      for (let i = 0; i < 100 && id === ""; i++) {
+        if ((yield* ownerOf(pods, `Payment/parent${i}`))?.port === leaving.port) id = `parent${i}`
+      }
+      yield* staying.engine.start(new Payment({ id, amount: 6 }))
+      yield* until(Effect.map(staying.engine.status(`${id}/ship-${id}`), (state) => state._tag === "Suspended"))
+      yield* leaving.leave
+      yield* until(Effect.map(served(staying), (shards) => shards.length === 30))
+      expect(yield* staying.engine.signal(`${id}/ship-${id}`, Pickup, Exit.succeed("ups"))).toEqual({ stored: true })
+      const result = yield* staying.engine.result(id, { timeout: "20 seconds" })
+      expect(result).toEqual(Exit.succeed(`paid ${id} 6: label ${id} by ups on ${staying.port}`))
+      expect(runs.filter((run) => run.id === `label-${id}`)).toEqual([{ id: `label-${id}`, pod: staying.port }])
+    }), 60_000)
+
+  it.scopedLive("a start for a shard no pod serves (its owner crashed, no manager to move it) fails with a retryable JournalError within 30 s", () =>
+    Effect.gen(function*() {
+      const runs: Array<Run> = []
+      const db = yield* database.make
+      const { startPod, stopManager } = yield* makeEngineCluster(db, makeWorkflows(runs))
+      const pods = [yield* startPod(1), yield* startPod(2)]
+      yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length === 15)))
+      let id = ""
+      for (let i = 0; i < 100 && id === ""; i++) {
+        if ((yield* ownerOf(pods, `Payment/n${i}`))?.port === 1) id = `n${i}`
+      }
+      yield* stopManager
+      yield* pods[0]!.crash
+      const exit = yield* Effect.exit(pods[1]!.engine.start(new Payment({ id, amount: 1 })).pipe(
+        // 12 attempts 50 ms doubling up to 1 s apart (retryingStart) are some 8.5 s; but each attempt is a
+        // whole send with its own routing retries (about 11 s each here): the caller waited 139 s.
+        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => "no answer in 30 s" as const })
+      ))
+      expect(exit).toEqual(Exit.fail(expect.objectContaining({ _tag: "JournalError", operation: "start", retryable: true })))
+      expect(runs).toEqual([])
+    }), 90_000)
+
+  it.scopedLive("bad input sent straight to the entity gets a typed error or nothing, never a defect", () =>
+    Effect.gen(function*() {
+      const runs: Array<Run> = []
+      const pods = yield* twoPods(runs, database.make)
+      const messenger = pods[0]!.sharding.messenger(entityTypeOf(["Payment", "Shipment"]))
+      const send = (entityId: string, message: StartExecution | WakeExecution) =>
+        Effect.exit(messenger.send(entityId)(message as any))
+      const notJson = yield* send(
+        "Payment/b1",
+        new StartExecution({ workflow: "Payment", executionId: "b1", payload: "{not json", requestId: "r1" })
+      )
+      expect(notJson).toEqual(Exit.fail(expect.any(WorkflowError.EncodeError)))
+      const wrongShape = yield* send(
+        "Payment/b2",
+        new StartExecution({ workflow: "Payment", executionId: "b2", payload: JSON.stringify({ _tag: "Payment", id: 3 }), requestId: "r2" })
+      )
+      expect(wrongShape).toEqual(Exit.fail(expect.any(WorkflowError.EncodeError)))
+      const unknownWorkflow = yield* send(
+        "Nope/b3",
+        new StartExecution({ workflow: "Nope", executionId: "b3", payload: "{}", requestId: "r3" })
+      )
+      expect(Exit.isFailure(unknownWorkflow)).toBe(true)
+      if (Exit.isFailure(unknownWorkflow)) expect(WorkflowError.isWorkflowEngineError(
+        (unknownWorkflow.cause as any).error
+      )).toBe(true)
+      const unknownWake = yield* send(
+        "Payment/b4",
+        new WakeExecution({ workflow: "Payment", executionId: "b4", reason: "inbox", version: 1 })
+      )
+      expect(unknownWake).toEqual(Exit.void)
+      expect(yield* pods[0]!.engine.status("b1")).toEqual({ _tag: "Unknown" })
+      expect(yield* pods[0]!.engine.status("b4")).toEqual({ _tag: "Unknown" })
+      expect(runs).toEqual([])
+    }), 60_000)
+})
