@@ -86,4 +86,10 @@ const { run } = (await import(pathToFileURL(demo).href)) as { run: typeof Run }
 // From here on demo.ts handles the signals (it stops the processes, then removes the directory).
 process.off("SIGINT", onSignal)
 process.off("SIGTERM", onSignal)
+// A Ctrl-C under `pnpm start` arrives twice (from the terminal, and relayed by the tools in between); the
+// runtime stops listening after the first, and a second one with no listener would kill this process
+// before its clean-up ends: the repeats are ignored (the first one is already stopping everything).
+const ignoreRepeat = () => {}
+process.on("SIGINT", ignoreRepeat)
+process.on("SIGTERM", ignoreRepeat)
 run({ dir, programs })
