@@ -37,10 +37,10 @@ export const sqliteChangePollInterval = Duration.millis(200)
 /**
  * How often a PostgreSQL engine checks that its liveness session is still there, and how long that check
  * may take: a check that fails or does not answer in time counts as the session lost, so an engine notices
- * within `sessionCheckInterval + sessionCheckTimeout` (1 s) and stops its executions.
+ * within `sessionCheckInterval + sessionCheckTimeout` (0.7 s) and stops its executions.
  */
-const sessionCheckInterval = Duration.millis(500)
-const sessionCheckTimeout = Duration.millis(500)
+const sessionCheckInterval = Duration.millis(300)
+const sessionCheckTimeout = Duration.millis(400)
 
 /**
  * How long (live clock) another engine must still be seen dead before its claims are released: longer
@@ -50,7 +50,7 @@ const sessionCheckTimeout = Duration.millis(500)
  *
  * @internal
  */
-export const deadEngineGrace = Duration.millis(1250)
+export const deadEngineGrace = Duration.millis(900)
 
 interface PgListener {
   readonly listen: (channel: string) => Stream.Stream<string, SqlError>
@@ -287,39 +287,57 @@ FROM ${ctx.sql(ctx.tables.engines)} AS e`
   )
 
 /**
- * Releases the claims of dead engines (see `Journal.releaseDeadClaims`).
+ * Releases the claims of dead engines (see `Journal.releaseDeadClaims`). On PostgreSQL an engine seen
+ * dead is released only once it is still dead `deadEngineGrace` later (live clock): while an engine seen
+ * dead is in its grace (and none is released now), this call waits (live clock) for the grace's end and
+ * looks again, so a dead engine's executions resume one grace after it is first seen dead, not at a later
+ * check. On SQLite a process seen gone is gone: released at once.
  *
  * @internal
  */
 export const releaseDeadClaims = (ctx: SqlContext, liveness: Option.Option<ProcessLiveness>) => {
-  // when each engine was first seen dead (live clock): released only once still dead after the grace
+  const grace = ctx.dialect === "pg" ? Duration.toMillis(deadEngineGrace) : 0
+  // when each engine was first seen dead (live clock)
   const seenDead = new Map<string, number>()
-  return (self: EngineRegistration | undefined): Effect.Effect<number, JournalError> =>
-  Effect.gen(function*() {
-    const seen = (yield* ctx.read("releaseDeadClaims", engines(ctx, liveness, self?.instance)))
-      .filter((engine) => engine.alive === false)
-    const liveNow = yield* Effect.withClock(Clock.currentTimeMillis, liveClock)
-    const stillDead = new Set(seen.map((engine) => engine.instance))
-    for (const instance of seenDead.keys()) if (!stillDead.has(instance)) seenDead.delete(instance)
-    for (const instance of stillDead) if (!seenDead.has(instance)) seenDead.set(instance, liveNow)
-    const dead = seen.filter((engine) => liveNow - seenDead.get(engine.instance)! >= Duration.toMillis(deadEngineGrace))
-    if (dead.length === 0) return 0
-    const { E, sql } = ctx
-    const now = yield* Clock.currentTimeMillis
-    const G = sql(ctx.tables.engines)
-    return yield* ctx.transaction(
-      "releaseDeadClaims",
-      Effect.gen(function*() {
-        yield* sql`DELETE FROM ${G} WHERE instance IN ${sql.in(dead.map((engine) => engine.instance))}`
-        // An owner is dead once none of its registered instances is left (one identity may run several).
-        const released = yield* sql<Row>`UPDATE ${E} AS x SET claim_owner = NULL, claim_until = NULL, updated_at = ${now}
+  const look = (self: EngineRegistration | undefined) =>
+    Effect.gen(function*() {
+      const seen = (yield* ctx.read("releaseDeadClaims", engines(ctx, liveness, self?.instance)))
+        .filter((engine) => engine.alive === false)
+      const liveNow = yield* Effect.withClock(Clock.currentTimeMillis, liveClock)
+      const stillDead = new Set(seen.map((engine) => engine.instance))
+      for (const instance of seenDead.keys()) if (!stillDead.has(instance)) seenDead.delete(instance)
+      for (const instance of stillDead) if (!seenDead.has(instance)) seenDead.set(instance, liveNow)
+      const left = (engine: EngineRow) => seenDead.get(engine.instance)! + grace - liveNow
+      const dead = seen.filter((engine) => left(engine) <= 0)
+      const wait = Math.min(...seen.filter((engine) => left(engine) > 0).map(left))
+      return { dead, wait }
+    })
+  const releaseOf = (dead: ReadonlyArray<EngineRow>) =>
+    Effect.gen(function*() {
+      if (dead.length === 0) return 0
+      const { E, sql } = ctx
+      const now = yield* Clock.currentTimeMillis
+      const G = sql(ctx.tables.engines)
+      return yield* ctx.transaction(
+        "releaseDeadClaims",
+        Effect.gen(function*() {
+          yield* sql`DELETE FROM ${G} WHERE instance IN ${sql.in(dead.map((engine) => engine.instance))}`
+          // An owner is dead once none of its registered instances is left (one identity may run several).
+          const released = yield* sql<Row>`UPDATE ${E} AS x SET claim_owner = NULL, claim_until = NULL, updated_at = ${now}
 WHERE x.status = 'running' AND x.claim_owner IN ${sql.in(Array.from(new Set(dead.map((engine) => engine.owner))))}
   AND NOT EXISTS (SELECT 1 FROM ${G} AS g WHERE g.owner = x.claim_owner)
 RETURNING workflow, execution_id`
-        return released.length
-      })
-    )
-  })
+          return released.length
+        })
+      )
+    })
+  return (self: EngineRegistration | undefined): Effect.Effect<number, JournalError> =>
+    Effect.gen(function*() {
+      const first = yield* look(self)
+      if (first.dead.length > 0 || !Number.isFinite(first.wait)) return yield* releaseOf(first.dead)
+      yield* Effect.withClock(Effect.sleep(Duration.millis(first.wait)), liveClock)
+      return yield* releaseOf((yield* look(self)).dead)
+    })
 }
 
 /**
