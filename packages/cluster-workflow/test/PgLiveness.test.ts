@@ -29,7 +29,7 @@ const pollUntil = <E, R>(condition: Effect.Effect<boolean, E, R>, seconds: numbe
   })
 
 describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL engine liveness", () => {
-  it.live("an engine connected as another non-superuser role is not judged dead while its session lives", () =>
+  it.live("an engine connected as another non-superuser role is not judged dead while its session lives, and is once it ends", () =>
     Effect.gen(function*() {
       const prefix = uniquePrefix("roles")
       const roles = [`${prefix}_a`, `${prefix}_b`]
@@ -78,6 +78,12 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL engine liveness", 
       const liveOthers = yield* b.otherLiveEngines!(regB, "wf")
       const row = Option.getOrThrow(yield* b.get({ workflow: "wf", executionId: "x1" }))
       expect({ released, liveOthers, owner: row.claimOwner }).toEqual({ released: 0, liveOthers: 0, owner: "A" })
+      // A's session ends (its pid is gone): now B can tell, and releases A's claims after the grace
+      const [regRow] = yield* admin.unsafe<{ backend_pid: number }>(`SELECT backend_pid FROM "${t.engines}" WHERE owner = 'A'`)
+      yield* admin`SELECT pg_terminate_backend(${Number(regRow!.backend_pid)})`
+      const releasedAfterDeath = yield* pollUntil(Effect.map(b.releaseDeadClaims!(regB), (n) => n > 0), 15)
+      const after = Option.getOrThrow(yield* b.get({ workflow: "wf", executionId: "x1" }))
+      expect({ releasedAfterDeath, owner: after.claimOwner }).toEqual({ releasedAfterDeath: true, owner: null })
     }).pipe(Effect.scoped), 60_000)
 
   it.live("an engine whose liveness session ended has stopped its activity body before another engine takes it", () =>

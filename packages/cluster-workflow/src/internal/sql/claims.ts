@@ -6,7 +6,9 @@
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import type { ClaimResult, ExecutionKey, ExecutionRow } from "../journal.js"
-import { isTerminal, JournalError } from "../journal.js"
+import type { JournalError } from "../journal.js"
+import { isTerminal } from "../journal.js"
+import { rowLocked } from "../rowLocked.js"
 import { liveClock } from "../liveClock.js"
 import type { SqlContext } from "./context.js"
 import type { Row } from "./rows.js"
@@ -58,13 +60,7 @@ WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} FOR SHARE
             Effect.withClock(Effect.sleep(lockRetries[retry]!), liveClock),
             Effect.suspend(() => loop(retry + 1))
           )
-          : Effect.fail(
-            new JournalError({
-              operation: "claim",
-              message: "the execution's row is locked by another transaction: not claimed now, try later",
-              retryable: true
-            })
-          ))
+          : Effect.fail(rowLocked()))
     return loop(0)
   }
 
