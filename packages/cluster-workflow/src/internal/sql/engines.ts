@@ -199,9 +199,17 @@ export const registerEngine = (ctx: SqlContext, liveness: Option.Option<ProcessL
     const session = ctx.dialect === "pg" && listener !== undefined
       ? yield* Effect.mapError(holdSession(ctx, listener, instance), (error) => toJournalError("registerEngine", error))
       : undefined
-    if (ctx.dialect === "pg" && session === undefined) {
+    if (ctx.dialect === "pg" && listener !== undefined && session === undefined) {
+      // (the engine logs it, and registers again later: see `Liveness.register`)
+      return yield* new JournalError({
+        operation: "registerEngine",
+        message: "the engine's LISTEN session was not found in pg_stat_activity",
+        retryable: true
+      })
+    }
+    if (ctx.dialect === "pg" && listener === undefined) {
       yield* Effect.logWarning(
-        "the engine registered without liveness: its LISTEN session was not found in pg_stat_activity (or the client cannot LISTEN); others resume its executions only at its claims' end"
+        "the engine registered without liveness (the client cannot LISTEN): others resume its executions only at its claims' end"
       ).pipe(Effect.annotateLogs({ engine: instance }))
     }
     const process = ctx.dialect === "sqlite" ? Option.getOrUndefined(liveness) : undefined
