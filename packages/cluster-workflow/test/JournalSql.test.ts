@@ -392,7 +392,7 @@ describePg(`SQL journal fencing [postgres]${postgresSkipReason === undefined ? "
       expect(yield* journal.events(k, 0)).toHaveLength(1)
     }).pipe(Effect.scoped, Effect.provide(Layer.orDie(pgClientLayer()))))
 
-  it.effect("a claim racing an open Append transaction waits for it and then sees the committed state", () =>
+  it.effect("a claim meeting an open Append transaction does not wait for it (retryable: not claimed now) and then sees the committed state", () =>
     Effect.gen(function*() {
       const { journal } = yield* freshJournal()
       const k = key("race")
@@ -407,12 +407,16 @@ describePg(`SQL journal fencing [postgres]${postgresSkipReason === undefined ? "
         yield* Deferred.await(release)
       })))
       yield* Deferred.await(appended)
-      const b = yield* Effect.fork(journal.claim(k, "B", 2_000, 9_000))
-      yield* awaitLockWaiter
+      // The row is locked by A's open transaction: B's claim does not wait for it (nothing claimed).
+      expect(yield* Effect.flip(journal.claim(k, "B", 2_000, 9_000))).toMatchObject({
+        _tag: "JournalError",
+        operation: "claim",
+        retryable: true
+      })
       yield* Deferred.succeed(release, undefined)
       yield* Fiber.join(a)
-      // The execution completed under A's epoch: B's claim re-checks the row and finds it terminal.
-      expect(yield* Fiber.join(b)).toMatchObject({ _tag: "Unavailable", row: { status: "completed" } })
+      // The execution completed under A's epoch: B's claim now finds it terminal.
+      expect(yield* journal.claim(k, "B", 2_000, 9_000)).toMatchObject({ _tag: "Unavailable", row: { status: "completed" } })
     }).pipe(Effect.scoped, Effect.provide(Layer.orDie(pgClientLayer()))))
 
   it.effect("a connection lost at COMMIT is a retryable JournalError whose outcome is unknown", () =>

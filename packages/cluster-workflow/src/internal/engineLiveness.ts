@@ -101,7 +101,7 @@ export class Liveness {
             this.host.stopAll()
           } else if (failures++ === 0) {
             yield* Effect.logWarning(
-              "the engine could not register its liveness; others resume its executions at their claims' end",
+              "the engine could not register its liveness (it tries again); meanwhile others resume its executions at their claims' end",
               error
             )
           }

@@ -15,6 +15,7 @@ import type { Engine } from "./engine.js"
 import { enginesOf } from "./engineShared.js"
 import type { ExecutionRuntime } from "./execution.js"
 import { stuckFault } from "./faults.js"
+import { unlessRowLocked } from "./rowLocked.js"
 import { keyString } from "./results.js"
 
 /** Finds an execution of one of the engine's workflows by id. */
@@ -84,7 +85,7 @@ export const wake = (
     }
     // (under the cluster engine the shard's owner is the only one to run it: nothing is left to others)
     if (!here && engine.options.followOtherEngines !== false && (yield* leaveToOthers(engine, key, id))) return
-    yield* engine.claimAndLaunch(key)
+    yield* unlessRowLocked(engine.claimAndLaunch(key))
   }), "PayloadDecodeError", () => Effect.void) // logged where it was found; the input stays stored
 }
 
@@ -149,7 +150,7 @@ export const retryStuck = (engine: Engine): Effect.Effect<void, JournalError> =>
 const claimHere = (engine: Engine, row: ExecutionRow): Effect.Effect<boolean, JournalError> =>
   row.status !== "suspended"
     ? Effect.succeed(false)
-    : Effect.catchTag(engine.claimAndLaunch(row), "PayloadDecodeError", () => Effect.succeed(false))
+    : Effect.catchTag(unlessRowLocked(engine.claimAndLaunch(row)), "PayloadDecodeError", () => Effect.succeed(false))
 
 /** Resumes a suspended (or stuck) execution. */
 export const resume = (

@@ -5,31 +5,64 @@
  */
 import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
-import type { ClaimResult, ExecutionKey, ExecutionRow, JournalError } from "../journal.js"
+import type { ClaimResult, ExecutionKey, ExecutionRow } from "../journal.js"
+import type { JournalError } from "../journal.js"
+import { isTerminal } from "../journal.js"
+import { rowLocked } from "../rowLocked.js"
+import { liveClock } from "../liveClock.js"
 import type { SqlContext } from "./context.js"
 import type { Row } from "./rows.js"
 import { decodeExecution, keyId, numOrNull, renewSource, rowKeyId, str } from "./rows.js"
 
-/** Claims an unfinished execution (see `Journal.claim`). */
-export const claim = ({ cols, E, operation, selectRow, sql, terminal, time }: SqlContext) =>
-  (key: ExecutionKey, owner: string, now: number, claimUntil: number) =>
-    operation(
+/** The pauses (ms, live clock) before a claim that met a locked row tries again, then gives up. */
+const lockRetries = [5, 10, 20, 40, 80]
+
+/**
+ * Claims an unfinished execution (see `Journal.claim`). On PostgreSQL the claim does not wait for a row
+ * locked by another transaction (`FOR UPDATE SKIP LOCKED`): it tries again for a moment (`lockRetries`: a
+ * short update by another engine, such as a renewal, ends in milliseconds) and then fails with a retryable
+ * `JournalError` ("not claimed now, try later"), so one row locked for long (a transaction left open) does
+ * not hold up the other executions (the timer backs off and tries that one again later).
+ */
+export const claim = ({ cols, dialect, E, operation, selectRow, sql, terminal, time }: SqlContext) =>
+  (key: ExecutionKey, owner: string, now: number, claimUntil: number) => {
+    const attempt = operation(
       "claim",
       Effect.gen(function*() {
+        const unlocked = dialect === "pg"
+          ? sql`AND (workflow, execution_id) IN (SELECT workflow, execution_id FROM ${E}
+  WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} FOR UPDATE SKIP LOCKED)`
+          : sql``
         // claim_until in the database's time, and expiry decided against the database's clock (time.ts)
         const rows = yield* sql<Row>`UPDATE ${E} SET status = 'running', suspended_on = NULL, wake_at = NULL,
-    claim_owner = ${owner}, claim_epoch = claim_epoch + 1, claim_until = ${time.at(claimUntil, now)},
-    updated_at = ${now}
+  claim_owner = ${owner}, claim_epoch = claim_epoch + 1, claim_until = ${time.at(claimUntil, now)},
+  updated_at = ${now}
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND status NOT IN ${terminal}
-    AND (claim_owner IS NULL OR claim_owner = ${owner} OR (claim_until IS NOT NULL AND claim_until < ${
+  AND (claim_owner IS NULL OR claim_owner = ${owner} OR (claim_until IS NOT NULL AND claim_until < ${
           time.nowAt(now)
-        }))
+        })) ${unlocked}
 RETURNING ${cols}`
         if (rows.length > 0) return { _tag: "Claimed", row: decodeExecution(rows[0]!) } satisfies ClaimResult
         const row = yield* selectRow(key)
-        return { _tag: "Unavailable", row } satisfies ClaimResult
+        // not claimed: was the row locked by another transaction (FOR UPDATE, an update not committed)?
+        const locked = dialect === "pg" && row !== undefined && !isTerminal(row.status) &&
+        (yield* sql<Row>`SELECT 1 AS free FROM ${E}
+WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} FOR SHARE SKIP LOCKED`).length === 0
+        return locked ? undefined : { _tag: "Unavailable", row } satisfies ClaimResult
       })
     )
+    const loop = (retry: number): Effect.Effect<ClaimResult, JournalError> =>
+      Effect.flatMap(attempt, (result) =>
+        result !== undefined
+          ? Effect.succeed(result)
+          : retry < lockRetries.length
+          ? Effect.zipRight(
+            Effect.withClock(Effect.sleep(lockRetries[retry]!), liveClock),
+            Effect.suspend(() => loop(retry + 1))
+          )
+          : Effect.fail(rowLocked()))
+    return loop(0)
+  }
 
 /** Extends the claims an owner still holds at the given epochs. */
 export const renew = ({ cols, E, operation, source, sql, terminal, time }: SqlContext) =>

@@ -34,8 +34,26 @@ import { liveClock } from "../liveClock.js"
 /** How often a SQLite engine checks whether another process changed the database. */
 export const sqliteChangePollInterval = Duration.millis(200)
 
-/** How often a PostgreSQL engine checks that its liveness session is still there. */
-const sessionCheckInterval = Duration.seconds(1)
+/**
+ * How often a PostgreSQL engine checks that its liveness session is still there, and how long that check
+ * may take: a check that finds the session gone (or fails) counts as the session lost, so an engine
+ * notices within `sessionCheckInterval` plus the check's own time and stops its executions. A check that
+ * does not answer for `sessionCheckTimeout` counts as lost too (a database out of reach); not sooner, so
+ * that a slow answer on a busy machine does not stop every execution.
+ */
+const sessionCheckInterval = Duration.millis(300)
+const sessionCheckTimeout = Duration.seconds(5)
+
+/**
+ * How long (live clock) another engine must still be seen dead before its claims are released: longer
+ * than a live engine needs to notice that its own session was lost and stop its executions (above: the
+ * check's interval plus its time, under 0.6 s unless the database is slow to answer), so
+ * an engine whose session ended while its process lives (a network blip, `pg_terminate_backend`) has
+ * stopped before anyone takes its executions over. docs/engine.md, "Crashes, restarts and shutdown".
+ *
+ * @internal
+ */
+export const deadEngineGrace = Duration.millis(900)
 
 interface PgListener {
   readonly listen: (channel: string) => Stream.Stream<string, SqlError>
@@ -77,33 +95,88 @@ export const announce = (ctx: SqlContext, key: ExecutionKey): Effect.Effect<void
     ? Effect.asVoid(ctx.sql`SELECT pg_notify(${ctx.tables.channel}, ${changePayload(key)})`)
     : Effect.void
 
+interface Backend {
+  readonly pid: number
+  readonly start: string
+}
+
+/**
+ * The LISTEN session of one `PgClient`, shared by all the engines of the process on that client (all
+ * their LISTENs go through that one connection, whose `query` column shows only the last statement): it
+ * is looked up once, under a lock, and reused while it lives.
+ */
+interface SharedSession {
+  readonly lock: Effect.Semaphore
+  backend: Backend | undefined
+}
+
+const sharedSessions = new WeakMap<object, SharedSession>()
+
+const sharedSessionOf = (listener: PgListener): SharedSession => {
+  let shared = sharedSessions.get(listener)
+  if (shared === undefined) {
+    shared = { lock: Effect.unsafeMakeSemaphore(1), backend: undefined }
+    sharedSessions.set(listener, shared)
+  }
+  return shared
+}
+
+const sessionRows = (ctx: SqlContext, backend: Backend) =>
+  ctx.sql<Row>`SELECT 1 AS alive FROM pg_stat_activity WHERE pid = ${backend.pid} AND backend_start::text = ${backend.start}`
+
+/** The client's LISTEN session: the one already found while it lives, else found by this LISTEN's text. */
+const findSession = (ctx: SqlContext, shared: SharedSession, listen: string) =>
+  Effect.gen(function*() {
+    if (shared.backend !== undefined) {
+      if ((yield* sessionRows(ctx, shared.backend)).length > 0) return shared.backend
+      shared.backend = undefined
+    }
+    for (let attempt = 0; attempt < 150; attempt++) {
+      yield* Effect.withClock(Effect.sleep(Duration.millis(20)), liveClock)
+      const found = yield* ctx.sql<Row>`SELECT pid, backend_start::text AS start FROM pg_stat_activity
+WHERE query = ${listen} AND backend_start IS NOT NULL`
+      if (found.length > 0) {
+        shared.backend = { pid: num(found[0]!.pid), start: str(found[0]!.start) }
+        return shared.backend
+      }
+    }
+    return undefined
+  })
+
 /**
  * Binds the engine's liveness to a PostgreSQL session: the dedicated LISTEN session of `PgClient`
  * (outside the pool, closed with the client), found in `pg_stat_activity` by the LISTEN of a channel
- * unique to this registration. `lost` fails when that session is gone (checked every second).
+ * unique to this registration (once per client: see `SharedSession`). `lost` fails when that session is
+ * gone, or when the check does not answer within `sessionCheckTimeout` (checked every
+ * `sessionCheckInterval`).
  */
 const holdSession = (ctx: SqlContext, listener: PgListener, instance: string) =>
   Effect.gen(function*() {
     const channel = `${ctx.tables.channel}_${instance.replace(/[^A-Za-z0-9]/g, "").slice(-12)}`
-    yield* listenDetached(Effect.ignore(Stream.runDrain(listener.listen(channel))))
-    const listen = `LISTEN "${channel}"`
-    let found: ReadonlyArray<Row> = []
-    for (let attempt = 0; attempt < 150 && found.length === 0; attempt++) {
-      yield* Effect.withClock(Effect.sleep(Duration.millis(20)), liveClock)
-      found = yield* ctx.sql<Row>`SELECT pid, backend_start::text AS start FROM pg_stat_activity WHERE query = ${listen}`
+    const shared = sharedSessionOf(listener)
+    // under the lock, so no other engine's LISTEN replaces this one's text on the connection meanwhile;
+    // this engine's own LISTEN also keeps the client's LISTEN connection open while it is registered
+    const backend = yield* shared.lock.withPermits(1)(Effect.zipRight(
+      listenDetached(Effect.ignore(Stream.runDrain(listener.listen(channel)))),
+      findSession(ctx, shared, `LISTEN "${channel}"`)
+    ))
+    if (backend === undefined) return undefined
+    const lostSession = (message: string) => {
+      if (shared.backend === backend) shared.backend = undefined
+      return new JournalError({ operation: "liveness", message, retryable: true })
     }
-    if (found.length === 0) return undefined
-    const backend = { pid: num(found[0]!.pid), start: str(found[0]!.start) }
-    const check = ctx.sql<Row>`SELECT 1 AS alive FROM pg_stat_activity
-WHERE pid = ${backend.pid} AND backend_start::text = ${backend.start}`
     const lost: Effect.Effect<never, JournalError> = Effect.withClock(Effect.sleep(sessionCheckInterval), liveClock).pipe(
-      Effect.zipRight(Effect.mapError(check, (error) => toJournalError("liveness", error))),
+      Effect.zipRight(
+        Effect.withClock(
+          Effect.timeoutFail(Effect.mapError(sessionRows(ctx, backend), (error) => toJournalError("liveness", error)), {
+            duration: sessionCheckTimeout,
+            onTimeout: () => lostSession("the check of the engine's liveness session did not answer in time")
+          }),
+          liveClock
+        )
+      ),
       Effect.flatMap((rows) =>
-        rows.length > 0
-          ? Effect.void
-          : Effect.fail(
-            new JournalError({ operation: "liveness", message: "the engine's liveness session ended", retryable: true })
-          )
+        rows.length > 0 ? Effect.void : Effect.fail(lostSession("the engine's liveness session ended"))
       ),
       Effect.forever
     )
@@ -129,6 +202,19 @@ export const registerEngine = (ctx: SqlContext, liveness: Option.Option<ProcessL
     const session = ctx.dialect === "pg" && listener !== undefined
       ? yield* Effect.mapError(holdSession(ctx, listener, instance), (error) => toJournalError("registerEngine", error))
       : undefined
+    if (ctx.dialect === "pg" && listener !== undefined && session === undefined) {
+      // (the engine logs it, and registers again later: see `Liveness.register`)
+      return yield* new JournalError({
+        operation: "registerEngine",
+        message: "the engine's LISTEN session was not found in pg_stat_activity",
+        retryable: true
+      })
+    }
+    if (ctx.dialect === "pg" && listener === undefined) {
+      yield* Effect.logWarning(
+        "the engine registered without liveness (the client cannot LISTEN): others resume its executions only at its claims' end"
+      ).pipe(Effect.annotateLogs({ engine: instance }))
+    }
     const process = ctx.dialect === "sqlite" ? Option.getOrUndefined(liveness) : undefined
     const now = yield* Clock.currentTimeMillis
     yield* ctx.operation(
@@ -181,15 +267,24 @@ interface EngineRow {
 const engines = (ctx: SqlContext, liveness: Option.Option<ProcessLiveness>, self: string | undefined) =>
   Effect.map(
     ctx.dialect === "pg"
-      ? ctx.sql<Row>`SELECT e.instance, e.owner, e.workflows, e.backend_pid, EXISTS (SELECT 1 FROM pg_stat_activity a
-  WHERE a.pid = e.backend_pid AND a.backend_start::text = e.backend_start) AS alive
+      // backend_start is NULL for a session of a role whose statistics the viewer may not read: cannot tell
+      ? ctx.sql<Row>`SELECT e.instance, e.owner, e.workflows, e.backend_pid, (SELECT CASE
+    WHEN a.backend_start IS NULL THEN 'unknown' WHEN a.backend_start::text = e.backend_start THEN 'alive' ELSE 'dead' END
+  FROM pg_stat_activity a WHERE a.pid = e.backend_pid LIMIT 1) AS state
 FROM ${ctx.sql(ctx.tables.engines)} AS e`
       : ctx.sql<Row>`SELECT instance, owner, workflows, host, pid, process_start FROM ${ctx.sql(ctx.tables.engines)}`,
     (rows) =>
       rows.filter((r) => str(r.instance) !== self).map((r): EngineRow => {
         const base = { instance: str(r.instance), owner: str(r.owner), workflows: str(r.workflows) }
         if (ctx.dialect === "pg") {
-          return { ...base, alive: r.backend_pid === null || r.backend_pid === undefined ? undefined : r.alive === true }
+          // no session with that pid: dead; with it and another start: dead (pid reused); start hidden: cannot tell
+          const state = strOrNull(r.state)
+          return {
+            ...base,
+            alive: r.backend_pid === null || r.backend_pid === undefined || state === "unknown"
+              ? undefined
+              : state === "alive"
+          }
         }
         const process = Option.getOrUndefined(liveness)
         const host = strOrNull(r.host)
@@ -203,32 +298,58 @@ FROM ${ctx.sql(ctx.tables.engines)} AS e`
   )
 
 /**
- * Releases the claims of dead engines (see `Journal.releaseDeadClaims`).
+ * Releases the claims of dead engines (see `Journal.releaseDeadClaims`). On PostgreSQL an engine seen
+ * dead is released only once it is still dead `deadEngineGrace` later (live clock): while an engine seen
+ * dead is in its grace (and none is released now), this call waits (live clock) for the grace's end and
+ * looks again, so a dead engine's executions resume one grace after it is first seen dead, not at a later
+ * check. On SQLite a process seen gone is gone: released at once.
  *
  * @internal
  */
-export const releaseDeadClaims = (ctx: SqlContext, liveness: Option.Option<ProcessLiveness>) =>
-(self: EngineRegistration | undefined): Effect.Effect<number, JournalError> =>
-  Effect.gen(function*() {
-    const dead = (yield* ctx.read("releaseDeadClaims", engines(ctx, liveness, self?.instance)))
-      .filter((engine) => engine.alive === false)
-    if (dead.length === 0) return 0
-    const { E, sql } = ctx
-    const now = yield* Clock.currentTimeMillis
-    const G = sql(ctx.tables.engines)
-    return yield* ctx.transaction(
-      "releaseDeadClaims",
-      Effect.gen(function*() {
-        yield* sql`DELETE FROM ${G} WHERE instance IN ${sql.in(dead.map((engine) => engine.instance))}`
-        // An owner is dead once none of its registered instances is left (one identity may run several).
-        const released = yield* sql<Row>`UPDATE ${E} AS x SET claim_owner = NULL, claim_until = NULL, updated_at = ${now}
+export const releaseDeadClaims = (ctx: SqlContext, liveness: Option.Option<ProcessLiveness>) => {
+  const grace = ctx.dialect === "pg" ? Duration.toMillis(deadEngineGrace) : 0
+  // when each engine was first seen dead (live clock)
+  const seenDead = new Map<string, number>()
+  const look = (self: EngineRegistration | undefined) =>
+    Effect.gen(function*() {
+      const seen = (yield* ctx.read("releaseDeadClaims", engines(ctx, liveness, self?.instance)))
+        .filter((engine) => engine.alive === false)
+      const liveNow = yield* Effect.withClock(Clock.currentTimeMillis, liveClock)
+      const stillDead = new Set(seen.map((engine) => engine.instance))
+      for (const instance of seenDead.keys()) if (!stillDead.has(instance)) seenDead.delete(instance)
+      for (const instance of stillDead) if (!seenDead.has(instance)) seenDead.set(instance, liveNow)
+      const left = (engine: EngineRow) => seenDead.get(engine.instance)! + grace - liveNow
+      const dead = seen.filter((engine) => left(engine) <= 0)
+      const wait = Math.min(...seen.filter((engine) => left(engine) > 0).map(left))
+      return { dead, wait }
+    })
+  const releaseOf = (dead: ReadonlyArray<EngineRow>) =>
+    Effect.gen(function*() {
+      if (dead.length === 0) return 0
+      const { E, sql } = ctx
+      const now = yield* Clock.currentTimeMillis
+      const G = sql(ctx.tables.engines)
+      return yield* ctx.transaction(
+        "releaseDeadClaims",
+        Effect.gen(function*() {
+          yield* sql`DELETE FROM ${G} WHERE instance IN ${sql.in(dead.map((engine) => engine.instance))}`
+          // An owner is dead once none of its registered instances is left (one identity may run several).
+          const released = yield* sql<Row>`UPDATE ${E} AS x SET claim_owner = NULL, claim_until = NULL, updated_at = ${now}
 WHERE x.status = 'running' AND x.claim_owner IN ${sql.in(Array.from(new Set(dead.map((engine) => engine.owner))))}
   AND NOT EXISTS (SELECT 1 FROM ${G} AS g WHERE g.owner = x.claim_owner)
 RETURNING workflow, execution_id`
-        return released.length
-      })
-    )
-  })
+          return released.length
+        })
+      )
+    })
+  return (self: EngineRegistration | undefined): Effect.Effect<number, JournalError> =>
+    Effect.gen(function*() {
+      const first = yield* look(self)
+      if (first.dead.length > 0 || !Number.isFinite(first.wait)) return yield* releaseOf(first.dead)
+      yield* Effect.withClock(Effect.sleep(Duration.millis(first.wait)), liveClock)
+      return yield* releaseOf((yield* look(self)).dead)
+    })
+}
 
 /**
  * How many other live engines run `workflow` (see `Journal.otherLiveEngines`).
