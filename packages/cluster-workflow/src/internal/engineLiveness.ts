@@ -16,6 +16,7 @@ import type * as Scope from "effect/Scope"
 import type { EngineRegistration, ExecutionKey, Journal } from "../DurableExecutionJournal.js"
 import type { JournalError } from "../DurableExecutionJournal.js"
 import type { PayloadDecodeError } from "../WorkflowError.js"
+import { forkDetachable, shutdownBound } from "./engineShared.js"
 import { liveClock } from "./liveClock.js"
 
 
@@ -122,7 +123,8 @@ export class Liveness {
           yield* Deferred.succeed(ready, undefined)
           yield* Effect.withClock(Effect.sleep(Duration.seconds(Math.min(30, failures))), liveClock)
         })).pipe(Effect.zipRight(Effect.suspend(() => keep)))
-      yield* Effect.forkScoped(keep)
+      // (its scope unregisters the engine: detached past a bound when the journal does not answer)
+      yield* forkDetachable("liveness registration", keep, shutdownBound)
       yield* Deferred.await(ready)
     })
   }
@@ -212,14 +214,24 @@ export class Liveness {
 
   /**
    * A graceful shutdown: gives up the claims of the executions this engine ran (after they stopped), so
-   * the next engine resumes them at once instead of at their claim's end.
+   * the next engine resumes them at once instead of at their claim's end. Bounded by `shutdownBound` (live
+   * clock): a journal that does not answer leaves the claims to end at their lease, as after a crash.
    */
   release(claims: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }>): Effect.Effect<void> {
     const release = this.host.journal.release
     if (release === undefined || claims.length === 0) return Effect.void
-    return Effect.catchAll(
-      Effect.asVoid(release(this.host.owner, claims)),
-      (error) => Effect.logWarning("could not release the engine's claims at shutdown", error)
+    // (disconnected and interruptible, though run by a finalizer: a query the database does not answer is
+    // left to end on its own, not awaited)
+    return Effect.withClock(Effect.timeout(Effect.interruptible(Effect.disconnect(release(this.host.owner, claims))), shutdownBound), liveClock).pipe(
+      Effect.asVoid,
+      Effect.catchAll((error) =>
+        error._tag === "TimeoutException"
+          ? Effect.logWarning(
+            `could not release the engine's claims at shutdown within ${Duration.format(shutdownBound)} (the journal ` +
+              "does not answer); they end at their lease, as after a crash"
+          ).pipe(Effect.annotateLogs({ claims: claims.length }))
+          : Effect.logWarning("could not release the engine's claims at shutdown", error)
+      )
     )
   }
 }
