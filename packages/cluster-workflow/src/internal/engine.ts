@@ -36,7 +36,7 @@ import * as Launch from "./engineLaunch.js"
 import { Liveness } from "./engineLiveness.js"
 import * as Loops from "./engineLoops.js"
 import type { Definition, EngineOptions, ParentLink, StartResult } from "./engineShared.js"
-import { processEngines } from "./engineShared.js"
+import { forkDetachable, processEngines } from "./engineShared.js"
 import * as Signals from "./engineSignals.js"
 import { EngineTimer } from "./engineTimer.js"
 import type { EngineServices, ExecutionRuntime } from "./execution.js"
@@ -294,20 +294,21 @@ export const make = (
     yield* Effect.addFinalizer(() => Effect.sync(() => siblings.delete(engine)))
     yield* Effect.addFinalizer(() => Effect.sync(() => claimsAtClose = engine.liveness.host.liveClaims()))
     yield* engine.liveness.register(keyString)
-    yield* Effect.forkScoped(engine.timer.loop)
-    yield* Effect.forkScoped(engine.renewLoop)
+    yield* forkDetachable("timer", engine.timer.loop)
+    yield* forkDetachable("claim renewal", engine.renewLoop)
     // Last registered, so first run when the scope closes: callers still waiting are answered.
     yield* Effect.addFinalizer(() => Effect.sync(() => engine.results.close(new EngineClosedError({ identity: owner! }))))
     if (options.resumeOnStart !== false) {
       yield* engine.resumeOrphans
-      yield* Effect.forkScoped(
+      yield* forkDetachable(
+        "retry of stuck executions",
         Effect.catchAll(engine.retryStuck, (error) => Effect.logWarning("could not retry stuck executions", error))
       )
     }
-    if (options.followOtherEngines !== false) yield* Effect.forkScoped(engine.liveness.watch)
+    if (options.followOtherEngines !== false) yield* forkDetachable("liveness watch", engine.liveness.watch)
     if (options.orphanCheckInterval !== undefined) {
       const every = options.orphanCheckInterval
-      yield* Effect.forkScoped(Effect.forever(Effect.zipRight(
+      yield* forkDetachable("orphan check", Effect.forever(Effect.zipRight(
         Effect.sleep(every),
         Effect.catchAll(engine.resumeOrphans, (error) => Effect.as(Effect.logWarning("orphan check failed", error), 0)).pipe(
           // another engine may have suspended executions with earlier deadlines and died: look again

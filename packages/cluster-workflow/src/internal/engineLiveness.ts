@@ -16,8 +16,23 @@ import type * as Scope from "effect/Scope"
 import type { EngineRegistration, ExecutionKey, Journal } from "../DurableExecutionJournal.js"
 import type { JournalError } from "../DurableExecutionJournal.js"
 import type { PayloadDecodeError } from "../WorkflowError.js"
+import { forkDetachable, shutdownBound } from "./engineShared.js"
 import { liveClock } from "./liveClock.js"
 
+
+/** The watch's back-off on an expired claim it cannot take (live clock), as the timer's. */
+const firstBackoff = 50
+const maxBackoff = 5_000
+
+/**
+ * Whether two reads of the next expiring claim show the same claim: the same owner and an end within a
+ * second (a SQL journal returns the end in the caller's clock, shifted by a millisecond or two at each
+ * read; a renewal moves it by a lease).
+ */
+const sameExpiry = (
+  a: { readonly owner: string; readonly claimUntil: number } | undefined,
+  b: { readonly owner: string; readonly claimUntil: number }
+) => a !== undefined && a.owner === b.owner && Math.abs(a.claimUntil - b.claimUntil) < 1_000
 
 /** What the liveness loops need of the engine. */
 export interface LivenessHost {
@@ -108,7 +123,8 @@ export class Liveness {
           yield* Deferred.succeed(ready, undefined)
           yield* Effect.withClock(Effect.sleep(Duration.seconds(Math.min(30, failures))), liveClock)
         })).pipe(Effect.zipRight(Effect.suspend(() => keep)))
-      yield* Effect.forkScoped(keep)
+      // (its scope unregisters the engine: detached past a bound when the journal does not answer)
+      yield* forkDetachable("liveness registration", keep, shutdownBound)
       yield* Deferred.await(ready)
     })
   }
@@ -122,7 +138,11 @@ export class Liveness {
   readonly watch: Effect.Effect<never> = Effect.gen(this, function*() {
     const { journal, names, owner } = this.host
     let waitingOn: string | undefined
-    let lastExpired: number | undefined
+    // the expired claim last tried, and the back-off (live clock) while it stays there (it may be one
+    // this engine cannot take: the journal refuses the claim while reads work)
+    let expired: { readonly owner: string; readonly claimUntil: number } | undefined
+    let failures = 0
+    let retryAt = 0
     let checks = 0
     while (true) {
       if (journal.releaseDeadClaims !== undefined) {
@@ -138,11 +158,31 @@ export class Liveness {
         ? undefined
         : Either.getOrUndefined(yield* Effect.either(journal.nextClaimExpiry(names, owner)))
       const now = yield* Clock.currentTimeMillis
-      if (next !== undefined && next.claimUntil < now && next.claimUntil !== lastExpired) {
-        // expired: resume it now (once per expiry: it may be one this engine cannot take)
-        lastExpired = next.claimUntil
-        yield* Effect.ignore(this.host.resumeOrphans)
-        continue
+      let backingOff = false
+      if (next !== undefined && next.claimUntil < now) {
+        if (!sameExpiry(expired, next)) {
+          // a new expiry: resume it now
+          expired = next
+          failures = 0
+          yield* Effect.ignore(this.host.resumeOrphans)
+          continue
+        }
+        // the same expired claim is still there (a SQL journal reads its end back shifted by a
+        // millisecond or two): it could not be taken; try again with back-off, 50 ms doubling to 5 s
+        if (retryAt === 0) {
+          failures++
+          const delay = Math.min(maxBackoff, firstBackoff * 2 ** Math.min(failures - 1, 20))
+          retryAt = (yield* Effect.withClock(Clock.currentTimeMillis, liveClock)) + delay
+          if (failures === 1) {
+            yield* Effect.logWarning("could not resume an expired claim of another engine; trying again with back-off")
+              .pipe(Effect.annotateLogs({ engine: next.owner }))
+          }
+        }
+        backingOff = true
+      } else {
+        expired = undefined
+        failures = 0
+        retryAt = 0
       }
       if (next !== undefined && next.claimUntil >= now && next.owner !== waitingOn) {
         waitingOn = next.owner
@@ -150,14 +190,20 @@ export class Liveness {
           Effect.annotateLogs({ engine: next.owner, claimUntil: new Date(next.claimUntil).toISOString() })
         )
       } else if (next === undefined) waitingOn = undefined
-      const waits: Array<Effect.Effect<"check" | "change" | "expiry">> = [
+      const waits: Array<Effect.Effect<"check" | "change" | "expiry" | "retry">> = [
         Effect.as(Effect.withClock(Effect.sleep(this.checkEvery), liveClock), "check" as const),
         Effect.as(Queue.take(this.lookAround), "change" as const)
       ]
       if (next !== undefined && next.claimUntil >= now) {
         waits.push(Effect.as(Effect.sleep(next.claimUntil - now + 1), "expiry" as const))
       }
+      if (backingOff) {
+        const until = retryAt
+        const wait = Effect.flatMap(Clock.currentTimeMillis, (liveNow) => Effect.sleep(Math.max(0, until - liveNow)))
+        waits.push(Effect.as(Effect.withClock(wait, liveClock), "retry" as const))
+      }
       const woke = yield* Effect.raceAll(waits)
+      if (woke === "retry") retryAt = 0
       // and a periodic repair, once a lease (live clock): what no notification announced
       checks = woke === "check" ? checks + 1 : 0
       const repair = checks * Duration.toMillis(this.checkEvery) >= this.host.leaseMillis
@@ -168,14 +214,24 @@ export class Liveness {
 
   /**
    * A graceful shutdown: gives up the claims of the executions this engine ran (after they stopped), so
-   * the next engine resumes them at once instead of at their claim's end.
+   * the next engine resumes them at once instead of at their claim's end. Bounded by `shutdownBound` (live
+   * clock): a journal that does not answer leaves the claims to end at their lease, as after a crash.
    */
   release(claims: ReadonlyArray<{ readonly key: ExecutionKey; readonly epoch: number }>): Effect.Effect<void> {
     const release = this.host.journal.release
     if (release === undefined || claims.length === 0) return Effect.void
-    return Effect.catchAll(
-      Effect.asVoid(release(this.host.owner, claims)),
-      (error) => Effect.logWarning("could not release the engine's claims at shutdown", error)
+    // (disconnected and interruptible, though run by a finalizer: a query the database does not answer is
+    // left to end on its own, not awaited)
+    return Effect.withClock(Effect.timeout(Effect.interruptible(Effect.disconnect(release(this.host.owner, claims))), shutdownBound), liveClock).pipe(
+      Effect.asVoid,
+      Effect.catchAll((error) =>
+        error._tag === "TimeoutException"
+          ? Effect.logWarning(
+            `could not release the engine's claims at shutdown within ${Duration.format(shutdownBound)} (the journal ` +
+              "does not answer); they end at their lease, as after a crash"
+          ).pipe(Effect.annotateLogs({ claims: claims.length }))
+          : Effect.logWarning("could not release the engine's claims at shutdown", error)
+      )
     )
   }
 }

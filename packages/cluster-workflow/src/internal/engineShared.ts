@@ -5,15 +5,18 @@
  * @internal
  */
 import * as Clock from "effect/Clock"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import type * as ParseResult from "effect/ParseResult"
+import type * as Scope from "effect/Scope"
 import type { Journal } from "../DurableExecutionJournal.js"
 import type { WorkflowDefinition } from "../Workflow.js"
 import type { ExitCodec } from "./codec.js"
 import type { Engine } from "./engine.js"
+import { liveClock } from "./liveClock.js"
 
 /** @internal */
 export interface EngineOptions {
@@ -48,6 +51,43 @@ export interface ParentLink {
 
 /** @internal */
 export { liveClock } from "./liveClock.js"
+
+/**
+ * How long (live clock) a shutdown waits for the database: to give the claims up, to unregister the
+ * engine, for a loop stuck in a query to stop. Past it the engine's scope closes anyway: its claims end at
+ * their lease, as after a crash, and a loop still in a query is left to end when the query does.
+ *
+ * @internal
+ */
+export const shutdownBound = Duration.seconds(5)
+
+/** How long (live clock) a shutdown waits for a loop to stop before it detaches it. @internal */
+export const loopStopBound = Duration.seconds(1)
+
+/**
+ * Like `Effect.forkScoped`, but when the scope closes the fiber is interrupted and awaited for at most
+ * `bound` (live clock; `loopStopBound` by default): a loop stuck in a query the database does not answer
+ * (a locked table) is detached, with a warning, instead of holding the shutdown. @internal
+ */
+export const forkDetachable = <A, E>(
+  what: string,
+  effect: Effect.Effect<A, E>,
+  bound: Duration.Duration = loopStopBound
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.uninterruptible(Effect.flatMap(Effect.forkDaemon(effect), (fiber) =>
+    Effect.addFinalizer(() =>
+      Effect.zipRight(
+        Fiber.interruptFork(fiber),
+        // (interruptible: a finalizer runs uninterruptibly, and the timeout must be able to stop the wait)
+        Effect.withClock(Effect.timeout(Effect.interruptible(Fiber.await(fiber)), bound), liveClock).pipe(
+          Effect.catchTag("TimeoutException", () =>
+            Effect.logWarning(
+              `the engine's ${what} did not stop within ${Duration.format(bound)} at shutdown (the journal ` +
+                "does not answer); it is left to stop when the journal does"
+            ))
+        )
+      )
+    )))
 
 /**
  * The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests).

@@ -15,6 +15,7 @@ import type { Engine } from "./engine.js"
 import { enginesOf } from "./engineShared.js"
 import type { ExecutionRuntime } from "./execution.js"
 import { stuckFault } from "./faults.js"
+import { invalidIdReason } from "./ids.js"
 import { unlessRowLocked } from "./rowLocked.js"
 import { keyString } from "./results.js"
 
@@ -23,6 +24,9 @@ export const find = (
   engine: Engine,
   executionId: string
 ): Effect.Effect<ExecutionRow, ExecutionNotFoundError | JournalError> => {
+  // An id no journal can hold (see `invalidIdReason`) names no execution: not found, without asking the
+  // journal (PostgreSQL would refuse a U+0000 with a database error).
+  if (invalidIdReason(executionId) !== undefined) return Effect.fail(new ExecutionNotFoundError({ executionId }))
   return Effect.gen(function*() {
     for (const workflow of engine.names) {
       const row = yield* engine.journal.get({ workflow, executionId })
@@ -39,6 +43,9 @@ export const signalKey = (
   name: string,
   value: string
 ): Effect.Effect<{ readonly stored: string; readonly row: ExecutionRow }, ExecutionNotFoundError | JournalError> => {
+  if (invalidIdReason(key.executionId) !== undefined) {
+    return Effect.fail(new ExecutionNotFoundError({ executionId: key.executionId }))
+  }
   return Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     const result = yield* engine.journal.signal(key, name, value, now)

@@ -7,9 +7,11 @@
  * @internal
  */
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type { ExecutionKey, ExecutionRow, Journal } from "../DurableExecutionJournal.js"
@@ -125,11 +127,50 @@ export class Results {
     return this.closed
   }
 
-  /** Awaits an execution's encoded result. */
+  /**
+   * Awaits an execution's encoded result: on the local completion while it runs here and, from the first
+   * time it is not running here (elsewhere, suspended), also on one journal poller that lasts for the
+   * rest of this caller's wait. Each time the execution leaves this engine the caller waits locally again
+   * (it may come back), with the same poller: one poller per caller however often it suspends.
+   */
   await(key: ExecutionKey, options?: AwaitOptions): Effect.Effect<string, ResultError> {
     return Effect.suspend(() => {
       if (this.closed !== undefined) return Effect.fail(this.closed)
       const id = keyString(key)
+      // Running here (the common case): the local completion alone, with no race to set up.
+      if (this.source.isLive(id)) {
+        return Effect.flatMap(
+          this.awaitLocal(id),
+          (result) => result === undefined ? this.awaitWithPoller(key, id, options) : Effect.succeed(result)
+        )
+      }
+      return this.awaitWithPoller(key, id, options)
+    })
+  }
+
+  /** The wait once the execution has not been running here: local waits and one poller for the rest of it. */
+  private awaitWithPoller(key: ExecutionKey, id: string, options?: AwaitOptions): Effect.Effect<string, ResultError> {
+    return Effect.suspend(() => {
+      let polling = false
+      const startPolling = Deferred.unsafeMake<void>(FiberId.none)
+      const local: Effect.Effect<string, ResultError> = Effect.gen(this, function*() {
+        while (true) {
+          if (this.closed !== undefined) return yield* Effect.fail(this.closed)
+          if (!polling && !this.source.isLive(id)) {
+            polling = true
+            yield* Deferred.succeed(startPolling, undefined)
+          }
+          const result = yield* this.awaitLocal(id)
+          if (result !== undefined) return result
+        }
+      })
+      return Effect.raceFirst(local, Effect.zipRight(Deferred.await(startPolling), this.poll(key, options)))
+    })
+  }
+
+  /** One local wait: the result, or undefined when the execution left this engine. */
+  private awaitLocal(id: string): Effect.Effect<string | undefined, ResultError> {
+    return Effect.suspend(() => {
       let waiter = this.waiters.get(id)
       if (waiter === undefined) {
         waiter = { shot: new OneShot(), callers: 0 }
@@ -137,19 +178,12 @@ export class Results {
       }
       const entry = waiter
       entry.callers++
-      const leave = Effect.sync(() => {
-        entry.callers--
-        if (entry.callers === 0 && this.waiters.get(id) === entry) this.waiters.delete(id)
-      })
-      const local = Effect.flatMap(
-        entry.shot.await,
-        (result): Effect.Effect<string, ResultError> =>
-          result === undefined ? this.await(key, options) : Effect.succeed(result)
-      )
-      // Running here: the local completion is enough. Elsewhere (or suspended): also watch the journal.
       return Effect.ensuring(
-        this.source.isLive(id) ? local : Effect.raceFirst(local, this.poll(key, options)),
-        leave
+        entry.shot.await,
+        Effect.sync(() => {
+          entry.callers--
+          if (entry.callers === 0 && this.waiters.get(id) === entry) this.waiters.delete(id)
+        })
       )
     })
   }

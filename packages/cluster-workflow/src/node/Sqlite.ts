@@ -47,7 +47,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import Database from "libsql"
 import type * as Scope from "effect/Scope"
-import { readFileSync } from "node:fs"
+import { readFileSync, readlinkSync } from "node:fs"
 import { hostname } from "node:os"
 import { resolve } from "node:path"
 import type { DurableExecutionJournal, JournalError } from "../DurableExecutionJournal.js"
@@ -457,21 +457,60 @@ const processStartTime = (pid: number): string | null => {
   }
 }
 
+/** A Linux file's first line (the PID namespace link, the boot id), or undefined where there is none. */
+const readLink = (read: () => string): string | undefined => {
+  try {
+    const value = read().trim()
+    return value === "" || value.includes("#") ? undefined : value
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Where a pid names a process: this machine's name and, where Linux tells them, its PID namespace
+ * (`/proc/self/ns/pid`: a container has its own) and its kernel's boot id (`/proc/sys/kernel/random/boot_id`:
+ * another kernel, or this one before a reboot). Stored as `name#pidns#bootid` (a host name has no `#`);
+ * just the name where there is no `/proc` (macOS), as before.
+ */
+const machine = (() => {
+  const name = hostname()
+  const namespace = readLink(() => readlinkSync("/proc/self/ns/pid"))
+  const boot = readLink(() => readFileSync("/proc/sys/kernel/random/boot_id", "utf8"))
+  return namespace === undefined || boot === undefined ? name : `${name}#${namespace}#${boot}`
+})()
+
+/** A registered host: its name, and its PID namespace and boot id when it recorded them. */
+const parseHost = (host: string) => {
+  const [name, namespace, boot] = host.split("#")
+  return { name: name!, namespace, boot }
+}
+
 /**
  * This Node process's liveness on its machine (host, pid, start time), and how to tell that another
  * process of this machine is gone: `process.kill(pid, 0)` fails with ESRCH, or the pid now belongs to a
  * process that started at another time. A SQLite journal uses it to resume a killed process's executions
- * at once (issue 9 #4).
+ * at once (issue 9 #4). The host includes, on Linux, the PID namespace and boot id: a pid registered in
+ * another PID namespace (a container sharing the host name and the SQLite file) or under another kernel
+ * (another machine with the same name, or before a reboot) means nothing here, so such an engine's
+ * liveness cannot be told (its claims end at their lease).
  *
  * @since 0.1.0
  * @category liveness
  */
 export const processLiveness: DurableExecutionJournalSql.ProcessLiveness = {
-  host: hostname(),
+  host: machine,
   pid: process.pid,
   startTime: processStartTime(process.pid),
   isAlive: (host, pid, startTime) => {
-    if (host !== hostname()) return undefined
+    const theirs = parseHost(host)
+    const ours = parseHost(machine)
+    if (theirs.name !== ours.name) return undefined
+    // another PID namespace or another kernel: its pid is not one of this namespace's (a process that
+    // recorded none, from an earlier release, is judged as before)
+    if (theirs.namespace !== undefined && (theirs.namespace !== ours.namespace || theirs.boot !== ours.boot)) {
+      return undefined
+    }
     try {
       process.kill(pid, 0)
     } catch (error) {
