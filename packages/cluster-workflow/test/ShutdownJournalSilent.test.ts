@@ -57,4 +57,28 @@ describe.skipIf(postgresSkipReason !== undefined)("shutdown while the database d
       expect(Exit.isSuccess(closed)).toBe(true)
       expect(warnings.some((w) => w.includes("could not release the engine's claims") && w.includes("lease"))).toBe(true)
     }).pipe(Effect.scoped), 90_000)
+
+  it.live("a shutdown while the database answers stops every loop of the engine (none is left running)", () =>
+    Effect.gen(function*() {
+      const shared = yield* sharedPostgres
+      const journal = Context.get(yield* Layer.build(shared.journal()), DurableExecutionJournal.DurableExecutionJournal)
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+        if (logLevel._tag === "Warning") warnings.push(text)
+      })
+      const log = new RunLog()
+      const workflow = Workflow.make(Order, (order) => recorded(log, "charge", order.amount, Schema.Number))
+      const engineScope = yield* Scope.make()
+      const engine = yield* WorkflowEngine.make(workflow, { identity: "B" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
+        Effect.provide(Logger.add(logger)),
+        Scope.extend(engineScope)
+      )
+      expect(yield* engine.execute(new Order({ orderId: "o2", amount: 2 }))).toBe(2)
+      yield* Scope.close(engineScope, Exit.void)
+      // a loop that could not be interrupted would be detached after its bound, with this warning, and
+      // would keep the process alive (and keep using the journal)
+      expect(warnings.filter((w) => w.includes("did not stop"))).toEqual([])
+    }).pipe(Effect.scoped), 90_000)
 })

@@ -74,7 +74,9 @@ export const forkDetachable = <A, E>(
   effect: Effect.Effect<A, E>,
   bound: Duration.Duration = loopStopBound
 ): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.uninterruptible(Effect.flatMap(Effect.forkDaemon(effect), (fiber) =>
+  // (the fiber is made interruptible: forked inside the uninterruptible region it would inherit it, and
+  // no interruption would ever stop it)
+  Effect.uninterruptible(Effect.flatMap(Effect.forkDaemon(Effect.interruptible(effect)), (fiber) =>
     Effect.addFinalizer(() =>
       Effect.zipRight(
         Fiber.interruptFork(fiber),

@@ -214,7 +214,9 @@ export class Results {
       // It may have finished here just before this caller asked (it is no longer live): read at once.
       const first = this.settled(key, yield* rideOutJournal(journal.get(key)), options)
       if (first !== undefined) return yield* first
-      let delay = Math.min(100, pollEvery)
+      // Short workflows run elsewhere (another pod) finish in tens of milliseconds: look again soon, then
+      // less and less often (10 ms doubling up to `pollEvery`).
+      let delay = Math.min(10, pollEvery)
       while (true) {
         yield* Effect.withClock(Effect.sleep(delay), liveClock)
         const row = yield* rideOutJournal(journal.get(key))
