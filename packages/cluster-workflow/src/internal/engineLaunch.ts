@@ -21,7 +21,7 @@ import { EncodeError, PayloadDecodeError, PayloadMismatchError } from "../Workfl
 import { payloadHash, samePayload } from "./codec.js"
 import type { Engine } from "./engine.js"
 import type { Definition, ParentLink, StartResult } from "./engineShared.js"
-import { enginesOf, liveClock, monotonicMillis, parseParent, runningResult, runningStart } from "./engineShared.js"
+import { liveClock, monotonicMillis, parseParent, runningResult, runningStart } from "./engineShared.js"
 import type { Outcome } from "./execution.js"
 import { ExecutionRuntime } from "./execution.js"
 import type { CodeFault } from "./faults.js"
@@ -145,16 +145,6 @@ const startEncoded = (
     })))
 }
 
-/** Whether another engine of this process on this journal, with this engine's identity, runs or claims `id`. */
-const siblingHolds = (engine: Engine, id: string): boolean => {
-  for (const other of enginesOf(engine.journal)) {
-    if (other === engine || other.owner !== engine.owner) continue
-    const running = other.live.get(id)
-    if (other.claiming.has(id) || (running !== undefined && !running.suspending)) return true
-  }
-  return false
-}
-
 /** Claims an unfinished execution and runs it here, unless another engine holds a live claim. */
 export const claimAndLaunch = (
   engine: Engine,
@@ -167,10 +157,6 @@ export const claimAndLaunch = (
   // (a closed engine runs nothing more)
   if (engine.results.closedError !== undefined) return Effect.succeed(false)
   if (engine.claiming.has(id) || (running !== undefined && !running.suspending)) return Effect.succeed(false)
-  // Nor while another engine of this process with the same identity runs or claims it: its claim is this
-  // engine's too, so the journal would grant it and run the body twice at once. The caller has its result
-  // from the journal when that engine finishes it.
-  if (siblingHolds(engine, id)) return Effect.succeed(false)
   engine.claiming.add(id)
   return Effect.gen(function*() {
     const definition = engine.definitions.get(key.workflow)
