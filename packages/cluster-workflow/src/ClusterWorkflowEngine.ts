@@ -263,6 +263,16 @@ const watchShards = (
       }
     }
     idle = next
+    // Suspended executions of the served shards whose inbox changed after they suspended (a wake that
+    // crossed their suspension, or was lost with its sender): resumed here, as the in-process engine's
+    // periodic repair does.
+    const stale = fenced.inner.staleSuspensions
+    if (stale !== undefined) {
+      for (const key of yield* stale(engine.names, 500)) {
+        const { shard } = yield* fenced.placementOf(key)
+        if (taken.has(shard)) yield* Effect.catchTag(engine.claimAndLaunch(key), "PayloadDecodeError", () => Effect.void)
+      }
+    }
   }).pipe(Effect.catchAll((error) => Effect.logWarning("could not follow the pod's shards", error)))
   // A round at each change of the pod's shards (a pod leaving changes them too: that round reads nothing),
   // and every `every` with the sweep (what no change announces: runs to drop or take back).
