@@ -128,6 +128,8 @@ export class Engine {
       },
       liveClaims: () => Array.from(this.live.values(), (runtime) => ({ key: runtime.key, epoch: runtime.currentEpoch })),
       stopAll: () => {
+        // (under the cluster engine nobody takes executions over by liveness: the shard's owner keeps them)
+        if (options.followOtherEngines === false) return
         for (const runtime of this.live.values()) runtime.notifyClaimLost()
       },
       fork: (effect) => void this.runFork(effect),
