@@ -23,6 +23,7 @@ import * as Sqlite from "@effect-cluster/cluster-workflow/sqlite"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, ManagedRuntime, Redacted, Schema } from "effect"
+import { createRequire } from "node:module"
 import {
   amountDue,
   type CaseResult,
@@ -84,6 +85,26 @@ const napWorkflow = Workflow.make(Nap, (nap) =>
     )
   }))
 
+/**
+ * Counts the statements this process sends to PostgreSQL (each one round trip: `pg` sends a statement and
+ * its parameters in one exchange), by wrapping the `pg` client that `@effect/sql-pg` uses.
+ */
+const countStatements = (): () => number => {
+  const require = createRequire(import.meta.url)
+  const pg = require(require.resolve("pg", { paths: [require.resolve("@effect/sql-pg/PgClient")] })) as {
+    Client: { prototype: { query: (...args: Array<unknown>) => unknown } }
+  }
+  const query = pg.Client.prototype.query
+  let count = 0
+  pg.Client.prototype.query = function(this: unknown, ...args: Array<unknown>) {
+    count++
+    return query.apply(this, args)
+  }
+  return () => count
+}
+
+const statements = process.env.BENCH_CASE?.includes("\"databaseUrl\"") ? countStatements() : undefined
+
 const sqlClient = (spec: CaseSpec, maxConnections?: number): Layer.Layer<SqlClient.SqlClient, unknown> => {
   if (spec.sqliteFile !== undefined) return Sqlite.layerClient({ filename: spec.sqliteFile })
   if (spec.databaseUrl !== undefined) {
@@ -126,7 +147,7 @@ const runWorkflows = async (spec: CaseSpec): Promise<CaseResult> => {
       })
     ))
     if (code !== trackingCode) throw new Error(`wrong result ${code}`)
-  })
+  }, statements)
   await runtime.dispose()
   return result
 }
@@ -139,7 +160,8 @@ const runFloor = async (spec: CaseSpec): Promise<CaseResult> => {
   const row = JSON.stringify({ _tag: "Success", value: amountDue })
   const result = await closedLoop(
     spec,
-    (i) => runtime.runPromise(sql`INSERT INTO bench_floor (id, body) VALUES (${`${runTag}-${i}`}, ${row})`).then(() => {})
+    (i) => runtime.runPromise(sql`INSERT INTO bench_floor (id, body) VALUES (${`${runTag}-${i}`}, ${row})`).then(() => {}),
+    statements
   )
   await runtime.dispose()
   return result

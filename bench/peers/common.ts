@@ -46,6 +46,8 @@ export interface LoopResult {
   readonly p99: number
   readonly cpuMicros: number
   readonly peakRss: number
+  /** Statements sent to the database in the measured window, when the child counts them (this project's). */
+  readonly roundTrips?: number | undefined
 }
 
 /** What a sleepers case measured: lateness is from the common deadline to each workflow's last step. */
@@ -115,7 +117,12 @@ export const main = (run: (spec: CaseSpec) => Promise<CaseResult>): void => {
  * again, first for the warm-up, then for the measured window. `call(i)` runs workflow number `i` (unique in
  * the process) from outside any framework, as an HTTP handler would.
  */
-export const closedLoop = async (spec: CaseSpec, call: (i: number) => Promise<void>): Promise<LoopResult> => {
+export const closedLoop = async (
+  spec: CaseSpec,
+  call: (i: number) => Promise<void>,
+  /** Statements sent to the database so far, when the child can count them. */
+  statements?: () => number
+): Promise<LoopResult> => {
   let next = 0
   const caller = async (until: number, latencies: Array<number> | undefined) => {
     let done = 0
@@ -134,10 +141,12 @@ export const closedLoop = async (spec: CaseSpec, call: (i: number) => Promise<vo
   await mark("start")
   const latencies: Array<number> = []
   const cpu = process.cpuUsage()
+  const statementsAtStart = statements?.()
   const start = performance.now()
   const counts = await callers(start + spec.measureMs, latencies)
   const seconds = (performance.now() - start) / 1000
   const used = process.cpuUsage(cpu)
+  const roundTrips = statements === undefined ? undefined : statements() - statementsAtStart!
   await mark("end")
   const sorted = Float64Array.from(latencies).sort()
   const workflows = counts.reduce((a, b) => a + b, 0)
@@ -149,7 +158,8 @@ export const closedLoop = async (spec: CaseSpec, call: (i: number) => Promise<vo
     p50: percentile(sorted, 0.5),
     p99: percentile(sorted, 0.99),
     cpuMicros: used.user + used.system,
-    peakRss: peakRss()
+    peakRss: peakRss(),
+    roundTrips
   }
 }
 

@@ -10,7 +10,9 @@
  * Options: --quick (1 round of 1 s cases, at most 500 sleepers: a smoke test), --runs N, --seconds S (measured
  * window per case), --warmup S, --sleepers N, --sleeper-runs N, --sleeper-seconds S (longest estimated
  * start phase: slower systems get fewer sleepers), --no-sleepers, --only id,id (see systems.ts),
- * --out FILE, --verbose (children's stderr).
+ * --workloads instant,io,floor (only these workloads), --concurrency 1,64 (only these concurrencies; floors:
+ * connections), --out FILE, --verbose (children's stderr). One case at concurrency 1 on PostgreSQL with its
+ * floor: `--only project-pg,floor-pg --workloads instant,floor --concurrency 1 --no-sleepers`.
  * Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) names the server and the
  * database that CREATE DATABASE is run from.
  */
@@ -56,6 +58,8 @@ interface Options {
   readonly sleeperSeconds: number
   readonly withSleepers: boolean
   readonly only: ReadonlyArray<string> | undefined
+  readonly workloads: ReadonlyArray<string> | undefined
+  readonly concurrency: ReadonlyArray<number> | undefined
   readonly out: string
   readonly verbose: boolean
 }
@@ -84,6 +88,8 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     sleeperSeconds: number("--sleeper-seconds", quick ? 5 : 10),
     withSleepers: !argv.includes("--no-sleepers"),
     only: value("--only")?.split(","),
+    workloads: value("--workloads")?.split(","),
+    concurrency: value("--concurrency")?.split(",").map(Number),
     out: value("--out") ?? join(here, "results.md"),
     verbose: argv.includes("--verbose")
   }
@@ -257,7 +263,8 @@ const describe = (def: CaseDef, record: RunRecord) => {
   }
   if (def.workload === "baseline") return `${record.commits} commits to start and stop`
   const commits = record.commits === undefined ? "" : `, ${record.commits} commits for ${r.total}`
-  return `${Math.round(r.workflows / r.seconds)} /s, p50 ${r.p50.toFixed(2)} ms${commits}`
+  const trips = r.roundTrips === undefined ? "" : `, ${(r.roundTrips / r.workflows).toFixed(2)} round trips each`
+  return `${Math.round(r.workflows / r.seconds)} /s, p50 ${r.p50.toFixed(2)} ms${commits}${trips}`
 }
 
 const main = async () => {
@@ -274,7 +281,11 @@ const main = async () => {
     (options.only === undefined || options.only.includes(s.id)) && !unavailable.has(s.id)
   )
   const env: Environment = await environment(admin, options, unavailable)
-  const plan = cases(selected, { sleepers: options.withSleepers })
+  const plan = cases(selected, { sleepers: options.withSleepers }).filter((c) =>
+    c.workload === "baseline" ||
+    ((options.workloads === undefined || options.workloads.includes(c.workload)) &&
+      (options.concurrency === undefined || c.workload === "sleepers" || options.concurrency.includes(c.concurrency)))
+  )
   const records = new Map<string, Array<RunRecord>>()
   const started = performance.now()
   const rounds = Math.max(options.runs, options.sleeperRuns)
