@@ -158,6 +158,17 @@ const applyWrite = (store: Store, write: JournalWrite): WriteResult => {
   }
 }
 
+/** Applies a commit's writes in order; the writes after a Start that found its execution are fenced. */
+const commitWrites = (store: Store, writes: ReadonlyArray<JournalWrite>): Array<WriteResult> => {
+  let notCreated: Set<string> | undefined
+  return writes.map((write) => {
+    if (notCreated?.has(keyString(write.key))) return { _tag: "Fenced" }
+    const result = applyWrite(store, write)
+    if (result._tag === "Exists") (notCreated ??= new Set()).add(keyString(write.key))
+    return result
+  })
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Claims
 // ---------------------------------------------------------------------------------------------------------
@@ -376,7 +387,7 @@ const reads = (store: Store): Pick<Journal, "get" | "events" | "list" | "deleteC
 export const make: Effect.Effect<Journal> = Effect.sync(() => {
   const store: Store = new Map()
   const journal: Journal = {
-    commit: (writes) => Effect.sync(() => writes.map((write) => applyWrite(store, write))),
+    commit: (writes) => Effect.sync(() => commitWrites(store, writes)),
     ...reads(store),
     ...claims(store),
     ...inbox(store),

@@ -172,7 +172,7 @@ describeJournals("journal contract", (journal) => {
         append(b, fence("X", 1), [event(0)]), // fenced: must not fail the others
         append(a, fence(), [event(1)]),
         start(b),
-        append(b, fence(), [event(0)]),
+        append(b, fence(), [event(0)]), // after a Start that found its execution: not applied
         start(c, { owner: "C" }),
         suspend(c, fence("C", 1), 0, { wakeAt: 900 }),
         append(a, fence(), [event(1)]), // not past the last event: refused
@@ -184,14 +184,14 @@ describeJournals("journal contract", (journal) => {
         "Fenced",
         "Ok",
         "Exists",
-        "Ok",
+        "Fenced",
         "Created",
         "Ok",
         "Fenced",
         "Ok"
       ])
       expect((yield* j.events(a, 0)).map((e) => e.sequence)).toEqual([0, 1, 2])
-      expect((yield* j.events(b, 0)).map((e) => e.sequence)).toEqual([0])
+      expect((yield* j.events(b, 0)).map((e) => e.sequence)).toEqual([])
       expect(yield* getRow(a)).toMatchObject({ status: "completed", result: "r" })
       expect(yield* getRow(c)).toMatchObject({ status: "suspended", wakeAt: 900, claimOwner: null })
       expect(yield* j.commit([])).toEqual([])
@@ -230,15 +230,22 @@ describeJournals("journal contract", (journal) => {
         { _tag: "Fenced" }
       ])
       expect(yield* j.events(key("neg"), -10)).toEqual([])
-      // The execution exists: Exists carries the row before the append, which applies to that row.
+      // The execution exists: Exists carries the row, and the writes after the Start in this batch are
+      // not applied, even under a claim that holds the row (the writer presumed a new execution).
       yield* j.commit([start(key("mine"), { now: 1 })])
       const before = yield* getRow(key("mine"))
-      const [exists, appended] = yield* j.commit([
+      const [exists, appended, later] = yield* j.commit([
         start(key("mine"), { now: 20 }),
-        append(key("mine"), fence(), [event(0)], { result: "x" }, 21)
+        append(key("mine"), fence(), [event(0)], { result: "x" }, 21),
+        suspend(key("mine"), fence(), 0)
       ])
       expect(exists).toEqual({ _tag: "Exists", row: before })
-      expect(appended).toEqual({ _tag: "Ok" })
+      expect(appended).toEqual({ _tag: "Fenced" })
+      expect(later).toEqual({ _tag: "Fenced" })
+      expect(yield* getRow(key("mine"))).toEqual(before)
+      expect(yield* j.events(key("mine"), 0)).toEqual([])
+      // Without the Start in the batch, the same append applies to the row its claim holds.
+      expect(yield* j.commit([append(key("mine"), fence(), [event(0)], { result: "x" }, 21)])).toEqual([{ _tag: "Ok" }])
       expect(yield* getRow(key("mine"))).toMatchObject({ result: "x", updatedAt: 21, createdAt: 1 })
       yield* j.commit([start(key("theirs"), { owner: "B" })])
       expect(yield* j.commit([start(key("theirs")), append(key("theirs"), fence(), [event(0)])])).toMatchObject([

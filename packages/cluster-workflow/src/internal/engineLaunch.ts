@@ -14,7 +14,7 @@ import * as HashMap from "effect/HashMap"
 import * as Metric from "effect/Metric"
 import * as ParseResult from "effect/ParseResult"
 import * as Schedule from "effect/Schedule"
-import type { ExecutionKey } from "../DurableExecutionJournal.js"
+import type { ExecutionKey, WriteResult } from "../DurableExecutionJournal.js"
 import { formatVersion, isTerminal, JournalError } from "../DurableExecutionJournal.js"
 import type { EngineClosedError, WorkflowUsageError } from "../WorkflowError.js"
 import { EncodeError, PayloadDecodeError, PayloadMismatchError } from "../WorkflowError.js"
@@ -98,51 +98,71 @@ const startEncoded = (
   const gate = new OneShot<void>()
   engine.starting.set(id, gate)
   const version = definition.version(message)
-  let sentAt = 0
-  return Effect.flatMap(Effect.zip(Clock.currentTimeMillis, monotonicMillis), ([now, monotonic]) =>
-    Effect.flatMap(
-      (sentAt = monotonic, engine.committer.submit({
-        _tag: "Start",
-        key,
-        payload,
-        payloadHash: hash,
-        version,
-        parent: parent === null ? null : JSON.stringify(parent),
-        owner: engine.owner,
-        claimUntil: now + engine.leaseMillis,
-        now
-      })).await,
-      (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
+  return Effect.flatMap(Effect.zip(Clock.currentTimeMillis, monotonicMillis), ([now, sentAt]) => {
+    const runtime = makeRuntime(engine, definition, key, message, {
+      epoch: 1,
+      inboxVersion: 0,
+      cancelRequested: false,
+      version,
+      payload,
+      payloadHash: hash,
+      parent,
+      fresh: true
+    })
+    // The new execution runs at once, before its Start is committed, so that its first write (the first
+    // step's attempt) shares the Start's commit. Nothing of it acts before that commit, and a Start that
+    // does not create the execution breaks it: its writes are fenced (groupCommit.ts, `JournalWrite`).
+    const started = engine.committer.submit({
+      _tag: "Start",
+      key,
+      payload,
+      payloadHash: hash,
+      version,
+      parent: parent === null ? null : JSON.stringify(parent),
+      owner: engine.owner,
+      claimUntil: now + engine.leaseMillis,
+      now
+    }, runtime)
+    runExecution(engine, runtime, parent, started)
+    return Effect.matchCauseEffect(started.await, {
+      // (the runtime stops; once it has left, a retried start does not find it running)
+      onFailure: (cause) => Effect.zipRight(runtime.done.await, Effect.failCause(cause)),
+      onSuccess: (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
         if (result._tag === "Created") {
-          launch(engine, definition, key, message, {
-            claimSentAt: sentAt,
-            epoch: result.epoch,
-            inboxVersion: 0,
-            cancelRequested: false,
-            version,
-            payload,
-            payloadHash: hash,
-            parent,
-            fresh: true
-          })
+          // its lease runs from the Start's sending, as a claim's does (renewals start now)
+          if (engine.live.get(id) === runtime) {
+            engine.leaseEnds.set(runtime, sentAt + engine.leaseMillis - engine.leaseMargin)
+          }
           return runningResult
         }
-        if (result._tag === "Fenced") {
-          // (on the cluster: the execution's shard left this pod meanwhile; its new owner takes the retry)
-          return new JournalError({ operation: "start", message: shardMovedMessage, retryable: true })
-        }
-        if (result._tag !== "Exists") {
-          return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })
-        }
-        const row = result.row
-        if (!samePayload(row, payload, hash)) return new PayloadMismatchError(key)
-        if (isTerminal(row.status)) return Effect.succeed({ _tag: "Finished", result: row.result ?? "" } as const)
-        return Effect.as(unlessRowLocked(engine.claimAndLaunch(key)), runningStart)
+        return Effect.zipRight(runtime.done.await, notCreated(engine, key, payload, hash, result))
       }
-    )).pipe(Effect.ensuring(Effect.sync(() => {
-      engine.starting.delete(id)
-      gate.unsafeDone(Exit.void)
-    })))
+    })
+  }).pipe(Effect.ensuring(Effect.sync(() => {
+    engine.starting.delete(id)
+    gate.unsafeDone(Exit.void)
+  })))
+}
+
+/** A Start that found its execution (or was fenced): join it, or say why not. */
+const notCreated = (
+  engine: Engine,
+  key: ExecutionKey,
+  payload: string,
+  hash: string,
+  result: WriteResult
+): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
+  if (result._tag === "Fenced") {
+    // (on the cluster: the execution's shard left this pod meanwhile; its new owner takes the retry)
+    return new JournalError({ operation: "start", message: shardMovedMessage, retryable: true })
+  }
+  if (result._tag !== "Exists") {
+    return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })
+  }
+  const row = result.row
+  if (!samePayload(row, payload, hash)) return new PayloadMismatchError(key)
+  if (isTerminal(row.status)) return Effect.succeed({ _tag: "Finished", result: row.result ?? "" } as const)
+  return Effect.as(unlessRowLocked(engine.claimAndLaunch(key)), runningStart)
 }
 
 /** Claims an unfinished execution and runs it here, unless another engine holds a live claim. */
@@ -219,25 +239,38 @@ export const claimAndLaunch = (
   }).pipe(Effect.ensuring(Effect.sync(() => engine.claiming.delete(id))))
 }
 
+interface LaunchState {
+  readonly epoch: number
+  readonly inboxVersion: number
+  readonly cancelRequested: boolean
+  readonly version: string
+  readonly payload: string
+  readonly payloadHash: string
+  readonly parent: ParentLink | null
+  readonly fresh: boolean
+}
+
+/** Runs a claimed execution here. `claimSentAt`: when the request that granted the claim was sent. */
 const launch = (
   engine: Engine,
   definition: Definition,
   key: ExecutionKey,
   message: unknown,
-  state: {
-    /** When the request that granted the claim was sent (`monotonicMillis`): its lease starts then. */
-    readonly claimSentAt: number
-    readonly epoch: number
-    readonly inboxVersion: number
-    readonly cancelRequested: boolean
-    readonly version: string
-    readonly payload: string
-    readonly payloadHash: string
-    readonly parent: ParentLink | null
-    readonly fresh: boolean
-  }
+  state: LaunchState & { readonly claimSentAt: number }
 ) => {
-  const runtime = new ExecutionRuntime(engine.services, {
+  const runtime = makeRuntime(engine, definition, key, message, state)
+  engine.leaseEnds.set(runtime, state.claimSentAt + engine.leaseMillis - engine.leaseMargin)
+  runExecution(engine, runtime, state.parent, undefined)
+}
+
+const makeRuntime = (
+  engine: Engine,
+  definition: Definition,
+  key: ExecutionKey,
+  message: unknown,
+  state: LaunchState
+): ExecutionRuntime =>
+  new ExecutionRuntime(engine.services, {
     key,
     epoch: state.epoch,
     inboxVersion: state.inboxVersion,
@@ -255,8 +288,19 @@ const launch = (
       name: state.parent.signal
     }
   })
+
+/**
+ * Registers the runtime as live and runs it. `started`: the uncommitted Start of a new execution; then
+ * the runtime runs at once (in the caller's fiber, up to its first write), and if the Start does not
+ * create the execution, the runtime's end is nobody's business (its writes were fenced).
+ */
+const runExecution = (
+  engine: Engine,
+  runtime: ExecutionRuntime,
+  parent: ParentLink | null,
+  started: OneShot<WriteResult, JournalError> | undefined
+) => {
   const id = runtime.keyString
-  engine.leaseEnds.set(runtime, state.claimSentAt + engine.leaseMillis - engine.leaseMargin)
   engine.live.set(id, runtime)
   // the renewal loop waits for this only when nothing was live
   if (engine.live.size === 1) engine.liveChanged.unsafeOffer(undefined)
@@ -264,8 +308,17 @@ const launch = (
     if (engine.live.get(id) === runtime) engine.live.delete(id)
     runtime.done.unsafeDone(Exit.void)
   }
+  const refused = () => {
+    const exit = started?.unsafePoll
+    return exit !== undefined && !(Exit.isSuccess(exit) && exit.value._tag === "Created")
+  }
   const run = Effect.onExit(
-    Effect.flatMap(runtime.run, (outcome) => onOutcome(engine, runtime, outcome, state.parent)),
+    Effect.flatMap(runtime.run, (outcome) => {
+      if (!refused()) return onOutcome(engine, runtime, outcome, parent)
+      if (engine.live.get(id) === runtime) engine.live.delete(id)
+      engine.results.release(id)
+      return Effect.void
+    }),
     (exit) => Exit.isSuccess(exit) ? Effect.sync(left) : Effect.zipRight(runtime.stopBody, Effect.sync(left))
   )
   // The execution's log annotations, set on its fiber (cheaper than `Effect.annotateLogs` around it).
@@ -275,11 +328,16 @@ const launch = (
         fiberId,
         fiberRef: FiberRef.currentLogAnnotations,
         value: HashMap.set(
-          HashMap.set(FiberRefs.getOrDefault(refs, FiberRef.currentLogAnnotations), "workflow", key.workflow as unknown),
+          HashMap.set(
+            FiberRefs.getOrDefault(refs, FiberRef.currentLogAnnotations),
+            "workflow",
+            runtime.key.workflow as unknown
+          ),
           "executionId",
-          key.executionId
+          runtime.key.executionId
         )
-      })
+      }),
+    immediate: started !== undefined
   })
 }
 

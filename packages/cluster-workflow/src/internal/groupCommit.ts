@@ -107,7 +107,12 @@ const byExecution = (writes: ReadonlyArray<JournalWrite>): Array<Array<number>> 
   return Array.from(groups.values())
 }
 
-const isFailure = (result: WriteResult) => result._tag === "Fenced"
+/**
+ * Whether a write's result breaks its owner: a fenced write, or a Start that did not create its execution
+ * (the owner, a runtime launched before its Start was committed, presumed it would).
+ */
+const breaksOwner = (write: JournalWrite, result: WriteResult) =>
+  result._tag === "Fenced" || (write._tag === "Start" && result._tag !== "Created")
 
 /**
  * Whether an Append is in the journal: the execution is still at the write's claim epoch (a claim by any
@@ -326,7 +331,7 @@ const complete = (batch: ReadonlyArray<Pending>, results: ReadonlyArray<WriteRes
       failOne(pending, result)
       continue
     }
-    if (pending.owner !== undefined && isFailure(result) && !pending.owner.broken) {
+    if (pending.owner !== undefined && breaksOwner(pending.write, result) && !pending.owner.broken) {
       pending.owner.broken = true
       pending.owner.onBroken(result)
     }

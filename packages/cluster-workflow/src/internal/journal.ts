@@ -167,7 +167,10 @@ export interface Delivery {
 /**
  * A write of the group committer. Each one succeeds or fails on its own.
  *
- * - `Start`: inserts the execution if absent, claimed by `owner` with epoch 1.
+ * - `Start`: inserts the execution if absent, claimed by `owner` with epoch 1. The writes of that
+ *   execution that follow it in the same commit take effect only if it inserted the execution (`Fenced`
+ *   otherwise): an engine runs a new execution's first step before its Start is committed, so that both
+ *   share one commit.
  * - `Append`: appends events (and updates the row) if `fence` still holds the claim; with `deliver`, it
  *   also stores that signal in the other execution's inbox, atomically with the append (a child's
  *   completion and its result in the parent's inbox commit together or not at all).

@@ -45,7 +45,8 @@ const plan = (writes: ReadonlyArray<JournalWrite>, results: Array<WriteResult | 
   // (a set-based UPDATE ... FROM applies one source row per target row) and writes of one execution
   // apply in order. A Start followed by an Append that its own claim allows (owner, epoch 1, events from
   // sequence 0) is fused into the Start: the row is inserted as the Append leaves it, so a new
-  // execution's first commit is one statement.
+  // execution's first commit is one statement. The writes after a Start take effect only if it created
+  // the execution (see `JournalWrite`).
   const rounds: Array<Round> = []
   const roundAt = (n: number) => rounds[n] ?? (rounds[n] = { starts: [], appends: [], suspends: [] })
   for (const list of byExecution.values()) {
@@ -80,6 +81,27 @@ const plan = (writes: ReadonlyArray<JournalWrite>, results: Array<WriteResult | 
   return rounds
 }
 
+/** The round without the writes of `executions`, which are answered Fenced in `results`. */
+const withoutExecutions = (
+  round: Round,
+  executions: ReadonlySet<string>,
+  results: Array<WriteResult | undefined>
+): Round => {
+  const keep = <W extends Indexed<JournalWrite>>(writes: ReadonlyArray<W>, fused?: (write: W) => number | undefined) =>
+    writes.filter((planned) => {
+      if (!executions.has(writeId(planned.write))) return true
+      results[planned.index] = { _tag: "Fenced" }
+      const carried = fused?.(planned)
+      if (carried !== undefined) results[carried] = { _tag: "Fenced" }
+      return false
+    })
+  return {
+    starts: keep(round.starts, (start) => start.fused?.index),
+    appends: keep(round.appends),
+    suspends: keep(round.suspends)
+  }
+}
+
 /** Applies the rounds in order and fills in one result per write. */
 const applyRounds = (
   ctx: SqlContext,
@@ -87,7 +109,10 @@ const applyRounds = (
   results: Array<WriteResult | undefined>
 ) =>
   Effect.gen(function*() {
-    for (const round of rounds) {
+    // executions whose Start found them: their later writes in this batch are fenced, not applied
+    const notCreated = new Set<string>()
+    for (const planned of rounds) {
+      const round = notCreated.size === 0 ? planned : withoutExecutions(planned, notCreated, results)
       const applied = yield* applyRound(ctx, round)
       const toRead: Array<StartPlan | Indexed<Suspend>> = []
       for (const start of round.starts) {
@@ -97,9 +122,8 @@ const applyRounds = (
           if (start.fused !== undefined) results[start.fused.index] = { _tag: "Ok" }
           continue
         }
-        if (start.fused !== undefined) {
-          results[start.fused.index] = applied.appended.has(id) ? { _tag: "Ok" } : { _tag: "Fenced" }
-        }
+        notCreated.add(id)
+        if (start.fused !== undefined) results[start.fused.index] = { _tag: "Fenced" }
         const row = applied.existing.get(id)
         if (row !== undefined) results[start.index] = { _tag: "Exists", row }
         else toRead.push(start)

@@ -32,22 +32,12 @@ const idsOf = (rows: ReadonlyArray<Row>) => new Set(rows.map(rowKeyId))
 const none: ReadonlySet<string> = new Set()
 const noRows: ReadonlyMap<string, ExecutionRow> = new Map()
 
-/** Fused appends of starts that found their execution: they apply to it like any other append. */
-const fusedOf = (starts: ReadonlyArray<StartPlan>, created: ReadonlySet<string>) => {
-  const appends: Array<Indexed<Append>> = []
-  for (const start of starts) {
-    if (start.fused !== undefined && !created.has(writeId(start.write))) appends.push(start.fused)
-  }
-  return appends
-}
-
 /** SQLite: one statement per kind of write (in-process, so statements are cheap). */
 const applySqlite = (ctx: SqlContext, round: Round): Effect.Effect<Applied, SqlError> =>
   Effect.gen(function*() {
     const { selectRows, sql } = ctx
     let created = none
     let existing = noRows
-    let appends = round.appends
     if (round.starts.length > 0) {
       created = idsOf(yield* insertStarts(ctx, round.starts))
       const found = round.starts.filter((start) => !created.has(writeId(start.write)))
@@ -58,10 +48,9 @@ const applySqlite = (ctx: SqlContext, round: Round): Effect.Effect<Applied, SqlE
         )
       )
       if (createdEvents.length > 0) yield* insertEvents(ctx, createdEvents, sql.literal(""))
-      const fused = fusedOf(round.starts, created)
-      if (fused.length > 0) appends = [...appends, ...fused]
     }
     let appended = none
+    const appends = round.appends
     if (appends.length > 0) {
       appended = idsOf(yield* updateAppends(ctx, appends))
       const records = eventRecords(appends.filter(({ write }) => appended.has(writeId(write))))
@@ -77,9 +66,9 @@ const rowColumnsAsNull = (ctx: SqlContext) =>
 /**
  * PostgreSQL: the whole round is ONE statement (data-modifying CTEs), so a batch of one round is one
  * round trip and atomic without an explicit transaction. All CTEs see the snapshot from before the
- * statement: `o` reads the rows the starts find (for `Exists`), the fenced UPDATE `a` also carries the
- * fused appends (it matches only the executions that existed before, the ones `s` did not create), and
- * events are inserted only for the appends that took effect (joins on `s` and `a`).
+ * statement: `o` reads the rows the starts find (for `Exists`), a fused append takes effect only with the
+ * row its start inserts (its events join on `s`; a start that found its execution fences it), and events
+ * are inserted only for the appends that took effect (joins on `s` and `a`).
  */
 const applyPg = (ctx: SqlContext, round: Round): Effect.Effect<Applied, SqlError> => {
   const { E, source, sql, xcols } = ctx
@@ -87,7 +76,7 @@ const applyPg = (ctx: SqlContext, round: Round): Effect.Effect<Applied, SqlError
   const parts: Array<Statement.Fragment> = []
   const selects: Array<Statement.Fragment> = []
   const fused = round.starts.flatMap((start) => start.fused === undefined ? [] : [start.fused])
-  const appends = fused.length === 0 ? round.appends : [...round.appends, ...fused]
+  const appends = round.appends
   if (round.starts.length > 0) {
     parts.push(sql`o AS (SELECT ${xcols} FROM ${E} AS x JOIN ${
       source(keySource, round.starts.map(({ write }) => ({ w: write.key.workflow, e: write.key.executionId })))
