@@ -135,7 +135,7 @@ const startEncoded = (
           }
           return runningResult
         }
-        return Effect.zipRight(runtime.done.await, notCreated(engine, key, payload, hash, result))
+        return Effect.flatMap(runtime.done.await, () => notCreated(engine, key, payload, hash, result))
       }
     })
   }).pipe(Effect.ensuring(Effect.sync(() => {

@@ -81,6 +81,16 @@ export const dialectOf = (sql: SqlClient.SqlClient): Effect.Effect<Dialect, Jour
     : Effect.succeed(dialect)
 }
 
+/** Batches of at most this many records travel as parameters rather than as one JSON document (PostgreSQL). */
+const fewRows = 4
+
+/** One record as a row of `VALUES`, each value a parameter cast to its column's type. */
+const valuesRow = <K extends string>(
+  sql: SqlClient.SqlClient,
+  src: RecordSource<K>,
+  row: Record<K, string | number | null>
+): Statement.Fragment => sql`(${sql.csv(src.columns.map(([name, type]) => sql`${row[name]}::${sql.literal(type)}`))})`
+
 /** @internal */
 export const makeContext = (
   client: SqlClient.SqlClient,
@@ -97,7 +107,11 @@ export const makeContext = (
     rows: ReadonlyArray<Record<K, string | number | null>>
   ): Statement.Fragment =>
     dialect === "pg"
-      ? sql`(SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(${sql.literal(src.pg)})) AS v`
+      // A few rows (one execution's writes: most batches) as typed parameters: PostgreSQL plans the
+      // statement in half the time it takes with json_to_recordset (measured: planning is most of its cost).
+      ? rows.length > 0 && rows.length <= fewRows
+        ? sql`(VALUES ${sql.csv(rows.map((row) => valuesRow(sql, src, row)))}) AS v(${sql.literal(src.names)})`
+        : sql`(SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(${sql.literal(src.pg)})) AS v`
       : sql`(SELECT ${sql.literal(src.sqlite)} FROM json_each(${JSON.stringify(rows)})) AS v`
   const frame = makeFrames(sql, dialect, retries)
   const inFrame = (time: TimeFrame): SqlContext => {

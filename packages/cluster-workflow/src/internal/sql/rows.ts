@@ -81,11 +81,14 @@ export interface RecordSource<K extends string> {
   readonly columns: ReadonlyArray<readonly [K, ColumnType]>
   readonly pg: string
   readonly sqlite: string
+  /** The column names, comma-separated. */
+  readonly names: string
 }
 
 export const recordSource = <K extends string>(columns: ReadonlyArray<readonly [K, ColumnType]>): RecordSource<K> => ({
   columns,
   pg: columns.map(([name, type]) => `${name} ${type}`).join(", "),
+  names: columns.map(([name]) => name).join(", "),
   sqlite: columns.map(([name]) => `json_extract(value, '$.${name}') AS ${name}`).join(", ")
 })
 
