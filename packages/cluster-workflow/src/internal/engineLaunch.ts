@@ -112,6 +112,8 @@ const startEncoded = (
     // The new execution runs at once, before its Start is committed, so that its first write (the first
     // step's attempt) shares the Start's commit. Nothing of it acts before that commit, and a Start that
     // does not create the execution breaks it: its writes are fenced (groupCommit.ts, `JournalWrite`).
+    // (Not on the cluster: a run may act only once its Start has placed it on the pod: `mayAct`.)
+    const early = engine.journal.mayAct === undefined
     const started = engine.committer.submit({
       _tag: "Start",
       key,
@@ -122,20 +124,24 @@ const startEncoded = (
       owner: engine.owner,
       claimUntil: now + engine.leaseMillis,
       now
-    }, runtime)
-    runExecution(engine, runtime, parent, started)
+    }, early ? runtime : undefined)
+    if (early) runExecution(engine, runtime, parent, started)
     return Effect.matchCauseEffect(started.await, {
       // (the runtime stops; once it has left, a retried start does not find it running)
-      onFailure: (cause) => Effect.zipRight(runtime.done.await, Effect.failCause(cause)),
+      onFailure: (cause) =>
+        early ? Effect.zipRight(runtime.done.await, Effect.failCause(cause)) : Effect.failCause(cause),
       onSuccess: (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
         if (result._tag === "Created") {
           // its lease runs from the Start's sending, as a claim's does (renewals start now)
-          if (engine.live.get(id) === runtime) {
+          if (!early || engine.live.get(id) === runtime) {
             engine.leaseEnds.set(runtime, sentAt + engine.leaseMillis - engine.leaseMargin)
           }
+          if (!early) runExecution(engine, runtime, parent, undefined)
           return runningResult
         }
-        return Effect.flatMap(runtime.done.await, () => notCreated(engine, key, payload, hash, result))
+        return early
+          ? Effect.flatMap(runtime.done.await, () => notCreated(engine, key, payload, hash, result))
+          : notCreated(engine, key, payload, hash, result)
       }
     })
   }).pipe(Effect.ensuring(Effect.sync(() => {
