@@ -34,6 +34,7 @@ import { EngineClosedError, WorkflowCancelledError, WorkflowUsageError } from ".
 import { exitCodec } from "./codec.js"
 import * as Launch from "./engineLaunch.js"
 import { Liveness } from "./engineLiveness.js"
+import * as Ownership from "./engineOwnership.js"
 import * as Loops from "./engineLoops.js"
 import type { Definition, EngineOptions, ParentLink, StartResult } from "./engineShared.js"
 import { forkDetachable, processEngines } from "./engineShared.js"
@@ -69,6 +70,8 @@ export class Engine {
   readonly leaseMillis: number
   readonly services: EngineServices
   readonly liveness: Liveness
+  /** Who decides which engine runs an execution: claims between engines, or the cluster's shard owner. */
+  readonly ownership: Ownership.Ownership
   /** Offered when another process changed something: the renewal loop renews (and reads inboxes) now. */
   readonly renewSoon: Queue.Queue<void>
   /**
@@ -104,6 +107,7 @@ export class Engine {
     )
     this.liveChanged = Effect.runSync(Queue.sliding<void>(1))
     this.leaseMillis = Duration.toMillis(options.claimLease ?? "30 seconds")
+    this.ownership = options.ownership ?? Ownership.claims
     this.results = new Results({
       journal,
       owner,
@@ -127,11 +131,7 @@ export class Engine {
         return true
       },
       liveClaims: () => Array.from(this.live.values(), (runtime) => ({ key: runtime.key, epoch: runtime.currentEpoch })),
-      stopAll: () => {
-        // (under the cluster engine nobody takes executions over by liveness: the shard's owner keeps them)
-        if (options.followOtherEngines === false) return
-        for (const runtime of this.live.values()) runtime.notifyClaimLost()
-      },
+      stopAll: () => this.ownership.registrationLost(this),
       fork: (effect) => void this.runFork(effect),
       renewNow: () => this.renewSoon.unsafeOffer(undefined)
     }, Duration.decode(options.livenessCheckInterval ?? "500 millis"))
@@ -307,7 +307,8 @@ export const make = (
         Effect.catchAll(engine.retryStuck, (error) => Effect.logWarning("could not retry stuck executions", error))
       )
     }
-    if (options.followOtherEngines !== false) yield* forkDetachable("liveness watch", engine.liveness.watch)
+    const watchOthers = engine.ownership.watchOthers(engine)
+    if (watchOthers !== undefined) yield* forkDetachable("liveness watch", watchOthers)
     if (options.orphanCheckInterval !== undefined) {
       const every = options.orphanCheckInterval
       yield* forkDetachable("orphan check", Effect.forever(Effect.zipRight(

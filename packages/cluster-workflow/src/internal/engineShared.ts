@@ -16,6 +16,7 @@ import type { Journal } from "../DurableExecutionJournal.js"
 import type { WorkflowDefinition } from "../Workflow.js"
 import type { ExitCodec } from "./codec.js"
 import type { Engine } from "./engine.js"
+import type { Ownership } from "./engineOwnership.js"
 import { liveClock } from "./liveClock.js"
 
 /** @internal */
@@ -29,10 +30,10 @@ export interface EngineOptions {
   readonly journalRetries?: number | undefined
   readonly livenessCheckInterval?: Duration.DurationInput | undefined
   /**
-   * Whether the engine resumes what other engines leave (a dead engine's claims, claims that ended).
-   * Default true; false where something else decides who runs what (the cluster: the shard's owner).
+   * Who decides which engine runs an execution (engineOwnership.ts): claims between engines (the default),
+   * or the cluster's shard owner.
    */
-  readonly followOtherEngines?: boolean | undefined
+  readonly ownership?: Ownership | undefined
 }
 
 /** @internal */
