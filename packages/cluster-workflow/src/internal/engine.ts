@@ -22,7 +22,7 @@ import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import type * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import type { ExecutionKey, ExecutionRow, Journal, JournalError } from "../DurableExecutionJournal.js"
+import type { ExecutionKey, ExecutionRow, Journal, JournalError, WriteResult } from "../DurableExecutionJournal.js"
 import type { WorkflowDefinition } from "../Workflow.js"
 import type {
   EncodeError,
@@ -58,6 +58,8 @@ export class Engine {
   readonly starting = new Map<string, OneShot<void>>()
   /** Executions being claimed here (one claim at a time per execution). */
   readonly claiming = new Set<string>()
+  /** Runtimes launched before their Start was committed, with that Start's result (see `Launch.start`). */
+  readonly earlyStarts = new WeakMap<ExecutionRuntime, OneShot<WriteResult, JournalError>>()
   /** Callers awaiting results. */
   readonly results: Results
   /** Executions stopped by a journal failure that this engine takes back once the journal answers. */

@@ -182,6 +182,15 @@ export const claimAndLaunch = (
   const running = engine.live.get(id)
   // (a closed engine runs nothing more)
   if (engine.results.closedError !== undefined) return Effect.succeed(false)
+  // A run launched before its Start was committed: it is this execution's run if the Start created it;
+  // otherwise it leaves, and the claim is tried then (not skipped: the execution would wait for a lease).
+  const early = running === undefined ? undefined : engine.earlyStarts.get(running)
+  if (early !== undefined) {
+    return Effect.flatMap(early.awaitExit, (exit) =>
+      Exit.isSuccess(exit) && exit.value._tag === "Created"
+        ? Effect.succeed(false)
+        : Effect.flatMap(running!.done.await, () => claimAndLaunch(engine, key)))
+  }
   if (engine.claiming.has(id) || (running !== undefined && !running.suspending)) return Effect.succeed(false)
   engine.claiming.add(id)
   return Effect.gen(function*() {
@@ -308,6 +317,7 @@ const runExecution = (
 ) => {
   const id = runtime.keyString
   engine.live.set(id, runtime)
+  if (started !== undefined) engine.earlyStarts.set(runtime, started)
   // the renewal loop waits for this only when nothing was live
   if (engine.live.size === 1) engine.liveChanged.unsafeOffer(undefined)
   const left = () => {
