@@ -12,6 +12,7 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -27,11 +28,10 @@ import type {
   Journal,
   ExecutionKey,
   Fence,
-  JournalError,
   JournalWrite,
   RowUpdate
 } from "../../src/DurableExecutionJournal.js"
-import { DurableExecutionJournal } from "../../src/DurableExecutionJournal.js"
+import { DurableExecutionJournal, JournalError } from "../../src/DurableExecutionJournal.js"
 import * as DurableExecutionJournalInMemory from "../../src/DurableExecutionJournalInMemory.js"
 import * as DurableExecutionJournalSql from "../../src/DurableExecutionJournalSql.js"
 import * as Sqlite from "../../src/node/Sqlite.js"
@@ -365,3 +365,34 @@ export const freshJournal = (
     })
     return Object.assign({ ...main }, { open })
   })
+
+const liveClock = Clock.make()
+
+/**
+ * `inner` whose claims are refused (a non-retryable `JournalError`; reads keep working) `refusals` times
+ * once `refuse()` has been called, then work again. `attempts` holds the live-clock instants of the
+ * refused claims, and with `recordAfter` also those of every claim after them.
+ */
+export const refusingClaims = (
+  inner: Journal,
+  options: { readonly refusals: number; readonly recordAfter: boolean }
+) => {
+  const attempts: Array<number> = []
+  let refusing = false
+  let refused = 0
+  const journal: Journal = {
+    ...inner,
+    claim: (...args) =>
+      Effect.suspend(() => {
+        if (!refusing) return inner.claim(...args)
+        if (refused >= options.refusals) {
+          if (options.recordAfter) attempts.push(liveClock.unsafeCurrentTimeMillis())
+          return inner.claim(...args)
+        }
+        attempts.push(liveClock.unsafeCurrentTimeMillis())
+        refused++
+        return Effect.fail(new JournalError({ operation: "claim", message: "refused", retryable: false }))
+      })
+  }
+  return { journal, attempts, refuse: () => void (refusing = true) }
+}
