@@ -17,8 +17,10 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -107,6 +109,25 @@ export const sqliteClientLayer = (
     Effect.map(tempDir, (dir) => Sqlite.layerClient({ ...options, filename: join(dir, "journal.db") }))
   )
 
+/**
+ * The SQL journal's `clock` for the journals built here, unless a test gives one: `"test"` in a test on a
+ * TestClock (`it.effect`, `it.scoped` and `it.layer` provide the `TestClock` service), so that
+ * `TestClock.adjust` drives claim expiry; the users' default `"database"` in a test on the live clock
+ * (`it.live`, `it.scopedLive`), so that those tests run the journal as deployments do.
+ */
+export const testJournalClock: Effect.Effect<"database" | "test"> = Effect.map(
+  Effect.serviceOption(TestClock.TestClock),
+  (testClock) => Option.isSome(testClock) ? "test" : "database"
+)
+
+/** A SQL journal layer on the `SqlClient` in context, on `testJournalClock` unless `options` give a clock. */
+export const sqlJournalLayer = (
+  options: DurableExecutionJournalSql.SqlJournalOptions
+): Layer.Layer<DurableExecutionJournal, JournalError, SqlClient.SqlClient> =>
+  Layer.unwrapEffect(
+    Effect.map(testJournalClock, (clock) => DurableExecutionJournalSql.layer({ ...options, clock: options.clock ?? clock }))
+  )
+
 /** A fresh in-memory journal. */
 export const memoryJournal: Layer.Layer<DurableExecutionJournal> = DurableExecutionJournalInMemory.layer
 
@@ -119,7 +140,8 @@ export const sqlJournalOn = (
     Effect.gen(function*() {
       const prefix = options?.prefix ?? uniquePrefix()
       yield* Effect.addFinalizer(() => Effect.orDie(dropTables(prefix)).pipe(Effect.catchAllDefect(() => Effect.void)))
-      return yield* DurableExecutionJournalSql.make({ ...options, prefix })
+      const clock = options?.clock ?? (yield* testJournalClock)
+      return yield* DurableExecutionJournalSql.make({ ...options, clock, prefix })
     })
   )
 
@@ -158,10 +180,7 @@ export const sharedSqlite: Effect.Effect<SharedDatabase, never, Scope.Scope> = E
     prefix,
     journal: (options) =>
       Layer.orDie(
-        Layer.provideMerge(
-          DurableExecutionJournalSql.layer({ ...options, prefix }),
-          Sqlite.layerClient({ filename })
-        )
+        Layer.provideMerge(sqlJournalLayer({ ...options, prefix }), Sqlite.layerClient({ filename }))
       )
   }
 })
@@ -176,7 +195,7 @@ export const sharedPostgres: Effect.Effect<SharedDatabase, never, Scope.Scope> =
     location: databaseUrl,
     prefix,
     journal: (options) =>
-      Layer.orDie(Layer.provideMerge(DurableExecutionJournalSql.layer({ ...options, prefix }), pgClientLayer()))
+      Layer.orDie(Layer.provideMerge(sqlJournalLayer({ ...options, prefix }), pgClientLayer()))
   }
 })
 
@@ -337,7 +356,7 @@ export const freshJournal = (
       // just after a simulated crash closed the dead run's SQLite connection mid-transaction, the file
       // can answer SQLITE_BUSY to the new connection's start-up for a moment: retry on I/O turns
       const build = Layer.buildWithScope(
-        Layer.provideMerge(DurableExecutionJournalSql.layer({ prefix: database.prefix }), client),
+        Layer.provideMerge(sqlJournalLayer({ prefix: database.prefix }), client),
         scope
       )
       const retrying = (attempt: number): typeof build =>
