@@ -415,3 +415,27 @@ export const refusingClaims = (
   }
   return { journal, attempts, refuse: () => void (refusing = true) }
 }
+
+/**
+ * `inner` whose next `n` claims of executions of `workflow` fail, after `failNext(n)`, with a
+ * `JournalError` (operation `"claim"`) of the given message and retryability; other claims pass through.
+ */
+export const failingClaimsOf = (
+  inner: Journal,
+  workflow: string,
+  error: { readonly message: string; readonly retryable: boolean }
+) => {
+  let remaining = 0
+  const journal: Journal = {
+    ...inner,
+    claim: (key, ...rest) =>
+      Effect.suspend(() => {
+        if (key.workflow === workflow && remaining > 0) {
+          remaining--
+          return Effect.fail(new JournalError({ operation: "claim", ...error }))
+        }
+        return inner.claim(key, ...rest)
+      })
+  }
+  return { journal, failNext: (n: number) => void (remaining = n) }
+}
