@@ -7,7 +7,7 @@
 import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { expect, it } from "@effect/vitest"
 import { Clock, Effect, Schedule, Schema } from "effect"
-import { describeJournals, freshJournal, refusingClaims } from "./utils/journals.js"
+import { describeJournals, freshJournal, key, refusingClaims, start } from "./utils/journals.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 
 const tries = 6
@@ -26,17 +26,13 @@ describeJournals("the liveness watch's back-off", (journalCase) => {
       refuse()
       // engine A (gone) left a running execution whose claim has ended
       const now = yield* Clock.currentTimeMillis
-      yield* inner.commit([{
-        _tag: "Start",
-        key: { workflow: "Order", executionId: "o1" },
+      yield* inner.commit([start(key("o1", "Order"), {
         payload: JSON.stringify({ _tag: "Order", orderId: "o1", amount: 1 }),
         payloadHash: "h",
-        version: "v1",
-        parent: null,
         owner: "A",
         claimUntil: now - 1,
         now
-      }])
+      })])
       // the watch alone resumes it (nobody awaits it), after the refused tries
       yield* Effect.timeoutFail(
         Effect.repeat(Effect.sync(() => log.count("charge")), {
