@@ -103,23 +103,20 @@ const runAndLoseRegistration = (observed: Observed, engine: WorkflowEngine.Workf
   })
 
 describe("ownership under a lost liveness registration", () => {
-  it.scopedLive("the in-process engine stops the executions it runs (others may take them over)", () =>
-    Effect.gen(function*() {
-      const observed = yield* observe
-      const { context } = yield* journalOf(observed)
-      const engine = yield* WorkflowEngine.makeScoped(makeWorkflow(observed)).pipe(Effect.provide(context))
-      yield* runAndLoseRegistration(observed, engine)
-      yield* until(Effect.map(Ref.get(observed.interrupted), (n) => n === 1))
-    }), 30_000)
-
-  it.scopedLive("a defect in the registration's session counts as a loss: the engine registers again", () =>
-    Effect.gen(function*() {
-      const observed = yield* observe
-      const { context } = yield* journalOf(observed, "defect")
-      const engine = yield* WorkflowEngine.makeScoped(makeWorkflow(observed)).pipe(Effect.provide(context))
-      yield* runAndLoseRegistration(observed, engine)
-      yield* until(Effect.map(Ref.get(observed.interrupted), (n) => n === 1))
-    }), 30_000)
+  const inProcessCases = [
+    { how: "error", name: "the in-process engine stops the executions it runs (others may take them over)" },
+    { how: "defect", name: "a defect in the registration's session counts as a loss: the engine registers again" }
+  ] as const
+  for (const { how, name } of inProcessCases) {
+    it.scopedLive(name, () =>
+      Effect.gen(function*() {
+        const observed = yield* observe
+        const { context } = yield* journalOf(observed, how)
+        const engine = yield* WorkflowEngine.makeScoped(makeWorkflow(observed)).pipe(Effect.provide(context))
+        yield* runAndLoseRegistration(observed, engine)
+        yield* until(Effect.map(Ref.get(observed.interrupted), (n) => n === 1))
+      }), 30_000)
+  }
 
   it.scopedLive("the cluster engine keeps them: the shard's owner runs them until the shard moves", () =>
     Effect.gen(function*() {

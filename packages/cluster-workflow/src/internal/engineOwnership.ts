@@ -12,7 +12,7 @@ import type { Engine } from "./engine.js"
 /** @internal */
 export interface Ownership {
   /** The background loop that resumes what engines that died left behind, if this policy has one. */
-  readonly watchOthers: (engine: Engine) => Effect.Effect<void> | undefined
+  readonly watchOthers: (engine: Engine) => Effect.Effect<never> | undefined
   /** The engine's liveness registration is lost: what happens to the executions it runs. */
   readonly registrationLost: (engine: Engine) => void
   /** Whether a runnable execution woken here is left to other live engines rather than claimed here. */

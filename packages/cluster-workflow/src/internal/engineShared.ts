@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -91,6 +92,26 @@ export const forkDetachable = <A, E>(
         )
       )
     )))
+
+/**
+ * A background loop that must not end: a defect or failure that escapes it (a bug, a journal that throws)
+ * is logged as an error and the loop starts again after a back-off (live clock, 100 ms doubling to 30 s),
+ * instead of the engine losing its timer or its renewals without a word. @internal
+ */
+export const restartOnDefect = <E>(what: string, loop: Effect.Effect<never, E>): Effect.Effect<never> => {
+  const attempt = (restarts: number): Effect.Effect<never> =>
+    Effect.catchAllCause(loop, (cause) =>
+      Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.logError(
+        `the engine's ${what} stopped on an unexpected error; it starts again`,
+        cause
+      ).pipe(
+        Effect.zipRight(
+          Effect.withClock(Effect.sleep(Duration.millis(Math.min(30_000, 100 * 2 ** Math.min(restarts, 20)))), liveClock)
+        ),
+        Effect.zipRight(Effect.suspend(() => attempt(restarts + 1)))
+      ))
+  return attempt(0)
+}
 
 /**
  * The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests).
