@@ -120,7 +120,12 @@ const spawnOwner = (shardManagerUri: string) =>
           stdio: ["pipe", "pipe", "inherit"]
         })
       ),
-      (child) => Effect.sync(() => child.kill("SIGTERM"))
+      // Closing its stdin ends the child normally (so that `--cpu-prof` writes its profile too).
+      (child) =>
+        Effect.async<void>((resume) => {
+          child.on("exit", () => resume(Effect.void))
+          child.stdin.end()
+        }).pipe(Effect.timeout("10 seconds"), Effect.ignore, Effect.ensuring(Effect.sync(() => child.kill("SIGKILL"))))
     )
     const waiting: Array<(line: string) => void> = []
     Readline.createInterface({ input: child.stdout }).on("line", (line) => {
