@@ -84,6 +84,12 @@ export interface LeaseTerms {
  */
 export interface SaveResult {
   readonly refused: ReadonlyArray<number>
+  /**
+   * When some shards were refused: in how many milliseconds (on the database's clock, from the write) the
+   * first of them may move, i.e. its lease end + margin minus now. The manager tries again then instead of
+   * after `rebalanceRetryInterval`.
+   */
+  readonly retryInMillis?: number | undefined
 }
 
 /**
@@ -301,6 +307,7 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
       let nextEpochs = state.epochs
       let nextAssignments = state.assignments
       const refused: Array<number> = []
+      let retryAt = Number.POSITIVE_INFINITY
       for (const [shardId, next] of state.assignments) {
         const previous = HashMap.get(table, shardId).pipe(Option.flatten)
         const before = Option.getOrUndefined(Option.map(previous, keyOf))
@@ -311,6 +318,7 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
           const end = leaseEnds.get(shardId.value)
           if (end !== undefined && now < end + margin) {
             refused.push(shardId.value)
+            retryAt = Math.min(retryAt, end + margin)
             nextAssignments = HashMap.set(nextAssignments, shardId, previous)
             nextEpochs = HashMap.remove(nextEpochs, shardId)
             continue
@@ -324,7 +332,10 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
       yield* savePods(state.pods)
       yield* saveEpochs(nextEpochs)
       yield* saveAssignments(nextAssignments)
-      return { refused: refused.sort((a, b) => a - b) }
+      return {
+        refused: refused.sort((a, b) => a - b),
+        retryInMillis: refused.length === 0 ? undefined : Math.max(0, retryAt - now)
+      }
     })
 
   const storage: Omit<LeasedStorage, "fencedBy"> = {

@@ -130,7 +130,11 @@ export const make = (
                 state.lease === undefined ? null : now + state.lease.durationMillis
               )
             )
-            return { refused: rows.filter((row) => !written.has(row.shardId)).map((row) => row.shardId).sort((a, b) => a - b) }
+            const refused = rows.filter((row) => !written.has(row.shardId)).map((row) => row.shardId).sort((a, b) => a - b)
+            // When the first refused shard may move, on the database's clock: the manager tries again then.
+            const earliest = yield* statements.earliestLeaseEnd(refused)
+            const margin = state.lease?.marginMillis ?? 0
+            return { refused, retryInMillis: earliest === undefined ? undefined : Math.max(0, earliest + margin - now) }
           })
         )
     })

@@ -153,6 +153,15 @@ RETURNING shard_id`
       return written
     })
 
+  /** The earliest lease end (database clock) among `shardIds`, if any of them has a lease. */
+  const earliestLeaseEnd = (shardIds: ReadonlyArray<number>): Effect.Effect<number | undefined, SqlError> =>
+    shardIds.length === 0 ? Effect.succeed(undefined) : Effect.map(
+      sql`SELECT MIN(lease_expires_at) AS earliest FROM ${shards} WHERE ${
+        sql.or(chunks(shardIds).map((chunk) => sql.in("shard_id", chunk)))
+      }`,
+      (rows: Rows) => rows[0]?.earliest === null || rows[0]?.earliest === undefined ? undefined : num(rows[0].earliest)
+    )
+
   /**
    * A pod's renewal of its shards' leases: one conditional statement (compare-and-set on each shard's
    * owner and epoch, and on the pod's row having this incarnation); a lapsed lease is not renewed.
@@ -289,6 +298,7 @@ RETURNING term`
     readNow,
     releaseLeases,
     writeShards,
+    earliestLeaseEnd,
     renewShardLeases,
     registerPod,
     renewPodLease,
