@@ -83,6 +83,10 @@ const program = Effect.gen(function*() {
     failures++
   }
   const failoverMillis = performance.now() - killedAt
+  yield* Effect.log(
+    `pod-1 renewed until ${new Date(renewedUntil).toISOString()}, killed at ${new Date(killedAtWall).toISOString()}, ` +
+      `first reply from pod-2 at ${new Date(killedAtWall + failoverMillis).toISOString()}`
+  )
   return {
     failoverMillis,
     failures,

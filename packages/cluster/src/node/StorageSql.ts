@@ -38,6 +38,9 @@ export interface StorageSqlOptions {
   readonly pollInterval?: Duration.DurationInput | undefined
 }
 
+// Refused shards whose leases end within this of the first one's are retried together (see SaveResult).
+const retryGroupMillis = 1_000
+
 /**
  * The default table prefix.
  *
@@ -131,10 +134,10 @@ export const make = (
               )
             )
             const refused = rows.filter((row) => !written.has(row.shardId)).map((row) => row.shardId).sort((a, b) => a - b)
-            // When the first refused shard may move, on the database's clock: the manager tries again then.
-            const earliest = yield* statements.earliestLeaseEnd(refused)
+            // When the first refused shards may move, on the database's clock: the manager tries again then.
+            const next = yield* statements.nextLeaseEnd(refused, retryGroupMillis)
             const margin = state.lease?.marginMillis ?? 0
-            return { refused, retryInMillis: earliest === undefined ? undefined : Math.max(0, earliest + margin - now) }
+            return { refused, retryInMillis: next === undefined ? undefined : Math.max(0, next + margin - now) }
           })
         )
     })

@@ -153,14 +153,23 @@ RETURNING shard_id`
       return written
     })
 
-  /** The earliest lease end (database clock) among `shardIds`, if any of them has a lease. */
-  const earliestLeaseEnd = (shardIds: ReadonlyArray<number>): Effect.Effect<number | undefined, SqlError> =>
-    shardIds.length === 0 ? Effect.succeed(undefined) : Effect.map(
-      sql`SELECT MIN(lease_expires_at) AS earliest FROM ${shards} WHERE ${
-        sql.or(chunks(shardIds).map((chunk) => sql.in("shard_id", chunk)))
-      }`,
-      (rows: Rows) => rows[0]?.earliest === null || rows[0]?.earliest === undefined ? undefined : num(rows[0].earliest)
+  /**
+   * When the next of `shardIds` may move (database clock): the latest lease end among those whose lease ends
+   * within `groupMillis` of the earliest. Shards one pod renewed together end together (give or take a
+   * renewal in flight): one write moves them all, instead of one write per straggler.
+   */
+  const nextLeaseEnd = (
+    shardIds: ReadonlyArray<number>,
+    groupMillis: number
+  ): Effect.Effect<number | undefined, SqlError> => {
+    if (shardIds.length === 0) return Effect.succeed(undefined)
+    const among = sql.or(chunks(shardIds).map((chunk) => sql.in("shard_id", chunk)))
+    return Effect.map(
+      sql`SELECT MAX(lease_expires_at) AS next FROM ${shards} WHERE (${among})
+  AND lease_expires_at <= (SELECT MIN(lease_expires_at) FROM ${shards} WHERE (${among})) + ${groupMillis}`,
+      (rows: Rows) => rows[0]?.next === null || rows[0]?.next === undefined ? undefined : num(rows[0].next)
     )
+  }
 
   /**
    * A pod's renewal of its shards' leases: one conditional statement (compare-and-set on each shard's
@@ -298,7 +307,7 @@ RETURNING term`
     readNow,
     releaseLeases,
     writeShards,
-    earliestLeaseEnd,
+    nextLeaseEnd,
     renewShardLeases,
     registerPod,
     renewPodLease,
