@@ -276,9 +276,15 @@ const makePersistence = (core: Core): Effect.Effect<Persister.Persister<StorageE
   const leaseTerms = { durationMillis: core.leaseMillis, marginMillis: core.marginMillis }
   // The earliest wake-up asked for by a refused write (monotonic ms), so refusals do not pile up sleepers.
   let wakeAt = Number.POSITIVE_INFINITY
+  // When the last write attempt was sent (monotonic ms): the database counts a refusal's `retryInMillis`
+  // from a moment just after it, so the wake-up is counted from there (plus a little, since a wake-up
+  // that comes early costs a refused write), not from the end of the write.
+  let sentAt = 0
+  const cushionMillis = 25
   const wakeIn = (millis: number): Effect.Effect<void> =>
     Effect.suspend(() => {
-      const at = core.monotonicMillis() + millis
+      const at = sentAt + millis + cushionMillis
+      millis = Math.max(0, at - core.monotonicMillis())
       if (at >= wakeAt) return Effect.void
       wakeAt = at
       return Effect.asVoid(core.inBackground(
@@ -321,7 +327,10 @@ const makePersistence = (core: Core): Effect.Effect<Persister.Persister<StorageE
     const written = owner.slice()
     return core.retried(
       storage.saveAll !== undefined
-        ? storage.saveAll({ pods: podsNow, epochs: epochsNow, assignments: assignmentsNow, released, lease: leaseTerms })
+        ? Effect.suspend(() => {
+          sentAt = core.monotonicMillis()
+          return storage.saveAll!({ pods: podsNow, epochs: epochsNow, assignments: assignmentsNow, released, lease: leaseTerms })
+        })
         : storage.savePods(podsNow).pipe(
           Effect.zipRight(storage.saveEpochs(epochsNow)),
           Effect.zipRight(storage.saveAssignments(assignmentsNow))

@@ -229,7 +229,7 @@ describe("ShardManager on a LeasedStorage (database leases)", () => {
       yield* TestClock.adjust("9400 millis") // 40.4 s
       yield* settle
       expect(yield* owners).toEqual([null, null, null, null])
-      yield* TestClock.adjust("100 millis") // 40.5 s: the database lease + margin has passed
+      yield* TestClock.adjust("150 millis") // 40.55 s: the database lease + margin has passed (the round: 25 ms after)
       yield* eventually(Effect.map(owners, (all) => all.every((owner) => owner === "b")))
     }))
 })
