@@ -101,7 +101,7 @@ describe("a pod that renews its leases in the database (Storage.PodLeases)", () 
           })
       }
       const lease = 30_000
-      const margin = 5_000
+      const margin = 500 // the manager's default leaseMargin
       const cluster = yield* makeTestCluster({
         numberOfShards: 30,
         storage,
