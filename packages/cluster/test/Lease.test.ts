@@ -113,7 +113,7 @@ describe("a pod that renews its leases in the database (Storage.PodLeases)", () 
     Effect.gen(function*() {
       const { observer, cluster, renewals } = yield* renewingInTheDatabase
       const lease = 30_000
-      const margin = 5_000
+      const margin = 500 // the manager's default leaseMargin
       const a = yield* cluster.startPod(1, observer.counterOn(1))
       const b = yield* cluster.startPod(2, observer.counterOn(2))
       const held = (pod: typeof a) => Effect.map(pod.sharding.getAssignedShardIds, (s) => Array.from(s).length)
