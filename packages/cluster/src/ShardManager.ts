@@ -30,6 +30,7 @@ import { ShardId } from "./ShardId.js"
 import * as ShardingEvent from "./ShardingEvent.js"
 import { PodNoLongerRegisteredException } from "./ShardingException.js"
 import { type SaveResult, Storage, type StorageException } from "./Storage.js"
+import { restartOnDefect } from "./internal/supervise.js"
 
 /**
  * The manager's API. The 2024 members are kept; `heartbeat` (lease renewal) and `getShardAssignments`
@@ -616,18 +617,22 @@ export const make: Effect.Effect<
       ? config.rebalanceFollowUpInterval
       : config.rebalanceInterval
   })
-  yield* Effect.forkScoped(Effect.forever(balancing).pipe(Effect.annotateLogs({ fiber: "shard-manager-rebalance" })))
+  yield* Effect.forkScoped(
+    restartOnDefect("the shard manager's balancing", Effect.forever(balancing)).pipe(
+      Effect.annotateLogs({ fiber: "shard-manager-rebalance" })
+    )
+  )
 
   // The lease check wakes at the earliest deadline, so a dead pod's shards move as soon as its lease +
   // margin has passed.
   yield* Effect.forkScoped(
-    Effect.forever(Effect.suspend(() => {
+    restartOnDefect("the shard manager's lease check", Effect.forever(Effect.suspend(() => {
       let next = Number.POSITIVE_INFINITY
       for (const entry of podEntries.values()) next = Math.min(next, entry.deadline)
       const now = core.monotonicMillis()
       const wait = next === Number.POSITIVE_INFINITY ? core.leaseMillis + core.marginMillis : Math.max(1, next - now)
       return Effect.zipRight(Effect.sleep(Duration.millis(wait)), membership.checkLeases)
-    })).pipe(Effect.annotateLogs({ fiber: "shard-manager-leases" }))
+    }))).pipe(Effect.annotateLogs({ fiber: "shard-manager-leases" }))
   )
 
   const manager: ShardManager = {
