@@ -10,6 +10,9 @@
  * Each runs `BENCH_WORKFLOWS` (default 2,000) 3-activity workflows, 64 at a time (`execute`: start and
  * await the result), after a warm-up of 128; the figure is workflows/s over the measured ones. The issue's
  * target: 3 pods on PostgreSQL >= 2x one in-process engine on PostgreSQL.
+ *
+ * `BENCH_JOURNALS` (default `sqlite,postgres`) picks the journals; `BENCH_POD_NODE_OPTIONS` is given to
+ * the pod processes as `NODE_OPTIONS` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them).
  */
 import { Sharding } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
@@ -28,6 +31,8 @@ const total = Number(process.env.BENCH_WORKFLOWS ?? 2000)
 const concurrency = 64
 const warmup = 128
 const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+const journals = (process.env.BENCH_JOURNALS ?? "sqlite,postgres").split(",")
+const podNodeOptions = process.env.BENCH_POD_NODE_OPTIONS
 let ids = 0
 
 /** Runs `count` workflows, `concurrency` at a time, through `engine`; returns the seconds it took. */
@@ -81,7 +86,8 @@ const onCluster = (spec: JournalSpec, managerDatabase: string) =>
     yield* Effect.forEach(["pod-1", "pod-2", "pod-3"], (name) =>
       startProcess(name, "bench/clusterWorkflowsPod.ts", [], {
         BENCH_JOURNAL: JSON.stringify(spec),
-        SHARD_MANAGER_URI: managerUri
+        SHARD_MANAGER_URI: managerUri,
+        ...(podNodeOptions === undefined ? {} : { NODE_OPTIONS: podNodeOptions })
       }, /^ready$/), { concurrency: "unbounded" })
     // every shard owned by one of the pods (the client's routing table, refreshed)
     const sharding = Context.get(client, Sharding.Sharding)
@@ -112,14 +118,16 @@ const program = Effect.gen(function*() {
   const rows: Array<string> = []
   const sqlite = (name: string): JournalSpec => ({ dialect: "sqlite", location: join(dir, `${name}.db`), prefix: "wf" })
   const postgres = (name: string): JournalSpec => ({ dialect: "postgres", location: databaseUrl, prefix: `bench_${tag}_${name}` })
-  const sqliteAlone = yield* inProcess(sqlite("alone"))
-  const sqliteCluster = yield* onCluster(sqlite("cluster"), join(dir, "manager.db"))
-  const pgAlone = yield* inProcess(postgres("alone"))
-  const pgCluster = yield* onCluster(postgres("cluster"), databaseUrl)
-  rows.push(
-    `| SQLite file | ${sqliteAlone.toFixed(0)} | ${sqliteCluster.toFixed(0)} | ${(sqliteCluster / sqliteAlone).toFixed(2)}x |`,
-    `| PostgreSQL | ${pgAlone.toFixed(0)} | ${pgCluster.toFixed(0)} | ${(pgCluster / pgAlone).toFixed(2)}x |`
-  )
+  if (journals.includes("sqlite")) {
+    const alone = yield* inProcess(sqlite("alone"))
+    const cluster = yield* onCluster(sqlite("cluster"), join(dir, "manager.db"))
+    rows.push(`| SQLite file | ${alone.toFixed(0)} | ${cluster.toFixed(0)} | ${(cluster / alone).toFixed(2)}x |`)
+  }
+  if (journals.includes("postgres")) {
+    const alone = yield* inProcess(postgres("alone"))
+    const cluster = yield* onCluster(postgres("cluster"), databaseUrl)
+    rows.push(`| PostgreSQL | ${alone.toFixed(0)} | ${cluster.toFixed(0)} | ${(cluster / alone).toFixed(2)}x |`)
+  }
   return rows
 })
 

@@ -133,10 +133,18 @@ export class FencedJournal {
     })
   }
 
-  /** Where an execution lives: from the shard index, else (not started yet) its own root entity. */
+  /**
+   * Where an execution lives: from the shard index, else (not started yet) its own root entity. Only a
+   * child lives elsewhere (in its root's entity), and a child's id always holds a `/` (`<parent id>/...`,
+   * its parts URI-encoded): an id without one is a root's, placed without reading the index.
+   */
   placementOf(key: ExecutionKey): Effect.Effect<Placement, JournalError> {
     const run = this.runs.get(keyString(key))
     if (run !== undefined) return Effect.succeed(run)
+    if (!key.executionId.includes("/")) {
+      const entityId = rootEntityId(key.workflow, key.executionId)
+      return Effect.succeed({ entityId, shard: this.view.shardOf(entityId) })
+    }
     const { I, sql } = this
     return withRetries(
       retries,
