@@ -11,8 +11,9 @@
  * await the result), after a warm-up of 128; the figure is workflows/s over the measured ones. The issue's
  * target: 3 pods on PostgreSQL >= 2x one in-process engine on PostgreSQL.
  *
- * `BENCH_JOURNALS` (default `sqlite,postgres`) picks the journals; `BENCH_POD_NODE_OPTIONS` is given to
- * the pod processes as `NODE_OPTIONS` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them).
+ * `BENCH_JOURNALS` (default `sqlite,postgres`) picks the journals, `BENCH_MODES` (default
+ * `in-process,cluster`) the engines (a figure not measured shows as 0); `BENCH_POD_NODE_ARGS` (space-separated) are
+ * given to node in the pod processes (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them).
  */
 import { Sharding } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
@@ -32,7 +33,8 @@ const concurrency = 64
 const warmup = 128
 const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 const journals = (process.env.BENCH_JOURNALS ?? "sqlite,postgres").split(",")
-const podNodeOptions = process.env.BENCH_POD_NODE_OPTIONS
+const podNodeArgs = (process.env.BENCH_POD_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "")
+const modes = (process.env.BENCH_MODES ?? "in-process,cluster").split(",")
 let ids = 0
 
 /** Runs `count` workflows, `concurrency` at a time, through `engine`; returns the seconds it took. */
@@ -86,9 +88,8 @@ const onCluster = (spec: JournalSpec, managerDatabase: string) =>
     yield* Effect.forEach(["pod-1", "pod-2", "pod-3"], (name) =>
       startProcess(name, "bench/clusterWorkflowsPod.ts", [], {
         BENCH_JOURNAL: JSON.stringify(spec),
-        SHARD_MANAGER_URI: managerUri,
-        ...(podNodeOptions === undefined ? {} : { NODE_OPTIONS: podNodeOptions })
-      }, /^ready$/), { concurrency: "unbounded" })
+        SHARD_MANAGER_URI: managerUri
+      }, /^ready$/, podNodeArgs), { concurrency: "unbounded" })
     // every shard owned by one of the pods (the client's routing table, refreshed)
     const sharding = Context.get(client, Sharding.Sharding)
     for (let round = 0;; round++) {
@@ -119,13 +120,13 @@ const program = Effect.gen(function*() {
   const sqlite = (name: string): JournalSpec => ({ dialect: "sqlite", location: join(dir, `${name}.db`), prefix: "wf" })
   const postgres = (name: string): JournalSpec => ({ dialect: "postgres", location: databaseUrl, prefix: `bench_${tag}_${name}` })
   if (journals.includes("sqlite")) {
-    const alone = yield* inProcess(sqlite("alone"))
-    const cluster = yield* onCluster(sqlite("cluster"), join(dir, "manager.db"))
+    const alone = modes.includes("in-process") ? yield* inProcess(sqlite("alone")) : 0
+    const cluster = modes.includes("cluster") ? yield* onCluster(sqlite("cluster"), join(dir, "manager.db")) : 0
     rows.push(`| SQLite file | ${alone.toFixed(0)} | ${cluster.toFixed(0)} | ${(cluster / alone).toFixed(2)}x |`)
   }
   if (journals.includes("postgres")) {
-    const alone = yield* inProcess(postgres("alone"))
-    const cluster = yield* onCluster(postgres("cluster"), databaseUrl)
+    const alone = modes.includes("in-process") ? yield* inProcess(postgres("alone")) : 0
+    const cluster = modes.includes("cluster") ? yield* onCluster(postgres("cluster"), databaseUrl) : 0
     rows.push(`| PostgreSQL | ${alone.toFixed(0)} | ${cluster.toFixed(0)} | ${(cluster / alone).toFixed(2)}x |`)
   }
   return rows

@@ -12,7 +12,7 @@ import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ClaimResult, ExecutionKey, Journal, JournalWrite, WriteResult } from "../journal.js"
-import { JournalError } from "../journal.js"
+import { isTerminal, JournalError } from "../journal.js"
 import { keyString } from "../results.js"
 import { inTransaction, withRetries } from "../sql/retry.js"
 import { rootEntityId } from "./protocol.js"
@@ -50,6 +50,10 @@ const idleInTransactionMillis = 2_000
 const toNumber = (value: unknown): number => typeof value === "number" ? value : Number(value)
 
 const fenced: WriteResult = { _tag: "Fenced" }
+
+/** Whether a write records its execution's end (a terminal status). */
+const finishes = (write: JournalWrite): boolean =>
+  write._tag === "Append" && write.update?.status !== undefined && isTerminal(write.update.status)
 
 /** Creates the fence and shard index tables, if absent. */
 export const createTables = (sql: SqlClient.SqlClient, prefix: string): Effect.Effect<void, JournalError> =>
@@ -121,8 +125,20 @@ export class FencedJournal {
    */
   private readonly boundIdle: Effect.Effect<void, SqlError>
 
-  private transaction<A>(operation: string, body: Effect.Effect<A, SqlError | JournalError>) {
-    return withRetries(retries, operation, inTransaction(this.sql.withTransaction, Effect.zipRight(this.boundIdle, body)))
+  /**
+   * A transaction of the fenced journal. `locksFirst`: its first statement is `lockFences`, which bounds
+   * the idle time itself (in the same round trip); otherwise `boundIdle` runs first.
+   */
+  private transaction<A>(
+    operation: string,
+    body: Effect.Effect<A, SqlError | JournalError>,
+    locksFirst = false
+  ) {
+    return withRetries(
+      retries,
+      operation,
+      inTransaction(this.sql.withTransaction, locksFirst ? body : Effect.zipRight(this.boundIdle, body))
+    )
   }
 
   /** Whether this pod still serves the shard of an execution it runs, at the epoch it runs under. */
@@ -195,9 +211,21 @@ ON CONFLICT (shard_id) DO UPDATE SET epoch = excluded.epoch, pod = excluded.pod 
    */
   private lockFences(shards: ReadonlyArray<number>) {
     const { F, sql } = this
+    // PostgreSQL: the same statement bounds the transaction's idle time (see `boundIdle`), before any
+    // lock is held, with no round trip of its own.
+    const locked = sql.onDialectOrElse({
+      pg: () =>
+        sql<{ shard_id: unknown; epoch: unknown }>`WITH bound AS (SELECT set_config('idle_in_transaction_session_timeout', ${
+          String(idleInTransactionMillis)
+        }, true) AS idle)
+UPDATE ${F} SET epoch = ${F}.epoch FROM bound WHERE shard_id IN ${sql.in(shards)} AND bound.idle IS NOT NULL
+RETURNING shard_id, ${F}.epoch AS epoch`,
+      orElse: () =>
+        sql<{ shard_id: unknown; epoch: unknown }>`UPDATE ${F} SET epoch = epoch WHERE shard_id IN ${sql.in(shards)}
+RETURNING shard_id, epoch`
+    })
     return Effect.map(
-      sql<{ shard_id: unknown; epoch: unknown }>`UPDATE ${F} SET epoch = epoch WHERE shard_id IN ${sql.in(shards)}
-RETURNING shard_id, epoch`,
+      locked,
       (rows) => new Map(rows.map((row) => [toNumber(row.shard_id), toNumber(row.epoch)]))
     )
   }
@@ -268,13 +296,17 @@ RETURNING shard_id, epoch`,
           }
           const applied = passing.length === 0 ? [] : yield* this.inner.commit(passing.map(({ write }) => write))
           return { passing, applied }
-        })
+        }),
+        true
       )
       for (const candidate of candidates) results[candidate.index] = fenced
       committed.passing.forEach(({ index, run, write }, i) => {
         const result = committed.applied[i]!
         results[index] = result
         if (result._tag === "Created") this.runs.set(keyString(write.key), run)
+        // A finished execution writes nothing more here: its run is dropped at once (the shard sweep
+        // would read its row a second later only to drop it).
+        else if (result._tag === "Ok" && finishes(write)) this.runs.delete(keyString(write.key))
       })
       return results as Array<WriteResult>
     })
@@ -301,7 +333,8 @@ RETURNING shard_id, epoch`,
           yield* sql`UPDATE ${E} SET claim_owner = NULL
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND claim_owner <> ${owner}`
           return yield* this.inner.claim(key, owner, now, claimUntil)
-        })
+        }),
+        true
       )
       if (claimed === undefined) return yield* unavailable()
       if (claimed._tag === "Claimed") this.runs.set(keyString(key), { ...placement, epoch })
