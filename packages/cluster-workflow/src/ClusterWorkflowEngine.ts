@@ -98,6 +98,8 @@ const behaviour = (engine: internal.Engine, fenced: FencedJournal) =>
 const awaitMillis = 1_000
 /** The most an owner holds a wait, whatever a caller asks. */
 const maxAwaitMillis = 4_000
+/** How much longer than `awaitMillis` a caller gives an answer to come before it reads the journal. */
+const callerMarginMillis = 1_000
 
 /**
  * The caller's side of pushed results: asks the execution's owner, through a waiter entity in the
@@ -138,10 +140,24 @@ const remoteWaits = (
         waitMillis: awaitMillis,
         requestId: `${caller}/${(requests++).toString(36)}`
       })
+      // The caller bounds the wait too: a send to a pod that died or froze would be retried for the
+      // messenger's whole `sendRetryTimeout` (10 s by default) while the execution may have finished on
+      // its next owner. A waiter whose wait did not end in an answer is not used again (the owner may
+      // still hold it).
       return send(waiter, message).pipe(
         Effect.map((reply) => reply as RemoteAnswer),
-        Effect.orElseSucceed(() => notHere),
-        Effect.ensuring(Effect.sync(() => give(shard, waiter)))
+        Effect.timeoutTo({
+          duration: awaitMillis + callerMarginMillis,
+          onTimeout: () => undefined,
+          onSuccess: (answer): RemoteAnswer | undefined => answer
+        }),
+        Effect.withClock(liveClock),
+        Effect.either,
+        Effect.map((answer) => {
+          if (Either.isLeft(answer) || answer.right === undefined) return notHere
+          give(shard, waiter)
+          return answer.right
+        })
       )
     })
 }
