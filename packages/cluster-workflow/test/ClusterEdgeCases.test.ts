@@ -28,6 +28,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, PrimaryKey, Schedule, Schema, Scope } from "effect"
 import { makeTestCluster } from "../../cluster/test/utils/cluster.js"
 import { entityTypeOf, StartExecution, WakeExecution } from "../src/internal/cluster/protocol.js"
+import { isShardMoved } from "../src/internal/engineLaunch.js"
 import type { SharedDatabase } from "./utils/journals.js"
 import { postgresSkipReason, sharedPostgres, sharedSqlite } from "./utils/journals.js"
 
@@ -381,4 +382,20 @@ for (const database of databases) describe.skipIf(database.skip !== undefined)(`
       // have passed on a loaded machine); polling read it every 10 to 1,000 ms (about 8 times here).
       expect(caller.reads.count - readsBefore).toBeLessThanOrEqual(1)
     }), 60_000)
+})
+
+describe("a start refused by a moved shard's fence", () => {
+  it("is recognised by JournalError.reason, and by its message only from a pod of the previous release (no reason)", () => {
+    const error = (fields: { message: string; reason?: "shard-moved" }) =>
+      new DurableExecutionJournal.JournalError({ operation: "start", retryable: true, ...fields })
+    expect(isShardMoved(error({ message: "refused", reason: "shard-moved" }))).toBe(true)
+    expect(isShardMoved(error({ message: "the execution's shard moved: retry" }))).toBe(true)
+    expect(isShardMoved(error({ message: "could not reach the execution's owner pod" }))).toBe(false)
+    expect(isShardMoved(new DurableExecutionJournal.JournalError({
+      operation: "claim",
+      message: "refused",
+      retryable: true,
+      reason: "shard-moved"
+    }))).toBe(false)
+  })
 })
