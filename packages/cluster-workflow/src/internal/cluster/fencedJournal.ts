@@ -28,6 +28,14 @@ export interface Run extends Placement {
   readonly epoch: number
 }
 
+/** A row of the shard index. */
+type IndexRow = {
+  readonly workflow: string
+  readonly execution_id: string
+  readonly entity_id: string
+  readonly shard_id: number
+}
+
 /** What the journal needs to know of the pod's shards. */
 export interface ShardView {
   /** Shards the pod may serve now, with their epochs. */
@@ -209,20 +217,31 @@ ON CONFLICT (shard_id) DO UPDATE SET epoch = excluded.epoch, pod = excluded.pod 
    * whose epoch is not its shard's fence does not commit; a pod raising a fence waits for the lock, so no
    * write under the old epoch commits after the raise.
    */
-  private lockFences(shards: ReadonlyArray<number>) {
-    const { F, sql } = this
+  private lockFences(shards: ReadonlyArray<number>, index: ReadonlyArray<IndexRow> = []) {
+    const { F, I, sql } = this
     // PostgreSQL: the same statement bounds the transaction's idle time (see `boundIdle`), before any
-    // lock is held, with no round trip of its own.
+    // lock is held, and records the starts in the shard index, with no round trip of their own. (An
+    // index row says where an execution lives, which depends on its key alone: one whose start the fence
+    // then refuses is harmless, the index is only read joined to the executions.)
     const locked = sql.onDialectOrElse({
-      pg: () =>
-        sql<{ shard_id: unknown; epoch: unknown }>`WITH bound AS (SELECT set_config('idle_in_transaction_session_timeout', ${
+      pg: () => {
+        const indexed = index.length === 0 ? sql`` : sql`, indexed AS (INSERT INTO ${I} ${
+          sql.insert(index)
+        } ON CONFLICT (workflow, execution_id) DO NOTHING)`
+        return sql<{ shard_id: unknown; epoch: unknown }>`WITH bound AS (SELECT set_config('idle_in_transaction_session_timeout', ${
           String(idleInTransactionMillis)
-        }, true) AS idle)
+        }, true) AS idle)${indexed}
 UPDATE ${F} SET epoch = ${F}.epoch FROM bound WHERE shard_id IN ${sql.in(shards)} AND bound.idle IS NOT NULL
-RETURNING shard_id, ${F}.epoch AS epoch`,
+RETURNING shard_id, ${F}.epoch AS epoch`
+      },
       orElse: () =>
-        sql<{ shard_id: unknown; epoch: unknown }>`UPDATE ${F} SET epoch = epoch WHERE shard_id IN ${sql.in(shards)}
+        Effect.zipRight(
+          index.length === 0 ? Effect.void : sql`INSERT INTO ${I} ${
+            sql.insert(index)
+          } ON CONFLICT (workflow, execution_id) DO NOTHING`,
+          sql<{ shard_id: unknown; epoch: unknown }>`UPDATE ${F} SET epoch = epoch WHERE shard_id IN ${sql.in(shards)}
 RETURNING shard_id, epoch`
+        )
     })
     return Effect.map(
       locked,
@@ -277,23 +296,21 @@ RETURNING shard_id, epoch`
       if (candidates.length === 0) return results as Array<WriteResult>
       const shards = Array.from(new Set(candidates.map(({ run }) => run.shard)))
       for (const shard of shards) yield* this.raiseFence(shard, served.get(shard)!)
-      const { I, sql } = this
+      const index: Array<IndexRow> = []
+      for (const { run, write } of candidates) {
+        if (write._tag !== "Start") continue
+        index.push({
+          workflow: write.key.workflow,
+          execution_id: write.key.executionId,
+          entity_id: run.entityId,
+          shard_id: run.shard
+        })
+      }
       const committed = yield* this.transaction(
         "commit",
         Effect.gen(this, function*() {
-          const fences = yield* this.lockFences(shards)
+          const fences = yield* this.lockFences(shards, index)
           const passing = candidates.filter(({ run }) => fences.get(run.shard) === run.epoch)
-          const starts = passing.filter(({ write }) => write._tag === "Start")
-          if (starts.length > 0) {
-            yield* sql`INSERT INTO ${I} ${
-              sql.insert(starts.map(({ run, write }) => ({
-                workflow: write.key.workflow,
-                execution_id: write.key.executionId,
-                entity_id: run.entityId,
-                shard_id: run.shard
-              })))
-            } ON CONFLICT (workflow, execution_id) DO NOTHING`
-          }
           const applied = passing.length === 0 ? [] : yield* this.inner.commit(passing.map(({ write }) => write))
           return { passing, applied }
         }),
