@@ -22,8 +22,8 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Effect, Layer, Redacted } from "effect"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { cpus, tmpdir } from "node:os"
 import { join } from "node:path"
 import { freePort, startProcess } from "../examples/cluster/processes.js"
 import { BenchPayment, benchWorkflow, journalLayer, type JournalSpec } from "./clusterWorkflowsShared.js"
@@ -50,12 +50,40 @@ const runWorkflows = (engine: WorkflowEngine.WorkflowEngine<BenchPayment>, count
     return (performance.now() - started) / 1000
   })
 
-/** Warm-up, then the measured run: workflows/s. */
+/**
+ * The machine's CPU time so far (every process: this one, the pods, the manager, PostgreSQL), in ms: the
+ * first line of /proc/stat is user, nice, system, idle, iowait, irq, softirq, steal (in 1/100 s).
+ */
+const machineCpu = () => {
+  const ticks = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
+  const all = ticks.reduce((sum, n) => sum + n, 0) * 10
+  const idle = ((ticks[3] ?? 0) + (ticks[4] ?? 0)) * 10
+  return { busy: all - idle, all }
+}
+
+interface Measured {
+  readonly perSecond: number
+  /** CPU ms of the whole machine per workflow over the measured run. */
+  readonly cpuPerWorkflow: number
+  /** The share of the machine's cores busy during the measured run. */
+  readonly busy: number
+}
+
+/**
+ * Warm-up, then the measured run: workflows/s, and the machine's CPU per workflow. When the machine is
+ * busy all the time in both runs, the ratio of the two CPU figures bounds the ratio of the two rates.
+ */
 const measure = (engine: WorkflowEngine.WorkflowEngine<BenchPayment>) =>
   Effect.gen(function*() {
     yield* runWorkflows(engine, warmup)
+    const before = machineCpu()
     const seconds = yield* runWorkflows(engine, total)
-    return total / seconds
+    const after = machineCpu()
+    return {
+      perSecond: total / seconds,
+      cpuPerWorkflow: (after.busy - before.busy) / total,
+      busy: (after.busy - before.busy) / (after.all - before.all)
+    } satisfies Measured
   })
 
 const inProcess = (spec: JournalSpec) =>
@@ -119,23 +147,31 @@ const program = Effect.gen(function*() {
   const rows: Array<string> = []
   const sqlite = (name: string): JournalSpec => ({ dialect: "sqlite", location: join(dir, `${name}.db`), prefix: "wf" })
   const postgres = (name: string): JournalSpec => ({ dialect: "postgres", location: databaseUrl, prefix: `bench_${tag}_${name}` })
+  const none: Measured = { perSecond: 0, cpuPerWorkflow: 0, busy: 0 }
+  const row = (name: string, alone: Measured, cluster: Measured) =>
+    `| ${name} | ${alone.perSecond.toFixed(0)} | ${cluster.perSecond.toFixed(0)} | ${(cluster.perSecond / alone.perSecond).toFixed(2)}x | ${
+      alone.cpuPerWorkflow.toFixed(2)
+    } / ${cluster.cpuPerWorkflow.toFixed(2)} | ${(alone.busy * 100).toFixed(0)}% / ${(cluster.busy * 100).toFixed(0)}% |`
   if (journals.includes("sqlite")) {
-    const alone = modes.includes("in-process") ? yield* inProcess(sqlite("alone")) : 0
-    const cluster = modes.includes("cluster") ? yield* onCluster(sqlite("cluster"), join(dir, "manager.db")) : 0
-    rows.push(`| SQLite file | ${alone.toFixed(0)} | ${cluster.toFixed(0)} | ${(cluster / alone).toFixed(2)}x |`)
+    const alone = modes.includes("in-process") ? yield* inProcess(sqlite("alone")) : none
+    const cluster = modes.includes("cluster") ? yield* onCluster(sqlite("cluster"), join(dir, "manager.db")) : none
+    rows.push(row("SQLite file", alone, cluster))
   }
   if (journals.includes("postgres")) {
-    const alone = modes.includes("in-process") ? yield* inProcess(postgres("alone")) : 0
-    const cluster = modes.includes("cluster") ? yield* onCluster(postgres("cluster"), databaseUrl) : 0
-    rows.push(`| PostgreSQL | ${alone.toFixed(0)} | ${cluster.toFixed(0)} | ${(cluster / alone).toFixed(2)}x |`)
+    const alone = modes.includes("in-process") ? yield* inProcess(postgres("alone")) : none
+    const cluster = modes.includes("cluster") ? yield* onCluster(postgres("cluster"), databaseUrl) : none
+    rows.push(row("PostgreSQL", alone, cluster))
   }
   return rows
 })
 
 Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(NodeContext.layer))).then((rows) => {
   console.log(`\n${total} workflows of 3 activities, ${concurrency} at a time (execute: start and await), after ${warmup} to warm up\n`)
-  console.log("| journal | in-process engine, wf/s | cluster, 3 pod processes, wf/s | cluster / in-process |")
-  console.log("|---|---:|---:|---:|")
+  console.log(`machine: ${cpus().length} cores; CPU is the whole machine's (every process), in ms per workflow\n`)
+  console.log(
+    "| journal | in-process engine, wf/s | cluster, 3 pod processes, wf/s | cluster / in-process | CPU ms/wf, in-process / cluster | machine busy, in-process / cluster |"
+  )
+  console.log("|---|---:|---:|---:|---:|---:|")
   for (const row of rows) console.log(row)
 }, (error) => {
   console.error(error)

@@ -29,6 +29,7 @@ import { AwaitExecution, entityTypeOf, StartExecution, WakeExecution, waiterEnti
 import * as internal from "./internal/engine.js"
 import { EngineProvider } from "./internal/engineProvider.js"
 import { isShardMoved } from "./internal/engineLaunch.js"
+import * as Ownership from "./internal/engineOwnership.js"
 import { stuckFault } from "./internal/faults.js"
 import { liveClock } from "./internal/liveClock.js"
 import type { RemoteAnswer, RemoteWait } from "./internal/results.js"
@@ -404,7 +405,7 @@ export const make = <T extends Message.Message.Any, R>(
       identity: options?.identity ?? `pod-${pod}`,
       resumeOnStart: false,
       // the shard's owner resumes its executions (watchShards), not whoever sees another engine die
-      followOtherEngines: false
+      ownership: Ownership.shard
     })
     const entityType = entityTypeOf(engine.names)
     yield* sharding.registerEntity(entityType)(behaviour(engine, fenced))

@@ -14,25 +14,16 @@
  * - a caller on another pod gets the result pushed by the owner (no journal reads while it waits), and
  *   its wait does not hold the execution's entity (a start to that entity meanwhile is answered).
  */
-import { Message, Sharding } from "@effect-cluster/cluster"
-import {
-  Activity,
-  ClusterWorkflowEngine,
-  DurableDeferred,
-  DurableExecutionJournal,
-  Workflow,
-  WorkflowEngine,
-  WorkflowError
-} from "@effect-cluster/cluster-workflow"
+import type { Sharding } from "@effect-cluster/cluster"
+import { Message } from "@effect-cluster/cluster"
+import { Activity, DurableDeferred, DurableExecutionJournal, Workflow, WorkflowError } from "@effect-cluster/cluster-workflow"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, PrimaryKey, Schedule, Schema, Scope } from "effect"
-import { makeTestCluster } from "../../cluster/test/utils/cluster.js"
+import { Deferred, Effect, Exit, Fiber, PrimaryKey, Schema } from "effect"
+import type * as Scope from "effect/Scope"
 import { entityTypeOf, StartExecution, WakeExecution } from "../src/internal/cluster/protocol.js"
 import { isShardMoved } from "../src/internal/engineLaunch.js"
+import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
 import type { SharedDatabase } from "./utils/journals.js"
-import { postgresSkipReason, sharedPostgres, sharedSqlite } from "./utils/journals.js"
-
-class PodName extends Context.Tag("test/attack/PodName")<PodName, number>() {}
 
 class Payment extends Message.TaggedMessage<Payment>()(
   "Payment",
@@ -99,71 +90,8 @@ const makeWorkflows = (runs: Array<Run>) => {
   return Workflow.union(parent, child)
 }
 
-const podTimings = {
-  leaseDuration: Duration.seconds(2),
-  leaseRenewalInterval: Duration.millis(500),
-  leaseMargin: Duration.millis(500),
-  entityTerminationTimeout: Duration.millis(300)
-}
-
-const makeEngineCluster = (database: SharedDatabase, workflow: ReturnType<typeof makeWorkflows>) =>
-  Effect.gen(function*() {
-    const cluster = yield* makeTestCluster({
-      numberOfShards: 30,
-      manager: {
-        rebalanceRate: 1,
-        leaseDuration: podTimings.leaseDuration,
-        leaseMargin: Duration.millis(500),
-        rebalanceInterval: Duration.seconds(1)
-      }
-    })
-    yield* cluster.startManager
-    const outer = yield* Effect.scope
-    const startPod = (port: number) =>
-      Effect.gen(function*() {
-        const pod = yield* cluster.startPod(port, undefined, podTimings)
-        const scope = yield* Scope.fork(outer, undefined as any)
-        const journal = yield* Layer.buildWithScope(database.journal(), scope)
-        // this pod's reads of one execution's row (a caller's poll reads it)
-        const reads = { count: 0 }
-        const inner = Context.get(journal, DurableExecutionJournal.DurableExecutionJournal)
-        const counted: DurableExecutionJournal.Journal = {
-          ...inner,
-          get: (key) => Effect.zipRight(Effect.sync(() => reads.count++), inner.get(key))
-        }
-        const engine = yield* WorkflowEngine.makeScoped(workflow).pipe(
-          Effect.provide(Layer.succeedContext(journal)),
-          Effect.provide(ClusterWorkflowEngine.layer({ prefix: database.prefix, shardCheckInterval: "1 second" })),
-          Effect.provideService(Sharding.Sharding, pod.sharding),
-          Effect.provideService(
-            DurableExecutionJournal.DurableExecutionJournal,
-            counted
-          ),
-          Effect.provideService(PodName, port),
-          Scope.extend(scope)
-        )
-        return {
-          port,
-          sharding: pod.sharding,
-          engine,
-          reads,
-          leave: Effect.zipRight(Scope.close(scope, Exit.void), pod.leave),
-          crash: pod.crash
-        }
-      })
-    return { startPod, stopManager: cluster.stopManager }
-  })
-
-const until = (condition: Effect.Effect<boolean, any>, within: Duration.DurationInput = "20 seconds") =>
-  condition.pipe(
-    Effect.flatMap((holds) => holds ? Effect.void : Effect.fail("not yet" as const)),
-    Effect.retry(Schedule.spaced("50 millis")),
-    Effect.timeoutFail({ duration: within, onTimeout: () => new Error("condition not reached") }),
-    Effect.orDie
-  )
-
-const served = (pod: { readonly sharding: Sharding.Sharding }) =>
-  Effect.map(pod.sharding.servedShardEpochs, (shards) => Array.from(shards.keys()))
+/** The engine's periodic shard check every second. */
+const engineOptions = { shardCheckInterval: "1 second" } as const
 
 const ownerOf = (pods: ReadonlyArray<{ readonly port: number; readonly sharding: Sharding.Sharding }>, entityId: string) =>
   Effect.gen(function*() {
@@ -176,18 +104,13 @@ const ownerOf = (pods: ReadonlyArray<{ readonly port: number; readonly sharding:
 const twoPods = (runs: Array<Run>, database: Effect.Effect<SharedDatabase, never, Scope.Scope>) =>
   Effect.gen(function*() {
     const db = yield* database
-    const { startPod } = yield* makeEngineCluster(db, makeWorkflows(runs))
+    const { startPod } = yield* makeEngineCluster(db, makeWorkflows(runs), engineOptions)
     const pods = [yield* startPod(1), yield* startPod(2)]
     yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length === 15)))
     return pods
   })
 
-const databases = [
-  { name: "sqlite", make: sharedSqlite, skip: undefined },
-  { name: "postgres", make: sharedPostgres, skip: postgresSkipReason }
-] as const
-
-for (const database of databases) describe.skipIf(database.skip !== undefined)(`ClusterWorkflowEngine edge cases on ${database.name}`, () => {
+for (const database of clusterDatabases) describe.skipIf(database.skip !== undefined)(`ClusterWorkflowEngine edge cases on ${database.name}`, () => {
   it.scopedLive("the same execution id with another payload, from another pod, is refused as in-process", () =>
     Effect.gen(function*() {
       const runs: Array<Run> = []
@@ -279,7 +202,7 @@ for (const database of databases) describe.skipIf(database.skip !== undefined)(`
     Effect.gen(function*() {
       const runs: Array<Run> = []
       const db = yield* database.make
-      const { startPod, stopManager } = yield* makeEngineCluster(db, makeWorkflows(runs))
+      const { startPod, stopManager } = yield* makeEngineCluster(db, makeWorkflows(runs), engineOptions)
       const pods = [yield* startPod(1), yield* startPod(2)]
       yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length === 15)))
       let id = ""

@@ -163,6 +163,63 @@ export const Tag: Context.Tag<Sharding, Sharding> = Sharding
 
 const liveClock: Clock.Clock = Context.get(DefaultServices.liveServices, Clock.Clock)
 
+/** Registers an entity or topic type on this pod: its entity manager and passivation wheel. */
+const makeRegisterRecipient = (
+  state: PodState,
+  counter: { count: number },
+  registrationEvents: PubSub.PubSub<ShardingRegistrationEvent.ShardingRegistrationEvent>
+) =>
+<Msg>(recipientType: RecipientType<Msg>) =>
+<R>(
+  behaviour: RecipientBehaviour<Msg, R>,
+  options?: EntityBehaviourOptions
+): Effect.Effect<void, never, Exclude<R, RecipientBehaviourContext>> =>
+  Effect.gen(function*() {
+    const { config } = state.services
+    const context = yield* Effect.context<never>()
+    const maxIdle = options?.entityMaxIdleTime !== undefined && options.entityMaxIdleTime._tag === "Some"
+      ? options.entityMaxIdleTime.value
+      : config.entityMaxIdleTime
+    // One passivation wheel per entity type, on the monotonic clock, ticking at a tenth of its idle time.
+    const maxIdleMillis = Duration.toMillis(maxIdle)
+    const now = state.services.monotonicMillis
+    const wheel = new TimerWheel<EntityState>(
+      Math.min(1000, Math.max(10, maxIdleMillis / 10)),
+      now,
+      (entries) => {
+        const at = now()
+        for (const entity of entries) entity.manager.onWheel(entity, at)
+      }
+    )
+    state.services.fork(wheel.run)
+    state.entityManagers.set(
+      recipientType.name,
+      new EntityManager({
+        recipientType: recipientType as RecipientType<unknown>,
+        behaviour: behaviour as RecipientBehaviour<unknown, any>,
+        context,
+        maxIdleMillis,
+        terminationTimeout: config.entityTerminationTimeout,
+        mailboxCapacity: config.entityMailboxCapacity,
+        deduplicationCapacity: config.entityDeduplicationCapacity,
+        maxEntities: config.maxEntitiesPerPod,
+        podAddress: state.services.self,
+        counter,
+        wheel,
+        nowMillis: state.services.monotonicMillis,
+        canServe: recipientType._tag === "TopicType" ? () => true : (shard) => state.canServe(shard, 0),
+        epochOf: recipientType._tag === "TopicType" ? () => 0 : (shard) => state.heldEpoch[shard]!,
+        fork: state.services.fork
+      })
+    )
+    yield* PubSub.publish(
+      registrationEvents,
+      recipientType._tag === "EntityType"
+        ? ShardingRegistrationEvent.EntityRegistered(recipientType)
+        : ShardingRegistrationEvent.TopicRegistered(recipientType)
+    )
+  }) as any
+
 /**
  * Builds the sharding service of this pod (scoped: background fibers and entities end with the scope).
  *
@@ -224,55 +281,7 @@ export const make: Effect.Effect<
   yield* lease.start
 
   // --- Registration of recipient types and singletons.
-  const registerRecipient = <Msg>(recipientType: RecipientType<Msg>) =>
-  <R>(
-    behaviour: RecipientBehaviour<Msg, R>,
-    options?: EntityBehaviourOptions
-  ): Effect.Effect<void, never, Exclude<R, RecipientBehaviourContext>> =>
-    Effect.gen(function*() {
-      const context = yield* Effect.context<never>()
-      const maxIdle = options?.entityMaxIdleTime !== undefined && options.entityMaxIdleTime._tag === "Some"
-        ? options.entityMaxIdleTime.value
-        : config.entityMaxIdleTime
-      // One passivation wheel per entity type, on the monotonic clock, ticking at a tenth of its idle time.
-      const maxIdleMillis = Duration.toMillis(maxIdle)
-      const now = state.services.monotonicMillis
-      const wheel = new TimerWheel<EntityState>(
-        Math.min(1000, Math.max(10, maxIdleMillis / 10)),
-        now,
-        (entries) => {
-          const at = now()
-          for (const entity of entries) entity.manager.onWheel(entity, at)
-        }
-      )
-      state.services.fork(wheel.run)
-      state.entityManagers.set(
-        recipientType.name,
-        new EntityManager({
-          recipientType: recipientType as RecipientType<unknown>,
-          behaviour: behaviour as RecipientBehaviour<unknown, any>,
-          context,
-          maxIdleMillis,
-          terminationTimeout: config.entityTerminationTimeout,
-          mailboxCapacity: config.entityMailboxCapacity,
-          deduplicationCapacity: config.entityDeduplicationCapacity,
-          maxEntities: config.maxEntitiesPerPod,
-          podAddress: self,
-          counter,
-          wheel,
-          nowMillis: state.services.monotonicMillis,
-          canServe: recipientType._tag === "TopicType" ? () => true : (shard) => state.canServe(shard, 0),
-          epochOf: recipientType._tag === "TopicType" ? () => 0 : (shard) => state.heldEpoch[shard]!,
-          fork: state.services.fork
-        })
-      )
-      yield* PubSub.publish(
-        registrationEvents,
-        recipientType._tag === "EntityType"
-          ? ShardingRegistrationEvent.EntityRegistered(recipientType)
-          : ShardingRegistrationEvent.TopicRegistered(recipientType)
-      )
-    }) as any
+  const registerRecipient = makeRegisterRecipient(state, counter, registrationEvents)
 
   const registerSingleton = <R>(name: string, run: Effect.Effect<void, never, R>): Effect.Effect<void, never, R> =>
     Effect.gen(function*() {

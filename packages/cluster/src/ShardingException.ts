@@ -102,14 +102,15 @@ export class ExceptionWhileOfferingMessageException extends Schema.TaggedError<E
 ) {}
 
 /**
- * The shard manager could not be reached. Nothing was changed by the call.
+ * The shard manager could not be reached. Nothing was changed by the call. `reason` says why when it is
+ * known (a refused connection, a certificate that is not trusted, a timeout, a standby manager...).
  *
  * @since 0.1.0
  * @category errors
  */
 export class ShardManagerUnavailableException extends Schema.TaggedError<ShardManagerUnavailableException>()(
   "ShardManagerUnavailableException",
-  {}
+  { reason: Schema.optional(Schema.String) }
 ) {}
 
 /**

@@ -34,9 +34,10 @@ import { EngineClosedError, WorkflowCancelledError, WorkflowUsageError } from ".
 import { exitCodec } from "./codec.js"
 import * as Launch from "./engineLaunch.js"
 import { Liveness } from "./engineLiveness.js"
+import * as Ownership from "./engineOwnership.js"
 import * as Loops from "./engineLoops.js"
 import type { Definition, EngineOptions, ParentLink, StartResult } from "./engineShared.js"
-import { forkDetachable, processEngines } from "./engineShared.js"
+import { forkDetachable, processEngines, restartOnDefect } from "./engineShared.js"
 import * as Signals from "./engineSignals.js"
 import { EngineTimer } from "./engineTimer.js"
 import type { EngineServices, ExecutionRuntime } from "./execution.js"
@@ -69,6 +70,8 @@ export class Engine {
   readonly leaseMillis: number
   readonly services: EngineServices
   readonly liveness: Liveness
+  /** Who decides which engine runs an execution: claims between engines, or the cluster's shard owner. */
+  readonly ownership: Ownership.Ownership
   /** Offered when another process changed something: the renewal loop renews (and reads inboxes) now. */
   readonly renewSoon: Queue.Queue<void>
   /**
@@ -104,6 +107,7 @@ export class Engine {
     )
     this.liveChanged = Effect.runSync(Queue.sliding<void>(1))
     this.leaseMillis = Duration.toMillis(options.claimLease ?? "30 seconds")
+    this.ownership = options.ownership ?? Ownership.claims
     this.results = new Results({
       journal,
       owner,
@@ -127,11 +131,7 @@ export class Engine {
         return true
       },
       liveClaims: () => Array.from(this.live.values(), (runtime) => ({ key: runtime.key, epoch: runtime.currentEpoch })),
-      stopAll: () => {
-        // (under the cluster engine nobody takes executions over by liveness: the shard's owner keeps them)
-        if (options.followOtherEngines === false) return
-        for (const runtime of this.live.values()) runtime.notifyClaimLost()
-      },
+      stopAll: () => this.ownership.registrationLost(this),
       fork: (effect) => void this.runFork(effect),
       renewNow: () => this.renewSoon.unsafeOffer(undefined)
     }, Duration.decode(options.livenessCheckInterval ?? "500 millis"))
@@ -296,8 +296,8 @@ export const make = (
     yield* Effect.addFinalizer(() => Effect.sync(() => siblings.delete(engine)))
     yield* Effect.addFinalizer(() => Effect.sync(() => claimsAtClose = engine.liveness.host.liveClaims()))
     yield* engine.liveness.register(keyString)
-    yield* forkDetachable("timer", engine.timer.loop)
-    yield* forkDetachable("claim renewal", engine.renewLoop)
+    yield* forkDetachable("timer", restartOnDefect("timer", engine.timer.loop))
+    yield* forkDetachable("claim renewal", restartOnDefect("claim renewal", engine.renewLoop))
     // Last registered, so first run when the scope closes: callers still waiting are answered.
     yield* Effect.addFinalizer(() => Effect.sync(() => engine.results.close(new EngineClosedError({ identity: owner! }))))
     if (options.resumeOnStart !== false) {
@@ -307,16 +307,17 @@ export const make = (
         Effect.catchAll(engine.retryStuck, (error) => Effect.logWarning("could not retry stuck executions", error))
       )
     }
-    if (options.followOtherEngines !== false) yield* forkDetachable("liveness watch", engine.liveness.watch)
+    const watchOthers = engine.ownership.watchOthers(engine)
+    if (watchOthers !== undefined) yield* forkDetachable("liveness watch", restartOnDefect("liveness watch", watchOthers))
     if (options.orphanCheckInterval !== undefined) {
       const every = options.orphanCheckInterval
-      yield* forkDetachable("orphan check", Effect.forever(Effect.zipRight(
+      yield* forkDetachable("orphan check", restartOnDefect("orphan check", Effect.forever(Effect.zipRight(
         Effect.sleep(every),
         Effect.catchAll(engine.resumeOrphans, (error) => Effect.as(Effect.logWarning("orphan check failed", error), 0)).pipe(
           // another engine may have suspended executions with earlier deadlines and died: look again
           Effect.tap(() => Effect.sync(() => engine.arm(Number.NEGATIVE_INFINITY)))
         )
-      )))
+      ))))
     }
     return engine
   })

@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -90,7 +91,8 @@ export class Liveness {
   /**
    * Keeps this engine registered for as long as the scope is open: registers it (before returning),
    * watches for changes by other processes, and when the registration is lost (PostgreSQL: its session
-   * died), stops every live execution (others may now take them over) and registers again.
+   * died), acts as its ownership policy says (in-process: stops every live execution, since others may now
+   * take them over) and registers again.
    */
   register(keyId: (key: ExecutionKey) => string): Effect.Effect<void, never, Scope.Scope> {
     const registerEngine = this.host.journal.registerEngine
@@ -108,11 +110,12 @@ export class Liveness {
         yield* Deferred.succeed(ready, undefined)
         return yield* registration.lost
       }))
-      const keep: Effect.Effect<never> = Effect.catchAll(session, (error) =>
-        Effect.gen(this, function*() {
+      // (a defect in the session, e.g. a journal wrapper's, is handled as a loss: the engine registers again)
+      const keep: Effect.Effect<never> = Effect.catchAllCause(session, (error) =>
+        Cause.isInterruptedOnly(error) ? Effect.interrupt : Effect.gen(this, function*() {
           if (this.registration !== undefined) {
             this.registration = undefined
-            yield* Effect.logWarning("the engine's liveness registration was lost; its executions stop here", error)
+            yield* Effect.logWarning("the engine's liveness registration was lost (it registers again)", error)
             this.host.stopAll()
           } else if (failures++ === 0) {
             yield* Effect.logWarning(

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -16,6 +17,7 @@ import type { Journal } from "../DurableExecutionJournal.js"
 import type { WorkflowDefinition } from "../Workflow.js"
 import type { ExitCodec } from "./codec.js"
 import type { Engine } from "./engine.js"
+import type { Ownership } from "./engineOwnership.js"
 import { liveClock } from "./liveClock.js"
 
 /** @internal */
@@ -29,10 +31,10 @@ export interface EngineOptions {
   readonly journalRetries?: number | undefined
   readonly livenessCheckInterval?: Duration.DurationInput | undefined
   /**
-   * Whether the engine resumes what other engines leave (a dead engine's claims, claims that ended).
-   * Default true; false where something else decides who runs what (the cluster: the shard's owner).
+   * Who decides which engine runs an execution (engineOwnership.ts): claims between engines (the default),
+   * or the cluster's shard owner.
    */
-  readonly followOtherEngines?: boolean | undefined
+  readonly ownership?: Ownership | undefined
 }
 
 /** @internal */
@@ -90,6 +92,26 @@ export const forkDetachable = <A, E>(
         )
       )
     )))
+
+/**
+ * A background loop that must not end: a defect or failure that escapes it (a bug, a journal that throws)
+ * is logged as an error and the loop starts again after a back-off (live clock, 100 ms doubling to 30 s),
+ * instead of the engine losing its timer or its renewals without a word. @internal
+ */
+export const restartOnDefect = <E>(what: string, loop: Effect.Effect<never, E>): Effect.Effect<never> => {
+  const attempt = (restarts: number): Effect.Effect<never> =>
+    Effect.catchAllCause(loop, (cause) =>
+      Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.logError(
+        `the engine's ${what} stopped on an unexpected error; it starts again`,
+        cause
+      ).pipe(
+        Effect.zipRight(
+          Effect.withClock(Effect.sleep(Duration.millis(Math.min(30_000, 100 * 2 ** Math.min(restarts, 20)))), liveClock)
+        ),
+        Effect.zipRight(Effect.suspend(() => attempt(restarts + 1)))
+      ))
+  return attempt(0)
+}
 
 /**
  * The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests).

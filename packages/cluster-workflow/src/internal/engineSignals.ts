@@ -6,7 +6,6 @@
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type { ExecutionKey, ExecutionRow, JournalError } from "../DurableExecutionJournal.js"
 import { isTerminal } from "../DurableExecutionJournal.js"
@@ -90,22 +89,9 @@ export const wake = (
       }
       return
     }
-    // (under the cluster engine the shard's owner is the only one to run it: nothing is left to others)
-    if (!here && engine.options.followOtherEngines !== false && (yield* leaveToOthers(engine, key, id))) return
+    if (!here && (yield* engine.ownership.leaveToOthers(engine, key, id))) return
     yield* unlessRowLocked(engine.claimAndLaunch(key))
   }), "PayloadDecodeError", () => Effect.void) // logged where it was found; the input stays stored
-}
-
-/** Whether other live engines run this workflow: then this one leaves a runnable execution to them. */
-const leaveToOthers = (engine: Engine, key: ExecutionKey, id: string): Effect.Effect<boolean> => {
-  const registration = engine.liveness.registration
-  const otherLiveEngines = engine.journal.otherLiveEngines
-  if (registration === undefined || otherLiveEngines === undefined) return Effect.succeed(false)
-  return Effect.map(Effect.either(otherLiveEngines(registration, key.workflow)), (others) => {
-    if (Either.isLeft(others) || others.right === 0) return false
-    engine.liveness.passThrough(id)
-    return true
-  })
 }
 
 /** Requests an execution's cancellation and wakes it. */

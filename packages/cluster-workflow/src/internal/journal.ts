@@ -506,5 +506,10 @@ export declare namespace DurableExecutionJournal {
    */
   export interface MakeOptions {
     readonly table: string
+    /**
+     * Whose clock decides claim expiry: the database's (default) or, for tests on a `TestClock`, the
+     * caller's (`"test"`); see `SqlJournalOptions.clock` of `DurableExecutionJournalSql`.
+     */
+    readonly clock?: "database" | "test" | undefined
   }
 }

@@ -69,13 +69,15 @@ export const make: Effect.Effect<ShardManagerClient, never, ShardingConfig | Tra
     ))
 
     const unavailable = (error: PeerFailure | RequestRejected | ManagerNotActive) =>
-      error instanceof PeerFailure || error instanceof ManagerNotActive
-        ? Effect.fail(new ShardManagerUnavailableException())
+      error instanceof PeerFailure
+        ? Effect.fail(new ShardManagerUnavailableException({ reason: error.reason }))
+        : error instanceof ManagerNotActive
+        ? Effect.fail(new ShardManagerUnavailableException({ reason: "no active manager answered (standbys only)" }))
         : Effect.zipRight(
           Effect.logWarning("the shard manager rejected a request").pipe(
             Effect.annotateLogs({ reason: error.reason, detail: error.detail })
           ),
-          Effect.fail(new ShardManagerUnavailableException())
+          Effect.fail(new ShardManagerUnavailableException({ reason: `rejected: ${error.reason}` }))
         )
 
     // Each manager of the list at most once, from the current one (read when the call runs: some calls are

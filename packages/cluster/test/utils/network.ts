@@ -4,6 +4,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as Socket from "@effect/platform/Socket"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import { Clock, Context, Effect, ExecutionStrategy, Exit, Layer, Logger, Queue, Scope } from "effect"
+import type * as Https from "node:https"
 import * as Net from "node:net"
 
 /** Pods and a manager in this process, talking over real loopback sockets through the network layers. */
@@ -34,16 +35,19 @@ export interface NetworkManager {
 export const startManager = (options: {
   readonly manager?: Partial<ManagerConfig.ManagerConfig>
   readonly transport?: Partial<Transport.TransportConfig>
+  readonly https?: Https.ServerOptions
 }): Effect.Effect<NetworkManager, Storage.StorageException, Scope.Scope> =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
       NodeCluster.layerManager({
         manager: { apiPort: 0, ...options.manager },
-        transport: options.transport
+        transport: options.transport,
+        https: options.https
       }).pipe(Layer.provide(Storage.memory))
     ).pipe(Effect.orDie)
     const port = portOf(context)
-    return { manager: Context.get(context, ShardManager.ShardManager), port, uri: `http://127.0.0.1:${port}` }
+    const scheme = options.https === undefined ? "http" : "https"
+    return { manager: Context.get(context, ShardManager.ShardManager), port, uri: `${scheme}://127.0.0.1:${port}` }
   })
 
 export interface NetworkPod {
@@ -57,6 +61,7 @@ export const startPod = (options: {
   readonly managerUri: string
   readonly sharding?: Partial<ShardingConfig.ShardingConfig>
   readonly transport?: Partial<Transport.TransportConfig>
+  readonly https?: Https.ServerOptions
   readonly setup?: Effect.Effect<void, never, Sharding.Sharding>
 }): Effect.Effect<NetworkPod, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -65,7 +70,8 @@ export const startPod = (options: {
     const context = yield* Layer.buildWithScope(
       NodeCluster.layerPod({
         sharding: { shardingPort: 0, shardManagerUri: options.managerUri, ...options.sharding },
-        transport: options.transport
+        transport: options.transport,
+        https: options.https
       }),
       scope
     )

@@ -14,7 +14,7 @@ import { inTransaction, withRetries } from "./retry.js"
 import type { RecordSource, Row } from "./rows.js"
 import { decodeExecution, keySource, rowKeyId, terminalStatuses } from "./rows.js"
 import type { TableNames } from "./tables.js"
-import type { TimeFrame } from "./time.js"
+import type { JournalClock, TimeFrame } from "./time.js"
 import { identityFrame, makeFrames } from "./time.js"
 
 /** @internal */
@@ -59,8 +59,8 @@ export interface SqlContext {
   readonly selectRows: (keys: ReadonlyArray<ExecutionKey>) => Effect.Effect<Map<string, ExecutionRow>, SqlError>
   readonly selectRow: (key: ExecutionKey) => Effect.Effect<ExecutionRow | undefined, SqlError>
   /**
-   * This context in the time frame of the calling fiber's clock: every operation that stores, compares
-   * or returns a claim's end runs on it (see time.ts).
+   * This context in the time frame of the calling fiber's clock (on the journal's `clock`, see time.ts):
+   * every operation that stores, compares or returns a claim's end runs on it.
    */
   readonly framed: Effect.Effect<SqlContext, JournalError>
 }
@@ -86,7 +86,8 @@ export const makeContext = (
   client: SqlClient.SqlClient,
   dialect: Dialect,
   tables: TableNames,
-  retries: number
+  retries: number,
+  clock: JournalClock
 ): SqlContext => {
   const sql = client.withoutTransforms()
   const E = sql(tables.executions)
@@ -104,7 +105,7 @@ export const makeContext = (
         sql.literal(String(rows.length))
       }) AS v`
       : sql`(SELECT ${sql.literal(src.sqlite)} FROM json_each(${JSON.stringify(rows)})) AS v`
-  const frame = makeFrames(sql, dialect, retries)
+  const frame = makeFrames(sql, dialect, retries, clock)
   const inFrame = (time: TimeFrame): SqlContext => {
     const { cols, xcols } = time
     return {

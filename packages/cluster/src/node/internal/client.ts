@@ -75,6 +75,21 @@ const reconnectSchedule = Schedule.exponential(Duration.millis(100), 2).pipe(
   Schedule.union(Schedule.spaced(Duration.seconds(3)))
 )
 
+/**
+ * An error's message followed by its causes' (an rpc "Error in socket" is caused by, e.g., a certificate
+ * the client does not trust): what a log line needs to say why a peer could not be reached.
+ */
+export const reasonOf = (error: unknown): string => {
+  const parts: Array<string> = []
+  let current: unknown = error
+  for (let depth = 0; depth < 6 && typeof current === "object" && current !== null; depth++) {
+    const message = (current as { readonly message?: unknown }).message
+    if (typeof message === "string" && message !== "" && !parts.includes(message)) parts.push(message)
+    current = (current as { readonly cause?: unknown }).cause ?? (current as { readonly error?: unknown }).error
+  }
+  return parts.join(": ")
+}
+
 /** A pool of rpc clients of `group`, one per peer address. */
 export interface PeerPool<Rpcs extends Rpc.Any> {
   /**
@@ -181,7 +196,7 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
           Effect.timeoutFail({ duration: timeout, onTimeout: () => failure("timed out") }),
           Effect.catchIf(
             (error): error is RpcClientError => error instanceof RpcClientError,
-            (error) => Effect.fail(failure(error.message))
+            (error) => Effect.fail(failure(reasonOf(error)))
           ),
           Effect.catchAllDefect(() => Effect.fail(failure("the peer's answer could not be read"))),
           // A client closed under a pending call ends it with the library's own interruption id: that is a
