@@ -32,7 +32,7 @@ export * from "./internal/journal.js"
 export const make = (
   options: DurableExecutionJournal.MakeOptions
 ): Effect.Effect<Journal, JournalError, SqlClient.SqlClient> =>
-  Effect.tap(SqlJournal.make({ prefix: options.table }), () => SqlEventLog.create(options.table))
+  Effect.tap(SqlJournal.make({ prefix: options.table, clock: options.clock }), () => SqlEventLog.create(options.table))
 
 /**
  * The 2024 SQL journal layer: needs only a `SqlClient`. See `make`.

@@ -9,7 +9,7 @@
  */
 import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { expect, it } from "@effect/vitest"
-import { Clock, Context, Deferred, Effect, Fiber, Layer, Option, Schema } from "effect"
+import { Clock, Context, Deferred, Effect, Fiber, Layer, Option, Schema, TestClock } from "effect"
 import { describeJournals, key, sqlJournalCases, start } from "./utils/journals.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 
@@ -124,4 +124,23 @@ describeJournals("claims on the database's clock", (journalCase) => {
       expect(yield* on(ahead)(engineB.execute(new Order({ orderId: "o1", amount: 1 })))).toEqual(1)
       expect(log.count("charge")).toEqual(1)
     }).pipe(Effect.scoped))
+
+  it.scoped("a journal decides claim expiry on a TestClock only when told to (clock: \"test\"); by default the database's clock decides", () =>
+    Effect.gen(function*() {
+      const shared = yield* journalCase.shared!
+      const expiryAfterAnHour = (clock: "database" | "test", id: string) =>
+        Effect.gen(function*() {
+          const journal = yield* journalOn(shared.journal({ clock }))
+          const k = key(id)
+          const now = yield* Clock.currentTimeMillis
+          yield* journal.commit([start(k, { owner: "A", now, claimUntil: now + lease })])
+          yield* TestClock.adjust("1 hour")
+          const later = yield* Clock.currentTimeMillis
+          return (yield* journal.claim(k, "B", later, later + lease))._tag
+        })
+      // the users' default: the TestClock's hour is not the database's; A's claim is still live
+      expect(yield* expiryAfterAnHour("database", "t1")).toEqual("Unavailable")
+      // on the test clock the hour passes for the journal too: A's claim has ended
+      expect(yield* expiryAfterAnHour("test", "t2")).toEqual("Claimed")
+    }))
 }, sqlJournalCases)

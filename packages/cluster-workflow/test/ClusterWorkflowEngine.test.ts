@@ -5,24 +5,16 @@
  * owner's writes are fenced by the shard epoch. Live clock: pods, leases, the journal and the engine's
  * timers run for real, with short leases.
  */
-import { Message, Sharding } from "@effect-cluster/cluster"
+import { Message } from "@effect-cluster/cluster"
 import type { WorkflowEngine as WorkflowEngineNs } from "@effect-cluster/cluster-workflow"
-import {
-  Activity,
-  ClusterWorkflowEngine,
-  DurableDeferred,
-  DurableExecutionJournal,
-  Workflow,
-  WorkflowEngine
-} from "@effect-cluster/cluster-workflow"
+import { Activity, DurableDeferred, Workflow } from "@effect-cluster/cluster-workflow"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Duration, Effect, Exit, Layer, Schedule, Schema, Scope } from "effect"
-import { makeTestCluster } from "../../cluster/test/utils/cluster.js"
-import type { SharedDatabase } from "./utils/journals.js"
-import { postgresSkipReason, sharedPostgres, sharedSqlite } from "./utils/journals.js"
+import { Context, Deferred, Effect, Exit, Layer, Schema } from "effect"
+import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
 
-class PodName extends Context.Tag("test/PodName")<PodName, number>() {}
+/** The engine's periodic shard check once an hour: these tests see only what shard changes announce. */
+const engineOptions = { shardCheckInterval: "1 hour" } as const
 
 /** Every run of an activity body: which execution step, on which pod, from when to when. */
 interface SideEffect {
@@ -64,75 +56,6 @@ const makeWorkflow = (effects: Array<SideEffect>, gate?: Deferred.Deferred<void>
     }))
 }
 
-const podTimings = {
-  leaseDuration: Duration.seconds(2),
-  leaseRenewalInterval: Duration.millis(500),
-  leaseMargin: Duration.millis(500),
-  entityTerminationTimeout: Duration.millis(300)
-}
-
-interface EnginePod {
-  readonly port: number
-  readonly sharding: Sharding.Sharding
-  readonly engine: WorkflowEngineNs.WorkflowEngine<Payment>
-  /** Graceful: the engine stops (recording nothing), the pod unregisters, hands its shards back. */
-  readonly leave: Effect.Effect<void>
-  /** The transport cuts the pod off; its engine keeps running until its lease ends by its own clock. */
-  readonly crash: Effect.Effect<void>
-}
-
-/** A test cluster whose pods each run the cluster engine on their own connection to the shared database. */
-const makeEngineCluster = (database: SharedDatabase, workflow: ReturnType<typeof makeWorkflow>) =>
-  Effect.gen(function*() {
-    const cluster = yield* makeTestCluster({
-      numberOfShards: 30,
-      manager: {
-        rebalanceRate: 1,
-        leaseDuration: podTimings.leaseDuration,
-        leaseMargin: Duration.millis(500),
-        rebalanceInterval: Duration.seconds(1)
-      }
-    })
-    yield* cluster.startManager
-    const outer = yield* Effect.scope
-    const startPod = (port: number) =>
-      Effect.gen(function*() {
-        const pod = yield* cluster.startPod(port, undefined, podTimings)
-        const scope = yield* Scope.fork(outer, undefined as any)
-        const journal = yield* Layer.buildWithScope(database.journal(), scope)
-        const engine = yield* WorkflowEngine.makeScoped(workflow).pipe(
-          Effect.provide(Layer.succeedContext(journal)),
-          Effect.provide(ClusterWorkflowEngine.layer({ prefix: database.prefix, shardCheckInterval: "1 hour" })),
-          Effect.provideService(Sharding.Sharding, pod.sharding),
-          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, Context.get(
-            journal,
-            DurableExecutionJournal.DurableExecutionJournal
-          )),
-          Effect.provideService(PodName, port),
-          Scope.extend(scope)
-        )
-        return {
-          port,
-          sharding: pod.sharding,
-          engine,
-          leave: Effect.zipRight(Scope.close(scope, Exit.void), pod.leave),
-          crash: pod.crash
-        } satisfies EnginePod
-      })
-    return { cluster, startPod }
-  })
-
-/** Repeats `condition` on the live clock every 50 ms until it holds (at most `within`). */
-const until = (condition: Effect.Effect<boolean, any>, within: Duration.DurationInput = "20 seconds") =>
-  condition.pipe(
-    Effect.flatMap((holds) => holds ? Effect.void : Effect.fail("not yet" as const)),
-    Effect.retry(Schedule.spaced("50 millis")),
-    Effect.timeoutFail({ duration: within, onTimeout: () => new Error("condition not reached") }),
-    Effect.orDie
-  )
-
-const served = (pod: EnginePod) => Effect.map(pod.sharding.servedShardEpochs, (shards) => Array.from(shards.keys()))
-
 const suspendedCount = (engine: WorkflowEngineNs.WorkflowEngine<Payment>) =>
   Effect.map(engine.list({ status: "suspended", limit: 1000 }), (page) => page.executions.length)
 
@@ -158,20 +81,13 @@ const expectAtMostOneCutOff = (effects: ReadonlyArray<SideEffect>, ofGone: Reado
   }
 }
 
-const databases: ReadonlyArray<
-  { readonly name: string; readonly make: typeof sharedSqlite; readonly skip: string | undefined }
-> = [
-  { name: "sqlite", make: sharedSqlite, skip: undefined },
-  { name: "postgres", make: sharedPostgres, skip: postgresSkipReason }
-]
-
-for (const database of databases) {
+for (const database of clusterDatabases) {
   describe.skipIf(database.skip !== undefined)(`ClusterWorkflowEngine on ${database.name}`, () => {
     it.scopedLive("routes each execution to its shard's owner; any pod starts and awaits any execution", () =>
       Effect.gen(function*() {
         const effects: Array<SideEffect> = []
         const db = yield* database.make
-        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects))
+        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects), engineOptions)
         const pods = [yield* startPod(1), yield* startPod(2), yield* startPod(3)]
         yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length === 30 / pods.length)))
         const results = yield* Effect.forEach(
@@ -201,7 +117,7 @@ for (const database of databases) {
       Effect.gen(function*() {
         const effects: Array<SideEffect> = []
         const db = yield* database.make
-        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects))
+        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects), engineOptions)
         const pods = [yield* startPod(1), yield* startPod(2), yield* startPod(3)]
         yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length === 30 / pods.length)))
         const leaving = pods[2]!
@@ -248,7 +164,7 @@ for (const database of databases) {
       Effect.gen(function*() {
         const effects: Array<SideEffect> = []
         const db = yield* database.make
-        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects))
+        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects), engineOptions)
         const pods = [yield* startPod(1), yield* startPod(2)]
         yield* until(Effect.map(Effect.forEach(pods, served), (all) => all.every((shards) => shards.length === 30 / pods.length)))
         const crashing = pods[1]!
@@ -301,7 +217,7 @@ for (const database of databases) {
         const effects: Array<SideEffect> = []
         const gate = yield* Deferred.make<void>()
         const db = yield* database.make
-        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects, gate))
+        const { startPod } = yield* makeEngineCluster(db, makeWorkflow(effects, gate), engineOptions)
         const pod = yield* startPod(1)
         yield* until(Effect.map(served(pod), (shards) => shards.length === 30))
         yield* pod.engine.start(new Payment({ id: "s1", amount: 7, wait: "none" }))

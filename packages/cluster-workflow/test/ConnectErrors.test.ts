@@ -74,18 +74,52 @@ const withUserAndDatabase = (user: string, database: string): string => {
   return url.toString()
 }
 
+/** The two ways of building the client, each with the journal's error for a URL. */
+const clients = [
+  { name: "a client layer that connects while it is built (layerOn)", failure: connectFailure },
+  { name: "a client that connects at the journal's first statement", failure: firstUseFailure }
+] as const
+
 describe("a journal that cannot connect says why (issue 9 #20)", () => {
-  it.live("connection refused names the host and port", () =>
-    Effect.gen(function*() {
-      const port = yield* unusedPort
-      const error = yield* connectFailure(`postgres://postgres:${password}@127.0.0.1:${port}/test`)
-      expect(error._tag).toBe("JournalError")
-      expect(error.operation).toBe("connect")
-      expect(error.message).toContain("refused")
-      expect(error.message).toContain(`127.0.0.1:${port}`)
-      expect(error.message).not.toContain(password)
-      expect(error.retryable).toBe(true)
-    }))
+  for (const client of clients) {
+    describe(`on ${client.name}`, () => {
+      it.live("connection refused names the host and port", () =>
+        Effect.gen(function*() {
+          const port = yield* unusedPort
+          const error = yield* client.failure(`postgres://postgres:${password}@127.0.0.1:${port}/test`)
+          expect(error._tag).toBe("JournalError")
+          expect(error.operation).toBe("connect")
+          expect(error.message).toContain("refused")
+          expect(error.message).toContain(`127.0.0.1:${port}`)
+          expect(error.message).not.toContain(password)
+          expect(error.retryable).toBe(true)
+        }))
+
+      it.live("an unknown database is named", () =>
+        Effect.gen(function*() {
+          if (postgresSkipReason !== undefined) return yield* Effect.logWarning(postgresSkipReason)
+          const database = uniquePrefix("nodb")
+          const error = yield* client.failure(withUserAndDatabase("postgres", database))
+          expect(error.operation).toBe("connect")
+          expect(error.message).toContain("unknown database")
+          expect(error.message).toContain(database)
+          expect(error.message).not.toContain(password)
+          expect(error.retryable).toBe(false)
+        }))
+
+      it.live("an unknown role is named", () =>
+        Effect.gen(function*() {
+          if (postgresSkipReason !== undefined) return yield* Effect.logWarning(postgresSkipReason)
+          const role = uniquePrefix("norole")
+          const error = yield* client.failure(withUserAndDatabase(role, "test"))
+          expect(error.operation).toBe("connect")
+          expect(error.message).toContain("unknown role")
+          expect(error.message).toContain(role)
+          expect(error.message).not.toContain(password)
+          expect(error.retryable).toBe(false)
+        }))
+    })
+  }
 
   it.live("a malformed URL is called malformed, without its password", () =>
     Effect.gen(function*() {
@@ -93,66 +127,6 @@ describe("a journal that cannot connect says why (issue 9 #20)", () => {
       expect(error.message).toContain("malformed")
       expect(error.message).not.toContain(password)
     }))
-
-  it.live("an unknown database is named", () =>
-    Effect.gen(function*() {
-      if (postgresSkipReason !== undefined) return yield* Effect.logWarning(postgresSkipReason)
-      const database = uniquePrefix("nodb")
-      const error = yield* connectFailure(withUserAndDatabase("postgres", database))
-      expect(error.message).toContain("unknown database")
-      expect(error.message).toContain(database)
-      expect(error.message).not.toContain(password)
-      expect(error.retryable).toBe(false)
-    }))
-
-  it.live("an unknown role is named", () =>
-    Effect.gen(function*() {
-      if (postgresSkipReason !== undefined) return yield* Effect.logWarning(postgresSkipReason)
-      const role = uniquePrefix("norole")
-      const error = yield* connectFailure(withUserAndDatabase(role, "test"))
-      expect(error.message).toContain("unknown role")
-      expect(error.message).toContain(role)
-      expect(error.message).not.toContain(password)
-      expect(error.retryable).toBe(false)
-    }))
-
-  describe("on a client that connects at the journal's first statement", () => {
-    it.live("connection refused names the host and port", () =>
-      Effect.gen(function*() {
-        const port = yield* unusedPort
-        const error = yield* firstUseFailure(`postgres://postgres:${password}@127.0.0.1:${port}/test`)
-        expect(error._tag).toBe("JournalError")
-        expect(error.operation).toBe("connect")
-        expect(error.message).toContain("refused")
-        expect(error.message).toContain(`127.0.0.1:${port}`)
-        expect(error.message).not.toContain(password)
-        expect(error.retryable).toBe(true)
-      }))
-
-    it.live("an unknown database is named", () =>
-      Effect.gen(function*() {
-        if (postgresSkipReason !== undefined) return yield* Effect.logWarning(postgresSkipReason)
-        const database = uniquePrefix("nodb")
-        const error = yield* firstUseFailure(withUserAndDatabase("postgres", database))
-        expect(error.operation).toBe("connect")
-        expect(error.message).toContain("unknown database")
-        expect(error.message).toContain(database)
-        expect(error.message).not.toContain(password)
-        expect(error.retryable).toBe(false)
-      }))
-
-    it.live("an unknown role is named", () =>
-      Effect.gen(function*() {
-        if (postgresSkipReason !== undefined) return yield* Effect.logWarning(postgresSkipReason)
-        const role = uniquePrefix("norole")
-        const error = yield* firstUseFailure(withUserAndDatabase(role, "test"))
-        expect(error.operation).toBe("connect")
-        expect(error.message).toContain("unknown role")
-        expect(error.message).toContain(role)
-        expect(error.message).not.toContain(password)
-        expect(error.retryable).toBe(false)
-      }))
-  })
 
   it("the reason is read from the driver's cause chain", () => {
     const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:9"), {

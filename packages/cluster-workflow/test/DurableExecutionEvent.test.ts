@@ -21,7 +21,14 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { dropTables, pgClientLayer, postgresSkipReason, sqliteClientLayer, uniquePrefix } from "./utils/journals.js"
+import {
+  dropTables,
+  pgClientLayer,
+  postgresSkipReason,
+  sqliteClientLayer,
+  testJournalClock,
+  uniquePrefix
+} from "./utils/journals.js"
 
 const success = Schema.Number
 const failure = Schema.String
@@ -147,7 +154,7 @@ for (const db of sqlCases) {
         yield* Effect.addFinalizer(() =>
           Effect.ignore(Effect.zipRight(dropTables(name), sql`DROP TABLE IF EXISTS ${sql(name)}`))
         )
-        return DurableExecutionJournal.layer({ table: name })
+        return DurableExecutionJournal.layer({ table: name, clock: yield* testJournalClock })
       }))
     let n = 0
     const journalLayer = Layer.suspend(() => Layer.provideMerge(fresh(`${table}_${n++}`), Layer.orDie(db.client)))
@@ -221,7 +228,7 @@ for (const db of sqlCases) {
             VALUES ('old-wf', ${event.sequence}, ${JSON.stringify(event)})`
         }
         const events = yield* Effect.flatMap(
-          DurableExecutionJournal.make({ table: name }),
+          DurableExecutionJournal.make({ table: name, clock: "test" }),
           (journal) => readAll(journal, "old-wf")
         ).pipe(Effect.ensuring(Effect.ignore(dropTables(name))))
         expect(events).toEqual([

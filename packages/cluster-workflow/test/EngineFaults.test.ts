@@ -15,7 +15,7 @@ import { assert, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Metric, MetricState, Schema, Scope, TestClock } from "effect"
 import { awaitStatus, eventually, eventuallyEffect } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
-import { describeJournals, freshJournal } from "./utils/journals.js"
+import { describeJournals, failingClaimsOf, freshJournal } from "./utils/journals.js"
 
 const Go = DurableDeferred.make("go")
 
@@ -36,20 +36,7 @@ describeJournals("Engine faults", (journalCase) => {
   it.scoped("a body that catches every defect still cannot turn an engine fault into its outcome", () =>
     Effect.gen(function*() {
       const inner = yield* freshJournal(journalCase)
-      let failLabelClaims = 0
-      const journal: DurableExecutionJournal.Journal = {
-        ...inner,
-        claim: (key, ...rest) =>
-          Effect.suspend(() => {
-            if (key.workflow === "Label" && failLabelClaims > 0) {
-              failLabelClaims--
-              return Effect.fail(
-                new DurableExecutionJournal.JournalError({ operation: "claim", message: "refused", retryable: false })
-              )
-            }
-            return inner.claim(key, ...rest)
-          })
-      }
+      const { journal, failNext } = failingClaimsOf(inner, "Label", { message: "refused", retryable: false })
       const child = Workflow.make(Label, () => Effect.as(DurableDeferred.await(Go), "label"))
       const parent = Workflow.make(Order, (order) =>
         Effect.gen(function*() {
@@ -67,7 +54,7 @@ describeJournals("Engine faults", (journalCase) => {
       yield* awaitStatus(engine, "o1", "Suspended")
       yield* awaitStatus(engine, "o1/o1", "Suspended")
       // the parent replays and re-joins its child, whose claim is refused (not retryable)
-      failLabelClaims = 1
+      failNext(1)
       yield* engine.signal("o1", Go, Exit.void)
       yield* eventuallyEffect(engine.status("o1"), (status) => status._tag !== "Running")
       const status = yield* engine.status("o1")

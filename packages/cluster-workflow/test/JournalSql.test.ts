@@ -55,12 +55,15 @@ const clientCases: ReadonlyArray<ClientCase & { readonly skip: string | undefine
   { name: "postgres", client: Layer.orDie(pgClientLayer()), skip: postgresSkipReason }
 ]
 
+/** Every test here runs on the TestClock: its journals follow it (the SQL journal's `clock: "test"`). */
+const onTestClock = { clock: "test" } as const
+
 /** A SQL journal with a fresh prefix on the client in context; its tables are dropped with the scope. */
 const freshJournal = (options?: DurableExecutionJournalSql.SqlJournalOptions) =>
   Effect.gen(function*() {
     const prefix = options?.prefix ?? uniquePrefix()
     yield* Effect.addFinalizer(() => Effect.ignore(dropTables(prefix)))
-    const journal = yield* DurableExecutionJournalSql.make({ ...options, prefix })
+    const journal = yield* DurableExecutionJournalSql.make({ ...onTestClock, ...options, prefix })
     return { journal, prefix }
   })
 
@@ -93,8 +96,8 @@ for (const c of clientCases) {
           expect(yield* tableExists(`${p1}_${suffix}`)).toBe(true)
           expect(yield* tableExists(`${p2}_${suffix}`)).toBe(false)
         }
-        const j1 = yield* DurableExecutionJournalSql.make({ prefix: p1 })
-        const j2 = yield* DurableExecutionJournalSql.make({ prefix: p2 })
+        const j1 = yield* DurableExecutionJournalSql.make({ ...onTestClock, prefix: p1 })
+        const j2 = yield* DurableExecutionJournalSql.make({ ...onTestClock, prefix: p2 })
         yield* j1.commit([start(key("x"))])
         expect(Option.isSome(yield* j1.get(key("x")))).toBe(true)
         expect(yield* j2.get(key("x"))).toEqual(Option.none())
@@ -122,7 +125,7 @@ for (const c of clientCases) {
       "migrate: false does not create tables; operations then fail with a non-retryable JournalError",
       Effect.gen(function*() {
         const prefix = uniquePrefix("nm")
-        const journal = yield* DurableExecutionJournalSql.make({ prefix, migrate: false })
+        const journal = yield* DurableExecutionJournalSql.make({ ...onTestClock, prefix, migrate: false })
         expect(yield* tableExists(`${prefix}_executions`)).toBe(false)
         const error = yield* Effect.flip(journal.get(key("x")))
         expect(error).toBeInstanceOf(DurableExecutionJournal.JournalError)
@@ -136,7 +139,7 @@ for (const c of clientCases) {
       "an invalid prefix is refused",
       Effect.gen(function*() {
         for (const prefix of ["", "1abc", "a-b", "a b", "x\"; DROP TABLE y; --", "a".repeat(41)]) {
-          const error = yield* Effect.flip(DurableExecutionJournalSql.make({ prefix }))
+          const error = yield* Effect.flip(DurableExecutionJournalSql.make({ ...onTestClock, prefix }))
           expect(error).toMatchObject({ _tag: "JournalError", operation: "make", retryable: false })
         }
       })
@@ -150,11 +153,11 @@ for (const c of clientCases) {
         const client = yield* SqlClient.SqlClient
         const journal = yield* Effect.provide(
           DurableExecutionJournal.DurableExecutionJournal,
-          DurableExecutionJournal.layer({ table }).pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, client)))
+          DurableExecutionJournal.layer({ table, ...onTestClock }).pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, client)))
         )
         expect(yield* journal.commit([start(key("legacy"))])).toEqual([{ _tag: "Created", epoch: 1 }])
         expect(yield* tableExists(`${table}_executions`)).toBe(true)
-        const again = yield* DurableExecutionJournal.make({ table })
+        const again = yield* DurableExecutionJournal.make({ table, ...onTestClock })
         expect(Option.isSome(yield* again.get(key("legacy")))).toBe(true)
         expect(journal.sql?.client).toBe(client)
       })
@@ -285,7 +288,7 @@ for (const c of clientCases) {
       "the same executions started concurrently by two clients are created exactly once",
       Effect.gen(function*() {
         const { journal: j1, prefix } = yield* freshJournal()
-        const j2 = yield* DurableExecutionJournalSql.make({ prefix })
+        const j2 = yield* DurableExecutionJournalSql.make({ ...onTestClock, prefix })
         const keys = Array.from({ length: 40 }, (_, i) => key(`c${i}`))
         const batches = [j1, j2, j1, j2].map((j, n) =>
           j.commit((n % 2 === 0 ? keys : [...keys].reverse()).map((k) => start(k, { owner: `o${n}` })))
@@ -465,8 +468,8 @@ describe("SQL journal [sqlite, two clients on one file]", () => {
     Effect.gen(function*() {
       const { first, second } = yield* twoClients
       const prefix = uniquePrefix("busy")
-      const j1 = yield* DurableExecutionJournalSql.make({ prefix }).pipe(Effect.provide(first))
-      const j2 = yield* DurableExecutionJournalSql.make({ prefix, busyRetries: 1_000 }).pipe(Effect.provide(second))
+      const j1 = yield* DurableExecutionJournalSql.make({ ...onTestClock, prefix }).pipe(Effect.provide(first))
+      const j2 = yield* DurableExecutionJournalSql.make({ ...onTestClock, prefix, busyRetries: 1_000 }).pipe(Effect.provide(second))
       const sql1 = j1.sql!.client as SqlClient.SqlClient
       const holding = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
@@ -502,8 +505,8 @@ describe("SQL journal [sqlite, two clients on one file]", () => {
     Effect.gen(function*() {
       const { first, second } = yield* twoClients
       const prefix = uniquePrefix("busy")
-      const j1 = yield* DurableExecutionJournalSql.make({ prefix }).pipe(Effect.provide(first))
-      const j2 = yield* DurableExecutionJournalSql.make({ prefix, busyRetries: 2 }).pipe(Effect.provide(second))
+      const j1 = yield* DurableExecutionJournalSql.make({ ...onTestClock, prefix }).pipe(Effect.provide(first))
+      const j2 = yield* DurableExecutionJournalSql.make({ ...onTestClock, prefix, busyRetries: 2 }).pipe(Effect.provide(second))
       const sql1 = j1.sql!.client as SqlClient.SqlClient
       const holding = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
@@ -559,7 +562,7 @@ describe("SQL journal [sqlite, two clients on one file]", () => {
         url: `file:${join(dir, "bigint.db")}`,
         intMode: "bigint"
       })))
-      const journal = yield* DurableExecutionJournalSql.make({ prefix: "bigints" }).pipe(Effect.provide(client))
+      const journal = yield* DurableExecutionJournalSql.make({ ...onTestClock, prefix: "bigints" }).pipe(Effect.provide(client))
       yield* journal.commit([start(key("n"), { claimUntil: 2 ** 50, now: 7 })])
       const row = Option.getOrThrow(yield* journal.get(key("n")))
       expect(row).toMatchObject({ claimUntil: 2 ** 50, claimEpoch: 1, createdAt: 7, cancelRequested: false })
@@ -605,7 +608,7 @@ describe("sqlite subpath client", () => {
       )))
       expect(failed._tag).toEqual("SqlError")
       expect(yield* sql`SELECT id FROM t WHERE id = 1000`).toEqual([])
-      const journal = yield* DurableExecutionJournalSql.make().pipe(Effect.provide(context))
+      const journal = yield* DurableExecutionJournalSql.make(onTestClock).pipe(Effect.provide(context))
       expect(yield* journal.commit([start(key("m")), append(key("m"), fence(), [event(0)])])).toEqual([
         { _tag: "Created", epoch: 1 },
         { _tag: "Ok" }

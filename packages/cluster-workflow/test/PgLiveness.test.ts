@@ -13,7 +13,16 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
-import { databaseUrl, dropTables, pgClientLayer, postgresSkipReason, sharedPostgres, uniquePrefix } from "./utils/journals.js"
+import {
+  databaseUrl,
+  dropTables,
+  key,
+  pgClientLayer,
+  postgresSkipReason,
+  sharedPostgres,
+  start,
+  uniquePrefix
+} from "./utils/journals.js"
 
 const asRole = (role: string) => databaseUrl.replace(/^postgres:\/\/[^@/]*@/, `postgres://${role}@`)
 
@@ -61,17 +70,7 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL engine liveness", 
       const regA = yield* a.registerEngine!("A", ["wf"])
       expect(regA.liveness).toEqual("session")
       const now = Date.now()
-      yield* a.commit([{
-        _tag: "Start",
-        key: { workflow: "wf", executionId: "x1" },
-        payload: "{}",
-        payloadHash: "h",
-        version: "v1",
-        parent: null,
-        owner: "A",
-        claimUntil: now + 600_000,
-        now
-      }])
+      yield* a.commit([start(key("x1"), { payload: "{}", payloadHash: "h", owner: "A", claimUntil: now + 600_000, now })])
       const regB = yield* b.registerEngine!("B", ["wf"])
       // B cannot read A's backend_start: it cannot tell, so A's claims stay (and A is not counted as live)
       const released = yield* b.releaseDeadClaims!(regB)

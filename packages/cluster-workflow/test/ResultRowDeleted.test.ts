@@ -14,7 +14,7 @@ import * as Workflow from "../src/Workflow.js"
 import * as WorkflowError from "../src/WorkflowError.js"
 import { payloadHash } from "../src/internal/codec.js"
 import { Order } from "./utils/fixtures.js"
-import { describeJournals, dropTables, sqlJournalCases, uniquePrefix } from "./utils/journals.js"
+import { describeJournals, dropTables, sqlJournalCases, start, uniquePrefix } from "./utils/journals.js"
 
 describeJournals("a result awaited through the journal", (journalCase) => {
   it.scopedLive("ends with ExecutionNotFoundError when the row is deleted", () =>
@@ -25,17 +25,14 @@ describeJournals("a result awaited through the journal", (journalCase) => {
       const sql = yield* SqlClient.SqlClient
       const key = { workflow: "Order", executionId: "o1" }
       const payload = JSON.stringify({ _tag: "Order", orderId: "o1", amount: 1 })
-      const [created] = yield* journal.commit([{
-        _tag: "Start",
-        key,
+      const [created] = yield* journal.commit([start(key, {
         payload,
         payloadHash: payloadHash(payload),
         version: "",
-        parent: null,
         owner: "other-engine",
         claimUntil: Date.now() + 60_000,
         now: Date.now()
-      }])
+      })])
       assert(created?._tag === "Created")
       // suspended on a timer a year away: nothing wakes it while the caller waits
       const [suspended] = yield* journal.commit([{

@@ -26,7 +26,7 @@ describe("SqlClientTag", () => {
       const row = yield* journal.get({ workflow: "w", executionId: "e" })
       expect(Option.isNone(row)).toBe(true)
     }).pipe(
-      Effect.provide(DurableExecutionJournal.layer({ table: "sql_client_tag" })),
+      Effect.provide(DurableExecutionJournal.layer({ table: "sql_client_tag", clock: "test" })),
       Effect.provide(Sqlite.layerClient({ filename: ":memory:" }))
     ))
 })

@@ -8,12 +8,11 @@
  */
 import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { expect, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Logger, Schema, TestClock } from "effect"
+import { Effect, Exit, Logger, Schema, TestClock } from "effect"
 import { awaitStatus, eventuallyEffect } from "./utils/engine.js"
-import { describeJournals, freshJournal } from "./utils/journals.js"
+import { describeJournals, freshJournal, refusingClaims } from "./utils/journals.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 
-const liveClock = Clock.make()
 const failures = 5
 
 describeJournals("timer back-off while claims fail", (journalCase) => {
@@ -21,20 +20,7 @@ describeJournals("timer back-off while claims fail", (journalCase) => {
     Effect.gen(function*() {
       const inner = yield* freshJournal(journalCase)
       // live-clock instants of the claim attempts; the first `failures` are refused (reads keep working)
-      const attempts: Array<number> = []
-      let failing = false
-      const journal: DurableExecutionJournal.Journal = {
-        ...inner,
-        claim: (...args) =>
-          Effect.suspend(() => {
-            if (!failing) return inner.claim(...args)
-            attempts.push(liveClock.unsafeCurrentTimeMillis())
-            if (attempts.length > failures) return inner.claim(...args)
-            return Effect.fail(
-              new DurableExecutionJournal.JournalError({ operation: "claim", message: "refused", retryable: false })
-            )
-          })
-      }
+      const { attempts, journal, refuse } = refusingClaims(inner, { refusals: failures, recordAfter: true })
       const warnings: Array<string> = []
       const logger = Logger.make(({ logLevel, message }) => {
         const text = Array.isArray(message) ? message.join(" ") : String(message)
@@ -51,7 +37,7 @@ describeJournals("timer back-off while claims fail", (journalCase) => {
         yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 4 }))
         yield* awaitStatus(engine, "o1", "Suspended")
         yield* eventuallyEffect(engine.liveExecutions, (n) => n === 0)
-        failing = true
+        refuse()
         yield* TestClock.adjust("1 minute")
         // The timer's claims fail five times, then work: the execution resumes.
         expect(yield* engine.result("o1")).toEqual(Exit.succeed(4))

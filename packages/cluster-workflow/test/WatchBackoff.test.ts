@@ -7,10 +7,9 @@
 import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { expect, it } from "@effect/vitest"
 import { Clock, Effect, Schedule, Schema } from "effect"
-import { describeJournals, freshJournal } from "./utils/journals.js"
+import { describeJournals, freshJournal, key, refusingClaims, start } from "./utils/journals.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 
-const liveClock = Clock.make()
 const tries = 6
 
 describeJournals("the liveness watch's back-off", (journalCase) => {
@@ -18,38 +17,22 @@ describeJournals("the liveness watch's back-off", (journalCase) => {
     Effect.gen(function*() {
       const inner = yield* freshJournal(journalCase)
       // live-clock instants of the refused claims; after `tries` of them, claims work again
-      const attempts: Array<number> = []
-      let failing = false
-      const journal: DurableExecutionJournal.Journal = {
-        ...inner,
-        claim: (...args) =>
-          Effect.suspend(() => {
-            if (!failing || attempts.length >= tries) return inner.claim(...args)
-            attempts.push(liveClock.unsafeCurrentTimeMillis())
-            return Effect.fail(
-              new DurableExecutionJournal.JournalError({ operation: "claim", message: "refused", retryable: false })
-            )
-          })
-      }
+      const { attempts, journal, refuse } = refusingClaims(inner, { refusals: tries, recordAfter: false })
       const log = new RunLog()
       const workflow = Workflow.make(Order, (order) => recorded(log, "charge", order.amount, Schema.Number))
       yield* WorkflowEngine.make(workflow, { identity: "B" }).pipe(
         Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
       )
-      failing = true
+      refuse()
       // engine A (gone) left a running execution whose claim has ended
       const now = yield* Clock.currentTimeMillis
-      yield* inner.commit([{
-        _tag: "Start",
-        key: { workflow: "Order", executionId: "o1" },
+      yield* inner.commit([start(key("o1", "Order"), {
         payload: JSON.stringify({ _tag: "Order", orderId: "o1", amount: 1 }),
         payloadHash: "h",
-        version: "v1",
-        parent: null,
         owner: "A",
         claimUntil: now - 1,
         now
-      }])
+      })])
       // the watch alone resumes it (nobody awaits it), after the refused tries
       yield* Effect.timeoutFail(
         Effect.repeat(Effect.sync(() => log.count("charge")), {

@@ -11,7 +11,7 @@ import {
 } from "@effect-cluster/cluster-workflow"
 import { assert, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Option, Schedule, Schema, TestClock } from "effect"
-import { describeJournals, freshJournal } from "./utils/journals.js"
+import { describeJournals, freshJournal, start } from "./utils/journals.js"
 import { atEvent, runUntilCrash } from "./utils/crash.js"
 import { awaitStatus, eventually, eventuallyEffect } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
@@ -259,17 +259,14 @@ describeJournals("Child workflows", (journalCase) => {
       // a parent journaled by an earlier release (child step id "o2", no type), stopped after its child's result
       const key = { workflow: "Order", executionId: "o2" }
       const payload = JSON.stringify({ _tag: "Order", orderId: "o2", amount: 1 })
-      const [created] = yield* journal.commit([{
-        _tag: "Start",
-        key,
+      const [created] = yield* journal.commit([start(key, {
         payload,
         payloadHash: payloadHash(payload),
         version: "",
-        parent: null,
         owner: "earlier-release",
         claimUntil: 0,
         now: 0
-      }])
+      })])
       assert(created?._tag === "Created")
       const event = (sequence: number, kind: string, body: string) => ({
         sequence,

@@ -10,10 +10,12 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { LeasedStorage, ManagerLease, Storage, StorageException } from "./Storage.js"
@@ -108,12 +110,17 @@ export const acquire = (
           yield* Effect.sleep(interval)
           // The time the renewal is sent: a standby that sees it counts its quiet period from a later time.
           const sentAt = yield* now
-          const renewed = yield* Effect.either(storage.renewManagerLease(options.holder, held))
-          if (renewed._tag === "Right" && renewed.right) {
+          // (a defect of the storage counts as a failed renewal, as an error does: the loop goes on)
+          const renewed = yield* Effect.exit(storage.renewManagerLease(options.holder, held))
+          if (Exit.isSuccess(renewed) && renewed.value) {
             validUntil = Math.max(validUntil, sentAt + leaseMillis)
-          } else if (renewed._tag === "Right") {
+          } else if (Exit.isSuccess(renewed)) {
             yield* Effect.logWarning(`manager ${options.holder} lost the manager lease (term ${held})`)
             return yield* Deferred.succeed(lost, undefined)
+          } else if (Cause.isInterruptedOnly(renewed.cause)) {
+            return yield* Effect.interrupt
+          } else {
+            yield* Effect.logWarning("could not renew the manager lease; trying again", renewed.cause)
           }
           // A failed renewal is retried next interval; the fence keeps writes safe meanwhile, and `active`
           // turns false once the last successful one is a lease period old.

@@ -4,6 +4,7 @@
 import { ManagerLease, PodAddress, ShardId, Storage } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber, HashMap, Option, Scope } from "effect"
+import { eventuallyLive } from "./utils/network.js"
 import { storageCases } from "./utils/storages.js"
 
 const options = (holder: string) => ({ holder, leaseDuration: Duration.millis(900), leaseMargin: Duration.millis(300) })
@@ -64,3 +65,23 @@ for (const storageCase of storageCases) {
       }).pipe(Effect.scoped))
   })
 }
+
+describe("ManagerLease renewals", () => {
+  it.live("a renewal that dies (a storage defect) counts as a failed one: the next renews, the manager stays active", () =>
+    Effect.gen(function*() {
+      const memory = storageCases.find((storageCase) => storageCase.name === "memory")!
+      const storage = yield* (yield* memory.database).open
+      let calls = 0
+      const dying: Storage.LeasedStorage = {
+        ...storage,
+        renewManagerLease: (holder, term) =>
+          Effect.suspend(() =>
+            ++calls === 1 ? Effect.dieMessage("a bug in the storage (test)") : storage.renewManagerLease(holder, term)
+          )
+      }
+      const a = yield* ManagerLease.acquire(dying, options("manager-a"))
+      // Past the lease of the acquisition (900 ms): only renewals after the defect keep it active.
+      yield* eventuallyLive(Effect.sync(() => calls >= 5))
+      expect(yield* a.active).toBe(true)
+    }).pipe(Effect.scoped))
+})

@@ -10,7 +10,7 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Layer, Logger, Redacted } from "effect"
+import { Cause, Effect, Exit, Layer, Logger, Redacted } from "effect"
 import { createInterface } from "node:readline"
 import type { DurableExecutionJournal } from "../../src/DurableExecutionJournal.js"
 import * as DurableExecutionJournalSql from "../../src/DurableExecutionJournalSql.js"
@@ -50,6 +50,12 @@ export const journalLayer = (
 
 /** Effect's logs on stderr. */
 export const stderrLogger = Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))
+
+/** An execution's exit as a protocol line's JSON: its value, or its cause printed. */
+export const encodeExit = (exit: Exit.Exit<unknown, unknown>) =>
+  Exit.isSuccess(exit)
+    ? { _tag: "Success", value: exit.value }
+    : { _tag: "Failure", cause: Cause.pretty(exit.cause) }
 
 export const emit = (kind: string, token: string, info: Record<string, unknown> = {}): void => {
   process.stdout.write(`${kind} ${token} ${JSON.stringify(info)}\n`)

@@ -3,12 +3,10 @@
  * child.ts), writes commands to its stdin, and SIGKILLs it.
  *
  * How children run: the TypeScript sources the children need (this package's src and test/process, and
- * packages/cluster/src) are transpiled file by file with TypeScript's `transpileModule` into a temporary
- * directory (same layout, `node_modules` linked to the repository's), and the child runs as plain
- * `node <script>.js`. The code is the same, but a child boots in a third of the time it takes under
- * `node --conditions=source --import tsx` (whose loader hooks see every module, effect's included), and
- * these tests start a child some twenty times per database. `WF_CHILD_LOADER=tsx` runs the `.ts` files
- * under tsx instead.
+ * packages/cluster/src) are transpiled into a temporary directory (packages/cluster/test/utils/
+ * transpiledChildren.ts), and the child runs as plain `node <script>.js`: it boots in a third of the time
+ * it takes under `node --conditions=source --import tsx`, and these tests start a child some twenty times
+ * per database. `WF_CHILD_LOADER=tsx` runs the `.ts` files under tsx instead.
  *
  * This module does not depend on vitest (bench/restart.ts uses it too); harness.ts is the tests' entry.
  *
@@ -16,73 +14,29 @@
  * fails the test (with the child's output) instead of hanging it.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { dirname, join, relative } from "node:path"
+import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { Effect, Schedule } from "effect"
 import type * as Scope from "effect/Scope"
-import ts from "typescript"
+import { transpiledChildren } from "../../../cluster/test/utils/transpiledChildren.js"
 
 const packageDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
-const repoDir = join(packageDir, "..", "..")
 
 const useTsx = process.env.WF_CHILD_LOADER === "tsx"
 
-const tsFiles = (dir: string): Array<string> =>
-  readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory()
-      ? tsFiles(join(dir, entry.name))
-      : entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")
-      ? [join(dir, entry.name)]
-      : []
-  )
+const children = transpiledChildren({
+  tempPrefix: "wf-children-",
+  sourceDirs: ["packages/cluster/src", "packages/cluster-workflow/src", "packages/cluster-workflow/test/process"],
+  rewrites: [[/(from\s+)"@effect-cluster\/cluster"/g, "packages/cluster/src/index.js"]],
+  packages: ["packages/cluster", "packages/cluster-workflow"]
+})
 
-/** Transpiles the children's sources into a new temporary directory; returns it. */
-const transpile = (): string => {
-  const out = mkdtempSync(join(tmpdir(), "wf-children-"))
-  const clusterIndex = join(out, "packages", "cluster", "src", "index.js")
-  const sources = [
-    ...tsFiles(join(repoDir, "packages", "cluster", "src")),
-    ...tsFiles(join(packageDir, "src")),
-    ...tsFiles(join(packageDir, "test", "process"))
-  ]
-  for (const source of sources) {
-    const target = join(out, relative(repoDir, source)).replace(/\.ts$/, ".js")
-    const { outputText } = ts.transpileModule(readFileSync(source, "utf8"), {
-      fileName: source,
-      compilerOptions: {
-        module: ts.ModuleKind.ESNext,
-        target: ts.ScriptTarget.ES2022,
-        verbatimModuleSyntax: true,
-        inlineSourceMap: true,
-        inlineSources: true
-      }
-    })
-    const specifier = "./" + relative(dirname(target), clusterIndex)
-    mkdirSync(dirname(target), { recursive: true })
-    writeFileSync(target, outputText.replace(/(from\s+)"@effect-cluster\/cluster"/g, `$1"${specifier}"`))
-  }
-  writeFileSync(join(out, "package.json"), JSON.stringify({ type: "module", private: true }))
-  symlinkSync(join(repoDir, "node_modules"), join(out, "node_modules"), "dir")
-  for (const name of ["cluster", "cluster-workflow"]) {
-    symlinkSync(join(repoDir, "packages", name, "node_modules"), join(out, "packages", name, "node_modules"), "dir")
-  }
-  return out
-}
-
-let compiled: string | undefined
 /** Where the transpiled children are: transpiled once per test file (or bench run), see `removeChildren`. */
-const childrenDir = (): string => {
-  if (compiled === undefined) compiled = transpile()
-  return compiled
-}
+const childrenDir = (): string => children.dir()
+
 /** Removes the transpiled children (harness.ts calls it after each test file). */
-export const removeChildren = (): void => {
-  if (compiled !== undefined) rmSync(compiled, { recursive: true, force: true })
-  compiled = undefined
-}
+export const removeChildren = (): void => children.remove()
 
 /** Transpiles the children now (call it before timing anything). */
 export const prepareChildren: Effect.Effect<void> = Effect.sync(() => {

@@ -5,10 +5,10 @@
  *
  * Prints `result <chainId> {"exit": ...}` and exits 0, unless the parent kills it at a gate first.
  */
-import { Cause, Effect, Exit } from "effect"
+import { Effect, type Exit } from "effect"
 import * as WorkflowEngine from "../../src/WorkflowEngine.js"
 import { Chain, makeChain } from "./chain.js"
-import { type ChildConfig, emit, gate, journalLayer, main, markEngineStart, readConfig } from "./child.js"
+import { type ChildConfig, emit, encodeExit, gate, journalLayer, main, markEngineStart, readConfig } from "./child.js"
 
 interface CrashConfig extends ChildConfig {
   readonly chainId: string
@@ -19,11 +19,6 @@ interface CrashConfig extends ChildConfig {
 
 const config = readConfig<CrashConfig>()
 const workflow = makeChain({ gate, prefix: config.prefix, run: config.run, identity: config.identity })
-
-const encodeExit = (exit: Exit.Exit<unknown, unknown>) =>
-  Exit.isSuccess(exit)
-    ? { _tag: "Success", value: exit.value }
-    : { _tag: "Failure", cause: Cause.pretty(exit.cause) }
 
 main(
   Effect.gen(function*() {

@@ -12,7 +12,17 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as WorkflowEngine from "../../src/WorkflowEngine.js"
 import { Chain, makeChain } from "./chain.js"
-import { awaitCommand, type ChildConfig, emit, gate, journalLayer, main, markEngineStart, readConfig } from "./child.js"
+import {
+  awaitCommand,
+  type ChildConfig,
+  emit,
+  encodeExit,
+  gate,
+  journalLayer,
+  main,
+  markEngineStart,
+  readConfig
+} from "./child.js"
 
 interface RaceConfig extends ChildConfig {
   readonly executions: ReadonlyArray<{ readonly chainId: string; readonly amount: number }>
@@ -23,11 +33,6 @@ interface RaceConfig extends ChildConfig {
 
 const config = readConfig<RaceConfig>()
 const workflow = makeChain({ gate, prefix: config.prefix, run: config.run, identity: config.identity })
-
-const encodeExit = (exit: Exit.Exit<unknown, unknown>) =>
-  Exit.isSuccess(exit)
-    ? { _tag: "Success", value: exit.value }
-    : { _tag: "Failure", cause: Cause.pretty(exit.cause) }
 
 const describeError = (error: unknown) => ({
   tag: (error as { _tag?: unknown } | null)?._tag ?? "unknown",

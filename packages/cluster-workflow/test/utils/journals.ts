@@ -12,12 +12,15 @@
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -27,11 +30,10 @@ import type {
   Journal,
   ExecutionKey,
   Fence,
-  JournalError,
   JournalWrite,
   RowUpdate
 } from "../../src/DurableExecutionJournal.js"
-import { DurableExecutionJournal } from "../../src/DurableExecutionJournal.js"
+import { DurableExecutionJournal, JournalError } from "../../src/DurableExecutionJournal.js"
 import * as DurableExecutionJournalInMemory from "../../src/DurableExecutionJournalInMemory.js"
 import * as DurableExecutionJournalSql from "../../src/DurableExecutionJournalSql.js"
 import * as Sqlite from "../../src/node/Sqlite.js"
@@ -107,6 +109,25 @@ export const sqliteClientLayer = (
     Effect.map(tempDir, (dir) => Sqlite.layerClient({ ...options, filename: join(dir, "journal.db") }))
   )
 
+/**
+ * The SQL journal's `clock` for the journals built here, unless a test gives one: `"test"` in a test on a
+ * TestClock (`it.effect`, `it.scoped` and `it.layer` provide the `TestClock` service), so that
+ * `TestClock.adjust` drives claim expiry; the users' default `"database"` in a test on the live clock
+ * (`it.live`, `it.scopedLive`), so that those tests run the journal as deployments do.
+ */
+export const testJournalClock: Effect.Effect<"database" | "test"> = Effect.map(
+  Effect.serviceOption(TestClock.TestClock),
+  (testClock) => Option.isSome(testClock) ? "test" : "database"
+)
+
+/** A SQL journal layer on the `SqlClient` in context, on `testJournalClock` unless `options` give a clock. */
+export const sqlJournalLayer = (
+  options: DurableExecutionJournalSql.SqlJournalOptions
+): Layer.Layer<DurableExecutionJournal, JournalError, SqlClient.SqlClient> =>
+  Layer.unwrapEffect(
+    Effect.map(testJournalClock, (clock) => DurableExecutionJournalSql.layer({ ...options, clock: options.clock ?? clock }))
+  )
+
 /** A fresh in-memory journal. */
 export const memoryJournal: Layer.Layer<DurableExecutionJournal> = DurableExecutionJournalInMemory.layer
 
@@ -119,7 +140,8 @@ export const sqlJournalOn = (
     Effect.gen(function*() {
       const prefix = options?.prefix ?? uniquePrefix()
       yield* Effect.addFinalizer(() => Effect.orDie(dropTables(prefix)).pipe(Effect.catchAllDefect(() => Effect.void)))
-      return yield* DurableExecutionJournalSql.make({ ...options, prefix })
+      const clock = options?.clock ?? (yield* testJournalClock)
+      return yield* DurableExecutionJournalSql.make({ ...options, clock, prefix })
     })
   )
 
@@ -158,10 +180,7 @@ export const sharedSqlite: Effect.Effect<SharedDatabase, never, Scope.Scope> = E
     prefix,
     journal: (options) =>
       Layer.orDie(
-        Layer.provideMerge(
-          DurableExecutionJournalSql.layer({ ...options, prefix }),
-          Sqlite.layerClient({ filename })
-        )
+        Layer.provideMerge(sqlJournalLayer({ ...options, prefix }), Sqlite.layerClient({ filename }))
       )
   }
 })
@@ -176,7 +195,7 @@ export const sharedPostgres: Effect.Effect<SharedDatabase, never, Scope.Scope> =
     location: databaseUrl,
     prefix,
     journal: (options) =>
-      Layer.orDie(Layer.provideMerge(DurableExecutionJournalSql.layer({ ...options, prefix }), pgClientLayer()))
+      Layer.orDie(Layer.provideMerge(sqlJournalLayer({ ...options, prefix }), pgClientLayer()))
   }
 })
 
@@ -337,7 +356,7 @@ export const freshJournal = (
       // just after a simulated crash closed the dead run's SQLite connection mid-transaction, the file
       // can answer SQLITE_BUSY to the new connection's start-up for a moment: retry on I/O turns
       const build = Layer.buildWithScope(
-        Layer.provideMerge(DurableExecutionJournalSql.layer({ prefix: database.prefix }), client),
+        Layer.provideMerge(sqlJournalLayer({ prefix: database.prefix }), client),
         scope
       )
       const retrying = (attempt: number): typeof build =>
@@ -365,3 +384,58 @@ export const freshJournal = (
     })
     return Object.assign({ ...main }, { open })
   })
+
+const liveClock = Clock.make()
+
+/**
+ * `inner` whose claims are refused (a non-retryable `JournalError`; reads keep working) `refusals` times
+ * once `refuse()` has been called, then work again. `attempts` holds the live-clock instants of the
+ * refused claims, and with `recordAfter` also those of every claim after them.
+ */
+export const refusingClaims = (
+  inner: Journal,
+  options: { readonly refusals: number; readonly recordAfter: boolean }
+) => {
+  const attempts: Array<number> = []
+  let refusing = false
+  let refused = 0
+  const journal: Journal = {
+    ...inner,
+    claim: (...args) =>
+      Effect.suspend(() => {
+        if (!refusing) return inner.claim(...args)
+        if (refused >= options.refusals) {
+          if (options.recordAfter) attempts.push(liveClock.unsafeCurrentTimeMillis())
+          return inner.claim(...args)
+        }
+        attempts.push(liveClock.unsafeCurrentTimeMillis())
+        refused++
+        return Effect.fail(new JournalError({ operation: "claim", message: "refused", retryable: false }))
+      })
+  }
+  return { journal, attempts, refuse: () => void (refusing = true) }
+}
+
+/**
+ * `inner` whose next `n` claims of executions of `workflow` fail, after `failNext(n)`, with a
+ * `JournalError` (operation `"claim"`) of the given message and retryability; other claims pass through.
+ */
+export const failingClaimsOf = (
+  inner: Journal,
+  workflow: string,
+  error: { readonly message: string; readonly retryable: boolean }
+) => {
+  let remaining = 0
+  const journal: Journal = {
+    ...inner,
+    claim: (key, ...rest) =>
+      Effect.suspend(() => {
+        if (key.workflow === workflow && remaining > 0) {
+          remaining--
+          return Effect.fail(new JournalError({ operation: "claim", ...error }))
+        }
+        return inner.claim(key, ...rest)
+      })
+  }
+  return { journal, failNext: (n: number) => void (remaining = n) }
+}

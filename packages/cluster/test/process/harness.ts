@@ -3,90 +3,44 @@
  * pod children as real Node processes, reads their output lines, writes commands to their stdin and sends
  * them signals (SIGKILL, SIGSTOP/SIGCONT, SIGTERM).
  *
- * As in packages/cluster-workflow/test/process/harness.ts: the sources the children need (src/ and
- * test/) are transpiled file by file with TypeScript's `transpileModule` into a temporary directory
- * (same layout, `node_modules` linked), and children run as plain `node <file>.js`, which boots several
- * times faster than under tsx. `CLUSTER_CHILD_LOADER=tsx` runs the `.ts` files under tsx instead.
+ * Children run as plain `node <file>.js` from this package's src/ and test/ transpiled (see
+ * test/utils/transpiledChildren.ts); `CLUSTER_CHILD_LOADER=tsx` runs the `.ts` files under tsx instead.
  *
  * Nothing here sleeps: the parent waits for a child's next matching line or its exit, each with a bound,
  * so a bug fails the test with the child's output instead of hanging it.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { dirname, join, relative } from "node:path"
+import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import type * as Scope from "effect/Scope"
-import ts from "typescript"
+import { transpiledChildren } from "../utils/transpiledChildren.js"
 
 const packageDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
-const repoDir = join(packageDir, "..", "..")
 const useTsx = process.env.CLUSTER_CHILD_LOADER === "tsx"
 
-const tsFiles = (dir: string): Array<string> =>
-  readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory()
-      ? tsFiles(join(dir, entry.name))
-      : entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts") && !entry.name.endsWith(".test.ts")
-      ? [join(dir, entry.name)]
-      : []
-  )
-
-// The package's own imports, as the children's transpiled files must spell them.
-const rewrites: ReadonlyArray<readonly [RegExp, string]> = [
-  [/(from\s+)"@effect-cluster\/cluster\/FencedWrite"/g, "src/node/FencedWrite.js"],
-  [/(from\s+)"@effect-cluster\/cluster\/node"/g, "src/node/index.js"],
-  [/(from\s+)"@effect-cluster\/cluster\/StorageSql"/g, "src/node/StorageSql.js"],
-  [/(from\s+)"@effect-cluster\/cluster"/g, "src/index.js"]
-]
-
-/** Transpiles src/ and test/ of this package into a new temporary directory; returns it. */
-const transpile = (): string => {
-  const out = mkdtempSync(join(tmpdir(), "cluster-children-"))
-  const pkgOut = join(out, "packages", "cluster")
-  for (const source of [...tsFiles(join(packageDir, "src")), ...tsFiles(join(packageDir, "test"))]) {
-    const target = join(pkgOut, relative(packageDir, source)).replace(/\.ts$/, ".js")
-    let { outputText } = ts.transpileModule(readFileSync(source, "utf8"), {
-      fileName: source,
-      compilerOptions: {
-        module: ts.ModuleKind.ESNext,
-        target: ts.ScriptTarget.ES2022,
-        verbatimModuleSyntax: true,
-        inlineSourceMap: true
-      }
-    })
-    for (const [pattern, path] of rewrites) {
-      const specifier = "./" + relative(dirname(target), join(pkgOut, path))
-      outputText = outputText.replace(pattern, `$1"${specifier}"`)
-    }
-    mkdirSync(dirname(target), { recursive: true })
-    writeFileSync(target, outputText)
-  }
-  writeFileSync(join(out, "package.json"), JSON.stringify({ type: "module", private: true }))
-  symlinkSync(join(repoDir, "node_modules"), join(out, "node_modules"), "dir")
-  symlinkSync(join(packageDir, "node_modules"), join(pkgOut, "node_modules"), "dir")
-  return out
-}
-
-let compiled: string | undefined
-const childrenDir = (): string => {
-  if (compiled === undefined) compiled = transpile()
-  return compiled
-}
+const children = transpiledChildren({
+  tempPrefix: "cluster-children-",
+  sourceDirs: ["packages/cluster/src", "packages/cluster/test"],
+  // The package's own imports, as the children's transpiled files must spell them.
+  rewrites: [
+    [/(from\s+)"@effect-cluster\/cluster\/FencedWrite"/g, "packages/cluster/src/node/FencedWrite.js"],
+    [/(from\s+)"@effect-cluster\/cluster\/node"/g, "packages/cluster/src/node/index.js"],
+    [/(from\s+)"@effect-cluster\/cluster\/StorageSql"/g, "packages/cluster/src/node/StorageSql.js"],
+    [/(from\s+)"@effect-cluster\/cluster"/g, "packages/cluster/src/index.js"]
+  ],
+  packages: ["packages/cluster"]
+})
 
 /** Removes the transpiled children (call it in `afterAll`). */
-export const cleanUpChildren = (): void => {
-  if (compiled !== undefined) rmSync(compiled, { recursive: true, force: true })
-  compiled = undefined
-}
+export const cleanUpChildren = (): void => children.remove()
 
 /** The command that runs a file of this package (`src/...` or `test/...`, given as its `.ts` path). */
 export const nodeArgs = (file: string): Array<string> =>
   useTsx
     ? ["--conditions=source", "--import", "tsx", join(packageDir, file)]
-    : ["--enable-source-maps", join(childrenDir(), "packages", "cluster", file.replace(/\.ts$/, ".js"))]
+    : ["--enable-source-maps", join(children.dir(), "packages", "cluster", file.replace(/\.ts$/, ".js"))]
 
 interface ExitInfo {
   readonly code: number | null

@@ -14,7 +14,7 @@ import { inTransaction, withRetries } from "./retry.js"
 import type { RecordSource, Row } from "./rows.js"
 import { decodeExecution, keySource, rowKeyId, terminalStatuses } from "./rows.js"
 import type { TableNames } from "./tables.js"
-import type { TimeFrame } from "./time.js"
+import type { JournalClock, TimeFrame } from "./time.js"
 import { identityFrame, makeFrames } from "./time.js"
 
 /** @internal */
@@ -59,8 +59,8 @@ export interface SqlContext {
   readonly selectRows: (keys: ReadonlyArray<ExecutionKey>) => Effect.Effect<Map<string, ExecutionRow>, SqlError>
   readonly selectRow: (key: ExecutionKey) => Effect.Effect<ExecutionRow | undefined, SqlError>
   /**
-   * This context in the time frame of the calling fiber's clock: every operation that stores, compares
-   * or returns a claim's end runs on it (see time.ts).
+   * This context in the time frame of the calling fiber's clock (on the journal's `clock`, see time.ts):
+   * every operation that stores, compares or returns a claim's end runs on it.
    */
   readonly framed: Effect.Effect<SqlContext, JournalError>
 }
@@ -96,7 +96,8 @@ export const makeContext = (
   client: SqlClient.SqlClient,
   dialect: Dialect,
   tables: TableNames,
-  retries: number
+  retries: number,
+  clock: JournalClock
 ): SqlContext => {
   const sql = client.withoutTransforms()
   const E = sql(tables.executions)
@@ -106,14 +107,19 @@ export const makeContext = (
     src: RecordSource<K>,
     rows: ReadonlyArray<Record<K, string | number | null>>
   ): Statement.Fragment =>
+    // PostgreSQL: the LIMIT (the rows' count, which it never cuts) tells the planner how many rows the
+    // JSON set has; without it the planner assumes 100 and joined a table of a few thousand rows by a
+    // sequential scan and a hash rather than by its primary key. (VALUES carries its count.)
     dialect === "pg"
       // A few rows (one execution's writes: most batches) as typed parameters: PostgreSQL plans the
       // statement in half the time it takes with json_to_recordset (measured: planning is most of its cost).
       ? rows.length > 0 && rows.length <= fewRows
         ? sql`(VALUES ${sql.csv(rows.map((row) => valuesRow(sql, src, row)))}) AS v(${sql.literal(src.names)})`
-        : sql`(SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(${sql.literal(src.pg)})) AS v`
+        : sql`(SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(${sql.literal(src.pg)}) LIMIT ${
+          sql.literal(String(rows.length))
+        }) AS v`
       : sql`(SELECT ${sql.literal(src.sqlite)} FROM json_each(${JSON.stringify(rows)})) AS v`
-  const frame = makeFrames(sql, dialect, retries)
+  const frame = makeFrames(sql, dialect, retries, clock)
   const inFrame = (time: TimeFrame): SqlContext => {
     const { cols, xcols } = time
     return {

@@ -111,16 +111,16 @@ export const make = (
     const retries = options?.busyRetries ?? 10
     const dialect = yield* dialectOf(client)
     const liveness = yield* Effect.serviceOption(ProcessLivenessService)
-    const ctx = makeContext(client, dialect, tables, retries)
+    const ctx = makeContext(client, dialect, tables, retries, options?.clock ?? "database")
     yield* firstContact(client)
     if (dialect === "sqlite" && options?.sqliteWal !== false) {
       yield* withRetries(retries, "make", ctx.sql`PRAGMA journal_mode = WAL`)
     }
     if (options?.migrate !== false) yield* migrate({ prefix })
-    // Under a TestClock, map it onto the database's clock now (once), not in the first operation.
+    // On the "test" clock, map the caller's clock onto the database's now (once), not in the first operation.
     yield* ctx.framed
     // What stores, compares or returns a claim's end runs in the time frame of the caller's clock: claim
-    // expiry is decided on the database's clock (time.ts).
+    // expiry is decided on the database's clock, or on the caller's for `clock: "test"` (time.ts).
     const { framed } = ctx
     const journal: Journal = {
       commit: (writes) => Effect.flatMap(framed, (at) => commit(at, writes)),

@@ -34,6 +34,19 @@ export interface SqlJournalOptions {
    * Default: `true`. See docs/sql-schema.md for the durability trade-off of the settings.
    */
   readonly sqliteWal?: boolean | undefined
+  /**
+   * Whose clock decides when a claim has expired (docs/journal.md, "Claim expiry on the database's clock").
+   *
+   * - `"database"` (the default, for every deployment): the database's clock. A claim ends a lease after
+   *   the database applies it, and "expired" is compared with the database's clock in the statement, so
+   *   engines whose clocks disagree agree on every claim.
+   * - `"test"`: the caller's `Clock`, for tests on a `TestClock` (virtual time) that drive claim expiry
+   *   with `TestClock.adjust`. Each clock the journal is called with is mapped onto the database's time by
+   *   an offset measured once, at its first use; its instants are stored as they are plus that offset, so
+   *   moving the TestClock moves the journal's "now". Under the `"database"` clock a TestClock's instants
+   *   only date the rows, and its claims end by the database's (real) time.
+   */
+  readonly clock?: "database" | "test" | undefined
 }
 
 /**

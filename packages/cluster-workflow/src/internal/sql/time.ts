@@ -6,15 +6,15 @@
  * "is this claim expired" in the statement itself, against the database's clock, so that it never compares
  * two machines' clocks:
  *
- * - A clock that runs by itself (the live clock, or any clock that is not a `TestClock`): the database's
- *   clock is the time. A claim is stored as `db_now + (claimUntil - now)` (the lease's length, measured
- *   from when the database applies it), it is expired when `claim_until < db_now`, and the `now` the
- *   engine passes only dates the row. Two engines whose clocks disagree by minutes agree on every claim.
- * - A `TestClock` (virtual time, tests): it is mapped onto the database's clock once, by an offset measured
- *   at its first use (`db_now - clock_now`), and its instants are converted with that offset
- *   (`claim_until = claimUntil + offset`, expired when `claim_until < now + offset`). Moving the TestClock
- *   forward moves the journal's "now", so tests still drive claim expiry with it; the conversion is exact
- *   (a claim taken until 1_600 reads back as 1_600).
+ * - On the database's clock (the journal's `clock: "database"`, the default): the database's clock is
+ *   the time. A claim is stored as `db_now + (claimUntil - now)` (the lease's length, measured from when
+ *   the database applies it), it is expired when `claim_until < db_now`, and the `now` the engine passes
+ *   only dates the row. Two engines whose clocks disagree by minutes agree on every claim.
+ * - On the caller's clock (`clock: "test"`, for tests on a `TestClock`, virtual time): each clock is
+ *   mapped onto the database's clock once, by an offset measured at its first use (`db_now - clock_now`),
+ *   and its instants are converted with that offset (`claim_until = claimUntil + offset`, expired when
+ *   `claim_until < now + offset`). Moving the TestClock forward moves the journal's "now", so tests drive
+ *   claim expiry with it; the conversion is exact (a claim taken until 1_600 reads back as 1_600).
  *
  * Rows are read back in the caller's clock: `claimUntil = claim_until - db_now + clock_now` (or
  * `claim_until - offset`), so an engine compares a claim's end with its own clock.
@@ -93,16 +93,8 @@ const integer = (n: number) => String(Math.round(n))
 
 const zero = (sql: SqlClient.SqlClient) => sql.literal("CAST(0 AS BIGINT)")
 
-/**
- * Whether a clock is virtual time: a `TestClock`, which moves only when told to (recognised by its
- * `adjust` and `setTime`).
- */
-const isVirtual = (clock: Clock.Clock): boolean =>
-  typeof (clock as { adjust?: unknown }).adjust === "function" &&
-  typeof (clock as { setTime?: unknown }).setTime === "function"
-
-/** The frame of a clock that runs by itself: the database's clock decides. */
-const liveFrame = (sql: SqlClient.SqlClient, dbNow: Statement.Fragment, dbNowText: string, clockNow: number) => {
+/** The frame of the database's clock: it decides. */
+const databaseFrame = (sql: SqlClient.SqlClient, dbNow: Statement.Fragment, dbNowText: string, clockNow: number) => {
   // claim_until - db_now + clock_now: the claim's end in the caller's clock.
   const back = `($ - ${dbNowText} + ${integer(clockNow)})`
   return {
@@ -117,8 +109,8 @@ const liveFrame = (sql: SqlClient.SqlClient, dbNow: Statement.Fragment, dbNowTex
   } satisfies TimeFrame
 }
 
-/** The frame of a TestClock: its instants shifted by a fixed offset onto the database's time. */
-const virtualFrame = (sql: SqlClient.SqlClient, offset: number, clockNow: number) => {
+/** The frame of the caller's clock: its instants shifted by a fixed offset onto the database's time. */
+const callerFrame = (sql: SqlClient.SqlClient, offset: number, clockNow: number) => {
   const back = `($ - ${integer(offset)})`
   return {
     base: zero(sql),
@@ -133,15 +125,25 @@ const virtualFrame = (sql: SqlClient.SqlClient, offset: number, clockNow: number
 }
 
 /**
- * The time frames of one journal: the returned effect gives the frame of the calling fiber's clock (a
- * TestClock's offset to the database's clock is measured at its first use, with one read, and kept).
+ * Whose clock decides claim expiry: the database's (every deployment) or the caller's (tests on a
+ * `TestClock`); the SQL journal's `clock` option.
+ *
+ * @internal
+ */
+export type JournalClock = "database" | "test"
+
+/**
+ * The time frames of one journal: the returned effect gives the frame of the calling fiber's clock (on
+ * the `"test"` clock, each clock's offset to the database's clock is measured at its first use, with one
+ * read, and kept).
  *
  * @internal
  */
 export const makeFrames = (
   sql: SqlClient.SqlClient,
   dialect: Dialect,
-  retries: number
+  retries: number,
+  journalClock: JournalClock
 ): Effect.Effect<TimeFrame, JournalError> => {
   const dbNowText = dbNowMillis(dialect)
   const dbNow = sql.literal(dbNowText)
@@ -158,12 +160,12 @@ export const makeFrames = (
       }
     )
   return Effect.clockWith((clock) => {
-    if (!isVirtual(clock)) {
-      return Effect.succeed(liveFrame(sql, dbNow, dbNowText, clock.unsafeCurrentTimeMillis()))
+    if (journalClock === "database") {
+      return Effect.succeed(databaseFrame(sql, dbNow, dbNowText, clock.unsafeCurrentTimeMillis()))
     }
     const offset = offsets.get(clock)
     return offset !== undefined
-      ? Effect.succeed(virtualFrame(sql, offset, clock.unsafeCurrentTimeMillis()))
-      : Effect.map(measure(clock), (measured) => virtualFrame(sql, measured, clock.unsafeCurrentTimeMillis()))
+      ? Effect.succeed(callerFrame(sql, offset, clock.unsafeCurrentTimeMillis()))
+      : Effect.map(measure(clock), (measured) => callerFrame(sql, measured, clock.unsafeCurrentTimeMillis()))
   })
 }
