@@ -140,6 +140,7 @@ const startEncoded = (
         early ? Effect.zipRight(runtime.done.await, Effect.failCause(cause)) : Effect.failCause(cause),
       onSuccess: (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
         if (result._tag === "Created") {
+          engine.earlyStarts.delete(runtime)
           // its lease runs from the Start's sending, as a claim's does (renewals start now)
           if (!early || engine.live.get(id) === runtime) {
             engine.leaseEnds.set(runtime, sentAt + engine.leaseMillis - engine.leaseMargin)
@@ -190,14 +191,15 @@ export const claimAndLaunch = (
   const running = engine.live.get(id)
   // (a closed engine runs nothing more)
   if (engine.results.closedError !== undefined) return Effect.succeed(false)
-  // A run launched before its Start was committed: it is this execution's run if the Start created it;
-  // otherwise it leaves, and the claim is tried then (not skipped: the execution would wait for a lease).
+  // A run launched before its Start was committed (until the Start created the execution): decided once
+  // the Start is; a run whose Start did not create the execution leaves, and the claim is tried then (not
+  // skipped as running here: the execution would wait for a lease).
   const early = running === undefined ? undefined : engine.earlyStarts.get(running)
-  if (early !== undefined) {
-    return Effect.flatMap(early.awaitExit, (exit) =>
-      Exit.isSuccess(exit) && exit.value._tag === "Created"
-        ? Effect.succeed(false)
-        : Effect.flatMap(running!.done.await, () => claimAndLaunch(engine, key)))
+  const settled = early?.unsafePoll
+  if (early !== undefined && !(settled !== undefined && Exit.isSuccess(settled) && settled.value._tag === "Created")) {
+    return settled === undefined
+      ? Effect.flatMap(early.awaitExit, () => claimAndLaunch(engine, key))
+      : Effect.flatMap(running!.done.await, () => claimAndLaunch(engine, key))
   }
   if (engine.claiming.has(id) || (running !== undefined && !running.suspending)) return Effect.succeed(false)
   engine.claiming.add(id)
