@@ -10,6 +10,10 @@
  * Each runs `BENCH_WORKFLOWS` (default 2,000) 3-activity workflows, 64 at a time (`execute`: start and
  * await the result), after a warm-up of 128; the figure is workflows/s over the measured ones. The issue's
  * target: 3 pods on PostgreSQL >= 2x one in-process engine on PostgreSQL.
+ *
+ * `BENCH_JOURNALS` (default `sqlite,postgres`) picks the journals, `BENCH_MODES` (default
+ * `in-process,cluster`) the engines (a figure not measured shows as 0); `BENCH_POD_NODE_ARGS` (space-separated) are
+ * given to node in the pod processes (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile them).
  */
 import { Sharding } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
@@ -28,6 +32,9 @@ const total = Number(process.env.BENCH_WORKFLOWS ?? 2000)
 const concurrency = 64
 const warmup = 128
 const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+const journals = (process.env.BENCH_JOURNALS ?? "sqlite,postgres").split(",")
+const podNodeArgs = (process.env.BENCH_POD_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "")
+const modes = (process.env.BENCH_MODES ?? "in-process,cluster").split(",")
 let ids = 0
 
 /** Runs `count` workflows, `concurrency` at a time, through `engine`; returns the seconds it took. */
@@ -110,7 +117,7 @@ const onCluster = (spec: JournalSpec, managerDatabase: string) =>
       startProcess(name, "bench/clusterWorkflowsPod.ts", [], {
         BENCH_JOURNAL: JSON.stringify(spec),
         SHARD_MANAGER_URI: managerUri
-      }, /^ready$/), { concurrency: "unbounded" })
+      }, /^ready$/, podNodeArgs), { concurrency: "unbounded" })
     // every shard owned by one of the pods (the client's routing table, refreshed)
     const sharding = Context.get(client, Sharding.Sharding)
     for (let round = 0;; round++) {
@@ -140,15 +147,21 @@ const program = Effect.gen(function*() {
   const rows: Array<string> = []
   const sqlite = (name: string): JournalSpec => ({ dialect: "sqlite", location: join(dir, `${name}.db`), prefix: "wf" })
   const postgres = (name: string): JournalSpec => ({ dialect: "postgres", location: databaseUrl, prefix: `bench_${tag}_${name}` })
-  const sqliteAlone = yield* inProcess(sqlite("alone"))
-  const sqliteCluster = yield* onCluster(sqlite("cluster"), join(dir, "manager.db"))
-  const pgAlone = yield* inProcess(postgres("alone"))
-  const pgCluster = yield* onCluster(postgres("cluster"), databaseUrl)
+  const none: Measured = { perSecond: 0, cpuPerWorkflow: 0, busy: 0 }
   const row = (name: string, alone: Measured, cluster: Measured) =>
     `| ${name} | ${alone.perSecond.toFixed(0)} | ${cluster.perSecond.toFixed(0)} | ${(cluster.perSecond / alone.perSecond).toFixed(2)}x | ${
       alone.cpuPerWorkflow.toFixed(2)
     } / ${cluster.cpuPerWorkflow.toFixed(2)} | ${(alone.busy * 100).toFixed(0)}% / ${(cluster.busy * 100).toFixed(0)}% |`
-  rows.push(row("SQLite file", sqliteAlone, sqliteCluster), row("PostgreSQL", pgAlone, pgCluster))
+  if (journals.includes("sqlite")) {
+    const alone = modes.includes("in-process") ? yield* inProcess(sqlite("alone")) : none
+    const cluster = modes.includes("cluster") ? yield* onCluster(sqlite("cluster"), join(dir, "manager.db")) : none
+    rows.push(row("SQLite file", alone, cluster))
+  }
+  if (journals.includes("postgres")) {
+    const alone = modes.includes("in-process") ? yield* inProcess(postgres("alone")) : none
+    const cluster = modes.includes("cluster") ? yield* onCluster(postgres("cluster"), databaseUrl) : none
+    rows.push(row("PostgreSQL", alone, cluster))
+  }
   return rows
 })
 

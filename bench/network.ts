@@ -2,19 +2,24 @@
  * Network transport benchmark: `pnpm exec tsx --conditions=source bench/network.ts`. Prints a markdown
  * table.
  *
- * A shard manager and two pods in this process, talking over real loopback sockets through the network
- * layers (`NodeCluster.layerManager`/`layerPod`: websocket rpc, ndjson, per-pod connection, batched
- * sends). Pod 1 takes every shard, then pod 2 joins; once they hold half each, pod 2 sends to 1,000
- * `fromFunctionEffect` entities on shards pod 1 holds, from 1 and from 64 concurrent fibers. Each send is a full round trip: the body encoded with the
- * message schema, the envelope over the socket, the reply (the encoded `Exit`) back and decoded. Both
- * pods share one event loop here, so a send pays for both ends on one core. "Sends per CPU-second" divides
- * by the CPU time this process used (both ends), a figure less sensitive to other load on the machine than
- * wall-clock sends/s.
+ * A shard manager and two pods talking over real loopback sockets through the network layers
+ * (`NodeCluster.layerManager`/`layerPod`: websocket rpc, ndjson, one connection per pod, batched sends),
+ * in two set-ups: both pods in this process (they share one event loop, so a send pays for both ends on
+ * one core), and the owning pod in a child process (cross-process: each end has its own event loop).
+ * Pod 1 takes every shard, then pod 2 joins; once they hold half each, pod 2 sends to 1,000
+ * `fromFunctionEffect` entities on shards pod 1 holds, from 1 and from 64 concurrent fibers. Each send is
+ * a full round trip: the body encoded with the message schema, the envelope over the socket, the reply
+ * (the encoded `Exit`) back and decoded. "Sends per CPU-second" divides by the CPU time both pods used
+ * (this process, plus the child's in the cross-process set-up), a figure less sensitive to other load on
+ * the machine than wall-clock sends/s.
  */
 import { Message, MessageState, RecipientBehaviour, RecipientType, Sharding, Storage } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { Context, Duration, Effect, Exit, Layer, Logger, LogLevel, Schema } from "effect"
+import { spawn } from "node:child_process"
+import * as Readline from "node:readline"
+import { fileURLToPath } from "node:url"
 
 class Ping extends Message.TaggedMessage<Ping>()("Ping", Schema.Never, Schema.Number, { id: Schema.String, n: Schema.Number }, (_) => _.id) {}
 const Pinger = RecipientType.makeEntityType("Pinger", Ping)
@@ -30,13 +35,27 @@ const portOf = (context: Context.Context<HttpServer.HttpServer>) => {
   return address._tag === "TcpAddress" ? address.port : 0
 }
 
+const cpuMicros = () => {
+  const usage = process.cpuUsage()
+  return usage.user + usage.system
+}
+
+/** CPU time (µs) of the pods outside this process, read before and after a measurement. */
+type ExternalCpu = Effect.Effect<number>
+
 // `count` sends split over `concurrency` fibers, each sending its share one after the other.
-const measure = (send: (i: number, message: Ping) => Effect.Effect<number, unknown>, count: number, concurrency: number) =>
+const measure = (
+  send: (i: number, message: Ping) => Effect.Effect<number, unknown>,
+  count: number,
+  concurrency: number,
+  externalCpu: ExternalCpu
+) =>
   Effect.gen(function*() {
     const messages = Array.from({ length: count }, (_, i) => new Ping({ id: `run-${i}-${Math.random()}`, n: i }))
     const latencies = new Float64Array(count)
     const perFiber = Math.ceil(count / concurrency)
-    const cpuBefore = process.cpuUsage()
+    const externalBefore = yield* externalCpu
+    const cpuBefore = cpuMicros()
     const start = performance.now()
     yield* Effect.forEach(
       Array.from({ length: concurrency }, (_, f) => f),
@@ -51,67 +70,132 @@ const measure = (send: (i: number, message: Ping) => Effect.Effect<number, unkno
       { concurrency: "unbounded", discard: true }
     )
     const seconds = (performance.now() - start) / 1000
-    const cpu = process.cpuUsage(cpuBefore)
+    const cpu = cpuMicros() - cpuBefore + (yield* externalCpu) - externalBefore
     latencies.sort()
     return {
       perSecond: count / seconds,
-      perCpuSecond: count / ((cpu.user + cpu.system) / 1e6),
+      perCpuSecond: count / (cpu / 1e6),
       p50: percentile(latencies, 0.5),
       p99: percentile(latencies, 0.99)
     }
   })
 
-const program = Effect.gen(function*() {
-  const managerContext = yield* Layer.build(
-    NodeCluster.layerManager({ manager: { apiPort: 0, numberOfShards, rebalanceInterval: Duration.hours(1) } }).pipe(Layer.provide(Storage.memory))
-  )
-  const shardManagerUri = `http://127.0.0.1:${portOf(managerContext)}`
-  const owner = Context.get(
-    yield* Layer.build(NodeCluster.layerPod({ sharding: { numberOfShards, shardingPort: 0, shardManagerUri } })),
-    Sharding.Sharding
-  )
-  yield* owner.registerEntity(Pinger)(behaviour)
-  yield* owner.registerScoped
-  while ((yield* owner.getAssignedShardIds).pipe((set) => Array.from(set).length) < numberOfShards) {
-    yield* Effect.sleep("20 millis")
-  }
-  const sender = Context.get(
-    yield* Layer.build(NodeCluster.layerPod({ sharding: { numberOfShards, shardingPort: 0, shardManagerUri } })),
-    Sharding.Sharding
-  )
-  yield* sender.registerEntity(Pinger)(behaviour)
-  yield* sender.registerScoped
-  // The manager's follow-up rounds give the sender half the shards; measure once they are over.
-  const held = (pod: Sharding.Sharding) => Effect.map(pod.getAssignedShardIds, (set) => Array.from(set).length)
-  while (true) {
-    const [a, b] = [yield* held(owner), yield* held(sender)]
-    if (a + b === numberOfShards && Math.abs(a - b) <= 1) break
-    yield* Effect.sleep("50 millis")
-  }
-  // Entities on shards pod 1 holds: every send crosses the network.
-  const ownerShards = new Set(Array.from(yield* owner.getAssignedShardIds, (shard) => shard.value))
-  const entities: Array<string> = []
-  for (let i = 0; entities.length < 1000; i++) {
-    if (ownerShards.has(owner.getShardId(`e${i}`).value)) entities.push(`e${i}`)
-  }
-  const messenger = sender.messenger(Pinger)
-  const send = (i: number, message: Ping) => messenger.send(entities[i % 1000]!)(message)
-  yield* measure(send, 20_000, 64) // warm-up: connections, JIT, entities
-  const rows: Array<string> = []
-  for (const [concurrency, count] of [[1, 20_000], [64, 200_000]] as const) {
-    const result = yield* measure(send, count, concurrency)
-    rows.push(
-      `| cross-pod send over loopback, ${concurrency} sender${concurrency > 1 ? "s" : ""} | ${
-        Math.round(result.perSecond).toLocaleString("en-US")
-      } | ${Math.round(result.perCpuSecond).toLocaleString("en-US")} | ${result.p50.toFixed(3)} | ${result.p99.toFixed(3)} |`
+const podLayer = (shardManagerUri: string) =>
+  NodeCluster.layerPod({ sharding: { numberOfShards, shardingPort: 0, shardManagerUri } })
+
+const heldBy = (pod: Sharding.Sharding) => Effect.map(pod.getAssignedShardIds, (set) => Array.from(set).length)
+
+// A pod with the Pinger entity type, registered; waits until it holds `shards` shards or more.
+const startPod = (shardManagerUri: string, shards: number) =>
+  Effect.gen(function*() {
+    const pod = Context.get(yield* Layer.build(podLayer(shardManagerUri)), Sharding.Sharding)
+    yield* pod.registerEntity(Pinger)(behaviour)
+    yield* pod.registerScoped
+    while ((yield* heldBy(pod)) < shards) yield* Effect.sleep("20 millis")
+    return pod
+  })
+
+// The owner in a child process: started, holding every shard, then answers "cpu" lines with its CPU time
+// until its stdin closes.
+const ownerChild = (shardManagerUri: string) =>
+  Effect.gen(function*() {
+    yield* startPod(shardManagerUri, numberOfShards)
+    console.log("@bench ready")
+    yield* Effect.async<void>((resume) => {
+      const input = Readline.createInterface({ input: process.stdin })
+      input.on("line", (line) => {
+        if (line === "cpu") console.log(`@bench cpu ${cpuMicros()}`)
+      })
+      input.on("close", () => resume(Effect.void))
+    })
+  })
+
+// Starts the owner in a child process; its CPU time is read over its stdin/stdout (lines marked "@bench ";
+// anything else it prints goes to stderr).
+const spawnOwner = (shardManagerUri: string) =>
+  Effect.gen(function*() {
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), "--owner", shardManagerUri], {
+          stdio: ["pipe", "pipe", "inherit"]
+        })
+      ),
+      // Closing its stdin ends the child normally (so that `--cpu-prof` writes its profile too).
+      (child) =>
+        Effect.async<void>((resume) => {
+          child.on("exit", () => resume(Effect.void))
+          child.stdin.end()
+        }).pipe(Effect.timeout("10 seconds"), Effect.ignore, Effect.ensuring(Effect.sync(() => child.kill("SIGKILL"))))
     )
-  }
-  console.log("| network transport (websocket rpc, 2 pods, 1 process) | sends/s | sends per CPU-second | p50 ms | p99 ms |")
+    const waiting: Array<(line: string) => void> = []
+    Readline.createInterface({ input: child.stdout }).on("line", (line) => {
+      if (line.startsWith("@bench ")) waiting.shift()?.(line.slice("@bench ".length))
+      else console.error(line)
+    })
+    const nextLine = Effect.async<string>((resume) => void waiting.push((line) => resume(Effect.succeed(line))))
+    const ready = yield* nextLine
+    if (ready !== "ready") return yield* Effect.dieMessage(`the owner process said ${ready}`)
+    const cpu: ExternalCpu = Effect.zipRight(
+      Effect.sync(() => child.stdin.write("cpu\n")),
+      Effect.map(nextLine, (line) => Number(line.slice("cpu ".length)))
+    )
+    return cpu
+  })
+
+// One set-up: the manager and the sender here, the owner here or in a child; the rows of its table.
+const runSetup = (crossProcess: boolean) =>
+  Effect.gen(function*() {
+    const managerContext = yield* Layer.build(
+      NodeCluster.layerManager({ manager: { apiPort: 0, numberOfShards, rebalanceInterval: Duration.hours(1) } }).pipe(
+        Layer.provide(Storage.memory)
+      )
+    )
+    const shardManagerUri = `http://127.0.0.1:${portOf(managerContext)}`
+    const externalCpu: ExternalCpu = crossProcess ? yield* spawnOwner(shardManagerUri) : Effect.succeed(0)
+    const owner = crossProcess ? undefined : yield* startPod(shardManagerUri, numberOfShards)
+    // The manager's follow-up rounds give the sender half the shards; measure once they are over.
+    const sender = yield* startPod(shardManagerUri, 0)
+    while (true) {
+      const mine = yield* heldBy(sender)
+      const theirs = owner === undefined ? numberOfShards - mine : yield* heldBy(owner)
+      if (mine + theirs === numberOfShards && Math.abs(mine - theirs) <= 1) break
+      yield* Effect.sleep("50 millis")
+    }
+    // Entities on shards the sender does not hold (the owner's): every send crosses the network.
+    const senderShards = new Set(Array.from(yield* sender.getAssignedShardIds, (shard) => shard.value))
+    const entities: Array<string> = []
+    for (let i = 0; entities.length < 1000; i++) {
+      if (!senderShards.has(sender.getShardId(`e${i}`).value)) entities.push(`e${i}`)
+    }
+    const messenger = sender.messenger(Pinger)
+    const send = (i: number, message: Ping) => messenger.send(entities[i % 1000]!)(message)
+    yield* measure(send, 20_000, 64, externalCpu) // warm-up: connections, JIT, entities
+    const rows: Array<string> = []
+    for (const [concurrency, count] of [[1, 20_000], [64, 200_000]] as const) {
+      const result = yield* measure(send, count, concurrency, externalCpu)
+      rows.push(
+        `| ${crossProcess ? "2 processes" : "1 process"}, ${concurrency} sender${concurrency > 1 ? "s" : ""} | ${
+          Math.round(result.perSecond).toLocaleString("en-US")
+        } | ${Math.round(result.perCpuSecond).toLocaleString("en-US")} | ${result.p50.toFixed(3)} | ${
+          result.p99.toFixed(3)
+        } |`
+      )
+    }
+    return rows
+  }).pipe(Effect.scoped)
+
+const program = Effect.gen(function*() {
+  const rows = [...yield* runSetup(false), ...yield* runSetup(true)]
+  console.log(
+    "| network transport (websocket rpc, 2 pods, cross-pod sends over loopback) | sends/s | sends per CPU-second | p50 ms | p99 ms |"
+  )
   console.log("|---|---:|---:|---:|---:|")
   for (const row of rows) console.log(row)
-}).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning))
+})
 
-Effect.runPromise(program).then(
+const main = process.argv[2] === "--owner" ? ownerChild(process.argv[3]!) : program
+
+Effect.runPromise(main.pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning))).then(
   () => process.exit(0),
   (error) => {
     console.error(error)

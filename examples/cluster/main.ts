@@ -3,7 +3,9 @@
  *
  * - a shard manager: the package's `effect-cluster manager` command, on a SQLite file in a new temporary
  *   directory (or on PostgreSQL when `DATABASE_URL` is set, under a table prefix of its own);
- * - three pod processes (examples/cluster/pod.ts) running a counter entity;
+ * - three pod processes (examples/cluster/pod.ts) running a counter entity, each renewing its shards'
+ *   leases in the manager's database (the documented deployment: pods keep serving while the manager is
+ *   down, and a crashed pod's shards move lease + 500 ms after its last renewal);
  * - a client (this process) that increments a few counters and prints which pod answered.
  *
  * Every process is started in this program's scope: on exit, an error or Ctrl-C, the pods get SIGTERM
@@ -11,9 +13,11 @@
  */
 import { Sharding } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
+import * as StorageSql from "@effect-cluster/cluster/StorageSql"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Console, Context, Effect, ExecutionStrategy, Layer, Scope } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -30,9 +34,13 @@ export interface Row {
   readonly pod: string
 }
 
-/** What a run leaves to check: the client's replies, and the processes and directory it cleaned up. */
+/**
+ * What a run leaves to check: the client's replies, how many pods recorded their process (incarnation) in
+ * the database to renew their leases there, and the processes and directory it cleaned up.
+ */
 export interface Run {
   readonly rows: ReadonlyArray<Row>
+  readonly podsWithDatabaseLeases: number
   readonly pids: ReadonlyArray<number>
   readonly dir: string
 }
@@ -46,17 +54,18 @@ export const main: Effect.Effect<Run, unknown, CommandExecutor.CommandExecutor> 
   )
   const managerPort = yield* freePort
   const managerUri = `http://127.0.0.1:${managerPort}`
-  const common = { NUMBER_OF_SHARDS: "60" }
+  // The manager and the pods share the database and the table prefix: the pods renew their leases there.
+  // A fresh prefix per run: on PostgreSQL, a manager on earlier state would wait a lease before assigning.
+  const common = {
+    NUMBER_OF_SHARDS: "60",
+    DATABASE_URL: databaseUrl ?? join(dir, "cluster.db"),
+    CLUSTER_TABLE_PREFIX: `example_${Date.now().toString(36)}`
+  }
   const manager = yield* startProcess(
     "manager",
     "packages/cluster/src/node/bin.ts",
     ["manager", "--port", String(managerPort)],
-    {
-      ...common,
-      DATABASE_URL: databaseUrl ?? join(dir, "cluster.db"),
-      // A fresh prefix per run: on PostgreSQL, a manager on earlier state would wait a lease before assigning.
-      CLUSTER_TABLE_PREFIX: `example_${Date.now().toString(36)}`
-    },
+    common,
     /listening on/
   )
   // A scope of their own, forked after the manager started: closed before the manager's, the pods leave
@@ -95,7 +104,15 @@ export const main: Effect.Effect<Run, unknown, CommandExecutor.CommandExecutor> 
     if (new Set(replies.map((row) => row.pod)).size === 3) break
     yield* Effect.sleep("500 millis")
   }
-  return { rows, dir, pids: [manager.pid, ...podProcesses.map((pod) => pod.pid)] }
+  // Pods that renew in the database recorded their incarnation in the pods table (the manager alone
+  // writes an empty one).
+  const podsWithDatabaseLeases = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM ${sql(`${common.CLUSTER_TABLE_PREFIX}_pods`)} WHERE incarnation <> ''`
+  ).pipe(
+    Effect.map((rows) => Number(rows[0]?.n ?? 0)),
+    Effect.provide(StorageSql.layerClient(common.DATABASE_URL))
+  )
+  return { rows, dir, podsWithDatabaseLeases, pids: [manager.pid, ...podProcesses.map((pod) => pod.pid)] }
 }).pipe(Effect.scoped)
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

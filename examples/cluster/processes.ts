@@ -21,11 +21,18 @@ export const freePort = Effect.async<number>((resume) => {
   })
 })
 
-/** Starts `file` (TypeScript, under tsx) in the scope; resolves once it printed a line matching `ready`. */
-export const startProcess = (name: string, file: string, args: ReadonlyArray<string>, env: Record<string, string>, ready: RegExp) =>
+/** Starts `file` (TypeScript, under tsx; `nodeArgs` go to node) in the scope; resolves once it printed a line matching `ready`. */
+export const startProcess = (
+  name: string,
+  file: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string>,
+  ready: RegExp,
+  nodeArgs: ReadonlyArray<string> = []
+) =>
   Effect.gen(function*() {
     const started = yield* Deferred.make<void>()
-    const process = yield* Command.make("node", "--conditions=source", "--import", "tsx", join(root, file), ...args).pipe(
+    const process = yield* Command.make("node", ...nodeArgs, "--conditions=source", "--import", "tsx", join(root, file), ...args).pipe(
       Command.workingDirectory(root),
       Command.env(env),
       Command.start

@@ -110,7 +110,7 @@ const program = (dir: string, programs: Programs) => Effect.gen(function*() {
       `workflows through ClusterWorkflowEngine; ${victim} is killed with SIGKILL half-way.`
   )
   yield* say(
-    `Short leases for the demo: ${leases} (the defaults are a 30 s lease + 5 s margin), so that a dead pod's ` +
+    `Short leases for the demo: ${leases} (the defaults are a 30 s lease + 500 ms margin), so that a dead pod's ` +
       `shards move within seconds.`
   )
   yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))

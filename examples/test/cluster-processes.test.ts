@@ -26,6 +26,8 @@ describe("examples/cluster (pnpm example:cluster)", () => {
         expect(row.count).toBe(previous !== undefined && previous.pod === row.pod ? previous.count + 1 : 1)
         last.set(row.counter, row)
       }
+      // Every pod renews its leases in the manager's database.
+      expect(run.podsWithDatabaseLeases).toBe(3)
       const finalRound = run.rows.filter((row) => row.round === run.rows.at(-1)!.round)
       expect(new Set(finalRound.map((row) => row.pod)).size).toBe(3)
       expect(run.pids.length).toBe(4)

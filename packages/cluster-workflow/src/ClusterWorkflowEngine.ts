@@ -25,13 +25,14 @@ import { DurableExecutionJournal, isTerminal, JournalError } from "./DurableExec
 import type { FencedJournal } from "./internal/cluster/fencedJournal.js"
 import * as Fenced from "./internal/cluster/fencedJournal.js"
 import type { ExecutionMessage } from "./internal/cluster/protocol.js"
-import { entityTypeOf, StartExecution, WakeExecution } from "./internal/cluster/protocol.js"
+import { AwaitExecution, entityTypeOf, StartExecution, WakeExecution, waiterEntityId } from "./internal/cluster/protocol.js"
 import * as internal from "./internal/engine.js"
 import { EngineProvider } from "./internal/engineProvider.js"
 import { isShardMoved } from "./internal/engineLaunch.js"
 import * as Ownership from "./internal/engineOwnership.js"
 import { stuckFault } from "./internal/faults.js"
 import { liveClock } from "./internal/liveClock.js"
+import type { RemoteAnswer, RemoteWait } from "./internal/results.js"
 import { keyString } from "./internal/results.js"
 import { defaultPrefix, tableNames } from "./internal/sql/tables.js"
 import type { Workflow } from "./Workflow.js"
@@ -76,14 +77,93 @@ const retryingStart = <A, E>(send: Effect.Effect<A, E>): Effect.Effect<A, E> => 
 const routingError = (operation: string) => (error: ShardingException.ShardingException) =>
   new JournalError({ operation, message: `could not reach the execution's owner pod: ${error._tag}`, retryable: true })
 
-/** The owner's side: starts and wake-ups of the executions of the entity. */
+/**
+ * The owner's side: starts and wake-ups of the executions of the entity, and (on waiter entities, see
+ * `AwaitExecution`) callers' waits for a result, bounded by `maxAwaitMillis`.
+ */
 const behaviour = (engine: internal.Engine, fenced: FencedJournal) =>
   RecipientBehaviour.fromFunctionEffect((_entityId: string, message: ExecutionMessage) => {
     const handled: Effect.Effect<unknown, unknown> = message._tag === "StartExecution"
       ? ownerStart(engine, message)
-      : ownerWake(engine, fenced, message)
+      : message._tag === "WakeExecution"
+      ? ownerWake(engine, fenced, message)
+      : engine.results.awaitHere(message, Math.min(Math.max(0, message.waitMillis), maxAwaitMillis))
     return Effect.map(Effect.exit(handled), (exit) => MessageState.Processed(exit as any))
   })
+
+/**
+ * How long an owner holds one caller's wait for a result before answering `Pending`: well within a
+ * cross-pod send's timeout (the transport's `sendTimeout`, 5 s by default), so a wait is never taken for a
+ * lost message. A caller asks again after `Pending`, reading the journal in between.
+ */
+const awaitMillis = 1_000
+/** The most an owner holds a wait, whatever a caller asks. */
+const maxAwaitMillis = 4_000
+/** How much longer than `awaitMillis` a caller gives an answer to come before it reads the journal. */
+const callerMarginMillis = 1_000
+
+/**
+ * The caller's side of pushed results: asks the execution's owner, through a waiter entity in the
+ * execution's shard (never the execution's own entity: its mailbox handles one message at a time, and a
+ * held wait would delay its starts and wake-ups). Each concurrent wait of this engine on a shard takes a
+ * waiter of its own (`slot`), returned afterwards. Any failure (routing, a pod of a release without
+ * `AwaitExecution`, the owner stopping) is `NotHere`: the caller reads the journal.
+ */
+const remoteWaits = (
+  fenced: FencedJournal,
+  caller: string,
+  send: (entityId: string, message: ExecutionMessage) => Effect.Effect<unknown, unknown>
+): RemoteWait => {
+  const free = new Map<number, Array<string>>()
+  const slots = new Map<number, number>()
+  let requests = 0
+  const take = (shard: number): string | undefined => {
+    const id = free.get(shard)?.pop()
+    if (id !== undefined) return id
+    const slot = slots.get(shard) ?? 0
+    slots.set(shard, slot + 1)
+    return waiterEntityId(caller, slot, shard, fenced.view.shardOf)
+  }
+  const give = (shard: number, id: string) => {
+    const list = free.get(shard)
+    if (list === undefined) free.set(shard, [id])
+    else list.push(id)
+  }
+  return (key) =>
+    Effect.flatMap(Effect.either(fenced.placementOf(key)), (placement): Effect.Effect<RemoteAnswer> => {
+      if (Either.isLeft(placement)) return Effect.succeed(notHere)
+      const shard = placement.right.shard
+      const waiter = take(shard)
+      if (waiter === undefined) return Effect.succeed(notHere)
+      const message = new AwaitExecution({
+        workflow: key.workflow,
+        executionId: key.executionId,
+        waitMillis: awaitMillis,
+        requestId: `${caller}/${(requests++).toString(36)}`
+      })
+      // The caller bounds the wait too: a send to a pod that died or froze would be retried for the
+      // messenger's whole `sendRetryTimeout` (10 s by default) while the execution may have finished on
+      // its next owner. A waiter whose wait did not end in an answer is not used again (the owner may
+      // still hold it).
+      return send(waiter, message).pipe(
+        Effect.map((reply) => reply as RemoteAnswer),
+        Effect.timeoutTo({
+          duration: awaitMillis + callerMarginMillis,
+          onTimeout: () => undefined,
+          onSuccess: (answer): RemoteAnswer | undefined => answer
+        }),
+        Effect.withClock(liveClock),
+        Effect.either,
+        Effect.map((answer) => {
+          if (Either.isLeft(answer) || answer.right === undefined) return notHere
+          give(shard, waiter)
+          return answer.right
+        })
+      )
+    })
+}
+
+const notHere: RemoteAnswer = { _tag: "NotHere" }
 
 const ownerStart = (engine: internal.Engine, message: StartExecution) =>
   Effect.gen(function*() {
@@ -341,6 +421,9 @@ export const make = <T extends Message.Message.Any, R>(
       sharding.servedShardEpochsChanges,
       Duration.decode(options?.shardCheckInterval ?? "1 second")
     ))
+    // (one name per engine: two clients may share an address, e.g. port 0)
+    const caller = `${pod}/${(yield* Random.nextInt).toString(36)}`
+    engine.results.remoteWait = remoteWaits(fenced, caller, send as any)
     return serviceOf<T>(engine, routes(engine, fenced, send as any))
   })
 

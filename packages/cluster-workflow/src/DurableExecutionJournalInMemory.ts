@@ -25,16 +25,22 @@ import * as EventLog from "./internal/eventLog.js"
 
 interface Entry {
   row: ExecutionRow
-  readonly events: Array<EventRow>
-  readonly signals: Map<string, SignalRow>
+  /** Trimmed to its length whenever the execution comes to rest (see `rest`). */
+  events: Array<EventRow>
+  /** Created with the first signal: most executions never get one. */
+  signals: Map<string, SignalRow> | undefined
   /** The inbox version its last suspension saw. */
-  suspendedInbox?: number
+  suspendedInbox: number | undefined
 }
 
-/** The journal's whole state: one entry per execution, keyed by `keyString`. */
-type Store = Map<string, Entry>
+/** The journal's whole state: one entry per execution, by workflow name, then execution id. */
+type Store = Map<string, Map<string, Entry>>
 
-const keyString = (key: ExecutionKey): string => JSON.stringify([key.workflow, key.executionId])
+const find = (store: Store, key: ExecutionKey): Entry | undefined => store.get(key.workflow)?.get(key.executionId)
+
+function* entries(store: Store): Iterable<Entry> {
+  for (const executions of store.values()) yield* executions.values()
+}
 
 const compareKeys = (a: ExecutionKey, b: ExecutionKey): number =>
   a.workflow < b.workflow ? -1 : a.workflow > b.workflow ? 1 : a.executionId < b.executionId ? -1 : a.executionId >
@@ -50,7 +56,7 @@ const select = (
   limit: number
 ): Array<ExecutionRow> => {
   const found: Array<ExecutionRow> = []
-  for (const entry of store.values()) if (keep(entry)) found.push(entry.row)
+  for (const entry of entries(store)) if (keep(entry)) found.push(entry.row)
   found.sort(order)
   return found.slice(0, limit)
 }
@@ -90,15 +96,25 @@ const newRow = (write: Extract<JournalWrite, { _tag: "Start" }>): ExecutionRow =
 })
 
 const applyStart = (store: Store, write: Extract<JournalWrite, { _tag: "Start" }>): WriteResult => {
-  const id = keyString(write.key)
-  const entry = store.get(id)
+  let executions = store.get(write.key.workflow)
+  if (executions === undefined) store.set(write.key.workflow, executions = new Map())
+  const entry = executions.get(write.key.executionId)
   if (entry !== undefined) return { _tag: "Exists", row: entry.row }
-  store.set(id, { row: newRow(write), events: [], signals: new Map() })
+  // every field in the literal: one hidden class, no property array added later
+  executions.set(write.key.executionId, { row: newRow(write), events: [], signals: undefined, suspendedInbox: undefined })
   return { _tag: "Created", epoch: 1 }
 }
 
+/**
+ * An execution that suspends or finishes may stay in the store for long: its event array drops the spare
+ * capacity that `push` leaves (up to 16 slots, more than a short workflow's events).
+ */
+const rest = (entry: Entry) => {
+  entry.events = entry.events.slice()
+}
+
 const applyAppend = (store: Store, write: Extract<JournalWrite, { _tag: "Append" }>): WriteResult => {
-  const entry = store.get(keyString(write.key))
+  const entry = find(store, write.key)
   if (entry === undefined || !holds(entry.row, write.fence.owner, write.fence.epoch)) return { _tag: "Fenced" }
   let last = entry.events.length === 0 ? -1 : entry.events[entry.events.length - 1]!.sequence
   for (const event of write.events) {
@@ -122,6 +138,7 @@ const applyAppend = (store: Store, write: Extract<JournalWrite, { _tag: "Append"
       wakeAt: terminal ? null : entry.row.wakeAt,
       updatedAt: write.now
     }
+    if (terminal) rest(entry)
   }
   // in the same synchronous step as the append: nothing can see one without the other
   if (write.deliver !== undefined) {
@@ -131,7 +148,7 @@ const applyAppend = (store: Store, write: Extract<JournalWrite, { _tag: "Append"
 }
 
 const applySuspend = (store: Store, write: Extract<JournalWrite, { _tag: "Suspend" }>): WriteResult => {
-  const entry = store.get(keyString(write.key))
+  const entry = find(store, write.key)
   if (entry === undefined || !holds(entry.row, write.fence.owner, write.fence.epoch)) return { _tag: "Fenced" }
   if (entry.row.inboxVersion !== write.inboxVersion) return { _tag: "InboxChanged" }
   entry.row = {
@@ -144,6 +161,7 @@ const applySuspend = (store: Store, write: Extract<JournalWrite, { _tag: "Suspen
     updatedAt: write.now
   }
   entry.suspendedInbox = write.inboxVersion
+  rest(entry)
   return { _tag: "Ok" }
 }
 
@@ -165,7 +183,7 @@ const applyWrite = (store: Store, write: JournalWrite): WriteResult => {
 const claims = (store: Store): Pick<Journal, "claim" | "renew" | "release" | "resumable" | "nextClaimExpiry"> => ({
   claim: (key, owner, now, claimUntil) =>
     Effect.sync((): ClaimResult => {
-      const entry = store.get(keyString(key))
+      const entry = find(store, key)
       if (entry === undefined) return { _tag: "Unavailable", row: undefined }
       const row = entry.row
       if (isTerminal(row.status) || !claimable(row, owner, now)) return { _tag: "Unavailable", row }
@@ -184,7 +202,7 @@ const claims = (store: Store): Pick<Journal, "claim" | "renew" | "release" | "re
   renew: (owner, claimed, claimUntil) =>
     Effect.sync(() =>
       claimed.map(({ epoch, key }) => {
-        const entry = store.get(keyString(key))
+        const entry = find(store, key)
         if (entry === undefined || !holds(entry.row, owner, epoch)) return undefined
         entry.row = { ...entry.row, claimUntil }
         return entry.row
@@ -194,7 +212,7 @@ const claims = (store: Store): Pick<Journal, "claim" | "renew" | "release" | "re
     Effect.sync(() => {
       let released = 0
       for (const { epoch, key } of claimed) {
-        const entry = store.get(keyString(key))
+        const entry = find(store, key)
         if (entry === undefined || entry.row.status !== "running" || !holds(entry.row, owner, epoch)) continue
         entry.row = { ...entry.row, claimOwner: null, claimUntil: null }
         released++
@@ -213,7 +231,7 @@ const claims = (store: Store): Pick<Journal, "claim" | "renew" | "release" | "re
   nextClaimExpiry: (workflows, owner) =>
     Effect.sync(() => {
       let next: { owner: string; claimUntil: number } | undefined
-      for (const { row } of store.values()) {
+      for (const { row } of entries(store)) {
         if (
           row.status === "running" && row.claimOwner !== null && row.claimOwner !== owner &&
           row.claimUntil !== null && workflows.includes(row.workflow) &&
@@ -230,10 +248,11 @@ const claims = (store: Store): Pick<Journal, "claim" | "renew" | "release" | "re
 
 /** Puts a signal in the inbox unless one with that name is there (first wins); bumps the version. */
 const storeSignal = (store: Store, key: ExecutionKey, name: string, value: string, now: number) => {
-  const entry = store.get(keyString(key))
+  const entry = find(store, key)
   if (entry === undefined) return undefined
-  const existing = entry.signals.get(name)
+  const existing = entry.signals?.get(name)
   if (existing !== undefined) return { stored: existing.value, row: entry.row }
+  entry.signals ??= new Map()
   entry.signals.set(name, { name, value, createdAt: now })
   entry.row = { ...entry.row, inboxVersion: entry.row.inboxVersion + 1, updatedAt: now }
   return { stored: value, row: entry.row }
@@ -242,7 +261,7 @@ const storeSignal = (store: Store, key: ExecutionKey, name: string, value: strin
 /** A parent suspended on a child that is terminal while the child's result is not in its inbox. */
 const missesChildResult = (store: Store, parent: Entry) => {
   if (!(parent.row.suspendedOn ?? "").includes("child")) return false
-  for (const child of store.values()) {
+  for (const child of entries(store)) {
     if (child.row.parent === null || !isTerminal(child.row.status)) continue
     let link: { workflow?: unknown; executionId?: unknown; signal?: unknown }
     try {
@@ -252,7 +271,7 @@ const missesChildResult = (store: Store, parent: Entry) => {
     }
     if (
       link?.workflow === parent.row.workflow && link.executionId === parent.row.executionId &&
-      typeof link.signal === "string" && !parent.signals.has(link.signal)
+      typeof link.signal === "string" && parent.signals?.has(link.signal) !== true
     ) return true
   }
   return false
@@ -265,11 +284,11 @@ const isStale = (store: Store, entry: Entry) =>
   missesChildResult(store, entry)
 
 const inbox = (store: Store): Pick<Journal, "signals" | "signal" | "requestCancel" | "resume" | "staleSuspensions"> => ({
-  signals: (key) => Effect.sync(() => Array.from(store.get(keyString(key))?.signals.values() ?? [])),
+  signals: (key) => Effect.sync(() => Array.from(find(store, key)?.signals?.values() ?? [])),
   signal: (key, name, value, now) => Effect.sync(() => storeSignal(store, key, name, value, now)),
   requestCancel: (key, now) =>
     Effect.sync(() => {
-      const entry = store.get(keyString(key))
+      const entry = find(store, key)
       if (entry === undefined) return undefined
       if (isTerminal(entry.row.status)) return entry.row
       entry.row = { ...entry.row, cancelRequested: true, inboxVersion: entry.row.inboxVersion + 1, updatedAt: now }
@@ -277,7 +296,7 @@ const inbox = (store: Store): Pick<Journal, "signals" | "signal" | "requestCance
     }),
   resume: (key, now) =>
     Effect.sync(() => {
-      const entry = store.get(keyString(key))
+      const entry = find(store, key)
       if (entry === undefined) return undefined
       if (entry.row.status === "suspended") {
         entry.row = {
@@ -311,7 +330,7 @@ const timers = (store: Store): Pick<Journal, "nextWakeAt" | "dueTimers"> => ({
   nextWakeAt: (workflows) =>
     Effect.sync(() => {
       let earliest: number | undefined
-      for (const { row } of store.values()) {
+      for (const { row } of entries(store)) {
         if (row.status === "suspended" && row.wakeAt !== null && workflows.includes(row.workflow)) {
           if (earliest === undefined || row.wakeAt < earliest) earliest = row.wakeAt
         }
@@ -335,10 +354,10 @@ const timers = (store: Store): Pick<Journal, "nextWakeAt" | "dueTimers"> => ({
 // ---------------------------------------------------------------------------------------------------------
 
 const reads = (store: Store): Pick<Journal, "get" | "events" | "list" | "deleteCompleted"> => ({
-  get: (key) => Effect.sync(() => Option.fromNullable(store.get(keyString(key))?.row)),
+  get: (key) => Effect.sync(() => Option.fromNullable(find(store, key)?.row)),
   events: (key, fromSequence) =>
     Effect.sync(() => {
-      const entry = store.get(keyString(key))
+      const entry = find(store, key)
       if (entry === undefined) return []
       return fromSequence <= 0 ? entry.events.slice() : entry.events.filter((e) => e.sequence >= fromSequence)
     }),
@@ -357,10 +376,12 @@ const reads = (store: Store): Pick<Journal, "get" | "events" | "list" | "deleteC
   deleteCompleted: (before) =>
     Effect.sync(() => {
       let deleted = 0
-      for (const [id, entry] of store) {
-        if (isTerminal(entry.row.status) && entry.row.completedAt !== null && entry.row.completedAt < before) {
-          store.delete(id)
-          deleted++
+      for (const executions of store.values()) {
+        for (const [id, entry] of executions) {
+          if (isTerminal(entry.row.status) && entry.row.completedAt !== null && entry.row.completedAt < before) {
+            executions.delete(id)
+            deleted++
+          }
         }
       }
       return deleted

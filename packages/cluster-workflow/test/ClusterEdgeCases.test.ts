@@ -9,15 +9,19 @@
  *   resumed when its child completed: the wake was left to another pod's engine, which does not own it);
  * - a start for a shard no pod serves: how long its caller waits for the retryable error;
  * - bad input sent straight to the entity: a start whose payload does not decode, a start of an unknown
- *   workflow, a wake for an unknown execution.
+ *   workflow, a wake for an unknown execution;
+ * - a start without `requestId`, as callers of the previous release send it (a rolling upgrade);
+ * - a caller on another pod gets the result pushed by the owner (no journal reads while it waits), and
+ *   its wait does not hold the execution's entity (a start to that entity meanwhile is answered).
  */
 import type { Sharding } from "@effect-cluster/cluster"
 import { Message } from "@effect-cluster/cluster"
-import { Activity, DurableDeferred, Workflow, WorkflowError } from "@effect-cluster/cluster-workflow"
+import { Activity, DurableDeferred, DurableExecutionJournal, Workflow, WorkflowError } from "@effect-cluster/cluster-workflow"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Schema } from "effect"
+import { Deferred, Effect, Exit, Fiber, PrimaryKey, Schema } from "effect"
 import type * as Scope from "effect/Scope"
 import { entityTypeOf, StartExecution, WakeExecution } from "../src/internal/cluster/protocol.js"
+import { isShardMoved } from "../src/internal/engineLaunch.js"
 import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
 import type { SharedDatabase } from "./utils/journals.js"
 
@@ -38,6 +42,17 @@ class Shipment extends Message.TaggedMessage<Shipment>()(
 ) {}
 
 const Pickup = DurableDeferred.make("pickup", { success: Schema.String })
+
+/** Gates of the `gated-*` payments' activity, by payment id (opened by the tests). */
+const gates = new Map<string, Deferred.Deferred<void>>()
+const gateOf = (id: string) => {
+  let gate = gates.get(id)
+  if (gate === undefined) {
+    gate = Deferred.unsafeMake<void>(undefined as any)
+    gates.set(id, gate)
+  }
+  return gate
+}
 
 interface Run {
   readonly id: string
@@ -63,6 +78,9 @@ const makeWorkflows = (runs: Array<Run>) => {
   const parent = Workflow.make(Payment, (payment) =>
     Effect.gen(function*() {
       yield* record(`charge-${payment.id}`)
+      if (payment.id.startsWith("gated")) {
+        yield* Activity.make(`gate-${payment.id}`, Schema.Void, Schema.String)(Deferred.await(gateOf(payment.id)))
+      }
       if (payment.id.startsWith("parent")) {
         const label = yield* Workflow.executeChild(new Shipment({ orderId: payment.id }))
         return `paid ${payment.id} ${payment.amount}: ${label}`
@@ -236,4 +254,71 @@ for (const database of clusterDatabases) describe.skipIf(database.skip !== undef
       expect(yield* pods[0]!.engine.status("b4")).toEqual({ _tag: "Unknown" })
       expect(runs).toEqual([])
     }), 60_000)
+
+  it.scopedLive("a start without requestId (a caller of the previous release) is accepted and runs", () =>
+    Effect.gen(function*() {
+      const runs: Array<Run> = []
+      const pods = yield* twoPods(runs, database.make)
+      const entityId = "Payment/old1"
+      const ownerPort = (yield* ownerOf(pods, entityId))!.port
+      const owner = pods.find((pod) => pod.port === ownerPort)!
+      const other = pods.find((pod) => pod.port !== ownerPort)!
+      // The previous release's message: no requestId, an awaitMillis this release ignores. Sent from the
+      // pod that does not own it, so it crosses the (serializing) transport and is decoded by the owner.
+      const legacy = Schema.decodeUnknownSync(StartExecution)({
+        _tag: "StartExecution",
+        workflow: "Payment",
+        executionId: "old1",
+        payload: JSON.stringify({ _tag: "Payment", id: "old1", amount: 4 }),
+        awaitMillis: 1000
+      })
+      expect(PrimaryKey.value(legacy)).toBe("start/Payment/old1")
+      const reply = yield* other.sharding.messenger(entityTypeOf(["Payment", "Shipment"])).send(entityId)(legacy as any)
+      expect((reply as any)._tag === "Running" || (reply as any)._tag === "Finished").toBe(true)
+      expect(yield* other.engine.result("old1", { timeout: "20 seconds" })).toEqual(Exit.succeed("paid old1 4"))
+      expect(runs).toEqual([{ id: "charge-old1", pod: owner.port }])
+    }), 60_000)
+
+  it.scopedLive("a caller on another pod gets the result pushed by the owner; its wait leaves the execution's entity free", () =>
+    Effect.gen(function*() {
+      const runs: Array<Run> = []
+      const pods = yield* twoPods(runs, database.make)
+      const id = `gated-${database.name}`
+      const ownerPort = (yield* ownerOf(pods, `Payment/${id}`))!.port
+      const owner = pods.find((pod) => pod.port === ownerPort)!
+      const caller = pods.find((pod) => pod.port !== ownerPort)!
+      const waiting = yield* Effect.fork(caller.engine.execute(new Payment({ id, amount: 3 })))
+      yield* until(Effect.sync(() => runs.some((run) => run.id === `charge-${id}`)))
+      // let the caller's wait reach the owner
+      yield* Effect.sleep("300 millis")
+      const readsBefore = caller.reads.count
+      // The execution's entity is free while the caller waits: a start of the same execution (joined) is
+      // answered at once, from either pod.
+      expect(yield* Effect.timeout(caller.engine.start(new Payment({ id, amount: 3 })), "5 seconds")).toBe(id)
+      expect(yield* Effect.timeout(owner.engine.start(new Payment({ id, amount: 3 })), "5 seconds")).toBe(id)
+      // still gated: the body waits, the caller is not answered
+      yield* Effect.sleep("700 millis")
+      expect(waiting.unsafePoll()).toBe(null)
+      yield* Deferred.succeed(gateOf(id), undefined)
+      expect(yield* Effect.timeout(Fiber.join(waiting), "10 seconds")).toBe(`paid ${id} 3`)
+      // Pushed: the caller read the row at most once for its wait (a bound of the owner's wait, 1 s, may
+      // have passed on a loaded machine); polling read it every 10 to 1,000 ms (about 8 times here).
+      expect(caller.reads.count - readsBefore).toBeLessThanOrEqual(1)
+    }), 60_000)
+})
+
+describe("a start refused by a moved shard's fence", () => {
+  it("is recognised by JournalError.reason, and by its message only from a pod of the previous release (no reason)", () => {
+    const error = (fields: { message: string; reason?: "shard-moved" }) =>
+      new DurableExecutionJournal.JournalError({ operation: "start", retryable: true, ...fields })
+    expect(isShardMoved(error({ message: "refused", reason: "shard-moved" }))).toBe(true)
+    expect(isShardMoved(error({ message: "the execution's shard moved: retry" }))).toBe(true)
+    expect(isShardMoved(error({ message: "could not reach the execution's owner pod" }))).toBe(false)
+    expect(isShardMoved(new DurableExecutionJournal.JournalError({
+      operation: "claim",
+      message: "refused",
+      retryable: true,
+      reason: "shard-moved"
+    }))).toBe(false)
+  })
 })

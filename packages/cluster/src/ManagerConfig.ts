@@ -29,9 +29,12 @@ import { InvalidConfigurationException } from "./ShardingException.js"
  * - `rebalanceRate` [0.02]: at most `max(1, ceil(numberOfShards * rebalanceRate))` shards move per
  *   balancing round (6 of 300). Unassigned shards are always assigned at once.
  * - `leaseDuration` [30 seconds]: the lease granted with each heartbeat.
- * - `leaseMargin` [5 seconds]: the manager reassigns a silent pod's shards only after its last grant +
+ * - `leaseMargin` [500 millis]: the manager reassigns a silent pod's shards only after its last grant +
  *   `leaseDuration` + `leaseMargin` on the manager's monotonic clock (after a restart: start +
- *   `leaseDuration` + `leaseMargin`).
+ *   `leaseDuration` + `leaseMargin`) and, on a `LeasedStorage`, once the shard's lease in the database has
+ *   been over for `leaseMargin` on the database's clock. The pod counts its lease from when it sent the
+ *   renewal and stops work `entityTerminationTimeout` before its end, so the margin only has to cover how
+ *   far two clocks' rates can differ over one lease (docs/cluster.md, "Why the margin is enough").
  *
  * @since 0.1.0
  * @category models
@@ -75,7 +78,7 @@ export const defaultValues: ManagerConfig = {
   persistRetryCount: 100,
   rebalanceRate: 2 / 100,
   leaseDuration: Duration.seconds(30),
-  leaseMargin: Duration.seconds(5)
+  leaseMargin: Duration.millis(500)
 }
 
 /**

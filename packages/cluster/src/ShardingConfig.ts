@@ -33,8 +33,9 @@ import { InvalidConfigurationException } from "./ShardingException.js"
  *   the pod's monotonic clock from when it sent the heartbeat. The manager grants at most its own
  *   `leaseDuration`.
  * - `leaseRenewalInterval` [10 seconds]: heartbeat period; at most `leaseDuration / 3`.
- * - `leaseMargin` [5 seconds]: slack for clock-rate drift and one late renewal; the start-up check
- *   requires `entityTerminationTimeout < leaseDuration - leaseRenewalInterval - leaseMargin`.
+ * - `leaseMargin` [5 seconds]: the pod's slack for one late renewal, used only by the start-up check
+ *   `entityTerminationTimeout < leaseDuration - leaseRenewalInterval - leaseMargin`. When a silent pod's
+ *   shards move is the manager's `ManagerConfig.leaseMargin` (500 millis).
  * - `sendRetryInterval` [100 millis]: pause between routing retries of `send`.
  * - `sendRetryTimeout` [10 seconds]: routing failures are retried until this much time has passed since
  *   the first attempt; then `send` fails with `MessageNotDeliveredException` or

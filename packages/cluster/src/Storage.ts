@@ -84,6 +84,14 @@ export interface LeaseTerms {
  */
 export interface SaveResult {
   readonly refused: ReadonlyArray<number>
+  /**
+   * When some shards were refused: in how many milliseconds (on the database's clock, from the write) the
+   * first of them may move, i.e. lease end + margin minus now, where the lease end is the latest among the
+   * refused shards whose leases end within a second of the earliest (shards renewed together by one pod
+   * end together, give or take a renewal in flight: one write then moves them all). The manager tries again
+   * then instead of after `rebalanceRetryInterval`.
+   */
+  readonly retryInMillis?: number | undefined
 }
 
 /**
@@ -289,6 +297,11 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
   const leaseEnds = new Map<number, number>()
   const epochOf = (current: HashMap.HashMap<ShardId, number>, shardId: number) =>
     Option.getOrElse(HashMap.findFirst(current, (_, shard) => shard.value === shardId).pipe(Option.map(([, e]) => e)), () => 0)
+  // The latest of the lease ends within a second of the earliest (see SaveResult.retryInMillis).
+  const nextEnd = (ends: ReadonlyArray<number>) => {
+    const first = Math.min(...ends)
+    return Math.max(...ends.filter((end) => end <= first + 1_000))
+  }
   const saveAll = (state: StorageState) =>
     Effect.gen(function*() {
       const now = clock.unsafeCurrentTimeMillis()
@@ -301,6 +314,7 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
       let nextEpochs = state.epochs
       let nextAssignments = state.assignments
       const refused: Array<number> = []
+      const refusedEnds: Array<number> = []
       for (const [shardId, next] of state.assignments) {
         const previous = HashMap.get(table, shardId).pipe(Option.flatten)
         const before = Option.getOrUndefined(Option.map(previous, keyOf))
@@ -311,6 +325,7 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
           const end = leaseEnds.get(shardId.value)
           if (end !== undefined && now < end + margin) {
             refused.push(shardId.value)
+            refusedEnds.push(end)
             nextAssignments = HashMap.set(nextAssignments, shardId, previous)
             nextEpochs = HashMap.remove(nextEpochs, shardId)
             continue
@@ -324,7 +339,10 @@ export const makeMemory: Effect.Effect<LeasedStorage> = Effect.gen(function*() {
       yield* savePods(state.pods)
       yield* saveEpochs(nextEpochs)
       yield* saveAssignments(nextAssignments)
-      return { refused: refused.sort((a, b) => a - b) }
+      return {
+        refused: refused.sort((a, b) => a - b),
+        retryInMillis: refused.length === 0 ? undefined : Math.max(0, nextEnd(refusedEnds) + margin - now)
+      }
     })
 
   const storage: Omit<LeasedStorage, "fencedBy"> = {

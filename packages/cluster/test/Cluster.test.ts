@@ -156,10 +156,10 @@ describe("Cluster (in-process pods, serialization on)", () => {
         )
       )
       expect(refused).toBeInstanceOf(ShardingException.EntityNotManagedByThisPodException)
-      yield* TestClock.adjust("7 seconds") // 34 s: the lease may not have ended by the manager's reckoning
+      yield* TestClock.adjust("3400 millis") // 30.4 s: the lease may not have ended by the manager's reckoning
       yield* settle
       expect((yield* ownerTable(cluster))[aShards[0]! - 1]).toBe(1)
-      yield* TestClock.adjust("1 second") // 35 s = lease + margin
+      yield* TestClock.adjust("100 millis") // 30.5 s = lease + margin
       yield* eventually(Effect.map(ownerTable(cluster), (owners) => owners.every((owner) => owner === 2)))
       const reply = yield* Effect.fork(b.sharding.messenger(Counter).send(onA)(new GetCount({ messageId: freshId() })))
       yield* TestClock.adjust("1 second")
@@ -187,7 +187,7 @@ describe("Cluster (in-process pods, serialization on)", () => {
       const b = yield* cluster.startPod(2)
       yield* eventually(Effect.map(shardsOf(b), (shards) => shards.length === 15))
       yield* a.crash
-      yield* TestClock.adjust("34 seconds")
+      yield* TestClock.adjust("29 seconds") // its last heartbeat + lease + margin (30.5 s) has not passed
       expect((yield* ownerTable(cluster)).filter((owner) => owner === 1).length).toBe(15)
       yield* TestClock.adjust("11 seconds")
       yield* eventually(Effect.map(ownerTable(cluster), (owners) => owners.every((owner) => owner === 2)))
@@ -229,7 +229,7 @@ describe("Cluster (in-process pods, serialization on)", () => {
       expect(yield* ownerTable(cluster)).toEqual(before)
       expect((yield* cluster.managerInstance()!.getShardAssignments).map((row) => row.epoch)).toEqual(epochsBefore)
       const bShards = yield* shardsOf(b)
-      yield* TestClock.adjust("34 seconds")
+      yield* TestClock.adjust("30 seconds") // before lease + margin (30.5 s) from the manager's start
       yield* settle
       expect(yield* ownerTable(cluster)).toEqual(before)
       yield* TestClock.adjust("12 seconds")
@@ -300,7 +300,7 @@ describe("Cluster (in-process pods, serialization on)", () => {
       yield* eventually(Effect.map(shardsOf(b), (shards) => shards.length === 15))
       const onB = entityOnShard(a.sharding, (yield* shardsOf(b))[0]!)
       const onA = entityOnShard(a.sharding, (yield* shardsOf(a))[0]!)
-      // b dies: a's sends to it fail as "outcome unknown" until the manager moves b's shards (35 s).
+      // b dies: a's sends to it fail as "outcome unknown" until the manager moves b's shards (30.5 s).
       yield* cluster.transport.crash(b.address)
       const unknown = yield* Effect.fork(Effect.flip(a.sharding.messenger(Counter).send(onB)(new GetCount({ messageId: freshId() }))))
       yield* TestClock.adjust("2100 millis")

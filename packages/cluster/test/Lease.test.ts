@@ -48,12 +48,17 @@ const renewingInTheDatabase = Effect.gen(function*() {
   const storage = yield* Storage.makeMemory
   const renewals: Array<Renewal> = []
   let failing = false
+  let dying = false
   const podLeases: Storage.LeasedStorage = {
     ...storage,
     renewShardLeases: (address, incarnation, held, leaseMillis) =>
       Effect.gen(function*() {
         const sentAt = yield* Clock.currentTimeMillis
         if (failing) return yield* new Storage.StorageException({ reason: "the database is unreachable" })
+        if (dying) {
+          dying = false
+          return yield* Effect.dieMessage("a bug in the storage (test)")
+        }
         const renewed = yield* storage.renewShardLeases(address, incarnation, held, leaseMillis)
         renewals.push({ port: address.port, sentAt, held: held.length, renewed: renewed.length })
         return renewed
@@ -67,7 +72,13 @@ const renewingInTheDatabase = Effect.gen(function*() {
     pod: { entityMaxIdleTime: Duration.minutes(60) }
   })
   yield* cluster.startManager
-  return { observer, cluster, renewals, failRenewals: () => void (failing = true) }
+  return {
+    observer,
+    cluster,
+    renewals,
+    failRenewals: () => void (failing = true),
+    dieAtNextRenewal: () => void (dying = true)
+  }
 })
 
 /** When the last renewal of `port`'s leases that `which` accepts was sent (undefined: none). */
@@ -75,6 +86,23 @@ const lastRenewal = (renewals: ReadonlyArray<Renewal>, port: number, which: (ren
   renewals.filter((renewal) => renewal.port === port && which(renewal)).at(-1)?.sentAt
 
 describe("a pod that renews its leases in the database (Storage.PodLeases)", () => {
+  it.scoped("a renewal that dies (a storage defect) does not end the renewals: the pod keeps its shards without a manager", () =>
+    Effect.gen(function*() {
+      const { cluster, dieAtNextRenewal, observer, renewals } = yield* renewingInTheDatabase
+      const a = yield* cluster.startPod(1, observer.counterOn(1))
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      yield* cluster.stopManager
+      dieAtNextRenewal()
+      const diedAt = yield* Clock.currentTimeMillis
+      // Two leases without a manager, the first renewal after the manager stopped dying.
+      for (let t = 0; t < 60; t++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(30)
+      }
+      expect(lastRenewal(renewals, 1, (renewal) => renewal.renewed === 30)).toBeGreaterThan(diedAt + 30_000)
+    }))
+
   it.scoped("keeps its shards and entities while the manager is stopped; once its database renewals fail, stops them at lease end from the last renewal's send", () =>
     Effect.gen(function*() {
       const { observer, cluster, renewals, failRenewals } = yield* renewingInTheDatabase
@@ -113,7 +141,7 @@ describe("a pod that renews its leases in the database (Storage.PodLeases)", () 
     Effect.gen(function*() {
       const { observer, cluster, renewals } = yield* renewingInTheDatabase
       const lease = 30_000
-      const margin = 5_000
+      const margin = 500 // the manager's default leaseMargin
       const a = yield* cluster.startPod(1, observer.counterOn(1))
       const b = yield* cluster.startPod(2, observer.counterOn(2))
       const held = (pod: typeof a) => Effect.map(pod.sharding.getAssignedShardIds, (s) => Array.from(s).length)

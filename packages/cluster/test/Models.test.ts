@@ -202,7 +202,7 @@ describe("ManagerConfig", () => {
       const config = yield* ManagerConfig.ManagerConfig.pipe(Effect.provide(ManagerConfig.defaults))
       expect(config.rebalanceRate).toBe(0.02)
       expect(Duration.toMillis(config.rebalanceInterval)).toBe(20_000)
-      expect(Duration.toMillis(config.leaseMargin)).toBe(5_000)
+      expect(Duration.toMillis(config.leaseMargin)).toBe(500)
       const bad = yield* Effect.flip(ManagerConfig.validate({ ...config, rebalanceRate: 0 }))
       expect(bad.reason).toContain("rebalanceRate")
       const read = yield* ManagerConfig.ManagerConfig.pipe(

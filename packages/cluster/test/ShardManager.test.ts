@@ -1,11 +1,14 @@
 import {
   InProcessTransport,
   ManagerConfig,
+  Pod,
+  PodAddress as PodAddressModule,
   type PodAddress,
   Pods,
   PodsHealth,
   type Sharding,
   ShardingException,
+  ShardManager,
   Storage
 } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
@@ -191,5 +194,42 @@ describe("ShardManager", () => {
       expect(Option.isNone(yield* Fiber.poll(check))).toBe(true)
       yield* TestClock.adjust("1 millis")
       expect(yield* Fiber.join(check)).toBe(false)
+    }))
+})
+
+describe("ShardManager on a LeasedStorage (database leases)", () => {
+  // Pod a holds every shard and renews their database leases at t = 10 s (to 40 s), then dies; b joins at
+  // 31 s. The database refuses to move a shard before its lease + margin (40.5 s): the manager grants
+  // again at that moment, not a rebalanceRetryInterval (10 s) after the refused round.
+  it.scoped("a move the database refused is granted again as soon as the lease + margin has passed", () =>
+    Effect.gen(function*() {
+      const storage = yield* Storage.makeMemory
+      const a = new PodAddressModule.PodAddress({ host: "a", port: 1 })
+      const b = new PodAddressModule.PodAddress({ host: "b", port: 2 })
+      const manager = yield* ShardManager.make.pipe(
+        Effect.provideService(ManagerConfig.ManagerConfig, { ...ManagerConfig.defaultValues, numberOfShards: 4 }),
+        Effect.provideService(Storage.Storage, storage),
+        Effect.provide(Pods.noop),
+        Effect.provide(Layer.succeed(PodsHealth.PodsHealth, { isAlive: () => Effect.succeed(false) }))
+      )
+      const owners = Effect.map(manager.getShardAssignments, (rows) => rows.map((row) => row.pod?.host ?? null))
+      yield* manager.register(new Pod.Pod({ address: a, version: "1.0.0" }))
+      yield* storage.registerPod(new Pod.Pod({ address: a, version: "1.0.0" }), "a-1") // its process's incarnation
+      yield* eventually(Effect.map(owners, (all) => all.every((owner) => owner === "a")))
+      yield* TestClock.adjust("10 seconds")
+      const held = (yield* manager.getShardAssignments).map((row) => ({ shardId: row.shardId, epoch: row.epoch }))
+      expect(yield* storage.renewShardLeases(a, "a-1", held, 30_000)).toEqual([1, 2, 3, 4])
+      // a sends nothing more: the manager drops it at 30.5 s (registration + lease + margin).
+      yield* TestClock.adjust("21 seconds")
+      yield* settle
+      expect((yield* manager.getPods).map((pod) => pod.host)).toEqual([])
+      yield* manager.register(new Pod.Pod({ address: b, version: "1.0.0" }))
+      yield* settle
+      expect(yield* owners).toEqual([null, null, null, null])
+      yield* TestClock.adjust("9400 millis") // 40.4 s
+      yield* settle
+      expect(yield* owners).toEqual([null, null, null, null])
+      yield* TestClock.adjust("150 millis") // 40.55 s: the database lease + margin has passed (the round: 25 ms after)
+      yield* eventually(Effect.map(owners, (all) => all.every((owner) => owner === "b")))
     }))
 })

@@ -119,6 +119,10 @@ for (const storageCase of storageCases) {
           lease: long
         })
         expect(early.refused).toEqual([1])
+        // When it may move, on the database's clock: its lease (renewed for 60 s just now) + the margin.
+        expect(early.retryInMillis).toBeGreaterThan(59_000)
+        expect(early.retryInMillis).toBeLessThanOrEqual(61_000)
+        expect(granted.retryInMillis).toBeUndefined()
         expect(owners(yield* storage.getAssignments)).toEqual([[1, 1], [2, 2]])
         expect(sortedEpochs(yield* storage.getEpochs)).toEqual([[1, 1], [2, 1]])
         expect(yield* storage.renewShardLeases(address(1), "run-a", [{ shardId: 1, epoch: 1 }], 60_000)).toEqual([1])

@@ -1,4 +1,14 @@
-import { Message, MessageState, RecipientAddress, Serialization, SerializedEnvelope, SerializedMessage } from "@effect-cluster/cluster"
+import {
+  Message,
+  MessageState,
+  PodAddress,
+  RecipientAddress,
+  Serialization,
+  SerializedEnvelope,
+  SerializedMessage,
+  ShardingException
+} from "@effect-cluster/cluster"
+import { ShardingProtocol } from "@effect-cluster/cluster/node"
 import { describe, expect, it } from "@effect/vitest"
 import { Either, Equal, Exit, Hash, ParseResult, Schema } from "effect"
 import * as models from "../src/internal/models.js"
@@ -176,5 +186,42 @@ describe("Serialization.jsonEncode", () => {
       Serialization.jsonDecode(exitSchema, Either.getOrThrow(Serialization.jsonEncode(exitSchema, Exit.succeed(3))))
     )
     expect(Exit.isExit(exit) && Equal.equals(exit, Exit.succeed(3))).toBe(true)
+  })
+})
+
+describe("network wire schemas (ShardingProtocol)", () => {
+  const envelope = ["Counter", "7", "msg-1", "{}", 4] as const
+  const error = new ShardingException.PodUnavailableException({
+    podAddress: PodAddress.make("127.0.0.1", 1),
+    notDelivered: true
+  })
+
+  it("accept the batches Schema.Array(WireEnvelope) accepts, and only those", () => {
+    const reference = Schema.is(Schema.Array(ShardingProtocol.WireEnvelope))
+    const fast = Schema.is(ShardingProtocol.WireEnvelopes)
+    const samples: Array<unknown> = [
+      [],
+      [envelope, envelope],
+      [["Counter", "7", "msg-1", "{}", 1.5]],
+      [["Counter", "7", "msg-1", "{}"]],
+      [["Counter", "7", "msg-1", "{}", 4, "extra"]],
+      [["Counter", 7, "msg-1", "{}", 4]],
+      [null],
+      { 0: envelope, length: 1 },
+      "envelopes"
+    ]
+    for (const sample of samples) expect(fast(sample), JSON.stringify(sample)).toBe(reference(sample))
+  })
+
+  it("carry replies as Schema.Array(WireReply) does: error replies through the exceptions' schema", () => {
+    const replies: ReadonlyArray<typeof ShardingProtocol.WireReply.Type> = [[0], [1, "{\"_tag\":\"Success\"}"], [2, error]]
+    const encoded = Schema.encodeSync(ShardingProtocol.WireReplies)(replies)
+    expect(encoded).toEqual(Schema.encodeSync(Schema.Array(ShardingProtocol.WireReply))(replies))
+    const decoded = Schema.decodeUnknownSync(ShardingProtocol.WireReplies)(JSON.parse(JSON.stringify(encoded)))
+    expect(decoded[2]![1]).toBeInstanceOf(ShardingException.PodUnavailableException)
+    expect(decoded).toEqual(replies)
+    for (const bad of [[[3]], [[1, 5]], [[2, { _tag: "Nope" }]], [[0, "x"]], "replies"]) {
+      expect(Either.isLeft(Schema.decodeUnknownEither(ShardingProtocol.WireReplies)(bad)), JSON.stringify(bad)).toBe(true)
+    }
   })
 })

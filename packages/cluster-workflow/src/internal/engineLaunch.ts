@@ -31,13 +31,21 @@ import { invalidIdReason } from "./ids.js"
 import { OneShot } from "./oneShot.js"
 import { keyString } from "./results.js"
 
-/** Starts an execution, or joins the one with the same id. Returns once the start is committed. */
+/**
+ * The message of a start refused by a moved shard's fence. It is also how the release before `reason`
+ * marked it: a pod of that release (during a rolling upgrade) sends no `reason`.
+ */
 const shardMovedMessage = "the execution's shard moved: retry"
 
-/** A start refused by the fence of a pod its execution's shard has just left (the cluster engine retries it). */
+/**
+ * A start refused by the fence of a pod its execution's shard has just left (the cluster engine retries
+ * it): `reason: "shard-moved"`, or, from a pod of the previous release (rolling upgrade), its message.
+ */
 export const isShardMoved = (error: unknown): boolean =>
-  error instanceof JournalError && error.operation === "start" && error.message === shardMovedMessage
+  error instanceof JournalError && error.operation === "start" &&
+  (error.reason === "shard-moved" || (error.reason === undefined && error.message === shardMovedMessage))
 
+/** Starts an execution, or joins the one with the same id. Returns once the start is committed. */
 export const start = (
   engine: Engine,
   definition: Definition,
@@ -129,7 +137,12 @@ const startEncoded = (
         }
         if (result._tag === "Fenced") {
           // (on the cluster: the execution's shard left this pod meanwhile; its new owner takes the retry)
-          return new JournalError({ operation: "start", message: shardMovedMessage, retryable: true })
+          return new JournalError({
+            operation: "start",
+            message: shardMovedMessage,
+            retryable: true,
+            reason: "shard-moved"
+          })
         }
         if (result._tag !== "Exists") {
           return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })

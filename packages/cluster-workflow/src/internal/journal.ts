@@ -278,7 +278,9 @@ export interface EngineRegistration {
 
 /**
  * A failure of the journal's storage (database down, connection lost, constraint broken...).
- * `retryable` tells whether the engine may retry the operation.
+ * `retryable` tells whether the engine may retry the operation. `reason`, when set, names a known cause:
+ * `"shard-moved"`: on the cluster, a start refused by the fence of a pod its execution's shard had just
+ * left (the cluster engine sends it again, to the new owner).
  *
  * @since 0.1.0
  * @category errors
@@ -288,7 +290,8 @@ export class JournalError extends Schema.TaggedError<JournalError>("@effect-clus
   {
     operation: Schema.String,
     message: Schema.String,
-    retryable: Schema.Boolean
+    retryable: Schema.Boolean,
+    reason: Schema.optional(Schema.Literal("shard-moved"))
   }
 ) {}
 

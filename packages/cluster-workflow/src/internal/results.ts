@@ -64,6 +64,19 @@ export const rideOutJournal = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect
     liveClock
   )
 
+/**
+ * What the execution's owner elsewhere answered a caller waiting for a result (the cluster engine): the
+ * result it pushed, `Pending` (still running there after the owner's bound on one wait: ask again), or
+ * `NotHere` (not running there, or the owner could not be asked: read the journal). @internal
+ */
+export type RemoteAnswer =
+  | { readonly _tag: "Finished"; readonly result: string }
+  | { readonly _tag: "Pending" }
+  | { readonly _tag: "NotHere" }
+
+/** Asks the owner of an execution to push its result (see `Results.remoteWait`). @internal */
+export type RemoteWait = (key: ExecutionKey) => Effect.Effect<RemoteAnswer>
+
 /** The callers awaiting one execution's result here. */
 interface Waiter {
   readonly shot: OneShot<string | undefined, ResultError>
@@ -79,8 +92,32 @@ export class Results {
    */
   private readonly waiters = new Map<string, Waiter>()
   private closed: EngineClosedError | undefined = undefined
+  /**
+   * Set by the cluster engine: a caller whose execution runs elsewhere asks its owner to push the result
+   * rather than reading the journal again and again; the journal stays its fallback (the owner gone, the
+   * execution suspended or moved, the message lost), read at each answer that is not the result.
+   */
+  remoteWait: RemoteWait | undefined = undefined
 
   constructor(private readonly source: ResultSource) {}
+
+  /**
+   * The owner's side of `remoteWait`: the result of an execution running here once it completes, within
+   * `waitMillis` (`Pending` past it, on the live clock); `NotHere` at once when it does not run here, and
+   * when it leaves this engine or cannot run (its callers learn why from the journal).
+   */
+  awaitHere(key: ExecutionKey, waitMillis: number): Effect.Effect<RemoteAnswer> {
+    return Effect.suspend(() => {
+      const id = keyString(key)
+      if (this.closed !== undefined || !this.source.isLive(id)) return Effect.succeed(notHere)
+      return this.awaitLocal(id).pipe(
+        Effect.map((result): RemoteAnswer => result === undefined ? notHere : { _tag: "Finished", result }),
+        Effect.orElseSucceed(() => notHere),
+        Effect.timeoutTo({ duration: waitMillis, onTimeout: () => pending, onSuccess: (answer) => answer }),
+        Effect.withClock(liveClock)
+      )
+    })
+  }
 
   /** The execution completed here. */
   succeed(id: string, result: string) {
@@ -210,16 +247,26 @@ export class Results {
   private poll(key: ExecutionKey, options?: AwaitOptions): Effect.Effect<string, ResultError> {
     const { journal, owner, pollEvery } = this.source
     const id = keyString(key)
+    const remote = this.remoteWait
     return Effect.gen(this, function*() {
-      // It may have finished here just before this caller asked (it is no longer live): read at once.
-      const first = this.settled(key, yield* rideOutJournal(journal.get(key)), options)
+      // Run elsewhere: its owner pushes the result (it has just been started, the common case); else, or
+      // when it finished just before this caller asked (it is no longer live), the journal has it.
+      let pushed = remote === undefined ? notHere : yield* remote(key)
+      if (pushed._tag === "Finished") return pushed.result
+      let row = yield* rideOutJournal(journal.get(key))
+      const first = this.settled(key, row, options)
       if (first !== undefined) return yield* first
       // Short workflows run elsewhere (another pod) finish in tens of milliseconds: look again soon, then
-      // less and less often (10 ms doubling up to `pollEvery`).
+      // less and less often (10 ms doubling up to `pollEvery`). While the row says it runs, its owner is
+      // asked again first: a wait it bounded (`Pending`) needs no pause before the next.
       let delay = Math.min(10, pollEvery)
       while (true) {
-        yield* Effect.withClock(Effect.sleep(delay), liveClock)
-        const row = yield* rideOutJournal(journal.get(key))
+        pushed = remote !== undefined && Option.isSome(row) && row.value.status === "running"
+          ? yield* remote(key)
+          : notHere
+        if (pushed._tag === "Finished") return pushed.result
+        if (pushed._tag === "NotHere") yield* Effect.withClock(Effect.sleep(delay), liveClock)
+        row = yield* rideOutJournal(journal.get(key))
         const settled = this.settled(key, row, options)
         if (settled !== undefined) return yield* settled
         if (
@@ -233,11 +280,14 @@ export class Results {
             yield* rideOutJournal(this.source.claimAndLaunch(key))
           }
         }
-        delay = Math.min(delay * 2, pollEvery)
+        if (pushed._tag === "NotHere") delay = Math.min(delay * 2, pollEvery)
       }
     })
   }
 }
+
+const notHere: RemoteAnswer = { _tag: "NotHere" }
+const pending: RemoteAnswer = { _tag: "Pending" }
 
 /** The default wait between journal reads of a result. @internal */
 export const defaultPollEvery = (interval: Duration.DurationInput | undefined) =>

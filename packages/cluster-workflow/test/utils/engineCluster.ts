@@ -29,6 +29,8 @@ export interface EnginePod<T extends Message.Message.Any> {
   readonly port: number
   readonly sharding: Sharding.Sharding
   readonly engine: WorkflowEngineNs.WorkflowEngine<T>
+  /** How many times this pod's engine read one execution's row (`Journal.get`: a caller's poll reads it). */
+  readonly reads: { count: number }
   /** Graceful: the engine stops (recording nothing), the pod unregisters, hands its shards back. */
   readonly leave: Effect.Effect<void>
   /** The transport cuts the pod off; its engine keeps running until its lease ends by its own clock. */
@@ -61,6 +63,12 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
         const pod = yield* cluster.startPod(port, undefined, podTimings)
         const scope = yield* Scope.fork(outer, undefined as any)
         const journal = yield* Layer.buildWithScope(database.journal(), scope)
+        const reads = { count: 0 }
+        const inner = Context.get(journal, DurableExecutionJournal.DurableExecutionJournal)
+        const counted: DurableExecutionJournal.Journal = {
+          ...inner,
+          get: (key) => Effect.zipRight(Effect.sync(() => reads.count++), inner.get(key))
+        }
         const engine = yield* WorkflowEngine.makeScoped(workflow).pipe(
           Effect.provide(Layer.succeedContext(journal)),
           Effect.provide(ClusterWorkflowEngine.layer({
@@ -68,10 +76,7 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
             shardCheckInterval: options.shardCheckInterval
           })),
           Effect.provideService(Sharding.Sharding, pod.sharding),
-          Effect.provideService(
-            DurableExecutionJournal.DurableExecutionJournal,
-            Context.get(journal, DurableExecutionJournal.DurableExecutionJournal)
-          ),
+          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, counted),
           Effect.provideService(PodName, port),
           Scope.extend(scope)
         )
@@ -79,6 +84,7 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
           port,
           sharding: pod.sharding,
           engine,
+          reads,
           leave: Effect.zipRight(Scope.close(scope, Exit.void), pod.leave),
           crash: pod.crash
         } satisfies EnginePod<T>

@@ -33,10 +33,8 @@ export interface Handoff {
   readonly stopEverything: Effect.Effect<void>
 }
 
-export const makeHandoff = (state: PodState, routing: Routing, singletons: Singletons): Handoff => {
-  const { heldEpoch, releasedEpoch } = state
-  const leaseMillis = Duration.toMillis(state.services.config.leaseDuration)
-
+/** Stopping what ran on shards: entities, singletons and registered work, within one termination timeout. */
+const makeStoppers = (state: PodState, singletons: Singletons) => {
   // Entities and singletons stop together, all within one entityTerminationTimeout, on every path (lease
   // loss, revocation, shutdown); the returned effect ends once every one has stopped.
   const stopShards = (shards: ReadonlyArray<number>): Effect.Effect<void> =>
@@ -64,6 +62,73 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       { concurrency: "unbounded", discard: true }
     )
 
+  return { stopShards, stopOwnWork }
+}
+
+// Shards whose grant or revocation came below the epoch held: no longer held, routed as the manager says.
+const dropRegressed = (
+  state: PodState,
+  assignments: ReadonlyArray<ShardAssignment>,
+  what: string
+): Effect.Effect<void> => {
+  if (assignments.length === 0) return Effect.void
+  for (const assignment of assignments) {
+    state.setHeld(assignment.shardId, 0)
+    state.routing[assignment.shardId] = assignment.pod === null
+      ? { pod: undefined, podKey: "", epoch: assignment.epoch }
+      : { pod: assignment.pod, podKey: podKeyOf(assignment.pod), epoch: assignment.epoch }
+  }
+  return Effect.logError(
+    `the shard manager sent a ${what} below the epoch this pod holds (a manager regression): stopping shards ${
+      assignments.map((assignment) => assignment.shardId).join(",")
+    }`
+  )
+}
+
+// The timing rule checked at start-up, against a shorter lease the manager granted (the renewal adapts on
+// its own): a warning when entityTerminationTimeout no longer fits.
+const shorterLeaseWarning = (state: PodState, lease: number): Effect.Effect<void> => {
+  const renewal = Math.min(Duration.toMillis(state.services.config.leaseRenewalInterval), lease / 3)
+  const margin = Duration.toMillis(state.services.config.leaseMargin)
+  return state.terminationMillis < lease - renewal - margin ? Effect.void : Effect.logWarning(
+    `the shard manager grants ${lease} ms leases: entityTerminationTimeout (${state.terminationMillis} ms) must be less than ${
+      lease - renewal - margin
+    } ms, or entities may still be stopping when the lease ends`
+  )
+}
+
+// Shutdown: every shard released at the epoch held, every entity, topic instance and singleton stopped.
+const stopEverythingOf = (
+  state: PodState,
+  singletons: Singletons,
+  stopOwnWork: (shards: ReadonlyArray<number>) => Effect.Effect<void>
+): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const { heldEpoch, releasedEpoch } = state
+    const held = Array.from(state.heldShards())
+    for (const shard of held) {
+      if (heldEpoch[shard]! > releasedEpoch[shard]!) releasedEpoch[shard] = heldEpoch[shard]!
+      state.setHeld(shard, 0)
+    }
+    return Effect.zip(
+      singletons.sync(),
+      Effect.zip(
+        Effect.forEach(state.entityManagers.values(), (manager) => manager.stopAll(), {
+          concurrency: "unbounded",
+          discard: true
+        }),
+        stopOwnWork(held),
+        { concurrent: true }
+      ),
+      { concurrent: true }
+    )
+  })
+
+export const makeHandoff = (state: PodState, routing: Routing, singletons: Singletons): Handoff => {
+  const { heldEpoch, releasedEpoch } = state
+  const leaseMillis = Duration.toMillis(state.services.config.leaseDuration)
+  const { stopOwnWork, stopShards } = makeStoppers(state, singletons)
+
   // A grant or revocation below the epoch this pod holds, sent after the pod took the shard, can only come
   // from a manager that lost its epochs (a restart on storage without durable epochs). The pod stops the shard
   // (another pod may be given it at any epoch, or still hold it from before), confirms nothing it did not
@@ -71,21 +136,6 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   const regressed = (shard: number, epoch: number): boolean => heldEpoch[shard]! !== 0 && epoch < heldEpoch[shard]!
   // When each shard was taken (monotonic ms): a grant from a heartbeat sent earlier may predate it (stale).
   const takenAt = new Float64Array(state.numberOfShards + 1)
-
-  const dropRegressed = (assignments: ReadonlyArray<ShardAssignment>, what: string): Effect.Effect<void> => {
-    if (assignments.length === 0) return Effect.void
-    for (const assignment of assignments) {
-      state.setHeld(assignment.shardId, 0)
-      state.routing[assignment.shardId] = assignment.pod === null
-        ? { pod: undefined, podKey: "", epoch: assignment.epoch }
-        : { pod: assignment.pod, podKey: podKeyOf(assignment.pod), epoch: assignment.epoch }
-    }
-    return Effect.logError(
-      `the shard manager sent a ${what} below the epoch this pod holds (a manager regression): stopping shards ${
-        assignments.map((assignment) => assignment.shardId).join(",")
-      }`
-    )
-  }
 
   const takeShard = (shard: number, epoch: number): boolean => {
     if (!state.registered || state.shuttingDown) return false
@@ -130,20 +180,8 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         }
       }
       const dropped = regressions.map((assignment) => assignment.shardId)
-      const applied = Effect.zipRight(dropRegressed(regressions, "grant"), stopShards(lost.concat(dropped)))
-      // The timing rule checked at start-up, against the lease actually granted (the renewal adapts on its own).
-      const renewal = Math.min(Duration.toMillis(state.services.config.leaseRenewalInterval), lease / 3)
-      const margin = Duration.toMillis(state.services.config.leaseMargin)
-      return shorter && !(state.terminationMillis < lease - renewal - margin)
-        ? Effect.zipRight(
-          Effect.logWarning(
-            `the shard manager grants ${lease} ms leases: entityTerminationTimeout (${state.terminationMillis} ms) must be less than ${
-              lease - renewal - margin
-            } ms, or entities may still be stopping when the lease ends`
-          ),
-          applied
-        )
-        : applied
+      const applied = Effect.zipRight(dropRegressed(state, regressions, "grant"), stopShards(lost.concat(dropped)))
+      return shorter ? Effect.zipRight(shorterLeaseWarning(state, lease), applied) : applied
     })
 
   const dropAllShards = (reason: string): Effect.Effect<void> =>
@@ -175,7 +213,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       return regressions.length === 0
         ? singletons.sync()
         : Effect.zipRight(
-          dropRegressed(regressions, "grant"),
+          dropRegressed(state, regressions, "grant"),
           stopShards(regressions.map((assignment) => assignment.shardId))
         )
     })
@@ -204,7 +242,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       }
       // Confirm only once the entities have stopped, and never a regressed revocation.
       const stop = Effect.zipRight(
-        dropRegressed(regressions, "revocation"),
+        dropRegressed(state, regressions, "revocation"),
         stopShards(stopped.concat(regressions.map((assignment) => assignment.shardId)))
       )
       return regressions.length === 0
@@ -212,25 +250,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         : Effect.zipRight(stop, Effect.fail(new PodUnavailableException({ podAddress: state.services.self })))
     })
 
-  const stopEverything: Effect.Effect<void> = Effect.suspend(() => {
-    const held = Array.from(state.heldShards())
-    for (const shard of held) {
-      if (heldEpoch[shard]! > releasedEpoch[shard]!) releasedEpoch[shard] = heldEpoch[shard]!
-      state.setHeld(shard, 0)
-    }
-    return Effect.zip(
-      singletons.sync(),
-      Effect.zip(
-        Effect.forEach(state.entityManagers.values(), (manager) => manager.stopAll(), {
-          concurrency: "unbounded",
-          discard: true
-        }),
-        stopOwnWork(held),
-        { concurrent: true }
-      ),
-      { concurrent: true }
-    )
-  })
+  const stopEverything = stopEverythingOf(state, singletons, stopOwnWork)
 
   return { takeShard, applyGrant, dropAllShards, dropShards, assign, unassign, stopEverything }
 }

@@ -8,6 +8,7 @@ import { HeartbeatRequest } from "../ShardAssignment.js"
 import type { Handoff } from "./handoff.js"
 import type { PodState } from "./podState.js"
 import type { Singletons } from "./singletons.js"
+import { restartOnDefect } from "./supervise.js"
 
 /**
  * Lease renewal (the heartbeat to the manager, and with `Storage.PodLeases` a renewal in the database) and
@@ -117,14 +118,15 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
 
   // Renews every leaseRenewalInterval, or a third of the lease the manager granted if that is shorter.
   const every = (effect: Effect.Effect<void>, fiber: string) =>
-    Effect.forever(Effect.zipRight(effect, Effect.suspend(() => Effect.sleep(Duration.millis(pauseMillis()))))).pipe(
-      Effect.annotateLogs({ pod: state.selfKey, fiber })
-    )
+    restartOnDefect(
+      `the pod's ${fiber}`,
+      Effect.forever(Effect.zipRight(effect, Effect.suspend(() => Effect.sleep(Duration.millis(pauseMillis())))))
+    ).pipe(Effect.annotateLogs({ pod: state.selfKey, fiber }))
 
   // When a shard's lease is about to end (lease end minus entityTerminationTimeout) without a renewal, stop
   // it (its entities and singletons) so that all has stopped by the lease end. Wakes at the earliest such
   // time, at least every renewal pause (a shard taken since has the manager's lease, no later).
-  const watchdog = Effect.forever(Effect.suspend(() => {
+  const watchdog = restartOnDefect("the pod's lease watchdog", Effect.forever(Effect.suspend(() => {
     const now = monotonicMillis()
     const expired: Array<number> = []
     let next = state.leaseEnd - state.terminationMillis > now ? state.leaseEnd - state.terminationMillis : Infinity
@@ -141,7 +143,7 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
       return Effect.zipRight(handoff.dropAllShards("lease not renewed in time"), Effect.sleep(pause))
     }
     return Effect.sleep(pause)
-  })).pipe(Effect.annotateLogs({ pod: state.selfKey, fiber: "lease-watchdog" }))
+  }))).pipe(Effect.annotateLogs({ pod: state.selfKey, fiber: "lease-watchdog" }))
 
   // Renews in the database every renewal pause, and at once when the held shards change (a shard just
   // taken is covered by the manager's lease only until its first renewal there).
@@ -153,9 +155,10 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
     )
     const pause = Effect.suspend(() => Effect.sleep(Duration.millis(pauseMillis())))
     yield* Effect.forkScoped(
-      Effect.forever(Effect.zipRight(renewInDatabase, Effect.raceFirst(pause, Queue.take(wake)))).pipe(
-        Effect.annotateLogs({ pod: state.selfKey, fiber: "lease-renewal" })
-      )
+      restartOnDefect(
+        "the pod's database lease renewal",
+        Effect.forever(Effect.zipRight(renewInDatabase, Effect.raceFirst(pause, Queue.take(wake))))
+      ).pipe(Effect.annotateLogs({ pod: state.selfKey, fiber: "lease-renewal" }))
     )
   })
 

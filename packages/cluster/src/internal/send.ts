@@ -29,24 +29,23 @@ export const isRetryable = (error: ShardingException): boolean =>
   error._tag === "@effect/cluster/EntityNotManagedByThisPodException" ||
   error._tag === "PodUnavailableException"
 
-/** The sender's side: route a message to its shard's owner, retrying routing failures within a bound. */
-export const makeMessenger = (
-  state: PodState,
-  routing: Routing,
-  receive: Receive
-): <Msg>(entityType: EntityType<Msg>) => Messenger<Msg> => {
-  const { config, fork, monotonicMillis, sendNow, serialization } = state.services
-  const retryTimeoutMillis = Duration.toMillis(config.sendRetryTimeout)
-  const selfKey = state.selfKey
+type Body = { value: SerializedMessage | undefined }
 
-  const deliverOnce = (
-    recipientType: RecipientType<unknown>,
-    entityId: string,
-    shard: number,
-    message: unknown,
-    messageId: string | undefined,
-    body: { value: SerializedMessage | undefined }
-  ): Effect.Effect<Reply, ShardingException> => {
+/** One attempt of a delivery to the shard's current owner (this pod or another). */
+type DeliverOnce = (
+  recipientType: RecipientType<unknown>,
+  entityId: string,
+  shard: number,
+  message: unknown,
+  messageId: string | undefined,
+  body: Body
+) => Effect.Effect<Reply, ShardingException>
+
+// One attempt: local delivery without serialization, or the encoded envelope to the owner pod.
+const makeDeliverOnce = (state: PodState, routing: Routing, receive: Receive): DeliverOnce => {
+  const { sendNow, serialization } = state.services
+  const selfKey = state.selfKey
+  return (recipientType, entityId, shard, message, messageId, body) => {
     const route = state.routing[shard]
     if (route === undefined || route.pod === undefined) {
       return Exit.fail(
@@ -83,77 +82,104 @@ export const makeMessenger = (
         (reply) => receive.decodeReply(message, reply)
       ))
   }
+}
 
-  // One send with its retries. Started while the send runs (never when its effect is built): the first
-  // attempt is made at once, and completes without fiber operations when everything on the way answers
-  // synchronously. (A class, not per-send closures: less allocation on the hot path.)
-  class Delivery {
-    readonly shard: number
-    readonly messageId: string | undefined
-    readonly body = { value: undefined as SerializedMessage | undefined }
-    private retry: Effect.Effect<Reply, ShardingException> | undefined = undefined
-    attempts = 0
-    firstFailureAt: number | undefined = undefined
-    outcomeUnknown = false
+// What a delivery with retries needs from its pod.
+interface RetryContext {
+  readonly state: PodState
+  readonly routing: Routing
+  readonly deliverOnce: DeliverOnce
+  readonly retryTimeoutMillis: number
+}
 
-    constructor(
-      readonly recipientType: RecipientType<unknown>,
-      readonly entityId: string,
-      readonly message: unknown,
-      readonly awaitResult: boolean
-    ) {
-      this.shard = shardIdOf(entityId, state.numberOfShards)
-      this.messageId = primaryKeyOf(message)
-    }
+// One send with its retries. Started while the send runs (never when its effect is built): the first
+// attempt is made at once, and completes without fiber operations when everything on the way answers
+// synchronously. (A class, not per-send closures: less allocation on the hot path.)
+class Delivery {
+  readonly shard: number
+  readonly messageId: string | undefined
+  readonly body: Body = { value: undefined }
+  private retry: Effect.Effect<Reply, ShardingException> | undefined = undefined
+  attempts = 0
+  firstFailureAt: number | undefined = undefined
+  outcomeUnknown = false
 
-    // The next attempt, as an effect (built only when a retry is needed).
-    get loop(): Effect.Effect<Reply, ShardingException> {
-      return this.retry ??= Effect.suspend(() => this.attempt())
-    }
+  constructor(
+    readonly context: RetryContext,
+    readonly recipientType: RecipientType<unknown>,
+    readonly entityId: string,
+    readonly message: unknown,
+    readonly awaitResult: boolean
+  ) {
+    this.shard = shardIdOf(entityId, context.state.numberOfShards)
+    this.messageId = primaryKeyOf(message)
+  }
 
-    attempt(): Effect.Effect<Reply, ShardingException> {
-      this.attempts++
-      return sync.matchEffect(
-        deliverOnce(this.recipientType, this.entityId, this.shard, this.message, this.messageId, this.body),
-        (error) => this.onFailure(error),
-        (reply) => this.onSuccess(reply)
+  // The next attempt, as an effect (built only when a retry is needed).
+  get loop(): Effect.Effect<Reply, ShardingException> {
+    return this.retry ??= Effect.suspend(() => this.attempt())
+  }
+
+  attempt(): Effect.Effect<Reply, ShardingException> {
+    this.attempts++
+    return sync.matchEffect(
+      this.context.deliverOnce(this.recipientType, this.entityId, this.shard, this.message, this.messageId, this.body),
+      (error) => this.onFailure(error),
+      (reply) => this.onSuccess(reply)
+    )
+  }
+
+  onFailure(error: ShardingException): Effect.Effect<Reply, ShardingException> {
+    if (!isRetryable(error)) return Exit.fail(error)
+    const { config, fork, monotonicMillis } = this.context.state.services
+    const now = monotonicMillis()
+    this.firstFailureAt ??= now
+    if (error._tag === "PodUnavailableException" && !error.notDelivered) this.outcomeUnknown = true
+    if (now - this.firstFailureAt >= this.context.retryTimeoutMillis) {
+      const recipientAddress = new RecipientAddress({ recipientTypeName: this.recipientType.name, entityId: this.entityId })
+      const attempts = this.attempts
+      const reason = `${error._tag.replace("@effect-cluster/cluster/", "")} after ${attempts} attempts`
+      return Exit.fail(
+        this.outcomeUnknown
+          ? new MessageOutcomeUnknownException({ recipientAddress, attempts, reason })
+          : new MessageNotDeliveredException({ recipientAddress, attempts, reason })
       )
     }
-
-    onFailure(error: ShardingException): Effect.Effect<Reply, ShardingException> {
-      if (!isRetryable(error)) return Exit.fail(error)
-      const now = monotonicMillis()
-      this.firstFailureAt ??= now
-      if (error._tag === "PodUnavailableException" && !error.notDelivered) this.outcomeUnknown = true
-      if (now - this.firstFailureAt >= retryTimeoutMillis) {
-        const recipientAddress = new RecipientAddress({ recipientTypeName: this.recipientType.name, entityId: this.entityId })
-        const attempts = this.attempts
-        const reason = `${error._tag.replace("@effect-cluster/cluster/", "")} after ${attempts} attempts`
-        return Exit.fail(
-          this.outcomeUnknown
-            ? new MessageOutcomeUnknownException({ recipientAddress, attempts, reason })
-            : new MessageNotDeliveredException({ recipientAddress, attempts, reason })
-        )
-      }
-      // First failure: the routing table is probably stale; refresh it and retry at once. Later
-      // failures wait sendRetryInterval between attempts (the shard may be moving).
-      if (this.attempts === 1) return Effect.zipRight(routing.refreshAssignments, this.loop)
-      fork(routing.refreshAssignments)
-      return Effect.zipRight(Effect.sleep(config.sendRetryInterval), this.loop)
-    }
-
-    onSuccess(reply: Reply): Effect.Effect<Reply, ShardingException> {
-      if (this.awaitResult && !MessageState.isProcessed(reply)) {
-        // Acknowledged: the entity queued it. Ask again (deduplicated by primary key) until the
-        // result is there; the caller bounds the wait (e.g. Effect.timeout). From now on the message may
-        // have been handled: a send that gives up says the outcome is unknown, never "not delivered".
-        this.outcomeUnknown = true
-        this.firstFailureAt = undefined
-        return Effect.zipRight(Effect.sleep(config.sendRetryInterval), this.loop)
-      }
-      return Exit.succeed(reply)
-    }
+    // First failure: the routing table is probably stale; refresh it and retry at once. Later
+    // failures wait sendRetryInterval between attempts (the shard may be moving).
+    if (this.attempts === 1) return Effect.zipRight(this.context.routing.refreshAssignments, this.loop)
+    fork(this.context.routing.refreshAssignments)
+    return Effect.zipRight(Effect.sleep(config.sendRetryInterval), this.loop)
   }
+
+  onSuccess(reply: Reply): Effect.Effect<Reply, ShardingException> {
+    if (this.awaitResult && !MessageState.isProcessed(reply)) {
+      // Acknowledged: the entity queued it. Ask again (deduplicated by primary key) until the
+      // result is there; the caller bounds the wait (e.g. Effect.timeout). From now on the message may
+      // have been handled: a send that gives up says the outcome is unknown, never "not delivered".
+      this.outcomeUnknown = true
+      this.firstFailureAt = undefined
+      return Effect.zipRight(Effect.sleep(this.context.state.services.config.sendRetryInterval), this.loop)
+    }
+    return Exit.succeed(reply)
+  }
+}
+
+const toResult = (reply: Reply) => (reply as MessageState.MessageStateProcessed<Exit.Exit<any, any>>).result
+
+/** The sender's side: route a message to its shard's owner, retrying routing failures within a bound. */
+export const makeMessenger = (
+  state: PodState,
+  routing: Routing,
+  receive: Receive
+): <Msg>(entityType: EntityType<Msg>) => Messenger<Msg> => {
+  const context: RetryContext = {
+    state,
+    routing,
+    deliverOnce: makeDeliverOnce(state, routing, receive),
+    retryTimeoutMillis: Duration.toMillis(state.services.config.sendRetryTimeout)
+  }
+  const selfKey = state.selfKey
 
   const deliverWithRetries = (
     recipientType: RecipientType<unknown>,
@@ -162,13 +188,11 @@ export const makeMessenger = (
     awaitResult: boolean,
     acknowledged = false
   ): Effect.Effect<Reply, ShardingException> => {
-    const delivery = new Delivery(recipientType, entityId, message, awaitResult)
+    const delivery = new Delivery(context, recipientType, entityId, message, awaitResult)
     if (!acknowledged) return delivery.attempt()
     delivery.attempts++
     return delivery.onSuccess(MessageState.Acknowledged)
   }
-
-  const toResult = (reply: Reply) => (reply as MessageState.MessageStateProcessed<Exit.Exit<any, any>>).result
 
   // The common case: the entity is on this pod, which serves its shard. One delivery, no retry machinery;
   // anything else (remote, routing failure, acknowledged) goes through deliverWithRetries. Called inside the

@@ -14,7 +14,6 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as HttpServer from "@effect/platform/HttpServer"
-import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Context from "effect/Context"
@@ -30,6 +29,7 @@ import { hostname } from "node:os"
 import * as ManagerConfig from "../ManagerConfig.js"
 import * as ManagerLease from "../ManagerLease.js"
 import { Storage } from "../Storage.js"
+import * as SqlClientUrl from "./internal/sqlClient.js"
 import * as StorageSql from "./StorageSql.js"
 import * as NodeCluster from "./NodeCluster.js"
 import * as Transport from "./Transport.js"
@@ -71,28 +71,9 @@ export type Database =
  * @category parsing
  */
 export const parseDatabaseUrl = (url: string): Either.Either<Database, string> => {
-  if (/^postgres(ql)?:\/\//i.test(url)) return Either.right({ _tag: "Postgres", url: Redacted.make(url) })
-  if (/^file:/i.test(url)) return Either.right({ _tag: "Sqlite", url })
-  // The scheme only: the rest of a URL may hold a password.
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)
-  if (scheme !== null) return Either.left(`unsupported database URL scheme ${scheme[1]}:// (use postgres:// or a file)`)
-  if (url.trim() === "") return Either.left("the database URL is empty")
-  return Either.right({ _tag: "Sqlite", url: `file:${url}` })
+  const parsed = SqlClientUrl.parseDatabaseUrl(url)
+  return "error" in parsed ? Either.left(parsed.error) : Either.right(parsed.database)
 }
-
-// The drivers are optional peers: loaded only for the database in use, so a PostgreSQL deployment needs
-// no SQLite binary and the other way round.
-const sqlClientLayer = (database: Database): Effect.Effect<Layer.Layer<SqlClient.SqlClient, unknown>, CliError> =>
-  database._tag === "Postgres"
-    ? Effect.tryPromise({
-      try: () => import("@effect/sql-pg/PgClient"),
-      catch: () => new CliError({ reason: "a postgres:// URL needs the package @effect/sql-pg (npm i @effect/sql-pg@0.53.0)" })
-    }).pipe(Effect.map((PgClient) => PgClient.layer({ url: database.url })))
-    : Effect.tryPromise({
-      try: () => import("@effect/sql-libsql/LibsqlClient"),
-      catch: () =>
-        new CliError({ reason: "a SQLite file needs the package @effect/sql-libsql (npm i @effect/sql-libsql@0.42.0)" })
-    }).pipe(Effect.map((LibsqlClient) => LibsqlClient.layer({ url: database.url })))
 
 /**
  * What the `manager` command runs with: the options, each already resolved from the command line, its
@@ -135,9 +116,10 @@ export const runManager = (options: ManagerCommandOptions): Effect.Effect<void, 
       leaseMargin: options.leaseMargin
     }
     yield* ManagerConfig.validate(manager)
-    const database = parseDatabaseUrl(Redacted.value(options.databaseUrl))
-    if (database._tag === "Left") return yield* new CliError({ reason: database.left })
-    const sql = yield* Layer.build(yield* sqlClientLayer(database.right))
+    const clientLayer = yield* SqlClientUrl.layerFromUrl(Redacted.value(options.databaseUrl)).pipe(
+      Effect.mapError((error) => new CliError({ reason: error.reason }))
+    )
+    const sql = yield* Layer.build(clientLayer)
     const storage = yield* StorageSql.make({ prefix: options.tablePrefix }).pipe(Effect.provide(sql))
     const holder = Option.getOrElse(options.holder, () => `${hostname()}:${options.port}/${randomUUID()}`)
     yield* Console.log(

@@ -11,6 +11,7 @@ import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import type * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import type * as Scope from "effect/Scope"
 import type { MessageState } from "../MessageState.js"
 import type { PodAddress } from "../PodAddress.js"
@@ -20,6 +21,7 @@ import type { SerializedMessage } from "../SerializedMessage.js"
 import type { ShardId } from "../ShardId.js"
 import type { ShardingException } from "../ShardingException.js"
 import { PodUnavailableException, SerializationException } from "../ShardingException.js"
+import type { PeerPool } from "./internal/client.js"
 import { makePeerPool, PeerFailure } from "./internal/client.js"
 import { epochsToPairs, fromWireReply, ShardingRpcs, toWireEnvelope } from "./ShardingProtocol.js"
 import type { RequestRejected } from "./Transport.js"
@@ -58,48 +60,36 @@ interface Outbox {
   flushing: boolean
 }
 
+const unavailable = (pod: PodAddress, notDelivered: boolean) => new PodUnavailableException({ podAddress: pod, notDelivered })
+
+// A rejected request was not run: not delivered. Rejections mean misconfiguration (secret, limits).
+const fromCallError = (pod: PodAddress) => (error: PeerFailure | RequestRejected) =>
+  error instanceof PeerFailure
+    ? Effect.fail(unavailable(pod, error.notDelivered))
+    : Effect.zipRight(
+      Effect.logWarning(`pod ${pod.host}:${pod.port} rejected a request`).pipe(
+        Effect.annotateLogs({ reason: error.reason, detail: error.detail })
+      ),
+      Effect.fail(unavailable(pod, true))
+    )
+
+type Pool = PeerPool<RpcGroup.Rpcs<typeof ShardingRpcs>>
+
 /**
- * Builds the network `Pods` (scoped: connections close with the scope).
- *
- * @since 0.1.0
- * @category constructors
+ * `Pods.sendAndGetState` through per-pod outboxes: concurrent sends to one pod share a `Send` request.
  */
-export const make = (
-  options?: Partial<BatchOptions>
-): Effect.Effect<Pods, never, TransportConfig | Scope.Scope> =>
+const makeBatchedSend = (
+  pool: Pool,
+  config: TransportConfig,
+  { maxBatchesInFlight, maxBatchSize }: BatchOptions
+): Effect.Effect<Pods["sendAndGetState"], never, Scope.Scope> =>
   Effect.gen(function*() {
-    const config = yield* TransportConfig
-    const { maxBatchSize, maxBatchesInFlight } = { ...defaultBatchOptions, ...options }
-    const pool = yield* makePeerPool(ShardingRpcs, config)
     const runFork = yield* FiberSet.makeRuntime<never>()
     const clock = yield* Effect.clock
     const sendTimeoutMillis = Duration.toMillis(config.sendTimeout)
     // A batch stays under half the server's frame limit (the rest is headers and framing).
     const maxBatchBytes = Math.floor(config.maxMessageBytes / 2)
     const outboxes = new Map<string, Outbox>()
-
-    const unavailable = (pod: PodAddress, notDelivered: boolean) =>
-      new PodUnavailableException({ podAddress: pod, notDelivered })
-
-    // A rejected request was not run: not delivered. Rejections mean misconfiguration (secret, limits).
-    const fromCallError = (pod: PodAddress) => (error: PeerFailure | RequestRejected) =>
-      error instanceof PeerFailure
-        ? Effect.fail(unavailable(pod, error.notDelivered))
-        : Effect.zipRight(
-          Effect.logWarning(`pod ${pod.host}:${pod.port} rejected a request`).pipe(
-            Effect.annotateLogs({ reason: error.reason, detail: error.detail })
-          ),
-          Effect.fail(unavailable(pod, true))
-        )
-
-    const control = (
-      pod: PodAddress,
-      timeout: Duration.Duration,
-      f: Parameters<typeof pool.call<void, RequestRejected | PodUnavailableException>>[3]
-    ) =>
-      pool.call(pod.host, pod.port, timeout, f).pipe(
-        Effect.catchAll((error) => error instanceof PodUnavailableException ? Effect.fail(error) : fromCallError(pod)(error))
-      )
 
     const outboxOf = (pod: PodAddress): Outbox => {
       const key = `${pod.host}:${pod.port}`
@@ -184,10 +174,7 @@ export const make = (
       runFork(flush(outbox))
     }
 
-    const sendAndGetState = (
-      pod: PodAddress,
-      envelope: SerializedEnvelope
-    ): Effect.Effect<MessageState<SerializedMessage>, ShardingException> =>
+    return (pod, envelope) =>
       Effect.async((resume) => {
         const size = envelope.body.value.length + envelope.recipientAddress.entityId.length +
           envelope.recipientAddress.recipientTypeName.length + envelope.messageId.length + 128
@@ -198,13 +185,7 @@ export const make = (
           return
         }
         const outbox = outboxOf(pod)
-        const pending: Pending = {
-          envelope,
-          size,
-          queuedAt: clock.unsafeCurrentTimeMillis(),
-          resume: (exit) => resume(exit),
-          sent: false
-        }
+        const pending: Pending = { envelope, size, queuedAt: clock.unsafeCurrentTimeMillis(), resume, sent: false }
         outbox.queue.push(pending)
         schedule(outbox)
         // An interrupted sender leaves the queue if its envelope has not gone yet.
@@ -215,6 +196,30 @@ export const make = (
           }
         })
       })
+  })
+
+/**
+ * Builds the network `Pods` (scoped: connections close with the scope).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options?: Partial<BatchOptions>
+): Effect.Effect<Pods, never, TransportConfig | Scope.Scope> =>
+  Effect.gen(function*() {
+    const config = yield* TransportConfig
+    const pool = yield* makePeerPool(ShardingRpcs, config)
+    const sendAndGetState = yield* makeBatchedSend(pool, config, { ...defaultBatchOptions, ...options })
+
+    const control = (
+      pod: PodAddress,
+      timeout: Duration.Duration,
+      f: Parameters<typeof pool.call<void, RequestRejected | PodUnavailableException>>[3]
+    ) =>
+      pool.call(pod.host, pod.port, timeout, f).pipe(
+        Effect.catchAll((error) => error instanceof PodUnavailableException ? Effect.fail(error) : fromCallError(pod)(error))
+      )
 
     const shardsOf = (shards: HashSet.HashSet<ShardId>) => Array.from(shards, (shard) => shard.value)
 
@@ -222,15 +227,11 @@ export const make = (
       assignShards: (pod, shards, epochs) =>
         control(pod, config.callTimeout, (client) =>
           client.AssignShards({ shards: shardsOf(shards), epochs: epochsToPairs(epochs) })),
-      // A failure (timeout included) leaves the shards with the pod as far as the caller knows.
+      // A failure (timeout included) leaves the shards with the pod as far as the caller knows; the pod's
+      // own refusal (nothing released) reaches the manager as it is.
       unassignShards: (pod, shards, epochs) =>
-        pool.call(pod.host, pod.port, config.unassignTimeout, (client) =>
-          client.UnassignShards({ shards: shardsOf(shards), epochs: epochsToPairs(epochs) })).pipe(
-            // The pod's own refusal (nothing released) reaches the manager as it is.
-            Effect.catchAll((error) =>
-              error instanceof PodUnavailableException ? Effect.fail(error) : fromCallError(pod)(error)
-            )
-          ),
+        control(pod, config.unassignTimeout, (client) =>
+          client.UnassignShards({ shards: shardsOf(shards), epochs: epochsToPairs(epochs) })),
       ping: (pod) => control(pod, config.callTimeout, (client) => client.Ping()),
       sendAndGetState
     })

@@ -17,6 +17,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Migrations from "../internal/storageSql/migrations.js"
+import * as SqlClientUrl from "./internal/sqlClient.js"
 import { type Rows, toStorageException } from "../internal/storageSql/rows.js"
 import * as Statements from "../internal/storageSql/statements.js"
 import { type LeasedStorage, PodLeases, Storage, StorageException } from "../Storage.js"
@@ -36,6 +37,9 @@ export interface StorageSqlOptions {
   /** How often `assignmentsStream` reads the assignments. Default: 1 second. */
   readonly pollInterval?: Duration.DurationInput | undefined
 }
+
+// Refused shards whose leases end within this of the first one's are retried together (see SaveResult).
+const retryGroupMillis = 1_000
 
 /**
  * The default table prefix.
@@ -129,7 +133,11 @@ export const make = (
                 state.lease === undefined ? null : now + state.lease.durationMillis
               )
             )
-            return { refused: rows.filter((row) => !written.has(row.shardId)).map((row) => row.shardId).sort((a, b) => a - b) }
+            const refused = rows.filter((row) => !written.has(row.shardId)).map((row) => row.shardId).sort((a, b) => a - b)
+            // When the first refused shards may move, on the database's clock: the manager tries again then.
+            const next = yield* statements.nextLeaseEnd(refused, retryGroupMillis)
+            const margin = state.lease?.marginMillis ?? 0
+            return { refused, retryInMillis: next === undefined ? undefined : Math.max(0, next + margin - now) }
           })
         )
     })
@@ -187,3 +195,21 @@ export const layer = (
 export const layerPodLeases = (
   options?: StorageSqlOptions
 ): Layer.Layer<PodLeases, StorageException, SqlClient.SqlClient> => Layer.effect(PodLeases, make(options))
+
+/**
+ * The SQL client of a database URL, for the manager and the pods alike: PostgreSQL for `postgres://` and
+ * `postgresql://` URLs (`@effect/sql-pg`), a SQLite file for `file:` URLs and plain paths
+ * (`@effect/sql-libsql`); each driver is loaded only when its database is used. Several processes on one
+ * SQLite file (a manager and its pods on one machine) take turns at the file's write lock: a SQLite
+ * statement waits up to `busyTimeout` (default 1 second) for another connection's lock instead of failing
+ * at once with `SQLITE_BUSY`. The local driver is synchronous, so the wait blocks the process's event loop;
+ * the cluster's own write transactions hold the lock for milliseconds. Fails with `StorageException` on
+ * an unsupported URL or a missing driver (the message names only the URL's scheme).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerClient = (
+  url: string,
+  options?: { readonly busyTimeout?: Duration.DurationInput | undefined }
+): Layer.Layer<SqlClient.SqlClient, unknown> => Layer.unwrapEffect(SqlClientUrl.layerFromUrl(url, options))

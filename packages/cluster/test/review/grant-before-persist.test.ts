@@ -74,11 +74,11 @@ describe("manager restart while an assignment is being persisted (asynchronous S
       yield* TestClock.adjust("2 seconds")
       yield* startManager
       yield* settle
-      // The restarted manager hands out nothing before lease + margin (35 s) from its start.
+      // The restarted manager hands out nothing before lease + margin (30.5 s) from its start.
       yield* a.heartbeat
       yield* b.heartbeat
       expect([(yield* held(a)).size, (yield* held(b)).size]).toEqual([0, 0])
-      yield* TestClock.adjust("34 seconds")
+      yield* TestClock.adjust("30 seconds")
       yield* settle
       expect([(yield* held(a)).size, (yield* held(b)).size]).toEqual([0, 0])
       yield* TestClock.adjust("2 seconds")

@@ -12,7 +12,7 @@ import type * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ClaimResult, ExecutionKey, Journal, JournalWrite, WriteResult } from "../journal.js"
-import { JournalError } from "../journal.js"
+import { isTerminal, JournalError } from "../journal.js"
 import { keyString } from "../results.js"
 import { inTransaction, withRetries } from "../sql/retry.js"
 import { rootEntityId } from "./protocol.js"
@@ -26,6 +26,14 @@ export interface Placement {
 /** An execution this pod runs: its placement and the shard epoch it runs under. */
 export interface Run extends Placement {
   readonly epoch: number
+}
+
+/** A row of the shard index. */
+type IndexRow = {
+  readonly workflow: string
+  readonly execution_id: string
+  readonly entity_id: string
+  readonly shard_id: number
 }
 
 /** What the journal needs to know of the pod's shards. */
@@ -50,6 +58,10 @@ const idleInTransactionMillis = 2_000
 const toNumber = (value: unknown): number => typeof value === "number" ? value : Number(value)
 
 const fenced: WriteResult = { _tag: "Fenced" }
+
+/** Whether a write records its execution's end (a terminal status). */
+const finishes = (write: JournalWrite): boolean =>
+  write._tag === "Append" && write.update?.status !== undefined && isTerminal(write.update.status)
 
 /** Creates the fence and shard index tables, if absent. */
 export const createTables = (sql: SqlClient.SqlClient, prefix: string): Effect.Effect<void, JournalError> =>
@@ -121,8 +133,20 @@ export class FencedJournal {
    */
   private readonly boundIdle: Effect.Effect<void, SqlError>
 
-  private transaction<A>(operation: string, body: Effect.Effect<A, SqlError | JournalError>) {
-    return withRetries(retries, operation, inTransaction(this.sql.withTransaction, Effect.zipRight(this.boundIdle, body)))
+  /**
+   * A transaction of the fenced journal. `locksFirst`: its first statement is `lockFences`, which bounds
+   * the idle time itself (in the same round trip); otherwise `boundIdle` runs first.
+   */
+  private transaction<A>(
+    operation: string,
+    body: Effect.Effect<A, SqlError | JournalError>,
+    locksFirst = false
+  ) {
+    return withRetries(
+      retries,
+      operation,
+      inTransaction(this.sql.withTransaction, locksFirst ? body : Effect.zipRight(this.boundIdle, body))
+    )
   }
 
   /** Whether this pod still serves the shard of an execution it runs, at the epoch it runs under. */
@@ -133,10 +157,18 @@ export class FencedJournal {
     })
   }
 
-  /** Where an execution lives: from the shard index, else (not started yet) its own root entity. */
+  /**
+   * Where an execution lives: from the shard index, else (not started yet) its own root entity. Only a
+   * child lives elsewhere (in its root's entity), and a child's id always holds a `/` (`<parent id>/...`,
+   * its parts URI-encoded): an id without one is a root's, placed without reading the index.
+   */
   placementOf(key: ExecutionKey): Effect.Effect<Placement, JournalError> {
     const run = this.runs.get(keyString(key))
     if (run !== undefined) return Effect.succeed(run)
+    if (!key.executionId.includes("/")) {
+      const entityId = rootEntityId(key.workflow, key.executionId)
+      return Effect.succeed({ entityId, shard: this.view.shardOf(entityId) })
+    }
     const { I, sql } = this
     return withRetries(
       retries,
@@ -185,11 +217,34 @@ ON CONFLICT (shard_id) DO UPDATE SET epoch = excluded.epoch, pod = excluded.pod 
    * whose epoch is not its shard's fence does not commit; a pod raising a fence waits for the lock, so no
    * write under the old epoch commits after the raise.
    */
-  private lockFences(shards: ReadonlyArray<number>) {
-    const { F, sql } = this
+  private lockFences(shards: ReadonlyArray<number>, index: ReadonlyArray<IndexRow> = []) {
+    const { F, I, sql } = this
+    // PostgreSQL: the same statement bounds the transaction's idle time (see `boundIdle`), before any
+    // lock is held, and records the starts in the shard index, with no round trip of their own. (An
+    // index row says where an execution lives, which depends on its key alone: one whose start the fence
+    // then refuses is harmless, the index is only read joined to the executions.)
+    const locked = sql.onDialectOrElse({
+      pg: () => {
+        const indexed = index.length === 0 ? sql`` : sql`, indexed AS (INSERT INTO ${I} ${
+          sql.insert(index)
+        } ON CONFLICT (workflow, execution_id) DO NOTHING)`
+        return sql<{ shard_id: unknown; epoch: unknown }>`WITH bound AS (SELECT set_config('idle_in_transaction_session_timeout', ${
+          String(idleInTransactionMillis)
+        }, true) AS idle)${indexed}
+UPDATE ${F} SET epoch = ${F}.epoch FROM bound WHERE shard_id IN ${sql.in(shards)} AND bound.idle IS NOT NULL
+RETURNING shard_id, ${F}.epoch AS epoch`
+      },
+      orElse: () =>
+        Effect.zipRight(
+          index.length === 0 ? Effect.void : sql`INSERT INTO ${I} ${
+            sql.insert(index)
+          } ON CONFLICT (workflow, execution_id) DO NOTHING`,
+          sql<{ shard_id: unknown; epoch: unknown }>`UPDATE ${F} SET epoch = epoch WHERE shard_id IN ${sql.in(shards)}
+RETURNING shard_id, epoch`
+        )
+    })
     return Effect.map(
-      sql<{ shard_id: unknown; epoch: unknown }>`UPDATE ${F} SET epoch = epoch WHERE shard_id IN ${sql.in(shards)}
-RETURNING shard_id, epoch`,
+      locked,
       (rows) => new Map(rows.map((row) => [toNumber(row.shard_id), toNumber(row.epoch)]))
     )
   }
@@ -241,32 +296,34 @@ RETURNING shard_id, epoch`,
       if (candidates.length === 0) return results as Array<WriteResult>
       const shards = Array.from(new Set(candidates.map(({ run }) => run.shard)))
       for (const shard of shards) yield* this.raiseFence(shard, served.get(shard)!)
-      const { I, sql } = this
+      const index: Array<IndexRow> = []
+      for (const { run, write } of candidates) {
+        if (write._tag !== "Start") continue
+        index.push({
+          workflow: write.key.workflow,
+          execution_id: write.key.executionId,
+          entity_id: run.entityId,
+          shard_id: run.shard
+        })
+      }
       const committed = yield* this.transaction(
         "commit",
         Effect.gen(this, function*() {
-          const fences = yield* this.lockFences(shards)
+          const fences = yield* this.lockFences(shards, index)
           const passing = candidates.filter(({ run }) => fences.get(run.shard) === run.epoch)
-          const starts = passing.filter(({ write }) => write._tag === "Start")
-          if (starts.length > 0) {
-            yield* sql`INSERT INTO ${I} ${
-              sql.insert(starts.map(({ run, write }) => ({
-                workflow: write.key.workflow,
-                execution_id: write.key.executionId,
-                entity_id: run.entityId,
-                shard_id: run.shard
-              })))
-            } ON CONFLICT (workflow, execution_id) DO NOTHING`
-          }
           const applied = passing.length === 0 ? [] : yield* this.inner.commit(passing.map(({ write }) => write))
           return { passing, applied }
-        })
+        }),
+        true
       )
       for (const candidate of candidates) results[candidate.index] = fenced
       committed.passing.forEach(({ index, run, write }, i) => {
         const result = committed.applied[i]!
         results[index] = result
         if (result._tag === "Created") this.runs.set(keyString(write.key), run)
+        // A finished execution writes nothing more here: its run is dropped at once (the shard sweep
+        // would read its row a second later only to drop it).
+        else if (result._tag === "Ok" && finishes(write)) this.runs.delete(keyString(write.key))
       })
       return results as Array<WriteResult>
     })
@@ -293,7 +350,8 @@ RETURNING shard_id, epoch`,
           yield* sql`UPDATE ${E} SET claim_owner = NULL
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND claim_owner <> ${owner}`
           return yield* this.inner.claim(key, owner, now, claimUntil)
-        })
+        }),
+        true
       )
       if (claimed === undefined) return yield* unavailable()
       if (claimed._tag === "Claimed") this.runs.set(keyString(key), { ...placement, epoch })

@@ -20,14 +20,51 @@ const StartReply = Schema.Union(
  * its retries): the cluster dedupes a retried request, and the journal decides whether the start joins an
  * execution (same id, same payload) or is refused (another payload).
  *
+ * `requestId` is optional on the wire: callers of the release before it (a rolling upgrade) send none, and
+ * their start is accepted. Such a start is deduplicated by execution, as that release did (its sender
+ * puts `start/<workflow>/<executionId>` in the envelope, which is what the receiving pod uses).
+ *
  * @internal
  */
 export class StartExecution extends Message.TaggedMessage<StartExecution>()(
   "StartExecution",
   WorkflowEngineError,
   StartReply,
-  { workflow: Schema.String, executionId: Schema.String, payload: Schema.String, requestId: Schema.String },
-  (message) => `start/${message.workflow}/${message.executionId}/${message.requestId}`
+  {
+    workflow: Schema.String,
+    executionId: Schema.String,
+    payload: Schema.String,
+    requestId: Schema.optional(Schema.String)
+  },
+  (message) =>
+    message.requestId === undefined
+      ? `start/${message.workflow}/${message.executionId}`
+      : `start/${message.workflow}/${message.executionId}/${message.requestId}`
+) {}
+
+/** The owner's answer to an `AwaitExecution`: the result, "ask again", or "look in the journal". */
+const AwaitReply = Schema.Union(
+  Schema.TaggedStruct("Finished", { result: Schema.String }),
+  Schema.TaggedStruct("Pending", {}),
+  Schema.TaggedStruct("NotHere", {})
+)
+
+/**
+ * Asks the owner of an execution for its result, pushed when the execution completes there: answered
+ * with `Finished` then, with `NotHere` at once when it is not running on that pod (finished before,
+ * suspended, elsewhere) or when it leaves the pod, and with `Pending` after `waitMillis` (bounded by the
+ * owner). On any answer but `Finished` the caller reads the journal (its fallback), then may ask again. It is sent to a waiter entity in the execution's shard (`waiterEntityId`),
+ * never to the execution's own entity, whose mailbox must stay free for starts and wake-ups while a caller
+ * waits. `requestId` is one per wait (no stored reply answers another).
+ *
+ * @internal
+ */
+export class AwaitExecution extends Message.TaggedMessage<AwaitExecution>()(
+  "AwaitExecution",
+  Schema.Never,
+  AwaitReply,
+  { workflow: Schema.String, executionId: Schema.String, waitMillis: Schema.Number, requestId: Schema.String },
+  (message) => `await/${message.workflow}/${message.executionId}/${message.requestId}`
 ) {}
 
 /**
@@ -51,7 +88,7 @@ export class WakeExecution extends Message.TaggedMessage<WakeExecution>()(
 ) {}
 
 /** @internal */
-export type ExecutionMessage = StartExecution | WakeExecution
+export type ExecutionMessage = StartExecution | WakeExecution | AwaitExecution
 
 /**
  * The entity type of the executions of a set of workflows. Every engine built from the same workflows
@@ -62,7 +99,7 @@ export type ExecutionMessage = StartExecution | WakeExecution
 export const entityTypeOf = (workflows: ReadonlyArray<string>) =>
   RecipientType.makeEntityType(
     `effect-cluster-workflow/${[...workflows].sort().join(",")}`,
-    Schema.Union(StartExecution, WakeExecution)
+    Schema.Union(StartExecution, WakeExecution, AwaitExecution)
   )
 
 /**
@@ -72,3 +109,26 @@ export const entityTypeOf = (workflows: ReadonlyArray<string>) =>
  * @internal
  */
 export const rootEntityId = (workflow: string, executionId: string): string => `${workflow}/${executionId}`
+
+/**
+ * An entity id in `shard` for the caller `caller`'s waiter `slot`: `shardOf` (the cluster's hash) decides
+ * the shard of an id, so a counter is appended until it lands there (about `numberOfShards` tries,
+ * computed once per slot by the caller; undefined if none did in 100,000). Each waiter is its own entity,
+ * so waits never queue behind one another nor behind the execution's messages. (The entity receiving a
+ * message does not matter to its handling: an execution's entity that happened to have such an id would
+ * only make waits queue behind its messages.)
+ *
+ * @internal
+ */
+export const waiterEntityId = (
+  caller: string,
+  slot: number,
+  shard: number,
+  shardOf: (entityId: string) => number
+): string | undefined => {
+  for (let salt = 0; salt < 100_000; salt++) {
+    const id = `@await/${caller}/${shard}/${slot}/${salt}`
+    if (shardOf(id) === shard) return id
+  }
+  return undefined
+}

@@ -97,8 +97,13 @@ export const makeContext = (
     src: RecordSource<K>,
     rows: ReadonlyArray<Record<K, string | number | null>>
   ): Statement.Fragment =>
+    // PostgreSQL: the LIMIT (the rows' count, which it never cuts) tells the planner how many rows the
+    // set has; without it the planner assumes 100 and joined a table of a few thousand rows by a
+    // sequential scan and a hash rather than by its primary key.
     dialect === "pg"
-      ? sql`(SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(${sql.literal(src.pg)})) AS v`
+      ? sql`(SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(${sql.literal(src.pg)}) LIMIT ${
+        sql.literal(String(rows.length))
+      }) AS v`
       : sql`(SELECT ${sql.literal(src.sqlite)} FROM json_each(${JSON.stringify(rows)})) AS v`
   const frame = makeFrames(sql, dialect, retries, clock)
   const inFrame = (time: TimeFrame): SqlContext => {

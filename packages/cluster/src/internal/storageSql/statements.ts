@@ -154,6 +154,24 @@ RETURNING shard_id`
     })
 
   /**
+   * When the next of `shardIds` may move (database clock): the latest lease end among those whose lease ends
+   * within `groupMillis` of the earliest. Shards one pod renewed together end together (give or take a
+   * renewal in flight): one write moves them all, instead of one write per straggler.
+   */
+  const nextLeaseEnd = (
+    shardIds: ReadonlyArray<number>,
+    groupMillis: number
+  ): Effect.Effect<number | undefined, SqlError> => {
+    if (shardIds.length === 0) return Effect.succeed(undefined)
+    const among = sql.or(chunks(shardIds).map((chunk) => sql.in("shard_id", chunk)))
+    return Effect.map(
+      sql`SELECT MAX(lease_expires_at) AS next FROM ${shards} WHERE (${among})
+  AND lease_expires_at <= (SELECT MIN(lease_expires_at) FROM ${shards} WHERE (${among})) + ${groupMillis}`,
+      (rows: Rows) => rows[0]?.next === null || rows[0]?.next === undefined ? undefined : num(rows[0].next)
+    )
+  }
+
+  /**
    * A pod's renewal of its shards' leases: one conditional statement (compare-and-set on each shard's
    * owner and epoch, and on the pod's row having this incarnation); a lapsed lease is not renewed.
    */
@@ -289,6 +307,7 @@ RETURNING term`
     readNow,
     releaseLeases,
     writeShards,
+    nextLeaseEnd,
     renewShardLeases,
     registerPod,
     renewPodLease,
