@@ -1,0 +1,79 @@
+/**
+ * Attacks on the run launched before its Start is committed: what that run may do before the Start is
+ * known to have created the execution. Its own writes are fenced with the Start; a child it starts is
+ * another execution's Start, which is not.
+ */
+import { Message } from "@effect-cluster/cluster"
+import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
+import { expect, it } from "@effect/vitest"
+import { Effect, Exit, Option, Schema } from "effect"
+import type { Journal, JournalWrite } from "../src/DurableExecutionJournal.js"
+import { JournalError } from "../src/DurableExecutionJournal.js"
+import { Order, recorded, RunLog } from "./utils/fixtures.js"
+import { describeJournals, freshJournal, start } from "./utils/journals.js"
+
+class Label extends Message.TaggedMessage<Label>()(
+  "Label",
+  Schema.String,
+  Schema.String,
+  { orderId: Schema.String, amount: Schema.Number },
+  (_) => _.orderId
+) {}
+
+/** A parent whose first step is a child carrying the parent's amount (the child's id does not). */
+const parentWithChild = (log: RunLog) =>
+  Workflow.union(
+    Workflow.make(Order, (order) =>
+      Effect.gen(function*() {
+        const label = yield* Workflow.executeChild(new Label({ orderId: order.orderId, amount: order.amount }), {
+          childId: "label"
+        })
+        return label.length
+      })),
+    Workflow.make(Label, (label) => recorded(log, `label-amount-${label.amount}`, "printed", Schema.String))
+  )
+
+/** Fails every commit that holds a Start of `executionId` (a transaction lost on the way). */
+const failingStartsOf = (inner: Journal, executionId: string): Journal => ({
+  ...inner,
+  commit: (writes: ReadonlyArray<JournalWrite>) =>
+    writes.some((write) => write._tag === "Start" && write.key.executionId === executionId)
+      ? Effect.fail(new JournalError({ operation: "commit", message: "connection lost", retryable: true }))
+      : inner.commit(writes)
+})
+
+describeJournals("Start folded: a child started by a run whose Start is not committed", (journalCase) => {
+  it.scoped("a Start refused for another payload starts no child and runs none of its activities", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = yield* freshJournal(journalCase)
+      const key = { workflow: "Order", executionId: "o1" }
+      // started by another engine (live claim) with another message
+      yield* journal.commit([start(key, { owner: "other", claimUntil: Date.now() + 3_600_000, now: Date.now() })])
+      yield* Effect.gen(function*() {
+        const engine = yield* Effect.orDie(WorkflowEngine.make(parentWithChild(log), { resumeOnStart: false }))
+        const exit = yield* Effect.exit(engine.send(new Order({ orderId: "o1", amount: 3 })))
+        expect(Exit.isFailure(exit)).toBe(true)
+        // let whatever the refused run started go on for a while
+        for (let i = 0; i < 50; i++) yield* Effect.promise(() => new Promise((r) => setImmediate(r)))
+        expect(log.ids()).toEqual([])
+        expect(yield* journal.list({ workflows: ["Label"], limit: 10 })).toEqual([])
+      }).pipe(Effect.scoped, Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal))
+    }))
+
+  it.live("a Start that fails (the journal refuses it) leaves no child of an execution that does not exist", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const journal = failingStartsOf(yield* freshJournal(journalCase), "o2")
+      yield* Effect.gen(function*() {
+        const engine = yield* Effect.orDie(WorkflowEngine.make(parentWithChild(log), { resumeOnStart: false }))
+        // (the caller gives up: `send` retries the start while the journal refuses it)
+        const exit = yield* Effect.exit(Effect.timeout(engine.send(new Order({ orderId: "o2", amount: 3 })), "1 second"))
+        expect(Exit.isFailure(exit)).toBe(true)
+        for (let i = 0; i < 50; i++) yield* Effect.promise(() => new Promise((r) => setImmediate(r)))
+        expect(Option.isNone(yield* journal.get({ workflow: "Order", executionId: "o2" }))).toBe(true)
+        expect(log.ids()).toEqual([])
+        expect(yield* journal.list({ workflows: ["Label"], limit: 10 })).toEqual([])
+      }).pipe(Effect.scoped, Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal))
+    }).pipe(Effect.scoped))
+})
