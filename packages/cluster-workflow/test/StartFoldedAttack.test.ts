@@ -6,9 +6,12 @@
 import { Message } from "@effect-cluster/cluster"
 import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { expect, it } from "@effect/vitest"
-import { Effect, Exit, Option, Schema } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Option, Schema } from "effect"
+import { describe } from "vitest"
+import * as DurableExecutionJournalInMemory from "../src/DurableExecutionJournalInMemory.js"
 import type { Journal, JournalWrite } from "../src/DurableExecutionJournal.js"
 import { JournalError } from "../src/DurableExecutionJournal.js"
+import { eventually } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 import { describeJournals, freshJournal, start } from "./utils/journals.js"
 
@@ -76,4 +79,53 @@ describeJournals("Start folded: a child started by a run whose Start is not comm
         expect(yield* journal.list({ workflows: ["Label"], limit: 10 })).toEqual([])
       }).pipe(Effect.scoped, Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal))
     }).pipe(Effect.scoped))
+})
+
+describe("Start folded: the caller interrupted while the Start is being committed", () => {
+  it.live("the run launched before the Start keeps its claim renewed (or stops) once the Start creates it", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const inner = yield* DurableExecutionJournalInMemory.make
+      const entered = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const hold = yield* Deferred.make<void>()
+      // The commit holding the Start is slow to answer (a database round trip).
+      const journal: Journal = {
+        ...inner,
+        commit: (writes) =>
+          writes.some((write) => write._tag === "Start")
+            ? Effect.zipRight(
+              Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(release)),
+              inner.commit(writes)
+            )
+            : inner.commit(writes)
+      }
+      const key = { workflow: "Order", executionId: "o9" }
+      const longOne = Workflow.make(Order, (order) =>
+        recorded(log, "long", order.amount, Schema.Number, { body: Deferred.await(hold) }))
+      yield* Effect.gen(function*() {
+        const engine = yield* Effect.orDie(
+          WorkflowEngine.make(longOne, { identity: "A", claimLease: "1 second", resumeOnStart: false })
+        )
+        const caller = yield* Effect.fork(engine.send(new Order({ orderId: "o9", amount: 1 })))
+        yield* Deferred.await(entered)
+        // the caller gives up (a request timeout, a client gone) while the Start is on its way
+        yield* Fiber.interrupt(caller)
+        yield* Deferred.succeed(release, undefined)
+        yield* eventually(() => log.count("long") === 1, "the activity runs")
+        // the activity runs for 3 leases (the engine's leases are on the live clock)
+        yield* Effect.sleep("3 seconds")
+        const now = yield* Clock.currentTimeMillis
+        const row = Option.getOrThrow(yield* inner.get(key))
+        const stillRunsHere = (yield* engine.liveExecutions) === 1 && log.count("long") === 1
+        // Either its claim was renewed, or it was stopped here: never running on a claim that has ended,
+        // which another engine takes.
+        if (stillRunsHere) {
+          expect(row.claimOwner).toBe("A")
+          expect(row.claimUntil!).toBeGreaterThan(now)
+          expect((yield* inner.claim(key, "B", now, now + 1_000))._tag).toBe("Unavailable")
+        }
+        yield* Deferred.succeed(hold, undefined)
+      }).pipe(Effect.scoped, Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal))
+    }).pipe(Effect.scoped), 20_000)
 })
