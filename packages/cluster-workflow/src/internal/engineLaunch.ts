@@ -133,19 +133,31 @@ const startEncoded = (
       claimUntil: now + engine.leaseMillis,
       now
     }, early ? runtime : undefined)
-    if (early) runExecution(engine, runtime, parent, started)
+    // Its lease, once its Start created it: whether or not the caller still waits (a caller interrupted
+    // meanwhile leaves the run going, and a run without a lease end is never renewed nor stopped).
+    const created = () => {
+      engine.earlyStarts.delete(runtime)
+      // its lease runs from the Start's sending, as a claim's does (renewals start now)
+      if (!early || engine.live.get(id) === runtime) {
+        engine.leaseEnds.set(runtime, sentAt + engine.leaseMillis - engine.leaseMargin)
+      }
+    }
+    if (early) {
+      started.unsafeOnDone((exit) => {
+        if (Exit.isSuccess(exit) && exit.value._tag === "Created") created()
+      })
+      runExecution(engine, runtime, parent, started)
+    }
     return Effect.matchCauseEffect(started.await, {
       // (the runtime stops; once it has left, a retried start does not find it running)
       onFailure: (cause) =>
         early ? Effect.zipRight(runtime.done.await, Effect.failCause(cause)) : Effect.failCause(cause),
       onSuccess: (result): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
         if (result._tag === "Created") {
-          engine.earlyStarts.delete(runtime)
-          // its lease runs from the Start's sending, as a claim's does (renewals start now)
-          if (!early || engine.live.get(id) === runtime) {
-            engine.leaseEnds.set(runtime, sentAt + engine.leaseMillis - engine.leaseMargin)
+          if (!early) {
+            created()
+            runExecution(engine, runtime, parent, undefined)
           }
-          if (!early) runExecution(engine, runtime, parent, undefined)
           return runningResult
         }
         return early
@@ -476,6 +488,20 @@ export const startChild = (
   JournalError | PayloadMismatchError | EncodeError | PayloadDecodeError | WorkflowUsageError | EngineClosedError
 > => {
   return Effect.gen(function*() {
+    // A parent launched before its Start was committed starts no child before that Start created it:
+    // the child's Start is another execution's, which the parent's refused Start would not fence.
+    const parentRun = engine.live.get(keyString(parent))
+    const parentStart = parentRun === undefined ? undefined : engine.earlyStarts.get(parentRun)
+    if (parentStart !== undefined) {
+      const exit = yield* parentStart.awaitExit
+      if (!(Exit.isSuccess(exit) && exit.value._tag === "Created")) {
+        return yield* new JournalError({
+          operation: "start",
+          message: "the parent's Start did not create it: its child is not started",
+          retryable: false
+        })
+      }
+    }
     const definition = yield* engine.definitionOf(message?._tag)
     const key = { workflow: definition.tag, executionId: childId }
     const started = yield* start(engine, definition, key, message, {

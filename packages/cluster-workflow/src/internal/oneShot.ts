@@ -28,6 +28,12 @@ export class OneShot<A, E = never> {
     return true
   }
 
+  /** Calls `f` with the outcome once completed (at once if it is): before the waiters that come after. */
+  unsafeOnDone(f: (exit: Exit.Exit<A, E>) => void): void {
+    if (this.exit !== undefined) f(this.exit)
+    else (this.waiters ?? (this.waiters = [])).push(f)
+  }
+
   unsafeSucceed(value: A): boolean {
     return this.unsafeDone(Exit.succeed(value))
   }
