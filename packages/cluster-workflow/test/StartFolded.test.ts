@@ -2,21 +2,12 @@
  * A new execution runs before its Start is committed, so that the Start and the first step's attempt
  * share one commit; a Start that finds its execution already there leaves nothing of that run behind.
  */
-import { DurableExecutionJournal, Workflow, WorkflowEngine, WorkflowError } from "@effect-cluster/cluster-workflow"
+import { DurableExecutionJournal, WorkflowEngine, WorkflowError } from "@effect-cluster/cluster-workflow"
 import { expect, it } from "@effect/vitest"
-import { Effect, Exit, Schema } from "effect"
+import { Effect, Exit } from "effect"
 import { countingJournal } from "./utils/engine.js"
-import { Order, recorded, RunLog } from "./utils/fixtures.js"
+import { Order, RunLog, threeSteps } from "./utils/fixtures.js"
 import { describeJournals, freshJournal, start } from "./utils/journals.js"
-
-const threeSteps = (log: RunLog) =>
-  Workflow.make(Order, (order) =>
-    Effect.gen(function*() {
-      const total = yield* recorded(log, `amount-${order.orderId}`, order.amount, Schema.Number)
-      yield* recorded(log, "charge", undefined, Schema.Void)
-      const code = yield* recorded(log, "ship", 7, Schema.Number)
-      return total * 100 + code
-    }))
 
 describeJournals("Start folded into the first step's commit", (journalCase) => {
   it.scoped("a 3-activity workflow is 4 commits: the Start shares the first attempt's", () =>

@@ -11,16 +11,7 @@ import { assert, expect, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Schema } from "effect"
 import { describeJournals, freshJournal } from "./utils/journals.js"
 import { atEvent, runUntilCrash } from "./utils/crash.js"
-import { Order, recorded, Refund, RunLog } from "./utils/fixtures.js"
-
-const threeSteps = (log: RunLog) =>
-  Workflow.make(Order, (order) =>
-    Effect.gen(function*() {
-      const total = yield* recorded(log, `amount-${order.orderId}`, order.amount, Schema.Number)
-      yield* recorded(log, "charge", undefined, Schema.Void)
-      const code = yield* recorded(log, "ship", 7, Schema.Number)
-      return total * 100 + code
-    }))
+import { Order, recorded, Refund, RunLog, threeSteps } from "./utils/fixtures.js"
 
 describeJournals("WorkflowEngine", (journalCase) => {
   it.scoped("runs each activity once and returns the workflow's result", () =>

@@ -95,21 +95,23 @@ export const forkDetachable = <A, E>(
 
 /**
  * A background loop that must not end: a defect or failure that escapes it (a bug, a journal that throws)
- * is logged as an error and the loop starts again after a back-off (live clock, 100 ms doubling to 30 s),
- * instead of the engine losing its timer or its renewals without a word. @internal
+ * is logged as an error and the loop starts again, instead of the engine losing its timer or its renewals
+ * without a word: at once after a run of a second or more, else after 100 ms doubling to 30 s with each run
+ * in a row that died within a second (live clock). @internal
  */
 export const restartOnDefect = <E>(what: string, loop: Effect.Effect<never, E>): Effect.Effect<never> => {
-  const attempt = (restarts: number): Effect.Effect<never> =>
-    Effect.catchAllCause(loop, (cause) =>
-      Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.logError(
-        `the engine's ${what} stopped on an unexpected error; it starts again`,
-        cause
-      ).pipe(
-        Effect.zipRight(
-          Effect.withClock(Effect.sleep(Duration.millis(Math.min(30_000, 100 * 2 ** Math.min(restarts, 20)))), liveClock)
-        ),
-        Effect.zipRight(Effect.suspend(() => attempt(restarts + 1)))
-      ))
+  const now = Effect.withClock(Clock.currentTimeMillis, liveClock)
+  const attempt = (quickDeaths: number): Effect.Effect<never> =>
+    Effect.flatMap(now, (startedAt) =>
+      Effect.catchAllCause(loop, (cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.gen(function*() {
+          yield* Effect.logError(`the engine's ${what} stopped on an unexpected error; it starts again`, cause)
+          const quick = (yield* now) - startedAt < 1_000 ? quickDeaths : 0
+          if (quick > 0) {
+            yield* Effect.withClock(Effect.sleep(Duration.millis(Math.min(30_000, 100 * 2 ** Math.min(quick - 1, 20)))), liveClock)
+          }
+          return yield* attempt(quick + 1)
+        })))
   return attempt(0)
 }
 

@@ -2,7 +2,7 @@
  * Shared fixtures: messages, and activities that record every run of their body.
  */
 import { Message } from "@effect-cluster/cluster"
-import { Activity } from "@effect-cluster/cluster-workflow"
+import { Activity, Workflow } from "@effect-cluster/cluster-workflow"
 import { Effect, Schema } from "effect"
 
 /** Records each activity body run: (activity id, attempt). */
@@ -49,3 +49,13 @@ export class Refund extends Message.TaggedMessage<Refund>()(
   { refundId: Schema.String },
   (_) => _.refundId
 ) {}
+
+/** A workflow of three recorded steps (`amount-<orderId>`, `charge`, `ship`): returns amount * 100 + 7. */
+export const threeSteps = (log: RunLog) =>
+  Workflow.make(Order, (order) =>
+    Effect.gen(function*() {
+      const total = yield* recorded(log, `amount-${order.orderId}`, order.amount, Schema.Number)
+      yield* recorded(log, "charge", undefined, Schema.Void)
+      const code = yield* recorded(log, "ship", 7, Schema.Number)
+      return total * 100 + code
+    }))

@@ -12,26 +12,40 @@ import * as Effect from "effect/Effect"
 
 const liveClock: Clock.Clock = Context.get(DefaultServices.liveServices, Clock.Clock)
 
+/** A run at least this long (live clock) was healthy: the next restart is immediate again. @internal */
+export const healthyRunMillis = 1_000
+
+/** The count of short runs in a row once a run that lasted `ranMillis` ended. @internal */
+export const shortRunsAfter = (shortRuns: number, ranMillis: number): number =>
+  ranMillis >= healthyRunMillis ? 0 : shortRuns
+
+/**
+ * How long a loop waits before it starts again after `shortRuns` runs in a row that each ended within
+ * `healthyRunMillis`: at once after a healthy run, then 100 ms doubling to 30 s. @internal
+ */
+export const restartDelayMillis = (shortRuns: number): number =>
+  shortRuns === 0 ? 0 : Math.min(30_000, 100 * 2 ** Math.min(shortRuns - 1, 20))
+
 /**
  * Runs `loop` for ever: a defect or failure that escapes it (a bug, a storage that throws instead of
- * failing) is logged as an error and the loop starts again after a back-off on the live clock (none the
- * first time, then 100 ms doubling to 30 s). A pod whose lease watchdog or renewal ended without a word
- * would serve past its lease, or lose its shards while alive. Interruption ends it.
+ * failing) is logged as an error and the loop starts again, at once after a healthy run and with a
+ * growing back-off while it keeps dying at once (`restartDelayMillis`, live clock). A pod whose lease
+ * watchdog or renewal ended without a word would serve past its lease, or lose its shards while alive.
+ * Interruption ends it.
  *
  * @internal
  */
 export const restartOnDefect = <E>(what: string, loop: Effect.Effect<never, E>): Effect.Effect<never> => {
-  const attempt = (restarts: number): Effect.Effect<never> =>
-    Effect.catchAllCause(loop, (cause) =>
-      Cause.isInterruptedOnly(cause)
-        ? Effect.interrupt
-        : Effect.logError(`${what} stopped on an unexpected error; it starts again`, cause).pipe(
-          Effect.zipRight(
-            restarts === 0
-              ? Effect.void
-              : Effect.withClock(Effect.sleep(Duration.millis(Math.min(30_000, 100 * 2 ** Math.min(restarts - 1, 20)))), liveClock)
-          ),
-          Effect.zipRight(Effect.suspend(() => attempt(restarts + 1)))
-        ))
+  const attempt = (shortRuns: number): Effect.Effect<never> =>
+    Effect.flatMap(Effect.withClock(Clock.currentTimeMillis, liveClock), (startedAt) =>
+      Effect.catchAllCause(loop, (cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.gen(function*() {
+          yield* Effect.logError(`${what} stopped on an unexpected error; it starts again`, cause)
+          const ranMillis = (yield* Effect.withClock(Clock.currentTimeMillis, liveClock)) - startedAt
+          const short = shortRunsAfter(shortRuns, ranMillis)
+          const delay = restartDelayMillis(short)
+          if (delay > 0) yield* Effect.withClock(Effect.sleep(Duration.millis(delay)), liveClock)
+          return yield* attempt(short + 1)
+        })))
   return attempt(0)
 }

@@ -1,8 +1,8 @@
 /// <reference types="node" />
 /**
  * The SQL client of a database URL (PostgreSQL, or a SQLite file through `@effect/sql-libsql`), with the
- * drivers loaded only for the database in use. A SQLite client waits for another connection's write lock
- * (`PRAGMA busy_timeout`) instead of failing at once.
+ * drivers loaded only for the database in use. A SQLite client puts the file in WAL mode and waits for another
+ * connection's write lock (`PRAGMA busy_timeout`) instead of failing at once.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -119,7 +119,9 @@ export const layerSqlite = (
         const owner = yield* LibsqlClient.make({ url })
         const raw = (owner as unknown as { readonly sdk: RawClient }).sdk
         const client = yield* LibsqlClient.make({ liveClient: withBusyTimeout(raw, millis) })
-        yield* client`SELECT 1`.pipe(
+        // WAL (a persistent property of the file): a COMMIT does not wait for readers, so it cannot fail
+        // busy on another process's read and leave its write transaction open.
+        yield* client`PRAGMA journal_mode = WAL`.pipe(
           Effect.mapError((cause) => new StorageException({ reason: `cannot open the SQLite file ${url}`, cause }))
         )
         return Context.make(LibsqlClient.LibsqlClient, client).pipe(Context.add(SqlClient.SqlClient, client))
