@@ -128,7 +128,8 @@ export class Engine {
       claimAndLaunch: (key) => this.claimAndLaunch(key),
       notifyLive: (key) => {
         const runtime = this.live.get(keyString(key))
-        if (runtime === undefined) return false
+        // (a suspending runtime is leaving and no longer reads its inbox: the change is a wake-up, a claim)
+        if (runtime === undefined || runtime.suspending) return false
         runtime.notifyInbox()
         return true
       },
