@@ -30,7 +30,7 @@ import { ShardId } from "./ShardId.js"
 import * as ShardingEvent from "./ShardingEvent.js"
 import { PodNoLongerRegisteredException } from "./ShardingException.js"
 import { type SaveResult, Storage, type StorageException } from "./Storage.js"
-import { restartOnDefect } from "./internal/supervise.js"
+import { restartOnDefect } from "./Supervise.js"
 
 /**
  * The manager's API. The 2024 members are kept; `heartbeat` (lease renewal) and `getShardAssignments`

@@ -126,3 +126,9 @@ export * as ShardManagerClient from "./ShardManagerClient.js"
  * @since 0.1.0
  */
 export * as Storage from "./Storage.js"
+/**
+ * Background loops that must not end: `restartOnDefect`.
+ *
+ * @since 0.1.0
+ */
+export * as Supervise from "./Supervise.js"

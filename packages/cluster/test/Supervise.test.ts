@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Logger, LogLevel, Queue } from "effect"
-import { healthyRunMillis, restartDelayMillis, restartOnDefect, shortRunsAfter } from "../src/internal/supervise.js"
+import { healthyRunMillis, restartDelayMillis, restartOnDefect, shortRunsAfter } from "../src/Supervise.js"
 
 describe("restartOnDefect", () => {
   it("restarts at once after a healthy run, whatever came before; backs off only over short runs in a row", () => {

@@ -37,7 +37,7 @@ import { Liveness } from "./engineLiveness.js"
 import * as Ownership from "./engineOwnership.js"
 import * as Loops from "./engineLoops.js"
 import type { Definition, EngineOptions, ParentLink, StartResult } from "./engineShared.js"
-import { forkDetachable, processEngines, restartOnDefect } from "./engineShared.js"
+import { forkDetachable, forkSupervised, processEngines } from "./engineShared.js"
 import * as Signals from "./engineSignals.js"
 import { EngineTimer } from "./engineTimer.js"
 import type { EngineServices, ExecutionRuntime } from "./execution.js"
@@ -299,8 +299,8 @@ export const make = (
     yield* Effect.addFinalizer(() => Effect.sync(() => siblings.delete(engine)))
     yield* Effect.addFinalizer(() => Effect.sync(() => claimsAtClose = engine.liveness.host.liveClaims()))
     yield* engine.liveness.register(keyString)
-    yield* forkDetachable("timer", restartOnDefect("timer", engine.timer.loop))
-    yield* forkDetachable("claim renewal", restartOnDefect("claim renewal", engine.renewLoop))
+    yield* forkSupervised("timer", engine.timer.loop)
+    yield* forkSupervised("claim renewal", engine.renewLoop)
     // Last registered, so first run when the scope closes: callers still waiting are answered.
     yield* Effect.addFinalizer(() => Effect.sync(() => engine.results.close(new EngineClosedError({ identity: owner! }))))
     if (options.resumeOnStart !== false) {
@@ -311,16 +311,16 @@ export const make = (
       )
     }
     const watchOthers = engine.ownership.watchOthers(engine)
-    if (watchOthers !== undefined) yield* forkDetachable("liveness watch", restartOnDefect("liveness watch", watchOthers))
+    if (watchOthers !== undefined) yield* forkSupervised("liveness watch", watchOthers)
     if (options.orphanCheckInterval !== undefined) {
       const every = options.orphanCheckInterval
-      yield* forkDetachable("orphan check", restartOnDefect("orphan check", Effect.forever(Effect.zipRight(
+      yield* forkSupervised("orphan check", Effect.forever(Effect.zipRight(
         Effect.sleep(every),
         Effect.catchAll(engine.resumeOrphans, (error) => Effect.as(Effect.logWarning("orphan check failed", error), 0)).pipe(
           // another engine may have suspended executions with earlier deadlines and died: look again
           Effect.tap(() => Effect.sync(() => engine.arm(Number.NEGATIVE_INFINITY)))
         )
-      ))))
+      )))
     }
     return engine
   })

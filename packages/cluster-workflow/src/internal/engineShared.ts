@@ -4,7 +4,6 @@
  *
  * @internal
  */
-import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -13,6 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import type * as ParseResult from "effect/ParseResult"
 import type * as Scope from "effect/Scope"
+import { restartOnDefect } from "@effect-cluster/cluster/Supervise"
 import type { Journal } from "../DurableExecutionJournal.js"
 import type { WorkflowDefinition } from "../Workflow.js"
 import type { ExitCodec } from "./codec.js"
@@ -94,26 +94,13 @@ export const forkDetachable = <A, E>(
     )))
 
 /**
- * A background loop that must not end: a defect or failure that escapes it (a bug, a journal that throws)
- * is logged as an error and the loop starts again, instead of the engine losing its timer or its renewals
- * without a word: at once after a run of a second or more, else after 100 ms doubling to 30 s with each run
- * in a row that died within a second (live clock). @internal
+ * Forks a background loop of the engine that must not end (see `forkDetachable`): a defect or failure that
+ * escapes it (a bug, a journal that throws) is logged as an error (`the engine's <what> stopped on an
+ * unexpected error`) and the loop starts again (`Supervise.restartOnDefect` of @effect-cluster/cluster),
+ * instead of the engine losing its timer or its renewals without a word. @internal
  */
-export const restartOnDefect = <E>(what: string, loop: Effect.Effect<never, E>): Effect.Effect<never> => {
-  const now = Effect.withClock(Clock.currentTimeMillis, liveClock)
-  const attempt = (quickDeaths: number): Effect.Effect<never> =>
-    Effect.flatMap(now, (startedAt) =>
-      Effect.catchAllCause(loop, (cause) =>
-        Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.gen(function*() {
-          yield* Effect.logError(`the engine's ${what} stopped on an unexpected error; it starts again`, cause)
-          const quick = (yield* now) - startedAt < 1_000 ? quickDeaths : 0
-          if (quick > 0) {
-            yield* Effect.withClock(Effect.sleep(Duration.millis(Math.min(30_000, 100 * 2 ** Math.min(quick - 1, 20)))), liveClock)
-          }
-          return yield* attempt(quick + 1)
-        })))
-  return attempt(0)
-}
+export const forkSupervised = <E>(what: string, loop: Effect.Effect<never, E>): Effect.Effect<void, never, Scope.Scope> =>
+  forkDetachable(what, restartOnDefect(`the engine's ${what}`, loop))
 
 /**
  * The engine's monotonic clock, in milliseconds (the fiber's `Clock`, so TestClock drives it in tests).

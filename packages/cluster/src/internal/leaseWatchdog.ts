@@ -8,7 +8,7 @@ import { HeartbeatRequest } from "../ShardAssignment.js"
 import type { Handoff } from "./handoff.js"
 import type { PodState } from "./podState.js"
 import type { Singletons } from "./singletons.js"
-import { restartOnDefect } from "./supervise.js"
+import { restartOnDefect } from "../Supervise.js"
 
 /**
  * Lease renewal (the heartbeat to the manager, and with `Storage.PodLeases` a renewal in the database) and

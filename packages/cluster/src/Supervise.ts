@@ -1,7 +1,9 @@
 /**
- * Background loops that must not end.
+ * Background loops that must not end: `restartOnDefect` starts a loop again after a defect, with a
+ * back-off while it keeps dying at once. Used by the pod and the shard manager, and by
+ * `@effect-cluster/cluster-workflow`'s engine for its own loops.
  *
- * @internal
+ * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -12,16 +14,26 @@ import * as Effect from "effect/Effect"
 
 const liveClock: Clock.Clock = Context.get(DefaultServices.liveServices, Clock.Clock)
 
-/** A run at least this long (live clock) was healthy: the next restart is immediate again. @internal */
+/**
+ * A run at least this long (live clock) was healthy: the next restart is immediate again.
+ *
+ * @since 0.1.0
+ */
 export const healthyRunMillis = 1_000
 
-/** The count of short runs in a row once a run that lasted `ranMillis` ended. @internal */
+/**
+ * The count of short runs in a row once a run that lasted `ranMillis` ended.
+ *
+ * @since 0.1.0
+ */
 export const shortRunsAfter = (shortRuns: number, ranMillis: number): number =>
   ranMillis >= healthyRunMillis ? 0 : shortRuns
 
 /**
  * How long a loop waits before it starts again after `shortRuns` runs in a row that each ended within
- * `healthyRunMillis`: at once after a healthy run, then 100 ms doubling to 30 s. @internal
+ * `healthyRunMillis`: at once after a healthy run, then 100 ms doubling to 30 s.
+ *
+ * @since 0.1.0
  */
 export const restartDelayMillis = (shortRuns: number): number =>
   shortRuns === 0 ? 0 : Math.min(30_000, 100 * 2 ** Math.min(shortRuns - 1, 20))
@@ -31,9 +43,9 @@ export const restartDelayMillis = (shortRuns: number): number =>
  * failing) is logged as an error and the loop starts again, at once after a healthy run and with a
  * growing back-off while it keeps dying at once (`restartDelayMillis`, live clock). A pod whose lease
  * watchdog or renewal ended without a word would serve past its lease, or lose its shards while alive.
- * Interruption ends it.
+ * Interruption ends it. `what` names the loop in the log line: `${what} stopped on an unexpected error`.
  *
- * @internal
+ * @since 0.1.0
  */
 export const restartOnDefect = <E>(what: string, loop: Effect.Effect<never, E>): Effect.Effect<never> => {
   const attempt = (shortRuns: number): Effect.Effect<never> =>
