@@ -16,7 +16,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Exit, Layer, Ref, Schema } from "effect"
 import { singlePod } from "../../cluster/test/utils/cluster.js"
 import { eventuallyLive as until } from "../../cluster/test/utils/network.js"
-import { sharedSqlite } from "./utils/journals.js"
+import { sharedSqlite, wrappingRegistrations } from "./utils/journals.js"
 
 class Job extends Message.TaggedMessage<Job>()("Job", Schema.Never, Schema.String, { id: Schema.String }, (job) => job.id) {}
 
@@ -25,7 +25,7 @@ interface Observed {
   readonly runs: Ref.Ref<number>
   /** Runs of the activity body that were interrupted. */
   readonly interrupted: Ref.Ref<number>
-  /** Calls of the journal's `registerEngine` (the engine registers again after a loss). */
+  /** Registrations the journal's `registerEngine` made (the engine registers again after a loss). */
   readonly registrations: Ref.Ref<number>
   /** Completed: the first registration is lost. */
   readonly lose: Deferred.Deferred<void>
@@ -58,30 +58,23 @@ const makeWorkflow = (observed: Observed) =>
 const losingRegistration = (observed: Observed, how: "error" | "defect") =>
   Layer.effect(
     DurableExecutionJournal.DurableExecutionJournal,
-    Effect.map(DurableExecutionJournal.DurableExecutionJournal, (journal) => {
-      const registerEngine = journal.registerEngine
-      if (registerEngine === undefined) return journal
-      return {
-        ...journal,
-        registerEngine: (owner: string, workflows: ReadonlyArray<string>) =>
-          Effect.gen(function*() {
-            const first = (yield* Ref.getAndUpdate(observed.registrations, (n) => n + 1)) === 0
-            const registration = yield* registerEngine(owner, workflows)
-            if (!first) return registration
-            const lost = Effect.zipRight(
-              Deferred.await(observed.lose),
-              how === "defect"
-                ? Effect.dieMessage("a defect in the session (test)")
-                : new DurableExecutionJournal.JournalError({
-                  operation: "registerEngine",
-                  message: "session lost (test)",
-                  retryable: true
-                })
-            )
-            return { ...registration, lost }
-          })
-      }
-    })
+    Effect.map(DurableExecutionJournal.DurableExecutionJournal, (journal) =>
+      wrappingRegistrations(journal, (registration, call) =>
+        Effect.gen(function*() {
+          yield* Ref.update(observed.registrations, (n) => n + 1)
+          if (call > 0) return registration
+          const lost = Effect.zipRight(
+            Deferred.await(observed.lose),
+            how === "defect"
+              ? Effect.dieMessage("a defect in the session (test)")
+              : new DurableExecutionJournal.JournalError({
+                operation: "registerEngine",
+                message: "session lost (test)",
+                retryable: true
+              })
+          )
+          return { ...registration, lost }
+        })))
   )
 
 /** A journal on a new SQLite file, open for the test's scope, whose first registration is lost on demand. */

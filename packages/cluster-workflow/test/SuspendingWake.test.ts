@@ -10,7 +10,7 @@ import { expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Schema } from "effect"
 import { awaitStatus } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
-import { sharedSqlite } from "./utils/journals.js"
+import { sharedSqlite, wrappingRegistrations } from "./utils/journals.js"
 
 it.scopedLive("a cancellation announced while the suspended runtime is leaving still wakes the execution", () =>
   Effect.gen(function*() {
@@ -20,9 +20,8 @@ it.scopedLive("a cancellation announced while the suspended runtime is leaving s
     let armed = false
     let announced = 0
     const journal: DurableExecutionJournal.Journal = {
-      ...inner,
-      registerEngine: (owner, workflows) =>
-        Effect.map(inner.registerEngine!(owner, workflows), (registration) => ({
+      ...wrappingRegistrations(inner, (registration) =>
+        Effect.succeed({
           ...registration,
           watchChanges: (callback) => {
             onChange = callback

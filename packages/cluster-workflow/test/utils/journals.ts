@@ -26,6 +26,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe } from "vitest"
 import type {
+  EngineRegistration,
   EventRow,
   Journal,
   ExecutionKey,
@@ -438,4 +439,25 @@ export const failingClaimsOf = (
       })
   }
   return { journal, failNext: (n: number) => void (remaining = n) }
+}
+
+/**
+ * `inner` whose `registerEngine` answers what `wrap` makes of each registration: `call` counts the calls
+ * from 0 (an engine registers again after a loss). `inner` itself when it has no `registerEngine`.
+ */
+export const wrappingRegistrations = (
+  inner: Journal,
+  wrap: (registration: EngineRegistration, call: number) => Effect.Effect<EngineRegistration>
+): Journal => {
+  const registerEngine = inner.registerEngine
+  if (registerEngine === undefined) return inner
+  let calls = 0
+  return {
+    ...inner,
+    registerEngine: (owner, workflows) =>
+      Effect.suspend(() => {
+        const call = calls++
+        return Effect.flatMap(registerEngine(owner, workflows), (registration) => wrap(registration, call))
+      })
+  }
 }
