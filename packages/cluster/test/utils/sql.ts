@@ -12,6 +12,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -52,15 +53,19 @@ export const postgresSkipReason: string | undefined = await Effect.runPromise(
   return reason
 })
 
-/** A SQLite client on a new file in a temporary directory (removed when the layer is released). */
-export const sqliteClientLayer: Layer.Layer<SqlClient.SqlClient> = Layer.unwrapScoped(
+/** The path of a file `name` in a new temporary directory, removed with the scope. */
+export const tempFile = (name: string): Effect.Effect<string, never, Scope.Scope> =>
   Effect.map(
     Effect.acquireRelease(
       Effect.sync(() => mkdtempSync(join(tmpdir(), "cluster-sql-"))),
       (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
     ),
-    (dir) => LibsqlClient.layer({ url: `file:${join(dir, "test.db")}` })
+    (dir) => join(dir, name)
   )
+
+/** A SQLite client on a new file in a temporary directory (removed when the layer is released). */
+export const sqliteClientLayer: Layer.Layer<SqlClient.SqlClient> = Layer.unwrapScoped(
+  Effect.map(tempFile("test.db"), (file) => LibsqlClient.layer({ url: `file:${file}` }))
 )
 
 /** One database of the parameterised SQL suites. */
