@@ -16,26 +16,18 @@
  */
 import { Message } from "@effect-cluster/cluster"
 import {
-  Activity,
   DurableExecutionJournal,
   DurableExecutionJournalInMemory,
   Workflow,
   WorkflowEngine
 } from "@effect-cluster/cluster-workflow"
 import { Effect, Schema } from "effect"
+import { Bench, benchWorkflow, step1, step2 } from "./threeSteps.js"
 
 const total = Number(process.env.MEMORY_WORKFLOWS ?? 1_000_000)
 const sampleEvery = Number(process.env.MEMORY_SAMPLE ?? 100_000)
 const suspendedCount = Number(process.env.MEMORY_SUSPENDED ?? 100_000)
 const concurrency = Number(process.env.MEMORY_CONCURRENCY ?? 64)
-
-class Job extends Message.TaggedMessage<Job>()(
-  "Job",
-  Schema.Never,
-  Schema.Number,
-  { id: Schema.String, n: Schema.Number },
-  (_) => _.id
-) {}
 
 class Nap extends Message.TaggedMessage<Nap>()(
   "Nap",
@@ -44,15 +36,6 @@ class Nap extends Message.TaggedMessage<Nap>()(
   { id: Schema.String },
   (_) => _.id
 ) {}
-
-const step1 = Activity.make("step-1", Schema.Number, Schema.Never)(Effect.succeed(1))
-const step2 = Activity.make("step-2", Schema.Number, Schema.Never)(Effect.succeed(2))
-const step3 = Activity.make("step-3", Schema.Number, Schema.Never)(Effect.succeed(3))
-
-const jobWorkflow = Workflow.make(Job, (job) =>
-  Effect.gen(function*() {
-    return job.n + (yield* step1) + (yield* step2) + (yield* step3)
-  }))
 
 const napWorkflow = Workflow.make(Nap, () =>
   Effect.gen(function*() {
@@ -82,7 +65,7 @@ interface Sample {
 
 /** 1,000,000 workflows with retention; heap after GC every `sampleEvery` workflows. */
 const finished = Effect.gen(function*() {
-  const engine = yield* WorkflowEngine.makeScoped(jobWorkflow)
+  const engine = yield* WorkflowEngine.makeScoped(benchWorkflow)
   const samples: Array<Sample> = []
   const started = performance.now()
   let next = 0
@@ -91,7 +74,7 @@ const finished = Effect.gen(function*() {
     Effect.gen(function*() {
       while (next < end) {
         const n = next++
-        const result = yield* engine.send(new Job({ id: `job-${n}`, n }))
+        const result = yield* engine.send(new Bench({ id: `job-${n}`, n }))
         if (result !== n + 6) return yield* Effect.dieMessage(`wrong result ${result}`)
         done++
       }

@@ -15,24 +15,22 @@
  * its messages are built before the clock starts. Latency is the time of one `send` (start, three
  * activities, completion), measured at the caller.
  */
-import { Message } from "@effect-cluster/cluster"
 import {
-  Activity,
   DurableExecutionJournal,
   DurableExecutionJournalInMemory,
   DurableExecutionJournalSql,
-  Workflow,
   WorkflowEngine
 } from "@effect-cluster/cluster-workflow"
 import * as Sqlite from "@effect-cluster/cluster-workflow/sqlite"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Layer, Redacted, Schema } from "effect"
+import { Effect, Layer, Redacted } from "effect"
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import * as os from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { Bench, benchWorkflow } from "./threeSteps.js"
 
 const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 /** Seconds of measurement per workflow case (after the warm-up). `BENCH_SECONDS` overrides. */
@@ -59,30 +57,6 @@ interface FloorResult {
   readonly seconds: number
   readonly peakRss: number
 }
-
-// ---------------------------------------------------------------------------------------------------------
-// the workflow
-// ---------------------------------------------------------------------------------------------------------
-
-class Bench extends Message.TaggedMessage<Bench>()(
-  "Bench",
-  Schema.Never,
-  Schema.Number,
-  { id: Schema.String, n: Schema.Number },
-  (_) => _.id
-) {}
-
-const step1 = Activity.make("step-1", Schema.Number, Schema.Never)(Effect.succeed(1))
-const step2 = Activity.make("step-2", Schema.Number, Schema.Never)(Effect.succeed(2))
-const step3 = Activity.make("step-3", Schema.Number, Schema.Never)(Effect.succeed(3))
-
-const benchWorkflow = Workflow.make(Bench, (message) =>
-  Effect.gen(function*() {
-    const a = yield* step1
-    const b = yield* step2
-    const c = yield* step3
-    return message.n + a + b + c
-  }))
 
 const peakRss = () => process.resourceUsage().maxRSS * 1024
 
