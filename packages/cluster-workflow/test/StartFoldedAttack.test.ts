@@ -4,16 +4,16 @@
  * another execution's Start, which is not.
  */
 import { Message } from "@effect-cluster/cluster"
-import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
+import { Workflow } from "@effect-cluster/cluster-workflow"
 import { expect, it } from "@effect/vitest"
 import { Clock, Deferred, Effect, Exit, Fiber, Option, Schema } from "effect"
 import { describe } from "vitest"
 import * as DurableExecutionJournalInMemory from "../src/DurableExecutionJournalInMemory.js"
 import type { Journal, JournalWrite } from "../src/DurableExecutionJournal.js"
 import { JournalError } from "../src/DurableExecutionJournal.js"
-import { eventually } from "./utils/engine.js"
+import { eventually, withEngineOn } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
-import { describeJournals, freshJournal, start } from "./utils/journals.js"
+import { describeJournals, freshJournal, startedBy } from "./utils/journals.js"
 
 class Label extends Message.TaggedMessage<Label>()(
   "Label",
@@ -52,32 +52,33 @@ describeJournals("Start folded: a child started by a run whose Start is not comm
       const journal = yield* freshJournal(journalCase)
       const key = { workflow: "Order", executionId: "o1" }
       // started by another engine (live claim) with another message
-      yield* journal.commit([start(key, { owner: "other", claimUntil: Date.now() + 3_600_000, now: Date.now() })])
-      yield* Effect.gen(function*() {
-        const engine = yield* Effect.orDie(WorkflowEngine.make(parentWithChild(log), { resumeOnStart: false }))
-        const exit = yield* Effect.exit(engine.send(new Order({ orderId: "o1", amount: 3 })))
-        expect(Exit.isFailure(exit)).toBe(true)
-        // let whatever the refused run started go on for a while
-        for (let i = 0; i < 50; i++) yield* Effect.promise(() => new Promise((r) => setImmediate(r)))
-        expect(log.ids()).toEqual([])
-        expect(yield* journal.list({ workflows: ["Label"], limit: 10 })).toEqual([])
-      }).pipe(Effect.scoped, Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal))
+      yield* startedBy(journal, key, "other")
+      yield* withEngineOn(journal, parentWithChild(log), (engine) =>
+        Effect.gen(function*() {
+          const exit = yield* Effect.exit(engine.send(new Order({ orderId: "o1", amount: 3 })))
+          expect(Exit.isFailure(exit)).toBe(true)
+          // let whatever the refused run started go on for a while
+          for (let i = 0; i < 50; i++) yield* Effect.promise(() => new Promise((r) => setImmediate(r)))
+          expect(log.ids()).toEqual([])
+          expect(yield* journal.list({ workflows: ["Label"], limit: 10 })).toEqual([])
+        }))
     }))
 
   it.live("a Start that fails (the journal refuses it) leaves no child of an execution that does not exist", () =>
     Effect.gen(function*() {
       const log = new RunLog()
       const journal = failingStartsOf(yield* freshJournal(journalCase), "o2")
-      yield* Effect.gen(function*() {
-        const engine = yield* Effect.orDie(WorkflowEngine.make(parentWithChild(log), { resumeOnStart: false }))
-        // (the caller gives up: `send` retries the start while the journal refuses it)
-        const exit = yield* Effect.exit(Effect.timeout(engine.send(new Order({ orderId: "o2", amount: 3 })), "1 second"))
-        expect(Exit.isFailure(exit)).toBe(true)
-        for (let i = 0; i < 50; i++) yield* Effect.promise(() => new Promise((r) => setImmediate(r)))
-        expect(Option.isNone(yield* journal.get({ workflow: "Order", executionId: "o2" }))).toBe(true)
-        expect(log.ids()).toEqual([])
-        expect(yield* journal.list({ workflows: ["Label"], limit: 10 })).toEqual([])
-      }).pipe(Effect.scoped, Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal))
+      yield* withEngineOn(journal, parentWithChild(log), (engine) =>
+        Effect.gen(function*() {
+          // (the caller gives up: `send` retries the start while the journal refuses it)
+          const send = engine.send(new Order({ orderId: "o2", amount: 3 }))
+          const exit = yield* Effect.exit(Effect.timeout(send, "1 second"))
+          expect(Exit.isFailure(exit)).toBe(true)
+          for (let i = 0; i < 50; i++) yield* Effect.promise(() => new Promise((r) => setImmediate(r)))
+          expect(Option.isNone(yield* journal.get({ workflow: "Order", executionId: "o2" }))).toBe(true)
+          expect(log.ids()).toEqual([])
+          expect(yield* journal.list({ workflows: ["Label"], limit: 10 })).toEqual([])
+        }))
     }).pipe(Effect.scoped))
 })
 
@@ -103,29 +104,27 @@ describe("Start folded: the caller interrupted while the Start is being committe
       const key = { workflow: "Order", executionId: "o9" }
       const longOne = Workflow.make(Order, (order) =>
         recorded(log, "long", order.amount, Schema.Number, { body: Deferred.await(hold) }))
-      yield* Effect.gen(function*() {
-        const engine = yield* Effect.orDie(
-          WorkflowEngine.make(longOne, { identity: "A", claimLease: "1 second", resumeOnStart: false })
-        )
-        const caller = yield* Effect.fork(engine.send(new Order({ orderId: "o9", amount: 1 })))
-        yield* Deferred.await(entered)
-        // the caller gives up (a request timeout, a client gone) while the Start is on its way
-        yield* Fiber.interrupt(caller)
-        yield* Deferred.succeed(release, undefined)
-        yield* eventually(() => log.count("long") === 1, "the activity runs")
-        // the activity runs for 3 leases (the engine's leases are on the live clock)
-        yield* Effect.sleep("3 seconds")
-        const now = yield* Clock.currentTimeMillis
-        const row = Option.getOrThrow(yield* inner.get(key))
-        const stillRunsHere = (yield* engine.liveExecutions) === 1 && log.count("long") === 1
-        // Either its claim was renewed, or it was stopped here: never running on a claim that has ended,
-        // which another engine takes.
-        if (stillRunsHere) {
-          expect(row.claimOwner).toBe("A")
-          expect(row.claimUntil!).toBeGreaterThan(now)
-          expect((yield* inner.claim(key, "B", now, now + 1_000))._tag).toBe("Unavailable")
-        }
-        yield* Deferred.succeed(hold, undefined)
-      }).pipe(Effect.scoped, Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal))
+      yield* withEngineOn(journal, longOne, (engine) =>
+        Effect.gen(function*() {
+          const caller = yield* Effect.fork(engine.send(new Order({ orderId: "o9", amount: 1 })))
+          yield* Deferred.await(entered)
+          // the caller gives up (a request timeout, a client gone) while the Start is on its way
+          yield* Fiber.interrupt(caller)
+          yield* Deferred.succeed(release, undefined)
+          yield* eventually(() => log.count("long") === 1, "the activity runs")
+          // the activity runs for 3 leases (the engine's leases are on the live clock)
+          yield* Effect.sleep("3 seconds")
+          const now = yield* Clock.currentTimeMillis
+          const row = Option.getOrThrow(yield* inner.get(key))
+          const stillRunsHere = (yield* engine.liveExecutions) === 1 && log.count("long") === 1
+          // Either its claim was renewed, or it was stopped here: never running on a claim that has ended,
+          // which another engine takes.
+          if (stillRunsHere) {
+            expect(row.claimOwner).toBe("A")
+            expect(row.claimUntil!).toBeGreaterThan(now)
+            expect((yield* inner.claim(key, "B", now, now + 1_000))._tag).toBe("Unavailable")
+          }
+          yield* Deferred.succeed(hold, undefined)
+        }), { identity: "A", claimLease: "1 second" })
     }).pipe(Effect.scoped), 20_000)
 })

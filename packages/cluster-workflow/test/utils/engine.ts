@@ -1,7 +1,9 @@
 /**
  * Helpers to drive engines in tests without sleeping.
  */
-import type { DurableExecutionJournal, WorkflowEngine } from "@effect-cluster/cluster-workflow"
+import type { Message } from "@effect-cluster/cluster"
+import type { Workflow } from "@effect-cluster/cluster-workflow"
+import { DurableExecutionJournal, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { Effect } from "effect"
 
 type Journal = DurableExecutionJournal.Journal
@@ -68,3 +70,18 @@ export const eventuallyEffect = <A, E, R>(effect: Effect.Effect<A, E, R>, predic
     }
     return yield* Effect.dieMessage("condition never held")
   })
+
+/**
+ * Runs `body` with an engine of `workflow` on `journal` (`WorkflowEngine.make`, `resumeOnStart: false`
+ * unless `options` say otherwise), in a scope of its own: the engine stops when `body` ends.
+ */
+export const withEngineOn = <T extends Message.Message.Any, A, E>(
+  journal: Journal,
+  workflow: Workflow.Workflow<T, never>,
+  body: (engine: WorkflowEngine.WorkflowEngine<T>) => Effect.Effect<A, E>,
+  options?: WorkflowEngine.EngineOptions
+): Effect.Effect<A, E> =>
+  Effect.flatMap(Effect.orDie(WorkflowEngine.make(workflow, { resumeOnStart: false, ...options })), body).pipe(
+    Effect.scoped,
+    Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+  )

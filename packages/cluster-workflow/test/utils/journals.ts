@@ -273,6 +273,13 @@ export const start = (
   ...options
 })
 
+/**
+ * Commits the Start of `key` (`start`'s payload, which no test message has) claimed by `owner` for an hour
+ * (live clock): an execution already there, run by another engine or left by one of `owner`'s that crashed.
+ */
+export const startedBy = (journal: Journal, k: ExecutionKey, owner: string) =>
+  journal.commit([start(k, { owner, claimUntil: Date.now() + 3_600_000, now: Date.now() })])
+
 export const event = (sequence: number, options?: Partial<EventRow>): EventRow => ({
   sequence,
   kind: "ActivityCompleted",
