@@ -56,33 +56,50 @@ const isBusy = (error: unknown): boolean => {
 }
 
 /**
- * `@libsql/client`'s local driver opens a new connection for the statements after each transaction, which
- * loses per-connection settings: the busy timeout is set again (one cheap PRAGMA) before every statement and
- * every BEGIN, in the same synchronous step as it (the local driver runs a statement before its promise
- * settles, so nothing of this process runs between the two). A statement that failed with `SQLITE_BUSY`
- * stays active on its connection, and SQLite then refuses every later COMMIT there ("SQL statements in
- * progress"): after a busy error the connection is given up (moved into a deferred transaction, which takes
- * no lock, and rolled back), so the next statement opens a fresh one.
+ * `@libsql/client`'s local driver runs a transaction on the connection it has and opens a new one, lazily,
+ * for the statements after it, which loses per-connection settings: the busy timeout is set (one PRAGMA)
+ * before the first statement or BEGIN on each connection, in the same synchronous step as it (the local
+ * driver runs a statement before its promise settles, so nothing of this process runs between the two).
+ * A statement that failed with `SQLITE_BUSY` stays active on its connection, and SQLite then refuses every
+ * later COMMIT there ("SQL statements in progress"): after a busy error the connection is given up (moved
+ * into a deferred transaction, which takes no lock, and rolled back), so the next statement opens a fresh
+ * one, and sets the busy timeout again.
  */
-const withBusyTimeout = (raw: RawClient, millis: number): RawClient => {
+export const withBusyTimeout = (raw: RawClient, millis: number): RawClient => {
   const pragma = `PRAGMA busy_timeout = ${millis}`
-  const discard = () =>
-    raw.transaction("deferred").then((transaction) => transaction.close(), () => undefined)
+  // whether the driver's current connection has the busy timeout (a new client's first one has not)
+  let connectionSet = false
+  const setOnce = (): Promise<unknown> => {
+    if (connectionSet) return Promise.resolve()
+    connectionSet = true
+    return raw.execute(pragma).catch((error) => {
+      connectionSet = false
+      throw error
+    })
+  }
+  // (a transaction takes the driver's connection: the next statement opens a new one; a BEGIN that failed
+  // left it in place, and the PRAGMA sent again there is harmless)
+  const begin = (mode: "write" | "read" | "deferred") => {
+    const begun = raw.transaction(mode)
+    connectionSet = false
+    return begun
+  }
+  const discard = () => begin("deferred").then((transaction) => transaction.close(), () => undefined)
   const giveUpOnBusy = (error: unknown): Promise<never> =>
     isBusy(error) ? discard().then(() => Promise.reject(error)) : Promise.reject(error)
   return new Proxy(raw, {
     get(target, property, receiver) {
       if (property === "execute") {
         return (statement: Parameters<RawClient["execute"]>[0]) => {
-          const set = target.execute(pragma)
+          const set = setOnce()
           const result = target.execute(statement)
           return Promise.all([set, result]).then(([, rows]) => rows, giveUpOnBusy)
         }
       }
       if (property === "transaction") {
         return (mode?: "write" | "read" | "deferred") => {
-          const set = target.execute(pragma)
-          const begun = target.transaction(mode ?? "write")
+          const set = setOnce()
+          const begun = begin(mode ?? "write")
           return Promise.allSettled([set, begun]).then(([, outcome]) =>
             outcome.status === "fulfilled"
               ? outcome.value
