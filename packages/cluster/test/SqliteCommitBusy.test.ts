@@ -38,7 +38,10 @@ describe("SQLite: a write transaction beside another connection's open read", ()
             // Another connection reads in a transaction: it holds the file's shared lock.
             const reader = yield* Effect.promise(() => raw.transaction("read"))
             yield* Effect.promise(() => reader.execute("SELECT * FROM t"))
-            const first = yield* sql.withTransaction(sql`INSERT INTO t (v) VALUES ('busy')`).pipe(Effect.sandbox, Effect.either)
+            const first = yield* sql.withTransaction(sql`INSERT INTO t (v) VALUES ('busy')`).pipe(
+              Effect.sandbox,
+              Effect.either
+            )
             yield* Effect.promise(() => reader.commit())
             // The client is not wedged: a later transaction commits.
             const second = yield* sql.withTransaction(sql`INSERT INTO t (v) VALUES ('after')`).pipe(
@@ -47,7 +50,12 @@ describe("SQLite: a write transaction beside another connection's open read", ()
               Effect.either
             )
             // Another connection (process) can read the file again.
-            const rows = yield* Effect.tryPromise(() => raw.transaction("read").then((tx) => tx.execute("SELECT v FROM t ORDER BY rowid").then((r) => tx.commit().then(() => r.rows as ReadonlyArray<{ v: string }>)))).pipe(
+            const rows = yield* Effect.tryPromise(async () => {
+              const tx = await raw.transaction("read")
+              const result = await tx.execute("SELECT v FROM t ORDER BY rowid")
+              await tx.commit()
+              return result.rows as ReadonlyArray<{ v: string }>
+            }).pipe(
               Effect.map((rows) => rows.map((r) => r.v)),
               Effect.orElseSucceed(() => "SQLITE_BUSY")
             )
