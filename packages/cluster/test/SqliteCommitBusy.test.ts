@@ -10,10 +10,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as LibsqlClient from "@effect/sql-libsql/LibsqlClient"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { Duration, Effect } from "effect"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import * as StorageSql from "../src/node/StorageSql.js"
+import { tempFile } from "./utils/sql.js"
 
 type Raw = {
   transaction: (mode: string) => Promise<{
@@ -24,48 +22,43 @@ type Raw = {
 
 describe("SQLite: a write transaction beside another connection's open read", () => {
   it.live("commits without waiting for the reader (WAL), and the file stays open to both", () =>
-    Effect.acquireUseRelease(
-      Effect.sync(() => mkdtempSync(join(tmpdir(), "cluster-attack-"))),
-      (dir) =>
-        Effect.gen(function*() {
-          const file = join(dir, "c.db")
-          const other = yield* LibsqlClient.make({ url: `file:${file}` }).pipe(Effect.provide(Reactivity.layer))
-          const raw = (other as unknown as { readonly sdk: Raw }).sdk
-          yield* Effect.gen(function*() {
-            const sql = yield* SqlClient.SqlClient
-            yield* sql`CREATE TABLE t (v TEXT NOT NULL)`
-            yield* sql`INSERT INTO t (v) VALUES ('before')`
-            // Another connection reads in a transaction: it holds the file's shared lock.
-            const reader = yield* Effect.promise(() => raw.transaction("read"))
-            yield* Effect.promise(() => reader.execute("SELECT * FROM t"))
-            const first = yield* sql.withTransaction(sql`INSERT INTO t (v) VALUES ('busy')`).pipe(
-              Effect.sandbox,
-              Effect.either
-            )
-            yield* Effect.promise(() => reader.commit())
-            // The client is not wedged: a later transaction commits.
-            const second = yield* sql.withTransaction(sql`INSERT INTO t (v) VALUES ('after')`).pipe(
-              Effect.timeout(Duration.seconds(5)),
-              Effect.sandbox,
-              Effect.either
-            )
-            // Another connection (process) can read the file again.
-            const rows = yield* Effect.tryPromise(async () => {
-              const tx = await raw.transaction("read")
-              const result = await tx.execute("SELECT v FROM t ORDER BY rowid")
-              await tx.commit()
-              return result.rows as ReadonlyArray<{ v: string }>
-            }).pipe(
-              Effect.map((rows) => rows.map((r) => r.v)),
-              Effect.orElseSucceed(() => "SQLITE_BUSY")
-            )
-            expect({ first: first._tag, second: second._tag, rows }).toEqual({
-              first: "Right",
-              second: "Right",
-              rows: ["before", "busy", "after"]
-            })
-          }).pipe(Effect.provide(StorageSql.layerClient(file, { busyTimeout: Duration.millis(200) })))
-        }),
-      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-    ).pipe(Effect.scoped), { timeout: 30_000 })
+    Effect.gen(function*() {
+      const file = yield* tempFile("c.db")
+      const other = yield* LibsqlClient.make({ url: `file:${file}` }).pipe(Effect.provide(Reactivity.layer))
+      const raw = (other as unknown as { readonly sdk: Raw }).sdk
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`CREATE TABLE t (v TEXT NOT NULL)`
+        yield* sql`INSERT INTO t (v) VALUES ('before')`
+        // Another connection reads in a transaction: it holds the file's shared lock.
+        const reader = yield* Effect.promise(() => raw.transaction("read"))
+        yield* Effect.promise(() => reader.execute("SELECT * FROM t"))
+        const first = yield* sql.withTransaction(sql`INSERT INTO t (v) VALUES ('busy')`).pipe(
+          Effect.sandbox,
+          Effect.either
+        )
+        yield* Effect.promise(() => reader.commit())
+        // The client is not wedged: a later transaction commits.
+        const second = yield* sql.withTransaction(sql`INSERT INTO t (v) VALUES ('after')`).pipe(
+          Effect.timeout(Duration.seconds(5)),
+          Effect.sandbox,
+          Effect.either
+        )
+        // Another connection (process) can read the file again.
+        const rows = yield* Effect.tryPromise(async () => {
+          const tx = await raw.transaction("read")
+          const result = await tx.execute("SELECT v FROM t ORDER BY rowid")
+          await tx.commit()
+          return result.rows as ReadonlyArray<{ v: string }>
+        }).pipe(
+          Effect.map((rows) => rows.map((r) => r.v)),
+          Effect.orElseSucceed(() => "SQLITE_BUSY")
+        )
+        expect({ first: first._tag, second: second._tag, rows }).toEqual({
+          first: "Right",
+          second: "Right",
+          rows: ["before", "busy", "after"]
+        })
+      }).pipe(Effect.provide(StorageSql.layerClient(file, { busyTimeout: Duration.millis(200) })))
+    }).pipe(Effect.scoped), { timeout: 30_000 })
 })
