@@ -1,7 +1,10 @@
 /**
  * `Pods` over the network: calls to other pods through `ShardingProtocol`, one pooled connection per pod.
- * Concurrent sends to one pod are batched into one `Send` request (at most `maxBatchesInFlight` per pod
- * at a time; an idle pod gets each send at once). Every call is bounded by the transport's timeouts.
+ * Concurrent sends to one pod are batched into `Send` requests (at most `maxBatchesInFlight` per pod
+ * at a time; an idle pod gets each send at once). What is queued is split over the free request slots, so
+ * that the pod works on one batch while this process handles the reply to another: 64 senders and 2
+ * slots make two requests of 32, not one of 64 that both sides would take turns on. Every call is bounded
+ * by the transport's timeouts.
  *
  * @since 0.1.0
  */
@@ -102,13 +105,16 @@ const makeBatchedSend = (
     }
 
     // Takes the next batch: envelopes queued for longer than `sendTimeout` were never sent and fail as not
-    // delivered; the batch stops at `maxBatchSize` envelopes or `maxBatchBytes`.
+    // delivered; the batch stops at its share of the queue (split evenly over the free request slots),
+    // `maxBatchSize` envelopes or `maxBatchBytes`.
     const takeBatch = (outbox: Outbox): Array<Pending> => {
       const now = clock.unsafeCurrentTimeMillis()
       const batch: Array<Pending> = []
+      const share = Math.ceil(outbox.queue.length / (maxBatchesInFlight - outbox.inFlight))
+      const limit = Math.min(maxBatchSize, share)
       let bytes = 0
       let taken = 0
-      for (; taken < outbox.queue.length && batch.length < maxBatchSize; taken++) {
+      for (; taken < outbox.queue.length && batch.length < limit; taken++) {
         const pending = outbox.queue[taken]!
         if (now - pending.queuedAt >= sendTimeoutMillis) {
           pending.resume(Exit.fail(unavailable(outbox.pod, true)))

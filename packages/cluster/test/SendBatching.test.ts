@@ -1,0 +1,84 @@
+/**
+ * How the network `Pods` batches concurrent sends to one pod: a peer on a real loopback socket records the
+ * size of every `Send` request it gets. What is queued is split over the free request slots (the pod works
+ * on one batch while the sender handles the reply to another); an idle pod gets a lone send at once.
+ */
+import { MessageState, PodAddress, RecipientAddress, SerializedEnvelope, SerializedMessage } from "@effect-cluster/cluster"
+import { PodsRpc, ShardingProtocol, Transport } from "@effect-cluster/cluster/node"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Layer } from "effect"
+import * as server from "../src/node/internal/server.js"
+
+// A pod that answers every envelope with its own body (processed) and records each request's size.
+const recordingPod = (sizes: Array<number>) =>
+  Effect.gen(function*() {
+    const http = yield* Layer.build(server.layerHttpServer({ host: "127.0.0.1", port: 0 }))
+    const handlers = yield* ShardingProtocol.ShardingRpcs.toHandlersContext(ShardingProtocol.ShardingRpcs.of({
+      AssignShards: () => Effect.void,
+      UnassignShards: () => Effect.void,
+      Ping: () => Effect.void,
+      Send: ({ envelopes }) =>
+        Effect.sync(() => {
+          sizes.push(envelopes.length)
+          return envelopes.map((envelope) => [1, envelope[3]] as const)
+        })
+    }))
+    yield* server.serve({
+      name: "recording pod",
+      group: ShardingProtocol.ShardingRpcs,
+      handlers,
+      config: Transport.defaultValues,
+      health: Effect.succeed(true)
+    }).pipe(Effect.provide(http))
+    return PodAddress.make("127.0.0.1", yield* Effect.provide(server.boundPort, http))
+  })
+
+const envelope = (i: number) =>
+  SerializedEnvelope.make(
+    RecipientAddress.makeRecipientAddress("Counter", `e${i}`),
+    `m${i}`,
+    SerializedMessage.make(`{"n":${i}}`)
+  )
+
+const sendAll = (options: Partial<PodsRpc.BatchOptions>, count: number) =>
+  Effect.gen(function*() {
+    const sizes: Array<number> = []
+    const pod = yield* recordingPod(sizes)
+    const pods = yield* PodsRpc.make(options).pipe(Effect.provide(Transport.withDefaults({})))
+    // One send first: the connection is open before the concurrent ones are queued.
+    yield* pods.sendAndGetState(pod, envelope(-1))
+    sizes.length = 0
+    const replies = yield* Effect.forEach(
+      Array.from({ length: count }, (_, i) => i),
+      (i) => Effect.exit(pods.sendAndGetState(pod, envelope(i))),
+      { concurrency: "unbounded" }
+    )
+    return { sizes, replies }
+  })
+
+describe("Send batching (network Pods, real loopback socket)", () => {
+  it.scopedLive("concurrent sends are split over the free request slots, each answered with its own reply", () =>
+    Effect.gen(function*() {
+      const { replies, sizes } = yield* sendAll({ maxBatchesInFlight: 2 }, 64)
+      // 64 queued with 2 free slots: two requests of 32 (one request of 64 would leave one side idle).
+      expect(sizes).toEqual([32, 32])
+      for (let i = 0; i < 64; i++) {
+        const reply = replies[i]!
+        const state = Exit.isSuccess(reply) ? reply.value : undefined
+        expect(state !== undefined && MessageState.isProcessed(state) ? state.result.value : reply).toBe(`{"n":${i}}`)
+      }
+    }))
+
+  it.scopedLive("the split respects maxBatchSize; every envelope is sent exactly once", () =>
+    Effect.gen(function*() {
+      const { sizes } = yield* sendAll({ maxBatchesInFlight: 2, maxBatchSize: 10 }, 64)
+      expect(sizes.every((size) => size <= 10)).toBe(true)
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(64)
+    }))
+
+  it.scopedLive("an idle pod gets a lone send at once, in a request of its own", () =>
+    Effect.gen(function*() {
+      const { sizes } = yield* sendAll({ maxBatchesInFlight: 2 }, 1)
+      expect(sizes).toEqual([1])
+    }))
+})
