@@ -76,6 +76,13 @@ describe("Send batching (network Pods, real loopback socket)", () => {
       expect(sizes.reduce((a, b) => a + b, 0)).toBe(64)
     }))
 
+  it.scopedLive("limits below 1 count as 1: every send still goes, one per request", () =>
+    Effect.gen(function*() {
+      const { replies, sizes } = yield* sendAll({ maxBatchesInFlight: 0, maxBatchSize: 0 }, 4)
+      expect(sizes).toEqual([1, 1, 1, 1])
+      expect(replies.every(Exit.isSuccess)).toBe(true)
+    }))
+
   it.scopedLive("an idle pod gets a lone send at once, in a request of its own", () =>
     Effect.gen(function*() {
       const { sizes } = yield* sendAll({ maxBatchesInFlight: 2 }, 1)

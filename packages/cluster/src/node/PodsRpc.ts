@@ -48,6 +48,13 @@ export interface BatchOptions {
  */
 export const defaultBatchOptions: BatchOptions = { maxBatchSize: 256, maxBatchesInFlight: 2 }
 
+// The options with the defaults, each at least 1 (0 slots would never send).
+const batchOptions = (options: Partial<BatchOptions> | undefined): BatchOptions => {
+  const { maxBatchesInFlight, maxBatchSize } = { ...defaultBatchOptions, ...options }
+  const atLeastOne = (n: number) => Math.max(1, Math.floor(n))
+  return { maxBatchSize: atLeastOne(maxBatchSize), maxBatchesInFlight: atLeastOne(maxBatchesInFlight) }
+}
+
 interface Pending {
   readonly envelope: SerializedEnvelope
   readonly size: number
@@ -216,7 +223,7 @@ export const make = (
   Effect.gen(function*() {
     const config = yield* TransportConfig
     const pool = yield* makePeerPool(ShardingRpcs, config)
-    const sendAndGetState = yield* makeBatchedSend(pool, config, { ...defaultBatchOptions, ...options })
+    const sendAndGetState = yield* makeBatchedSend(pool, config, batchOptions(options))
 
     const control = (
       pod: PodAddress,
