@@ -100,14 +100,19 @@ const makeBatchedSend = (
     // A batch stays under half the server's frame limit (the rest is headers and framing).
     const maxBatchBytes = Math.floor(config.maxMessageBytes / 2)
     const outboxes = new Map<string, Outbox>()
+    // Senders pass the same address object for a pod (the routing table's): found without building its key.
+    const byAddress = new WeakMap<PodAddress, Outbox>()
 
     const outboxOf = (pod: PodAddress): Outbox => {
+      let outbox = byAddress.get(pod)
+      if (outbox !== undefined) return outbox
       const key = `${pod.host}:${pod.port}`
-      let outbox = outboxes.get(key)
+      outbox = outboxes.get(key)
       if (outbox === undefined) {
         outbox = { pod, queue: [], inFlight: 0, flushing: false }
         outboxes.set(key, outbox)
       }
+      byAddress.set(pod, outbox)
       return outbox
     }
 
