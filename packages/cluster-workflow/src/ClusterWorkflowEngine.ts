@@ -462,8 +462,10 @@ export const make = <T extends Message.Message.Any, R>(
     yield* Fenced.createTables(client.withoutTransforms(), prefix)
     const pod = `${sharding.podAddress.host}:${sharding.podAddress.port}`
     const follow = new ShardFollow(sharding.servedShardEpochs)
+    const held = Effect.map(sharding.getAssignedShardIds, (shards) => new Set(Array.from(shards, (shard) => shard.value)))
     const fenced = new Fenced.FencedJournal(journal, client, prefix, tables.executions, {
       served: follow.served,
+      held,
       shardOf: (entityId) => sharding.getShardId(entityId).value,
       pod
     })
@@ -482,13 +484,13 @@ export const make = <T extends Message.Message.Any, R>(
     yield* sharding.registerShardStop((shards) => stopShards(engine, fenced, shards))
     const messenger = sharding.messenger(entityType)
     const send = (entityId: string, message: ExecutionMessage) => messenger.send(entityId)(message as any)
-    const podShards = {
-      held: Effect.map(sharding.getAssignedShardIds, (shards) => new Set(Array.from(shards, (shard) => shard.value))),
-      changes: sharding.servedShardEpochsChanges
-    }
-    yield* Effect.forkScoped(
-      watchShards(engine, fenced, follow, podShards, Duration.decode(options?.shardCheckInterval ?? "1 second"))
-    )
+    yield* Effect.forkScoped(watchShards(
+      engine,
+      fenced,
+      follow,
+      { held, changes: sharding.servedShardEpochsChanges },
+      Duration.decode(options?.shardCheckInterval ?? "1 second")
+    ))
     // (one name per engine: two clients may share an address, e.g. port 0)
     const caller = `${pod}/${(yield* Random.nextInt).toString(36)}`
     engine.results.remoteWait = remoteWaits(fenced, caller, send as any)
