@@ -23,6 +23,7 @@ import * as Stream from "effect/Stream"
 import type { ExecutionKey, Journal } from "./DurableExecutionJournal.js"
 import { DurableExecutionJournal, isTerminal, JournalError } from "./DurableExecutionJournal.js"
 import type { FencedJournal } from "./internal/cluster/fencedJournal.js"
+import { ShardFollow } from "./internal/cluster/shardFollow.js"
 import * as Fenced from "./internal/cluster/fencedJournal.js"
 import type { ExecutionMessage } from "./internal/cluster/protocol.js"
 import { AwaitExecution, entityTypeOf, StartExecution, WakeExecution, waiterEntityId } from "./internal/cluster/protocol.js"
@@ -52,7 +53,8 @@ export interface ClusterEngineOptions extends Omit<EngineOptions, "resumeOnStart
   /**
    * A pod compares the shards it serves with those it has taken over (to resume a new shard's executions,
    * and to stop those of a shard it lost) at once when its shards change, and also this often, for what no
-   * change announces (an execution stopped by a momentary lapse, taken back). Default 1 second.
+   * change announces (runs to drop). Default 1 second. A lapse of the pod's lease (its shards unserved for
+   * a moment, not announced) is followed without it: see docs/workflows-on-cluster.md.
    */
   readonly shardCheckInterval?: Duration.DurationInput
 }
@@ -280,55 +282,78 @@ const stopShards = (engine: internal.Engine, fenced: FencedJournal, shards: Read
     return Effect.all(leaving, { concurrency: "unbounded", discard: true })
   })
 
+/** What the engine follows of its pod (`Sharding`): the shards it holds, and announcements of their changes. */
+interface PodShards {
+  /** The shards the pod holds (served or not: a lease that ran out by the pod's clock is not served). */
+  readonly held: Effect.Effect<ReadonlySet<number>>
+  readonly changes: Stream.Stream<unknown>
+}
+
 /**
- * Follows the pod's shards: a shard taken (or taken again at a new epoch) has its fence raised and its
- * unfinished executions resumed; a shard lost has its executions stopped here (without recording anything).
+ * How often (live clock) the engine looks at the pod's shards while a lapse lasts (see `ShardFollow`): it
+ * ends at the pod's next lease renewal, or its watchdog drops the shard (announced).
  */
-const watchShards = (
+const lapseCheckMillis = 100
+
+/** Claims (and runs here) an execution of a shard this pod serves; an undecodable one is left as it is. */
+const resumeHere = (engine: internal.Engine, key: ExecutionKey) =>
+  Effect.catchTag(engine.claimAndLaunch(key), "PayloadDecodeError", () => Effect.void)
+
+/**
+ * Suspended executions of the taken shards whose inbox changed after they suspended (a wake that crossed
+ * their suspension, was lost with its sender, or was refused during a lapse): resumed here, as the
+ * in-process engine's periodic repair does.
+ */
+const resumeStale = (engine: internal.Engine, fenced: FencedJournal, taken: ReadonlyMap<number, number>) =>
+  Effect.gen(function*() {
+    const stale = fenced.inner.staleSuspensions
+    if (stale === undefined) return
+    for (const key of yield* stale(engine.names, 500)) {
+      const { shard } = yield* fenced.placementOf(key)
+      if (taken.has(shard)) yield* resumeHere(engine, key)
+    }
+  })
+
+/**
+ * Takes a served shard over: raises its fence and resumes its unfinished executions. `again`: the shard
+ * was taken before at this epoch and is served again after a lapse: only its running executions that do
+ * not run here (stopped by a write refused during the lapse) are resumed here; its timers and stale
+ * suspensions are the caller's (the timer is armed, stale suspensions resumed).
+ */
+const takeShard = (
   engine: internal.Engine,
   fenced: FencedJournal,
-  served: Effect.Effect<ReadonlyMap<number, number>>,
-  changes: Stream.Stream<unknown>,
-  every: Duration.Duration
-): Effect.Effect<never, never, Scope.Scope> => {
-  const taken = new Map<number, number>()
-  let idle = new Set<string>()
-  const take = (shard: number, epoch: number) =>
-    Effect.gen(function*() {
-      if (!(yield* fenced.raiseFence(shard, epoch))) return
-      taken.set(shard, epoch)
-      for (const execution of yield* fenced.shardExecutions(shard, engine.names)) {
-        // Timers are the engine timer's (it reads the served shards' deadlines); a stuck execution waits
-        // for code that can carry it on.
-        if (execution.status === "suspended" && (execution.wakeAt !== null || stuckFault(execution.suspendedOn))) {
-          continue
-        }
-        yield* Effect.catchTag(engine.claimAndLaunch(execution), "PayloadDecodeError", () => Effect.void)
+  follow: ShardFollow,
+  shard: number,
+  epoch: number,
+  again: boolean
+) =>
+  Effect.gen(function*() {
+    if (!(yield* fenced.raiseFence(shard, epoch))) return
+    follow.taken.set(shard, epoch)
+    for (const execution of yield* fenced.shardExecutions(shard, engine.names)) {
+      // Timers are the engine timer's (it reads the served shards' deadlines); a stuck execution waits
+      // for code that can carry it on.
+      if (execution.status === "suspended" && (again || execution.wakeAt !== null || stuckFault(execution.suspendedOn))) {
+        continue
       }
-    }).pipe(Effect.catchAll((error) => Effect.logWarning("could not take over a shard's executions", error)))
-  /** Follows the served shards; `sweep`: also the runs that left this engine (a periodic round only). */
-  const round = (sweep: boolean) => Effect.gen(function*() {
-    const now = yield* served
-    for (const [shard, epoch] of taken) {
-      if (now.get(shard) === epoch) continue
-      taken.delete(shard)
-      fenced.forgetShard(shard)
-      for (const runtime of engine.live.values()) {
-        const run = fenced.runs.get(runtime.keyString)
-        if (run !== undefined && run.shard === shard && run.epoch === epoch) runtime.notifyClaimLost()
-      }
+      yield* resumeHere(engine, execution)
     }
-    let gained = false
-    for (const [shard, epoch] of now) {
-      if (taken.get(shard) === epoch) continue
-      yield* take(shard, epoch)
-      gained = true
-    }
-    if (gained) engine.arm(Number.NEGATIVE_INFINITY)
-    if (!sweep) return
-    // Executions that left this engine (finished, suspended, stopped): one still running in the journal
-    // while its shard is still served at its epoch was stopped by a momentary lapse of the pod's lease (a
-    // write refused locally) and is taken back; the others' runs are dropped after a whole round.
+  }).pipe(Effect.catchAll((error) => Effect.logWarning("could not take over a shard's executions", error)))
+
+/**
+ * Executions that left this engine (finished, suspended, stopped): one still running in the journal while
+ * its shard is still served at its epoch was stopped by a momentary lapse of the pod's lease (a write
+ * refused locally) and is taken back; the others' runs are dropped after a whole round. Returns the runs
+ * seen idle this round.
+ */
+const takeBackIdle = (
+  engine: internal.Engine,
+  fenced: FencedJournal,
+  taken: ReadonlyMap<number, number>,
+  idle: ReadonlySet<string>
+) =>
+  Effect.gen(function*() {
     const next = new Set<string>()
     for (const [id, run] of fenced.runs) {
       if (engine.live.has(id)) continue
@@ -340,30 +365,72 @@ const watchShards = (
       const [workflow, executionId] = JSON.parse(id) as [string, string]
       const row = yield* fenced.inner.get({ workflow, executionId })
       if (Option.isSome(row) && row.value.status === "running" && taken.get(run.shard) === run.epoch) {
-        yield* Effect.catchTag(engine.claimAndLaunch(row.value), "PayloadDecodeError", () => Effect.void)
+        yield* resumeHere(engine, row.value)
       }
     }
-    idle = next
-    // Suspended executions of the served shards whose inbox changed after they suspended (a wake that
-    // crossed their suspension, or was lost with its sender): resumed here, as the in-process engine's
-    // periodic repair does.
-    const stale = fenced.inner.staleSuspensions
-    if (stale !== undefined) {
-      for (const key of yield* stale(engine.names, 500)) {
-        const { shard } = yield* fenced.placementOf(key)
-        if (taken.has(shard)) yield* Effect.catchTag(engine.claimAndLaunch(key), "PayloadDecodeError", () => Effect.void)
-      }
+    return next
+  })
+
+/** Stops here the executions of a shard no longer served at the epoch they run under. */
+const leaveShard = (engine: internal.Engine, fenced: FencedJournal, shard: number, epoch: number) => {
+  fenced.forgetShard(shard)
+  for (const runtime of engine.live.values()) {
+    const run = fenced.runs.get(runtime.keyString)
+    if (run !== undefined && run.shard === shard && run.epoch === epoch) runtime.notifyClaimLost()
+  }
+}
+
+/**
+ * Follows the pod's shards: a shard taken (or taken again at a new epoch) has its fence raised and its
+ * unfinished executions resumed; a shard lost has its executions stopped here (without recording anything).
+ * A shard in a lapse (held, not served: see `ShardFollow`) is neither: the engine looks again every
+ * `lapseCheckMillis` until it is served again, then resumes what the lapse stopped or left waiting.
+ */
+const watchShards = (
+  engine: internal.Engine,
+  fenced: FencedJournal,
+  follow: ShardFollow,
+  pod: PodShards,
+  every: Duration.Duration
+): Effect.Effect<never, never, Scope.Scope> => {
+  const taken = follow.taken
+  let idle = new Set<string>()
+  /** Follows the served shards; `sweep`: also the runs that left this engine (a periodic round only). */
+  const round = (sweep: boolean) => Effect.gen(function*() {
+    const now = yield* follow.served
+    const held = yield* pod.held
+    for (const [shard, epoch] of taken) {
+      if (now.get(shard) === epoch || follow.inLapse(shard, now, held)) continue
+      taken.delete(shard)
+      leaveShard(engine, fenced, shard, epoch)
     }
+    follow.forgetDropped(held)
+    let gained = false
+    let lapseEnded = false
+    for (const [shard, epoch] of now) {
+      const { again, take } = follow.toTake(shard, epoch)
+      if (!take) continue
+      yield* takeShard(engine, fenced, follow, shard, epoch, again)
+      gained = true
+      lapseEnded ||= again
+    }
+    if (gained) engine.arm(Number.NEGATIVE_INFINITY)
+    if (sweep) idle = yield* takeBackIdle(engine, fenced, taken, idle)
+    if (sweep || lapseEnded) yield* resumeStale(engine, fenced, taken)
   }).pipe(Effect.catchAll((error) => Effect.logWarning("could not follow the pod's shards", error)))
   // A round at each change of the pod's shards (a pod leaving changes them too: that round reads nothing),
-  // and every `every` with the sweep (what no change announces: runs to drop or take back).
+  // every `lapseCheckMillis` while a lapse lasts, and every `every` with the sweep (what no change
+  // announces: runs to drop or take back).
   return Effect.gen(function*() {
-    const changed = yield* Queue.sliding<void>(1)
-    yield* Effect.forkScoped(Stream.runForEach(changes, () => changed.offer(undefined)))
+    yield* Effect.forkScoped(Stream.runForEach(pod.changes, () => follow.changed.offer(undefined)))
     let sweep = true
     while (true) {
       yield* round(sweep)
-      sweep = yield* Effect.raceFirst(Effect.as(Effect.sleep(every), true), Effect.as(Queue.take(changed), false))
+      const waits = [Effect.as(Effect.sleep(every), true), Effect.as(Queue.take(follow.changed), false)]
+      if (follow.lapsed.size > 0) {
+        waits.push(Effect.as(Effect.withClock(Effect.sleep(lapseCheckMillis), liveClock), false))
+      }
+      sweep = yield* Effect.raceAll(waits)
     }
   })
 }
@@ -394,8 +461,11 @@ export const make = <T extends Message.Message.Any, R>(
     const tables = yield* tableNames(prefix)
     yield* Fenced.createTables(client.withoutTransforms(), prefix)
     const pod = `${sharding.podAddress.host}:${sharding.podAddress.port}`
+    const follow = new ShardFollow(sharding.servedShardEpochs)
+    const held = Effect.map(sharding.getAssignedShardIds, (shards) => new Set(Array.from(shards, (shard) => shard.value)))
     const fenced = new Fenced.FencedJournal(journal, client, prefix, tables.executions, {
-      served: sharding.servedShardEpochs,
+      served: follow.served,
+      held,
       shardOf: (entityId) => sharding.getShardId(entityId).value,
       pod
     })
@@ -417,8 +487,8 @@ export const make = <T extends Message.Message.Any, R>(
     yield* Effect.forkScoped(watchShards(
       engine,
       fenced,
-      sharding.servedShardEpochs,
-      sharding.servedShardEpochsChanges,
+      follow,
+      { held, changes: sharding.servedShardEpochsChanges },
       Duration.decode(options?.shardCheckInterval ?? "1 second")
     ))
     // (one name per engine: two clients may share an address, e.g. port 0)

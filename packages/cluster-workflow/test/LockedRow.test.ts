@@ -9,7 +9,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { awaitStatus } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
-import { postgresSkipReason, sharedPostgres } from "./utils/journals.js"
+import { postgresSkipReason, sharedPostgres, start } from "./utils/journals.js"
+import { isRowLocked } from "../src/internal/rowLocked.js"
 
 /**
  * A journal on fresh PostgreSQL tables, and `lockRow`: another session locks an execution's row and leaves
@@ -19,13 +20,13 @@ const journalBesideAnotherSession = Effect.gen(function*() {
   const shared = yield* sharedPostgres
   const journal = Context.get(yield* Layer.build(shared.journal()), DurableExecutionJournal.DurableExecutionJournal)
   const other = Context.get(yield* Layer.build(shared.journal()), SqlClient.SqlClient)
-  const lockRow = (executionId: string) =>
+  const lockRow = (executionId: string, mode: "FOR UPDATE" | "FOR SHARE" = "FOR UPDATE") =>
     Effect.gen(function*() {
       const t = yield* DurableExecutionJournalSql.tableNames(shared.prefix)
       const locked = yield* Deferred.make<void>()
       const unlock = yield* Deferred.make<void>()
       const holder = yield* Effect.fork(other.withTransaction(Effect.gen(function*() {
-        yield* other`SELECT 1 FROM ${other(t.executions)} WHERE execution_id = ${executionId} FOR UPDATE`
+        yield* other`SELECT 1 FROM ${other(t.executions)} WHERE execution_id = ${executionId} ${other.literal(mode)}`
         yield* Deferred.succeed(locked, undefined)
         yield* Deferred.await(unlock)
       })))
@@ -37,6 +38,23 @@ const journalBesideAnotherSession = Effect.gen(function*() {
 })
 
 describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: a row locked by another transaction", () => {
+  // Another claim's probe of the row holds it in share mode: the claim's update skips the row, and a share
+  // probe of its own sees no lock. The row is claimable: it was locked, and is tried again, never reported as
+  // claimed by another engine (which dropped the wake-up of a parent whose child had just finished: it
+  // waited for the next periodic look, a lease later, 30 s).
+  it.live("a claim that meets a row locked in share mode takes it as locked, not as claimed by another engine", () =>
+    Effect.gen(function*() {
+      const { journal, lockRow } = yield* journalBesideAnotherSession
+      const key = { workflow: "Order", executionId: "shared" }
+      const now = Date.now()
+      expect((yield* journal.commit([start(key, { owner: "A", claimUntil: now + 30_000, now })]))[0]?._tag).toBe("Created")
+      const unlock = yield* lockRow("shared", "FOR SHARE")
+      const whileLocked = yield* Effect.either(journal.claim(key, "A", now, now + 30_000))
+      expect(whileLocked._tag === "Left" && isRowLocked(whileLocked.left)).toBe(true)
+      yield* unlock
+      expect((yield* journal.claim(key, "A", now, now + 30_000))._tag).toBe("Claimed")
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("an execution due is resumed though another due execution's row is locked", () =>
     Effect.gen(function*() {
       const { journal, lockRow } = yield* journalBesideAnotherSession

@@ -44,7 +44,11 @@ export interface EnginePod<T extends Message.Message.Any> {
 export const makeEngineCluster = <T extends Message.Message.Any>(
   database: SharedDatabase,
   workflow: Workflow.Workflow<T, PodName>,
-  options: { readonly shardCheckInterval: DurationInput }
+  options: {
+    readonly shardCheckInterval: DurationInput
+    /** How each engine sees its pod (default: as it is). */
+    readonly podView?: (sharding: Sharding.Sharding) => Sharding.Sharding
+  }
 ) =>
   Effect.gen(function*() {
     const cluster = yield* makeTestCluster({
@@ -75,7 +79,7 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
             prefix: database.prefix,
             shardCheckInterval: options.shardCheckInterval
           })),
-          Effect.provideService(Sharding.Sharding, pod.sharding),
+          Effect.provideService(Sharding.Sharding, options.podView?.(pod.sharding) ?? pod.sharding),
           Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, counted),
           Effect.provideService(PodName, port),
           Scope.extend(scope)

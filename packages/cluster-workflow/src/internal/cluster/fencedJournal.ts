@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ClaimResult, ExecutionKey, Journal, JournalWrite, WriteResult } from "../journal.js"
 import { isTerminal, JournalError } from "../journal.js"
+import { liveClock } from "../liveClock.js"
 import { keyString } from "../results.js"
 import { inTransaction, withRetries } from "../sql/retry.js"
 import { rootEntityId } from "./protocol.js"
@@ -40,6 +41,8 @@ type IndexRow = {
 export interface ShardView {
   /** Shards the pod may serve now, with their epochs. */
   readonly served: Effect.Effect<ReadonlyMap<number, number>>
+  /** Shards the pod holds, served or not (a lease that ran out by the pod's clock is not served). */
+  readonly held: Effect.Effect<ReadonlySet<number>>
   readonly shardOf: (entityId: string) => number
   /** The pod's name, recorded with the fences it raises. */
   readonly pod: string
@@ -58,6 +61,10 @@ const idleInTransactionMillis = 2_000
 const toNumber = (value: unknown): number => typeof value === "number" ? value : Number(value)
 
 const fenced: WriteResult = { _tag: "Fenced" }
+/** The longest a commit waits for a lapse of its shards to end (see `FencedJournal.servedPastLapse`). */
+const lapseWaitMillis = 5_000
+/** How often (live clock) a commit waiting for a lapse looks at the pod's shards again. */
+const lapseLookMillis = 50
 
 /** Whether a write records its execution's end (a terminal status). */
 const finishes = (write: JournalWrite): boolean =>
@@ -281,9 +288,37 @@ RETURNING shard_id, epoch`
     })
   }
 
+  /**
+   * The served shards for a commit, once no shard its writes run under is in a lapse (held by the pod but
+   * not served: its lease ran out by its own clock, a renewal may follow at the same epoch). Refused, such
+   * a write would stop its execution here, and a body whose result it records would run again: it waits
+   * instead (looks every `lapseLookMillis`, live clock, at most `lapseWaitMillis`). A shard dropped (no
+   * longer held) or served at another epoch is not waited for: its writes are refused.
+   */
+  private servedPastLapse(writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyMap<number, number>> {
+    const shards = new Set<number>()
+    for (const write of writes) {
+      const run = write._tag === "Start" ? undefined : this.runs.get(keyString(write.key))
+      if (run !== undefined) shards.add(run.shard)
+    }
+    const look = (waited: number): Effect.Effect<ReadonlyMap<number, number>> =>
+      Effect.flatMap(this.view.served, (served) => {
+        const missing = Array.from(shards).filter((shard) => !served.has(shard))
+        if (missing.length === 0 || waited >= lapseWaitMillis) return Effect.succeed(served)
+        return Effect.flatMap(this.view.held, (held) =>
+          missing.some((shard) => held.has(shard))
+            ? Effect.zipRight(
+              Effect.withClock(Effect.sleep(lapseLookMillis), liveClock),
+              Effect.suspend(() => look(waited + lapseLookMillis))
+            )
+            : Effect.succeed(served))
+      })
+    return look(0)
+  }
+
   commit(writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> {
     return Effect.gen(this, function*() {
-      const served = yield* this.view.served
+      const served = yield* this.servedPastLapse(writes)
       const results: Array<WriteResult | undefined> = new Array(writes.length)
       const batch = new Map<string, Run>()
       const candidates: Array<{ readonly index: number; readonly write: JournalWrite; readonly run: Run }> = []

@@ -34,19 +34,26 @@ export const claim = ({ cols, dialect, E, operation, selectRow, sql, terminal, t
   WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} FOR UPDATE SKIP LOCKED)`
           : sql``
         // claim_until in the database's time, and expiry decided against the database's clock (time.ts)
+        const claimable = sql`workflow = ${key.workflow} AND execution_id = ${key.executionId}
+  AND status NOT IN ${terminal}
+  AND (claim_owner IS NULL OR claim_owner = ${owner} OR (claim_until IS NOT NULL AND claim_until < ${
+          time.nowAt(now)
+        }))`
         const rows = yield* sql<Row>`UPDATE ${E} SET status = 'running', suspended_on = NULL, wake_at = NULL,
   claim_owner = ${owner}, claim_epoch = claim_epoch + 1, claim_until = ${time.at(claimUntil, now)},
   updated_at = ${now}
-WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND status NOT IN ${terminal}
-  AND (claim_owner IS NULL OR claim_owner = ${owner} OR (claim_until IS NOT NULL AND claim_until < ${
-          time.nowAt(now)
-        })) ${unlocked}
+WHERE ${claimable} ${unlocked}
 RETURNING ${cols}`
         if (rows.length > 0) return { _tag: "Claimed", row: decodeExecution(rows[0]!) } satisfies ClaimResult
         const row = yield* selectRow(key)
-        // not claimed: was the row locked by another transaction (FOR UPDATE, an update not committed)?
-        const locked = dialect === "pg" && row !== undefined && !isTerminal(row.status) &&
-        (yield* sql<Row>`SELECT 1 AS free FROM ${E}
+        if (dialect !== "pg" || row === undefined || isTerminal(row.status)) {
+          return { _tag: "Unavailable", row } satisfies ClaimResult
+        }
+        // Not claimed: was the row locked by another transaction? It was when it is claimable now (the
+        // update skipped it; its lock may already be gone, or be one a share probe does not see, such as
+        // another claim's own probe), or when it is locked still (an update not committed).
+        const locked = (yield* sql<Row>`SELECT 1 AS free FROM ${E} WHERE ${claimable}`).length > 0 ||
+          (yield* sql<Row>`SELECT 1 AS free FROM ${E}
 WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} FOR SHARE SKIP LOCKED`).length === 0
         return locked ? undefined : { _tag: "Unavailable", row } satisfies ClaimResult
       })

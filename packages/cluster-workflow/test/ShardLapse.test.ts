@@ -1,0 +1,125 @@
+/**
+ * A lapse of the pod's lease: on a starved machine a pod's lease runs out by its own clock and is renewed
+ * before its lease watchdog drops its shards. Meanwhile the pod serves none of them
+ * (`Sharding.servedShardEpochs` lacks them), then serves them again at the same epochs, and it announces
+ * neither (`servedShardEpochsChanges` follows the shards it holds, which did not change). What the engine
+ * decided on the lapsed view must not stay decided: a timer that read no deadline, a running execution whose
+ * write was refused, a wake-up whose claim was refused. Each test makes the pod report a lapse at a chosen
+ * moment (its real `servedShardEpochs`, emptied while `lapse.on`, as the starved pod's own clock empties it)
+ * and ends it silently; the engine's periodic shard check is off (an hour), so only the engine's own
+ * handling of the lapse can resume the execution. A write made during the lapse waits for its end (up to
+ * 5 s) rather than being refused, which would stop the execution and run the body in flight again.
+ */
+import type { Sharding } from "@effect-cluster/cluster"
+import { DurableDeferred, Workflow } from "@effect-cluster/cluster-workflow"
+import { expect, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Schema } from "effect"
+import { makeEngineCluster, served, until } from "./utils/engineCluster.js"
+import { Order, recorded, RunLog } from "./utils/fixtures.js"
+import { sharedSqlite } from "./utils/journals.js"
+
+/** The pod's served shards, empty while `on` (each read then counted in `reads`). */
+class Lapse {
+  on = false
+  reads = 0
+  readonly view = (sharding: Sharding.Sharding): Sharding.Sharding => ({
+    ...sharding,
+    servedShardEpochs: Effect.map(sharding.servedShardEpochs, (shards) => {
+      if (!this.on) return shards
+      this.reads++
+      return new Map<number, number>()
+    })
+  })
+  begin() {
+    this.on = true
+    this.reads = 0
+  }
+}
+
+const Approval = DurableDeferred.make("approval", { success: Schema.Boolean })
+
+/** One pod serving every shard, its engine's periodic shard check off, its view of its shards lapsing. */
+const onePod = (workflow: Workflow.Workflow<Order, never>, lapse: Lapse) =>
+  Effect.gen(function*() {
+    const db = yield* sharedSqlite
+    const { startPod } = yield* makeEngineCluster(db, workflow, {
+      shardCheckInterval: "1 hour",
+      podView: lapse.view
+    })
+    const pod = yield* startPod(1)
+    yield* until(Effect.map(served(pod), (shards) => shards.length === 30))
+    return pod.engine
+  })
+
+const statusIs = (engine: { status: (id: string) => Effect.Effect<{ readonly _tag: string }, any> }, id: string, tag: string) =>
+  Effect.map(engine.status(id), (status) => status._tag === tag)
+
+/** (a bound that detects the stall: without the engine's handling, nothing resumes it for an hour) */
+const resumes = "10 seconds"
+
+it.scopedLive("a timer that fell due during a lapse of the pod's lease fires once the lease is renewed", () =>
+  Effect.gen(function*() {
+    const log = new RunLog()
+    const lapse = new Lapse()
+    const workflow = Workflow.make(Order, (order) =>
+      Effect.gen(function*() {
+        yield* recorded(log, "before", order.amount, Schema.Number)
+        yield* Workflow.sleep("nap", "300 millis")
+        return yield* recorded(log, "after", order.amount, Schema.Number)
+      }))
+    const engine = yield* onePod(workflow, lapse)
+    yield* engine.start(new Order({ orderId: "t1", amount: 1 }))
+    yield* until(statusIs(engine, "t1", "Suspended"))
+    lapse.begin()
+    // The timer fires at the deadline during the lapse: it finds nothing due (dueTimers) and no deadline to
+    // wait for (nextWakeAt), both read on the lapsed view.
+    yield* until(Effect.sync(() => lapse.reads >= 2))
+    lapse.on = false
+    yield* until(statusIs(engine, "t1", "Completed"), resumes)
+    expect(log.count("after")).toBe(1)
+  }))
+
+it.scopedLive("a write made during a lapse waits for the lease's renewal: the execution goes on, its body ran once", () =>
+  Effect.gen(function*() {
+    const log = new RunLog()
+    const lapse = new Lapse()
+    const entered = yield* Deferred.make<void>()
+    const gate = yield* Deferred.make<void>()
+    const body = Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(gate))
+    const workflow = Workflow.make(Order, (order) =>
+      Effect.gen(function*() {
+        yield* recorded(log, "charge", order.amount, Schema.Number, { body })
+        return order.amount
+      }))
+    const engine = yield* onePod(workflow, lapse)
+    yield* engine.start(new Order({ orderId: "r1", amount: 2 }))
+    yield* Deferred.await(entered)
+    lapse.begin()
+    // the charge's result is written while the pod serves no shard (it still holds them)
+    yield* Deferred.succeed(gate, undefined)
+    yield* until(Effect.sync(() => lapse.reads >= 1))
+    expect((yield* engine.status("r1"))._tag).toBe("Running")
+    lapse.on = false
+    yield* until(statusIs(engine, "r1", "Completed"), resumes)
+    expect(log.runs).toEqual([{ id: "charge", attempt: 0 }])
+  }))
+
+it.scopedLive("a signal whose wake-up came during a lapse is received once the lease is renewed", () =>
+  Effect.gen(function*() {
+    const lapse = new Lapse()
+    const workflow = Workflow.make(Order, (order) =>
+      Effect.gen(function*() {
+        const approved = yield* DurableDeferred.await(Approval)
+        return approved ? order.amount : 0
+      }))
+    const engine = yield* onePod(workflow, lapse)
+    yield* engine.start(new Order({ orderId: "s1", amount: 3 }))
+    yield* until(statusIs(engine, "s1", "Suspended"))
+    lapse.begin()
+    yield* engine.signal("s1", Approval, Exit.succeed(true))
+    // the wake-up's claim read the lapsed view and was refused
+    yield* until(Effect.sync(() => lapse.reads >= 1))
+    lapse.on = false
+    yield* until(statusIs(engine, "s1", "Completed"), resumes)
+    expect(yield* engine.result("s1")).toEqual(Exit.succeed(3))
+  }))
