@@ -83,6 +83,18 @@ describe("Send batching (network Pods, real loopback socket)", () => {
       expect(replies.every(Exit.isSuccess)).toBe(true)
     }))
 
+  // No limit on the requests in flight (Infinity), or a limit that is not a number (NaN, a misread
+  // setting): every send still goes. The split's share of the queue over Infinity free slots was 0 (and
+  // NaN for NaN): no envelope was ever taken, and every sender waited forever (not even its sendTimeout).
+  for (const maxBatchesInFlight of [Number.POSITIVE_INFINITY, Number.NaN]) {
+    it.scopedLive(`maxBatchesInFlight ${maxBatchesInFlight}: every send still goes`, () =>
+      Effect.gen(function*() {
+        const sent = yield* Effect.timeout(sendAll({ maxBatchesInFlight }, 4), "5 seconds")
+        expect(sent.replies.every(Exit.isSuccess)).toBe(true)
+        expect(sent.sizes.reduce((a, b) => a + b, 0)).toBe(4)
+      }))
+  }
+
   it.scopedLive("an idle pod gets a lone send at once, in a request of its own", () =>
     Effect.gen(function*() {
       const { sizes } = yield* sendAll({ maxBatchesInFlight: 2 }, 1)
