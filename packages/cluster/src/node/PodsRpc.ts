@@ -32,7 +32,7 @@ import { TransportConfig } from "./Transport.js"
 
 /**
  * Batching limits: at most `maxBatchSize` envelopes per `Send` request and `maxBatchesInFlight` requests
- * awaiting their answer per pod.
+ * awaiting their answer per pod. A limit below 1 counts as 1, Infinity as no limit, NaN as its default.
  *
  * @since 0.1.0
  * @category models
@@ -48,11 +48,15 @@ export interface BatchOptions {
  */
 export const defaultBatchOptions: BatchOptions = { maxBatchSize: 256, maxBatchesInFlight: 2 }
 
-// The options with the defaults, each at least 1 (0 slots would never send).
+// The options with the defaults, each at least 1 (0 slots would never send); one that is not a number
+// (NaN) is its default. Infinity means no limit.
 const batchOptions = (options: Partial<BatchOptions> | undefined): BatchOptions => {
   const { maxBatchesInFlight, maxBatchSize } = { ...defaultBatchOptions, ...options }
-  const atLeastOne = (n: number) => Math.max(1, Math.floor(n))
-  return { maxBatchSize: atLeastOne(maxBatchSize), maxBatchesInFlight: atLeastOne(maxBatchesInFlight) }
+  const atLeastOne = (n: number, orElse: number) => Number.isNaN(n) ? orElse : Math.max(1, Math.floor(n))
+  return {
+    maxBatchSize: atLeastOne(maxBatchSize, defaultBatchOptions.maxBatchSize),
+    maxBatchesInFlight: atLeastOne(maxBatchesInFlight, defaultBatchOptions.maxBatchesInFlight)
+  }
 }
 
 interface Pending {
@@ -122,7 +126,8 @@ const makeBatchedSend = (
     const takeBatch = (outbox: Outbox): Array<Pending> => {
       const now = clock.unsafeCurrentTimeMillis()
       const batch: Array<Pending> = []
-      const share = Math.ceil(outbox.queue.length / (maxBatchesInFlight - outbox.inFlight))
+      // (at least 1: with no limit on the slots, Infinity free, each envelope has a request of its own)
+      const share = Math.max(1, Math.ceil(outbox.queue.length / (maxBatchesInFlight - outbox.inFlight)))
       const limit = Math.min(maxBatchSize, share)
       let bytes = 0
       let taken = 0
