@@ -376,14 +376,12 @@ RETURNING shard_id, epoch`
       const unavailable = () =>
         Effect.map(this.inner.get(key), (row): ClaimResult => ({ _tag: "Unavailable", row: Option.getOrUndefined(row) }))
       if (epoch === undefined || !(yield* this.raiseFence(placement.shard, epoch))) return yield* unavailable()
-      const { E, sql } = this
       const claimed = yield* this.transaction(
         "claim",
         Effect.gen(this, function*() {
           const fences = yield* this.lockFences([placement.shard])
           if (fences.get(placement.shard) !== epoch) return undefined
-          yield* sql`UPDATE ${E} SET claim_owner = NULL
-WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND claim_owner <> ${owner}`
+          yield* this.clearOtherClaim(key, owner)
           return yield* this.inner.claim(key, owner, now, claimUntil)
         }),
         true
@@ -392,6 +390,22 @@ WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} AND claim
       if (claimed._tag === "Claimed") this.runs.set(keyString(key), { ...placement, epoch })
       return claimed
     })
+  }
+
+  /**
+   * Clears another engine's claim of an execution (the shard's owner takes it over). PostgreSQL: a row
+   * locked by another transaction is skipped, not waited for (this transaction holds the shard's fence
+   * row: waiting would stall every write of the shard for as long as that transaction stays open); the
+   * claim that follows finds it locked and reports it so (`claim` in sql/claims.ts).
+   */
+  private clearOtherClaim(key: ExecutionKey, owner: string) {
+    const { E, sql } = this
+    const row = sql`workflow = ${key.workflow} AND execution_id = ${key.executionId}`
+    const unlocked = sql.onDialectOrElse({
+      pg: () => sql`AND (workflow, execution_id) IN (SELECT workflow, execution_id FROM ${E} WHERE ${row} FOR UPDATE SKIP LOCKED)`,
+      orElse: () => sql``
+    })
+    return sql`UPDATE ${E} SET claim_owner = NULL WHERE ${row} AND claim_owner <> ${owner} ${unlocked}`
   }
 
   private servedShards = Effect.map(
