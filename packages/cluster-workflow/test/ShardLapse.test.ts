@@ -18,16 +18,23 @@ import { makeEngineCluster, served, until } from "./utils/engineCluster.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 import { sharedSqlite } from "./utils/journals.js"
 
-/** The pod's served shards, empty while `on` (each read then counted in `reads`). */
+/**
+ * The pod's served shards, empty while `on` (each read then counted in `reads`); with `only`, only that
+ * shard lapses (its lease in the database not renewed, the others' renewed).
+ */
 class Lapse {
   on = false
   reads = 0
+  only: number | undefined = undefined
   readonly view = (sharding: Sharding.Sharding): Sharding.Sharding => ({
     ...sharding,
     servedShardEpochs: Effect.map(sharding.servedShardEpochs, (shards) => {
       if (!this.on) return shards
       this.reads++
-      return new Map<number, number>()
+      if (this.only === undefined) return new Map<number, number>()
+      const rest = new Map(shards)
+      rest.delete(this.only)
+      return rest
     })
   })
   begin() {
@@ -40,6 +47,10 @@ const Approval = DurableDeferred.make("approval", { success: Schema.Boolean })
 
 /** One pod serving every shard, its engine's periodic shard check off, its view of its shards lapsing. */
 const onePod = (workflow: Workflow.Workflow<Order, never>, lapse: Lapse) =>
+  Effect.map(onePodWithSharding(workflow, lapse), (pod) => pod.engine)
+
+/** `onePod`, with the pod's sharding. */
+const onePodWithSharding = (workflow: Workflow.Workflow<Order, never>, lapse: Lapse) =>
   Effect.gen(function*() {
     const db = yield* sharedSqlite
     const { startPod } = yield* makeEngineCluster(db, workflow, {
@@ -48,7 +59,7 @@ const onePod = (workflow: Workflow.Workflow<Order, never>, lapse: Lapse) =>
     })
     const pod = yield* startPod(1)
     yield* until(Effect.map(served(pod), (shards) => shards.length === 30))
-    return pod.engine
+    return pod
   })
 
 const statusIs = (engine: { status: (id: string) => Effect.Effect<{ readonly _tag: string }, any> }, id: string, tag: string) =>
@@ -122,4 +133,44 @@ it.scopedLive("a signal whose wake-up came during a lapse is received once the l
     lapse.on = false
     yield* until(statusIs(engine, "s1", "Completed"), resumes)
     expect(yield* engine.result("s1")).toEqual(Exit.succeed(3))
+  }))
+
+// A lapse of one shard (its lease in the database not renewed, the pod's other shards' renewed) must not
+// hold up the executions of the shards still served: the write of the lapsed shard's execution waits (up to
+// 5 s) in the engine's one group committer, and every later write of the engine (another shard's start, its
+// results) queued behind it waited as long.
+it.scopedLive("a write waiting for one shard's lapse does not hold up the executions of the shards still served", () =>
+  Effect.gen(function*() {
+    const log = new RunLog()
+    const lapse = new Lapse()
+    const entered = yield* Deferred.make<void>()
+    const gate = yield* Deferred.make<void>()
+    const workflow = Workflow.make(Order, (order) =>
+      Effect.gen(function*() {
+        const body = order.orderId === "a" ? Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(gate)) : Effect.void
+        yield* recorded(log, `charge ${order.orderId}`, order.amount, Schema.Number, { body })
+        return order.amount
+      }))
+    const { engine, sharding } = yield* onePodWithSharding(workflow, lapse)
+    const shardOf = (id: string) => sharding.getShardId(`Order/${id}`).value
+    let other = 0
+    while (shardOf(`b${other}`) === shardOf("a")) other++
+    const b = `b${other}`
+    yield* engine.start(new Order({ orderId: "a", amount: 1 }))
+    yield* Deferred.await(entered)
+    lapse.only = shardOf("a")
+    lapse.begin()
+    // a's result is written while its shard lapses: the write waits
+    yield* Deferred.succeed(gate, undefined)
+    yield* until(Effect.sync(() => lapse.reads >= 3))
+    expect((yield* engine.status("a"))._tag).toBe("Running")
+    // b's shard is served all along: b starts and completes at once
+    const done = yield* Effect.either(Effect.timeout(
+      Effect.zipRight(engine.start(new Order({ orderId: b, amount: 2 })), until(statusIs(engine, b, "Completed"))),
+      "2 seconds"
+    ))
+    lapse.on = false
+    expect(done._tag).toBe("Right")
+    yield* until(statusIs(engine, "a", "Completed"), resumes)
+    expect(log.count("charge a")).toBe(1)
   }))
