@@ -1,11 +1,14 @@
 /**
  * The group committer's hold (a transactional activity's transaction commits its execution's writes): the
- * held execution's writes stay out of the batches, in order, while other executions keep committing.
+ * held execution's writes stay out of the batches, in order, while other executions keep committing. And
+ * the journal's hold-back (`Journal.holdBack`, a shard's lapse on the cluster engine): the writes it holds
+ * back stay queued, with their executions' later writes, while the others commit.
  */
 import { expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import type { Journal, JournalWrite } from "../src/DurableExecutionJournal.js"
 import { DurableExecutionJournal } from "../src/DurableExecutionJournal.js"
 import type { WriteOwner } from "../src/internal/groupCommit.js"
 import * as GroupCommit from "../src/internal/groupCommit.js"
@@ -78,3 +81,54 @@ it.scoped("a second hold of the same execution waits for the first to release", 
       sequences: [0, 1]
     })
   }).pipe(Effect.provide(memoryJournal)))
+
+/** The memory journal, holding back the writes `holding` matches (none when it is undefined). */
+const holdingBack = (journal: Journal, holding: () => ((write: JournalWrite) => boolean) | undefined): Journal => ({
+  ...journal,
+  holdBack: Effect.sync(holding)
+})
+
+const firstSequence = (write: JournalWrite) => write._tag === "Append" ? write.events[0]!.sequence : -1
+
+it.scoped("a write the journal holds back waits with its execution's later writes; others keep committing", () =>
+  Effect.gen(function*() {
+    const memory = yield* DurableExecutionJournal
+    const lapsed = key("lapsed")
+    const other = key("other")
+    yield* memory.commit([start(lapsed), start(other)])
+    let holding = true
+    // only the lapsed execution's first write is held back: its later write stays behind it all the same
+    const journal = holdingBack(memory, () =>
+      holding ? (write) => write.key.executionId === "lapsed" && firstSequence(write) === 0 : undefined)
+    const committer = yield* GroupCommit.make(journal, { maxBatch: 64, retries: 0, retryBase: 10 })
+    const lapsedOwner = owner()
+    const otherOwner = owner()
+    const sequences = Effect.map(memory.events(lapsed, 0), (events) => events.map((e) => e.sequence))
+
+    committer.submitPipelined(append(lapsed, fence(), [event(0)]), lapsedOwner)
+    const later = committer.submit(append(lapsed, fence(), [event(1)]), lapsedOwner)
+    expect(yield* committer.submit(append(other, fence(), [event(0)]), otherOwner).await).toEqual({ _tag: "Ok" })
+    expect(yield* sequences).toEqual([])
+    // the hold-back ends: both writes commit, in order
+    holding = false
+    expect(yield* later.await).toEqual({ _tag: "Ok" })
+    expect({ sequences: yield* sequences, failures: [...lapsedOwner.failures, ...otherOwner.failures] }).toEqual({
+      sequences: [0, 1],
+      failures: []
+    })
+  }).pipe(Effect.provide(memoryJournal)))
+
+it.scoped("a write held back past 5 s is committed anyway", () =>
+  Effect.gen(function*() {
+    const memory = yield* DurableExecutionJournal
+    const lapsed = key("lapsed")
+    yield* memory.commit([start(lapsed)])
+    const committer = yield* GroupCommit.make(holdingBack(memory, () => () => true), {
+      maxBatch: 64,
+      retries: 0,
+      retryBase: 10
+    })
+    const startedAt = Date.now()
+    expect(yield* committer.submit(append(lapsed, fence(), [event(0)]), owner()).await).toEqual({ _tag: "Ok" })
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(5_000)
+  }).pipe(Effect.provide(memoryJournal)), 15_000)

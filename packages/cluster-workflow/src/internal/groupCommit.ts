@@ -37,7 +37,14 @@ interface Pending {
   readonly owner: WriteOwner | undefined
   /** Undefined when nobody awaits the result (a pipelined write: its owner hears of a failure). */
   readonly result: OneShot<WriteResult, JournalError> | undefined
+  /** When (live clock) the drain first held the write back (see `Journal.holdBack`). */
+  heldSince?: number
 }
+
+/** The longest the drain holds a write back (`Journal.holdBack`); then it is committed anyway. */
+const holdBackMillis = 5_000
+/** How long (live clock) a drain with every queued write held back waits before it looks again. */
+const holdBackLookMillis = 50
 
 /** @internal */
 export interface GroupCommitOptions {
@@ -374,6 +381,8 @@ interface CommitterState {
   commits: number
   /** The idle writer's resumption, when it waits for writes. */
   wake: ((effect: Effect.Effect<void>) => void) | undefined
+  /** The drain's resumption, when every queued write is held back (see `Journal.holdBack`). */
+  nudge: (() => void) | undefined
   /** The batch being committed, and a signal for when it is done (see `hold`). */
   inFlight: ReadonlyArray<Pending>
   batchDone: OneShot<void> | undefined
@@ -403,6 +412,14 @@ const enqueue = (state: CommitterState, pending: Pending) => {
   state.queue.push(pending)
   if (pending.result !== undefined) state.awaitedQueued++
   wakeWriter(state)
+  if (state.nudge !== undefined) state.nudge()
+}
+
+/** Takes a write off the queue into `batch`; a write of a broken owner is answered Fenced instead. */
+const takeOne = (state: CommitterState, batch: Array<Pending>, pending: Pending) => {
+  if (pending.result !== undefined) state.awaitedQueued--
+  if (pending.owner?.broken) pending.result?.unsafeDone(Exit.succeed<WriteResult>({ _tag: "Fenced" }))
+  else batch.push(pending)
 }
 
 /** Takes the next batch off the queue; writes of a broken owner are answered Fenced instead. */
@@ -411,11 +428,43 @@ const takeBatch = (state: CommitterState, maxBatch: number): Array<Pending> => {
   const taken = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch)
   state.queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch)
   const batch: Array<Pending> = []
-  for (const pending of taken) {
-    if (pending.result !== undefined) state.awaitedQueued--
-    if (pending.owner?.broken) pending.result?.unsafeDone(Exit.succeed<WriteResult>({ _tag: "Fenced" }))
-    else batch.push(pending)
+  for (const pending of taken) takeOne(state, batch, pending)
+  return batch
+}
+
+/**
+ * `takeBatch`, leaving in the queue, in order, the writes `heldBack` holds back (for at most
+ * `holdBackMillis` each) and every later write of their executions, so each execution's writes still
+ * commit in submission order.
+ */
+const takeBatchHolding = (
+  state: CommitterState,
+  maxBatch: number,
+  heldBack: (write: JournalWrite) => boolean,
+  now: number
+): Array<Pending> => {
+  const batch: Array<Pending> = []
+  const kept: Array<Pending> = []
+  const blocked = new Set<string>()
+  let taken = 0
+  for (const pending of state.queue) {
+    if (taken >= maxBatch) {
+      kept.push(pending)
+      continue
+    }
+    const id = pending.write.key.workflow + "\u0000" + pending.write.key.executionId
+    const due = now - (pending.heldSince ?? now) >= holdBackMillis
+    // (a broken owner's write is answered at once: nothing of its execution commits any more)
+    if (pending.owner?.broken !== true && (blocked.has(id) || (!due && heldBack(pending.write)))) {
+      pending.heldSince ??= now
+      blocked.add(id)
+      kept.push(pending)
+      continue
+    }
+    taken++
+    takeOne(state, batch, pending)
   }
+  state.queue = kept
   return batch
 }
 
@@ -427,15 +476,28 @@ const gather = (state: CommitterState, expected: number, rounds: number): Effect
 
 /**
  * Commits batches until the queue is empty; one drain at a time (`draining`), so each execution's writes
- * commit in submission order.
+ * commit in submission order. The writes the journal holds back (`Journal.holdBack`: a shard's lapse on
+ * the cluster engine) stay queued while the others commit; when only they are left, the drain looks again
+ * every `holdBackLookMillis` and at each write submitted.
  */
-const makeDrain = (state: CommitterState, journal: Journal, options: GroupCommitOptions): Effect.Effect<void> =>
-  Effect.suspend(function loop(): Effect.Effect<void> {
+const makeDrain = (state: CommitterState, journal: Journal, options: GroupCommitOptions): Effect.Effect<void> => {
+  const loop = (): Effect.Effect<void> => {
     if (state.queue.length === 0) {
       state.draining = false
       return Effect.void
     }
-    const batch = takeBatch(state, options.maxBatch)
+    const holdBack = journal.holdBack
+    if (holdBack === undefined) return commitNext(takeBatch(state, options.maxBatch))
+    return Effect.flatMap(holdBack, (heldBack) => {
+      if (heldBack === undefined) return commitNext(takeBatch(state, options.maxBatch))
+      const batch = takeBatchHolding(state, options.maxBatch, heldBack, liveClock.unsafeCurrentTimeMillis())
+      // every queued write is held back: look again after a while, or when a write is submitted
+      return batch.length === 0 && state.queue.length > 0
+        ? Effect.zipRight(waitHeldBack(state), Effect.suspend(loop))
+        : commitNext(batch)
+    })
+  }
+  const commitNext = (batch: Array<Pending>): Effect.Effect<void> => {
     if (batch.length === 0) return loop()
     state.inFlight = batch
     return Effect.flatMap(Effect.exit(commitBatch(journal, options, batch)), (exit) => {
@@ -456,11 +518,28 @@ const makeDrain = (state: CommitterState, journal: Journal, options: GroupCommit
         ? Effect.zipRight(gather(state, Math.min(waiters, options.maxBatch), 0), Effect.suspend(loop))
         : loop()
     })
-  }).pipe(Effect.onInterrupt(() =>
+  }
+  return Effect.suspend(loop).pipe(Effect.onInterrupt(() =>
     Effect.sync(() => {
       state.draining = false
     })
   ))
+}
+
+/** Waits `holdBackLookMillis` (live clock), or until a write is submitted (see `enqueue`). */
+const waitHeldBack = (state: CommitterState): Effect.Effect<void> =>
+  Effect.raceFirst(
+    Effect.withClock(Effect.sleep(holdBackLookMillis), liveClock),
+    Effect.async<void>((resume) => {
+      state.nudge = () => {
+        state.nudge = undefined
+        resume(woken)
+      }
+      return Effect.sync(() => {
+        state.nudge = undefined
+      })
+    })
+  )
 
 /**
  * The writer fiber: drains the queue, woken by the first write on an idle committer. When it runs with
@@ -550,6 +629,7 @@ export const make = (
       awaitedQueued: 0,
       commits: 0,
       wake: undefined,
+      nudge: undefined,
       inFlight: [],
       batchDone: undefined,
       held: new Map(),

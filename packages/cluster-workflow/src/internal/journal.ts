@@ -436,6 +436,16 @@ export interface Journal {
    */
   readonly mayAct?: (key: ExecutionKey) => Effect.Effect<boolean>
   /**
+   * Cluster journals only: which writes the engine's group committer must hold back for now, asked before
+   * each batch (undefined: none). A write of an execution whose shard is in a lapse (held by the pod, not
+   * served by its own clock: a renewal may follow at the same epoch) would be refused, stopping its
+   * execution and running again the activity body whose result it records; held back, it commits once
+   * the lapse ends, while the other executions' writes go on committing. The committer holds back the
+   * execution's later writes with it (they stay in order) and commits a write held back longer than its
+   * bound (5 s) anyway.
+   */
+  readonly holdBack?: Effect.Effect<((write: JournalWrite) => boolean) | undefined>
+  /**
    * SQL journals only: the `SqlClient` the journal writes through, and a way to run an effect in one
    * transaction on it (so a transactional activity's own writes and its recorded result commit together).
    */

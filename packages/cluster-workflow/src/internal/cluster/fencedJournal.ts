@@ -13,7 +13,6 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ClaimResult, ExecutionKey, Journal, JournalWrite, WriteResult } from "../journal.js"
 import { isTerminal, JournalError } from "../journal.js"
-import { liveClock } from "../liveClock.js"
 import { keyString } from "../results.js"
 import { inTransaction, withRetries } from "../sql/retry.js"
 import { rootEntityId } from "./protocol.js"
@@ -61,10 +60,6 @@ const idleInTransactionMillis = 2_000
 const toNumber = (value: unknown): number => typeof value === "number" ? value : Number(value)
 
 const fenced: WriteResult = { _tag: "Fenced" }
-/** The longest a commit waits for a lapse of its shards to end (see `FencedJournal.servedPastLapse`). */
-const lapseWaitMillis = 5_000
-/** How often (live clock) a commit waiting for a lapse looks at the pod's shards again. */
-const lapseLookMillis = 50
 
 /** Whether a write records its execution's end (a terminal status). */
 const finishes = (write: JournalWrite): boolean =>
@@ -120,7 +115,8 @@ export class FencedJournal {
       claim: (key, owner, now, claimUntil) => this.claim(key, owner, now, claimUntil),
       nextWakeAt: (workflows) => this.nextWakeAt(workflows),
       dueTimers: (workflows, now, limit) => this.dueTimers(workflows, now, limit),
-      mayAct: (key) => this.mayAct(key)
+      mayAct: (key) => this.mayAct(key),
+      holdBack: this.holdBack
     }
     this.boundIdle = this.sql.onDialectOrElse({
       pg: () =>
@@ -289,36 +285,28 @@ RETURNING shard_id, epoch`
   }
 
   /**
-   * The served shards for a commit, once no shard its writes run under is in a lapse (held by the pod but
-   * not served: its lease ran out by its own clock, a renewal may follow at the same epoch). Refused, such
-   * a write would stop its execution here, and a body whose result it records would run again: it waits
-   * instead (looks every `lapseLookMillis`, live clock, at most `lapseWaitMillis`). A shard dropped (no
-   * longer held) or served at another epoch is not waited for: its writes are refused.
+   * The writes the group committer holds back (`Journal.holdBack`): those of executions running here
+   * whose shard is in a lapse (held by the pod but not served: its lease ran out by its own clock, a
+   * renewal may follow at the same epoch). Refused, such a write would stop its execution here, and a
+   * body whose result it records would run again. A shard dropped (no longer held) or served at another
+   * epoch is not waited for: its writes are refused. (A Start runs under no shard yet: never held back.)
    */
-  private servedPastLapse(writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyMap<number, number>> {
-    const shards = new Set<number>()
-    for (const write of writes) {
-      const run = write._tag === "Start" ? undefined : this.runs.get(keyString(write.key))
-      if (run !== undefined) shards.add(run.shard)
-    }
-    const look = (waited: number): Effect.Effect<ReadonlyMap<number, number>> =>
-      Effect.flatMap(this.view.served, (served) => {
-        const missing = Array.from(shards).filter((shard) => !served.has(shard))
-        if (missing.length === 0 || waited >= lapseWaitMillis) return Effect.succeed(served)
-        return Effect.flatMap(this.view.held, (held) =>
-          missing.some((shard) => held.has(shard))
-            ? Effect.zipRight(
-              Effect.withClock(Effect.sleep(lapseLookMillis), liveClock),
-              Effect.suspend(() => look(waited + lapseLookMillis))
-            )
-            : Effect.succeed(served))
-      })
-    return look(0)
-  }
+  readonly holdBack: Effect.Effect<((write: JournalWrite) => boolean) | undefined> = Effect.suspend(() =>
+    this.runs.size === 0 ? Effect.succeed(undefined) : Effect.flatMap(this.view.held, (held) =>
+      Effect.map(this.view.served, (served) => {
+        const lapsed = new Set<number>()
+        for (const shard of held) if (!served.has(shard)) lapsed.add(shard)
+        if (lapsed.size === 0) return undefined
+        return (write: JournalWrite) => {
+          const run = write._tag === "Start" ? undefined : this.runs.get(keyString(write.key))
+          return run !== undefined && lapsed.has(run.shard)
+        }
+      }))
+  )
 
   commit(writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> {
     return Effect.gen(this, function*() {
-      const served = yield* this.servedPastLapse(writes)
+      const served = yield* this.view.served
       const results: Array<WriteResult | undefined> = new Array(writes.length)
       const batch = new Map<string, Run>()
       const candidates: Array<{ readonly index: number; readonly write: JournalWrite; readonly run: Run }> = []
