@@ -89,6 +89,56 @@ const fromCallError = (pod: PodAddress) => (error: PeerFailure | RequestRejected
 
 type Pool = PeerPool<RpcGroup.Rpcs<typeof ShardingRpcs>>
 
+/** The pods' outboxes, found by address object first (senders pass the routing table's), else by host:port. */
+const makeOutboxes = () => {
+  const outboxes = new Map<string, Outbox>()
+  const byAddress = new WeakMap<PodAddress, Outbox>()
+  return (pod: PodAddress): Outbox => {
+    let outbox = byAddress.get(pod)
+    if (outbox !== undefined) return outbox
+    const key = `${pod.host}:${pod.port}`
+    outbox = outboxes.get(key)
+    if (outbox === undefined) {
+      outbox = { pod, queue: [], inFlight: 0, flushing: false }
+      outboxes.set(key, outbox)
+    }
+    byAddress.set(pod, outbox)
+    return outbox
+  }
+}
+
+interface BatchLimits extends BatchOptions {
+  readonly maxBatchBytes: number
+  readonly sendTimeoutMillis: number
+}
+
+/**
+ * Takes the next batch off an outbox: envelopes queued for longer than `sendTimeout` were never sent and
+ * fail as not delivered; the batch stops at its share of the queue (split evenly over the free request
+ * slots), `maxBatchSize` envelopes or `maxBatchBytes`.
+ */
+const takeBatch = (outbox: Outbox, now: number, limits: BatchLimits): Array<Pending> => {
+  const batch: Array<Pending> = []
+  // (at least 1: with no limit on the slots, Infinity free, each envelope has a request of its own)
+  const share = Math.max(1, Math.ceil(outbox.queue.length / (limits.maxBatchesInFlight - outbox.inFlight)))
+  const limit = Math.min(limits.maxBatchSize, share)
+  let bytes = 0
+  let taken = 0
+  for (; taken < outbox.queue.length && batch.length < limit; taken++) {
+    const pending = outbox.queue[taken]!
+    if (now - pending.queuedAt >= limits.sendTimeoutMillis) {
+      pending.resume(Exit.fail(unavailable(outbox.pod, true)))
+      continue
+    }
+    if (batch.length > 0 && bytes + pending.size > limits.maxBatchBytes) break
+    bytes += pending.size
+    pending.sent = true
+    batch.push(pending)
+  }
+  outbox.queue.splice(0, taken)
+  return batch
+}
+
 /**
  * `Pods.sendAndGetState` through per-pod outboxes: concurrent sends to one pod share a `Send` request.
  */
@@ -103,48 +153,8 @@ const makeBatchedSend = (
     const sendTimeoutMillis = Duration.toMillis(config.sendTimeout)
     // A batch stays under half the server's frame limit (the rest is headers and framing).
     const maxBatchBytes = Math.floor(config.maxMessageBytes / 2)
-    const outboxes = new Map<string, Outbox>()
-    // Senders pass the same address object for a pod (the routing table's): found without building its key.
-    const byAddress = new WeakMap<PodAddress, Outbox>()
-
-    const outboxOf = (pod: PodAddress): Outbox => {
-      let outbox = byAddress.get(pod)
-      if (outbox !== undefined) return outbox
-      const key = `${pod.host}:${pod.port}`
-      outbox = outboxes.get(key)
-      if (outbox === undefined) {
-        outbox = { pod, queue: [], inFlight: 0, flushing: false }
-        outboxes.set(key, outbox)
-      }
-      byAddress.set(pod, outbox)
-      return outbox
-    }
-
-    // Takes the next batch: envelopes queued for longer than `sendTimeout` were never sent and fail as not
-    // delivered; the batch stops at its share of the queue (split evenly over the free request slots),
-    // `maxBatchSize` envelopes or `maxBatchBytes`.
-    const takeBatch = (outbox: Outbox): Array<Pending> => {
-      const now = clock.unsafeCurrentTimeMillis()
-      const batch: Array<Pending> = []
-      // (at least 1: with no limit on the slots, Infinity free, each envelope has a request of its own)
-      const share = Math.max(1, Math.ceil(outbox.queue.length / (maxBatchesInFlight - outbox.inFlight)))
-      const limit = Math.min(maxBatchSize, share)
-      let bytes = 0
-      let taken = 0
-      for (; taken < outbox.queue.length && batch.length < limit; taken++) {
-        const pending = outbox.queue[taken]!
-        if (now - pending.queuedAt >= sendTimeoutMillis) {
-          pending.resume(Exit.fail(unavailable(outbox.pod, true)))
-          continue
-        }
-        if (batch.length > 0 && bytes + pending.size > maxBatchBytes) break
-        bytes += pending.size
-        pending.sent = true
-        batch.push(pending)
-      }
-      outbox.queue.splice(0, taken)
-      return batch
-    }
+    const limits: BatchLimits = { maxBatchesInFlight, maxBatchSize, maxBatchBytes, sendTimeoutMillis }
+    const outboxOf = makeOutboxes()
 
     const sendBatch = (outbox: Outbox, batch: Array<Pending>): Effect.Effect<void> =>
       pool.call(
@@ -177,7 +187,7 @@ const makeBatchedSend = (
         Effect.yieldNow(),
         Effect.suspend(() => {
           outbox.flushing = false
-          const batch = takeBatch(outbox)
+          const batch = takeBatch(outbox, clock.unsafeCurrentTimeMillis(), limits)
           if (batch.length === 0) return Effect.void
           outbox.inFlight++
           schedule(outbox)
