@@ -8,12 +8,15 @@
  * moment (its real `servedShardEpochs`, emptied while `lapse.on`, as the starved pod's own clock empties it)
  * and ends it silently; the engine's periodic shard check is off (an hour), so only the engine's own
  * handling of the lapse can resume the execution. A write made during the lapse waits for its end (up to
- * 5 s) rather than being refused, which would stop the execution and run the body in flight again.
+ * 5 s) rather than being refused, which would stop the execution and run the body in flight again. A
+ * transactional activity's own commit (in its transaction, not through the group committer) is refused
+ * during a lapse: its transaction rolls back with the body's own rows and the execution is claimed back.
  */
 import type { Sharding } from "@effect-cluster/cluster"
-import { DurableDeferred, Workflow } from "@effect-cluster/cluster-workflow"
+import { Activity, DurableDeferred, Workflow } from "@effect-cluster/cluster-workflow"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Schema } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Schema } from "effect"
 import { makeEngineCluster, served, until } from "./utils/engineCluster.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 import { sharedSqlite } from "./utils/journals.js"
@@ -46,11 +49,11 @@ class Lapse {
 const Approval = DurableDeferred.make("approval", { success: Schema.Boolean })
 
 /** One pod serving every shard, its engine's periodic shard check off, its view of its shards lapsing. */
-const onePod = (workflow: Workflow.Workflow<Order, never>, lapse: Lapse) =>
+const onePod = (workflow: Workflow.Workflow<Order, SqlClient.SqlClient>, lapse: Lapse) =>
   Effect.map(onePodWithSharding(workflow, lapse), (pod) => pod.engine)
 
-/** `onePod`, with the pod's sharding. */
-const onePodWithSharding = (workflow: Workflow.Workflow<Order, never>, lapse: Lapse) =>
+/** `onePod`, with the pod's sharding and the shared database (a SQLite file). */
+const onePodWithSharding = (workflow: Workflow.Workflow<Order, SqlClient.SqlClient>, lapse: Lapse) =>
   Effect.gen(function*() {
     const db = yield* sharedSqlite
     const { startPod } = yield* makeEngineCluster(db, workflow, {
@@ -59,7 +62,7 @@ const onePodWithSharding = (workflow: Workflow.Workflow<Order, never>, lapse: La
     })
     const pod = yield* startPod(1)
     yield* until(Effect.map(served(pod), (shards) => shards.length === 30))
-    return pod
+    return { ...pod, db }
   })
 
 const statusIs = (engine: { status: (id: string) => Effect.Effect<{ readonly _tag: string }, any> }, id: string, tag: string) =>
@@ -173,4 +176,53 @@ it.scopedLive("a write waiting for one shard's lapse does not hold up the execut
     expect(done._tag).toBe("Right")
     yield* until(statusIs(engine, "a", "Completed"), resumes)
     expect(log.count("charge a")).toBe(1)
+  }))
+
+// A transactional activity commits its result in its own transaction (with the body's own SQL writes), not
+// through the group committer: during a lapse that commit is refused, the transaction rolls back with the
+// body's row and the execution stops; once the lease is renewed the engine claims it back and the body's row
+// commits with the result, once.
+it.scopedLive("a transactional activity during a lapse rolls back with its body's rows; once the lease is renewed it commits once", () =>
+  Effect.gen(function*() {
+    const lapse = new Lapse()
+    const runs: Array<number> = []
+    const entered = yield* Deferred.make<void>()
+    const gate = yield* Deferred.make<void>()
+    const ledger = (id: string, amount: number, table: string) =>
+      Activity.make("ledger", Schema.Number, Schema.String)(
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          runs.push(yield* Activity.currentAttempt)
+          yield* Effect.orDie(sql`INSERT INTO ${sql(table)} (execution_id, amount) VALUES (${id}, ${amount})`)
+          yield* Deferred.succeed(entered, undefined)
+          yield* Deferred.await(gate)
+          return amount
+        })
+      ).pipe(Activity.transactional)
+    let table = ""
+    const workflow = Workflow.make(Order, (order) => ledger(order.orderId, order.amount, table))
+    const { db, engine } = yield* onePodWithSharding(workflow, lapse)
+    table = `${db.prefix}_ledger`
+    // another connection to the file: it sees only committed rows
+    const sql = Context.get(yield* Layer.build(db.journal()), SqlClient.SqlClient)
+    yield* sql`CREATE TABLE ${sql(table)} (execution_id TEXT NOT NULL, amount INTEGER NOT NULL)`
+    const rows = Effect.map(
+      sql<{ n: number }>`SELECT COUNT(*) AS n FROM ${sql(table)} WHERE execution_id = ${"x1"}`,
+      (result) => Number(result[0]!.n)
+    )
+    yield* engine.start(new Order({ orderId: "x1", amount: 4 }))
+    yield* Deferred.await(entered)
+    lapse.begin()
+    // the ledger's result commits in its transaction while the pod serves no shard (it still holds them)
+    yield* Deferred.succeed(gate, undefined)
+    yield* until(Effect.map(engine.liveExecutions, (n) => n === 0))
+    expect(lapse.reads).toBeGreaterThanOrEqual(1)
+    expect(runs.length).toBe(1)
+    expect(yield* rows).toBe(0)
+    expect((yield* engine.status("x1"))._tag).toBe("Running")
+    lapse.on = false
+    yield* until(statusIs(engine, "x1", "Completed"), resumes)
+    expect(yield* engine.result("x1")).toEqual(Exit.succeed(4))
+    expect(yield* rows).toBe(1)
+    expect(runs.length).toBe(2)
   }))

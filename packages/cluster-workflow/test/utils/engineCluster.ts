@@ -8,6 +8,7 @@ import { Sharding } from "@effect-cluster/cluster"
 import type { Workflow, WorkflowEngine as WorkflowEngineNs } from "@effect-cluster/cluster-workflow"
 import { ClusterWorkflowEngine, DurableExecutionJournal, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import type { DurationInput } from "effect/Duration"
+import type { SqlClient } from "@effect/sql/SqlClient"
 import { Context, Duration, Effect, Exit, Layer, Schedule, Scope } from "effect"
 import { makeTestCluster } from "../../../cluster/test/utils/cluster.js"
 import type { SharedDatabase } from "./journals.js"
@@ -39,11 +40,12 @@ export interface EnginePod<T extends Message.Message.Any> {
 
 /**
  * A test cluster of 30 shards (its manager started) whose pods each run the cluster engine on their own
- * connection to the shared database; `startPod(port)` adds one.
+ * connection to the shared database; `startPod(port)` adds one. The workflow runs with its pod's `PodName`
+ * and its pod's `SqlClient` (the journal's: a transactional activity's transaction is on it).
  */
 export const makeEngineCluster = <T extends Message.Message.Any>(
   database: SharedDatabase,
-  workflow: Workflow.Workflow<T, PodName>,
+  workflow: Workflow.Workflow<T, PodName | SqlClient>,
   options: {
     readonly shardCheckInterval: DurationInput
     /** How each engine sees its pod (default: as it is). */
