@@ -114,3 +114,41 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: a row locked by a
       expect(o2).toEqual(Exit.succeed(Exit.succeed(2)))
     }).pipe(Effect.scoped), 60_000)
 })
+
+describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: a claim that meets a row locked for long", () => {
+  // The claim gives up on a locked row after a moment (~155 ms) and the start answers "running"; the
+  // execution must still run once the lock ends, though this engine never looks for orphans (the
+  // default): the claim is tried again in the background until the row is free.
+  it.live("a start of an unfinished execution whose row stays locked runs it once the lock ends", () =>
+    Effect.gen(function*() {
+      const { journal, lockRow } = yield* journalBesideAnotherSession
+      const log = new RunLog()
+      const bodies = { started: 0 }
+      const free = yield* Deferred.make<void>()
+      const workflow = Workflow.make(Order, (order) =>
+        recorded(log, "charge", order.amount, Schema.Number, {
+          body: Effect.zipRight(Effect.sync(() => bodies.started++), Deferred.await(free))
+        }))
+      // Engine A starts o1 and shuts down while its activity runs: o1 is left running, its claim released.
+      yield* Effect.scoped(Effect.gen(function*() {
+        const a = yield* WorkflowEngine.make(workflow, { identity: "A" }).pipe(
+          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+        )
+        yield* a.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+        while (bodies.started < 1) yield* Effect.sleep("20 millis")
+      }))
+      yield* Deferred.succeed(free, undefined)
+      // Engine B does not resume on start; another session locks o1's row and leaves its transaction open.
+      const b = yield* WorkflowEngine.make(workflow, { identity: "B", resumeOnStart: false }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      const unlock = yield* lockRow("o1")
+      // The start finds o1 unfinished and tries to claim it: the row is locked past the claim's retries.
+      yield* b.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      expect(bodies.started).toBe(1)
+      yield* unlock
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "15 seconds")
+      expect(done._tag).toBe("Completed")
+      expect(bodies.started).toBe(2)
+    }).pipe(Effect.scoped), 60_000)
+})

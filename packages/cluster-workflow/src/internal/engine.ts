@@ -64,6 +64,8 @@ export class Engine {
   readonly results: Results
   /** Executions stopped by a journal failure that this engine takes back once the journal answers. */
   readonly retrying = new Set<string>()
+  /** Executions whose claim met a row locked by another transaction, claimed again in the background. */
+  readonly lockedClaims = new Set<string>()
   readonly definitions: Map<string, Definition>
   readonly names: ReadonlyArray<string>
   readonly timer: EngineTimer

@@ -26,7 +26,7 @@ import type { Outcome } from "./execution.js"
 import { ExecutionRuntime } from "./execution.js"
 import type { CodeFault } from "./faults.js"
 import { stuckExecutions } from "./faults.js"
-import { unlessRowLocked } from "./rowLocked.js"
+import { claimOrRetryLater } from "./rowLocked.js"
 import { invalidIdReason } from "./ids.js"
 import { OneShot } from "./oneShot.js"
 import { keyString } from "./results.js"
@@ -189,7 +189,7 @@ const notCreated = (
   const row = result.row
   if (!samePayload(row, payload, hash)) return new PayloadMismatchError(key)
   if (isTerminal(row.status)) return Effect.succeed({ _tag: "Finished", result: row.result ?? "" } as const)
-  return Effect.as(unlessRowLocked(engine.claimAndLaunch(key)), runningStart)
+  return Effect.as(claimOrRetryLater(engine, key), runningStart)
 }
 
 /** Claims an unfinished execution and runs it here, unless another engine holds a live claim. */

@@ -14,7 +14,7 @@ import type { Engine } from "./engine.js"
 import { liveClock, monotonicMillis } from "./engineShared.js"
 import type { ExecutionRuntime } from "./execution.js"
 import { keyString } from "./results.js"
-import { unlessRowLocked } from "./rowLocked.js"
+import { claimOrRetryLater } from "./rowLocked.js"
 
 /**
  * Resumes the suspended executions whose deadline is at or before `dueAt`, in deadline order. Returns the
@@ -157,8 +157,8 @@ export const resumeOrphans = (engine: Engine): Effect.Effect<number, JournalErro
     const fresh = keys.filter((key) => !engine.live.has(keyString(key)) && !engine.unreadable.has(keyString(key)))
     if (fresh.length === 0) break
     for (const key of fresh.slice(0, page)) {
-      // (a row locked by another transaction: not claimed now, tried again at a later look)
-      const launched = yield* Effect.catchTag(unlessRowLocked(engine.claimAndLaunch(key)), "PayloadDecodeError", () =>
+      // (a row locked by another transaction: not claimed now, tried again in the background)
+      const launched = yield* Effect.catchTag(claimOrRetryLater(engine, key), "PayloadDecodeError", () =>
         Effect.sync(() => {
           engine.unreadable.add(keyString(key))
           return false
@@ -173,8 +173,8 @@ export const resumeOrphans = (engine: Engine): Effect.Effect<number, JournalErro
     const stale = yield* engine.journal.staleSuspensions(engine.names, page)
     for (const key of stale) {
       if (engine.live.has(keyString(key)) || engine.unreadable.has(keyString(key))) continue
-      // (a row locked by another transaction: not claimed now, tried again at a later look)
-      const launched = yield* Effect.catchTag(unlessRowLocked(engine.claimAndLaunch(key)), "PayloadDecodeError", () =>
+      // (a row locked by another transaction: not claimed now, tried again in the background)
+      const launched = yield* Effect.catchTag(claimOrRetryLater(engine, key), "PayloadDecodeError", () =>
         Effect.sync(() => {
           engine.unreadable.add(keyString(key))
           return false

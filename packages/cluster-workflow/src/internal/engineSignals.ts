@@ -15,7 +15,7 @@ import { enginesOf } from "./engineShared.js"
 import type { ExecutionRuntime } from "./execution.js"
 import { stuckFault } from "./faults.js"
 import { invalidIdReason } from "./ids.js"
-import { unlessRowLocked } from "./rowLocked.js"
+import { claimOrRetryLater } from "./rowLocked.js"
 import { keyString } from "./results.js"
 
 /** Finds an execution of one of the engine's workflows by id. */
@@ -90,7 +90,7 @@ export const wake = (
       return
     }
     if (!here && (yield* engine.ownership.leaveToOthers(engine, key, id))) return
-    yield* unlessRowLocked(engine.claimAndLaunch(key))
+    yield* claimOrRetryLater(engine, key)
   }), "PayloadDecodeError", () => Effect.void) // logged where it was found; the input stays stored
 }
 
@@ -143,7 +143,7 @@ export const retryStuck = (engine: Engine): Effect.Effect<void, JournalError> =>
 const claimHere = (engine: Engine, row: ExecutionRow): Effect.Effect<boolean, JournalError> =>
   row.status !== "suspended"
     ? Effect.succeed(false)
-    : Effect.catchTag(unlessRowLocked(engine.claimAndLaunch(row)), "PayloadDecodeError", () => Effect.succeed(false))
+    : Effect.catchTag(claimOrRetryLater(engine, row), "PayloadDecodeError", () => Effect.succeed(false))
 
 /** Resumes a suspended (or stuck) execution. */
 export const resume = (
