@@ -11,7 +11,10 @@
  * a full round trip: the body encoded with the message schema, the envelope over the socket, the reply
  * (the encoded `Exit`) back and decoded. "Sends per CPU-second" divides by the CPU time both pods used
  * (this process, plus the child's in the cross-process set-up), a figure less sensitive to other load on
- * the machine than wall-clock sends/s.
+ * the machine than wall-clock sends/s. A last row repeats the cross-process set-up with 64 senders, both
+ * processes started with `--max-semi-space-size=64` (docs/deployment.md recommends it for pods: a send
+ * allocates a few kilobytes that die young, and the default young generation makes garbage collection
+ * about a sixth of the sending pod's CPU).
  */
 import { Message, MessageState, RecipientBehaviour, RecipientType, Sharding, Storage } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
@@ -142,8 +145,12 @@ const spawnOwner = (shardManagerUri: string) =>
     return cpu
   })
 
-// One set-up: the manager and the sender here, the owner here or in a child; the rows of its table.
-const runSetup = (crossProcess: boolean) =>
+/** The young-generation size the deployment page recommends for pods (`--max-semi-space-size`, MB). */
+const tunedSemiSpace = 64
+
+// One set-up: the manager and the sender here, the owner here or in a child; the rows of its table (for
+// `runs`: concurrent senders and sends), labelled with `suffix`.
+const runSetup = (crossProcess: boolean, runs: ReadonlyArray<readonly [number, number]>, suffix = "") =>
   Effect.gen(function*() {
     const managerContext = yield* Layer.build(
       NodeCluster.layerManager({ manager: { apiPort: 0, numberOfShards, rebalanceInterval: Duration.hours(1) } }).pipe(
@@ -171,10 +178,10 @@ const runSetup = (crossProcess: boolean) =>
     const send = (i: number, message: Ping) => messenger.send(entities[i % 1000]!)(message)
     yield* measure(send, 20_000, 64, externalCpu) // warm-up: connections, JIT, entities
     const rows: Array<string> = []
-    for (const [concurrency, count] of [[1, 20_000], [64, 200_000]] as const) {
+    for (const [concurrency, count] of runs) {
       const result = yield* measure(send, count, concurrency, externalCpu)
       rows.push(
-        `| ${crossProcess ? "2 processes" : "1 process"}, ${concurrency} sender${concurrency > 1 ? "s" : ""} | ${
+        `| ${crossProcess ? "2 processes" : "1 process"}, ${concurrency} sender${concurrency > 1 ? "s" : ""}${suffix} | ${
           Math.round(result.perSecond).toLocaleString("en-US")
         } | ${Math.round(result.perCpuSecond).toLocaleString("en-US")} | ${result.p50.toFixed(3)} | ${
           result.p99.toFixed(3)
@@ -184,8 +191,29 @@ const runSetup = (crossProcess: boolean) =>
     return rows
   }).pipe(Effect.scoped)
 
+const runs = [[1, 20_000], [64, 200_000]] as const
+
+// The cross-process set-up with 64 senders again, both pods run with the recommended young generation: in
+// a child process (a heap's size is fixed when the process starts), whose owner child inherits the flag.
+const tunedRows = Effect.async<Array<string>, Error>((resume) => {
+  const child = spawn(
+    process.execPath,
+    [...process.execArgv, `--max-semi-space-size=${tunedSemiSpace}`, fileURLToPath(import.meta.url), "--tuned"],
+    { stdio: ["ignore", "pipe", "inherit"] }
+  )
+  let out = ""
+  child.stdout.on("data", (chunk) => (out += chunk))
+  child.on("exit", (code) =>
+    resume(
+      code === 0
+        ? Effect.succeed(out.split("\n").filter((line) => line.startsWith("| ")))
+        : Effect.fail(new Error(`the tuned run exited with ${code}`))
+    ))
+  return Effect.sync(() => child.kill("SIGKILL"))
+})
+
 const program = Effect.gen(function*() {
-  const rows = [...yield* runSetup(false), ...yield* runSetup(true)]
+  const rows = [...yield* runSetup(false, runs), ...yield* runSetup(true, runs), ...yield* tunedRows]
   console.log(
     "| network transport (websocket rpc, 2 pods, cross-pod sends over loopback) | sends/s | sends per CPU-second | p50 ms | p99 ms |"
   )
@@ -193,7 +221,14 @@ const program = Effect.gen(function*() {
   for (const row of rows) console.log(row)
 })
 
-const main = process.argv[2] === "--owner" ? ownerChild(process.argv[3]!) : program
+const main = process.argv[2] === "--owner"
+  ? ownerChild(process.argv[3]!)
+  : process.argv[2] === "--tuned"
+  ? Effect.flatMap(
+    runSetup(true, [[64, 200_000]], `, pods run with \`--max-semi-space-size=${tunedSemiSpace}\``),
+    (rows) => Effect.sync(() => rows.forEach((row) => console.log(row)))
+  )
+  : program
 
 Effect.runPromise(main.pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning))).then(
   () => process.exit(0),
