@@ -37,6 +37,33 @@ const journalBesideAnotherSession = Effect.gen(function*() {
   return { journal, lockRow }
 })
 
+/**
+ * A workflow whose one activity waits for `free`, and executions of it left running: engine A starts the
+ * orders given and shuts down while their activity runs (their claims released); `free` is then completed.
+ * `bodies.started` counts the activity's runs; `engineOn` builds another engine of the workflow.
+ */
+const leftRunning = (journal: DurableExecutionJournal.Journal, orders: ReadonlyArray<Order>) =>
+  Effect.gen(function*() {
+    const log = new RunLog()
+    const bodies = { started: 0 }
+    const free = yield* Deferred.make<void>()
+    const workflow = Workflow.make(Order, (order) =>
+      recorded(log, "charge", order.amount, Schema.Number, {
+        body: Effect.zipRight(Effect.sync(() => bodies.started++), Deferred.await(free))
+      }))
+    const engineOn = (options: WorkflowEngine.EngineOptions) =>
+      WorkflowEngine.make(workflow, options).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+    yield* Effect.scoped(Effect.gen(function*() {
+      const a = yield* engineOn({ identity: "A" })
+      for (const order of orders) yield* a.sendDiscard(order)
+      while (bodies.started < orders.length) yield* Effect.sleep("20 millis")
+    }))
+    yield* Deferred.succeed(free, undefined)
+    return { bodies, engineOn }
+  })
+
 describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: a row locked by another transaction", () => {
   // Another claim's probe of the row holds it in share mode: the claim's update skips the row, and a share
   // probe of its own sees no lock. The row is claimable: it was locked, and is tried again, never reported as
@@ -82,33 +109,15 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: a row locked by a
   it.live("an engine starts and resumes the other executions left running though one's row is locked", () =>
     Effect.gen(function*() {
       const { journal, lockRow } = yield* journalBesideAnotherSession
-      const log = new RunLog()
-      const bodies = { started: 0 }
-      const free = yield* Deferred.make<void>()
-      const workflow = Workflow.make(Order, (order) =>
-        recorded(log, "charge", order.amount, Schema.Number, {
-          body: Effect.zipRight(Effect.sync(() => bodies.started++), Deferred.await(free))
-        }))
-      // Engine A starts two executions and shuts down while their activity runs: both are left running,
-      // their claims released.
-      yield* Effect.scoped(Effect.gen(function*() {
-        const a = yield* WorkflowEngine.make(workflow, { identity: "A" }).pipe(
-          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-        )
-        yield* a.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
-        yield* a.sendDiscard(new Order({ orderId: "o2", amount: 2 }))
-        while (bodies.started < 2) yield* Effect.sleep("20 millis")
-      }))
-      yield* Deferred.succeed(free, undefined)
+      // Engine A left two executions running.
+      const { engineOn } = yield* leftRunning(journal, [
+        new Order({ orderId: "o1", amount: 1 }),
+        new Order({ orderId: "o2", amount: 2 })
+      ])
       // another session locks o1's row (the first one resumed) and leaves its transaction open
       const unlock = yield* lockRow("o1")
       // Engine B starts (resuming what was left) and runs o2 to its end while o1's row is locked
-      const b = yield* Effect.timeout(
-        WorkflowEngine.make(workflow, { identity: "B" }).pipe(
-          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-        ),
-        "15 seconds"
-      )
+      const b = yield* Effect.timeout(engineOn({ identity: "B" }), "15 seconds")
       const o2 = yield* Effect.exit(b.result("o2", { timeout: "15 seconds" }))
       yield* unlock
       expect(o2).toEqual(Exit.succeed(Exit.succeed(2)))
@@ -122,26 +131,10 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: a claim that meet
   it.live("a start of an unfinished execution whose row stays locked runs it once the lock ends", () =>
     Effect.gen(function*() {
       const { journal, lockRow } = yield* journalBesideAnotherSession
-      const log = new RunLog()
-      const bodies = { started: 0 }
-      const free = yield* Deferred.make<void>()
-      const workflow = Workflow.make(Order, (order) =>
-        recorded(log, "charge", order.amount, Schema.Number, {
-          body: Effect.zipRight(Effect.sync(() => bodies.started++), Deferred.await(free))
-        }))
-      // Engine A starts o1 and shuts down while its activity runs: o1 is left running, its claim released.
-      yield* Effect.scoped(Effect.gen(function*() {
-        const a = yield* WorkflowEngine.make(workflow, { identity: "A" }).pipe(
-          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-        )
-        yield* a.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
-        while (bodies.started < 1) yield* Effect.sleep("20 millis")
-      }))
-      yield* Deferred.succeed(free, undefined)
+      // Engine A left o1 running.
+      const { bodies, engineOn } = yield* leftRunning(journal, [new Order({ orderId: "o1", amount: 1 })])
       // Engine B does not resume on start; another session locks o1's row and leaves its transaction open.
-      const b = yield* WorkflowEngine.make(workflow, { identity: "B", resumeOnStart: false }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-      )
+      const b = yield* engineOn({ identity: "B", resumeOnStart: false })
       const unlock = yield* lockRow("o1")
       // The start finds o1 unfinished and tries to claim it: the row is locked past the claim's retries.
       yield* b.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
