@@ -14,7 +14,7 @@ import type { Engine } from "./engine.js"
 import { liveClock, monotonicMillis } from "./engineShared.js"
 import type { ExecutionRuntime } from "./execution.js"
 import { keyString } from "./results.js"
-import { claimOrRetryLater } from "./rowLocked.js"
+import { claimOrRetryLater } from "./lockedClaims.js"
 
 /**
  * Resumes the suspended executions whose deadline is at or before `dueAt`, in deadline order. Returns the

@@ -15,7 +15,7 @@ import { enginesOf } from "./engineShared.js"
 import type { ExecutionRuntime } from "./execution.js"
 import { stuckFault } from "./faults.js"
 import { invalidIdReason } from "./ids.js"
-import { claimOrRetryLater } from "./rowLocked.js"
+import { claimOrRetryLater } from "./lockedClaims.js"
 import { keyString } from "./results.js"
 
 /** Finds an execution of one of the engine's workflows by id. */
