@@ -71,7 +71,6 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL cluster engine: ba
       const starts = Date.now() - t0
       // (the starts took seconds: the background claims run every 5 s by now)
       const during = yield* timeOf(y1)
-      console.log("STALL", { baseline, starts, during })
       yield* Deferred.succeed(unlock, undefined)
       yield* Fiber.join(holder)
       expect(during).toBeLessThan(baseline + 2_000)
