@@ -35,6 +35,7 @@ import { stuckFault } from "./internal/faults.js"
 import { liveClock } from "./internal/liveClock.js"
 import type { RemoteAnswer, RemoteWait } from "./internal/results.js"
 import { keyString } from "./internal/results.js"
+import { claimOrRetryLater } from "./internal/rowLocked.js"
 import { defaultPrefix, tableNames } from "./internal/sql/tables.js"
 import type { Workflow } from "./Workflow.js"
 import type { EngineOptions, EngineRoutes, WorkflowEngine } from "./WorkflowEngine.js"
@@ -192,8 +193,9 @@ const ownerWake = (engine: internal.Engine, fenced: FencedJournal, message: Wake
     }
     const row = yield* fenced.inner.get(key)
     if (Option.isNone(row) || isTerminal(row.value.status)) return
-    // This pod owns the execution's shard: it takes the execution over, whoever claimed it before.
-    yield* Effect.catchTag(engine.claimAndLaunch(key), "PayloadDecodeError", () => Effect.void)
+    // This pod owns the execution's shard: it takes the execution over, whoever claimed it before (a row
+    // locked by another transaction: claimed again in the background).
+    yield* Effect.catchTag(claimOrRetryLater(engine, key), "PayloadDecodeError", () => Effect.void)
   }).pipe(Effect.catchAll((error) => Effect.logWarning("could not wake an execution", error)))
 
 /** The caller's side: starts go to the owner; signals, cancellations and resumes are stored, then woken. */
@@ -295,9 +297,13 @@ interface PodShards {
  */
 const lapseCheckMillis = 100
 
-/** Claims (and runs here) an execution of a shard this pod serves; an undecodable one is left as it is. */
+/**
+ * Claims (and runs here) an execution of a shard this pod serves; an undecodable one is left as it is. A
+ * row locked by another transaction is claimed again in the background (`claimOrRetryLater`): it does not
+ * fail the takeover, sweep or stale look it is part of (the executions after it were not resumed).
+ */
 const resumeHere = (engine: internal.Engine, key: ExecutionKey) =>
-  Effect.catchTag(engine.claimAndLaunch(key), "PayloadDecodeError", () => Effect.void)
+  Effect.catchTag(claimOrRetryLater(engine, key), "PayloadDecodeError", () => Effect.void)
 
 /**
  * Suspended executions of the taken shards whose inbox changed after they suspended (a wake that crossed

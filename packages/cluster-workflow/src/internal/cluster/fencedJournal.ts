@@ -16,6 +16,11 @@ import { isTerminal, JournalError } from "../journal.js"
 import { keyString } from "../results.js"
 import { inTransaction, withRetries } from "../sql/retry.js"
 import { rootEntityId } from "./protocol.js"
+import { liveClock } from "../liveClock.js"
+import { rowLocked } from "../rowLocked.js"
+
+/** The pauses (ms, live clock) of a claim waiting for a locked row before the shard's fence (see `unlocked`). */
+const lockProbeRetries = [5, 10, 20, 40, 80]
 
 /** Where an execution lives: its entity (a child lives in its root's) and that entity's shard. */
 export interface Placement {
@@ -364,6 +369,14 @@ RETURNING shard_id, epoch`
       const unavailable = () =>
         Effect.map(this.inner.get(key), (row): ClaimResult => ({ _tag: "Unavailable", row: Option.getOrUndefined(row) }))
       if (epoch === undefined || !(yield* this.raiseFence(placement.shard, epoch))) return yield* unavailable()
+      // A row locked by another transaction is waited for here, before the shard's fence row is locked: the
+      // claim's own lock retries (~155 ms, sql/claims.ts) inside the transaction below held every write of
+      // the shard that long, and a claim retried in the background (`claimOrRetryLater`) repeats every 5 s.
+      if (!(yield* this.unlocked(key))) {
+        const row = yield* this.inner.get(key)
+        if (Option.isNone(row) || isTerminal(row.value.status)) return yield* unavailable()
+        return yield* rowLocked()
+      }
       const claimed = yield* this.transaction(
         "claim",
         Effect.gen(this, function*() {
@@ -378,6 +391,39 @@ RETURNING shard_id, epoch`
       if (claimed._tag === "Claimed") this.runs.set(keyString(key), { ...placement, epoch })
       return claimed
     })
+  }
+
+  /**
+   * PostgreSQL: whether an execution's row is free of another transaction's lock, looking again for a
+   * moment (5, 10, 20, 40, 80 ms, live clock: as the claim does) while it is locked. Outside any
+   * transaction, so the shard's fence row is not held meanwhile. A row that does not exist is not free
+   * either (the caller reads it).
+   */
+  private unlocked(key: ExecutionKey): Effect.Effect<boolean, JournalError> {
+    const { E, sql } = this
+    const probe = sql.onDialectOrElse({
+      pg: () =>
+        withRetries(
+          retries,
+          "claim",
+          Effect.map(
+            sql`SELECT 1 AS free FROM ${E} WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}
+FOR UPDATE SKIP LOCKED`,
+            (rows) => rows.length > 0
+          )
+        ),
+      orElse: () => undefined
+    })
+    if (probe === undefined) return Effect.succeed(true)
+    const loop = (retry: number): Effect.Effect<boolean, JournalError> =>
+      Effect.flatMap(probe, (free) =>
+        free || retry >= lockProbeRetries.length
+          ? Effect.succeed(free)
+          : Effect.zipRight(
+            Effect.withClock(Effect.sleep(lockProbeRetries[retry]!), liveClock),
+            Effect.suspend(() => loop(retry + 1))
+          ))
+    return loop(0)
   }
 
   /**
