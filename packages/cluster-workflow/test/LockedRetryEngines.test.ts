@@ -50,22 +50,32 @@ const blockingWorkflow = (free: Deferred.Deferred<void>, runs: Array<string>) =>
       body: Effect.zipRight(Effect.sync(() => runs.push(order.orderId)), Deferred.await(free))
     }))
 
+/**
+ * Engine X starts o1 and shuts down while its activity runs (o1 is left running, its claim released); the
+ * activity's runs so far (o1 once), to which later engines of `blockingWorkflow` add theirs.
+ */
+const leftRunningByX = (journal: DurableExecutionJournal.Journal) =>
+  Effect.gen(function*() {
+    const runs: Array<string> = []
+    const never = yield* Deferred.make<void>()
+    yield* Effect.scoped(Effect.gen(function*() {
+      const x = yield* WorkflowEngine.make(blockingWorkflow(never, runs), { identity: "X" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      yield* x.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      yield* until(Effect.sync(() => runs.length === 1))
+    }))
+    return runs
+  })
+
 describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: background claims of a locked row", () => {
   // A's start meets the lock and retries in the background (every 5 s by then); the lock ends and B claims
   // and runs the execution: A's next background claim must find B's claim and stop, not run it again.
   it.live("an engine's background claim does not run an execution another engine claimed meanwhile", () =>
     Effect.gen(function*() {
       const { claimOwner, journal, lockRow } = yield* setup
-      const runs: Array<string> = []
-      const first = yield* Deferred.make<void>()
       // Engine X starts o1 and shuts down while its activity runs: o1 is left running, its claim released.
-      yield* Effect.scoped(Effect.gen(function*() {
-        const x = yield* WorkflowEngine.make(blockingWorkflow(first, runs), { identity: "X" }).pipe(
-          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-        )
-        yield* x.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
-        yield* until(Effect.sync(() => runs.length === 1))
-      }))
+      const runs = yield* leftRunningByX(journal)
       const free = yield* Deferred.make<void>()
       const counted = countingJournal(journal)
       const outcomes: Array<string> = []
@@ -113,15 +123,7 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: background claims
   it.live("an engine that shuts down during a background claim leaves no claim behind", () =>
     Effect.gen(function*() {
       const { claimOwner, errors, journal, lockRow, logger } = yield* setup
-      const runs: Array<string> = []
-      const first = yield* Deferred.make<void>()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const x = yield* WorkflowEngine.make(blockingWorkflow(first, runs), { identity: "X" }).pipe(
-          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-        )
-        yield* x.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
-        yield* until(Effect.sync(() => runs.length === 1))
-      }))
+      const runs = yield* leftRunningByX(journal)
       const free = yield* Deferred.make<void>()
       yield* Deferred.succeed(free, undefined)
       const counted = countingJournal(journal)

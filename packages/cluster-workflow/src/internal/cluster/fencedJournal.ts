@@ -396,8 +396,8 @@ RETURNING shard_id, epoch`
   /**
    * PostgreSQL: whether an execution's row is free of another transaction's lock, looking again for a
    * moment (5, 10, 20, 40, 80 ms, live clock: as the claim does) while it is locked. Outside any
-   * transaction, so the shard's fence row is not held meanwhile. A row that does not exist is not free
-   * either (the caller reads it).
+   * transaction, so the shard's fence row is not held meanwhile. A row that does not exist counts as free
+   * (the claim's transaction finds it missing).
    */
   private unlocked(key: ExecutionKey): Effect.Effect<boolean, JournalError> {
     const { E, sql } = this
@@ -406,10 +406,16 @@ RETURNING shard_id, epoch`
         withRetries(
           retries,
           "claim",
-          Effect.map(
+          Effect.flatMap(
             sql`SELECT 1 AS free FROM ${E} WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}
 FOR UPDATE SKIP LOCKED`,
-            (rows) => rows.length > 0
+            (rows) =>
+              rows.length > 0
+                ? Effect.succeed(true)
+                : Effect.map(
+                  sql`SELECT 1 AS present FROM ${E} WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}`,
+                  (present) => present.length === 0
+                )
           )
         ),
       orElse: () => undefined
