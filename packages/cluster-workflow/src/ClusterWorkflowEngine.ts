@@ -270,7 +270,11 @@ const routes = (
   }
 }
 
-/** Stops the executions of `shards` running here (recording nothing) and waits until they have left. */
+/**
+ * Stops the executions of `shards` running here (recording nothing) and waits until they have left. An
+ * activity in flight is cut off and runs again on the new owner (same idempotency key): logged, since a
+ * hand-off between live pods is then one more cause of a second run, beside a crash.
+ */
 const stopShards = (engine: internal.Engine, fenced: FencedJournal, shards: ReadonlyArray<number>) =>
   Effect.suspend(() => {
     const lost = new Set(shards)
@@ -281,7 +285,13 @@ const stopShards = (engine: internal.Engine, fenced: FencedJournal, shards: Read
       runtime.notifyClaimLost()
       leaving.push(runtime.done.await)
     }
-    return Effect.all(leaving, { concurrency: "unbounded", discard: true })
+    if (leaving.length === 0) return Effect.void
+    return Effect.zipRight(
+      Effect.logWarning(
+        `stopping ${leaving.length} executions of shards this pod hands off; an activity in flight runs again on the new owner`
+      ),
+      Effect.all(leaving, { concurrency: "unbounded", discard: true })
+    )
   })
 
 /** What the engine follows of its pod (`Sharding`): the shards it holds, and announcements of their changes. */
