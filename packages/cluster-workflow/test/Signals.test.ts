@@ -110,6 +110,37 @@ describeJournals("Signals (durable deferreds)", (journalCase) => {
       expect(fired).toBe(true)
     }).pipe(Effect.scoped))
 
+  // The step before the wait has its result pipelined: it commits with the suspension. A signal whose wake
+  // claimed the execution while that commit was in flight raised the claim's epoch and fenced both: the
+  // step ran again. The wake is claimed once the suspension's write has its answer.
+  it.scoped("a signal while the suspension is being written does not run the step before it again", () =>
+    Effect.gen(function*() {
+      const log = new RunLog()
+      const inner = yield* freshJournal(journalCase)
+      const held = yield* Deferred.make<boolean>()
+      const release = yield* Deferred.make<void>()
+      // the first commit with the suspension waits for `release` (and says whether the step's result is in it)
+      const journal: DurableExecutionJournal.Journal = {
+        ...inner,
+        commit: (writes) =>
+          Effect.gen(function*() {
+            const withSuspend = writes.some((write) => write._tag === "Suspend")
+            const withStep = writes.some((write) => write._tag === "Append")
+            if (withSuspend && (yield* Deferred.succeed(held, withStep))) yield* Deferred.await(release)
+            return yield* inner.commit(writes)
+          })
+      }
+      const engine = yield* WorkflowEngine.makeScoped(approvalWorkflow(log)).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      yield* engine.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      expect(yield* Deferred.await(held)).toBe(true)
+      expect(yield* engine.signal("o1", Approval, Exit.succeed(6))).toEqual({ stored: true })
+      yield* Deferred.succeed(release, undefined)
+      expect(yield* engine.result("o1")).toEqual(Exit.succeed(6))
+      expect(log.ids()).toEqual(["prepare", "finish"])
+    }).pipe(Effect.scoped))
+
   it.scoped("wakes a workflow signalled just after its suspension committed", () =>
     Effect.gen(function*() {
       const log = new RunLog()

@@ -213,6 +213,19 @@ export const claimAndLaunch = (
       ? Effect.flatMap(early.awaitExit, () => claimAndLaunch(engine, key))
       : Effect.flatMap(running!.done.await, () => claimAndLaunch(engine, key))
   }
+  // A runtime leaving (its suspension being written) is claimed in the background once the write has its
+  // answer (and once it has left, when it did suspend); not claimed now. Claimed at once, the claim fenced
+  // its writes still in flight (a step's pipelined result): the step ran again, on the same pod. (Not
+  // awaited here: the caller may be inside that very commit, as a wake from the journal can be.)
+  const leaving = running?.suspending === true ? running : undefined
+  const suspendWrite = leaving?.suspendWrite
+  if (leaving !== undefined && suspendWrite !== undefined && !engine.claiming.has(id)) {
+    engine.runFork(Effect.ignore(Effect.flatMap(suspendWrite.await, () =>
+      leaving.suspending
+        ? Effect.flatMap(leaving.done.await, () => claimOrRetryLater(engine, key))
+        : claimOrRetryLater(engine, key))))
+    return Effect.succeed(false)
+  }
   if (engine.claiming.has(id) || (running !== undefined && !running.suspending)) return Effect.succeed(false)
   engine.claiming.add(id)
   return Effect.gen(function*() {

@@ -37,6 +37,7 @@ import { BodyScheduler } from "./bodyScheduler.js"
 import type { CodeFault, TransientFault } from "./faults.js"
 import { isCodeFault, isEngineFault, isTransientFault, stuckOn } from "./faults.js"
 import type { Control } from "./controlQueue.js"
+import { OneShot } from "./oneShot.js"
 import { describeEvent, safeParse } from "./replay.js"
 
 export type { EngineServices, ExecutionParams } from "./replay.js"
@@ -376,6 +377,8 @@ export class ExecutionRuntime extends Activities {
     return Effect.gen(this, function*() {
       const now = yield* Clock.currentTimeMillis
       this.suspending = true
+      const settled = new OneShot<void>()
+      this.suspendWrite = settled
       const written = yield* Effect.exit(this.engine.committer.submit({
         _tag: "Suspend",
         key: this.key,
@@ -384,7 +387,7 @@ export class ExecutionRuntime extends Activities {
         suspendedOn: reason,
         wakeAt,
         now
-      }).await)
+      }).await).pipe(Effect.ensuring(Effect.sync(() => settled.unsafeDone(Exit.void))))
       if (Exit.isFailure(written)) {
         return { _tag: "Stopped", error: Option.getOrThrow(Cause.failureOption(written.cause)) } as const
       }

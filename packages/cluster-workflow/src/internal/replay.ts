@@ -193,6 +193,12 @@ export abstract class Replay implements WriteOwner {
   protected stopping = false
   /** A suspension is being written: the execution is leaving this engine. */
   suspending = false
+  /**
+   * Done once the suspension write of a `suspending` runtime has its answer: until then the execution's
+   * earlier writes (a step's result is pipelined) may not have committed, and a claim of it would fence
+   * them (the step would run again).
+   */
+  suspendWrite: OneShot<void> | undefined = undefined
   /** Resolved by the engine once this runtime has left it. */
   readonly done = new OneShot<void>()
 
