@@ -16,11 +16,7 @@ import { isTerminal, JournalError } from "../journal.js"
 import { keyString } from "../results.js"
 import { inTransaction, withRetries } from "../sql/retry.js"
 import { rootEntityId } from "./protocol.js"
-import { liveClock } from "../liveClock.js"
-import { rowLocked } from "../rowLocked.js"
-
-/** The pauses (ms, live clock) of a claim waiting for a locked row before the shard's fence (see `unlocked`). */
-const lockProbeRetries = [5, 10, 20, 40, 80]
+import { lookAgainWhileLocked, rowLocked } from "../rowLocked.js"
 
 /** Where an execution lives: its entity (a child lives in its root's) and that entity's shard. */
 export interface Placement {
@@ -421,15 +417,7 @@ FOR UPDATE SKIP LOCKED`,
       orElse: () => undefined
     })
     if (probe === undefined) return Effect.succeed(true)
-    const loop = (retry: number): Effect.Effect<boolean, JournalError> =>
-      Effect.flatMap(probe, (free) =>
-        free || retry >= lockProbeRetries.length
-          ? Effect.succeed(free)
-          : Effect.zipRight(
-            Effect.withClock(Effect.sleep(lockProbeRetries[retry]!), liveClock),
-            Effect.suspend(() => loop(retry + 1))
-          ))
-    return loop(0)
+    return Effect.map(lookAgainWhileLocked(Effect.map(probe, (free) => free || undefined)), (free) => free === true)
   }
 
   /**

@@ -8,18 +8,14 @@ import * as Effect from "effect/Effect"
 import type { ClaimResult, ExecutionKey, ExecutionRow } from "../journal.js"
 import type { JournalError } from "../journal.js"
 import { isTerminal } from "../journal.js"
-import { rowLocked } from "../rowLocked.js"
-import { liveClock } from "../liveClock.js"
+import { lookAgainWhileLocked, rowLocked } from "../rowLocked.js"
 import type { SqlContext } from "./context.js"
 import type { Row } from "./rows.js"
 import { decodeExecution, keyId, numOrNull, renewSource, rowKeyId, str } from "./rows.js"
 
-/** The pauses (ms, live clock) before a claim that met a locked row tries again, then gives up. */
-const lockRetries = [5, 10, 20, 40, 80]
-
 /**
  * Claims an unfinished execution (see `Journal.claim`). On PostgreSQL the claim does not wait for a row
- * locked by another transaction (`FOR UPDATE SKIP LOCKED`): it tries again for a moment (`lockRetries`: a
+ * locked by another transaction (`FOR UPDATE SKIP LOCKED`): it tries again for a moment (`lookAgainWhileLocked`: a
  * short update by another engine, such as a renewal, ends in milliseconds) and then fails with a retryable
  * `JournalError` ("not claimed now, try later"), so one row locked for long (a transaction left open) does
  * not hold up the other executions (the timer backs off and tries that one again later).
@@ -58,17 +54,8 @@ WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId} FOR SHARE
         return locked ? undefined : { _tag: "Unavailable", row } satisfies ClaimResult
       })
     )
-    const loop = (retry: number): Effect.Effect<ClaimResult, JournalError> =>
-      Effect.flatMap(attempt, (result) =>
-        result !== undefined
-          ? Effect.succeed(result)
-          : retry < lockRetries.length
-          ? Effect.zipRight(
-            Effect.withClock(Effect.sleep(lockRetries[retry]!), liveClock),
-            Effect.suspend(() => loop(retry + 1))
-          )
-          : Effect.fail(rowLocked()))
-    return loop(0)
+    return Effect.flatMap(lookAgainWhileLocked(attempt), (result) =>
+      result !== undefined ? Effect.succeed(result) : Effect.fail(rowLocked()))
   }
 
 /** Extends the claims an owner still holds at the given epochs. */
