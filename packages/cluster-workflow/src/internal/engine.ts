@@ -42,6 +42,7 @@ import * as Signals from "./engineSignals.js"
 import { EngineTimer } from "./engineTimer.js"
 import type { EngineServices, ExecutionRuntime } from "./execution.js"
 import * as GroupCommit from "./groupCommit.js"
+import { claimOrRetryLater } from "./lockedClaims.js"
 import type { OneShot } from "./oneShot.js"
 import type { AwaitOptions, ResultError } from "./results.js"
 import { defaultPollEvery, keyString, Results } from "./results.js"
@@ -127,7 +128,7 @@ export class Engine {
       names: this.names,
       leaseMillis: this.leaseMillis,
       resumeOrphans: Effect.suspend(() => this.resumeOrphans),
-      claimAndLaunch: (key) => this.claimAndLaunch(key),
+      claimAndLaunch: (key) => claimOrRetryLater(this, key),
       notifyLive: (key) => {
         const runtime = this.live.get(keyString(key))
         // (a suspending runtime is leaving and no longer reads its inbox: the change is a wake-up, a claim)

@@ -236,6 +236,15 @@ export const claimAndLaunch = (
     const claimed = yield* engine.journal.claim(key, engine.owner, now, now + engine.leaseMillis)
     if (claimed._tag !== "Claimed") return false
     const row = claimed.row
+    if (engine.results.closedError !== undefined) {
+      // the engine closed while the claim was in flight: nothing runs here any more, so the claim is
+      // given up at once (the release announces it to the live engines) rather than left to its lease
+      const release = engine.journal.release
+      if (release !== undefined) {
+        yield* Effect.ignore(release(engine.owner, [{ key, epoch: row.claimEpoch }]))
+      }
+      return false
+    }
     if (row.formatVersion > formatVersion) {
       // written by a newer release of this library: do not guess its meaning
       const error = new PayloadDecodeError({

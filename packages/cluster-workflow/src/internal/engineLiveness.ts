@@ -17,6 +17,7 @@ import type * as Scope from "effect/Scope"
 import type { EngineRegistration, ExecutionKey, Journal } from "../DurableExecutionJournal.js"
 import type { JournalError } from "../DurableExecutionJournal.js"
 import type { PayloadDecodeError } from "../WorkflowError.js"
+import { announcedBy } from "./announcer.js"
 import { forkDetachable, shutdownBound } from "./engineShared.js"
 import { liveClock } from "./liveClock.js"
 
@@ -42,6 +43,7 @@ export interface LivenessHost {
   readonly names: ReadonlyArray<string>
   readonly leaseMillis: number
   readonly resumeOrphans: Effect.Effect<number, JournalError>
+  /** Claims an execution and runs it here (one whose row is locked: again in the background). */
   readonly claimAndLaunch: (key: ExecutionKey) => Effect.Effect<boolean, JournalError | PayloadDecodeError>
   /** The execution runs here: tell it its inbox changed; false when it does not. */
   readonly notifyLive: (key: ExecutionKey) => boolean
@@ -56,27 +58,31 @@ export interface LivenessHost {
 }
 
 /**
- * The engine's liveness state: its current registration, and the executions it passed a signal
- * through to another engine (it leaves them to that engine).
+ * The engine's liveness state: its current registration, and how it hears of other engines.
  *
  * @internal
  */
 export class Liveness {
   registration: EngineRegistration | undefined = undefined
-  private readonly passed = new Set<string>()
   private readonly lookAround: Queue.Queue<void>
 
   constructor(readonly host: LivenessHost, readonly checkEvery: Duration.Duration) {
     this.lookAround = Effect.runSync(Queue.sliding<void>(1))
   }
 
-  /** Leaves an execution to another live engine: this engine does not claim it on its own notification. */
-  passThrough(id: string) {
-    if (this.passed.size > 10_000) this.passed.clear()
-    this.passed.add(id)
+  /**
+   * Runs journal writes as this engine's registration: their change announcements are tagged with it,
+   * and this registration's watch does not hear them (see announcer.ts).
+   */
+  announcing<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    const registration = this.registration
+    return registration === undefined ? effect : Effect.locally(effect, announcedBy, registration.instance)
   }
 
-  /** A change by another process (or engine) of an execution, or of something (undefined). */
+  /**
+   * A change by another process (or engine) of an execution, or of something (undefined). Its own changes
+   * the engine does not hear (a pass-through to other live engines stays one).
+   */
   onChange(key: ExecutionKey | undefined, id: string | undefined) {
     if (key === undefined || id === undefined) {
       this.host.renewNow()
@@ -84,7 +90,8 @@ export class Liveness {
       return
     }
     if (this.host.notifyLive(key)) return
-    if (this.passed.delete(id) || !this.host.names.includes(key.workflow)) return
+    if (!this.host.names.includes(key.workflow)) return
+    // (a row locked by another transaction is claimed again in the background: see lockedClaims.ts)
     this.host.fork(Effect.ignore(this.host.claimAndLaunch(key)))
   }
 

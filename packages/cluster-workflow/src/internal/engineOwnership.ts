@@ -16,7 +16,7 @@ export interface Ownership {
   /** The engine's liveness registration is lost: what happens to the executions it runs. */
   readonly registrationLost: (engine: Engine) => void
   /** Whether a runnable execution woken here is left to other live engines rather than claimed here. */
-  readonly leaveToOthers: (engine: Engine, key: ExecutionKey, id: string) => Effect.Effect<boolean>
+  readonly leaveToOthers: (engine: Engine, key: ExecutionKey) => Effect.Effect<boolean>
 }
 
 /**
@@ -32,15 +32,14 @@ export const claims: Ownership = {
   registrationLost: (engine) => {
     for (const runtime of engine.live.values()) runtime.notifyClaimLost()
   },
-  leaveToOthers: (engine, key, id) => {
+  leaveToOthers: (engine, key) => {
     const registration = engine.liveness.registration
     const otherLiveEngines = engine.journal.otherLiveEngines
     if (registration === undefined || otherLiveEngines === undefined) return Effect.succeed(false)
-    return Effect.map(Effect.either(otherLiveEngines(registration, key.workflow)), (others) => {
-      if (Either.isLeft(others) || others.right === 0) return false
-      engine.liveness.passThrough(id)
-      return true
-    })
+    return Effect.map(
+      Effect.either(otherLiveEngines(registration, key.workflow)),
+      (others) => Either.isRight(others) && others.right > 0
+    )
   }
 }
 

@@ -47,7 +47,7 @@ export const signalKey = (
   }
   return Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const result = yield* engine.journal.signal(key, name, value, now)
+    const result = yield* engine.liveness.announcing(engine.journal.signal(key, name, value, now))
     if (result === undefined) return yield* new ExecutionNotFoundError({ executionId: key.executionId })
     yield* wake(engine, result.row, (runtime) => runtime.deliverSignal(name, result.stored, result.row.inboxVersion))
     return result
@@ -89,7 +89,7 @@ export const wake = (
       }
       return
     }
-    if (!here && (yield* engine.ownership.leaveToOthers(engine, key, id))) return
+    if (!here && (yield* engine.ownership.leaveToOthers(engine, key))) return
     yield* claimOrRetryLater(engine, key)
   }), "PayloadDecodeError", () => Effect.void) // logged where it was found; the input stays stored
 }
@@ -102,7 +102,7 @@ export const cancel = (
   return Effect.gen(function*() {
     const found = yield* find(engine, executionId)
     const now = yield* Clock.currentTimeMillis
-    const row = yield* engine.journal.requestCancel(found, now)
+    const row = yield* engine.liveness.announcing(engine.journal.requestCancel(found, now))
     if (row === undefined) return yield* new ExecutionNotFoundError({ executionId })
     if (isTerminal(row.status)) return "already-finished" as const
     yield* wake(engine, row, (runtime) => runtime.notifyCancel())
@@ -127,7 +127,7 @@ export const retryStuck = (engine: Engine): Effect.Effect<void, JournalError> =>
       if (stuckFault(row.suspendedOn) === undefined) continue
       if (yield* claimHere(engine, row)) continue
       const now = yield* Clock.currentTimeMillis
-      const resumed = yield* engine.journal.resume(row, now)
+      const resumed = yield* engine.liveness.announcing(engine.journal.resume(row, now))
       if (resumed !== undefined) yield* wake(engine, resumed, () => {}, true)
     }
     if (rows.length < 500) return
@@ -154,7 +154,7 @@ export const resume = (
     const found = yield* find(engine, executionId)
     if (yield* claimHere(engine, found)) return
     const now = yield* Clock.currentTimeMillis
-    const row = yield* engine.journal.resume(found, now)
+    const row = yield* engine.liveness.announcing(engine.journal.resume(found, now))
     if (row === undefined) return yield* new ExecutionNotFoundError({ executionId })
     yield* wake(engine, row, () => {}, true)
   })

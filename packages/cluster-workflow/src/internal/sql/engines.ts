@@ -17,6 +17,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
@@ -28,6 +29,7 @@ import { toJournalError } from "./errors.js"
 import type { ProcessLiveness } from "./liveness.js"
 import type { Row } from "./rows.js"
 import { num, renewSource, str, strOrNull } from "./rows.js"
+import { announcedBy } from "../announcer.js"
 import { liveClock } from "../liveClock.js"
 
 
@@ -72,15 +74,22 @@ const listenDetached = (stream: Effect.Effect<void>): Effect.Effect<void, never,
     (fiber) => Effect.addFinalizer(() => Fiber.interruptFork(fiber))
   )
 
-/** The NOTIFY payload of an inbox change. */
-const changePayload = (key: ExecutionKey) => JSON.stringify([key.workflow, key.executionId])
+/**
+ * The NOTIFY payload of an inbox change: `[workflow, executionId]`, and the registration instance that
+ * made the change when an engine did (see announcer.ts).
+ */
+const changePayload = (key: ExecutionKey, origin: string | undefined) =>
+  JSON.stringify(origin === undefined ? [key.workflow, key.executionId] : [key.workflow, key.executionId, origin])
 
-const parsePayload = (payload: string): ExecutionKey | undefined => {
+/** A payload's execution and origin; an execution of undefined for a payload that names none. */
+const parsePayload = (payload: string): { readonly key: ExecutionKey | undefined; readonly origin?: string | undefined } => {
   try {
-    const [workflow, executionId] = JSON.parse(payload) as [unknown, unknown]
-    return typeof workflow === "string" && typeof executionId === "string" ? { workflow, executionId } : undefined
+    const [workflow, executionId, origin] = JSON.parse(payload) as [unknown, unknown, unknown]
+    return typeof workflow === "string" && typeof executionId === "string"
+      ? { key: { workflow, executionId }, origin: typeof origin === "string" ? origin : undefined }
+      : { key: undefined }
   } catch {
-    return undefined
+    return { key: undefined }
   }
 }
 
@@ -92,7 +101,8 @@ const parsePayload = (payload: string): ExecutionKey | undefined => {
  */
 export const announce = (ctx: SqlContext, key: ExecutionKey): Effect.Effect<void, SqlError> =>
   ctx.dialect === "pg"
-    ? Effect.asVoid(ctx.sql`SELECT pg_notify(${ctx.tables.channel}, ${changePayload(key)})`)
+    ? Effect.flatMap(FiberRef.get(announcedBy), (origin) =>
+      Effect.asVoid(ctx.sql`SELECT pg_notify(${ctx.tables.channel}, ${changePayload(key, origin)})`))
     : Effect.void
 
 interface Backend {
@@ -231,7 +241,13 @@ VALUES (${instance}, ${owner}, ${JSON.stringify(workflows)}, ${process?.host ?? 
       ? listener === undefined ? undefined : (onChange: (key: ExecutionKey | undefined) => void) =>
         listenDetached(
           listener.listen(ctx.tables.channel).pipe(
-            Stream.runForEach((payload) => Effect.sync(() => onChange(parsePayload(payload)))),
+            Stream.runForEach((payload) =>
+              Effect.sync(() => {
+                const change = parsePayload(payload)
+                // (this registration's own change: its engine has acted on it already)
+                if (change.origin !== instance) onChange(change.key)
+              })
+            ),
             Effect.catchAll((error) => Effect.logWarning("stopped listening for inbox changes", error))
           )
         )
