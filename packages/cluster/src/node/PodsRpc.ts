@@ -16,16 +16,14 @@ import type * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import type * as Scope from "effect/Scope"
-import type { MessageState } from "../MessageState.js"
 import type { PodAddress } from "../PodAddress.js"
 import { Pods } from "../Pods.js"
-import type { SerializedEnvelope } from "../SerializedEnvelope.js"
-import type { SerializedMessage } from "../SerializedMessage.js"
 import type { ShardId } from "../ShardId.js"
-import type { ShardingException } from "../ShardingException.js"
 import { PodUnavailableException, SerializationException } from "../ShardingException.js"
 import type { PeerPool } from "./internal/client.js"
 import { makePeerPool, PeerFailure } from "./internal/client.js"
+import type { Outbox, Pending } from "./internal/outboxes.js"
+import { makeOutboxes } from "./internal/outboxes.js"
 import { epochsToPairs, fromWireReply, ShardingRpcs, toWireEnvelope } from "./ShardingProtocol.js"
 import type { RequestRejected } from "./Transport.js"
 import { TransportConfig } from "./Transport.js"
@@ -59,21 +57,6 @@ const batchOptions = (options: Partial<BatchOptions> | undefined): BatchOptions 
   }
 }
 
-interface Pending {
-  readonly envelope: SerializedEnvelope
-  readonly size: number
-  readonly queuedAt: number
-  readonly resume: (exit: Exit.Exit<MessageState<SerializedMessage>, ShardingException>) => void
-  sent: boolean
-}
-
-interface Outbox {
-  readonly pod: PodAddress
-  readonly queue: Array<Pending>
-  inFlight: number
-  flushing: boolean
-}
-
 const unavailable = (pod: PodAddress, notDelivered: boolean) => new PodUnavailableException({ podAddress: pod, notDelivered })
 
 // A rejected request was not run: not delivered. Rejections mean misconfiguration (secret, limits).
@@ -88,24 +71,6 @@ const fromCallError = (pod: PodAddress) => (error: PeerFailure | RequestRejected
     )
 
 type Pool = PeerPool<RpcGroup.Rpcs<typeof ShardingRpcs>>
-
-/** The pods' outboxes, found by address object first (senders pass the routing table's), else by host:port. */
-const makeOutboxes = () => {
-  const outboxes = new Map<string, Outbox>()
-  const byAddress = new WeakMap<PodAddress, Outbox>()
-  return (pod: PodAddress): Outbox => {
-    let outbox = byAddress.get(pod)
-    if (outbox !== undefined) return outbox
-    const key = `${pod.host}:${pod.port}`
-    outbox = outboxes.get(key)
-    if (outbox === undefined) {
-      outbox = { pod, queue: [], inFlight: 0, flushing: false }
-      outboxes.set(key, outbox)
-    }
-    byAddress.set(pod, outbox)
-    return outbox
-  }
-}
 
 interface BatchLimits extends BatchOptions {
   readonly maxBatchBytes: number
