@@ -9,7 +9,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { awaitStatus } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
-import { postgresSkipReason, sharedPostgres, start } from "./utils/journals.js"
+import { failingClaimsOf, postgresSkipReason, sharedPostgres, start } from "./utils/journals.js"
 import { isRowLocked } from "../src/internal/rowLocked.js"
 
 /**
@@ -40,7 +40,8 @@ const journalBesideAnotherSession = Effect.gen(function*() {
 /**
  * A workflow whose one activity waits for `free`, and executions of it left running: engine A starts the
  * orders given and shuts down while their activity runs (their claims released); `free` is then completed.
- * `bodies.started` counts the activity's runs; `engineOn` builds another engine of the workflow.
+ * `bodies.started` counts the activity's runs; `engineOn` builds another engine of the workflow (on `journal`
+ * unless told).
  */
 const leftRunning = (journal: DurableExecutionJournal.Journal, orders: ReadonlyArray<Order>) =>
   Effect.gen(function*() {
@@ -51,9 +52,9 @@ const leftRunning = (journal: DurableExecutionJournal.Journal, orders: ReadonlyA
       recorded(log, "charge", order.amount, Schema.Number, {
         body: Effect.zipRight(Effect.sync(() => bodies.started++), Deferred.await(free))
       }))
-    const engineOn = (options: WorkflowEngine.EngineOptions) =>
+    const engineOn = (options: WorkflowEngine.EngineOptions, on: DurableExecutionJournal.Journal = journal) =>
       WorkflowEngine.make(workflow, options).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, on)
       )
     yield* Effect.scoped(Effect.gen(function*() {
       const a = yield* engineOn({ identity: "A" })
@@ -141,6 +142,24 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: a claim that meet
       expect(bodies.started).toBe(1)
       yield* unlock
       const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "15 seconds")
+      expect(done._tag).toBe("Completed")
+      expect(bodies.started).toBe(2)
+    }).pipe(Effect.scoped), 60_000)
+
+  // The lock ends while the database has a passing failure (a dropped connection): the background claim
+  // meets that failure, not the lock, and must go on, not end with the execution never run.
+  it.live("a background claim goes on through passing journal failures after the lock ends", () =>
+    Effect.gen(function*() {
+      const { journal, lockRow } = yield* journalBesideAnotherSession
+      const { bodies, engineOn } = yield* leftRunning(journal, [new Order({ orderId: "o1", amount: 1 })])
+      const failing = failingClaimsOf(journal, "Order", { message: "connection lost", retryable: true })
+      const b = yield* engineOn({ identity: "B", resumeOnStart: false, claimLease: "10 minutes" }, failing.journal)
+      const unlock = yield* lockRow("o1")
+      yield* b.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      // the next three claims fail passingly (the background claim's first attempts after the lock)
+      failing.failNext(3)
+      yield* unlock
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
       expect(done._tag).toBe("Completed")
       expect(bodies.started).toBe(2)
     }).pipe(Effect.scoped), 60_000)

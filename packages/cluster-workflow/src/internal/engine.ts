@@ -67,6 +67,8 @@ export class Engine {
   readonly retrying = new Set<string>()
   /** Executions whose claim met a row locked by another transaction, claimed again in the background. */
   readonly lockedClaims = new Set<string>()
+  /** Whether `lockedClaims` reached its bound (logged once until it empties again). */
+  lockedClaimsFull = false
   readonly definitions: Map<string, Definition>
   readonly names: ReadonlyArray<string>
   readonly timer: EngineTimer
