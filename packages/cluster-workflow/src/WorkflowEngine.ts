@@ -74,6 +74,15 @@ export interface EngineOptions {
   readonly resultPollInterval?: Duration.DurationInput
   /** Retries of a journal write that failed with a retryable error. Default 8 (exponential from 10 ms). */
   readonly journalRetries?: number
+  /**
+   * At a graceful shutdown (the engine's scope closes): how long the activities in flight may take to
+   * finish and have their results recorded before the engine stops its executions. No activity starts
+   * meanwhile; an execution may reach a suspension or its end. An activity still running at the end is
+   * interrupted and runs again where its execution resumes (same idempotency key), as after a crash.
+   * Default 0: the executions stop at once. On the cluster, keep it under the pod's
+   * `entityTerminationTimeout` and its lease.
+   */
+  readonly shutdownGracePeriod?: Duration.DurationInput
 }
 
 /**

@@ -86,7 +86,7 @@ export abstract class Activities extends Inbox {
     const previous = live.previous
     if (previous === undefined) return Effect.void
     live.previous = undefined
-    this.active--
+    this.leaveActive()
     return FiberRef.set(FiberRef.currentContext, previous)
   }
 
@@ -110,6 +110,9 @@ export abstract class Activities extends Inbox {
     options: ActivityRun<A, E, R>,
     live: LiveRun
   ): Effect.Effect<string, never, any> {
+    // (a graceful shutdown lets the activities in flight finish but starts none: this step runs where the
+    // execution resumes, its body interrupted here with the rest when the engine stops)
+    if (this.draining) return Effect.never
     return Effect.withFiberRuntime((fiber) => {
       const attempt = step.attempt + 1
       step.attempt = attempt
@@ -140,6 +143,8 @@ export abstract class Activities extends Inbox {
     live: LiveRun
   ): Effect.Effect<string, never, any> {
     if (started._tag !== "Ok") return Effect.interrupt
+    // (recorded, but a graceful shutdown began meanwhile: the attempt is left to where the execution resumes)
+    if (this.draining) return Effect.never
     const key = step.idempotencyKey ??
       (step.idempotencyKey = idempotencyKey(this.key.workflow, this.key.executionId, safeScope(step.scope), step.id))
     const activityContext: Context.Tag.Service<ActivityContext> = {
@@ -181,12 +186,14 @@ export abstract class Activities extends Inbox {
       setFiberRef(fiber, FiberRef.currentContext, Context.add(previous, ActivityContext, activityContext))
       // (a continuation runs on the fiber that ran the body: `fiber`)
       return Effect.flatMap(Effect.exit(options.body), (exit) => {
-        if (live.previous !== undefined) {
-          setFiberRef(fiber, FiberRef.currentContext, live.previous)
-          live.previous = undefined
-          this.active--
-        }
-        return this.afterAttempt(step, attempt, exit, options, live, fiber)
+        if (live.previous === undefined) return this.afterAttempt(step, attempt, exit, options, live, fiber)
+        setFiberRef(fiber, FiberRef.currentContext, live.previous)
+        live.previous = undefined
+        this.active--
+        // (a drain hears of it once a result is recorded: `afterAttempt` pipelines it as it returns)
+        const next = this.afterAttempt(step, attempt, exit, options, live, fiber)
+        this.checkDrained()
+        return next
       })
     })
   }
@@ -326,7 +333,7 @@ export abstract class Activities extends Inbox {
           )))
       ).pipe(
         Effect.ensuring(Effect.sync(() => {
-          this.active--
+          this.leaveActive()
         }))
       )
       if (Either.isLeft(result)) {

@@ -42,6 +42,7 @@ import * as Signals from "./engineSignals.js"
 import { EngineTimer } from "./engineTimer.js"
 import type { EngineServices, ExecutionRuntime } from "./execution.js"
 import * as GroupCommit from "./groupCommit.js"
+import { liveClock } from "./liveClock.js"
 import { claimOrRetryLater } from "./lockedClaims.js"
 import type { OneShot } from "./oneShot.js"
 import type { AwaitOptions, ResultError } from "./results.js"
@@ -306,6 +307,10 @@ export const make = (
     yield* engine.liveness.register(keyString)
     yield* forkSupervised("timer", engine.timer.loop)
     yield* forkSupervised("claim renewal", engine.renewLoop)
+    // Run right after the callers are answered (below), while claims are still renewed and the committer
+    // runs: a graceful shutdown lets the activities in flight finish, within `shutdownGracePeriod`.
+    const grace = Duration.toMillis(Duration.decode(options.shutdownGracePeriod ?? 0))
+    if (grace > 0) yield* Effect.addFinalizer(() => drainLive(engine, grace))
     // Last registered, so first run when the scope closes: callers still waiting are answered.
     yield* Effect.addFinalizer(() => Effect.sync(() => engine.results.close(new EngineClosedError({ identity: owner! }))))
     if (options.resumeOnStart !== false) {
@@ -328,6 +333,40 @@ export const make = (
       )))
     }
     return engine
+  })
+
+/**
+ * A graceful shutdown's grace: no activity starts any more in the live executions, and the engine waits
+ * (live clock, at most `graceMillis`) until none runs and their results are committed. What still runs
+ * after it is stopped by the engine's scope, as without a grace period.
+ */
+const drainLive = (engine: Engine, graceMillis: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const runtimes = Array.from(engine.live.values())
+    if (runtimes.length === 0) return Effect.void
+    const busy = runtimes.filter((runtime) => runtime.busy).length
+    const grace = Duration.format(Duration.millis(graceMillis))
+    // (an idle execution's drain only commits its queued writes: a result just recorded)
+    const announce = busy === 0
+      ? Effect.void
+      : Effect.logInfo(`the engine stops: letting the activities of ${busy} executions finish (at most ${grace})`)
+    return announce.pipe(
+      Effect.zipRight(Effect.withClock(
+        // (interruptible, though run by a finalizer: the timeout must be able to end the wait)
+        Effect.timeout(
+          Effect.interruptible(Effect.all(runtimes.map((runtime) => runtime.drain), { concurrency: "unbounded", discard: true })),
+          Duration.millis(graceMillis)
+        ),
+        liveClock
+      )),
+      Effect.catchTag("TimeoutException", () => {
+        const still = runtimes.filter((runtime) => runtime.busy).length
+        return Effect.logWarning(
+          `${still} executions still ran an activity after the shutdown's grace period (${grace}): it is ` +
+            "interrupted and runs again where the execution resumes"
+        )
+      })
+    )
   })
 
 /** @internal */

@@ -29,6 +29,7 @@ export interface EngineOptions {
   readonly orphanCheckInterval?: Duration.DurationInput | undefined
   readonly resultPollInterval?: Duration.DurationInput | undefined
   readonly journalRetries?: number | undefined
+  readonly shutdownGracePeriod?: Duration.DurationInput | undefined
   readonly livenessCheckInterval?: Duration.DurationInput | undefined
   /**
    * Who decides which engine runs an execution (engineOwnership.ts): claims between engines (the default),

@@ -73,6 +73,33 @@ export class ExecutionRuntime extends Activities {
     this.control.unsafeOffer({ _tag: "Cancel" })
   }
 
+  /**
+   * A graceful shutdown: no activity attempt starts any more, and this resolves once no activity body is
+   * running and the results of those that were are committed (the execution may go on meanwhile to a
+   * suspension or its end, and leave). The caller then stops what still runs. Not bounded here.
+   */
+  get drain(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.draining = true
+      const idle = this.active === 0 ? Effect.void : (this.drained ??= new OneShot<void>()).await
+      return Effect.zipRight(idle, this.flushWrites)
+    })
+  }
+
+  /** Whether an activity body (or a child start) is running. */
+  get busy(): boolean {
+    return this.active > 0
+  }
+
+  /** Commits this execution's writes still queued in the group committer (pipelined step results). */
+  private get flushWrites(): Effect.Effect<void> {
+    return Effect.flatMap(this.engine.committer.hold(this), (held) => {
+      const writes = held.take()
+      if (writes.length === 0) return held.release(undefined)
+      return Effect.flatMap(Effect.exit(this.engine.journal.commit(writes)), (exit) => held.release(exit))
+    })
+  }
+
   /** The claim was lost (renewal refused). */
   notifyClaimLost() {
     this.reportFault(this.claimLost())

@@ -141,7 +141,7 @@ export abstract class Inbox extends Timers {
             })
         }),
         Effect.ensuring(Effect.sync(() => {
-          this.active--
+          this.leaveActive()
         })),
         Effect.asVoid
       )

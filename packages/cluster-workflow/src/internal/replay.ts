@@ -174,7 +174,15 @@ export abstract class Replay implements WriteOwner {
   protected readonly signals = new Map<string, string>()
   protected readonly inFlight = new Set<Step>()
   protected readonly waiting = new Set<Step>()
+  /** Activity bodies (and child starts) running now. */
   protected active = 0
+  /**
+   * A graceful shutdown is letting the activities in flight finish (see `ExecutionRuntime.drain`): no
+   * activity attempt starts any more.
+   */
+  protected draining = false
+  /** Done when `active` drops to 0 while draining. */
+  protected drained: OneShot<void> | undefined = undefined
   protected readonly compensations: Array<{ readonly step: Step; readonly run: Effect.Effect<void, never, any> }> = []
   protected cancelling = false
   protected compensating = false
@@ -254,6 +262,16 @@ export abstract class Replay implements WriteOwner {
   }
 
   /** Submits an Append and returns its result, to be awaited. */
+  /** An activity body (or a child start) is over: one less active, and a drain hears when none is left. */
+  protected leaveActive() {
+    this.active--
+    this.checkDrained()
+  }
+
+  protected checkDrained() {
+    if (this.active === 0) this.drained?.unsafeSucceed(undefined)
+  }
+
   protected submit(events: Array<EventRow>, update: RowUpdate | undefined, now: number) {
     return this.engine.committer.submit(this.append(events, update, now), this)
   }

@@ -48,6 +48,8 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
   workflow: Workflow.Workflow<T, PodName | SqlClient>,
   options: {
     readonly shardCheckInterval: DurationInput
+    /** The engines' grace period at shutdown (default 0: see `EngineOptions.shutdownGracePeriod`). */
+    readonly shutdownGracePeriod?: DurationInput
     /** How each engine sees its pod (default: as it is). */
     readonly podView?: (sharding: Sharding.Sharding) => Sharding.Sharding
   }
@@ -79,7 +81,8 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
           Effect.provide(Layer.succeedContext(journal)),
           Effect.provide(ClusterWorkflowEngine.layer({
             prefix: database.prefix,
-            shardCheckInterval: options.shardCheckInterval
+            shardCheckInterval: options.shardCheckInterval,
+            ...(options.shutdownGracePeriod === undefined ? {} : { shutdownGracePeriod: options.shutdownGracePeriod })
           })),
           Effect.provideService(Sharding.Sharding, options.podView?.(pod.sharding) ?? pod.sharding),
           Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, counted),

@@ -1,0 +1,146 @@
+/**
+ * A graceful shutdown with `shutdownGracePeriod`: the activities in flight finish and their results are
+ * recorded before the engine stops, no activity starts meanwhile, and the wait is bounded (live clock).
+ * The next engine on the journal resumes the executions without running a finished activity again. On the
+ * cluster: a pod that leaves lets its activities in flight finish before it hands its shards back.
+ */
+import { Message } from "@effect-cluster/cluster"
+import { Activity, DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, Schema, Scope } from "effect"
+import { awaitStatus, eventually } from "./utils/engine.js"
+import { Order, recorded, RunLog } from "./utils/fixtures.js"
+import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
+import { describeJournals } from "./utils/journals.js"
+
+/** `charge` (its body waits for `gate`, when given) then `ship`; every run is recorded in `log`. */
+const chargeThenShip = (log: RunLog, gate: Deferred.Deferred<void> | undefined) =>
+  Workflow.make(Order, (order) =>
+    Effect.gen(function*() {
+      const amount = yield* recorded(log, "charge", order.amount, Schema.Number, {
+        body: gate === undefined ? Effect.void : Deferred.await(gate)
+      })
+      yield* recorded(log, "ship", undefined, Schema.Void)
+      return amount
+    }))
+
+describeJournals("graceful shutdown with a grace period", (journalCase) => {
+  it.live("the activity in flight finishes and is recorded; the next step runs where the execution resumes", () =>
+    Effect.gen(function*() {
+      const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
+      const onA = new RunLog()
+      const gate = yield* Deferred.make<void>()
+      const scopeA = yield* Scope.make()
+      // (A's close logs with the loggers A was made with)
+      const logged: Array<string> = []
+      const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
+      const a = yield* WorkflowEngine.make(chargeThenShip(onA, gate), { identity: "A", shutdownGracePeriod: "30 seconds" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
+        Effect.provide(Logger.add(logger)),
+        Scope.extend(scopeA)
+      )
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+      yield* eventually(() => onA.count("charge") === 1, "charge started")
+      // A shuts down while charge runs: once its close has begun to wait for charge, charge ends
+      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
+      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      expect(Option.isNone(yield* Fiber.poll(closing))).toBe(true)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(closing)
+      // charge finished on A and nothing started after it there
+      expect(onA.ids()).toEqual(["charge"])
+      // B resumes o1: charge is recorded, ship runs on B
+      const onB = new RunLog()
+      const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
+      expect(onB.ids()).toEqual(["ship"])
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("an activity that outlasts the grace period is interrupted at its end and runs again where the execution resumes", () =>
+    Effect.gen(function*() {
+      const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
+      const onA = new RunLog()
+      const never = yield* Deferred.make<void>()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const a = yield* WorkflowEngine.make(chargeThenShip(onA, never), { identity: "A", shutdownGracePeriod: "300 millis" }).pipe(
+          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+        )
+        yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+        yield* eventually(() => onA.count("charge") === 1, "charge started")
+      }))
+      expect(onA.ids()).toEqual(["charge"])
+      const onB = new RunLog()
+      const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
+      // charge cut off on A runs again on B, as its next attempt
+      expect(onB.ids()).toEqual(["charge", "ship"])
+      expect(onB.runs[0]!.attempt).toBe(onA.runs[0]!.attempt + 1)
+    }).pipe(Effect.scoped), 60_000)
+})
+
+/** `charge` (its body waits for `gate`) then `ship`; every run is recorded with its pod. */
+class Shipment extends Message.TaggedMessage<Shipment>()(
+  "Shipment",
+  Schema.Never,
+  Schema.Number,
+  { id: Schema.String, amount: Schema.Number },
+  (shipment) => shipment.id
+) {}
+
+const shipmentWorkflow = (runs: Array<{ readonly id: string; readonly pod: number }>, gate: Deferred.Deferred<void>) => {
+  const step = <A>(id: string, value: A, schema: Schema.Schema<A, any>, body: Effect.Effect<void>) =>
+    Activity.make(id, schema, Schema.Never)(Effect.gen(function*() {
+      runs.push({ id, pod: yield* PodName })
+      yield* body
+      return value
+    }))
+  return Workflow.make(Shipment, (shipment) =>
+    Effect.gen(function*() {
+      const amount = yield* step("charge", shipment.amount, Schema.Number, Deferred.await(gate))
+      yield* Workflow.sleep("cool-down", "1 millis")
+      yield* step("ship", undefined, Schema.Void, Effect.void)
+      return amount
+    }))
+}
+
+for (const database of clusterDatabases) {
+  describe.skipIf(database.skip !== undefined)(`graceful shutdown with a grace period, on the cluster [${database.name}]`, () => {
+    it.scopedLive("a pod leaving lets the activity in flight finish there; the execution goes on on the shard's new owner", () =>
+      Effect.gen(function*() {
+        const runs: Array<{ readonly id: string; readonly pod: number }> = []
+        const gate = yield* Deferred.make<void>()
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
+          shardCheckInterval: "1 hour",
+          shutdownGracePeriod: "30 seconds"
+        })
+        const logged: Array<string> = []
+        const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
+        const staying = yield* startPod(1)
+        const leaving = yield* startPod(2).pipe(Effect.provide(Logger.add(logger)))
+        yield* until(Effect.map(Effect.forEach([staying, leaving], served), (all) => all.every((shards) => shards.length === 15)))
+        // an execution whose shard the leaving pod serves
+        const leavingShards = new Set(yield* served(leaving))
+        let id = 0
+        while (!leavingShards.has(leaving.sharding.getShardId(`Shipment/s${id}`).value)) id++
+        const shipment = new Shipment({ id: `s${id}`, amount: 7 })
+        yield* staying.engine.start(shipment)
+        yield* until(Effect.sync(() => runs.length === 1))
+        expect(runs).toEqual([{ id: "charge", pod: 2 }])
+        // the pod leaves while charge runs: its engine waits for charge (which then ends) before it stops
+        const left = yield* Effect.fork(leaving.leave)
+        yield* until(Effect.sync(() => logged.some((line) => line.includes("letting the activities of 1 executions finish"))))
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(left)
+        expect(yield* staying.engine.result(shipment.id, { timeout: "30 seconds" })).toEqual(Exit.succeed(7))
+        // charge ran once, on the pod that left; ship on the pod that took its shard
+        expect(runs).toEqual([{ id: "charge", pod: 2 }, { id: "ship", pod: 1 }])
+      }), 90_000)
+  })
+}
