@@ -15,6 +15,7 @@ import { Context, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope } 
 import { awaitStatus, eventuallyEffect } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 import { postgresSkipReason, sharedPostgres, wrappingRegistrations } from "./utils/journals.js"
+import { enginesOf } from "../src/internal/engineShared.js"
 import { isRowLocked } from "../src/internal/rowLocked.js"
 
 const Approval = DurableDeferred.make("approval", { success: Schema.Number })
@@ -195,6 +196,50 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: an engine and the
       expect(yield* claimOwner("o1")).toBeNull()
       // the next engine resumes it at once (with the claim left to its lease, it waited ten minutes)
       const c = yield* engineOn(journalA, logA, "C")
+      expect(yield* Effect.timeout(c.result("o1"), "20 seconds")).toEqual(Exit.succeed(42))
+      expect(logA.ids()).toEqual(["prepare", "finish"])
+    }).pipe(Effect.scoped), 40_000)
+
+  // The claim made on an announcement runs in one of the engine's background fibers, which the close
+  // interrupts: a claim the database had granted when that interruption came (its answer still on the way)
+  // was never read, nor given up, and the execution waited for the lease of an engine that was gone.
+  it.live("a claim whose answer is on its way when the engine closes is given up, not left to its lease", () =>
+    Effect.gen(function*() {
+      const { announce, claimOwner, journalA, journalB } = yield* setup
+      const logA = new RunLog()
+      // A starts o1 and closes with it suspended: B is then the only engine
+      yield* Effect.scoped(Effect.gen(function*() {
+        const a = yield* engineOn(journalA, logA, "A")
+        yield* a.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+        yield* awaitStatus(a, "o1", "Suspended")
+      }))
+      // B's claim of o1 is granted by the database, and its answer reaches B only once `go` is done
+      const granted = yield* Deferred.make<void>()
+      const go = yield* Deferred.make<void>()
+      const gated: DurableExecutionJournal.Journal = {
+        ...journalB,
+        claim: (key, ...rest) =>
+          key.executionId !== "o1" ? journalB.claim(key, ...rest) : Effect.tap(
+            journalB.claim(key, ...rest),
+            () => Effect.zipRight(Deferred.succeed(granted, undefined), Deferred.await(go))
+          )
+      }
+      const scope = yield* Scope.make()
+      yield* Scope.extend(engineOn(gated, new RunLog(), "B"), scope)
+      // another process announces a change of o1: B claims it in the background
+      yield* announce(Order._tag, "o1")
+      yield* Deferred.await(granted)
+      expect(yield* claimOwner("o1")).toBe("B")
+      // B closes; once its close has reached its background fibers (it has left the process's engines),
+      // the claim's answer arrives
+      const closed = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* eventuallyEffect(Effect.sync(() => enginesOf(gated).size), (n) => n === 0)
+      yield* Deferred.succeed(go, undefined)
+      yield* Fiber.join(closed)
+      expect(yield* claimOwner("o1")).toBeNull()
+      // the next engine resumes it at once (with the claim left to its lease, it waited ten minutes)
+      const c = yield* engineOn(journalA, logA, "C")
+      expect(yield* c.signal("o1", Approval, Exit.succeed(42))).toEqual({ stored: true })
       expect(yield* Effect.timeout(c.result("o1"), "20 seconds")).toEqual(Exit.succeed(42))
       expect(logA.ids()).toEqual(["prepare", "finish"])
     }).pipe(Effect.scoped), 40_000)

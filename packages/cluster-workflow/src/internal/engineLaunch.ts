@@ -14,14 +14,22 @@ import * as HashMap from "effect/HashMap"
 import * as Metric from "effect/Metric"
 import * as ParseResult from "effect/ParseResult"
 import * as Schedule from "effect/Schedule"
-import type { ExecutionKey, WriteResult } from "../DurableExecutionJournal.js"
+import type { ClaimResult, ExecutionKey, WriteResult } from "../DurableExecutionJournal.js"
 import { formatVersion, isTerminal, JournalError } from "../DurableExecutionJournal.js"
 import type { EngineClosedError, WorkflowUsageError } from "../WorkflowError.js"
 import { EncodeError, PayloadDecodeError, PayloadMismatchError } from "../WorkflowError.js"
 import { payloadHash, samePayload } from "./codec.js"
 import type { Engine } from "./engine.js"
 import type { Definition, ParentLink, StartResult } from "./engineShared.js"
-import { liveClock, monotonicMillis, parseParent, runningResult, runningStart } from "./engineShared.js"
+import {
+  enginesOf,
+  liveClock,
+  monotonicMillis,
+  parseParent,
+  runningResult,
+  runningStart,
+  shutdownBound
+} from "./engineShared.js"
 import type { Outcome } from "./execution.js"
 import { ExecutionRuntime } from "./execution.js"
 import type { CodeFault } from "./faults.js"
@@ -233,16 +241,13 @@ export const claimAndLaunch = (
     if (definition === undefined) return false
     const now = yield* Clock.currentTimeMillis
     const claimSentAt = yield* monotonicMillis
-    const claimed = yield* engine.journal.claim(key, engine.owner, now, now + engine.leaseMillis)
+    const claimed = yield* claimToItsAnswer(engine, key, now)
     if (claimed._tag !== "Claimed") return false
     const row = claimed.row
     if (engine.results.closedError !== undefined) {
       // the engine closed while the claim was in flight: nothing runs here any more, so the claim is
       // given up at once (the release announces it to the live engines) rather than left to its lease
-      const release = engine.journal.release
-      if (release !== undefined) {
-        yield* Effect.ignore(release(engine.owner, [{ key, epoch: row.claimEpoch }]))
-      }
+      yield* giveUp(engine, key, row.claimEpoch)
       return false
     }
     if (row.formatVersion > formatVersion) {
@@ -296,6 +301,47 @@ export const claimAndLaunch = (
     })
     return true
   }).pipe(Effect.ensuring(Effect.sync(() => engine.claiming.delete(id))))
+}
+
+/**
+ * The journal's claim, given up when the fiber making it is interrupted before its answer (the engine
+ * closes and interrupts its background fibers, among them the claims made on announcements; a caller gives
+ * up): the database may have granted it, and a claim whose answer nobody read was held until its lease
+ * ended while nothing ran the execution. Its epoch unknown, the engine claims the execution again (its own
+ * claim is always granted) and releases that, unless it runs here or in a sibling engine; at most
+ * `shutdownBound` (live clock).
+ */
+const claimToItsAnswer = (
+  engine: Engine,
+  key: ExecutionKey,
+  now: number
+): Effect.Effect<ClaimResult, JournalError> =>
+  Effect.onInterrupt(engine.journal.claim(key, engine.owner, now, now + engine.leaseMillis), () => {
+    const id = keyString(key)
+    for (const other of [engine, ...enginesOf(engine.journal)]) if (other.live.has(id)) return Effect.void
+    return Effect.flatMap(Clock.currentTimeMillis, (at) =>
+      Effect.withClock(
+        Effect.timeout(
+          Effect.interruptible(Effect.flatMap(
+            engine.journal.claim(key, engine.owner, at, at + engine.leaseMillis),
+            (again) => again._tag === "Claimed" ? giveUp(engine, key, again.row.claimEpoch) : Effect.void
+          )),
+          shutdownBound
+        ),
+        liveClock
+      )).pipe(Effect.ignore)
+  })
+
+/**
+ * Gives up a claim this engine got but will not run (the release announces it to the live engines), even
+ * when interrupted meanwhile; at most `shutdownBound` (live clock), after which it ends at its lease.
+ */
+const giveUp = (engine: Engine, key: ExecutionKey, epoch: number): Effect.Effect<void> => {
+  const release = engine.journal.release
+  if (release === undefined) return Effect.void
+  return Effect.uninterruptible(Effect.ignore(
+    Effect.withClock(Effect.timeout(Effect.interruptible(release(engine.owner, [{ key, epoch }])), shutdownBound), liveClock)
+  ))
 }
 
 interface LaunchState {
