@@ -28,6 +28,7 @@ import * as Fenced from "./internal/cluster/fencedJournal.js"
 import type { ExecutionMessage } from "./internal/cluster/protocol.js"
 import { AwaitExecution, entityTypeOf, StartExecution, WakeExecution, waiterEntityId } from "./internal/cluster/protocol.js"
 import * as internal from "./internal/engine.js"
+import type { ExecutionRuntime } from "./internal/execution.js"
 import { EngineProvider } from "./internal/engineProvider.js"
 import { isShardMoved } from "./internal/engineLaunch.js"
 import * as Ownership from "./internal/engineOwnership.js"
@@ -271,26 +272,65 @@ const routes = (
 }
 
 /**
- * Stops the executions of `shards` running here (recording nothing) and waits until they have left. An
- * activity in flight is cut off and runs again on the new owner (same idempotency key): logged, since a
- * hand-off between live pods is then one more cause of a second run, beside a crash.
+ * Stops the executions of `shards` running here (recording nothing) and waits until they have left. On a
+ * hand-off (the pod still holds the shards' fences until this returns) with a grace period, the activities
+ * in flight first finish and their results commit (at most `graceMillis`, and within the pod's
+ * `entityTerminationTimeout`, which bounds this hook); no activity starts meanwhile. Otherwise, or past the
+ * grace, an activity in flight is cut off and runs again on the new owner (same idempotency key): logged,
+ * since a hand-off between live pods is then one more cause of a second run, beside a crash.
  */
-const stopShards = (engine: internal.Engine, fenced: FencedJournal, shards: ReadonlyArray<number>) =>
+const stopShards = (
+  engine: internal.Engine,
+  fenced: FencedJournal,
+  shards: ReadonlyArray<number>,
+  kind: Sharding.ShardStopKind,
+  graceMillis: number
+) =>
   Effect.suspend(() => {
     const lost = new Set(shards)
-    const leaving: Array<Effect.Effect<void>> = []
+    const leaving: Array<ExecutionRuntime> = []
     for (const runtime of engine.live.values()) {
       const run = fenced.runs.get(runtime.keyString)
-      if (run === undefined || !lost.has(run.shard)) continue
-      runtime.notifyClaimLost()
-      leaving.push(runtime.done.await)
+      if (run !== undefined && lost.has(run.shard)) leaving.push(runtime)
     }
     if (leaving.length === 0) return Effect.void
-    return Effect.zipRight(
-      Effect.logWarning(
-        `stopping ${leaving.length} executions of shards this pod hands off; an activity in flight runs again on the new owner`
+    const cutOff = Effect.sync(() => {
+      for (const runtime of leaving) runtime.notifyClaimLost()
+    })
+    const left = Effect.all(leaving.map((runtime) => runtime.done.await), { concurrency: "unbounded", discard: true })
+    const busy = leaving.filter((runtime) => runtime.busy).length
+    if (kind === "lost" || graceMillis <= 0 || busy === 0) {
+      return Effect.zipRight(
+        Effect.logWarning(
+          `stopping ${leaving.length} executions of shards this pod hands off; an activity in flight runs again on the new owner`
+        ),
+        Effect.zipRight(cutOff, left)
+      )
+    }
+    for (const shard of shards) fenced.draining.add(shard)
+    const grace = Duration.format(Duration.millis(graceMillis))
+    const drain = Effect.withClock(
+      // (interruptible: the pod's entityTerminationTimeout may end this hook first)
+      Effect.timeout(
+        Effect.interruptible(Effect.all(leaving.map((runtime) => runtime.drain), { concurrency: "unbounded", discard: true })),
+        Duration.millis(graceMillis)
       ),
-      Effect.all(leaving, { concurrency: "unbounded", discard: true })
+      liveClock
+    ).pipe(
+      Effect.catchTag("TimeoutException", () =>
+        Effect.logWarning(
+          `${leaving.filter((runtime) => runtime.busy).length} executions of shards this pod hands off still ran an ` +
+            `activity after the grace period (${grace}): it is cut off and runs again on the new owner`
+        ))
+    )
+    return Effect.logInfo(
+      `handing off shards: letting the activities of ${busy} executions finish here first (at most ${grace})`
+    ).pipe(
+      Effect.zipRight(Effect.ensuring(drain, cutOff)),
+      Effect.zipRight(left),
+      Effect.ensuring(Effect.sync(() => {
+        for (const shard of shards) fenced.draining.delete(shard)
+      }))
     )
   })
 
@@ -387,9 +427,14 @@ const takeBackIdle = (
     return next
   })
 
-/** Stops here the executions of a shard no longer served at the epoch they run under. */
-const leaveShard = (engine: internal.Engine, fenced: FencedJournal, shard: number, epoch: number) => {
+/**
+ * Stops here the executions of a shard no longer served at the epoch they run under; with a grace period,
+ * leaves them to the shard stop hook (`stopShards`), which every loss of a shard calls and which lets a
+ * hand-off's activities in flight finish first (stopped here, they would run again on the new owner).
+ */
+const leaveShard = (engine: internal.Engine, fenced: FencedJournal, shard: number, epoch: number, graceMillis: number) => {
   fenced.forgetShard(shard)
+  if (graceMillis > 0) return
   for (const runtime of engine.live.values()) {
     const run = fenced.runs.get(runtime.keyString)
     if (run !== undefined && run.shard === shard && run.epoch === epoch) runtime.notifyClaimLost()
@@ -407,7 +452,8 @@ const watchShards = (
   fenced: FencedJournal,
   follow: ShardFollow,
   pod: PodShards,
-  every: Duration.Duration
+  every: Duration.Duration,
+  graceMillis: number
 ): Effect.Effect<never, never, Scope.Scope> => {
   const taken = follow.taken
   let idle = new Set<string>()
@@ -418,7 +464,7 @@ const watchShards = (
     for (const [shard, epoch] of taken) {
       if (now.get(shard) === epoch || follow.inLapse(shard, now, held)) continue
       taken.delete(shard)
-      leaveShard(engine, fenced, shard, epoch)
+      leaveShard(engine, fenced, shard, epoch, graceMillis)
     }
     follow.forgetDropped(held)
     let gained = false
@@ -497,7 +543,8 @@ export const make = <T extends Message.Message.Any, R>(
     yield* sharding.registerEntity(entityType)(behaviour(engine, fenced))
     // A shard this pod gives up: its executions stop here before the pod confirms the release, so the
     // shard's next owner never resumes them while they still run on this pod.
-    yield* sharding.registerShardStop((shards) => stopShards(engine, fenced, shards))
+    const graceMillis = Duration.toMillis(Duration.decode(options?.shutdownGracePeriod ?? 0))
+    yield* sharding.registerShardStop((shards, kind) => stopShards(engine, fenced, shards, kind, graceMillis))
     const messenger = sharding.messenger(entityType)
     const send = (entityId: string, message: ExecutionMessage) => messenger.send(entityId)(message as any)
     yield* Effect.forkScoped(watchShards(
@@ -505,7 +552,8 @@ export const make = <T extends Message.Message.Any, R>(
       fenced,
       follow,
       { held, changes: sharding.servedShardEpochsChanges },
-      Duration.decode(options?.shardCheckInterval ?? "1 second")
+      Duration.decode(options?.shardCheckInterval ?? "1 second"),
+      graceMillis
     ))
     // (one name per engine: two clients may share an address, e.g. port 0)
     const caller = `${pod}/${(yield* Random.nextInt).toString(36)}`

@@ -7,7 +7,7 @@
 import { Message } from "@effect-cluster/cluster"
 import { Activity, DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, Schema, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Schema, Scope } from "effect"
 import { awaitStatus, eventually } from "./utils/engine.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
@@ -93,27 +93,30 @@ class Shipment extends Message.TaggedMessage<Shipment>()(
   (shipment) => shipment.id
 ) {}
 
-const shipmentWorkflow = (runs: Array<{ readonly id: string; readonly pod: number }>, gate: Deferred.Deferred<void>) => {
-  const step = <A>(id: string, value: A, schema: Schema.Schema<A, any>, body: Effect.Effect<void>) =>
-    Activity.make(id, schema, Schema.Never)(Effect.gen(function*() {
-      runs.push({ id, pod: yield* PodName })
-      yield* body
-      return value
-    }))
-  return Workflow.make(Shipment, (shipment) =>
-    Effect.gen(function*() {
+const shipmentWorkflow = (
+  runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }>,
+  gate: Deferred.Deferred<void>
+) =>
+  Workflow.make(Shipment, (shipment) => {
+    const step = <A>(id: string, value: A, schema: Schema.Schema<A, any>, body: Effect.Effect<void>) =>
+      Activity.make(id, schema, Schema.Never)(Effect.gen(function*() {
+        runs.push({ id, pod: yield* PodName, execution: shipment.id })
+        yield* body
+        return value
+      }))
+    return Effect.gen(function*() {
       const amount = yield* step("charge", shipment.amount, Schema.Number, Deferred.await(gate))
       yield* Workflow.sleep("cool-down", "1 millis")
       yield* step("ship", undefined, Schema.Void, Effect.void)
       return amount
-    }))
-}
+    })
+  })
 
 for (const database of clusterDatabases) {
   describe.skipIf(database.skip !== undefined)(`graceful shutdown with a grace period, on the cluster [${database.name}]`, () => {
     it.scopedLive("a pod leaving lets the activity in flight finish there; the execution goes on on the shard's new owner", () =>
       Effect.gen(function*() {
-        const runs: Array<{ readonly id: string; readonly pod: number }> = []
+        const runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }> = []
         const gate = yield* Deferred.make<void>()
         const db = yield* database.make
         const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
@@ -132,7 +135,7 @@ for (const database of clusterDatabases) {
         const shipment = new Shipment({ id: `s${id}`, amount: 7 })
         yield* staying.engine.start(shipment)
         yield* until(Effect.sync(() => runs.length === 1))
-        expect(runs).toEqual([{ id: "charge", pod: 2 }])
+        expect(runs).toEqual([{ id: "charge", pod: 2, execution: shipment.id }])
         // the pod leaves while charge runs: its engine waits for charge (which then ends) before it stops
         const left = yield* Effect.fork(leaving.leave)
         yield* until(Effect.sync(() => logged.some((line) => line.includes("letting the activities of 1 executions finish"))))
@@ -140,7 +143,47 @@ for (const database of clusterDatabases) {
         yield* Fiber.join(left)
         expect(yield* staying.engine.result(shipment.id, { timeout: "30 seconds" })).toEqual(Exit.succeed(7))
         // charge ran once, on the pod that left; ship on the pod that took its shard
-        expect(runs).toEqual([{ id: "charge", pod: 2 }, { id: "ship", pod: 1 }])
+        expect(runs).toEqual([
+          { id: "charge", pod: 2, execution: shipment.id },
+          { id: "ship", pod: 1, execution: shipment.id }
+        ])
       }), 90_000)
+
+    it.scopedLive("a shard the manager moves away lets the activities in flight finish on its old owner first", () => {
+      // (the hand-off runs in the fiber of the manager's call: everything here logs to this logger too)
+      const logged: Array<string> = []
+      const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
+      return Effect.gen(function*() {
+        const runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }> = []
+        const gate = yield* Deferred.make<void>()
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
+          shardCheckInterval: "1 hour",
+          shutdownGracePeriod: "30 seconds",
+          // (the hand-off's stop hooks, the drain among them, are bounded by it: room for a loaded machine)
+          entityTerminationTimeout: Duration.seconds(5),
+          leaseDuration: Duration.seconds(7)
+        })
+        const first = yield* startPod(1)
+        yield* until(Effect.map(served(first), (shards) => shards.length === 30))
+        const shipments = Array.from({ length: 10 }, (_, i) => new Shipment({ id: `m${i}`, amount: i }))
+        for (const shipment of shipments) yield* first.engine.start(shipment)
+        yield* until(Effect.sync(() => runs.length === 10))
+        // a second pod joins: the manager moves half the shards to it while the charges run on the first
+        const second = yield* startPod(2)
+        yield* until(Effect.sync(() => logged.some((line) => line.startsWith("handing off shards: letting the activities"))))
+        yield* Deferred.succeed(gate, undefined)
+        const results = yield* Effect.forEach(shipments, (shipment) =>
+          second.engine.result(shipment.id, { timeout: "30 seconds" }))
+        expect(results).toEqual(shipments.map((shipment) => Exit.succeed(shipment.amount)))
+        // every charge ran once, on the first pod; some executions went on on the second pod
+        const charges = runs.filter((run) => run.id === "charge")
+        expect(charges.map((run) => run.execution).sort()).toEqual(shipments.map((shipment) => shipment.id).sort())
+        expect(charges.every((run) => run.pod === 1)).toBe(true)
+        const ships = runs.filter((run) => run.id === "ship")
+        expect(ships.length).toBe(10)
+        expect(ships.some((run) => run.pod === 2)).toBe(true)
+      }).pipe(Effect.provide(Logger.add(logger)))
+    }, 90_000)
   })
 }

@@ -56,6 +56,16 @@ import { ShardManagerClient } from "./ShardManagerClient.js"
 import { PodLeases } from "./Storage.js"
 
 /**
+ * Why shards stop on a pod (see `Sharding.registerShardStop`): `"handoff"` while the pod still holds their
+ * fences (the manager's revocation, the pod leaving), `"lost"` when it may not (a lease that ended, a newer
+ * owner known).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ShardStopKind = "handoff" | "lost"
+
+/**
  * The per-pod sharding service. The 2024 members are kept; additions: `podAddress`, `getShardId` accepting
  * an entity id, `assign`/`unassign` taking the epochs, `localEntityCount`, `heartbeat`.
  *
@@ -100,10 +110,13 @@ export interface Sharding {
    * shards this pod gives up (handed off, revoked, dropped at a lapsed lease, or the pod leaving) once it
    * no longer serves them, and the pod confirms their release to the manager only after it returned (or
    * after `entityTerminationTimeout`). So a shard's next owner does not start while this pod still runs
-   * the shard's work (the cluster workflow engine's executions). Unregistered when the scope closes.
+   * the shard's work (the cluster workflow engine's executions). `kind` says whether the pod still holds
+   * the shards' fences until it confirms (`"handoff"`: the manager's revocation, the pod leaving), so that
+   * work in flight may finish and record its results first, or has lost them (`"lost"`: a lease that
+   * ended, a newer owner known): stop at once. Unregistered when the scope closes.
    */
   readonly registerShardStop: (
-    stop: (shards: ReadonlyArray<number>) => Effect.Effect<void>
+    stop: (shards: ReadonlyArray<number>, kind: ShardStopKind) => Effect.Effect<void>
   ) => Effect.Effect<void, never, Scope.Scope>
   /** Called by the manager (through the transport): this pod now owns `shards` at `epochs`. */
   readonly assign: (shards: HashSet.HashSet<ShardId>, epochs?: ReadonlyMap<number, number>) => Effect.Effect<void>

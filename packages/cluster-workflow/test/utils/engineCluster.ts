@@ -50,6 +50,9 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
     readonly shardCheckInterval: DurationInput
     /** The engines' grace period at shutdown (default 0: see `EngineOptions.shutdownGracePeriod`). */
     readonly shutdownGracePeriod?: DurationInput
+    /** The pods' `entityTerminationTimeout` and lease (default `podTimings`'). */
+    readonly entityTerminationTimeout?: Duration.Duration
+    readonly leaseDuration?: Duration.Duration
     /** How each engine sees its pod (default: as it is). */
     readonly podView?: (sharding: Sharding.Sharding) => Sharding.Sharding
   }
@@ -59,7 +62,7 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
       numberOfShards: 30,
       manager: {
         rebalanceRate: 1,
-        leaseDuration: podTimings.leaseDuration,
+        leaseDuration: options.leaseDuration ?? podTimings.leaseDuration,
         leaseMargin: Duration.millis(500),
         rebalanceInterval: Duration.seconds(1)
       }
@@ -68,7 +71,11 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
     const outer = yield* Effect.scope
     const startPod = (port: number) =>
       Effect.gen(function*() {
-        const pod = yield* cluster.startPod(port, undefined, podTimings)
+        const pod = yield* cluster.startPod(port, undefined, {
+          ...podTimings,
+          leaseDuration: options.leaseDuration ?? podTimings.leaseDuration,
+          entityTerminationTimeout: options.entityTerminationTimeout ?? podTimings.entityTerminationTimeout
+        })
         const scope = yield* Scope.fork(outer, undefined as any)
         const journal = yield* Layer.buildWithScope(database.journal(), scope)
         const reads = { count: 0 }

@@ -4,6 +4,7 @@ import { type LeaseGrant, ShardAssignment } from "../ShardAssignment.js"
 import { PodUnavailableException } from "../ShardingException.js"
 import { podKeyOf, type PodState } from "./podState.js"
 import type { Routing } from "./routing.js"
+import type { ShardStopKind } from "../Sharding.js"
 import type { Singletons } from "./singletons.js"
 
 /**
@@ -37,7 +38,7 @@ export interface Handoff {
 const makeStoppers = (state: PodState, singletons: Singletons) => {
   // Entities and singletons stop together, all within one entityTerminationTimeout, on every path (lease
   // loss, revocation, shutdown); the returned effect ends once every one has stopped.
-  const stopShards = (shards: ReadonlyArray<number>): Effect.Effect<void> =>
+  const stopShards = (shards: ReadonlyArray<number>, kind: ShardStopKind): Effect.Effect<void> =>
     shards.length === 0 ? singletons.sync() : Effect.zip(
       Effect.forEach(
         Array.from(state.entityManagers.values()).filter((manager) => !manager.isTopic),
@@ -45,17 +46,17 @@ const makeStoppers = (state: PodState, singletons: Singletons) => {
           Effect.forEach(shards, (shard) => manager.stopShard(shard), { concurrency: "unbounded", discard: true }),
         { concurrency: "unbounded", discard: true }
       ),
-      Effect.zip(singletons.sync(), stopOwnWork(shards), { concurrent: true }),
+      Effect.zip(singletons.sync(), stopOwnWork(shards, kind), { concurrent: true }),
       { concurrent: true }
     )
 
   // What registered work of its own per shard (`Sharding.registerShardStop`) stops with the entities, within
   // the same entityTerminationTimeout.
-  const stopOwnWork = (shards: ReadonlyArray<number>): Effect.Effect<void> =>
+  const stopOwnWork = (shards: ReadonlyArray<number>, kind: ShardStopKind): Effect.Effect<void> =>
     shards.length === 0 || state.shardStoppers.size === 0 ? Effect.void : Effect.forEach(
       Array.from(state.shardStoppers),
       (stop) =>
-        stop(shards).pipe(
+        stop(shards, kind).pipe(
           Effect.timeoutOption(state.terminationMillis),
           Effect.catchAllCause((cause) => Effect.logWarning("a shard stop hook failed", cause))
         ),
@@ -101,7 +102,7 @@ const shorterLeaseWarning = (state: PodState, lease: number): Effect.Effect<void
 const stopEverythingOf = (
   state: PodState,
   singletons: Singletons,
-  stopOwnWork: (shards: ReadonlyArray<number>) => Effect.Effect<void>
+  stopOwnWork: (shards: ReadonlyArray<number>, kind: ShardStopKind) => Effect.Effect<void>
 ): Effect.Effect<void> =>
   Effect.suspend(() => {
     const { heldEpoch, releasedEpoch } = state
@@ -117,7 +118,8 @@ const stopEverythingOf = (
           concurrency: "unbounded",
           discard: true
         }),
-        stopOwnWork(held),
+        // (the pod holds the shards' fences until it unregisters: a hand-off)
+        stopOwnWork(held, "handoff"),
         { concurrent: true }
       ),
       { concurrent: true }
@@ -180,7 +182,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         }
       }
       const dropped = regressions.map((assignment) => assignment.shardId)
-      const applied = Effect.zipRight(dropRegressed(state, regressions, "grant"), stopShards(lost.concat(dropped)))
+      const applied = Effect.zipRight(dropRegressed(state, regressions, "grant"), stopShards(lost.concat(dropped), "lost"))
       return shorter ? Effect.zipRight(shorterLeaseWarning(state, lease), applied) : applied
     })
 
@@ -193,7 +195,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       for (const shard of dropped) state.setHeld(shard, 0)
       if (dropped.length === 0) return singletons.sync()
       return Effect.logWarning(`dropping ${dropped.length} shards: ${reason}`).pipe(
-        Effect.zipRight(stopShards(dropped))
+        Effect.zipRight(stopShards(dropped, "lost"))
       )
     })
 
@@ -214,7 +216,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         ? singletons.sync()
         : Effect.zipRight(
           dropRegressed(state, regressions, "grant"),
-          stopShards(regressions.map((assignment) => assignment.shardId))
+          stopShards(regressions.map((assignment) => assignment.shardId), "lost")
         )
     })
 
@@ -240,10 +242,17 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         const route = state.routing[shard]
         if (route?.podKey === state.selfKey) state.routing[shard] = { pod: undefined, podKey: "", epoch: route.epoch }
       }
-      // Confirm only once the entities have stopped, and never a regressed revocation.
+      // Confirm only once the entities have stopped, and never a regressed revocation. (The revoked shards'
+      // fences stay this pod's until it confirms: a hand-off; a regressed one was lost.)
       const stop = Effect.zipRight(
         dropRegressed(state, regressions, "revocation"),
-        stopShards(stopped.concat(regressions.map((assignment) => assignment.shardId)))
+        regressions.length === 0
+          ? stopShards(stopped, "handoff")
+          : Effect.zip(
+            stopShards(stopped, "handoff"),
+            stopShards(regressions.map((assignment) => assignment.shardId), "lost"),
+            { concurrent: true }
+          )
       )
       return regressions.length === 0
         ? stop

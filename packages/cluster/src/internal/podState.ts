@@ -70,7 +70,7 @@ export class PodState {
   shuttingDown = false
   readonly entityManagers = new Map<string, EntityManager>()
   /** Work of its own per shard to stop with the shards' entities (`Sharding.registerShardStop`). */
-  readonly shardStoppers = new Set<(shards: ReadonlyArray<number>) => Effect.Effect<void>>()
+  readonly shardStoppers = new Set<(shards: ReadonlyArray<number>, kind: "handoff" | "lost") => Effect.Effect<void>>()
   /** Called (synchronously) after each change of a held epoch or of `shuttingDown`. */
   private readonly heldListeners = new Set<() => void>()
 

@@ -91,6 +91,12 @@ export const createTables = (sql: SqlClient.SqlClient, prefix: string): Effect.E
 export class FencedJournal {
   /** Executions this pod runs, by `keyString`. */
   readonly runs = new Map<string, Run>()
+  /**
+   * Shards this pod hands off while it lets the activities in flight finish (see `stopShards` in
+   * ClusterWorkflowEngine.ts): no longer served, but their fences stay this pod's until it confirms the
+   * release, so the writes of its runs there (their results) still commit, checked against the fence row.
+   */
+  readonly draining = new Set<number>()
   /** `shard:epoch` pairs whose fence this pod has raised (so writes need not raise it again). */
   private readonly raised = new Set<string>()
   readonly journal: Journal
@@ -262,7 +268,9 @@ RETURNING shard_id, epoch`
     const id = keyString(write.key)
     if (write._tag !== "Start") {
       const run = this.runs.get(id) ?? batch.get(id)
-      return Effect.succeed(run !== undefined && served.get(run.shard) === run.epoch ? run : undefined)
+      if (run === undefined) return Effect.succeed(undefined)
+      const writable = served.get(run.shard) === run.epoch || (this.draining.has(run.shard) && !served.has(run.shard))
+      return Effect.succeed(writable ? run : undefined)
     }
     // A child starts in its parent's entity, so it runs where its parent does.
     let parent: ExecutionKey | undefined
@@ -318,8 +326,10 @@ RETURNING shard_id, epoch`
         else candidates.push({ index, write, run })
       }
       if (candidates.length === 0) return results as Array<WriteResult>
-      const shards = Array.from(new Set(candidates.map(({ run }) => run.shard)))
-      for (const shard of shards) yield* this.raiseFence(shard, served.get(shard)!)
+      // (a shard being handed off is no longer served: its runs' epoch is the one the fence must stand at)
+      const epochs = new Map(candidates.map(({ run }) => [run.shard, run.epoch]))
+      const shards = Array.from(epochs.keys())
+      for (const [shard, epoch] of epochs) yield* this.raiseFence(shard, epoch)
       const index: Array<IndexRow> = []
       for (const { run, write } of candidates) {
         if (write._tag !== "Start") continue
