@@ -81,6 +81,18 @@ const engineOn = (journal: DurableExecutionJournal.Journal, log: RunLog, identit
     Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
   )
 
+/** Engine A starts o1 and closes with it suspended (waiting for `approval`); A's runs. */
+const leftSuspendedByA = (journal: DurableExecutionJournal.Journal) =>
+  Effect.gen(function*() {
+    const logA = new RunLog()
+    yield* Effect.scoped(Effect.gen(function*() {
+      const a = yield* engineOn(journal, logA, "A")
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
+      yield* awaitStatus(a, "o1", "Suspended")
+    }))
+    return logA
+  })
+
 describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: an engine and the announcements it hears", () => {
   it.live("an engine that leaves a signalled execution to another live engine does not take it on its own announcement", () =>
     Effect.gen(function*() {
@@ -168,13 +180,8 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: an engine and the
   it.live("a claim that an engine gets while it closes is given up at once, not left to its lease", () =>
     Effect.gen(function*() {
       const { claimOwner, journalA, journalB } = yield* setup
-      const logA = new RunLog()
       // A starts o1 and closes with it suspended: B is then the only engine
-      yield* Effect.scoped(Effect.gen(function*() {
-        const a = yield* engineOn(journalA, logA, "A")
-        yield* a.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
-        yield* awaitStatus(a, "o1", "Suspended")
-      }))
+      const logA = yield* leftSuspendedByA(journalA)
       // B's claims of o1 wait for `go`: B signals o1 (and so claims it), and is closed while that claim waits
       const claimWaits = yield* Deferred.make<void>()
       const go = yield* Deferred.make<void>()
@@ -206,13 +213,8 @@ describe.skipIf(postgresSkipReason !== undefined)("PostgreSQL: an engine and the
   it.live("a claim whose answer is on its way when the engine closes is given up, not left to its lease", () =>
     Effect.gen(function*() {
       const { announce, claimOwner, journalA, journalB } = yield* setup
-      const logA = new RunLog()
       // A starts o1 and closes with it suspended: B is then the only engine
-      yield* Effect.scoped(Effect.gen(function*() {
-        const a = yield* engineOn(journalA, logA, "A")
-        yield* a.sendDiscard(new Order({ orderId: "o1", amount: 1 }))
-        yield* awaitStatus(a, "o1", "Suspended")
-      }))
+      const logA = yield* leftSuspendedByA(journalA)
       // B's claim of o1 is granted by the database, and its answer reaches B only once `go` is done
       const granted = yield* Deferred.make<void>()
       const go = yield* Deferred.make<void>()

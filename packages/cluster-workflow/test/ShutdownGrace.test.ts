@@ -24,6 +24,18 @@ const chargeThenShip = (log: RunLog, gate: Deferred.Deferred<void> | undefined) 
       return amount
     }))
 
+/** Engine B (resuming on start) completes o1 (amount 5) on `journal`; the runs it made. */
+const resumedByB = (journal: DurableExecutionJournal.Journal) =>
+  Effect.gen(function*() {
+    const onB = new RunLog()
+    const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
+      Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+    )
+    const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+    expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
+    return onB
+  })
+
 describeJournals("graceful shutdown with a grace period", (journalCase) => {
   it.live("the activity in flight finishes and is recorded; the next step runs where the execution resumes", () =>
     Effect.gen(function*() {
@@ -50,12 +62,7 @@ describeJournals("graceful shutdown with a grace period", (journalCase) => {
       // charge finished on A and nothing started after it there
       expect(onA.ids()).toEqual(["charge"])
       // B resumes o1: charge is recorded, ship runs on B
-      const onB = new RunLog()
-      const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-      )
-      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
-      expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
+      const onB = yield* resumedByB(journal)
       expect(onB.ids()).toEqual(["ship"])
     }).pipe(Effect.scoped), 60_000)
 
@@ -72,12 +79,7 @@ describeJournals("graceful shutdown with a grace period", (journalCase) => {
         yield* eventually(() => onA.count("charge") === 1, "charge started")
       }))
       expect(onA.ids()).toEqual(["charge"])
-      const onB = new RunLog()
-      const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-      )
-      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
-      expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
+      const onB = yield* resumedByB(journal)
       // charge cut off on A runs again on B, as its next attempt
       expect(onB.ids()).toEqual(["charge", "ship"])
       expect(onB.runs[0]!.attempt).toBe(onA.runs[0]!.attempt + 1)
