@@ -428,13 +428,21 @@ const takeBackIdle = (
   })
 
 /**
- * Stops here the executions of a shard no longer served at the epoch they run under; with a grace period,
- * leaves them to the shard stop hook (`stopShards`), which every loss of a shard calls and which lets a
- * hand-off's activities in flight finish first (stopped here, they would run again on the new owner).
+ * Stops here the executions of a shard no longer served at the epoch they run under. With a grace period,
+ * a shard that left the pod is left to the shard stop hook (`stopShards`), which every departure of a
+ * shard calls and which lets a hand-off's activities in flight finish first (stopped here, they would run
+ * again on the new owner); one served again at another epoch is stopped here.
  */
-const leaveShard = (engine: internal.Engine, fenced: FencedJournal, shard: number, epoch: number, graceMillis: number) => {
+const leaveShard = (
+  engine: internal.Engine,
+  fenced: FencedJournal,
+  shard: number,
+  epoch: number,
+  graceMillis: number,
+  servedAgain: boolean
+) => {
   fenced.forgetShard(shard)
-  if (graceMillis > 0) return
+  if (graceMillis > 0 && !servedAgain) return
   for (const runtime of engine.live.values()) {
     const run = fenced.runs.get(runtime.keyString)
     if (run !== undefined && run.shard === shard && run.epoch === epoch) runtime.notifyClaimLost()
@@ -464,7 +472,7 @@ const watchShards = (
     for (const [shard, epoch] of taken) {
       if (now.get(shard) === epoch || follow.inLapse(shard, now, held)) continue
       taken.delete(shard)
-      leaveShard(engine, fenced, shard, epoch, graceMillis)
+      leaveShard(engine, fenced, shard, epoch, graceMillis, now.has(shard))
     }
     follow.forgetDropped(held)
     let gained = false
