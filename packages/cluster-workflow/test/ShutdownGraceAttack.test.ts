@@ -1,0 +1,96 @@
+/**
+ * A graceful shutdown with `shutdownGracePeriod`, at its edges: the results of the activities that finish
+ * during the grace period are committed as the engine's other writes are (retried through a passing
+ * journal failure), and a step that needs the engine while it stops (a child's start) waits for the
+ * execution's next run instead of stopping the execution with the step before it uncommitted.
+ */
+import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
+import { expect, it } from "@effect/vitest"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Schema, Scope } from "effect"
+import { awaitStatus, eventually } from "./utils/engine.js"
+import { Order, recorded, RunLog } from "./utils/fixtures.js"
+import { describeJournals } from "./utils/journals.js"
+
+type Journal = DurableExecutionJournal.Journal
+
+/** `charge` (its body waits for `gate`, when given) then `ship`; every run is recorded in `log`. */
+const chargeThenShip = (log: RunLog, gate: Deferred.Deferred<void> | undefined) =>
+  Workflow.make(Order, (order) =>
+    Effect.gen(function*() {
+      const amount = yield* recorded(log, "charge", order.amount, Schema.Number, {
+        body: gate === undefined ? Effect.void : Deferred.await(gate)
+      })
+      yield* recorded(log, "ship", undefined, Schema.Void)
+      return amount
+    }))
+
+/** A journal whose commit fails once (retryable, nothing written) when armed and it carries `charge`'s result. */
+const failingOnceOnCharge = (inner: Journal) => {
+  const state = { armed: false, failed: 0 }
+  const journal: Journal = {
+    ...inner,
+    commit: (writes) =>
+      Effect.suspend(() => {
+        const carriesCharge = writes.some((write) =>
+          write._tag === "Append" && write.events.some((event) => event.kind === "StepCompleted" && event.stepId === "charge")
+        )
+        if (state.armed && carriesCharge) {
+          state.armed = false
+          state.failed++
+          return Effect.fail(
+            new DurableExecutionJournal.JournalError({ operation: "commit", message: "connection reset", retryable: true })
+          )
+        }
+        return inner.commit(writes)
+      })
+  }
+  return { journal, state }
+}
+
+/** Collects the first part of every log message. */
+const collecting = () => {
+  const logged: Array<string> = []
+  const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
+  return { logged, logger }
+}
+
+describeJournals("graceful shutdown, at its edges", (journalCase) => {
+  it.live("a result recorded during the grace period is committed through a passing journal failure", () =>
+    Effect.gen(function*() {
+      const base = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
+      const { journal, state } = failingOnceOnCharge(base)
+      const onA = new RunLog()
+      const gate = yield* Deferred.make<void>()
+      const scopeA = yield* Scope.make()
+      const { logged, logger } = collecting()
+      const a = yield* WorkflowEngine.make(chargeThenShip(onA, gate), {
+        identity: "A",
+        shutdownGracePeriod: "30 seconds",
+        // (short: were o1's claim kept by A, B would take it over after it instead of failing on it)
+        claimLease: "2 seconds"
+      }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
+        Effect.provide(Logger.add(logger)),
+        Scope.extend(scopeA)
+      )
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+      yield* eventually(() => onA.count("charge") === 1, "charge started")
+      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
+      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      // charge ends while the engine waits for it; the first commit of its result fails (a dropped
+      // connection, retryable), as the committer's retries are there for
+      state.armed = true
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(closing)
+      expect(state.failed).toBe(1)
+      expect(onA.ids()).toEqual(["charge"])
+      // B resumes o1: charge's result is in the journal, only ship runs
+      const onB = new RunLog()
+      const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, base)
+      )
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
+      expect(onB.ids()).toEqual(["ship"])
+    }).pipe(Effect.scoped), 60_000)
+})
