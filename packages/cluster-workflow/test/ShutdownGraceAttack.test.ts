@@ -8,6 +8,7 @@ import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-clust
 import { expect, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Schema, Scope } from "effect"
 import { awaitStatus, eventually } from "./utils/engine.js"
+import { Message } from "@effect-cluster/cluster"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 import { describeJournals } from "./utils/journals.js"
 
@@ -23,6 +24,28 @@ const chargeThenShip = (log: RunLog, gate: Deferred.Deferred<void> | undefined) 
       yield* recorded(log, "ship", undefined, Schema.Void)
       return amount
     }))
+
+class Label extends Message.TaggedMessage<Label>()(
+  "Label",
+  Schema.String,
+  Schema.String,
+  { orderId: Schema.String },
+  (_) => _.orderId
+) {}
+
+/** `charge` (its body waits for `gate`, when given) then a child `Label` (its activity `label`). */
+const chargeThenChild = (log: RunLog, gate: Deferred.Deferred<void> | undefined) =>
+  Workflow.union(
+    Workflow.make(Order, (order) =>
+      Effect.gen(function*() {
+        const amount = yield* recorded(log, "charge", order.amount, Schema.Number, {
+          body: gate === undefined ? Effect.void : Deferred.await(gate)
+        })
+        const label = yield* Workflow.executeChild(new Label({ orderId: order.orderId }), { childId: "label" })
+        return amount + label.length
+      })),
+    Workflow.make(Label, () => recorded(log, "label", "printed", Schema.String))
+  )
 
 /** A journal whose commit fails once (retryable, nothing written) when armed and it carries `charge`'s result. */
 const failingOnceOnCharge = (inner: Journal) => {
@@ -92,5 +115,38 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
       expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
       expect(onB.ids()).toEqual(["ship"])
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a child started during the grace period waits for the next run; the step before it is not run again", () =>
+    Effect.gen(function*() {
+      const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
+      const onA = new RunLog()
+      const gate = yield* Deferred.make<void>()
+      const scopeA = yield* Scope.make()
+      const { logged, logger } = collecting()
+      const a = yield* WorkflowEngine.make(chargeThenChild(onA, gate), {
+        identity: "A",
+        shutdownGracePeriod: "30 seconds",
+        claimLease: "2 seconds"
+      }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
+        Effect.provide(Logger.add(logger)),
+        Scope.extend(scopeA)
+      )
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+      yield* eventually(() => onA.count("charge") === 1, "charge started")
+      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
+      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      // charge ends while the engine stops: the body goes on to start its child
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(closing)
+      expect(onA.ids()).toEqual(["charge"])
+      const onB = new RunLog()
+      const b = yield* WorkflowEngine.make(chargeThenChild(onB, undefined), { identity: "B" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(12) })
+      expect(onB.ids()).toEqual(["label"])
     }).pipe(Effect.scoped), 60_000)
 })
