@@ -124,10 +124,10 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const gate = yield* Deferred.make<void>()
       const scopeA = yield* Scope.make()
       const { logged, logger } = collecting()
+      // (the default lease, 30 s: an execution stopped on A, its claim kept, would not resume on B in time)
       const a = yield* WorkflowEngine.make(chargeThenChild(onA, gate), {
         identity: "A",
-        shutdownGracePeriod: "30 seconds",
-        claimLease: "2 seconds"
+        shutdownGracePeriod: "30 seconds"
       }).pipe(
         Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
         Effect.provide(Logger.add(logger)),
@@ -137,10 +137,12 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       yield* eventually(() => onA.count("charge") === 1, "charge started")
       const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
       yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
-      // charge ends while the engine stops: the body goes on to start its child
+      // charge ends while the engine stops: the body goes on to start its child, which the closing engine
+      // would refuse (the execution stopped, its claim kept until its lease ends)
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.join(closing)
       expect(onA.ids()).toEqual(["charge"])
+      // B resumes o1 at once (its claim was released): the child starts there, charge does not run again
       const onB = new RunLog()
       const b = yield* WorkflowEngine.make(chargeThenChild(onB, undefined), { identity: "B" }).pipe(
         Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
