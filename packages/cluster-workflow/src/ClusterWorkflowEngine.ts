@@ -29,7 +29,7 @@ import type { ExecutionMessage } from "./internal/cluster/protocol.js"
 import { AwaitExecution, entityTypeOf, StartExecution, WakeExecution, waiterEntityId } from "./internal/cluster/protocol.js"
 import * as internal from "./internal/engine.js"
 import { EngineProvider } from "./internal/engineProvider.js"
-import { isShardMoved } from "./internal/engineLaunch.js"
+import { isShardMoved, shardMoved } from "./internal/engineLaunch.js"
 import * as Ownership from "./internal/engineOwnership.js"
 import { stuckFault } from "./internal/faults.js"
 import { liveClock } from "./internal/liveClock.js"
@@ -170,6 +170,13 @@ const notHere: RemoteAnswer = { _tag: "NotHere" }
 
 const ownerStart = (engine: internal.Engine, message: StartExecution) =>
   Effect.gen(function*() {
+    if (engine.results.closedError !== undefined) {
+      // The engine stops (for as long as its `shutdownGracePeriod`) while the pod still holds the shard:
+      // refused as by a moved shard's fence, so the caller sends the start again, to the shard's next owner,
+      // rather than failing with this engine's closing.
+      yield* Effect.logDebug("the engine stops: it refuses a start; the caller sends it to the shard's next owner")
+      return yield* shardMoved()
+    }
     const definition = yield* engine.definitionOf(message.workflow)
     const key = { workflow: message.workflow, executionId: message.executionId }
     const decoded = Either.flatMap(

@@ -5,10 +5,12 @@
  * execution's next run instead of stopping the execution with the step before it uncommitted.
  */
 import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
-import { expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Schema, Scope } from "effect"
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option, Schema, Scope } from "effect"
 import { awaitStatus, eventually } from "./utils/engine.js"
 import { Message } from "@effect-cluster/cluster"
+import { Activity } from "@effect-cluster/cluster-workflow"
+import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 import { describeJournals } from "./utils/journals.js"
 
@@ -152,3 +154,69 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       expect(onB.ids()).toEqual(["label"])
     }).pipe(Effect.scoped), 60_000)
 })
+
+/** `charge` (its body waits for `gate`); every run is recorded with its pod. */
+class Shipment extends Message.TaggedMessage<Shipment>()(
+  "Shipment",
+  Schema.Never,
+  Schema.Number,
+  { id: Schema.String, amount: Schema.Number, gated: Schema.Boolean },
+  (shipment) => shipment.id
+) {}
+
+const shipmentWorkflow = (runs: Array<{ readonly id: string; readonly pod: number }>, gate: Deferred.Deferred<void>) =>
+  Workflow.make(Shipment, (shipment) =>
+    Activity.make("charge", Schema.Number, Schema.Never)(Effect.gen(function*() {
+      runs.push({ id: shipment.id, pod: yield* PodName })
+      if (shipment.gated) yield* Deferred.await(gate)
+      return shipment.amount
+    })))
+
+for (const database of clusterDatabases) {
+  describe.skipIf(database.skip !== undefined)(`graceful shutdown, at its edges, on the cluster [${database.name}]`, () => {
+    it.scopedLive("a start sent to a pod during its grace period goes to the shard's next owner", () =>
+      Effect.gen(function*() {
+        const runs: Array<{ readonly id: string; readonly pod: number }> = []
+        const gate = yield* Deferred.make<void>()
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
+          shardCheckInterval: "1 hour",
+          shutdownGracePeriod: "30 seconds"
+        })
+        const { logged, logger } = collecting()
+        const staying = yield* startPod(1)
+        // (its refusals of starts are logged at the debug level)
+        const leaving = yield* startPod(2).pipe(
+          Effect.provide(Logger.add(logger)),
+          Effect.provide(Logger.minimumLogLevel(LogLevel.Debug))
+        )
+        yield* until(Effect.map(Effect.forEach([staying, leaving], served), (all) => all.every((shards) => shards.length === 15)))
+        // two executions whose shards the leaving pod serves: the first runs there while it leaves
+        const leavingShards = new Set(yield* served(leaving))
+        const ids: Array<string> = []
+        for (let id = 0; ids.length < 2; id++) {
+          if (leavingShards.has(leaving.sharding.getShardId(`Shipment/s${id}`).value)) ids.push(`s${id}`)
+        }
+        const first = new Shipment({ id: ids[0]!, amount: 7, gated: true })
+        yield* staying.engine.start(first)
+        yield* until(Effect.sync(() => runs.length === 1))
+        const left = yield* Effect.fork(leaving.leave)
+        yield* until(Effect.sync(() => logged.some((line) => line.includes("letting the activities of 1 executions finish"))))
+        // the second is started while the leaving pod waits for the first's activity: it refuses it, and
+        // the caller sends it again until the shard's next owner takes it
+        const second = new Shipment({ id: ids[1]!, amount: 8, gated: false })
+        const starting = yield* Effect.fork(staying.engine.start(second))
+        yield* until(Effect.map(
+          Fiber.poll(starting),
+          (done) => Option.isSome(done) || logged.some((line) => line.includes("refuses a start"))
+        ))
+        expect(Option.isNone(yield* Fiber.poll(starting))).toBe(true)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(left)
+        yield* Fiber.join(starting)
+        expect(yield* staying.engine.result(second.id, { timeout: "30 seconds" })).toEqual(Exit.succeed(8))
+        expect(yield* staying.engine.result(first.id, { timeout: "30 seconds" })).toEqual(Exit.succeed(7))
+        expect(runs).toEqual([{ id: first.id, pod: 2 }, { id: second.id, pod: 1 }])
+      }), 90_000)
+  })
+}
