@@ -4,12 +4,11 @@
  * journal failure), and a step that needs the engine while it stops (a child's start) waits for the
  * execution's next run instead of stopping the execution with the step before it uncommitted.
  */
-import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
+import { Activity, DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option, Schema, Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option, Schedule, Schema, Scope } from "effect"
 import { awaitStatus, eventually } from "./utils/engine.js"
 import { Message } from "@effect-cluster/cluster"
-import { Activity } from "@effect-cluster/cluster-workflow"
 import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
 import { describeJournals } from "./utils/journals.js"
@@ -48,6 +47,16 @@ const chargeThenChild = (log: RunLog, gate: Deferred.Deferred<void> | undefined)
       })),
     Workflow.make(Label, () => recorded(log, "label", "printed", Schema.String))
   )
+
+/**
+ * `charge` fails (once `gate` opens) and is not retried, by a policy slow to decide (a schedule whose step
+ * is effectful: here it takes 300 ms of the live clock, the time the engine would need to stop).
+ */
+const chargeDeclined = (log: RunLog, gate: Deferred.Deferred<void>) =>
+  Workflow.make(Order, () =>
+    recorded(log, "charge", 0, Schema.Number, { fail: "declined", body: Deferred.await(gate) }).pipe(
+      Activity.retry(Schedule.recurs(0).pipe(Schedule.tapInput(() => Effect.sleep("300 millis"))))
+    ))
 
 /** A journal whose commit fails once (retryable, nothing written) when armed and it carries `charge`'s result. */
 const failingOnceOnCharge = (inner: Journal) => {
@@ -117,6 +126,37 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
       expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
       expect(onB.ids()).toEqual(["ship"])
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a failure decided (not retried) during the grace period is committed before the engine stops", () =>
+    Effect.gen(function*() {
+      const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
+      const onA = new RunLog()
+      const gate = yield* Deferred.make<void>()
+      const scopeA = yield* Scope.make()
+      const { logged, logger } = collecting()
+      const a = yield* WorkflowEngine.make(chargeDeclined(onA, gate), { identity: "A", shutdownGracePeriod: "30 seconds" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
+        Effect.provide(Logger.add(logger)),
+        Scope.extend(scopeA)
+      )
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+      yield* eventually(() => onA.count("charge") === 1, "charge started")
+      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
+      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      // charge fails while the engine waits for it; the engine waits for its policy's decision too
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(closing)
+      // B resumes o1: charge's failure is in the journal, charge does not run again
+      const onB = new RunLog()
+      const b = yield* WorkflowEngine.make(chargeDeclined(onB, gate), { identity: "B" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Failed"), "20 seconds")
+      expect(done._tag === "Failed" && Exit.isFailure(done.exit) && Cause.failureOption(done.exit.cause)).toEqual(
+        Option.some("declined")
+      )
+      expect(onB.ids()).toEqual([])
     }).pipe(Effect.scoped), 60_000)
 
   it.live("a child started during the grace period waits for the next run; the step before it is not run again", () =>
