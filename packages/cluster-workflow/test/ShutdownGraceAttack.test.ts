@@ -8,10 +8,11 @@ import { Activity, DurableExecutionJournal, Workflow, WorkflowEngine } from "@ef
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option, Schedule, Schema, Scope } from "effect"
 import { awaitStatus, eventually } from "./utils/engine.js"
+import type { Sharding } from "@effect-cluster/cluster"
 import { Message } from "@effect-cluster/cluster"
 import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
-import { describeJournals } from "./utils/journals.js"
+import { describeJournals, sharedSqlite } from "./utils/journals.js"
 
 type Journal = DurableExecutionJournal.Journal
 
@@ -260,3 +261,49 @@ for (const database of clusterDatabases) {
       }), 90_000)
   })
 }
+
+/** The pod's served shards, empty while `on` (a lapse of its lease: it still holds them); reads counted. */
+class Lapse {
+  on = false
+  reads = 0
+  readonly view = (sharding: Sharding.Sharding): Sharding.Sharding => ({
+    ...sharding,
+    servedShardEpochs: Effect.map(sharding.servedShardEpochs, (shards) => {
+      if (!this.on) return shards
+      this.reads++
+      return new Map<number, number>()
+    })
+  })
+}
+
+it.scopedLive("a result recorded during the grace period in a lapse of the pod's lease waits for its renewal and is committed", () =>
+  Effect.gen(function*() {
+    const runs: Array<{ readonly id: string; readonly pod: number }> = []
+    const gate = yield* Deferred.make<void>()
+    const lapse = new Lapse()
+    const db = yield* sharedSqlite
+    const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
+      shardCheckInterval: "1 hour",
+      shutdownGracePeriod: "30 seconds",
+      podView: lapse.view
+    })
+    const { logged, logger } = collecting()
+    const first = yield* startPod(1).pipe(Effect.provide(Logger.add(logger)))
+    yield* until(Effect.map(served(first), (shards) => shards.length === 30))
+    const shipment = new Shipment({ id: "s1", amount: 7, gated: true })
+    yield* first.engine.start(shipment)
+    yield* until(Effect.sync(() => runs.length === 1))
+    const left = yield* Effect.fork(first.leave)
+    yield* until(Effect.sync(() => logged.some((line) => line.includes("letting the activities of 1 executions finish"))))
+    // charge ends while the pod's lease lapses: its result is written on the lapsed view, then the lease
+    // is renewed (at the same epochs) and the pod leaves
+    lapse.on = true
+    yield* Deferred.succeed(gate, undefined)
+    yield* until(Effect.sync(() => lapse.reads >= 1))
+    lapse.on = false
+    yield* Fiber.join(left)
+    // the next pod takes the shards: charge's result is in the journal, charge does not run again
+    const second = yield* startPod(2)
+    expect(yield* second.engine.result(shipment.id, { timeout: "30 seconds" })).toEqual(Exit.succeed(7))
+    expect(runs).toEqual([{ id: "s1", pod: 1 }])
+  }), 90_000)
