@@ -498,7 +498,9 @@ export const make = <T extends Message.Message.Any, R>(
       identity: options?.identity ?? `pod-${pod}`,
       resumeOnStart: false,
       // the shard's owner resumes its executions (watchShards), not whoever sees another engine die
-      ownership: Ownership.shard
+      ownership: Ownership.shard,
+      // (registered below, after what follows the pod's shards)
+      closesItself: false
     })
     const entityType = entityTypeOf(engine.names)
     yield* sharding.registerEntity(entityType)(behaviour(engine, fenced))
@@ -517,6 +519,10 @@ export const make = <T extends Message.Message.Any, R>(
     // (one name per engine: two clients may share an address, e.g. port 0)
     const caller = `${pod}/${(yield* Random.nextInt).toString(36)}`
     engine.results.remoteWait = remoteWaits(fenced, caller, send as any)
+    // Registered last, so run first when the scope closes: during the grace period the engine still follows
+    // the pod's shards, and an execution whose shard leaves the pod (a rebalance, its lease lost) stops at
+    // once, its activity cut off, before the shard's next owner runs it.
+    yield* Effect.addFinalizer(() => internal.closeGracefully(engine))
     return serviceOf<T>(engine, routes(engine, fenced, send as any))
   })
 

@@ -213,8 +213,51 @@ const shipmentWorkflow = (runs: Array<{ readonly id: string; readonly pod: numbe
       return shipment.amount
     })))
 
+/** `charge`, whose body on pod 2 waits for `gate`; its starts and interruptions are recorded with their pod. */
+const podTwoWaits = (events: Array<string>, gate: Deferred.Deferred<void>) =>
+  Workflow.make(Shipment, (shipment) =>
+    Activity.make("charge", Schema.Number, Schema.Never)(Effect.gen(function*() {
+      const pod = yield* PodName
+      events.push(`start:${pod}`)
+      if (pod === 2) {
+        yield* Effect.onInterrupt(Deferred.await(gate), () => Effect.sync(() => void events.push(`interrupted:${pod}`)))
+      }
+      return shipment.amount
+    })))
+
 for (const database of clusterDatabases) {
   describe.skipIf(database.skip !== undefined)(`graceful shutdown, at its edges, on the cluster [${database.name}]`, () => {
+    it.scopedLive("a pod that loses its shards during its grace period stops the activity before the next owner runs it", () =>
+      Effect.gen(function*() {
+        const events: Array<string> = []
+        const gate = yield* Deferred.make<void>()
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, podTwoWaits(events, gate), {
+          shardCheckInterval: "1 hour",
+          shutdownGracePeriod: "30 seconds"
+        })
+        const { logged, logger } = collecting()
+        const staying = yield* startPod(1)
+        const leaving = yield* startPod(2).pipe(Effect.provide(Logger.add(logger)))
+        yield* until(Effect.map(Effect.forEach([staying, leaving], served), (all) => all.every((shards) => shards.length === 15)))
+        const leavingShards = new Set(yield* served(leaving))
+        let id = 0
+        while (!leavingShards.has(leaving.sharding.getShardId(`Shipment/s${id}`).value)) id++
+        const shipment = new Shipment({ id: `s${id}`, amount: 7, gated: true })
+        yield* staying.engine.start(shipment)
+        yield* until(Effect.sync(() => events.length === 1))
+        // the pod leaves while charge runs; during its grace period it is cut off (its lease ends by its
+        // own clock, then the manager gives its shards to pod 1)
+        yield* Effect.fork(leaving.leave)
+        yield* until(Effect.sync(() => logged.some((line) => line.includes("letting the activities of 1 executions finish"))))
+        yield* leaving.crash
+        yield* until(Effect.sync(() => events.includes("start:1")), "30 seconds")
+        // charge never ran on both pods at once
+        expect(events).toEqual(["start:2", "interrupted:2", "start:1"])
+        yield* Deferred.succeed(gate, undefined)
+        expect(yield* staying.engine.result(shipment.id, { timeout: "30 seconds" })).toEqual(Exit.succeed(7))
+      }), 90_000)
+
     it.scopedLive("a start sent to a pod during its grace period goes to the shard's next owner", () =>
       Effect.gen(function*() {
         const runs: Array<{ readonly id: string; readonly pod: number }> = []

@@ -307,12 +307,10 @@ export const make = (
     yield* engine.liveness.register(keyString)
     yield* forkSupervised("timer", engine.timer.loop)
     yield* forkSupervised("claim renewal", engine.renewLoop)
-    // Run right after the callers are answered (below), while claims are still renewed and the committer
-    // runs: a graceful shutdown lets the activities in flight finish, within `shutdownGracePeriod`.
-    const grace = Duration.toMillis(Duration.decode(options.shutdownGracePeriod ?? 0))
-    if (grace > 0) yield* Effect.addFinalizer(() => drainLive(engine, grace))
-    // Last registered, so first run when the scope closes: callers still waiting are answered.
-    yield* Effect.addFinalizer(() => Effect.sync(() => engine.results.close(new EngineClosedError({ identity: owner! }))))
+    // Last registered, so first run when the scope closes: callers still waiting are answered, then (while
+    // claims are still renewed and the committer runs) a graceful shutdown lets the activities in flight
+    // finish, within `shutdownGracePeriod`.
+    if (options.closesItself !== false) yield* Effect.addFinalizer(() => closeGracefully(engine))
     if (options.resumeOnStart !== false) {
       yield* engine.resumeOrphans
       yield* forkDetachable(
@@ -333,6 +331,19 @@ export const make = (
       )))
     }
     return engine
+  })
+
+/**
+ * The engine's scope closes: the callers still waiting are answered and no execution starts here any
+ * more; then, with a `shutdownGracePeriod`, the activities in flight finish (`drainLive`).
+ *
+ * @internal
+ */
+export const closeGracefully = (engine: Engine): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    engine.results.close(new EngineClosedError({ identity: engine.owner }))
+    const grace = Duration.toMillis(Duration.decode(engine.options.shutdownGracePeriod ?? 0))
+    return grace > 0 ? drainLive(engine, grace) : Effect.void
   })
 
 /**
