@@ -82,6 +82,24 @@ const failingOnceOnCharge = (inner: Journal) => {
   return { journal, state }
 }
 
+/** A journal whose commits carrying `charge`'s result never answer once `hang.on` (a connection that hangs). */
+const hangingOnCharge = (inner: Journal) => {
+  const hang = { on: false, hung: 0 }
+  const journal: Journal = {
+    ...inner,
+    commit: (writes) =>
+      Effect.suspend(() => {
+        const carriesCharge = writes.some((write) =>
+          write._tag === "Append" && write.events.some((event) => event.kind === "StepCompleted" && event.stepId === "charge")
+        )
+        if (!hang.on || !carriesCharge) return inner.commit(writes)
+        hang.hung++
+        return Effect.never
+      })
+  }
+  return { journal, hang }
+}
+
 /** Collects the first part of every log message. */
 const collecting = () => {
   const logged: Array<string> = []
@@ -127,6 +145,39 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
       expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
       expect(onB.ids()).toEqual(["ship"])
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a commit that hangs during the grace period does not hold the shutdown past the grace period", () =>
+    Effect.gen(function*() {
+      const base = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
+      const { hang, journal } = hangingOnCharge(base)
+      const onA = new RunLog()
+      const gate = yield* Deferred.make<void>()
+      const scopeA = yield* Scope.make()
+      const { logged, logger } = collecting()
+      const a = yield* WorkflowEngine.make(chargeThenShip(onA, gate), { identity: "A", shutdownGracePeriod: "500 millis" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
+        Effect.provide(Logger.add(logger)),
+        Scope.extend(scopeA)
+      )
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+      yield* eventually(() => onA.count("charge") === 1, "charge started")
+      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
+      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      hang.on = true
+      yield* Deferred.succeed(gate, undefined)
+      // (disconnected: a close that does not end is reported by the timeout, not waited for)
+      const closed = yield* Effect.exit(Effect.timeout(Effect.disconnect(Fiber.join(closing)), "10 seconds"))
+      expect(Exit.isSuccess(closed)).toBe(true)
+      expect(hang.hung).toBeGreaterThan(0)
+      // charge's result never reached the journal: B runs charge again, as after a crash
+      const onB = new RunLog()
+      const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, base)
+      )
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
+      expect(onB.ids()).toEqual(["charge", "ship"])
     }).pipe(Effect.scoped), 60_000)
 
   it.live("a failure decided (not retried) during the grace period is committed before the engine stops", () =>
