@@ -5,6 +5,7 @@
  * execution's next run instead of stopping the execution with the step before it uncommitted.
  */
 import { Activity, DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option, Schedule, Schema, Scope } from "effect"
 import { awaitStatus, eventually } from "./utils/engine.js"
@@ -12,7 +13,7 @@ import type { Sharding } from "@effect-cluster/cluster"
 import { Message } from "@effect-cluster/cluster"
 import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
-import { describeJournals, sharedSqlite } from "./utils/journals.js"
+import { describeJournals, journalCases, sharedSqlite } from "./utils/journals.js"
 
 type Journal = DurableExecutionJournal.Journal
 
@@ -355,6 +356,55 @@ for (const database of clusterDatabases) {
       }), 90_000)
   })
 }
+
+/** `ledger` (transactional: a row in `grace_ledger`, its body waiting for `gate` when given) then `ship`. */
+const ledgerThenShip = (log: RunLog, gate: Deferred.Deferred<void> | undefined) =>
+  Workflow.make(Order, (order) =>
+    Effect.gen(function*() {
+      const amount = yield* Activity.make("ledger", Schema.Number, Schema.String)(
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          log.runs.push({ id: "ledger", attempt: yield* Activity.currentAttempt })
+          yield* sql`INSERT INTO grace_ledger (order_id) VALUES (${order.orderId})`
+          if (gate !== undefined) yield* Deferred.await(gate)
+          return order.amount
+        }).pipe(Effect.orDie)
+      ).pipe(Activity.transactional)
+      yield* recorded(log, "ship", undefined, Schema.Void)
+      return amount
+    }))
+
+describeJournals("graceful shutdown, at its edges, transactional", (journalCase) => {
+  it.live("a transactional activity that ends during the grace period commits once with its result", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE IF NOT EXISTS grace_ledger (order_id TEXT NOT NULL)`
+      yield* sql`DELETE FROM grace_ledger`
+      const onA = new RunLog()
+      const gate = yield* Deferred.make<void>()
+      const scopeA = yield* Scope.make()
+      const { logged, logger } = collecting()
+      const a = yield* WorkflowEngine.make(ledgerThenShip(onA, gate), { identity: "A", shutdownGracePeriod: "30 seconds" }).pipe(
+        Effect.provide(Logger.add(logger)),
+        Scope.extend(scopeA)
+      )
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+      yield* eventually(() => onA.count("ledger") === 1, "ledger started")
+      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
+      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(closing)
+      expect(onA.ids()).toEqual(["ledger"])
+      const onB = new RunLog()
+      const b = yield* WorkflowEngine.make(ledgerThenShip(onB, undefined), { identity: "B" })
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
+      expect(onB.ids()).toEqual(["ship"])
+      const rows = yield* sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM grace_ledger`
+      expect(Number(rows[0]!.n)).toBe(1)
+      yield* sql`DROP TABLE grace_ledger`
+    }).pipe(Effect.scoped, Effect.provide(journalCase.sqlLayer!)), 60_000)
+}, journalCases.filter((journalCase) => journalCase.sqlLayer !== undefined))
 
 /** The pod's served shards, empty while `on` (a lapse of its lease: it still holds them); reads counted. */
 class Lapse {
