@@ -181,6 +181,46 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       expect(onB.ids()).toEqual(["charge", "ship"])
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("of two activities in parallel, the one that ends during the grace period is recorded; the other, cut off at its end, runs again", () =>
+    Effect.gen(function*() {
+      const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
+      const both = (log: RunLog, gate: Deferred.Deferred<void> | undefined) =>
+        Workflow.make(Order, (order) =>
+          Effect.gen(function*() {
+            const [amount] = yield* Effect.all([
+              recorded(log, "charge", order.amount, Schema.Number, {
+                body: gate === undefined ? Effect.void : Deferred.await(gate)
+              }),
+              recorded(log, "reserve", undefined, Schema.Void, { body: gate === undefined ? Effect.void : Effect.never })
+            ], { concurrency: "unbounded" })
+            yield* recorded(log, "ship", undefined, Schema.Void)
+            return amount
+          }))
+      const onA = new RunLog()
+      const gate = yield* Deferred.make<void>()
+      const scopeA = yield* Scope.make()
+      const { logged, logger } = collecting()
+      const a = yield* WorkflowEngine.make(both(onA, gate), { identity: "A", shutdownGracePeriod: "1 second" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
+        Effect.provide(Logger.add(logger)),
+        Scope.extend(scopeA)
+      )
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+      yield* eventually(() => onA.count("charge") === 1 && onA.count("reserve") === 1, "both started")
+      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
+      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(closing)
+      expect(logged.some((line) => line.includes("still ran an activity after the shutdown's grace period"))).toBe(true)
+      const onB = new RunLog()
+      const b = yield* WorkflowEngine.make(both(onB, undefined), { identity: "B" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
+      expect(onB.ids()).toEqual(["reserve", "ship"])
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("a failure decided (not retried) during the grace period is committed before the engine stops", () =>
     Effect.gen(function*() {
       const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
