@@ -184,20 +184,26 @@ export abstract class Activities extends Inbox {
       live.previous = previous
       this.active++
       setFiberRef(fiber, FiberRef.currentContext, Context.add(previous, ActivityContext, activityContext))
+      // The attempt stays active after its body until its result or retry decision is pipelined (a retry
+      // policy may take a while to decide): a drain hears of it then, and commits it. Owed from the body's
+      // end (before, `runActivity` settles it), once, however the decision ends.
+      let owed = false
+      const decided = () => {
+        if (!owed) return
+        owed = false
+        this.leaveActive()
+      }
       // (a continuation runs on the fiber that ran the body: `fiber`)
-      return Effect.flatMap(Effect.exit(options.body), (exit) => {
-        if (live.previous === undefined) return this.afterAttempt(step, attempt, exit, options, live, fiber, noop)
-        setFiberRef(fiber, FiberRef.currentContext, live.previous)
-        live.previous = undefined
-        // (still active until its result or retry decision is pipelined, which a retry policy may take a
-        // while to decide: a drain hears of it then, and commits it)
-        let decided = false
-        return this.afterAttempt(step, attempt, exit, options, live, fiber, () => {
-          if (decided) return
-          decided = true
-          this.leaveActive()
-        })
-      })
+      return Effect.onExit(
+        Effect.flatMap(Effect.exit(options.body), (exit) => {
+          if (live.previous === undefined) return this.afterAttempt(step, attempt, exit, options, live, fiber, noop)
+          setFiberRef(fiber, FiberRef.currentContext, live.previous)
+          live.previous = undefined
+          owed = true
+          return this.afterAttempt(step, attempt, exit, options, live, fiber, decided)
+        }),
+        () => Effect.sync(decided)
+      )
     })
   }
 
@@ -218,12 +224,7 @@ export abstract class Activities extends Inbox {
     {
       const decidedAt = clockOf(fiber).unsafeCurrentTimeMillis()
       if (Exit.isFailure(exit) && options.retry !== undefined) {
-        // (a decision cut off, by interruption or a defect of the policy, is no longer awaited either)
-        const delayed = Effect.onExit(
-          this.retryDelay(options.retry, step, exit.cause, decidedAt),
-          (exit) => Exit.isFailure(exit) ? Effect.sync(decided) : Effect.void
-        )
-        return Effect.flatMap(delayed, (delay) => {
+        return Effect.flatMap(this.retryDelay(options.retry, step, exit.cause, decidedAt), (delay) => {
           if (Option.isNone(delay)) {
             const finished = this.finishAttempt(step, attempt, exit, options.codec, decidedAt)
             decided()
