@@ -171,6 +171,7 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const closed = yield* Effect.exit(Effect.timeout(Effect.disconnect(Fiber.join(closing)), "10 seconds"))
       expect(Exit.isSuccess(closed)).toBe(true)
       expect(hang.hung).toBeGreaterThan(0)
+      expect(logged.some((line) => line.includes("the results of 1 executions were not committed within"))).toBe(true)
       // charge's result never reached the journal: B runs charge again, as after a crash
       const onB = new RunLog()
       const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(

@@ -361,20 +361,27 @@ const drainLive = (engine: Engine, graceMillis: number): Effect.Effect<void> =>
     const announce = busy === 0
       ? Effect.void
       : Effect.logInfo(`the engine stops: letting the activities of ${busy} executions finish (at most ${grace})`)
+    // (the executions whose drain has not ended: a journal that does not commit their results keeps them)
+    const pending = new Set(runtimes)
+    const drains = runtimes.map((runtime) => Effect.tap(runtime.drain, () => Effect.sync(() => pending.delete(runtime))))
     return announce.pipe(
       Effect.zipRight(Effect.withClock(
         // (interruptible, though run by a finalizer: the timeout must be able to end the wait)
         Effect.timeout(
-          Effect.interruptible(Effect.all(runtimes.map((runtime) => runtime.drain), { concurrency: "unbounded", discard: true })),
+          Effect.interruptible(Effect.all(drains, { concurrency: "unbounded", discard: true })),
           Duration.millis(graceMillis)
         ),
         liveClock
       )),
       Effect.catchTag("TimeoutException", () => {
         const still = runtimes.filter((runtime) => runtime.busy).length
+        const uncommitted = Array.from(pending).filter((runtime) => !runtime.busy).length
         return Effect.logWarning(
-          `${still} executions still ran an activity after the shutdown's grace period (${grace}): it is ` +
-            "interrupted and runs again where the execution resumes"
+          still > 0
+            ? `${still} executions still ran an activity after the shutdown's grace period (${grace}): it is ` +
+              "interrupted and runs again where the execution resumes"
+            : `the results of ${uncommitted} executions were not committed within the shutdown's grace period ` +
+              `(${grace}): their steps run again where the executions resume`
         )
       })
     )
