@@ -222,6 +222,38 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       expect(onB.ids()).toEqual(["reserve", "ship"])
     }).pipe(Effect.scoped), 60_000)
 
+  it.live("an execution cancelled during the grace period is recorded cancelled, its activity in flight cut off", () =>
+    Effect.gen(function*() {
+      const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
+      const onA = new RunLog()
+      const gate = yield* Deferred.make<void>()
+      const scopeA = yield* Scope.make()
+      const { logged, logger } = collecting()
+      const a = yield* WorkflowEngine.make(chargeThenShip(onA, gate), { identity: "A", shutdownGracePeriod: "30 seconds" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
+        Effect.provide(Logger.add(logger)),
+        Scope.extend(scopeA)
+      )
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+      yield* eventually(() => onA.count("charge") === 1, "charge started")
+      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
+      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      // another engine cancels o1 while A waits for charge: A hears of it (its execution is live there)
+      const c = yield* WorkflowEngine.make(chargeThenShip(new RunLog(), undefined), { identity: "C", resumeOnStart: false }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      expect(yield* c.cancel("o1")).toBe("cancelled")
+      yield* Fiber.join(closing)
+      expect(onA.ids()).toEqual(["charge"])
+      const onB = new RunLog()
+      const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Cancelled"), "20 seconds")
+      expect(done).toEqual({ _tag: "Cancelled" })
+      expect(onB.ids()).toEqual([])
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("a failure decided (not retried) during the grace period is committed before the engine stops", () =>
     Effect.gen(function*() {
       const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
