@@ -60,6 +60,19 @@ const chargeDeclined = (log: RunLog, gate: Deferred.Deferred<void>) =>
       Activity.retry(Schedule.recurs(0).pipe(Schedule.tapInput(() => Effect.sleep("300 millis"))))
     ))
 
+/** `reserve` (compensated by `release`) then `charge`, which fails (its body waits for `gate`, when given). */
+const reserveThenDeclined = (log: RunLog, gate: Deferred.Deferred<void> | undefined) =>
+  Workflow.make(Order, (order) =>
+    Effect.gen(function*() {
+      yield* recorded(log, "reserve", order.orderId, Schema.String).pipe(
+        Workflow.withCompensation(() => Effect.sync(() => void log.runs.push({ id: "release", attempt: 0 })))
+      )
+      return yield* recorded(log, "charge", 0, Schema.Number, {
+        fail: "declined",
+        body: gate === undefined ? Effect.void : Deferred.await(gate)
+      })
+    }))
+
 /** A journal whose commit fails once (retryable, nothing written) when armed and it carries `charge`'s result. */
 const failingOnceOnCharge = (inner: Journal) => {
   const state = { armed: false, failed: 0 }
@@ -252,6 +265,37 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const done = yield* Effect.timeout(awaitStatus(b, "o1", "Cancelled"), "20 seconds")
       expect(done).toEqual({ _tag: "Cancelled" })
       expect(onB.ids()).toEqual([])
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a compensation due during the grace period waits for the next run, where it runs once", () =>
+    Effect.gen(function*() {
+      const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
+      const onA = new RunLog()
+      const gate = yield* Deferred.make<void>()
+      const scopeA = yield* Scope.make()
+      const { logged, logger } = collecting()
+      const a = yield* WorkflowEngine.make(reserveThenDeclined(onA, gate), { identity: "A", shutdownGracePeriod: "30 seconds" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
+        Effect.provide(Logger.add(logger)),
+        Scope.extend(scopeA)
+      )
+      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+      yield* eventually(() => onA.count("charge") === 1, "charge started")
+      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
+      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      // charge fails while the engine stops: the saga's compensation is due, and starts nothing here
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(closing)
+      expect(onA.ids()).toEqual(["reserve", "charge"])
+      const onB = new RunLog()
+      const b = yield* WorkflowEngine.make(reserveThenDeclined(onB, undefined), { identity: "B" }).pipe(
+        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+      )
+      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Failed"), "20 seconds")
+      expect(done._tag === "Failed" && Exit.isFailure(done.exit) && Cause.failureOption(done.exit.cause)).toEqual(
+        Option.some("declined")
+      )
+      expect(onB.ids()).toEqual(["release"])
     }).pipe(Effect.scoped), 60_000)
 
   it.live("a failure decided (not retried) during the grace period is committed before the engine stops", () =>
