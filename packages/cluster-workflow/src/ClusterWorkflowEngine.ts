@@ -30,7 +30,7 @@ import { AwaitExecution, entityTypeOf, StartExecution, WakeExecution, waiterEnti
 import * as internal from "./internal/engine.js"
 import type { ExecutionRuntime } from "./internal/execution.js"
 import { EngineProvider } from "./internal/engineProvider.js"
-import { isShardMoved } from "./internal/engineLaunch.js"
+import { isShardMoved, shardMoved } from "./internal/engineLaunch.js"
 import * as Ownership from "./internal/engineOwnership.js"
 import { stuckFault } from "./internal/faults.js"
 import { liveClock } from "./internal/liveClock.js"
@@ -171,6 +171,13 @@ const notHere: RemoteAnswer = { _tag: "NotHere" }
 
 const ownerStart = (engine: internal.Engine, message: StartExecution) =>
   Effect.gen(function*() {
+    if (engine.results.closedError !== undefined) {
+      // The engine stops (for as long as its `shutdownGracePeriod`) while the pod still holds the shard:
+      // refused as by a moved shard's fence, so the caller sends the start again, to the shard's next owner,
+      // rather than failing with this engine's closing.
+      yield* Effect.logDebug("the engine stops: it refuses a start; the caller sends it to the shard's next owner")
+      return yield* shardMoved()
+    }
     const definition = yield* engine.definitionOf(message.workflow)
     const key = { workflow: message.workflow, executionId: message.executionId }
     const decoded = Either.flatMap(
@@ -545,7 +552,9 @@ export const make = <T extends Message.Message.Any, R>(
       identity: options?.identity ?? `pod-${pod}`,
       resumeOnStart: false,
       // the shard's owner resumes its executions (watchShards), not whoever sees another engine die
-      ownership: Ownership.shard
+      ownership: Ownership.shard,
+      // (registered below, after what follows the pod's shards)
+      closesItself: false
     })
     const entityType = entityTypeOf(engine.names)
     yield* sharding.registerEntity(entityType)(behaviour(engine, fenced))
@@ -566,6 +575,10 @@ export const make = <T extends Message.Message.Any, R>(
     // (one name per engine: two clients may share an address, e.g. port 0)
     const caller = `${pod}/${(yield* Random.nextInt).toString(36)}`
     engine.results.remoteWait = remoteWaits(fenced, caller, send as any)
+    // Registered last, so run first when the scope closes: during the grace period the engine still follows
+    // the pod's shards, and an execution whose shard leaves the pod (a rebalance, its lease lost) stops at
+    // once, its activity cut off, before the shard's next owner runs it.
+    yield* Effect.addFinalizer(() => internal.closeGracefully(engine))
     return serviceOf<T>(engine, routes(engine, fenced, send as any))
   })
 

@@ -184,17 +184,26 @@ export abstract class Activities extends Inbox {
       live.previous = previous
       this.active++
       setFiberRef(fiber, FiberRef.currentContext, Context.add(previous, ActivityContext, activityContext))
+      // The attempt stays active after its body until its result or retry decision is pipelined (a retry
+      // policy may take a while to decide): a drain hears of it then, and commits it. Owed from the body's
+      // end (before, `runActivity` settles it), once, however the decision ends.
+      let owed = false
+      const decided = () => {
+        if (!owed) return
+        owed = false
+        this.leaveActive()
+      }
       // (a continuation runs on the fiber that ran the body: `fiber`)
-      return Effect.flatMap(Effect.exit(options.body), (exit) => {
-        if (live.previous === undefined) return this.afterAttempt(step, attempt, exit, options, live, fiber)
-        setFiberRef(fiber, FiberRef.currentContext, live.previous)
-        live.previous = undefined
-        this.active--
-        // (a drain hears of it once a result is recorded: `afterAttempt` pipelines it as it returns)
-        const next = this.afterAttempt(step, attempt, exit, options, live, fiber)
-        this.checkDrained()
-        return next
-      })
+      return Effect.onExit(
+        Effect.flatMap(Effect.exit(options.body), (exit) => {
+          if (live.previous === undefined) return this.afterAttempt(step, attempt, exit, options, live, fiber, noop)
+          setFiberRef(fiber, FiberRef.currentContext, live.previous)
+          live.previous = undefined
+          owed = true
+          return this.afterAttempt(step, attempt, exit, options, live, fiber, decided)
+        }),
+        () => Effect.sync(decided)
+      )
     })
   }
 
@@ -204,17 +213,23 @@ export abstract class Activities extends Inbox {
     exit: Exit.Exit<A, E>,
     options: ActivityRun<A, E, R>,
     live: LiveRun,
-    fiber: Fiber.RuntimeFiber<unknown, unknown>
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    decided: () => void
   ): Effect.Effect<string, never, any> {
     if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
       this.abandon(step)
+      decided()
       return Effect.interrupt
     }
     {
       const decidedAt = clockOf(fiber).unsafeCurrentTimeMillis()
       if (Exit.isFailure(exit) && options.retry !== undefined) {
         return Effect.flatMap(this.retryDelay(options.retry, step, exit.cause, decidedAt), (delay) => {
-          if (Option.isNone(delay)) return this.finishAttempt(step, attempt, exit, options.codec, decidedAt)
+          if (Option.isNone(delay)) {
+            const finished = this.finishAttempt(step, attempt, exit, options.codec, decidedAt)
+            decided()
+            return finished
+          }
           const failure = options.codec.encode(exit)
           const wakeAt = decidedAt + delay.value
           const body = JSON.stringify({
@@ -225,10 +240,13 @@ export abstract class Activities extends Inbox {
           this.pipeline([this.event("StepRetrying", step.kind, step.scope, step.id, attempt, body)], undefined, decidedAt)
           step.retryTimes.push(decidedAt)
           step.retryWakeAt = wakeAt
+          decided()
           return this.runActivityLive(step, options, live)
         })
       }
-      return this.finishAttempt(step, attempt, exit, options.codec, decidedAt)
+      const finished = this.finishAttempt(step, attempt, exit, options.codec, decidedAt)
+      decided()
+      return finished
     }
   }
 
@@ -355,6 +373,8 @@ export abstract class Activities extends Inbox {
     })
   }
 }
+
+const noop = () => {}
 
 /** `@effect/sql`'s SqlClient tag, by key, so this module does not import the package. */
 const SqlClientTag = Context.GenericTag<unknown>("@effect/sql/SqlClient")

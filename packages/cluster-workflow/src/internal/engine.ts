@@ -307,12 +307,10 @@ export const make = (
     yield* engine.liveness.register(keyString)
     yield* forkSupervised("timer", engine.timer.loop)
     yield* forkSupervised("claim renewal", engine.renewLoop)
-    // Run right after the callers are answered (below), while claims are still renewed and the committer
-    // runs: a graceful shutdown lets the activities in flight finish, within `shutdownGracePeriod`.
-    const grace = Duration.toMillis(Duration.decode(options.shutdownGracePeriod ?? 0))
-    if (grace > 0) yield* Effect.addFinalizer(() => drainLive(engine, grace))
-    // Last registered, so first run when the scope closes: callers still waiting are answered.
-    yield* Effect.addFinalizer(() => Effect.sync(() => engine.results.close(new EngineClosedError({ identity: owner! }))))
+    // Last registered, so first run when the scope closes: callers still waiting are answered, then (while
+    // claims are still renewed and the committer runs) a graceful shutdown lets the activities in flight
+    // finish, within `shutdownGracePeriod`.
+    if (options.closesItself !== false) yield* Effect.addFinalizer(() => closeGracefully(engine))
     if (options.resumeOnStart !== false) {
       yield* engine.resumeOrphans
       yield* forkDetachable(
@@ -336,6 +334,19 @@ export const make = (
   })
 
 /**
+ * The engine's scope closes: the callers still waiting are answered and no execution starts here any
+ * more; then, with a `shutdownGracePeriod`, the activities in flight finish (`drainLive`).
+ *
+ * @internal
+ */
+export const closeGracefully = (engine: Engine): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    engine.results.close(new EngineClosedError({ identity: engine.owner }))
+    const grace = Duration.toMillis(Duration.decode(engine.options.shutdownGracePeriod ?? 0))
+    return grace > 0 ? drainLive(engine, grace) : Effect.void
+  })
+
+/**
  * A graceful shutdown's grace: no activity starts any more in the live executions, and the engine waits
  * (live clock, at most `graceMillis`) until none runs and their results are committed. What still runs
  * after it is stopped by the engine's scope, as without a grace period.
@@ -350,20 +361,27 @@ const drainLive = (engine: Engine, graceMillis: number): Effect.Effect<void> =>
     const announce = busy === 0
       ? Effect.void
       : Effect.logInfo(`the engine stops: letting the activities of ${busy} executions finish (at most ${grace})`)
+    // (the executions whose drain has not ended: a journal that does not commit their results keeps them)
+    const pending = new Set(runtimes)
+    const drains = runtimes.map((runtime) => Effect.tap(runtime.drain, () => Effect.sync(() => pending.delete(runtime))))
     return announce.pipe(
       Effect.zipRight(Effect.withClock(
         // (interruptible, though run by a finalizer: the timeout must be able to end the wait)
         Effect.timeout(
-          Effect.interruptible(Effect.all(runtimes.map((runtime) => runtime.drain), { concurrency: "unbounded", discard: true })),
+          Effect.interruptible(Effect.all(drains, { concurrency: "unbounded", discard: true })),
           Duration.millis(graceMillis)
         ),
         liveClock
       )),
       Effect.catchTag("TimeoutException", () => {
         const still = runtimes.filter((runtime) => runtime.busy).length
+        const uncommitted = Array.from(pending).filter((runtime) => !runtime.busy).length
         return Effect.logWarning(
-          `${still} executions still ran an activity after the shutdown's grace period (${grace}): it is ` +
-            "interrupted and runs again where the execution resumes"
+          still > 0
+            ? `${still} executions still ran an activity after the shutdown's grace period (${grace}): it is ` +
+              "interrupted and runs again where the execution resumes"
+            : `the results of ${uncommitted} executions were not committed within the shutdown's grace period ` +
+              `(${grace}): their steps run again where the executions resume`
         )
       })
     )

@@ -45,6 +45,10 @@ import { keyString } from "./results.js"
  */
 const shardMovedMessage = "the execution's shard moved: retry"
 
+/** A start refused because the execution's shard moved, or is leaving this pod: the caller sends it again. */
+export const shardMoved = () =>
+  new JournalError({ operation: "start", message: shardMovedMessage, retryable: true, reason: "shard-moved" })
+
 /**
  * A start refused by the fence of a pod its execution's shard has just left (the cluster engine retries
  * it): `reason: "shard-moved"`, or, from a pod of the previous release (rolling upgrade), its message.
@@ -189,7 +193,7 @@ const notCreated = (
 ): Effect.Effect<StartResult, PayloadMismatchError | PayloadDecodeError | JournalError> => {
   if (result._tag === "Fenced") {
     // (on the cluster: the execution's shard left this pod meanwhile; its new owner takes the retry)
-    return new JournalError({ operation: "start", message: shardMovedMessage, retryable: true, reason: "shard-moved" })
+    return shardMoved()
   }
   if (result._tag !== "Exists") {
     return new JournalError({ operation: "start", message: `unexpected ${result._tag}`, retryable: false })

@@ -30,6 +30,12 @@ export interface EngineOptions {
   readonly resultPollInterval?: Duration.DurationInput | undefined
   readonly journalRetries?: number | undefined
   readonly shutdownGracePeriod?: Duration.DurationInput | undefined
+  /**
+   * False: the engine's scope does not close it to callers nor drain it (`closeGracefully`) by itself; its
+   * maker registers that, after the finalizers that must still run during the grace period (the cluster
+   * engine: following the pod's shards, so that an execution whose shard leaves stops at once).
+   */
+  readonly closesItself?: boolean | undefined
   readonly livenessCheckInterval?: Duration.DurationInput | undefined
   /**
    * Who decides which engine runs an execution (engineOwnership.ts): claims between engines (the default),

@@ -91,13 +91,13 @@ export class ExecutionRuntime extends Activities {
     return this.active > 0
   }
 
-  /** Commits this execution's writes still queued in the group committer (pipelined step results). */
+  /**
+   * Waits until this execution's writes still queued in the group committer (pipelined step results) are
+   * committed. By the committer itself: with its retries of a passing journal failure, its hold-back of
+   * writes during a shard's lapse (cluster), and never a write of an execution already broken.
+   */
   private get flushWrites(): Effect.Effect<void> {
-    return Effect.flatMap(this.engine.committer.hold(this), (held) => {
-      const writes = held.take()
-      if (writes.length === 0) return held.release(undefined)
-      return Effect.flatMap(Effect.exit(this.engine.journal.commit(writes)), (exit) => held.release(exit))
-    })
+    return this.engine.committer.settled(this)
   }
 
   /** The claim was lost (renewal refused). */

@@ -72,6 +72,11 @@ export interface Committer {
    * interrupted hold holds nothing.
    */
   readonly hold: (owner: WriteOwner) => Effect.Effect<Held>
+  /**
+   * Resolves once none of `owner`'s writes is queued, held or being committed: each was committed (with
+   * the committer's retries, and after any `Journal.holdBack`) or answered. Interruptible.
+   */
+  readonly settled: (owner: WriteOwner) => Effect.Effect<void>
   /** Batches committed so far (for tests and metrics). */
   readonly commits: () => number
 }
@@ -484,6 +489,8 @@ const makeDrain = (state: CommitterState, journal: Journal, options: GroupCommit
   const loop = (): Effect.Effect<void> => {
     if (state.queue.length === 0) {
       state.draining = false
+      // (the last writes taken may have been answered without a commit: a broken owner's)
+      batchSettled(state)
       return Effect.void
     }
     const holdBack = journal.holdBack
@@ -492,9 +499,12 @@ const makeDrain = (state: CommitterState, journal: Journal, options: GroupCommit
       if (heldBack === undefined) return commitNext(takeBatch(state, options.maxBatch))
       const batch = takeBatchHolding(state, options.maxBatch, heldBack, liveClock.unsafeCurrentTimeMillis())
       // every queued write is held back: look again after a while, or when a write is submitted
-      return batch.length === 0 && state.queue.length > 0
-        ? Effect.zipRight(waitHeldBack(state), Effect.suspend(loop))
-        : commitNext(batch)
+      if (batch.length === 0 && state.queue.length > 0) {
+        // (writes of broken owners may have been answered meanwhile)
+        batchSettled(state)
+        return Effect.zipRight(waitHeldBack(state), Effect.suspend(loop))
+      }
+      return commitNext(batch)
     })
   }
   const commitNext = (batch: Array<Pending>): Effect.Effect<void> => {
@@ -503,10 +513,7 @@ const makeDrain = (state: CommitterState, journal: Journal, options: GroupCommit
     return Effect.flatMap(Effect.exit(commitBatch(journal, options, batch)), (exit) => {
       state.commits++
       state.inFlight = []
-      if (state.batchDone !== undefined) {
-        state.batchDone.unsafeSucceed(undefined)
-        state.batchDone = undefined
-      }
+      batchSettled(state)
       settle(batch, exit)
       // Several callers were waiting: the engine is loaded (see `makeWriter`).
       let waiters = 0
@@ -524,6 +531,14 @@ const makeDrain = (state: CommitterState, journal: Journal, options: GroupCommit
       state.draining = false
     })
   ))
+}
+
+/** Nothing is being committed: those waiting for a batch's end (`hold`, `settled`) look again. */
+const batchSettled = (state: CommitterState) => {
+  const done = state.batchDone
+  if (done === undefined) return
+  state.batchDone = undefined
+  done.unsafeSucceed(undefined)
 }
 
 /** Waits `holdBackLookMillis` (live clock), or until a write is submitted (see `enqueue`). */
@@ -616,6 +631,18 @@ const hold = (state: CommitterState, owner: WriteOwner): Effect.Effect<Held> =>
     return Effect.as(done.await, handle).pipe(Effect.onInterrupt(() => Effect.sync(() => release(undefined))))
   })
 
+/** See `Committer.settled`. */
+const settled = (state: CommitterState, owner: WriteOwner): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    // (a holder commits the held writes itself, or hands them back to the queue when it releases)
+    const holder = state.released.get(owner)
+    if (holder !== undefined) return Effect.zipRight(holder.await, settled(state, owner))
+    const own = (pending: Pending) => pending.owner === owner
+    if (!state.queue.some(own) && !state.inFlight.some(own)) return Effect.void
+    const done = state.batchDone ?? (state.batchDone = new OneShot<void>())
+    return Effect.zipRight(done.await, settled(state, owner))
+  })
+
 /** @internal */
 export const make = (
   journal: Journal,
@@ -644,6 +671,7 @@ export const make = (
       },
       submitPipelined: (write, owner) => enqueue(state, { write, owner, result: undefined }),
       hold: (owner) => hold(state, owner),
+      settled: (owner) => settled(state, owner),
       commits: () => state.commits
     }
   })

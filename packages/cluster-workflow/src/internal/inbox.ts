@@ -128,6 +128,10 @@ export abstract class Inbox extends Timers {
     const tag = (message as { readonly _tag?: unknown } | undefined)?._tag
     const ids = { id: `${String(tag)}:${id}`, legacyId: id }
     const startChild = (signalName: string) => Effect.suspend(() => {
+      // (a graceful shutdown starts nothing: the engine refuses starts once it closes, which would stop the
+      // execution with its last results maybe uncommitted; the child is started where the execution
+      // resumes, its start recorded)
+      if (this.draining) return Effect.never
       this.active++
       const childId = [this.key.executionId, ...safeScope(scope), id].map(encodeURIComponent).join("/")
       return this.engine.startChild(this.key, signalName, childId, message).pipe(

@@ -261,7 +261,6 @@ export abstract class Replay implements WriteOwner {
     return { sequence: this.nextSequence++, kind, stepKind, stepScope, stepId, attempt, body }
   }
 
-  /** Submits an Append and returns its result, to be awaited. */
   /** An activity body (or a child start) is over: one less active, and a drain hears when none is left. */
   protected leaveActive() {
     this.active--
@@ -272,6 +271,7 @@ export abstract class Replay implements WriteOwner {
     if (this.active === 0) this.drained?.unsafeSucceed(undefined)
   }
 
+  /** Submits an Append and returns its result, to be awaited. */
   protected submit(events: Array<EventRow>, update: RowUpdate | undefined, now: number) {
     return this.engine.committer.submit(this.append(events, update, now), this)
   }
