@@ -7,34 +7,12 @@
 import { Message } from "@effect-cluster/cluster"
 import { Activity, DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Schema, Scope } from "effect"
-import { awaitStatus, eventually } from "./utils/engine.js"
-import { Order, recorded, RunLog } from "./utils/fixtures.js"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Schema } from "effect"
+import { eventually } from "./utils/engine.js"
+import { Order, RunLog } from "./utils/fixtures.js"
 import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
+import { chargeThenShip, closingWhileRunning, collecting, resumedByB, stayingAndLeaving } from "./utils/grace.js"
 import { describeJournals } from "./utils/journals.js"
-
-/** `charge` (its body waits for `gate`, when given) then `ship`; every run is recorded in `log`. */
-const chargeThenShip = (log: RunLog, gate: Deferred.Deferred<void> | undefined) =>
-  Workflow.make(Order, (order) =>
-    Effect.gen(function*() {
-      const amount = yield* recorded(log, "charge", order.amount, Schema.Number, {
-        body: gate === undefined ? Effect.void : Deferred.await(gate)
-      })
-      yield* recorded(log, "ship", undefined, Schema.Void)
-      return amount
-    }))
-
-/** Engine B (resuming on start) completes o1 (amount 5) on `journal`; the runs it made. */
-const resumedByB = (journal: DurableExecutionJournal.Journal) =>
-  Effect.gen(function*() {
-    const onB = new RunLog()
-    const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
-      Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-    )
-    const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
-    expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
-    return onB
-  })
 
 describeJournals("graceful shutdown with a grace period", (journalCase) => {
   it.live("the activity in flight finishes and is recorded; the next step runs where the execution resumes", () =>
@@ -42,27 +20,21 @@ describeJournals("graceful shutdown with a grace period", (journalCase) => {
       const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
       const onA = new RunLog()
       const gate = yield* Deferred.make<void>()
-      const scopeA = yield* Scope.make()
-      // (A's close logs with the loggers A was made with)
-      const logged: Array<string> = []
-      const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
-      const a = yield* WorkflowEngine.make(chargeThenShip(onA, gate), { identity: "A", shutdownGracePeriod: "30 seconds" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
-        Effect.provide(Logger.add(logger)),
-        Scope.extend(scopeA)
-      )
-      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
-      yield* eventually(() => onA.count("charge") === 1, "charge started")
       // A shuts down while charge runs: once its close has begun to wait for charge, charge ends
-      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
-      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      const { closing } = yield* closingWhileRunning(journal, chargeThenShip(onA, gate), () => onA.count("charge") === 1, {
+        shutdownGracePeriod: "30 seconds"
+      })
       expect(Option.isNone(yield* Fiber.poll(closing))).toBe(true)
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.join(closing)
       // charge finished on A and nothing started after it there
       expect(onA.ids()).toEqual(["charge"])
       // B resumes o1: charge is recorded, ship runs on B
-      const onB = yield* resumedByB(journal)
+      const onB = new RunLog()
+      expect(yield* resumedByB(journal, chargeThenShip(onB, undefined), "Completed")).toEqual({
+        _tag: "Completed",
+        exit: Exit.succeed(5)
+      })
       expect(onB.ids()).toEqual(["ship"])
     }).pipe(Effect.scoped), 60_000)
 
@@ -79,7 +51,11 @@ describeJournals("graceful shutdown with a grace period", (journalCase) => {
         yield* eventually(() => onA.count("charge") === 1, "charge started")
       }))
       expect(onA.ids()).toEqual(["charge"])
-      const onB = yield* resumedByB(journal)
+      const onB = new RunLog()
+      expect(yield* resumedByB(journal, chargeThenShip(onB, undefined), "Completed")).toEqual({
+        _tag: "Completed",
+        exit: Exit.succeed(5)
+      })
       // charge cut off on A runs again on B, as its next attempt
       expect(onB.ids()).toEqual(["charge", "ship"])
       expect(onB.runs[0]!.attempt).toBe(onA.runs[0]!.attempt + 1)
@@ -125,16 +101,10 @@ for (const database of clusterDatabases) {
           shardCheckInterval: "1 hour",
           shutdownGracePeriod: "30 seconds"
         })
-        const logged: Array<string> = []
-        const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
-        const staying = yield* startPod(1)
-        const leaving = yield* startPod(2).pipe(Effect.provide(Logger.add(logger)))
-        yield* until(Effect.map(Effect.forEach([staying, leaving], served), (all) => all.every((shards) => shards.length === 15)))
+        const { logged, logger } = collecting()
         // an execution whose shard the leaving pod serves
-        const leavingShards = new Set(yield* served(leaving))
-        let id = 0
-        while (!leavingShards.has(leaving.sharding.getShardId(`Shipment/s${id}`).value)) id++
-        const shipment = new Shipment({ id: `s${id}`, amount: 7 })
+        const { id, leaving, staying } = yield* stayingAndLeaving(startPod, logger)
+        const shipment = new Shipment({ id, amount: 7 })
         yield* staying.engine.start(shipment)
         yield* until(Effect.sync(() => runs.length === 1))
         expect(runs).toEqual([{ id: "charge", pod: 2, execution: shipment.id }])
@@ -153,8 +123,7 @@ for (const database of clusterDatabases) {
 
     it.scopedLive("a shard the manager moves away lets the activities in flight finish on its old owner first", () => {
       // (the hand-off runs in the fiber of the manager's call: everything here logs to this logger too)
-      const logged: Array<string> = []
-      const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
+      const { logged, logger } = collecting()
       return Effect.gen(function*() {
         const runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }> = []
         const gate = yield* Deferred.make<void>()

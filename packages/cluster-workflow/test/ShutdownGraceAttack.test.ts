@@ -13,20 +13,10 @@ import type { Sharding } from "@effect-cluster/cluster"
 import { Message } from "@effect-cluster/cluster"
 import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
 import { Order, recorded, RunLog } from "./utils/fixtures.js"
+import { chargeThenShip, closingWhileRunning, collecting, resumedByB, stayingAndLeaving } from "./utils/grace.js"
 import { describeJournals, journalCases, sharedSqlite } from "./utils/journals.js"
 
 type Journal = DurableExecutionJournal.Journal
-
-/** `charge` (its body waits for `gate`, when given) then `ship`; every run is recorded in `log`. */
-const chargeThenShip = (log: RunLog, gate: Deferred.Deferred<void> | undefined) =>
-  Workflow.make(Order, (order) =>
-    Effect.gen(function*() {
-      const amount = yield* recorded(log, "charge", order.amount, Schema.Number, {
-        body: gate === undefined ? Effect.void : Deferred.await(gate)
-      })
-      yield* recorded(log, "ship", undefined, Schema.Void)
-      return amount
-    }))
 
 class Label extends Message.TaggedMessage<Label>()(
   "Label",
@@ -114,13 +104,6 @@ const hangingOnCharge = (inner: Journal) => {
   return { journal, hang }
 }
 
-/** Collects the first part of every log message. */
-const collecting = () => {
-  const logged: Array<string> = []
-  const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
-  return { logged, logger }
-}
-
 describeJournals("graceful shutdown, at its edges", (journalCase) => {
   it.live("a result recorded during the grace period is committed through a passing journal failure", () =>
     Effect.gen(function*() {
@@ -128,22 +111,11 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const { journal, state } = failingOnceOnCharge(base)
       const onA = new RunLog()
       const gate = yield* Deferred.make<void>()
-      const scopeA = yield* Scope.make()
-      const { logged, logger } = collecting()
-      const a = yield* WorkflowEngine.make(chargeThenShip(onA, gate), {
-        identity: "A",
+      const { closing } = yield* closingWhileRunning(journal, chargeThenShip(onA, gate), () => onA.count("charge") === 1, {
         shutdownGracePeriod: "30 seconds",
         // (short: were o1's claim kept by A, B would take it over after it instead of failing on it)
         claimLease: "2 seconds"
-      }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
-        Effect.provide(Logger.add(logger)),
-        Scope.extend(scopeA)
-      )
-      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
-      yield* eventually(() => onA.count("charge") === 1, "charge started")
-      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
-      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      })
       // charge ends while the engine waits for it; the first commit of its result fails (a dropped
       // connection, retryable), as the committer's retries are there for
       state.armed = true
@@ -153,10 +125,7 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       expect(onA.ids()).toEqual(["charge"])
       // B resumes o1: charge's result is in the journal, only ship runs
       const onB = new RunLog()
-      const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, base)
-      )
-      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      const done = yield* resumedByB(base, chargeThenShip(onB, undefined), "Completed")
       expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
       expect(onB.ids()).toEqual(["ship"])
     }).pipe(Effect.scoped), 60_000)
@@ -167,17 +136,7 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const { hang, journal } = hangingOnCharge(base)
       const onA = new RunLog()
       const gate = yield* Deferred.make<void>()
-      const scopeA = yield* Scope.make()
-      const { logged, logger } = collecting()
-      const a = yield* WorkflowEngine.make(chargeThenShip(onA, gate), { identity: "A", shutdownGracePeriod: "500 millis" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
-        Effect.provide(Logger.add(logger)),
-        Scope.extend(scopeA)
-      )
-      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
-      yield* eventually(() => onA.count("charge") === 1, "charge started")
-      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
-      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      const { closing, logged } = yield* closingWhileRunning(journal, chargeThenShip(onA, gate), () => onA.count("charge") === 1, { shutdownGracePeriod: "500 millis" })
       hang.on = true
       yield* Deferred.succeed(gate, undefined)
       // (disconnected: a close that does not end is reported by the timeout, not waited for)
@@ -187,10 +146,7 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       expect(logged.some((line) => line.includes("the results of 1 executions were not committed within"))).toBe(true)
       // charge's result never reached the journal: B runs charge again, as after a crash
       const onB = new RunLog()
-      const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, base)
-      )
-      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      const done = yield* resumedByB(base, chargeThenShip(onB, undefined), "Completed")
       expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
       expect(onB.ids()).toEqual(["charge", "ship"])
     }).pipe(Effect.scoped), 60_000)
@@ -212,25 +168,12 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
           }))
       const onA = new RunLog()
       const gate = yield* Deferred.make<void>()
-      const scopeA = yield* Scope.make()
-      const { logged, logger } = collecting()
-      const a = yield* WorkflowEngine.make(both(onA, gate), { identity: "A", shutdownGracePeriod: "1 second" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
-        Effect.provide(Logger.add(logger)),
-        Scope.extend(scopeA)
-      )
-      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
-      yield* eventually(() => onA.count("charge") === 1 && onA.count("reserve") === 1, "both started")
-      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
-      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      const { closing, logged } = yield* closingWhileRunning(journal, both(onA, gate), () => onA.count("charge") === 1 && onA.count("reserve") === 1, { shutdownGracePeriod: "1 second" })
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.join(closing)
       expect(logged.some((line) => line.includes("still ran an activity after the shutdown's grace period"))).toBe(true)
       const onB = new RunLog()
-      const b = yield* WorkflowEngine.make(both(onB, undefined), { identity: "B" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-      )
-      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      const done = yield* resumedByB(journal, both(onB, undefined), "Completed")
       expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(5) })
       expect(onB.ids()).toEqual(["reserve", "ship"])
     }).pipe(Effect.scoped), 60_000)
@@ -240,17 +183,7 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
       const onA = new RunLog()
       const gate = yield* Deferred.make<void>()
-      const scopeA = yield* Scope.make()
-      const { logged, logger } = collecting()
-      const a = yield* WorkflowEngine.make(chargeThenShip(onA, gate), { identity: "A", shutdownGracePeriod: "30 seconds" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
-        Effect.provide(Logger.add(logger)),
-        Scope.extend(scopeA)
-      )
-      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
-      yield* eventually(() => onA.count("charge") === 1, "charge started")
-      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
-      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      const { closing } = yield* closingWhileRunning(journal, chargeThenShip(onA, gate), () => onA.count("charge") === 1, { shutdownGracePeriod: "30 seconds" })
       // another engine cancels o1 while A waits for charge: A hears of it (its execution is live there)
       const c = yield* WorkflowEngine.make(chargeThenShip(new RunLog(), undefined), { identity: "C", resumeOnStart: false }).pipe(
         Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
@@ -259,10 +192,7 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       yield* Fiber.join(closing)
       expect(onA.ids()).toEqual(["charge"])
       const onB = new RunLog()
-      const b = yield* WorkflowEngine.make(chargeThenShip(onB, undefined), { identity: "B" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-      )
-      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Cancelled"), "20 seconds")
+      const done = yield* resumedByB(journal, chargeThenShip(onB, undefined), "Cancelled")
       expect(done).toEqual({ _tag: "Cancelled" })
       expect(onB.ids()).toEqual([])
     }).pipe(Effect.scoped), 60_000)
@@ -272,26 +202,13 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
       const onA = new RunLog()
       const gate = yield* Deferred.make<void>()
-      const scopeA = yield* Scope.make()
-      const { logged, logger } = collecting()
-      const a = yield* WorkflowEngine.make(reserveThenDeclined(onA, gate), { identity: "A", shutdownGracePeriod: "30 seconds" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
-        Effect.provide(Logger.add(logger)),
-        Scope.extend(scopeA)
-      )
-      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
-      yield* eventually(() => onA.count("charge") === 1, "charge started")
-      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
-      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      const { closing } = yield* closingWhileRunning(journal, reserveThenDeclined(onA, gate), () => onA.count("charge") === 1, { shutdownGracePeriod: "30 seconds" })
       // charge fails while the engine stops: the saga's compensation is due, and starts nothing here
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.join(closing)
       expect(onA.ids()).toEqual(["reserve", "charge"])
       const onB = new RunLog()
-      const b = yield* WorkflowEngine.make(reserveThenDeclined(onB, undefined), { identity: "B" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-      )
-      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Failed"), "20 seconds")
+      const done = yield* resumedByB(journal, reserveThenDeclined(onB, undefined), "Failed")
       expect(done._tag === "Failed" && Exit.isFailure(done.exit) && Cause.failureOption(done.exit.cause)).toEqual(
         Option.some("declined")
       )
@@ -303,26 +220,13 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
       const onA = new RunLog()
       const gate = yield* Deferred.make<void>()
-      const scopeA = yield* Scope.make()
-      const { logged, logger } = collecting()
-      const a = yield* WorkflowEngine.make(chargeDeclined(onA, gate), { identity: "A", shutdownGracePeriod: "30 seconds" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
-        Effect.provide(Logger.add(logger)),
-        Scope.extend(scopeA)
-      )
-      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
-      yield* eventually(() => onA.count("charge") === 1, "charge started")
-      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
-      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      const { closing } = yield* closingWhileRunning(journal, chargeDeclined(onA, gate), () => onA.count("charge") === 1, { shutdownGracePeriod: "30 seconds" })
       // charge fails while the engine waits for it; the engine waits for its policy's decision too
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.join(closing)
       // B resumes o1: charge's failure is in the journal, charge does not run again
       const onB = new RunLog()
-      const b = yield* WorkflowEngine.make(chargeDeclined(onB, gate), { identity: "B" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-      )
-      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Failed"), "20 seconds")
+      const done = yield* resumedByB(journal, chargeDeclined(onB, gate), "Failed")
       expect(done._tag === "Failed" && Exit.isFailure(done.exit) && Cause.failureOption(done.exit.cause)).toEqual(
         Option.some("declined")
       )
@@ -334,21 +238,10 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       const journal = Context.get(yield* Layer.build(journalCase.layer), DurableExecutionJournal.DurableExecutionJournal)
       const onA = new RunLog()
       const gate = yield* Deferred.make<void>()
-      const scopeA = yield* Scope.make()
-      const { logged, logger } = collecting()
       // (the default lease, 30 s: an execution stopped on A, its claim kept, would not resume on B in time)
-      const a = yield* WorkflowEngine.make(chargeThenChild(onA, gate), {
-        identity: "A",
+      const { closing } = yield* closingWhileRunning(journal, chargeThenChild(onA, gate), () => onA.count("charge") === 1, {
         shutdownGracePeriod: "30 seconds"
-      }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
-        Effect.provide(Logger.add(logger)),
-        Scope.extend(scopeA)
-      )
-      yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
-      yield* eventually(() => onA.count("charge") === 1, "charge started")
-      const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
-      yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+      })
       // charge ends while the engine stops: the body goes on to start its child, which the closing engine
       // would refuse (the execution stopped, its claim kept until its lease ends)
       yield* Deferred.succeed(gate, undefined)
@@ -356,10 +249,7 @@ describeJournals("graceful shutdown, at its edges", (journalCase) => {
       expect(onA.ids()).toEqual(["charge"])
       // B resumes o1 at once (its claim was released): the child starts there, charge does not run again
       const onB = new RunLog()
-      const b = yield* WorkflowEngine.make(chargeThenChild(onB, undefined), { identity: "B" }).pipe(
-        Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
-      )
-      const done = yield* Effect.timeout(awaitStatus(b, "o1", "Completed"), "20 seconds")
+      const done = yield* resumedByB(journal, chargeThenChild(onB, undefined), "Completed")
       expect(done).toEqual({ _tag: "Completed", exit: Exit.succeed(12) })
       expect(onB.ids()).toEqual(["label"])
     }).pipe(Effect.scoped), 60_000)
@@ -406,13 +296,9 @@ for (const database of clusterDatabases) {
           shutdownGracePeriod: "30 seconds"
         })
         const { logged, logger } = collecting()
-        const staying = yield* startPod(1)
-        const leaving = yield* startPod(2).pipe(Effect.provide(Logger.add(logger)))
-        yield* until(Effect.map(Effect.forEach([staying, leaving], served), (all) => all.every((shards) => shards.length === 15)))
-        const leavingShards = new Set(yield* served(leaving))
-        let id = 0
-        while (!leavingShards.has(leaving.sharding.getShardId(`Shipment/s${id}`).value)) id++
-        const shipment = new Shipment({ id: `s${id}`, amount: 7, gated: true })
+        // an execution whose shard the leaving pod serves
+        const { id, leaving, staying } = yield* stayingAndLeaving(startPod, logger)
+        const shipment = new Shipment({ id, amount: 7, gated: true })
         yield* staying.engine.start(shipment)
         yield* until(Effect.sync(() => events.length === 1))
         // the pod leaves while charge runs; during its grace period it is cut off (its lease ends by its

@@ -1,0 +1,89 @@
+/**
+ * Shared set-ups of the tests of a graceful shutdown with `shutdownGracePeriod` (ShutdownGrace*.test.ts):
+ * an engine that closes while an activity runs, and the engine that resumes its execution afterwards.
+ */
+import type { Message } from "@effect-cluster/cluster"
+import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
+import { expect } from "@effect/vitest"
+import { Deferred, Effect, Exit, Logger, Schema, Scope } from "effect"
+import { awaitStatus, eventually } from "./engine.js"
+import { type EnginePod, served, until } from "./engineCluster.js"
+import { Order, recorded, type RunLog } from "./fixtures.js"
+
+/** `charge` (its body waits for `gate`, when given) then `ship`; every run is recorded in `log`. */
+export const chargeThenShip = (log: RunLog, gate: Deferred.Deferred<void> | undefined) =>
+  Workflow.make(Order, (order) =>
+    Effect.gen(function*() {
+      const amount = yield* recorded(log, "charge", order.amount, Schema.Number, {
+        body: gate === undefined ? Effect.void : Deferred.await(gate)
+      })
+      yield* recorded(log, "ship", undefined, Schema.Void)
+      return amount
+    }))
+
+/** Collects the first part of every log message. */
+export const collecting = () => {
+  const logged: Array<string> = []
+  const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
+  return { logged, logger }
+}
+
+/**
+ * Engine A (identity "A", `options`) on `journal` starts o1 (amount 5) of `workflow`; once `started` holds
+ * (its activities have begun), A's scope closes, and this returns when A waits for its activities (its
+ * grace period's log line): the close, still running, and A's log lines.
+ */
+export const closingWhileRunning = <T extends Message.Message.Any>(
+  journal: DurableExecutionJournal.Journal,
+  workflow: Workflow.Workflow<T | Order, never>,
+  started: () => boolean,
+  options: WorkflowEngine.EngineOptions
+) =>
+  Effect.gen(function*() {
+    const scopeA = yield* Scope.make()
+    const { logged, logger } = collecting()
+    // (A's close logs with the loggers A was made with)
+    const a = yield* WorkflowEngine.make(workflow, { identity: "A", ...options }).pipe(
+      Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal),
+      Effect.provide(Logger.add(logger)),
+      Scope.extend(scopeA)
+    )
+    yield* a.sendDiscard(new Order({ orderId: "o1", amount: 5 }))
+    yield* eventually(started, "activities started")
+    const closing = yield* Effect.fork(Scope.close(scopeA, Exit.void))
+    yield* eventually(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")), "grace")
+    return { closing, logged }
+  })
+
+/** Engine B (identity "B", resuming on start) of `workflow` brings o1 to `status` on `journal`; its state. */
+export const resumedByB = <T extends Message.Message.Any>(
+  journal: DurableExecutionJournal.Journal,
+  workflow: Workflow.Workflow<T, never>,
+  status: WorkflowEngine.ExecutionState<any, any>["_tag"]
+) =>
+  Effect.gen(function*() {
+    const b = yield* WorkflowEngine.make(workflow, { identity: "B" }).pipe(
+      Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, journal)
+    )
+    const done = yield* Effect.timeout(awaitStatus(b, "o1", status), "20 seconds")
+    expect(done._tag).toBe(status)
+    return done
+  })
+
+/**
+ * Pod 1 (staying) and pod 2 (leaving, logging to `logger`) of an engine cluster, once each serves half of
+ * its 30 shards, and an execution id (`s<n>`) of a `Shipment` whose shard the leaving pod serves.
+ */
+export const stayingAndLeaving = <T extends Message.Message.Any, E, R>(
+  startPod: (port: number) => Effect.Effect<EnginePod<T>, E, R>,
+  logger: Logger.Logger<unknown, void>
+) =>
+  Effect.gen(function*() {
+    const staying = yield* startPod(1)
+    const leaving = yield* startPod(2).pipe(Effect.provide(Logger.add(logger)))
+    yield* until(Effect.map(Effect.forEach([staying, leaving], served), (all) => all.every((shards) => shards.length === 15)))
+    const leavingShards = new Set(yield* served(leaving))
+    let n = 0
+    while (!leavingShards.has(leaving.sharding.getShardId(`Shipment/s${n}`).value)) n++
+    return { staying, leaving, id: `s${n}` }
+  })
