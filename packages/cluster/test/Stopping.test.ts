@@ -7,7 +7,7 @@ import {
 } from "@effect-cluster/cluster"
 import { singlePod as singlePodWith } from "./utils/cluster.js"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, HashSet } from "effect"
+import { Deferred, Duration, Effect, Fiber, HashSet, Option } from "effect"
 import { Counter, counterBehaviour, freshId, GetCount } from "./utils/counter.js"
 
 const singlePod = (config: Partial<ShardingConfig.ShardingConfig> = {}) =>
@@ -58,6 +58,70 @@ describe("stopping entities (live clock, issue 10 #2)", () => {
       while ((yield* sharding.localEntityCount) > 0) yield* Effect.sleep("10 millis")
       expect(log).toEqual(["finalizing e", "finalized e"])
     }).pipe(Effect.scoped, Effect.provide(singlePod())))
+})
+
+describe("a revocation repeated while the first one's stop still runs (live clock)", () => {
+  // The manager gives up on a revocation after its unassignTimeout (10 s) and asks again later, at the same
+  // epoch; the pod's stop may take longer (entityTerminationTimeout may reach 15 s with the default lease,
+  // raised to fit, e.g., the cluster workflow engine's shutdownGracePeriod). Confirmed at once, the repeat
+  // would let the manager hand the shard to its next owner while this pod still runs the shard's work.
+  it.live("the repeat confirms only once the first stop has returned", () =>
+    Effect.gen(function*() {
+      const sharding = yield* Sharding.Sharding
+      yield* sharding.register
+      const shard = sharding.getShardId("e").value
+      const epochs = new Map([[shard, (yield* sharding.servedShardEpochs).get(shard)!]])
+      const entered = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const stops: Array<string> = []
+      yield* sharding.registerShardStop((shards, kind) =>
+        Effect.sync(() => stops.push(`${kind} ${shards.join(",")}`)).pipe(
+          Effect.zipRight(Deferred.succeed(entered, undefined)),
+          Effect.zipRight(Deferred.await(gate)),
+          Effect.zipRight(Effect.sync(() => stops.push("stopped")))
+        )
+      )
+      const first = yield* Effect.fork(sharding.unassign(HashSet.make(ShardId.make(shard)), epochs))
+      yield* Deferred.await(entered)
+      // the manager's call timed out: it asks again
+      const second = yield* Effect.fork(sharding.unassign(HashSet.make(ShardId.make(shard)), epochs))
+      // (lets the repeat run as far as it can before the first stop returns)
+      yield* Effect.repeatN(Effect.yieldNow(), 100)
+      const early = yield* Fiber.poll(second)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(first)
+      yield* Fiber.join(second)
+      expect(Option.isNone(early)).toBe(true)
+      expect(stops).toEqual([`handoff ${shard}`, "stopped"])
+    }).pipe(Effect.scoped, Effect.provide(singlePod({ entityTerminationTimeout: Duration.seconds(12) }))))
+
+  it.live("the pod leaving meanwhile unregisters only once that stop has returned", () =>
+    Effect.gen(function*() {
+      const sharding = yield* Sharding.Sharding
+      yield* sharding.register
+      const shard = sharding.getShardId("e").value
+      const entered = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const stops: Array<string> = []
+      yield* sharding.registerShardStop((shards) =>
+        shards.includes(shard)
+          ? Deferred.succeed(entered, undefined).pipe(
+            Effect.zipRight(Deferred.await(gate)),
+            Effect.zipRight(Effect.sync(() => stops.push("revoked shard stopped")))
+          )
+          : Effect.void
+      )
+      const first = yield* Effect.fork(sharding.unassign(HashSet.make(ShardId.make(shard))))
+      yield* Deferred.await(entered)
+      const leaving = yield* Effect.fork(sharding.unregister)
+      yield* Effect.repeatN(Effect.yieldNow(), 100)
+      const early = yield* Fiber.poll(leaving)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(first)
+      yield* Fiber.join(leaving)
+      expect(Option.isNone(early)).toBe(true)
+      expect(stops).toEqual(["revoked shard stopped"])
+    }).pipe(Effect.scoped, Effect.provide(singlePod({ entityTerminationTimeout: Duration.seconds(12) }))))
 })
 
 // Singletons and entities whose clean-up takes 80 ms (< entityTerminationTimeout = 100 ms): a stop that handles

@@ -1,5 +1,7 @@
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import { type LeaseGrant, ShardAssignment } from "../ShardAssignment.js"
 import { PodUnavailableException } from "../ShardingException.js"
 import { podKeyOf, type PodState } from "./podState.js"
@@ -220,6 +222,27 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         )
     })
 
+  // The stops of revoked shards still running, by shard. They may outlive the manager's call (it gives up
+  // after its unassignTimeout, the stop runs on): a revocation asked again, or the pod leaving, confirms
+  // only once they have returned, so the shard's next owner never starts beside them.
+  const stopping = new Map<number, Deferred.Deferred<void>>()
+  const stopRevoked = (shards: ReadonlyArray<number>): Effect.Effect<void> =>
+    shards.length === 0 ? stopShards(shards, "handoff") : Effect.acquireUseRelease(
+      Effect.sync(() => {
+        const done = Deferred.unsafeMake<void>(FiberId.none)
+        for (const shard of shards) stopping.set(shard, done)
+        return done
+      }),
+      () => stopShards(shards, "handoff"),
+      (done) =>
+        Effect.sync(() => {
+          for (const shard of shards) if (stopping.get(shard) === done) stopping.delete(shard)
+          Deferred.unsafeDone(done, Effect.void)
+        })
+    )
+  const stillStopping = (pending: Iterable<Deferred.Deferred<void>>): Effect.Effect<void> =>
+    Effect.forEach(new Set(pending), Deferred.await, { concurrency: "unbounded", discard: true })
+
   const unassign = (
     shards: Iterable<number>,
     epochs: ReadonlyMap<number, number> | undefined
@@ -227,6 +250,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
     Effect.suspend(() => {
       const stopped: Array<number> = []
       const regressions: Array<ShardAssignment> = []
+      const pending: Array<Deferred.Deferred<void>> = []
       for (const shard of shards) {
         if (!state.inRange(shard)) continue
         const epoch = epochs?.get(shard) ?? heldEpoch[shard]!
@@ -238,18 +262,24 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         if (heldEpoch[shard]! !== 0 && heldEpoch[shard]! <= epoch) {
           state.setHeld(shard, 0)
           stopped.push(shard)
+        } else {
+          const running = stopping.get(shard)
+          if (running !== undefined) pending.push(running)
         }
         const route = state.routing[shard]
         if (route?.podKey === state.selfKey) state.routing[shard] = { pod: undefined, podKey: "", epoch: route.epoch }
       }
       // Confirm only once the entities have stopped, and never a regressed revocation. (The revoked shards'
       // fences stay this pod's until it confirms: a hand-off; a regressed one was lost.)
+      const revoked = pending.length === 0
+        ? stopRevoked(stopped)
+        : Effect.zip(stopRevoked(stopped), stillStopping(pending), { concurrent: true })
       const stop = Effect.zipRight(
         dropRegressed(state, regressions, "revocation"),
         regressions.length === 0
-          ? stopShards(stopped, "handoff")
+          ? revoked
           : Effect.zip(
-            stopShards(stopped, "handoff"),
+            revoked,
             stopShards(regressions.map((assignment) => assignment.shardId), "lost"),
             { concurrent: true }
           )
@@ -259,7 +289,11 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         : Effect.zipRight(stop, Effect.fail(new PodUnavailableException({ podAddress: state.services.self })))
     })
 
-  const stopEverything = stopEverythingOf(state, singletons, stopOwnWork)
+  const stopEverything = Effect.zip(
+    stopEverythingOf(state, singletons, stopOwnWork),
+    Effect.suspend(() => stillStopping(stopping.values())),
+    { concurrent: true }
+  )
 
   return { takeShard, applyGrant, dropAllShards, dropShards, assign, unassign, stopEverything }
 }
