@@ -226,20 +226,19 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   // after its unassignTimeout, the stop runs on): a revocation asked again, or the pod leaving, confirms
   // only once they have returned, so the shard's next owner never starts beside them.
   const stopping = new Map<number, Deferred.Deferred<void>>()
-  const stopRevoked = (shards: ReadonlyArray<number>): Effect.Effect<void> =>
-    shards.length === 0 ? stopShards(shards, "handoff") : Effect.acquireUseRelease(
+  // (registered as the shards are released, before anything yields: a repeat may come at any later point)
+  const stopRevoked = (shards: ReadonlyArray<number>, stop: Effect.Effect<void>): Effect.Effect<void> => {
+    if (shards.length === 0) return stop
+    const done = Deferred.unsafeMake<void>(FiberId.none)
+    for (const shard of shards) stopping.set(shard, done)
+    return Effect.ensuring(
+      stop,
       Effect.sync(() => {
-        const done = Deferred.unsafeMake<void>(FiberId.none)
-        for (const shard of shards) stopping.set(shard, done)
-        return done
-      }),
-      () => stopShards(shards, "handoff"),
-      (done) =>
-        Effect.sync(() => {
-          for (const shard of shards) if (stopping.get(shard) === done) stopping.delete(shard)
-          Deferred.unsafeDone(done, Effect.void)
-        })
+        for (const shard of shards) if (stopping.get(shard) === done) stopping.delete(shard)
+        Deferred.unsafeDone(done, Effect.void)
+      })
     )
+  }
   const stillStopping = (pending: Iterable<Deferred.Deferred<void>>): Effect.Effect<void> =>
     Effect.forEach(new Set(pending), Deferred.await, { concurrency: "unbounded", discard: true })
 
@@ -272,8 +271,8 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       // Confirm only once the entities have stopped, and never a regressed revocation. (The revoked shards'
       // fences stay this pod's until it confirms: a hand-off; a regressed one was lost.)
       const revoked = pending.length === 0
-        ? stopRevoked(stopped)
-        : Effect.zip(stopRevoked(stopped), stillStopping(pending), { concurrent: true })
+        ? stopShards(stopped, "handoff")
+        : Effect.zip(stopShards(stopped, "handoff"), stillStopping(pending), { concurrent: true })
       const stop = Effect.zipRight(
         dropRegressed(state, regressions, "revocation"),
         regressions.length === 0
@@ -285,8 +284,11 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           )
       )
       return regressions.length === 0
-        ? stop
-        : Effect.zipRight(stop, Effect.fail(new PodUnavailableException({ podAddress: state.services.self })))
+        ? stopRevoked(stopped, stop)
+        : Effect.zipRight(
+          stopRevoked(stopped, stop),
+          Effect.fail(new PodUnavailableException({ podAddress: state.services.self }))
+        )
     })
 
   const stopEverything = Effect.zip(
