@@ -306,7 +306,9 @@ const stopShards = (
     })
     const left = Effect.all(leaving.map((runtime) => runtime.done.await), { concurrency: "unbounded", discard: true })
     const busy = leaving.filter((runtime) => runtime.busy).length
-    if (kind === "lost" || graceMillis <= 0 || busy === 0) {
+    // (with a grace period an idle execution is drained too: its drain waits for its results still queued,
+    // which the shard no longer served would refuse, and its step would run again on the new owner)
+    if (kind === "lost" || graceMillis <= 0) {
       return Effect.zipRight(
         Effect.logWarning(
           `stopping ${leaving.length} executions of shards this pod hands off; an activity in flight runs again on the new owner`
@@ -330,9 +332,10 @@ const stopShards = (
             `activity after the grace period (${grace}): it is cut off and runs again on the new owner`
         ))
     )
-    return Effect.logInfo(
+    const announce = busy === 0 ? Effect.void : Effect.logInfo(
       `handing off shards: letting the activities of ${busy} executions finish here first (at most ${grace})`
-    ).pipe(
+    )
+    return announce.pipe(
       Effect.zipRight(Effect.ensuring(drain, cutOff)),
       Effect.zipRight(left),
       Effect.ensuring(Effect.sync(() => {
