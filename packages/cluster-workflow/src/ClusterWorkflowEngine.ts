@@ -305,7 +305,6 @@ const stopShards = (
       for (const runtime of leaving) runtime.notifyClaimLost()
     })
     const left = Effect.all(leaving.map((runtime) => runtime.done.await), { concurrency: "unbounded", discard: true })
-    const busy = leaving.filter((runtime) => runtime.busy).length
     // (with a grace period an idle execution is drained too: its drain waits for its results still queued,
     // which the shard no longer served would refuse, and its step would run again on the new owner)
     if (kind === "lost" || graceMillis <= 0) {
@@ -317,26 +316,13 @@ const stopShards = (
       )
     }
     for (const shard of shards) fenced.draining.add(shard)
-    const grace = Duration.format(Duration.millis(graceMillis))
-    const drain = Effect.withClock(
-      // (interruptible: the pod's entityTerminationTimeout may end this hook first)
-      Effect.timeout(
-        Effect.interruptible(Effect.all(leaving.map((runtime) => runtime.drain), { concurrency: "unbounded", discard: true })),
-        Duration.millis(graceMillis)
-      ),
-      liveClock
-    ).pipe(
-      Effect.catchTag("TimeoutException", () =>
-        Effect.logWarning(
-          `${leaving.filter((runtime) => runtime.busy).length} executions of shards this pod hands off still ran an ` +
-            `activity after the grace period (${grace}): it is cut off and runs again on the new owner`
-        ))
-    )
-    const announce = busy === 0 ? Effect.void : Effect.logInfo(
-      `handing off shards: letting the activities of ${busy} executions finish here first (at most ${grace})`
-    )
-    return announce.pipe(
-      Effect.zipRight(Effect.ensuring(drain, cutOff)),
+    // (the pod's entityTerminationTimeout, which bounds this hook, may end the drain first)
+    const drain = internal.drainWithin(leaving, graceMillis, {
+      starting: "handing off shards: letting the activities of",
+      period: "the hand-off's grace period",
+      after: "on the shard's new owner"
+    })
+    return Effect.ensuring(drain, cutOff).pipe(
       Effect.zipRight(left),
       Effect.ensuring(Effect.sync(() => {
         for (const shard of shards) fenced.draining.delete(shard)

@@ -352,21 +352,38 @@ export const closeGracefully = (engine: Engine): Effect.Effect<void> =>
  * after it is stopped by the engine's scope, as without a grace period.
  */
 const drainLive = (engine: Engine, graceMillis: number): Effect.Effect<void> =>
+  drainWithin(Array.from(engine.live.values()), graceMillis, {
+    starting: "the engine stops: letting the activities of",
+    period: "the shutdown's grace period",
+    after: "where the execution resumes"
+  })
+
+/**
+ * Drains `runtimes` (see `ExecutionRuntime.drain`) for at most `graceMillis` (live clock; interruptible,
+ * though run by a finalizer or a shard stop hook, so the timeout, or the hook's own bound, can end the wait),
+ * logging `words.starting` when activities run and a warning when the grace ends first. The caller stops
+ * what still runs afterwards. Used by a shutdown and by the cluster engine's hand-off of shards.
+ *
+ * @internal
+ */
+export const drainWithin = (
+  runtimes: ReadonlyArray<ExecutionRuntime>,
+  graceMillis: number,
+  words: { readonly starting: string; readonly period: string; readonly after: string }
+): Effect.Effect<void> =>
   Effect.suspend(() => {
-    const runtimes = Array.from(engine.live.values())
     if (runtimes.length === 0) return Effect.void
     const busy = runtimes.filter((runtime) => runtime.busy).length
     const grace = Duration.format(Duration.millis(graceMillis))
     // (an idle execution's drain only commits its queued writes: a result just recorded)
     const announce = busy === 0
       ? Effect.void
-      : Effect.logInfo(`the engine stops: letting the activities of ${busy} executions finish (at most ${grace})`)
+      : Effect.logInfo(`${words.starting} ${busy} executions finish (at most ${grace})`)
     // (the executions whose drain has not ended: a journal that does not commit their results keeps them)
     const pending = new Set(runtimes)
     const drains = runtimes.map((runtime) => Effect.tap(runtime.drain, () => Effect.sync(() => pending.delete(runtime))))
     return announce.pipe(
       Effect.zipRight(Effect.withClock(
-        // (interruptible, though run by a finalizer: the timeout must be able to end the wait)
         Effect.timeout(
           Effect.interruptible(Effect.all(drains, { concurrency: "unbounded", discard: true })),
           Duration.millis(graceMillis)
@@ -378,10 +395,10 @@ const drainLive = (engine: Engine, graceMillis: number): Effect.Effect<void> =>
         const uncommitted = Array.from(pending).filter((runtime) => !runtime.busy).length
         return Effect.logWarning(
           still > 0
-            ? `${still} executions still ran an activity after the shutdown's grace period (${grace}): it is ` +
-              "interrupted and runs again where the execution resumes"
-            : `the results of ${uncommitted} executions were not committed within the shutdown's grace period ` +
-              `(${grace}): their steps run again where the executions resume`
+            ? `${still} executions still ran an activity after ${words.period} (${grace}): it is ` +
+              `interrupted and runs again ${words.after}`
+            : `the results of ${uncommitted} executions were not committed within ${words.period} ` +
+              `(${grace}): their steps run again ${words.after}`
         )
       })
     )

@@ -82,22 +82,15 @@ export class ExecutionRuntime extends Activities {
     return Effect.suspend(() => {
       this.draining = true
       const idle = this.active === 0 ? Effect.void : (this.drained ??= new OneShot<void>()).await
-      return Effect.zipRight(idle, this.flushWrites)
+      // then its queued writes: committed by the group committer itself (its retries of a passing journal
+      // failure, its hold-back during a shard's lapse on the cluster, never a broken execution's write)
+      return Effect.zipRight(idle, this.engine.committer.settled(this))
     })
   }
 
   /** Whether an activity body (or a child start) is running. */
   get busy(): boolean {
     return this.active > 0
-  }
-
-  /**
-   * Waits until this execution's writes still queued in the group committer (pipelined step results) are
-   * committed. By the committer itself: with its retries of a passing journal failure, its hold-back of
-   * writes during a shard's lapse (cluster), and never a write of an execution already broken.
-   */
-  private get flushWrites(): Effect.Effect<void> {
-    return this.engine.committer.settled(this)
   }
 
   /** The claim was lost (renewal refused). */
