@@ -130,7 +130,7 @@ export const make = (options?: { readonly serialize?: boolean | undefined }): In
       ping: (pod) => Effect.asVoid(reach(pod)),
       sendAndGetState: (pod, envelope) => Effect.suspend(() => sendNow(pod, envelope))
     }
-    direct.registerSender(pods, sendNow)
+    direct.registerSender(pods, direct.sendThen(sendNow))
     return pods
   }
 

@@ -270,7 +270,7 @@ export const make: Effect.Effect<
     client,
     serialization,
     sendNow: direct.senderOf(pods) ??
-      ((pod: PodAddress, envelope: SerializedEnvelope) => pods.sendAndGetState(pod, envelope)),
+      direct.sendThen((pod: PodAddress, envelope: SerializedEnvelope) => pods.sendAndGetState(pod, envelope)),
     // Monotonic time (Clock.currentTimeNanos) for leases; TestClock drives it in tests. With the live clock,
     // performance.now() (the same monotonic timeline, without the BigInt): it is read on every delivery.
     monotonicMillis: clock === liveClock

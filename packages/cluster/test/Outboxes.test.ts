@@ -4,7 +4,7 @@
  */
 import { PodAddress } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
-import { makeOutboxes } from "../src/node/internal/outboxes.js"
+import { makeOutboxes, Pending } from "../src/node/internal/outboxes.js"
 
 const pod = (port: number) => PodAddress.make("127.0.0.1", port)
 
@@ -21,7 +21,7 @@ describe("PodsRpc outboxes", () => {
   it("drops idle outboxes past the bound, and keeps busy ones", () => {
     const outboxOf = makeOutboxes(4)
     const queued = outboxOf(pod(1))
-    queued.queue.push({ envelope: undefined as never, size: 1, queuedAt: 0, resume: () => {}, sent: false })
+    queued.queue.push(new Pending(undefined as never, 1, 0, () => {}, undefined as never, undefined))
     const inFlight = outboxOf(pod(2))
     inFlight.inFlight = 1
     const flushing = outboxOf(pod(3))

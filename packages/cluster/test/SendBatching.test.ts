@@ -6,11 +6,12 @@
 import { MessageState, PodAddress, RecipientAddress, SerializedEnvelope, SerializedMessage } from "@effect-cluster/cluster"
 import { PodsRpc, ShardingProtocol, Transport } from "@effect-cluster/cluster/node"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Layer } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer } from "effect"
 import * as server from "../src/node/internal/server.js"
 
-// A pod that answers every envelope with its own body (processed) and records each request's size.
-const recordingPod = (sizes: Array<number>) =>
+// A pod that answers every envelope with its own body (processed) and records each request's size (and
+// its envelopes' message ids); with a gate, a request is answered once the gate opens.
+const recordingPod = (sizes: Array<number>, received: Array<string> = [], gate?: Effect.Effect<void>) =>
   Effect.gen(function*() {
     const http = yield* Layer.build(server.layerHttpServer({ host: "127.0.0.1", port: 0 }))
     const handlers = yield* ShardingProtocol.ShardingRpcs.toHandlersContext(ShardingProtocol.ShardingRpcs.of({
@@ -18,10 +19,13 @@ const recordingPod = (sizes: Array<number>) =>
       UnassignShards: () => Effect.void,
       Ping: () => Effect.void,
       Send: ({ envelopes }) =>
-        Effect.sync(() => {
-          sizes.push(envelopes.length)
-          return envelopes.map((envelope) => [1, envelope[3]] as const)
-        })
+        Effect.zipRight(
+          Effect.sync(() => {
+            sizes.push(envelopes.length)
+            for (const envelope of envelopes) received.push(envelope[2])
+          }),
+          Effect.as(gate ?? Effect.void, envelopes.map((envelope) => [1, envelope[3]] as const))
+        )
     }))
     yield* server.serve({
       name: "recording pod",
@@ -99,5 +103,31 @@ describe("Send batching (network Pods, real loopback socket)", () => {
     Effect.gen(function*() {
       const { sizes } = yield* sendAll({ maxBatchesInFlight: 2 }, 1)
       expect(sizes).toEqual([1])
+    }))
+
+  // A sender that is interrupted while its envelope waits in the outbox stops waiting, and its envelope is
+  // not sent; a sender whose wait cannot be interrupted keeps its place and gets its reply.
+  it.scopedLive("an interrupted sender's queued envelope is not sent; an uninterruptible one is", () =>
+    Effect.gen(function*() {
+      const held = yield* Deferred.make<void>()
+      const received: Array<string> = []
+      // Every request is held at the pod until `held` opens; one request at a time: what is sent meanwhile
+      // waits in the outbox.
+      const pod = yield* recordingPod([], received, Deferred.await(held))
+      const pods = yield* PodsRpc.make({ maxBatchesInFlight: 1 }).pipe(Effect.provide(Transport.withDefaults({})))
+      const first = yield* Effect.fork(pods.sendAndGetState(pod, envelope(0)))
+      while (!received.includes("m0")) yield* Effect.yieldNow()
+      const interrupted = yield* Effect.fork(pods.sendAndGetState(pod, envelope(1)))
+      const keptReply = yield* Deferred.make<Exit.Exit<MessageState.MessageState<SerializedMessage.SerializedMessage>, unknown>>()
+      const kept = yield* Effect.fork(
+        Effect.uninterruptible(Effect.flatMap(Effect.exit(pods.sendAndGetState(pod, envelope(2))), (exit) => Deferred.succeed(keptReply, exit)))
+      )
+      yield* Effect.yieldNow()
+      expect(yield* Fiber.interrupt(interrupted)).toSatisfy(Exit.isInterrupted)
+      yield* Fiber.interruptFork(kept)
+      yield* Deferred.succeed(held, undefined)
+      expect(yield* Fiber.join(first)).toEqual(MessageState.Processed(SerializedMessage.make(`{"n":0}`)))
+      expect(yield* Deferred.await(keptReply)).toEqual(Exit.succeed(MessageState.Processed(SerializedMessage.make(`{"n":2}`))))
+      expect(received).toEqual(["m0", "m2"])
     }))
 })

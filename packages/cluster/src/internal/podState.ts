@@ -1,16 +1,13 @@
 import * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
-import type { MessageState } from "../MessageState.js"
 import type { PodAddress } from "../PodAddress.js"
 import type { Pods } from "../Pods.js"
 import type { Serialization } from "../Serialization.js"
-import type { SerializedEnvelope } from "../SerializedEnvelope.js"
-import type { SerializedMessage } from "../SerializedMessage.js"
 import type { ShardingConfig } from "../ShardingConfig.js"
-import type { ShardingException } from "../ShardingException.js"
 import type { ShardManagerClient } from "../ShardManagerClient.js"
 import type { LeasedStorage } from "../Storage.js"
+import type { SendThen } from "./direct.js"
 import type { EntityManager } from "./entityManager.js"
 
 /** Where the routing table sends a shard's messages: its owner (if any) at an epoch. */
@@ -30,11 +27,11 @@ export interface PodServices {
   readonly pods: Pods
   readonly client: ShardManagerClient
   readonly serialization: Serialization
-  /** The transport's immediate send when it has one (in-process pods), else its suspended one. */
-  readonly sendNow: (
-    pod: PodAddress,
-    envelope: SerializedEnvelope
-  ) => Effect.Effect<MessageState<SerializedMessage>, ShardingException>
+  /**
+   * The transport's immediate send when it has one (in-process pods; the network transport continues it
+   * as the reply arrives), else its suspended one followed by the continuation.
+   */
+  readonly sendNow: SendThen
   /** Monotonic milliseconds from the Clock service (leases, idleness, stop deadlines). */
   readonly monotonicMillis: () => number
   /** Runs an effect in a fiber the pod owns (interrupted when the pod's scope closes). */

@@ -1,13 +1,12 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import { identity } from "effect/Function"
 import * as MessageState from "../MessageState.js"
 import type { Messenger } from "../Messenger.js"
 import { RecipientAddress } from "../RecipientAddress.js"
 import type { EntityType, RecipientType } from "../RecipientType.js"
 import type { SerializedMessage } from "../SerializedMessage.js"
-import type { SerializationException, ShardingException } from "../ShardingException.js"
+import type { ShardingException } from "../ShardingException.js"
 import {
   EntityNotManagedByThisPodException,
   MessageNotDeliveredException,
@@ -31,24 +30,37 @@ export const isRetryable = (error: ShardingException): boolean =>
 
 type Body = { value: SerializedMessage | undefined }
 
-/** One attempt of a delivery to the shard's current owner (this pod or another). */
+/** What a send ends with: the message's result, or a `ShardingException` (or its own failure). */
+type Outcome = Effect.Effect<unknown, unknown>
+
+/** How a delivery goes on after one attempt: with its failure, or with the entity's reply. */
+interface Continuation {
+  readonly onFailure: (error: ShardingException) => Outcome
+  readonly onSuccess: (reply: Reply) => Outcome
+}
+
+/**
+ * One attempt of a delivery to the shard's current owner (this pod or another), continued with `then`. A
+ * network transport runs `then` as the reply arrives: the sender resumes once, with the send's outcome.
+ */
 type DeliverOnce = (
   recipientType: RecipientType<unknown>,
   entityId: string,
   shard: number,
   message: unknown,
   messageId: string | undefined,
-  body: Body
-) => Effect.Effect<Reply, ShardingException>
+  body: Body,
+  then: Continuation
+) => Outcome
 
 // One attempt: local delivery without serialization, or the encoded envelope to the owner pod.
 const makeDeliverOnce = (state: PodState, routing: Routing, receive: Receive): DeliverOnce => {
   const { sendNow, serialization } = state.services
   const selfKey = state.selfKey
-  return (recipientType, entityId, shard, message, messageId, body) => {
+  return (recipientType, entityId, shard, message, messageId, body, then) => {
     const route = state.routing[shard]
     if (route === undefined || route.pod === undefined) {
-      return Exit.fail(
+      return then.onFailure(
         new EntityNotManagedByThisPodException({
           recipientAddress: new RecipientAddress({ recipientTypeName: recipientType.name, entityId })
         })
@@ -56,31 +68,37 @@ const makeDeliverOnce = (state: PodState, routing: Routing, receive: Receive): D
     }
     if (route.podKey === selfKey) {
       // Local path: no serialization.
-      return receive.deliverLocal(recipientType.name, entityId, shard, route.epoch, message, messageId)
+      return sync.matchEffect(
+        receive.deliverLocal(recipientType.name, entityId, shard, route.epoch, message, messageId),
+        then.onFailure,
+        then.onSuccess
+      )
     }
     const pod = route.pod
-    // The body is encoded once per send, whatever the number of attempts.
-    const encoded: Effect.Effect<SerializedMessage, SerializationException> = body.value !== undefined
-      ? Exit.succeed(body.value)
-      : sync.mapBoth(serialization.encode(recipientType.schema, message), identity, (value) => (body.value = value))
-    return sync.flatMap(encoded, (value) =>
-      sync.matchEffect(
-        sendNow(
-          pod,
-          // Built from values already typed: no validation pass.
-          models.serializedEnvelope(
-            models.recipientAddress(recipientType.name, entityId),
-            messageId ?? "",
-            value,
-            route.epoch
-          )
+    const sendEncoded = (value: SerializedMessage) =>
+      sendNow(
+        pod,
+        // Built from values already typed: no validation pass.
+        models.serializedEnvelope(
+          models.recipientAddress(recipientType.name, entityId),
+          messageId ?? "",
+          value,
+          route.epoch
         ),
-        (error) => {
-          if (error._tag === "PodUnavailableException") routing.reportUnhealthy(pod)
-          return Exit.fail(error)
-        },
-        (reply) => receive.decodeReply(message, reply)
-      ))
+        {
+          onFailure: (error) => {
+            if (error._tag === "PodUnavailableException") routing.reportUnhealthy(pod)
+            return then.onFailure(error)
+          },
+          onSuccess: (reply) => sync.matchEffect(receive.decodeReply(message, reply), then.onFailure, then.onSuccess)
+        }
+      )
+    // The body is encoded once per send, whatever the number of attempts.
+    if (body.value !== undefined) return sendEncoded(body.value)
+    return sync.matchEffect(serialization.encode(recipientType.schema, message), then.onFailure, (value) => {
+      body.value = value
+      return sendEncoded(value)
+    })
   }
 }
 
@@ -94,12 +112,13 @@ interface RetryContext {
 
 // One send with its retries. Started while the send runs (never when its effect is built): the first
 // attempt is made at once, and completes without fiber operations when everything on the way answers
-// synchronously. (A class, not per-send closures: less allocation on the hot path.)
-class Delivery {
+// synchronously. The delivery is its own attempts' continuation, and ends with `finish` of the reply (the
+// caller's result). (A class, not per-send closures: less allocation on the hot path.)
+class Delivery implements Continuation {
   readonly shard: number
   readonly messageId: string | undefined
   readonly body: Body = { value: undefined }
-  private retry: Effect.Effect<Reply, ShardingException> | undefined = undefined
+  private retry: Outcome | undefined = undefined
   attempts = 0
   firstFailureAt: number | undefined = undefined
   outcomeUnknown = false
@@ -109,27 +128,32 @@ class Delivery {
     readonly recipientType: RecipientType<unknown>,
     readonly entityId: string,
     readonly message: unknown,
-    readonly awaitResult: boolean
+    readonly awaitResult: boolean,
+    readonly finish: (reply: Reply) => Outcome
   ) {
     this.shard = shardIdOf(entityId, context.state.numberOfShards)
     this.messageId = primaryKeyOf(message)
   }
 
   // The next attempt, as an effect (built only when a retry is needed).
-  get loop(): Effect.Effect<Reply, ShardingException> {
+  get loop(): Outcome {
     return this.retry ??= Effect.suspend(() => this.attempt())
   }
 
-  attempt(): Effect.Effect<Reply, ShardingException> {
+  attempt(): Outcome {
     this.attempts++
-    return sync.matchEffect(
-      this.context.deliverOnce(this.recipientType, this.entityId, this.shard, this.message, this.messageId, this.body),
-      (error) => this.onFailure(error),
-      (reply) => this.onSuccess(reply)
+    return this.context.deliverOnce(
+      this.recipientType,
+      this.entityId,
+      this.shard,
+      this.message,
+      this.messageId,
+      this.body,
+      this
     )
   }
 
-  onFailure(error: ShardingException): Effect.Effect<Reply, ShardingException> {
+  readonly onFailure = (error: ShardingException): Outcome => {
     if (!isRetryable(error)) return Exit.fail(error)
     const { config, fork, monotonicMillis } = this.context.state.services
     const now = monotonicMillis()
@@ -152,7 +176,7 @@ class Delivery {
     return Effect.zipRight(Effect.sleep(config.sendRetryInterval), this.loop)
   }
 
-  onSuccess(reply: Reply): Effect.Effect<Reply, ShardingException> {
+  readonly onSuccess = (reply: Reply): Outcome => {
     if (this.awaitResult && !MessageState.isProcessed(reply)) {
       // Acknowledged: the entity queued it. Ask again (deduplicated by primary key) until the
       // result is there; the caller bounds the wait (e.g. Effect.timeout). From now on the message may
@@ -161,11 +185,13 @@ class Delivery {
       this.firstFailureAt = undefined
       return Effect.zipRight(Effect.sleep(this.context.state.services.config.sendRetryInterval), this.loop)
     }
-    return Exit.succeed(reply)
+    return this.finish(reply)
   }
 }
 
-const toResult = (reply: Reply) => (reply as MessageState.MessageStateProcessed<Exit.Exit<any, any>>).result
+// How a send ends: with the message's result (`send`), or with nothing (`sendDiscard`).
+const toResult = (reply: Reply): Outcome => (reply as MessageState.MessageStateProcessed<Exit.Exit<any, any>>).result
+const toVoid = (): Effect.Effect<unknown> => Exit.void
 
 /** The sender's side: route a message to its shard's owner, retrying routing failures within a bound. */
 export const makeMessenger = (
@@ -186,9 +212,10 @@ export const makeMessenger = (
     entityId: string,
     message: unknown,
     awaitResult: boolean,
+    finish: (reply: Reply) => Outcome,
     acknowledged = false
-  ): Effect.Effect<Reply, ShardingException> => {
-    const delivery = new Delivery(context, recipientType, entityId, message, awaitResult)
+  ): Outcome => {
+    const delivery = new Delivery(context, recipientType, entityId, message, awaitResult, finish)
     if (!acknowledged) return delivery.attempt()
     delivery.attempts++
     return delivery.onSuccess(MessageState.Acknowledged)
@@ -196,29 +223,33 @@ export const makeMessenger = (
 
   // The common case: the entity is on this pod, which serves its shard. One delivery, no retry machinery;
   // anything else (remote, routing failure, acknowledged) goes through deliverWithRetries. Called inside the
-  // send's own effect (never when the effect is built), so a send effect run twice sends twice.
+  // send's own effect (never when the effect is built), so a send effect run twice sends twice. Ends with
+  // `finish` of the reply.
   const sendFast = (
     recipientType: RecipientType<unknown>,
     entityId: string,
     message: unknown,
-    awaitResult: boolean
-  ): Effect.Effect<Reply, ShardingException> => {
+    awaitResult: boolean,
+    finish: (reply: Reply) => Outcome
+  ): Outcome => {
     const shard = shardIdOf(entityId, state.numberOfShards)
     const route = state.routing[shard]
     const manager = state.entityManagers.get(recipientType.name)
     if (
       route === undefined || route.podKey !== selfKey || manager === undefined || !state.canServe(shard, route.epoch)
     ) {
-      return deliverWithRetries(recipientType, entityId, message, awaitResult)
+      return deliverWithRetries(recipientType, entityId, message, awaitResult, finish)
     }
     return sync.matchEffect(
       manager.deliver(entityId, shard, message, primaryKeyOf(message)),
       (error) =>
-        isRetryable(error) ? deliverWithRetries(recipientType, entityId, message, awaitResult) : Exit.fail(error),
+        isRetryable(error)
+          ? deliverWithRetries(recipientType, entityId, message, awaitResult, finish)
+          : Exit.fail(error),
       (reply) =>
         awaitResult && !MessageState.isProcessed(reply)
-          ? deliverWithRetries(recipientType, entityId, message, awaitResult, true)
-          : Exit.succeed(reply)
+          ? deliverWithRetries(recipientType, entityId, message, awaitResult, finish, true)
+          : finish(reply)
     )
   }
 
@@ -228,15 +259,15 @@ export const makeMessenger = (
       Effect.suspend(() => {
         const invalid = invalidMessage(entityType.schema, message)
         if (invalid !== undefined) return Exit.fail(invalid)
-        const sent = sendFast(entityType as RecipientType<unknown>, entityId, message, false)
-        return sync.isExit(sent) && Exit.isSuccess(sent) ? Exit.void : Effect.asVoid(sent)
+        return sendFast(entityType as RecipientType<unknown>, entityId, message, false, toVoid) as Effect.Effect<void, ShardingException>
       }),
     send: (entityId) => (message) =>
       Effect.suspend(() => {
         const invalid = invalidMessage(entityType.schema, message)
         if (invalid !== undefined) return Exit.fail(invalid)
-        // A synchronous answer is returned as the message's own Exit (no flatMap).
-        return sync.flatMap(sendFast(entityType as RecipientType<unknown>, entityId, message, true), toResult)
+        // Ends as the message's own Exit: a synchronous answer needs no flatMap, a remote one resumes the
+        // sender with it.
+        return sendFast(entityType as RecipientType<unknown>, entityId, message, true, toResult)
       }) as any
   })
 }

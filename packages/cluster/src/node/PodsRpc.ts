@@ -14,17 +14,24 @@ import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import type * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import type * as Scope from "effect/Scope"
 import type { PodAddress } from "../PodAddress.js"
 import { Pods } from "../Pods.js"
+import * as direct from "../internal/direct.js"
+import * as models from "../internal/models.js"
+import * as MessageState from "../MessageState.js"
+import type { SerializedEnvelope } from "../SerializedEnvelope.js"
+import type { SerializedMessage } from "../SerializedMessage.js"
 import type { ShardId } from "../ShardId.js"
+import type { ShardingException } from "../ShardingException.js"
 import { PodUnavailableException, SerializationException } from "../ShardingException.js"
 import type { PeerPool } from "./internal/client.js"
 import { makePeerPool, PeerFailure } from "./internal/client.js"
-import type { Outbox, Pending } from "./internal/outboxes.js"
-import { makeOutboxes } from "./internal/outboxes.js"
-import { epochsToPairs, fromWireReply, ShardingRpcs, toWireEnvelope } from "./ShardingProtocol.js"
+import type { Outbox } from "./internal/outboxes.js"
+import { makeOutboxes, Pending } from "./internal/outboxes.js"
+import { epochsToPairs, ShardingRpcs, toWireEnvelope } from "./ShardingProtocol.js"
 import type { RequestRejected } from "./Transport.js"
 import { TransportConfig } from "./Transport.js"
 
@@ -91,8 +98,10 @@ const takeBatch = (outbox: Outbox, now: number, limits: BatchLimits): Array<Pend
   let taken = 0
   for (; taken < outbox.queue.length && batch.length < limit; taken++) {
     const pending = outbox.queue[taken]!
+    // (an interrupted sender no longer waits: its envelope stays here)
+    if (pending.abandoned) continue
     if (now - pending.queuedAt >= limits.sendTimeoutMillis) {
-      pending.resume(Exit.fail(unavailable(outbox.pod, true)))
+      pending.fail(unavailable(outbox.pod, true))
       continue
     }
     if (batch.length > 0 && bytes + pending.size > limits.maxBatchBytes) break
@@ -105,13 +114,14 @@ const takeBatch = (outbox: Outbox, now: number, limits: BatchLimits): Array<Pend
 }
 
 /**
- * `Pods.sendAndGetState` through per-pod outboxes: concurrent sends to one pod share a `Send` request.
+ * `Pods.sendAndGetState` through per-pod outboxes, continued by its caller as the reply arrives (see
+ * `direct.SendThen`): concurrent sends to one pod share a `Send` request.
  */
 const makeBatchedSend = (
   pool: Pool,
   config: TransportConfig,
   { maxBatchesInFlight, maxBatchSize }: BatchOptions
-): Effect.Effect<Pods["sendAndGetState"], never, Scope.Scope> =>
+): Effect.Effect<direct.SendThen, never, Scope.Scope> =>
   Effect.gen(function*() {
     const runFork = yield* FiberSet.makeRuntime<never>()
     const clock = yield* Effect.clock
@@ -132,14 +142,18 @@ const makeBatchedSend = (
           onFailure: (error) =>
             Effect.flip(fromCallError(outbox.pod)(error)).pipe(
               Effect.map((failure) => {
-                for (const pending of batch) pending.resume(Exit.fail(failure))
+                for (const pending of batch) pending.fail(failure)
               })
             ),
           onSuccess: (results) =>
             Effect.sync(() => {
               for (let i = 0; i < batch.length; i++) {
                 const result = results[i]
-                batch[i]!.resume(result === undefined ? Exit.fail(unavailable(outbox.pod, false)) : fromWireReply(result))
+                const pending = batch[i]!
+                if (result === undefined) pending.fail(unavailable(outbox.pod, false))
+                else if (result[0] === 0) pending.succeed(MessageState.Acknowledged)
+                else if (result[0] === 1) pending.succeed(MessageState.Processed(models.serializedMessage(result[1])))
+                else pending.fail(result[1])
               }
             })
         })
@@ -172,29 +186,43 @@ const makeBatchedSend = (
       runFork(flush(outbox))
     }
 
-    return (pod, envelope) =>
-      Effect.async((resume) => {
+    // The sender's wait: an interrupted sender leaves the queue if its envelope has not gone yet (the
+    // batch taken next skips it). Its fiber is kept for that check instead of an interruption handler,
+    // which would cost each send several fiber steps.
+    const send: direct.SendThen = <B, E>(pod: PodAddress, envelope: SerializedEnvelope, then: direct.SendContinuation<B, E>) =>
+      Effect.withFiberRuntime<B, E>((fiber, status) => {
         const size = envelope.body.value.length + envelope.recipientAddress.entityId.length +
           envelope.recipientAddress.recipientTypeName.length + envelope.messageId.length + 128
         if (size > maxBatchBytes) {
-          resume(Exit.fail(
+          return then.onFailure(
             new SerializationException({ error: `a message of ${size} bytes exceeds the transport's limit` })
-          ))
-          return
+          )
         }
-        const outbox = outboxOf(pod)
-        const pending: Pending = { envelope, size, queuedAt: clock.unsafeCurrentTimeMillis(), resume, sent: false }
-        outbox.queue.push(pending)
-        schedule(outbox)
-        // An interrupted sender leaves the queue if its envelope has not gone yet.
-        return Effect.sync(() => {
-          if (!pending.sent) {
-            const index = outbox.queue.indexOf(pending)
-            if (index >= 0) outbox.queue.splice(index, 1)
-          }
+        const interruptible = RuntimeFlags.interruption(status.runtimeFlags)
+        return Effect.async<B, E>((resume) => {
+          const outbox = outboxOf(pod)
+          const queuedAt = clock.unsafeCurrentTimeMillis()
+          outbox.queue.push(
+            new Pending(
+              envelope,
+              size,
+              queuedAt,
+              resume as (effect: Effect.Effect<unknown, unknown>) => void,
+              then,
+              interruptible ? fiber : undefined
+            )
+          )
+          schedule(outbox)
         })
       })
+    return send
   })
+
+// The continuation of `Pods.sendAndGetState`: its outcome as it is.
+const asItIs: direct.SendContinuation<MessageState.MessageState<SerializedMessage>, ShardingException> = {
+  onFailure: Exit.fail,
+  onSuccess: Exit.succeed
+}
 
 /**
  * Builds the network `Pods` (scoped: connections close with the scope).
@@ -208,7 +236,7 @@ export const make = (
   Effect.gen(function*() {
     const config = yield* TransportConfig
     const pool = yield* makePeerPool(ShardingRpcs, config)
-    const sendAndGetState = yield* makeBatchedSend(pool, config, batchOptions(options))
+    const send = yield* makeBatchedSend(pool, config, batchOptions(options))
 
     const control = (
       pod: PodAddress,
@@ -221,7 +249,7 @@ export const make = (
 
     const shardsOf = (shards: HashSet.HashSet<ShardId>) => Array.from(shards, (shard) => shard.value)
 
-    return Pods.of({
+    const pods = Pods.of({
       assignShards: (pod, shards, epochs) =>
         control(pod, config.callTimeout, (client) =>
           client.AssignShards({ shards: shardsOf(shards), epochs: epochsToPairs(epochs) })),
@@ -231,8 +259,10 @@ export const make = (
         control(pod, config.unassignTimeout, (client) =>
           client.UnassignShards({ shards: shardsOf(shards), epochs: epochsToPairs(epochs) })),
       ping: (pod) => control(pod, config.callTimeout, (client) => client.Ping()),
-      sendAndGetState
+      sendAndGetState: (pod, envelope) => send(pod, envelope, asItIs)
     })
+    direct.registerSender(pods, send)
+    return pods
   })
 
 /**

@@ -3,20 +3,56 @@
  *
  * @internal
  */
-import type * as Exit from "effect/Exit"
+import * as Cause from "effect/Cause"
+import type * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
+import type { SendContinuation } from "../../internal/direct.js"
 import type { MessageState } from "../../MessageState.js"
 import type { PodAddress } from "../../PodAddress.js"
 import type { SerializedEnvelope } from "../../SerializedEnvelope.js"
 import type { SerializedMessage } from "../../SerializedMessage.js"
 import type { ShardingException } from "../../ShardingException.js"
 
-/** An envelope waiting in an outbox, and how to answer its sender. */
-export interface Pending {
-  readonly envelope: SerializedEnvelope
-  readonly size: number
-  readonly queuedAt: number
-  readonly resume: (exit: Exit.Exit<MessageState<SerializedMessage>, ShardingException>) => void
-  sent: boolean
+/**
+ * An envelope waiting in an outbox, and how to answer its sender: its outcome goes through the sender's
+ * continuation as it arrives, and the sender resumes with what that returns.
+ */
+export class Pending {
+  sent = false
+  constructor(
+    readonly envelope: SerializedEnvelope,
+    readonly size: number,
+    readonly queuedAt: number,
+    private readonly resume: (effect: Effect.Effect<unknown, unknown>) => void,
+    private readonly then: SendContinuation<any, any>,
+    /** The waiting sender's fiber, when its wait can be interrupted. */
+    private readonly fiber: Fiber.RuntimeFiber<any, any> | undefined
+  ) {}
+
+  /** Whether the sender stopped waiting (it was interrupted): its envelope need not go. */
+  get abandoned(): boolean {
+    return this.fiber !== undefined && !Cause.isEmpty(this.fiber.getFiberRef(FiberRef.interruptedCause))
+  }
+
+  fail(error: ShardingException): void {
+    this.answer(this.then.onFailure, error)
+  }
+
+  succeed(state: MessageState<SerializedMessage>): void {
+    this.answer(this.then.onSuccess, state)
+  }
+
+  private answer<A>(f: (a: A) => Effect.Effect<unknown, unknown>, a: A): void {
+    let next: Effect.Effect<unknown, unknown>
+    try {
+      next = f(a)
+    } catch (defect) {
+      next = Exit.die(defect)
+    }
+    this.resume(next)
+  }
 }
 
 /** The envelopes queued for one pod, and its requests in flight. */
