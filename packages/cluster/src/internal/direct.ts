@@ -27,11 +27,8 @@ export type SendThen = <B, E>(
   then: SendContinuation<B, E>
 ) => Effect.Effect<B, E>
 
-/** What a `SendThen` continues with: the failure or the reply of the envelope. */
-export interface SendContinuation<B, E> {
-  readonly onFailure: (error: ShardingException) => Effect.Effect<B, E>
-  readonly onSuccess: (reply: MessageState<SerializedMessage>) => Effect.Effect<B, E>
-}
+/** What a `SendThen` continues with: the failure or the reply of the envelope (called as its methods). */
+export interface SendContinuation<B, E> extends sync.Continuation<MessageState<SerializedMessage>, ShardingException, B, E> {}
 
 type Receive = (envelope: SerializedEnvelope) => Effect.Effect<MessageState<SerializedMessage>, ShardingException>
 
@@ -46,7 +43,7 @@ export const senderOf = (pods: object): SendThen | undefined => senders.get(pods
 
 /** A `SendThen` of a send that is not continued by its transport: `then` is chained after it. */
 export const sendThen = (send: Send): SendThen => (pod, envelope, then) =>
-  sync.matchEffect(send(pod, envelope), then.onFailure, then.onSuccess)
+  sync.continueWith(send(pod, envelope), then)
 
 /** Registers the immediate variant of a pod's `sendMessageToLocalEntityManagerWithoutRetries`. */
 export const registerReceiver = (sharding: object, receive: Receive): void => void receivers.set(sharding, receive)

@@ -60,3 +60,22 @@ export const matchEffect = <A, E, R, B, E2, R2, C, E3, R3>(
   }
   return Effect.matchEffect(effect, { onFailure, onSuccess })
 }
+
+/** An object that continues an effect with its failure or its success (its methods are called on it). */
+export interface Continuation<A, E, B, E2> {
+  readonly onFailure: (error: E) => Effect.Effect<B, E2>
+  readonly onSuccess: (value: A) => Effect.Effect<B, E2>
+}
+
+/** `matchEffect` with the methods of `then`: no closure unless `effect` suspends. */
+export const continueWith = <A, E, R, B, E2>(
+  effect: Effect.Effect<A, E, R>,
+  then: Continuation<A, E, B, E2>
+): Effect.Effect<B, E2, R> => {
+  const exit = completed(effect)
+  if (exit !== undefined) {
+    if (exit._tag === "Success") return then.onSuccess(exit.value)
+    if (exit.cause._tag === "Fail") return then.onFailure(exit.cause.error)
+  }
+  return Effect.matchEffect(effect, { onFailure: (error) => then.onFailure(error), onSuccess: (value) => then.onSuccess(value) })
+}

@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as MessageState from "../MessageState.js"
 import type { Messenger } from "../Messenger.js"
+import type { PodAddress } from "../PodAddress.js"
 import { RecipientAddress } from "../RecipientAddress.js"
 import type { EntityType, RecipientType } from "../RecipientType.js"
 import type { SerializedMessage } from "../SerializedMessage.js"
@@ -12,10 +13,11 @@ import {
   MessageNotDeliveredException,
   MessageOutcomeUnknownException
 } from "../ShardingException.js"
+import type * as direct from "./direct.js"
 import * as sync from "./exit.js"
 import { shardIdOf } from "./hash.js"
 import * as models from "./models.js"
-import type { PodState } from "./podState.js"
+import type { PodState, Route } from "./podState.js"
 import { primaryKeyOf } from "./primaryKey.js"
 import type { Receive } from "./receive.js"
 import type { Routing } from "./routing.js"
@@ -34,10 +36,7 @@ type Body = { value: SerializedMessage | undefined }
 type Outcome = Effect.Effect<unknown, unknown>
 
 /** How a delivery goes on after one attempt: with its failure, or with the entity's reply. */
-interface Continuation {
-  readonly onFailure: (error: ShardingException) => Outcome
-  readonly onSuccess: (reply: Reply) => Outcome
-}
+type Continuation = sync.Continuation<Reply, ShardingException, unknown, unknown>
 
 /**
  * One attempt of a delivery to the shard's current owner (this pod or another), continued with `then`. A
@@ -53,10 +52,46 @@ type DeliverOnce = (
   then: Continuation
 ) => Outcome
 
+// The continuation of a send to another pod: a pod it could not reach is reported to the routing table;
+// a reply is decoded with the message's schemas. (A class: no closures per send.)
+class RemoteReply implements direct.SendContinuation<unknown, unknown> {
+  constructor(
+    readonly pod: PodAddress,
+    readonly message: unknown,
+    readonly routing: Routing,
+    readonly receive: Receive,
+    readonly then: Continuation
+  ) {}
+
+  onFailure(error: ShardingException): Outcome {
+    if (error._tag === "PodUnavailableException") this.routing.reportUnhealthy(this.pod)
+    return this.then.onFailure(error)
+  }
+
+  onSuccess(reply: MessageState.MessageState<SerializedMessage>): Outcome {
+    return sync.continueWith(this.receive.decodeReply(this.message, reply), this.then)
+  }
+}
+
 // One attempt: local delivery without serialization, or the encoded envelope to the owner pod.
 const makeDeliverOnce = (state: PodState, routing: Routing, receive: Receive): DeliverOnce => {
   const { sendNow, serialization } = state.services
   const selfKey = state.selfKey
+  const sendEncoded = (
+    route: Route & { readonly pod: PodAddress },
+    recipientType: RecipientType<unknown>,
+    entityId: string,
+    message: unknown,
+    messageId: string | undefined,
+    body: SerializedMessage,
+    then: Continuation
+  ) =>
+    sendNow(
+      route.pod,
+      // Built from values already typed: no validation pass.
+      models.serializedEnvelope(models.recipientAddress(recipientType.name, entityId), messageId ?? "", body, route.epoch),
+      new RemoteReply(route.pod, message, routing, receive, then)
+    )
   return (recipientType, entityId, shard, message, messageId, body, then) => {
     const route = state.routing[shard]
     if (route === undefined || route.pod === undefined) {
@@ -68,36 +103,27 @@ const makeDeliverOnce = (state: PodState, routing: Routing, receive: Receive): D
     }
     if (route.podKey === selfKey) {
       // Local path: no serialization.
-      return sync.matchEffect(
+      return sync.continueWith(
         receive.deliverLocal(recipientType.name, entityId, shard, route.epoch, message, messageId),
-        then.onFailure,
-        then.onSuccess
+        then
       )
     }
-    const pod = route.pod
-    const sendEncoded = (value: SerializedMessage) =>
-      sendNow(
-        pod,
-        // Built from values already typed: no validation pass.
-        models.serializedEnvelope(
-          models.recipientAddress(recipientType.name, entityId),
-          messageId ?? "",
-          value,
-          route.epoch
-        ),
-        {
-          onFailure: (error) => {
-            if (error._tag === "PodUnavailableException") routing.reportUnhealthy(pod)
-            return then.onFailure(error)
-          },
-          onSuccess: (reply) => sync.matchEffect(receive.decodeReply(message, reply), then.onFailure, then.onSuccess)
-        }
-      )
+    const remote = route as Route & { readonly pod: PodAddress }
     // The body is encoded once per send, whatever the number of attempts.
-    if (body.value !== undefined) return sendEncoded(body.value)
-    return sync.matchEffect(serialization.encode(recipientType.schema, message), then.onFailure, (value) => {
-      body.value = value
-      return sendEncoded(value)
+    if (body.value !== undefined) return sendEncoded(remote, recipientType, entityId, message, messageId, body.value, then)
+    const encoded = serialization.encode(recipientType.schema, message)
+    const exit = sync.completed(encoded)
+    if (exit !== undefined && exit._tag === "Success") {
+      body.value = exit.value
+      return sendEncoded(remote, recipientType, entityId, message, messageId, exit.value, then)
+    }
+    // (a failure, or a serialization that suspends)
+    return Effect.matchEffect(encoded, {
+      onFailure: (error) => then.onFailure(error),
+      onSuccess: (value) => {
+        body.value = value
+        return sendEncoded(remote, recipientType, entityId, message, messageId, value, then)
+      }
     })
   }
 }
@@ -153,7 +179,7 @@ class Delivery implements Continuation {
     )
   }
 
-  readonly onFailure = (error: ShardingException): Outcome => {
+  onFailure(error: ShardingException): Outcome {
     if (!isRetryable(error)) return Exit.fail(error)
     const { config, fork, monotonicMillis } = this.context.state.services
     const now = monotonicMillis()
@@ -176,7 +202,7 @@ class Delivery implements Continuation {
     return Effect.zipRight(Effect.sleep(config.sendRetryInterval), this.loop)
   }
 
-  readonly onSuccess = (reply: Reply): Outcome => {
+  onSuccess(reply: Reply): Outcome {
     if (this.awaitResult && !MessageState.isProcessed(reply)) {
       // Acknowledged: the entity queued it. Ask again (deduplicated by primary key) until the
       // result is there; the caller bounds the wait (e.g. Effect.timeout). From now on the message may

@@ -37,17 +37,17 @@ export class Pending {
   }
 
   fail(error: ShardingException): void {
-    this.answer(this.then.onFailure, error)
+    this.answer(false, error)
   }
 
   succeed(state: MessageState<SerializedMessage>): void {
-    this.answer(this.then.onSuccess, state)
+    this.answer(true, state)
   }
 
-  private answer<A>(f: (a: A) => Effect.Effect<unknown, unknown>, a: A): void {
+  private answer(succeeded: boolean, value: any): void {
     let next: Effect.Effect<unknown, unknown>
     try {
-      next = f(a)
+      next = succeeded ? this.then.onSuccess(value) : this.then.onFailure(value)
     } catch (defect) {
       next = Exit.die(defect)
     }
