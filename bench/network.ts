@@ -11,7 +11,8 @@
  * a full round trip: the body encoded with the message schema, the envelope over the socket, the reply
  * (the encoded `Exit`) back and decoded. "Sends per CPU-second" divides by the CPU time both pods used
  * (this process, plus the child's in the cross-process set-up), a figure less sensitive to other load on
- * the machine than wall-clock sends/s. A last row repeats the cross-process set-up with 64 senders, both
+ * the machine than wall-clock sends/s; in the cross-process set-up, the CPU time per send of each pod
+ * (the sending pod's process also holds the idle manager). A last row repeats the cross-process set-up with 64 senders, both
  * processes started with `--max-semi-space-size=64` (docs/deployment.md recommends it for pods: a send
  * allocates a few kilobytes that die young, and the default young generation makes garbage collection
  * about a sixth of the sending pod's CPU).
@@ -73,11 +74,15 @@ const measure = (
       { concurrency: "unbounded", discard: true }
     )
     const seconds = (performance.now() - start) / 1000
-    const cpu = cpuMicros() - cpuBefore + (yield* externalCpu) - externalBefore
+    const localCpu = cpuMicros() - cpuBefore
+    const external = (yield* externalCpu) - externalBefore
+    const cpu = localCpu + external
     latencies.sort()
     return {
       perSecond: count / seconds,
       perCpuSecond: count / (cpu / 1e6),
+      senderMicros: localCpu / count,
+      ownerMicros: external / count,
       p50: percentile(latencies, 0.5),
       p99: percentile(latencies, 0.99)
     }
@@ -183,7 +188,9 @@ const runSetup = (crossProcess: boolean, runs: ReadonlyArray<readonly [number, n
       rows.push(
         `| ${crossProcess ? "2 processes" : "1 process"}, ${concurrency} sender${concurrency > 1 ? "s" : ""}${suffix} | ${
           Math.round(result.perSecond).toLocaleString("en-US")
-        } | ${Math.round(result.perCpuSecond).toLocaleString("en-US")} | ${result.p50.toFixed(3)} | ${
+        } | ${Math.round(result.perCpuSecond).toLocaleString("en-US")} | ${
+          crossProcess ? `${result.senderMicros.toFixed(1)} / ${result.ownerMicros.toFixed(1)}` : "-"
+        } | ${result.p50.toFixed(3)} | ${
           result.p99.toFixed(3)
         } |`
       )
@@ -215,9 +222,9 @@ const tunedRows = Effect.async<Array<string>, Error>((resume) => {
 const program = Effect.gen(function*() {
   const rows = [...yield* runSetup(false, runs), ...yield* runSetup(true, runs), ...yield* tunedRows]
   console.log(
-    "| network transport (websocket rpc, 2 pods, cross-pod sends over loopback) | sends/s | sends per CPU-second | p50 ms | p99 ms |"
+    "| network transport (websocket rpc, 2 pods, cross-pod sends over loopback) | sends/s | sends per CPU-second | CPU µs per send, sending / owning pod | p50 ms | p99 ms |"
   )
-  console.log("|---|---:|---:|---:|---:|")
+  console.log("|---|---:|---:|---:|---:|---:|")
   for (const row of rows) console.log(row)
 })
 
