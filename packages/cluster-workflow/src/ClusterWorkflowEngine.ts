@@ -315,19 +315,15 @@ const stopShards = (
         Effect.zipRight(cutOff, left)
       )
     }
-    for (const shard of shards) fenced.draining.add(shard)
-    // (the pod's entityTerminationTimeout, which bounds this hook, may end the drain first)
+    // (the pod's entityTerminationTimeout, which bounds this hook, may end the drain first. The results commit
+    // while the pod's stop of the shards runs, `Sharding.releasingShardEpochs`, whatever this hook does: two
+    // stops of one shard may overlap, and the first to end must not refuse the other's results)
     const drain = internal.drainWithin(leaving, graceMillis, {
       starting: "handing off shards: letting the activities of",
       period: "the hand-off's grace period",
       after: "on the shard's new owner"
     })
-    return Effect.ensuring(drain, cutOff).pipe(
-      Effect.zipRight(left),
-      Effect.ensuring(Effect.sync(() => {
-        for (const shard of shards) fenced.draining.delete(shard)
-      }))
-    )
+    return Effect.zipRight(Effect.ensuring(drain, cutOff), left)
   })
 
 /** What the engine follows of its pod (`Sharding`): the shards it holds, and announcements of their changes. */
@@ -532,6 +528,7 @@ export const make = <T extends Message.Message.Any, R>(
     const fenced = new Fenced.FencedJournal(journal, client, prefix, tables.executions, {
       served: follow.served,
       held,
+      releasing: sharding.releasingShardEpochs,
       shardOf: (entityId) => sharding.getShardId(entityId).value,
       pod
     })
