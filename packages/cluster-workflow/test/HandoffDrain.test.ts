@@ -47,6 +47,15 @@ const charging = (runs: Runs, gates: Gates) =>
       return shipment.amount
     })))
 
+/** `charge`, whose body waits for its execution's gate and cannot be interrupted meanwhile. */
+const stubbornCharging = (runs: Runs, gates: Gates) =>
+  Workflow.make(Shipment, (shipment) =>
+    Activity.make("charge", Schema.Number, Schema.Never)(Effect.gen(function*() {
+      runs.push({ id: shipment.id, pod: yield* PodName })
+      yield* Effect.uninterruptible(Deferred.await(gates.of(shipment.id)))
+      return shipment.amount
+    })))
+
 /** Whether `charge`'s result is in the journal (read on a connection of its own). */
 const chargeCommitted = (db: SharedDatabase) =>
   Effect.map(Layer.build(db.journal()), (context) => {
@@ -203,6 +212,36 @@ for (const database of clusterDatabases) {
         yield* until(committed(y), "10 seconds")
         yield* Fiber.join(secondStop)
         expect(runs).toEqual([{ id: "x", pod: 1 }, { id: y, pod: 1 }])
+      }).pipe(Effect.provide(Logger.add(logger)))
+    }, 90_000)
+
+    it.scopedLive("a stop that the pod's entityTerminationTimeout ends before its executions have left says so", () => {
+      const { logged, logger } = collecting()
+      return Effect.gen(function*() {
+        const runs: Runs = []
+        const gates = new Gates()
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, stubbornCharging(runs, gates), {
+          shardCheckInterval: "1 hour",
+          // (a grace period not under the pod's entityTerminationTimeout: the timeout ends the drain)
+          shutdownGracePeriod: "30 seconds",
+          entityTerminationTimeout: Duration.seconds(1),
+          leaseDuration: Duration.seconds(7)
+        })
+        const pod = yield* startPod(1)
+        yield* until(Effect.map(served(pod), (shards) => shards.length === 30))
+        yield* pod.engine.start(new Shipment({ id: "x", amount: 1 }))
+        yield* until(Effect.sync(() => runs.length === 1))
+        const shard = shardOf(pod, "x")
+        const epoch = (yield* pod.sharding.servedShardEpochs).get(shard)!
+        // the revocation is confirmed after the timeout, charge still running here
+        yield* pod.sharding.unassign(HashSet.make(ShardId.make(shard)), new Map([[shard, epoch]]))
+        expect(logged.filter((line) => line.startsWith("the stop of shards this pod gives up ended"))).toEqual([
+          "the stop of shards this pod gives up ended (its entityTerminationTimeout) while 1 of their executions " +
+          "had not left: the pod confirms the release, and an activity of theirs still running here may run beside " +
+          "its next run on the shard's new owner"
+        ])
+        yield* gates.open("x")
       }).pipe(Effect.provide(Logger.add(logger)))
     }, 90_000)
   })
