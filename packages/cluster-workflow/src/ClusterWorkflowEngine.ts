@@ -305,29 +305,39 @@ const stopShards = (
       for (const runtime of leaving) runtime.notifyClaimLost()
     })
     const left = Effect.all(leaving.map((runtime) => runtime.done.await), { concurrency: "unbounded", discard: true })
+    // The pod bounds this hook by its entityTerminationTimeout, then confirms the release: an execution that
+    // has not left by then (an activity body slow to stop once cut off, a grace period not under that
+    // timeout) may still run here while the shard's next owner runs it. Said, since nothing else shows it.
+    const bounded = <A, E, R>(stop: Effect.Effect<A, E, R>) =>
+      Effect.onInterrupt(stop, () =>
+        Effect.suspend(() => {
+          const still = leaving.filter((runtime) => runtime.done.unsafePoll === undefined).length
+          return still === 0 ? Effect.void : Effect.logWarning(
+            `the stop of shards this pod gives up ended (its entityTerminationTimeout) while ${still} of their ` +
+              `executions had not left: the pod confirms the release, and an activity of theirs still running ` +
+              `here may run beside its next run on the shard's new owner`
+          )
+        }))
     // (with a grace period an idle execution is drained too: its drain waits for its results still queued,
-    // which the shard no longer served would refuse, and its step would run again on the new owner)
+    // which would be refused once the pod's stop of the shard returned, and its step would run again on the
+    // new owner)
     if (kind === "lost" || graceMillis <= 0) {
       return Effect.zipRight(
         Effect.logWarning(
           `stopping ${leaving.length} executions of shards this pod hands off; an activity in flight runs again on the new owner`
         ),
-        Effect.zipRight(cutOff, left)
+        bounded(Effect.zipRight(cutOff, left))
       )
     }
-    for (const shard of shards) fenced.draining.add(shard)
-    // (the pod's entityTerminationTimeout, which bounds this hook, may end the drain first)
+    // (the pod's entityTerminationTimeout, which bounds this hook, may end the drain first. The results commit
+    // while the pod's stop of the shards runs, `Sharding.releasingShardEpochs`, whatever this hook does: two
+    // stops of one shard may overlap, and the first to end must not refuse the other's results)
     const drain = internal.drainWithin(leaving, graceMillis, {
       starting: "handing off shards: letting the activities of",
       period: "the hand-off's grace period",
       after: "on the shard's new owner"
     })
-    return Effect.ensuring(drain, cutOff).pipe(
-      Effect.zipRight(left),
-      Effect.ensuring(Effect.sync(() => {
-        for (const shard of shards) fenced.draining.delete(shard)
-      }))
-    )
+    return bounded(Effect.zipRight(Effect.ensuring(drain, cutOff), left))
   })
 
 /** What the engine follows of its pod (`Sharding`): the shards it holds, and announcements of their changes. */
@@ -532,6 +542,7 @@ export const make = <T extends Message.Message.Any, R>(
     const fenced = new Fenced.FencedJournal(journal, client, prefix, tables.executions, {
       served: follow.served,
       held,
+      releasing: sharding.releasingShardEpochs,
       shardOf: (entityId) => sharding.getShardId(entityId).value,
       pod
     })

@@ -144,6 +144,15 @@ export interface Sharding {
    */
   readonly servedShardEpochs: Effect.Effect<ReadonlyMap<number, number>>
   /**
+   * The shards this pod has stopped serving in a hand-off (`"handoff"` in `registerShardStop`: the manager's
+   * revocation, the pod leaving) and whose stop still runs, each with the epoch it held it at (the highest,
+   * when stops of one shard overlap). Their fences stay this pod's until the stop returns and the pod
+   * confirms the release: code that fences its own storage by shard epoch (the cluster workflow engine) may
+   * still record what its work there finishes meanwhile. A shard enters this map in the same step as it
+   * leaves `servedShardEpochs` (no moment in between), and leaves it once its stop has returned.
+   */
+  readonly releasingShardEpochs: Effect.Effect<ReadonlyMap<number, number>>
+  /**
    * `servedShardEpochs` now, then again after each change of the shards this pod holds (taken, lost,
    * released, dropped at a lapsed lease, or the pod shutting down): how code that follows the pod's shards
    * reacts at once instead of polling. Consecutive changes may arrive as one.
@@ -323,17 +332,18 @@ export const make: Effect.Effect<
 
   const unregister: Effect.Effect<void> = Effect.gen(function*() {
     if (!state.registered) return
-    state.shuttingDown = true
-    state.registered = false
-    state.heldChanged()
-    // Hand-off: every entity has stopped (finalizers ran) before the manager hears we left.
-    yield* handoff.stopEverything
+    // Hand-off: every entity has stopped (finalizers ran) before the manager hears we left. (The pod stops
+    // serving its shards in the same step as it marks them released in a hand-off: `releasingShardEpochs`.)
+    yield* handoff.stopEverything(() => {
+      state.shuttingDown = true
+      state.registered = false
+    })
     yield* client.unregister(self).pipe(
       Effect.catchAll((error) => Effect.logWarning("could not unregister; the lease will expire instead", error))
     )
   }).pipe(Effect.annotateLogs({ pod: selfKey }))
 
-  yield* Effect.addFinalizer(() => Effect.zipRight(unregister, handoff.stopEverything))
+  yield* Effect.addFinalizer(() => Effect.zipRight(unregister, handoff.stopEverything()))
 
   const toShardIds = (set: Iterable<number>): HashSet.HashSet<ShardId> =>
     HashSet.fromIterable(Array.from(set, (value) => new ShardId({ value })))
@@ -365,6 +375,7 @@ export const make: Effect.Effect<
     getPods: Effect.sync(() => HashSet.fromIterable(topics.knownPods())),
     getAssignedShardIds: Effect.sync(() => toShardIds(state.heldShards())),
     servedShardEpochs,
+    releasingShardEpochs: Effect.sync(() => handoff.releasingShardEpochs()),
     servedShardEpochsChanges: Stream.unwrapScoped(Effect.gen(function*() {
       const changes = yield* Queue.sliding<void>(1)
       yield* Effect.acquireRelease(

@@ -177,3 +177,113 @@ describe("stopping singletons with entities (live clock, issue 10 #3)", () => {
       expect(allStartedBeforeAnyEnded("stopping", "stopped")).toEqual({ starts: 6, startsBeforeFirstEnd: 6, ends: 6 })
     }).pipe(Effect.scoped, Effect.provide(singlePod())))
 })
+
+describe("overlapping stops of one shard (live clock)", () => {
+  // A shard revoked, granted back at the next epoch while its stop still runs, and revoked again: two stops
+  // of it run at once. A repeat of the first revocation confirms only once both have returned, whichever
+  // ends first.
+  it.live("a revocation repeated waits for the earlier stop when the later one ended first", () =>
+    Effect.gen(function*() {
+      const sharding = yield* Sharding.Sharding
+      yield* sharding.register
+      const shard = sharding.getShardId("e").value
+      const shardSet = HashSet.make(ShardId.make(shard))
+      const epoch = (yield* sharding.servedShardEpochs).get(shard)!
+      const entered = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+      const gates = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+      let calls = 0
+      yield* sharding.registerShardStop((shards) =>
+        shards.includes(shard)
+          ? Effect.suspend(() => {
+            const call = calls++
+            return Effect.zipRight(Deferred.succeed(entered[call]!, undefined), Deferred.await(gates[call]!))
+          })
+          : Effect.void
+      )
+      const first = yield* Effect.fork(sharding.unassign(shardSet, new Map([[shard, epoch]])))
+      yield* Deferred.await(entered[0]!)
+      yield* sharding.assign(shardSet, new Map([[shard, epoch + 1]]))
+      const second = yield* Effect.fork(sharding.unassign(shardSet, new Map([[shard, epoch + 1]])))
+      yield* Deferred.await(entered[1]!)
+      yield* Deferred.succeed(gates[1]!, undefined)
+      yield* Fiber.join(second)
+      // the manager asks again for the first revocation: the first stop still runs
+      const repeat = yield* Effect.fork(sharding.unassign(shardSet, new Map([[shard, epoch]])))
+      yield* Effect.repeatN(Effect.yieldNow(), 100)
+      const early = yield* Fiber.poll(repeat)
+      yield* Deferred.succeed(gates[0]!, undefined)
+      yield* Fiber.join(first)
+      yield* Fiber.join(repeat)
+      expect(Option.isNone(early)).toBe(true)
+    }).pipe(Effect.scoped, Effect.provide(singlePod({ entityTerminationTimeout: Duration.seconds(12) }))))
+})
+
+describe("the shards a hand-off releases (releasingShardEpochs, live clock)", () => {
+  // Code that fences its own storage by shard epoch (the cluster workflow engine) records what its work on a
+  // handed-off shard finishes while the pod's stop of the shard runs: the fence is still the pod's.
+  it.live("a revoked shard is releasing while its stop runs, from the step it stops being served; overlapping stops each keep it", () =>
+    Effect.gen(function*() {
+      const sharding = yield* Sharding.Sharding
+      yield* sharding.register
+      const shard = sharding.getShardId("e").value
+      const epoch = (yield* sharding.servedShardEpochs).get(shard)!
+      const entered: Array<Deferred.Deferred<void>> = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+      const gates: Array<Deferred.Deferred<void>> = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+      let calls = 0
+      // (what the hook sees as it begins: the shard is no longer served, and releasing at the epoch held)
+      const seen: Array<string> = []
+      yield* sharding.registerShardStop((shards) =>
+        Effect.gen(function*() {
+          if (!shards.includes(shard)) return
+          const call = calls++
+          const served = yield* sharding.servedShardEpochs
+          const releasing = yield* sharding.releasingShardEpochs
+          seen.push(`${served.has(shard)} ${releasing.get(shard)}`)
+          yield* Deferred.succeed(entered[call]!, undefined)
+          yield* Deferred.await(gates[call]!)
+        })
+      )
+      const revoke = (at: number) =>
+        Effect.fork(sharding.unassign(HashSet.make(ShardId.make(shard)), new Map([[shard, at]])))
+      expect((yield* sharding.releasingShardEpochs).size).toBe(0)
+      const first = yield* revoke(epoch)
+      yield* Deferred.await(entered[0]!)
+      expect(yield* sharding.releasingShardEpochs).toEqual(new Map([[shard, epoch]]))
+      // the shard comes back at the next epoch and is revoked again while the first stop still runs
+      yield* sharding.assign(HashSet.make(ShardId.make(shard)), new Map([[shard, epoch + 1]]))
+      expect((yield* sharding.servedShardEpochs).get(shard)).toBe(epoch + 1)
+      const second = yield* revoke(epoch + 1)
+      yield* Deferred.await(entered[1]!)
+      expect(yield* sharding.releasingShardEpochs).toEqual(new Map([[shard, epoch + 1]]))
+      // the first stop ends: the shard is still releasing, at the second's epoch
+      yield* Deferred.succeed(gates[0]!, undefined)
+      yield* Fiber.join(first)
+      expect(yield* sharding.releasingShardEpochs).toEqual(new Map([[shard, epoch + 1]]))
+      yield* Deferred.succeed(gates[1]!, undefined)
+      yield* Fiber.join(second)
+      expect((yield* sharding.releasingShardEpochs).size).toBe(0)
+      expect(seen).toEqual([`false ${epoch}`, `false ${epoch + 1}`])
+    }).pipe(Effect.scoped, Effect.provide(singlePod({ entityTerminationTimeout: Duration.seconds(12) }))))
+
+  it.live("the pod leaving releases every shard it held in a hand-off, until its stop has returned", () =>
+    Effect.gen(function*() {
+      const sharding = yield* Sharding.Sharding
+      yield* sharding.register
+      const held = yield* sharding.servedShardEpochs
+      const entered = yield* Deferred.make<ReadonlyMap<number, number>>()
+      const gate = yield* Deferred.make<void>()
+      yield* sharding.registerShardStop((_, kind) =>
+        Effect.flatMap(sharding.releasingShardEpochs, (releasing) =>
+          kind === "handoff"
+            ? Effect.zipRight(Deferred.succeed(entered, releasing), Deferred.await(gate))
+            : Effect.void)
+      )
+      const leaving = yield* Effect.fork(sharding.unregister)
+      expect(yield* Deferred.await(entered)).toEqual(held)
+      expect((yield* sharding.servedShardEpochs).size).toBe(0)
+      expect(yield* sharding.releasingShardEpochs).toEqual(held)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(leaving)
+      expect((yield* sharding.releasingShardEpochs).size).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(singlePod({ entityTerminationTimeout: Duration.seconds(12) }))))
+})

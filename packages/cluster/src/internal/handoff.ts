@@ -32,8 +32,53 @@ export interface Handoff {
     shards: Iterable<number>,
     epochs: ReadonlyMap<number, number> | undefined
   ) => Effect.Effect<void, PodUnavailableException>
-  /** Releases every shard and stops every entity, topic instance and singleton (shutdown). */
-  readonly stopEverything: Effect.Effect<void>
+  /**
+   * Releases every shard and stops every entity, topic instance and singleton (shutdown). `leaving` runs in
+   * the same synchronous step as the release (the pod's shutting down, which also ends the serving), so the
+   * held shards are marked released in a hand-off (`releasingShardEpochs`) before they stop being served.
+   */
+  readonly stopEverything: (leaving?: () => void) => Effect.Effect<void>
+  /**
+   * The shards this pod has stopped serving in a hand-off (a revocation, the pod leaving) whose stop still
+   * runs, each with the (highest) epoch released: their fences stay this pod's until the stop returns.
+   */
+  readonly releasingShardEpochs: () => ReadonlyMap<number, number>
+}
+
+/**
+ * Shards released in a hand-off whose stop still runs, with the epochs released (one entry per stop: two
+ * stops of one shard may overlap, e.g. after the shard came back at a later epoch, and the first to end
+ * must not unmark the other).
+ */
+class Releasing {
+  private readonly epochs = new Map<number, Array<number>>()
+
+  /** Marks `released` (shard, epoch) pairs; returns what unmarks them (once). */
+  mark(released: ReadonlyArray<readonly [number, number]>): () => void {
+    for (const [shard, epoch] of released) {
+      const list = this.epochs.get(shard)
+      if (list === undefined) this.epochs.set(shard, [epoch])
+      else list.push(epoch)
+    }
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      for (const [shard, epoch] of released) {
+        const list = this.epochs.get(shard)
+        if (list === undefined) continue
+        const at = list.indexOf(epoch)
+        if (at >= 0) list.splice(at, 1)
+        if (list.length === 0) this.epochs.delete(shard)
+      }
+    }
+  }
+
+  snapshot(): ReadonlyMap<number, number> {
+    const out = new Map<number, number>()
+    for (const [shard, list] of this.epochs) out.set(shard, Math.max(...list))
+    return out
+  }
 }
 
 /** Stopping what ran on shards: entities, singletons and registered work, within one termination timeout. */
@@ -100,38 +145,50 @@ const shorterLeaseWarning = (state: PodState, lease: number): Effect.Effect<void
   )
 }
 
-// Shutdown: every shard released at the epoch held, every entity, topic instance and singleton stopped.
+// Shutdown: every shard released at the epoch held (marked releasing in a hand-off, in the same synchronous
+// step as `leaving`, the pod's shutting down), every entity, topic instance and singleton stopped.
 const stopEverythingOf = (
   state: PodState,
   singletons: Singletons,
-  stopOwnWork: (shards: ReadonlyArray<number>, kind: ShardStopKind) => Effect.Effect<void>
+  releasing: Releasing,
+  stopOwnWork: (shards: ReadonlyArray<number>, kind: ShardStopKind) => Effect.Effect<void>,
+  stillStopping: Effect.Effect<void>,
+  leaving: () => void
 ): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const { heldEpoch, releasedEpoch } = state
-    const held = Array.from(state.heldShards())
-    for (const shard of held) {
-      if (heldEpoch[shard]! > releasedEpoch[shard]!) releasedEpoch[shard] = heldEpoch[shard]!
-      state.setHeld(shard, 0)
-    }
-    return Effect.zip(
-      singletons.sync(),
-      Effect.zip(
-        Effect.forEach(state.entityManagers.values(), (manager) => manager.stopAll(), {
-          concurrency: "unbounded",
-          discard: true
-        }),
-        // (the pod holds the shards' fences until it unregisters: a hand-off)
-        stopOwnWork(held, "handoff"),
+  Effect.uninterruptibleMask((restore) =>
+    Effect.suspend(() => {
+      const { heldEpoch, releasedEpoch } = state
+      const held = Array.from(state.heldShards())
+      const unmark = releasing.mark(held.map((shard) => [shard, heldEpoch[shard]!] as const))
+      leaving()
+      for (const shard of held) {
+        if (heldEpoch[shard]! > releasedEpoch[shard]!) releasedEpoch[shard] = heldEpoch[shard]!
+        state.setHeld(shard, 0)
+      }
+      state.heldChanged()
+      const stop = Effect.zip(
+        singletons.sync(),
+        Effect.zip(
+          Effect.forEach(state.entityManagers.values(), (manager) => manager.stopAll(), {
+            concurrency: "unbounded",
+            discard: true
+          }),
+          // (the pod holds the shards' fences until it unregisters: a hand-off)
+          stopOwnWork(held, "handoff"),
+          { concurrent: true }
+        ),
         { concurrent: true }
-      ),
-      { concurrent: true }
-    )
-  })
+      )
+      // (and the revoked shards' stops still running: the pod leaves once they have returned too)
+      return Effect.ensuring(restore(Effect.zip(stop, stillStopping, { concurrent: true })), Effect.sync(unmark))
+    })
+  )
 
 export const makeHandoff = (state: PodState, routing: Routing, singletons: Singletons): Handoff => {
   const { heldEpoch, releasedEpoch } = state
   const leaseMillis = Duration.toMillis(state.services.config.leaseDuration)
   const { stopOwnWork, stopShards } = makeStoppers(state, singletons)
+  const releasing = new Releasing()
 
   // A grant or revocation below the epoch this pod holds, sent after the pod took the shard, can only come
   // from a manager that lost its epochs (a restart on storage without durable epochs). The pod stops the shard
@@ -225,16 +282,31 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   // The stops of revoked shards still running, by shard. They may outlive the manager's call (it gives up
   // after its unassignTimeout, the stop runs on): a revocation asked again, or the pod leaving, confirms
   // only once they have returned, so the shard's next owner never starts beside them.
-  const stopping = new Map<number, Deferred.Deferred<void>>()
-  // (registered as the shards are released, before anything yields: a repeat may come at any later point)
-  const stopRevoked = (shards: ReadonlyArray<number>, stop: Effect.Effect<void>): Effect.Effect<void> => {
+  // (each shard's stops: two may overlap, after the shard came back at a later epoch)
+  const stopping = new Map<number, Set<Deferred.Deferred<void>>>()
+  // (registered as the shards are released, before anything yields: a repeat may come at any later point.
+  // `unmark`: the shards' marks as releasing, set before they stopped being served, cleared with the stop)
+  const stopRevoked = (
+    shards: ReadonlyArray<number>,
+    unmark: () => void,
+    stop: Effect.Effect<void>
+  ): Effect.Effect<void> => {
     if (shards.length === 0) return stop
     const done = Deferred.unsafeMake<void>(FiberId.none)
-    for (const shard of shards) stopping.set(shard, done)
+    for (const shard of shards) {
+      const stops = stopping.get(shard)
+      if (stops === undefined) stopping.set(shard, new Set([done]))
+      else stops.add(done)
+    }
     return Effect.ensuring(
       stop,
       Effect.sync(() => {
-        for (const shard of shards) if (stopping.get(shard) === done) stopping.delete(shard)
+        unmark()
+        for (const shard of shards) {
+          const stops = stopping.get(shard)
+          stops?.delete(done)
+          if (stops?.size === 0) stopping.delete(shard)
+        }
         Deferred.unsafeDone(done, Effect.void)
       })
     )
@@ -246,11 +318,14 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
     shards: Iterable<number>,
     epochs: ReadonlyMap<number, number> | undefined
   ): Effect.Effect<void, PodUnavailableException> =>
-    Effect.suspend(() => {
+    // (uninterruptible until the stop's clean-up is in place: a caller interrupted in between would leave its
+    // shards marked as releasing, and a repeat waiting for a stop that never runs)
+    Effect.uninterruptibleMask((restore) => Effect.suspend(() => {
       const stopped: Array<number> = []
+      const released: Array<readonly [number, number]> = []
       const regressions: Array<ShardAssignment> = []
       const pending: Array<Deferred.Deferred<void>> = []
-      for (const shard of shards) {
+      for (const shard of new Set(shards)) {
         if (!state.inRange(shard)) continue
         const epoch = epochs?.get(shard) ?? heldEpoch[shard]!
         if (regressed(shard, epoch)) {
@@ -259,15 +334,19 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         }
         if (epoch > releasedEpoch[shard]!) releasedEpoch[shard] = epoch
         if (heldEpoch[shard]! !== 0 && heldEpoch[shard]! <= epoch) {
-          state.setHeld(shard, 0)
+          released.push([shard, heldEpoch[shard]!])
           stopped.push(shard)
         } else {
           const running = stopping.get(shard)
-          if (running !== undefined) pending.push(running)
+          if (running !== undefined) pending.push(...running)
         }
         const route = state.routing[shard]
         if (route?.podKey === state.selfKey) state.routing[shard] = { pod: undefined, podKey: "", epoch: route.epoch }
       }
+      // Marked releasing (a hand-off: their fences stay this pod's until it confirms), then no longer served,
+      // in one step: what the pod's work there records at any moment of the stop is its own.
+      const unmark = releasing.mark(released)
+      for (const shard of stopped) state.setHeld(shard, 0)
       // Confirm only once the entities have stopped, and never a regressed revocation. (The revoked shards'
       // fences stay this pod's until it confirms: a hand-off; a regressed one was lost.)
       const revoked = pending.length === 0
@@ -284,18 +363,31 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           )
       )
       return regressions.length === 0
-        ? stopRevoked(stopped, stop)
+        ? stopRevoked(stopped, unmark, restore(stop))
         : Effect.zipRight(
-          stopRevoked(stopped, stop),
+          stopRevoked(stopped, unmark, restore(stop)),
           Effect.fail(new PodUnavailableException({ podAddress: state.services.self }))
         )
-    })
+    }))
 
-  const stopEverything = Effect.zip(
-    stopEverythingOf(state, singletons, stopOwnWork),
-    Effect.suspend(() => stillStopping(stopping.values())),
-    { concurrent: true }
-  )
+  const stopEverything = (leaving: () => void = () => {}) =>
+    stopEverythingOf(
+      state,
+      singletons,
+      releasing,
+      stopOwnWork,
+      Effect.suspend(() => stillStopping(Array.from(stopping.values(), (stops) => Array.from(stops)).flat())),
+      leaving
+    )
 
-  return { takeShard, applyGrant, dropAllShards, dropShards, assign, unassign, stopEverything }
+  return {
+    takeShard,
+    applyGrant,
+    dropAllShards,
+    dropShards,
+    assign,
+    unassign,
+    stopEverything,
+    releasingShardEpochs: () => releasing.snapshot()
+  }
 }

@@ -43,6 +43,11 @@ export interface ShardView {
   readonly served: Effect.Effect<ReadonlyMap<number, number>>
   /** Shards the pod holds, served or not (a lease that ran out by the pod's clock is not served). */
   readonly held: Effect.Effect<ReadonlySet<number>>
+  /**
+   * Shards the pod has stopped serving in a hand-off whose stop still runs, with the epoch released
+   * (`Sharding.releasingShardEpochs`): their fences stay the pod's until it confirms the release.
+   */
+  readonly releasing: Effect.Effect<ReadonlyMap<number, number>>
   readonly shardOf: (entityId: string) => number
   /** The pod's name, recorded with the fences it raises. */
   readonly pod: string
@@ -91,12 +96,6 @@ export const createTables = (sql: SqlClient.SqlClient, prefix: string): Effect.E
 export class FencedJournal {
   /** Executions this pod runs, by `keyString`. */
   readonly runs = new Map<string, Run>()
-  /**
-   * Shards this pod hands off while it lets the activities in flight finish (see `stopShards` in
-   * ClusterWorkflowEngine.ts): no longer served, but their fences stay this pod's until it confirms the
-   * release, so the writes of its runs there (their results) still commit, checked against the fence row.
-   */
-  readonly draining = new Set<number>()
   /** `shard:epoch` pairs whose fence this pod has raised (so writes need not raise it again). */
   private readonly raised = new Set<string>()
   readonly journal: Journal
@@ -259,17 +258,26 @@ RETURNING shard_id, epoch`
     )
   }
 
-  /** The run a write belongs to, or undefined when this pod does not serve it at the run's epoch. */
+  /**
+   * The run a write belongs to, or undefined when this pod does not serve it at the run's epoch. A run of a
+   * shard the pod hands off (no longer served, its stop still running: see `stopShards` in
+   * ClusterWorkflowEngine.ts) still writes at the epoch released: its fence stays this pod's until the
+   * release is confirmed, so what its drain finishes (an activity's result) commits, checked against the
+   * fence row. (The pod marks the shard so in the same step as it stops serving it: a result committed at
+   * any moment of the hand-off is the pod's.) A new execution (a Start) is written only on a served shard.
+   */
   private runOf(
     write: JournalWrite,
     served: ReadonlyMap<number, number>,
+    releasing: ReadonlyMap<number, number>,
     batch: Map<string, Run>
   ): Effect.Effect<Run | undefined, JournalError> {
     const id = keyString(write.key)
     if (write._tag !== "Start") {
       const run = this.runs.get(id) ?? batch.get(id)
       if (run === undefined) return Effect.succeed(undefined)
-      const writable = served.get(run.shard) === run.epoch || (this.draining.has(run.shard) && !served.has(run.shard))
+      const writable = served.get(run.shard) === run.epoch ||
+        (!served.has(run.shard) && releasing.get(run.shard) === run.epoch)
       return Effect.succeed(writable ? run : undefined)
     }
     // A child starts in its parent's entity, so it runs where its parent does.
@@ -315,13 +323,15 @@ RETURNING shard_id, epoch`
 
   commit(writes: ReadonlyArray<JournalWrite>): Effect.Effect<ReadonlyArray<WriteResult>, JournalError> {
     return Effect.gen(this, function*() {
+      // (read before the served shards: a shard released between the two reads is in one of them)
+      const releasing = yield* this.view.releasing
       const served = yield* this.view.served
       const results: Array<WriteResult | undefined> = new Array(writes.length)
       const batch = new Map<string, Run>()
       const candidates: Array<{ readonly index: number; readonly write: JournalWrite; readonly run: Run }> = []
       for (let index = 0; index < writes.length; index++) {
         const write = writes[index]!
-        const run = yield* this.runOf(write, served, batch)
+        const run = yield* this.runOf(write, served, releasing, batch)
         if (run === undefined) results[index] = fenced
         else candidates.push({ index, write, run })
       }
