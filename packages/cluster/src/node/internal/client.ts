@@ -41,6 +41,8 @@ interface ConnectionState {
 
 interface Peer<Client> {
   readonly ready: Effect.Effect<Client>
+  /** The client once `ready` has made it (calls then use it directly: the cached effect costs fiber steps). */
+  client: Client | undefined
   readonly scope: Scope.CloseableScope
   readonly state: ConnectionState
   lastUsed: number
@@ -146,8 +148,12 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
       if (peer === undefined) {
         const scope = Effect.runSync(Scope.make())
         const state: ConnectionState = { open: false, opens: 0 }
-        const ready = Effect.runSync(Effect.cached(Scope.extend(connect(urlOf(host, port, config.tls), state), scope)))
-        peer = { ready, scope, state, lastUsed: clock.unsafeCurrentTimeMillis(), inFlight: 0 }
+        const made = Scope.extend(connect(urlOf(host, port, config.tls), state), scope)
+        const ready = Effect.runSync(Effect.cached(Effect.tap(made, (client) => {
+          created.client = client
+        })))
+        const created: Peer<Client> = { ready, client: undefined, scope, state, lastUsed: clock.unsafeCurrentTimeMillis(), inFlight: 0 }
+        peer = created
         peers.set(key, peer)
       }
       return peer
@@ -189,7 +195,7 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
           if (notDelivered) runFork(close(`${host}:${port}`, peer))
           return new PeerFailure(notDelivered, reason)
         }
-        const run = Effect.flatMap(peer.ready, f)
+        const run = peer.client !== undefined ? f(peer.client) : Effect.flatMap(peer.ready, f)
         // Disconnected: a timed-out call returns at once; telling the peer to interrupt it (which waits for
         // a connection that may never open) goes on in the background.
         return Effect.disconnect(headers === undefined ? run : Effect.locally(run, RpcClient.currentHeaders, headers)).pipe(
