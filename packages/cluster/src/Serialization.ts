@@ -12,6 +12,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { successSchemaOf } from "./internal/exitSchema.js"
 import * as models from "./internal/models.js"
+import * as plainClasses from "./internal/plainClasses.js"
 import type { SerializedMessage } from "./SerializedMessage.js"
 import { SerializationException } from "./ShardingException.js"
 
@@ -49,6 +50,9 @@ export const make = (impl: Serialization): Serialization => impl
 interface Codec {
   readonly encode: (value: unknown) => Either.Either<unknown, ParseResult.ParseError>
   readonly decode: (value: unknown) => Either.Either<unknown, ParseResult.ParseError>
+  /** Shortcuts for schemas of plain message classes (`internal/plainClasses.ts`): the same results. */
+  readonly encodePlain: plainClasses.Encode | undefined
+  readonly decodePlain: plainClasses.Decode | undefined
 }
 
 // Codecs are built once per schema; a WeakMap so that schemas built on the fly do not leak.
@@ -56,7 +60,12 @@ const codecs = new WeakMap<Schema.Schema<any, any>, Codec>()
 const codecFor = (schema: Schema.Schema<any, any>): Codec => {
   let codec = codecs.get(schema)
   if (codec === undefined) {
-    codec = { encode: Schema.encodeEither(schema), decode: Schema.decodeUnknownEither(schema) }
+    codec = {
+      encode: Schema.encodeEither(schema),
+      decode: Schema.decodeUnknownEither(schema),
+      encodePlain: plainClasses.encoderOf(schema),
+      decodePlain: plainClasses.decoderOf(schema)
+    }
     codecs.set(schema, codec)
   }
   return codec
@@ -79,7 +88,10 @@ export const jsonEncode = <A, I>(schema: Schema.Schema<A, I>, message: A): Eithe
       if (typeof text === "string") return Either.right(models.serializedMessage(text))
     }
   }
-  const encoded = codecFor(schema).encode(message)
+  const codec = codecFor(schema)
+  const plain = codec.encodePlain?.(message)
+  if (plain !== undefined) return Either.right(models.serializedMessage(JSON.stringify(plain)))
+  const encoded = codec.encode(message)
   if (Either.isLeft(encoded)) {
     return Either.left(new SerializationException({ error: ParseResult.TreeFormatter.formatErrorSync(encoded.left), stage: "request" }))
   }
@@ -114,7 +126,10 @@ export const jsonDecode = <A, I>(schema: Schema.Schema<A, I>, message: Serialize
     const value = codecFor(success).decode((parsed as any).value)
     if (Either.isRight(value)) return Either.right(Exit.succeed(value.right) as A)
   }
-  const decoded = codecFor(schema).decode(parsed)
+  const codec = codecFor(schema)
+  const plain = codec.decodePlain?.(parsed)
+  if (plain !== undefined) return Either.right(plain as A)
+  const decoded = codec.decode(parsed)
   return Either.isLeft(decoded)
     ? Either.left(new SerializationException({ error: ParseResult.TreeFormatter.formatErrorSync(decoded.left), stage: "request" }))
     : Either.right(decoded.right as A)

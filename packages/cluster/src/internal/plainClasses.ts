@@ -1,0 +1,128 @@
+import type * as SchemaAST from "effect/SchemaAST"
+
+/**
+ * Shortcuts for the common message schema: a `Schema.Class` (or `TaggedClass`, `TaggedRequest`, a message
+ * class) whose fields are all required strings, numbers, booleans or literals (or unions of literals), or a
+ * union of such classes. Such a field encodes and decodes as itself, so `Schema.encode` of an instance is the
+ * object of its fields in the schema's order, and `Schema.decode` of such an object is
+ * `new Class(fields, true)` (no validation pass: the fields were checked). The shortcuts check each field
+ * with `typeof` or a set of literals and give up (`undefined`) on anything else, so that the schema itself
+ * answers, with its own errors: the result is always the schema's.
+ */
+
+/** A field's name, and the test its value passes exactly when the field's schema accepts it. */
+type FieldCheck = readonly [name: string, accepts: (value: unknown) => boolean]
+
+interface PlainClass {
+  readonly constructor: new(props: object, disableValidation: boolean) => object
+  readonly fields: ReadonlyArray<FieldCheck>
+}
+
+/** Encodes a value, or `undefined` when the shortcut does not apply. */
+export type Encode = (value: unknown) => object | undefined
+/** Decodes a parsed JSON value, or `undefined` when the shortcut does not apply. */
+export type Decode = (input: unknown) => object | undefined
+
+const isString = (value: unknown) => typeof value === "string"
+const isNumber = (value: unknown) => typeof value === "number"
+const isBoolean = (value: unknown) => typeof value === "boolean"
+
+// The literals of a literal or a union of literals (a bigint has no JSON form: the schema reports it).
+const literalsOf = (type: SchemaAST.AST): ReadonlySet<unknown> | undefined => {
+  const types = type._tag === "Union" ? type.types : [type]
+  const literals = new Set<unknown>()
+  for (const member of types) {
+    if (member._tag !== "Literal" || typeof member.literal === "bigint") return undefined
+    literals.add(member.literal)
+  }
+  return literals
+}
+
+const fieldCheck = (signature: SchemaAST.PropertySignature): FieldCheck | undefined => {
+  if (signature.isOptional || typeof signature.name !== "string") return undefined
+  const type = signature.type
+  switch (type._tag) {
+    case "StringKeyword":
+      return [signature.name, isString]
+    case "NumberKeyword":
+      return [signature.name, isNumber]
+    case "BooleanKeyword":
+      return [signature.name, isBoolean]
+    default: {
+      const literals = literalsOf(type)
+      return literals === undefined ? undefined : [signature.name, (value) => literals.has(value)]
+    }
+  }
+}
+
+// A class schema (the schema value is the class): a transformation from its fields (a struct) to the
+// class's declaration.
+const plainClass = (ast: SchemaAST.AST, schema: unknown): PlainClass | undefined => {
+  if (typeof schema !== "function" || ast._tag !== "Transformation") return undefined
+  if (ast.to._tag !== "Declaration" || ast.from._tag !== "TypeLiteral" || ast.from.indexSignatures.length > 0) {
+    return undefined
+  }
+  const fields: Array<FieldCheck> = []
+  for (const signature of ast.from.propertySignatures) {
+    const check = fieldCheck(signature)
+    if (check === undefined) return undefined
+    fields.push(check)
+  }
+  return { constructor: schema as PlainClass["constructor"], fields }
+}
+
+// The schema's plain classes (itself, or every member of its union), or undefined.
+const plainClassesOf = (schema: { readonly ast: SchemaAST.AST }): ReadonlyArray<PlainClass> | undefined => {
+  const single = plainClass(schema.ast, schema)
+  if (single !== undefined) return [single]
+  const members = (schema as { readonly members?: ReadonlyArray<{ readonly ast: SchemaAST.AST }> }).members
+  if (schema.ast._tag !== "Union" || !Array.isArray(members) || members.length === 0) return undefined
+  const classes: Array<PlainClass> = []
+  for (const member of members) {
+    const plain = plainClass(member.ast, member)
+    if (plain === undefined) return undefined
+    classes.push(plain)
+  }
+  return classes
+}
+
+// The fields of `value` as the class encodes them, or undefined when one fails its check.
+const fieldsOf = (value: Record<string, unknown>, fields: ReadonlyArray<FieldCheck>): Record<string, unknown> | undefined => {
+  const out: Record<string, unknown> = {}
+  for (let i = 0; i < fields.length; i++) {
+    const [name, accepts] = fields[i]!
+    const field = value[name]
+    if (!accepts(field)) return undefined
+    out[name] = field
+  }
+  return out
+}
+
+/** The encode shortcut of a schema, if it is made of plain classes. */
+export const encoderOf = (schema: { readonly ast: SchemaAST.AST }): Encode | undefined => {
+  const classes = plainClassesOf(schema)
+  if (classes === undefined) return undefined
+  return (value) => {
+    for (let i = 0; i < classes.length; i++) {
+      const plain = classes[i]!
+      // (an instance of another class of the union, or a plain object: the schema decides)
+      if (value instanceof plain.constructor) return fieldsOf(value as Record<string, unknown>, plain.fields)
+    }
+    return undefined
+  }
+}
+
+/** The decode shortcut of a schema, if it is made of plain classes. */
+export const decoderOf = (schema: { readonly ast: SchemaAST.AST }): Decode | undefined => {
+  const classes = plainClassesOf(schema)
+  if (classes === undefined) return undefined
+  return (input) => {
+    if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined
+    for (let i = 0; i < classes.length; i++) {
+      const plain = classes[i]!
+      const fields = fieldsOf(input as Record<string, unknown>, plain.fields)
+      if (fields !== undefined) return new plain.constructor(fields, true)
+    }
+    return undefined
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * `Serialization.json` encodes and decodes messages of plain classes (required string, number, boolean and
+ * literal fields; or a union of such classes) without a parse (`internal/plainClasses.ts`). The results must
+ * be the schema's own, for every value: generated instances, and generated bad input (which the schema
+ * rejects with its own error).
+ */
+import { Message, Serialization, SerializedMessage } from "@effect-cluster/cluster"
+import { describe, expect, it } from "@effect/vitest"
+import { Arbitrary, Either, FastCheck, ParseResult, Schema } from "effect"
+import * as plainClasses from "../src/internal/plainClasses.js"
+
+class Point extends Schema.Class<Point>("Point")({ x: Schema.Number, y: Schema.Number, label: Schema.String }) {}
+class Toggle extends Schema.TaggedClass<Toggle>()("Toggle", { on: Schema.Boolean, mode: Schema.Literal("a", "b") }) {}
+class Ping extends Message.TaggedMessage<Ping>()("Ping", Schema.Never, Schema.Number, { id: Schema.String, n: Schema.Number }, (_) => _.id) {}
+class Pong extends Message.TaggedMessage<Pong>()("Pong", Schema.String, Schema.Void, { id: Schema.String, ok: Schema.Boolean }, (_) => _.id) {}
+const PingOrPong = Schema.Union(Ping, Pong)
+// Not plain: the schema answers alone.
+class WithOptional extends Schema.Class<WithOptional>("WithOptional")({ a: Schema.String, b: Schema.optional(Schema.Number) }) {}
+class WithRefinement extends Schema.Class<WithRefinement>("WithRefinement")({ a: Schema.NonEmptyString }) {}
+
+const schemas = { Point, Toggle, Ping, PingOrPong, WithOptional, WithRefinement } as const
+
+// Generated JSON-ish input: objects with the fields' names (and others) holding values of any JSON type.
+const badInput = FastCheck.oneof(
+  FastCheck.record({
+    _tag: FastCheck.constantFrom("Ping", "Pong", "Toggle", "Other"),
+    id: FastCheck.jsonValue(),
+    n: FastCheck.jsonValue(),
+    ok: FastCheck.jsonValue(),
+    on: FastCheck.jsonValue(),
+    mode: FastCheck.constantFrom("a", "b", "c"),
+    x: FastCheck.jsonValue(),
+    y: FastCheck.jsonValue(),
+    label: FastCheck.jsonValue(),
+    a: FastCheck.jsonValue()
+  }, { requiredKeys: [] }),
+  FastCheck.jsonValue()
+)
+
+// What the schema alone gives (the path the shortcut stands for).
+const bySchema = {
+  encode: (schema: Schema.Schema<any, any>, value: unknown) =>
+    Either.map(Schema.encodeEither(schema)(value), (encoded) => JSON.stringify(encoded)),
+  decode: (schema: Schema.Schema<any, any>, text: string) => Schema.decodeUnknownEither(schema)(JSON.parse(text))
+}
+
+// jsonDecode of `text` gives what the schema's decode gives: an equal instance of the same class, or the
+// same error text.
+const sameAsSchema = (schema: Schema.Schema<any, any>, text: string) => {
+  const decoded = Serialization.jsonDecode(schema, SerializedMessage.make(text))
+  const expected = bySchema.decode(schema, text)
+  if (Either.isRight(expected)) {
+    expect(decoded).toEqual(expected)
+    expect(Object.getPrototypeOf(Either.getOrThrow(decoded))).toBe(Object.getPrototypeOf(expected.right))
+  } else {
+    expect(Either.map(Either.flip(decoded), (_) => _.error)).toEqual(Either.right(ParseResult.TreeFormatter.formatErrorSync(expected.left)))
+  }
+}
+
+describe("plain message classes: Serialization.json's shortcut gives the schema's results", () => {
+  it("applies to plain classes and unions of them, not to others", () => {
+    for (const schema of [Point, Toggle, Ping, PingOrPong]) {
+      expect(plainClasses.encoderOf(schema)).toBeDefined()
+      expect(plainClasses.decoderOf(schema)).toBeDefined()
+    }
+    for (const schema of [WithOptional, WithRefinement, Schema.Union(Ping, WithOptional), Schema.Struct({ a: Schema.String })]) {
+      expect(plainClasses.encoderOf(schema)).toBeUndefined()
+    }
+  })
+
+  for (const [name, schema] of Object.entries(schemas)) {
+    it(`${name}: generated values encode to the schema's text and decode back to equal instances of the same class`, () =>
+      FastCheck.assert(
+        FastCheck.property(Arbitrary.make(schema as Schema.Schema<any, any>), (value) => {
+          const text = Serialization.jsonEncode(schema as Schema.Schema<any, any>, value)
+          expect(Either.map(text, (_) => _.value)).toEqual(bySchema.encode(schema, value))
+          sameAsSchema(schema, Either.getOrThrow(text).value)
+        }),
+        { numRuns: 200 }
+      ))
+
+    it(`${name}: generated bad input decodes as the schema decides (the same value or the same error)`, () =>
+      FastCheck.assert(
+        FastCheck.property(badInput, (input) => {
+          sameAsSchema(schema, JSON.stringify(input))
+        }),
+        { numRuns: 300 }
+      ))
+  }
+
+  it("an instance whose field was changed after construction, or a look-alike plain object, gets the schema's answer", () => {
+    const changed = new Point({ x: 1, y: 2, label: "p" })
+    ;(changed as any).x = "one"
+    const lookAlike = { x: 1, y: 2, label: "p" }
+    for (const value of [changed, lookAlike]) {
+      const encoded = Serialization.jsonEncode(Point, value as Point)
+      const expected = bySchema.encode(Point, value)
+      if (Either.isRight(expected)) expect(Either.map(encoded, (_) => _.value)).toEqual(expected)
+      else expect(Either.map(Either.flip(encoded), (_) => _.error)).toEqual(Either.right(ParseResult.TreeFormatter.formatErrorSync(expected.left)))
+    }
+  })
+})
