@@ -60,9 +60,13 @@ const codecs = new WeakMap<Schema.Schema<any, any>, Codec>()
 const codecFor = (schema: Schema.Schema<any, any>): Codec => {
   let codec = codecs.get(schema)
   if (codec === undefined) {
+    const encode = Schema.encodeEither(schema)
+    const decode = Schema.decodeUnknownEither(schema)
+    // (a string, number or boolean schema: a value it accepts is its own encoding)
+    const accepts = plainClasses.primitiveCheckOf(schema)
     codec = {
-      encode: Schema.encodeEither(schema),
-      decode: Schema.decodeUnknownEither(schema),
+      encode: accepts === undefined ? encode : (value) => accepts(value) ? Either.right(value) : encode(value),
+      decode: accepts === undefined ? decode : (value) => accepts(value) ? Either.right(value) : decode(value),
       encodePlain: plainClasses.encoderOf(schema),
       decodePlain: plainClasses.decoderOf(schema)
     }

@@ -1,6 +1,7 @@
 /**
  * `Serialization.json` encodes and decodes messages of plain classes (required string, number, boolean and
- * literal fields; or a union of such classes) without a parse (`internal/plainClasses.ts`). The results must
+ * literal fields; or a union of such classes), and values of string, number, boolean and literal schemas
+ * (replies' success values), without a parse (`internal/plainClasses.ts`). The results must
  * be the schema's own, for every value: generated instances, and generated bad input (which the schema
  * rejects with its own error).
  */
@@ -18,7 +19,22 @@ const PingOrPong = Schema.Union(Ping, Pong)
 class WithOptional extends Schema.Class<WithOptional>("WithOptional")({ a: Schema.String, b: Schema.optional(Schema.Number) }) {}
 class WithRefinement extends Schema.Class<WithRefinement>("WithRefinement")({ a: Schema.NonEmptyString }) {}
 
-const schemas = { Point, Toggle, Ping, PingOrPong, WithOptional, WithRefinement } as const
+// Replies' success schemas: a value they accept is its own encoding.
+const Letter = Schema.Literal("a", "b")
+
+const schemas = {
+  Point,
+  Toggle,
+  Ping,
+  PingOrPong,
+  WithOptional,
+  WithRefinement,
+  String: Schema.String,
+  Number: Schema.Number,
+  Boolean: Schema.Boolean,
+  Letter,
+  NonEmptyString: Schema.NonEmptyString
+} as const
 
 // Generated JSON-ish input: objects with the fields' names (and others) holding values of any JSON type.
 const badInput = FastCheck.oneof(
@@ -34,7 +50,8 @@ const badInput = FastCheck.oneof(
     label: FastCheck.jsonValue(),
     a: FastCheck.jsonValue()
   }, { requiredKeys: [] }),
-  FastCheck.jsonValue()
+  FastCheck.jsonValue(),
+  FastCheck.constantFrom("a", "b", "c")
 )
 
 // What the schema alone gives (the path the shortcut stands for).
@@ -65,6 +82,12 @@ describe("plain message classes: Serialization.json's shortcut gives the schema'
     }
     for (const schema of [WithOptional, WithRefinement, Schema.Union(Ping, WithOptional), Schema.Struct({ a: Schema.String })]) {
       expect(plainClasses.encoderOf(schema)).toBeUndefined()
+    }
+    for (const schema of [Schema.String, Schema.Number, Schema.Boolean, Letter]) {
+      expect(plainClasses.primitiveCheckOf(schema)).toBeDefined()
+    }
+    for (const schema of [Schema.NonEmptyString, Schema.Literal(1n), Schema.Void, Point]) {
+      expect(plainClasses.primitiveCheckOf(schema)).toBeUndefined()
     }
   })
 

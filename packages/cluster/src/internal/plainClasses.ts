@@ -55,6 +55,15 @@ const fieldCheck = (signature: SchemaAST.PropertySignature): FieldCheck | undefi
   }
 }
 
+/**
+ * The test of a schema that is a string, number or boolean, or literals: a value it accepts encodes and
+ * decodes as itself (a reply's success schema, mostly). `undefined` for any other schema.
+ */
+export const primitiveCheckOf = (schema: { readonly ast: SchemaAST.AST }): ((value: unknown) => boolean) | undefined => {
+  const check = fieldCheck({ name: "", isOptional: false, type: schema.ast } as SchemaAST.PropertySignature)
+  return check?.[1]
+}
+
 // A class schema (the schema value is the class): a transformation from its fields (a struct) to the
 // class's declaration.
 const plainClass = (ast: SchemaAST.AST, schema: unknown): PlainClass | undefined => {
