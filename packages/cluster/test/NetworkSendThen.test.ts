@@ -1,0 +1,118 @@
+/**
+ * Cross-pod sends through the messenger over the network transport, where the sender's continuation (reply
+ * decoding, the acknowledged-then-ask-again loop, the message's result) runs as the reply arrives: two pods
+ * and a manager in this process, on real loopback sockets.
+ */
+import { Message, RecipientBehaviour, RecipientType, Sharding, ShardingException } from "@effect-cluster/cluster"
+import { describe, expect, it } from "@effect/vitest"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Option, Queue, Schema } from "effect"
+import { Counter, counterBehaviour, freshId, GetCount, Increment } from "./utils/counter.js"
+import { balanced, entityOn, eventuallyLive, type NetworkPod, startManager, startPod } from "./utils/network.js"
+
+const numberOfShards = 12
+
+// The sender's view of Counter's GetCount with another reply schema: the owner's reply (a number) does not
+// decode as a string on the sender.
+class GetCountAsText extends Message.TaggedMessage<GetCountAsText>()(
+  "GetCount",
+  Schema.Never,
+  Schema.String,
+  { messageId: Schema.String },
+  (_) => _.messageId
+) {}
+const CounterAsText = RecipientType.makeEntityType("Counter", GetCountAsText)
+
+class Job extends Message.TaggedMessage<Job>()("Job", Schema.Never, Schema.String, { id: Schema.String }, (_) => _.id) {}
+const Jobs = RecipientType.makeEntityType("Jobs", Job)
+
+// A hang detector, not a latency assertion.
+const returns = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.timeoutFail(effect, { duration: "20 seconds", onTimeout: () => "the call hung" as const })
+
+// The owner registers `setup` and takes every shard first; the sender (no entity types) joins after and takes
+// half. Returns both and the id of an entity on the owner.
+const twoPods = (setup: Effect.Effect<void, never, Sharding.Sharding>, typeName: string) =>
+  Effect.gen(function*() {
+    const manager = yield* startManager({ manager: { numberOfShards } })
+    const sharding = { numberOfShards, sendRetryInterval: Duration.millis(20) }
+    const owner: NetworkPod = yield* startPod({ managerUri: manager.uri, sharding, setup })
+    yield* eventuallyLive(Effect.map(owner.sharding.getAssignedShardIds, (s) => Array.from(s).length === numberOfShards))
+    const sender: NetworkPod = yield* startPod({ managerUri: manager.uri, sharding })
+    yield* balanced([owner, sender], numberOfShards)
+    return { owner, sender, id: yield* entityOn(owner, typeName, "x") }
+  })
+
+describe("Cross-pod sends over the network transport: the continuation as the reply arrives", () => {
+  it.scopedLive("a reply that does not decode on the sender is a typed SerializationException (stage reply), not a defect, and is not retried", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const { id, sender } = yield* twoPods(
+        Sharding.registerEntity(Counter)(counterBehaviour({ onMessage: () => Effect.sync(() => void runs++) })),
+        Counter.name
+      )
+      const exit = yield* returns(Effect.exit(sender.sharding.messenger(CounterAsText).send(id)(new GetCountAsText({ messageId: freshId() }))))
+      expect(Exit.isFailure(exit)).toBe(true)
+      const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+      expect(Option.isSome(error)).toBe(true)
+      const failure = Option.getOrThrow(error) as ShardingException.SerializationException
+      expect(failure._tag).toBe("SerializationException")
+      expect(failure.stage).toBe("reply")
+      expect(runs).toBe(1)
+      // And the right schema gets the number.
+      expect(yield* returns(sender.sharding.messenger(Counter).send(id)(new Increment({ messageId: freshId(), by: 4 })))).toBe(4)
+      expect(yield* returns(sender.sharding.messenger(Counter).send(id)(new GetCount({ messageId: freshId() })))).toBe(4)
+    }))
+
+  it.scopedLive("an acknowledged send asks again until the result is there, then resumes with it (the handler runs once)", () =>
+    Effect.gen(function*() {
+      const handled: Array<string> = []
+      const gate = yield* Deferred.make<void>()
+      const { id, sender } = yield* twoPods(
+        Sharding.registerEntity(Jobs)(RecipientBehaviour.fromInMemoryQueue((_, dequeue, processed) =>
+          Effect.forever(Effect.gen(function*() {
+            const message = yield* Queue.take(dequeue)
+            if (message._tag !== "Job") return yield* Effect.interrupt
+            handled.push(message.id)
+            yield* Deferred.await(gate)
+            yield* processed(message, Option.some(Exit.succeed(`done ${message.id}`)))
+          }))
+        )),
+        Jobs.name
+      )
+      const send = yield* Effect.fork(sender.sharding.messenger(Jobs).send(id)(new Job({ id: "job-1" })))
+      yield* eventuallyLive(Effect.sync(() => handled.length === 1))
+      // Acknowledged (queued, not processed): the sender goes on asking.
+      yield* Effect.yieldNow()
+      expect(Option.isNone(yield* Fiber.poll(send))).toBe(true)
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* returns(Fiber.join(send))).toBe("done job-1")
+      expect(handled).toEqual(["job-1"])
+    }))
+
+  it.scopedLive("a sender in the ask-again loop stops at its Effect.timeout; the pod's sends go on working", () =>
+    Effect.gen(function*() {
+      const handled: Array<string> = []
+      const { id, owner, sender } = yield* twoPods(
+        Effect.zipRight(
+          Sharding.registerEntity(Jobs)(RecipientBehaviour.fromInMemoryQueue((_, dequeue) =>
+            Effect.forever(Effect.gen(function*() {
+              const message = yield* Queue.take(dequeue)
+              if (message._tag !== "Job") return yield* Effect.interrupt
+              handled.push(message.id)
+              // never processed
+            }))
+          )),
+          Sharding.registerEntity(Counter)(counterBehaviour())
+        ),
+        Jobs.name
+      )
+      const timedOut = yield* returns(
+        Effect.timeoutOption(sender.sharding.messenger(Jobs).send(id)(new Job({ id: "job-1" })), Duration.millis(300))
+      )
+      expect(Option.isNone(timedOut)).toBe(true)
+      expect(handled).toEqual(["job-1"])
+      // Another cross-pod send, uninterruptible, still gets its answer.
+      const c = yield* entityOn(owner, Counter.name, "c")
+      expect(yield* returns(Effect.uninterruptible(sender.sharding.messenger(Counter).send(c)(new Increment({ messageId: freshId(), by: 2 }))))).toBe(2)
+    }))
+})
