@@ -8,7 +8,7 @@ import { MessageState, PodAddress, RecipientAddress, SerializedEnvelope, Seriali
 import type { ShardingException } from "@effect-cluster/cluster"
 import { PodsRpc, ShardingProtocol, Transport } from "@effect-cluster/cluster/node"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import * as direct from "../src/internal/direct.js"
 import * as server from "../src/node/internal/server.js"
 import { closedPort } from "./utils/network.js"
@@ -328,5 +328,50 @@ describe("Continued sends over the network Pods (real loopback socket)", () => {
       expect(error._tag).toBe("SerializationException")
       expect(calls).toEqual({ failure: 1, success: 0 })
       expect(received).toEqual([])
+    }))
+})
+
+describe("Continued sends when the network Pods closes", () => {
+  // The Pods' scope closes (its pod shuts down) while a sender waits: queued behind a held request, or with
+  // its own request in flight. Each sender must be answered (PodUnavailableException), not left waiting for
+  // a batch fiber that was interrupted; a send made after the close fails at once.
+  it.scopedLive("senders waiting when the Pods closes are answered; a send after the close fails at once", () =>
+    Effect.gen(function*() {
+      const received: Array<string> = []
+      const held = yield* Deferred.make<void>()
+      const pod = yield* recordingPod(received, () => Deferred.await(held))
+      const scope = yield* Scope.make()
+      const pods = yield* PodsRpc.make({ maxBatchesInFlight: 1 }).pipe(
+        Effect.provide(Transport.withDefaults({ sendTimeout: Duration.seconds(30) })),
+        Scope.extend(scope)
+      )
+      // Uninterruptible waits: only an answer ends them. (Daemons: a sender never answered does not hold up
+      // the test's end.)
+      const inFlight = yield* Effect.forkDaemon(Effect.uninterruptible(Effect.exit(pods.sendAndGetState(pod, envelope(1)))))
+      while (!received.includes("m1")) yield* Effect.yieldNow()
+      const queued = yield* Effect.forkDaemon(Effect.uninterruptible(Effect.exit(pods.sendAndGetState(pod, envelope(2)))))
+      yield* Effect.yieldNow()
+      yield* Effect.timeoutFail(Scope.close(scope, Exit.void), { duration: "10 seconds", onTimeout: () => "the close hung" as const }).pipe(
+        Effect.ensuring(Deferred.succeed(held, undefined))
+      )
+      const answers = yield* Effect.timeoutFail(
+        Effect.all([Fiber.join(inFlight), Fiber.join(queued)]),
+        { duration: "10 seconds", onTimeout: () => "a sender was never answered" as const }
+      )
+      const outcome = (exit: Exit.Exit<unknown, ShardingException.ShardingException>) =>
+        Exit.isFailure(exit)
+          ? Option.map(Cause.failureOption(exit.cause), (e) => [e._tag, (e as ShardingException.PodUnavailableException).notDelivered])
+          : Option.none()
+      // In flight: it may have been handled (outcome unknown); queued: certainly not delivered.
+      expect(answers.map(outcome)).toEqual([
+        Option.some(["PodUnavailableException", false]),
+        Option.some(["PodUnavailableException", true])
+      ])
+      const after = yield* Effect.timeoutFail(Effect.exit(pods.sendAndGetState(pod, envelope(3))), {
+        duration: "10 seconds",
+        onTimeout: () => "a send after the close was never answered" as const
+      })
+      expect(outcome(after)).toEqual(Option.some(["PodUnavailableException", true]))
+      expect(received).toEqual(["m1"])
     }))
 })
