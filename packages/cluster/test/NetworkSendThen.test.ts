@@ -3,11 +3,12 @@
  * decoding, the acknowledged-then-ask-again loop, the message's result) runs as the reply arrives: two pods
  * and a manager in this process, on real loopback sockets.
  */
-import { Message, RecipientBehaviour, RecipientType, Sharding, ShardingException } from "@effect-cluster/cluster"
+import { Message, RecipientBehaviour, RecipientType, Sharding, ShardingException, Storage } from "@effect-cluster/cluster"
+import { NodeCluster } from "@effect-cluster/cluster/node"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Deferred, Duration, Effect, Exit, Fiber, Option, Queue, Schema } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Schema, Scope } from "effect"
 import { Counter, counterBehaviour, freshId, GetCount, Increment } from "./utils/counter.js"
-import { balanced, entityOn, eventuallyLive, type NetworkPod, startManager, startPod } from "./utils/network.js"
+import { balanced, entityOn, eventuallyLive, type NetworkPod, portOf, startManager, startPod } from "./utils/network.js"
 
 const numberOfShards = 12
 
@@ -114,5 +115,46 @@ describe("Cross-pod sends over the network transport: the continuation as the re
       // Another cross-pod send, uninterruptible, still gets its answer.
       const c = yield* entityOn(owner, Counter.name, "c")
       expect(yield* returns(Effect.uninterruptible(sender.sharding.messenger(Counter).send(c)(new Increment({ messageId: freshId(), by: 2 }))))).toBe(2)
+    }))
+
+  // The owner leaves while the manager is down (its unregistration fails): the sender's routing table still
+  // sends its shards to it, and nobody listens there. Each attempt fails as not delivered (the reply's
+  // continuation, in the batch fiber, reports the pod and decides the retry); the send gives up at
+  // sendRetryTimeout with MessageNotDeliveredException.
+  it.scopedLive("a pod nobody listens on: retries until sendRetryTimeout, then MessageNotDelivered (also uninterruptible, and sendDiscard)", () =>
+    Effect.gen(function*() {
+      const managerScope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        NodeCluster.layerManager({ manager: { apiPort: 0, numberOfShards } }).pipe(Layer.provide(Storage.memory)),
+        managerScope
+      ).pipe(Effect.orDie)
+      const uri = `http://127.0.0.1:${portOf(context)}`
+      const sharding = { numberOfShards, sendRetryInterval: Duration.millis(50), sendRetryTimeout: Duration.millis(600) }
+      const transport = { callTimeout: Duration.millis(300) }
+      const owner: NetworkPod = yield* startPod({
+        managerUri: uri,
+        sharding,
+        transport,
+        setup: Sharding.registerEntity(Counter)(counterBehaviour())
+      })
+      yield* eventuallyLive(Effect.map(owner.sharding.getAssignedShardIds, (s) => Array.from(s).length === numberOfShards))
+      const sender: NetworkPod = yield* startPod({ managerUri: uri, sharding, transport })
+      yield* balanced([owner, sender], numberOfShards)
+      const id = yield* entityOn(owner, Counter.name, "x")
+      expect(yield* returns(sender.sharding.messenger(Counter).send(id)(new Increment({ messageId: freshId(), by: 1 })))).toBe(1)
+      yield* Scope.close(managerScope, Exit.void)
+      yield* returns(owner.close)
+      const messenger = sender.sharding.messenger(Counter)
+      for (
+        const send of [
+          messenger.send(id)(new GetCount({ messageId: freshId() })),
+          Effect.uninterruptible(messenger.send(id)(new GetCount({ messageId: freshId() }))),
+          messenger.sendDiscard(id)(new Increment({ messageId: freshId(), by: 1 }))
+        ]
+      ) {
+        const error = (yield* returns(Effect.flip(send))) as ShardingException.ShardingException
+        expect(error._tag).toBe("MessageNotDeliveredException")
+        expect((error as ShardingException.MessageNotDeliveredException).attempts).toBeGreaterThan(2)
+      }
     }))
 })
