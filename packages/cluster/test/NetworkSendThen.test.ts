@@ -117,6 +117,27 @@ describe("Cross-pod sends over the network transport: the continuation as the re
       expect(yield* returns(Effect.uninterruptible(sender.sharding.messenger(Counter).send(c)(new Increment({ messageId: freshId(), by: 2 }))))).toBe(2)
     }))
 
+  // sendDiscard asks for no result: a reply that would not decode with the sender's schemas is no failure of
+  // it. Locally (no serialization) it succeeds; remotely it failed with the reply's SerializationException,
+  // although the message was handled: the same message, two answers depending on where the entity lives.
+  it.scopedLive("sendDiscard of a message whose reply the sender cannot decode: succeeds remotely as it does locally", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const { id, owner, sender } = yield* twoPods(
+        Sharding.registerEntity(Counter)(counterBehaviour({ onMessage: () => Effect.sync(() => void runs++) })),
+        Counter.name
+      )
+      // Locally, on the owner:
+      yield* returns(owner.sharding.messenger(CounterAsText).sendDiscard(id)(new GetCountAsText({ messageId: freshId() })))
+      expect(runs).toBe(1)
+      // Remotely, from the sender:
+      const remote = yield* returns(
+        Effect.exit(sender.sharding.messenger(CounterAsText).sendDiscard(id)(new GetCountAsText({ messageId: freshId() })))
+      )
+      expect(runs).toBe(2)
+      expect(remote).toEqual(Exit.void)
+    }))
+
   // The owner leaves while the manager is down (its unregistration fails): the sender's routing table still
   // sends its shards to it, and nobody listens there. Each attempt fails as not delivered (the reply's
   // continuation, in the batch fiber, reports the pod and decides the retry); the send gives up at
