@@ -36,7 +36,14 @@ type Body = { value: SerializedMessage | undefined }
 type Outcome = Effect.Effect<unknown, unknown>
 
 /** How a delivery goes on after one attempt: with its failure, or with the entity's reply. */
-type Continuation = sync.Continuation<Reply, ShardingException, unknown, unknown>
+interface Continuation extends sync.Continuation<Reply, ShardingException, unknown, unknown> {
+  /** Whether the caller wants the message's result (`send`): a `sendDiscard`'s reply is not decoded. */
+  readonly awaitResult: boolean
+}
+
+// The reply of a `sendDiscard` handled on another pod: its result is not wanted, so not decoded (a result
+// the sender's schemas cannot read is no failure of a discard, as it is none when the entity is local).
+const processedDiscarded: Reply = MessageState.Processed(Exit.void)
 
 /**
  * One attempt of a delivery to the shard's current owner (this pod or another), continued with `then`. A
@@ -69,6 +76,9 @@ class RemoteReply implements direct.SendContinuation<unknown, unknown> {
   }
 
   onSuccess(reply: MessageState.MessageState<SerializedMessage>): Outcome {
+    if (!this.then.awaitResult) {
+      return this.then.onSuccess(MessageState.isProcessed(reply) ? processedDiscarded : MessageState.Acknowledged)
+    }
     return sync.continueWith(this.receive.decodeReply(this.message, reply), this.then)
   }
 }

@@ -130,6 +130,20 @@ const makeBatchedSend = (
     const maxBatchBytes = Math.floor(config.maxMessageBytes / 2)
     const limits: BatchLimits = { maxBatchesInFlight, maxBatchSize, maxBatchBytes, sendTimeoutMillis }
     const outboxOf = makeOutboxes()
+    // Once the Pods' scope closes, no batch goes: a sender waiting in an outbox, or for a request in flight,
+    // would wait for ever (the batch fibers are interrupted). Each is answered as unavailable instead (queued:
+    // not delivered; in flight: outcome unknown), and a send made after the close fails at once. (Added after
+    // the batch fibers' set: runs before it interrupts them.)
+    let closed = false
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+        for (const outbox of outboxOf.all()) {
+          const queued = outbox.queue.splice(0, outbox.queue.length)
+          for (const pending of queued) if (!pending.abandoned) pending.fail(unavailable(outbox.pod, true))
+        }
+      })
+    )
 
     const sendBatch = (outbox: Outbox, batch: Array<Pending>): Effect.Effect<void> =>
       pool.call(
@@ -156,7 +170,13 @@ const makeBatchedSend = (
                 else pending.fail(result[1])
               }
             })
-        })
+        }),
+        // (interrupted: the Pods closed while the request was out; no answer came)
+        Effect.onInterrupt(() =>
+          Effect.sync(() => {
+            for (const pending of batch) pending.fail(unavailable(outbox.pod, false))
+          })
+        )
       )
 
     // One flush per outbox at a time takes what is queued once the senders of this tick have queued
@@ -198,6 +218,7 @@ const makeBatchedSend = (
             new SerializationException({ error: `a message of ${size} bytes exceeds the transport's limit` })
           )
         }
+        if (closed) return then.onFailure(unavailable(pod, true))
         const interruptible = RuntimeFlags.interruption(status.runtimeFlags)
         return Effect.async<B, E>((resume) => {
           const outbox = outboxOf(pod)

@@ -71,7 +71,8 @@ const outboxesKept = 64
 /**
  * The pods' outboxes, found by address object first (senders pass the routing table's), else by host:port.
  * Once more than `outboxesKept` exist, making another drops the idle ones (nothing queued or in flight):
- * the outboxes of pods that left do not pile up. `size` counts the outboxes kept.
+ * the outboxes of pods that left do not pile up. `size` counts the outboxes kept; `all` lists them (every
+ * queued envelope is in one of them: a retired outbox is empty).
  *
  * @internal
  */
@@ -99,6 +100,6 @@ export const makeOutboxes = (kept = outboxesKept) => {
     byAddress.set(pod, outbox)
     return outbox
   }
-  return Object.assign(outboxOf, { size: () => outboxes.size })
+  return Object.assign(outboxOf, { size: () => outboxes.size, all: (): Iterable<Outbox> => outboxes.values() })
 }
 
