@@ -12,10 +12,9 @@
  * (the encoded `Exit`) back and decoded. "Sends per CPU-second" divides by the CPU time both pods used
  * (this process, plus the child's in the cross-process set-up), a figure less sensitive to other load on
  * the machine than wall-clock sends/s; in the cross-process set-up, the CPU time per send of each pod
- * (the sending pod's process also holds the idle manager). A last row repeats the cross-process set-up with 64 senders, both
- * processes started with `--max-semi-space-size=64` (docs/deployment.md recommends it for pods: a send
- * allocates a few kilobytes that die young, and the default young generation makes garbage collection
- * about a sixth of the sending pod's CPU).
+ * (the sending pod's process also holds the idle manager). A last row repeats the cross-process set-up
+ * with 64 senders, both processes started with `--max-semi-space-size=64` (docs/deployment.md, "Node
+ * options for busy pods": a larger young generation for pods whose sends allocate much).
  */
 import { Message, MessageState, RecipientBehaviour, RecipientType, Sharding, Storage } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
