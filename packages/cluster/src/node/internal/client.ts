@@ -7,6 +7,9 @@ import { RpcClientError } from "@effect/rpc/RpcClientError"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -48,6 +51,8 @@ interface Peer<Client> {
   lastUsed: number
   inFlight: number
 }
+
+const liveClock: Clock.Clock = Context.get(DefaultServices.liveServices, Clock.Clock)
 
 /** The websocket URL of a peer's rpc endpoint. */
 export const urlOf = (host: string, port: number, tls: boolean): string =>
@@ -180,6 +185,36 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
       })
     )))
 
+    // A call awaited for at most `timeout`, disconnected: a caller that times out (or is interrupted) returns
+    // at once, and the call's interruption (the rpc client then tells the peer, which may wait for a
+    // connection that never opens) goes on in the background. On the live clock the call runs in one fiber of
+    // the pool with a timer beside it (`Effect.timeout` of a disconnected effect forks three fibers per call);
+    // with another clock (a TestClock) the timeout is the clock's.
+    const within = <A, E>(
+      call: Effect.Effect<A, E>,
+      timeout: Duration.Duration,
+      onTimeout: () => PeerFailure
+    ): Effect.Effect<A, E | PeerFailure> => {
+      if (clock !== liveClock) {
+        return Effect.disconnect(call).pipe(Effect.timeoutFail({ duration: timeout, onTimeout }))
+      }
+      return Effect.async<A, E | PeerFailure>((resume) => {
+        const fiber = runFork(call as Effect.Effect<A, never>)
+        const timer = setTimeout(() => {
+          resume(Exit.fail(onTimeout()))
+          fiber.unsafeInterruptAsFork(FiberId.none)
+        }, Duration.toMillis(timeout))
+        fiber.addObserver((exit) => {
+          clearTimeout(timer)
+          resume(exit)
+        })
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          fiber.unsafeInterruptAsFork(FiberId.none)
+        })
+      })
+    }
+
     const call: PeerPool<Rpcs>["call"] = (host, port, timeout, f) =>
       Effect.suspend(() => {
         if (closed) return Effect.fail(new PeerFailure(true, "the transport is closed"))
@@ -196,10 +231,8 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
           return new PeerFailure(notDelivered, reason)
         }
         const run = peer.client !== undefined ? f(peer.client) : Effect.flatMap(peer.ready, f)
-        // Disconnected: a timed-out call returns at once; telling the peer to interrupt it (which waits for
-        // a connection that may never open) goes on in the background.
-        return Effect.disconnect(headers === undefined ? run : Effect.locally(run, RpcClient.currentHeaders, headers)).pipe(
-          Effect.timeoutFail({ duration: timeout, onTimeout: () => failure("timed out") }),
+        return within(headers === undefined ? run : Effect.locally(run, RpcClient.currentHeaders, headers), timeout, () =>
+          failure("timed out")).pipe(
           Effect.catchIf(
             (error): error is RpcClientError => error instanceof RpcClientError,
             (error) => Effect.fail(failure(reasonOf(error)))
