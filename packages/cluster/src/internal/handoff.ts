@@ -1,6 +1,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import { type LeaseGrant, ShardAssignment } from "../ShardAssignment.js"
 import { PodUnavailableException } from "../ShardingException.js"
@@ -362,12 +363,17 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
             { concurrent: true }
           )
       )
+      // The stop runs in a fiber of its own: a caller interrupted (the manager stopped mid-rebalance, a
+      // transport that gave up without running the call detached) ends only its wait. Interrupted with it, the
+      // shard stop hooks would end early (the workflow engine's drain cut short), the shards would stop being
+      // releasing and the next heartbeat would confirm their release while what was cut off may still run.
+      const detached = Effect.flatMap(
+        Effect.forkDaemon(stopRevoked(stopped, unmark, restore(stop))),
+        (fiber) => restore(Fiber.join(fiber))
+      )
       return regressions.length === 0
-        ? stopRevoked(stopped, unmark, restore(stop))
-        : Effect.zipRight(
-          stopRevoked(stopped, unmark, restore(stop)),
-          Effect.fail(new PodUnavailableException({ podAddress: state.services.self }))
-        )
+        ? detached
+        : Effect.zipRight(detached, Effect.fail(new PodUnavailableException({ podAddress: state.services.self })))
     }))
 
   const stopEverything = (leaving: () => void = () => {}) =>
