@@ -414,3 +414,62 @@ describe("a revocation whose call failed while its stop still runs (live clock)"
       expect(yield* held(b)).toEqual([moved])
     }).pipe(Effect.scoped))
 })
+
+describe("a revocation that comes when the pod's lease ends within entityTerminationTimeout (live clock)", () => {
+  // A pod stops the shards it holds from lease end − entityTerminationTimeout when it could not renew, so
+  // that all has stopped by the lease end (after which a silent pod's shards move). A hand-off's stop is bounded
+  // by entityTerminationTimeout from the revocation: one that comes later than that point (a grant and a
+  // revocation that crossed the watchdog's stop, or a watchdog late while an earlier stop ran) would let the
+  // stop hooks, told "handoff" (the workflow engine drains for its grace period), run past the lease end. Such a
+  // shard is stopped as the watchdog would have: lost (executions cut off at once).
+  it.live("the shard is stopped as lost, and the revocation returns before the lease end", () =>
+    Effect.gen(function*() {
+      const transport = InProcessTransport.make()
+      const withTransport = Layer.succeed(InProcessTransport.InProcessTransport, transport)
+      yield* Layer.build(
+        InProcessTransport.layerManager({
+          numberOfShards: 2,
+          leaseDuration: Duration.millis(1200),
+          leaseMargin: Duration.millis(100)
+        }).pipe(Layer.provide(Layer.merge(withTransport, Storage.memory)))
+      )
+      const a = yield* Effect.map(
+        Layer.build(
+          InProcessTransport.layerPod({
+            numberOfShards: 2,
+            shardingPort: 1,
+            leaseDuration: Duration.millis(1200),
+            leaseRenewalInterval: Duration.millis(300),
+            leaseMargin: Duration.millis(100),
+            entityTerminationTimeout: Duration.millis(500)
+          }).pipe(Layer.provide(withTransport))
+        ),
+        Context.get(Sharding.Sharding)
+      )
+      const stops: Array<string> = []
+      const start = Date.now()
+      yield* a.registerShardStop((shards, kind) =>
+        Effect.sync(() => stops.push(`${kind} ${shards.join(",")}`)).pipe(
+          // a hand-off drains (until the pod's entityTerminationTimeout ends it); a lost shard stops at once
+          Effect.zipRight(kind === "handoff" ? Effect.never : Effect.void)
+        )
+      )
+      yield* a.register
+      while ((yield* a.servedShardEpochs).size < 2) yield* Effect.sleep("10 millis")
+      const epochs = yield* a.servedShardEpochs
+      // cut off from the manager: the lease ends 1200 ms after this last renewal was sent
+      yield* a.heartbeat
+      yield* transport.partitionFromManager(a.podAddress)
+      const leaseEnd = Date.now() - start + 1200
+      // the watchdog stops both shards at lease end − 500 ms
+      while (HashSet.size(yield* a.getAssignedShardIds) > 0) yield* Effect.sleep("10 millis")
+      expect(stops).toEqual(["lost 1,2"])
+      // then shard 1 is granted and revoked again, less than 500 ms before the lease end
+      yield* a.assign(HashSet.make(ShardId.make(1)), new Map([[1, epochs.get(1)!]]))
+      yield* a.unassign(HashSet.make(ShardId.make(1)), new Map([[1, epochs.get(1)!]]))
+      const returned = Date.now() - start
+      expect(stops).toEqual(["lost 1,2", "lost 1"])
+      expect(returned).toBeLessThan(leaseEnd) // (a hand-off's stop would have run 500 ms from the revocation)
+      expect((yield* a.releasingShardEpochs).size).toBe(0)
+    }).pipe(Effect.scoped))
+})
