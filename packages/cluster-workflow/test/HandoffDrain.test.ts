@@ -215,6 +215,77 @@ for (const database of clusterDatabases) {
       }).pipe(Effect.provide(Logger.add(logger)))
     }, 90_000)
 
+    it.scopedLive("a hand-off whose caller is interrupted (the manager gave up) drains on: the result is committed, the activity runs once", () => {
+      const { logged, logger } = collecting()
+      const draining = Effect.sync(() => logged.some((line) => line.includes("letting the activities of 1 executions finish")))
+      return Effect.gen(function*() {
+        const runs: Runs = []
+        const gates = new Gates()
+        const db = yield* database.make
+        const { startPod, stopManager } = yield* makeEngineCluster(db, charging(runs, gates), {
+          shardCheckInterval: "1 hour",
+          shutdownGracePeriod: "30 seconds",
+          entityTerminationTimeout: Duration.seconds(12),
+          leaseDuration: Duration.seconds(30)
+        })
+        const committed = yield* chargeCommitted(db)
+        const pod = yield* startPod(1)
+        yield* until(Effect.map(served(pod), (shards) => shards.length === 30))
+        // from here the test is the manager
+        yield* stopManager
+        const shard = shardOf(pod, "x")
+        const epoch = (yield* pod.sharding.servedShardEpochs).get(shard)!
+        yield* pod.engine.start(new Shipment({ id: "x", amount: 1 }))
+        yield* until(Effect.sync(() => runs.length === 1))
+        const revocation = yield* Effect.fork(
+          pod.sharding.unassign(HashSet.make(ShardId.make(shard)), new Map([[shard, epoch]]))
+        )
+        yield* until(draining)
+        // the manager's call gives up: only its wait ends, the drain goes on (the shard still releasing)
+        yield* Fiber.interrupt(revocation)
+        expect((yield* pod.sharding.releasingShardEpochs).get(shard)).toBe(epoch)
+        yield* gates.open("x")
+        yield* until(committed("x"), "10 seconds")
+        yield* until(Effect.map(pod.sharding.releasingShardEpochs, (releasing) => !releasing.has(shard)), "10 seconds")
+        expect(runs).toEqual([{ id: "x", pod: 1 }])
+      }).pipe(Effect.provide(Logger.add(logger)))
+    }, 90_000)
+
+    it.scopedLive("a revocation the manager gave up on (unassignTimeout) is not confirmed by the pod's heartbeats while its drain runs: each charge runs once", () =>
+      Effect.gen(function*() {
+        const runs: Runs = []
+        const gates = new Gates()
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, charging(runs, gates), {
+          shardCheckInterval: "1 hour",
+          shutdownGracePeriod: "30 seconds",
+          entityTerminationTimeout: Duration.seconds(12),
+          leaseDuration: Duration.seconds(30),
+          unassignTimeout: Duration.millis(200)
+        })
+        const first = yield* startPod(1)
+        yield* until(Effect.map(served(first), (shards) => shards.length === 30))
+        const shipments = Array.from({ length: 12 }, (_, i) => new Shipment({ id: `w${i}`, amount: i }))
+        for (const shipment of shipments) yield* first.engine.start(shipment)
+        yield* until(Effect.sync(() => runs.length === shipments.length))
+        // a second pod joins: the manager revokes half the shards from pod 1, whose engine drains their charges
+        // (in flight until their gates open); the manager's call gives up after 200 ms (the shards stay pod 1's)
+        const second = yield* startPod(2)
+        yield* until(Effect.map(first.sharding.releasingShardEpochs, (releasing) => releasing.size > 0))
+        // pod 1 renews its lease every 500 ms meanwhile: its heartbeats must not confirm the release
+        yield* Effect.sleep("2 seconds")
+        expect(yield* served(second)).toEqual([])
+        expect(runs.every((run) => run.pod === 1)).toBe(true)
+        for (const shipment of shipments) yield* gates.open(shipment.id)
+        const results = yield* Effect.forEach(shipments, (shipment) =>
+          first.engine.result(shipment.id, { timeout: "30 seconds" }))
+        expect(results).toEqual(shipments.map((shipment) => Exit.succeed(shipment.amount)))
+        // once the drain has returned, the release is confirmed and the shards move
+        yield* until(Effect.map(served(second), (shards) => shards.length > 0), "20 seconds")
+        expect(runs.map((run) => run.id).sort()).toEqual(shipments.map((shipment) => shipment.id).sort())
+        expect(runs.every((run) => run.pod === 1)).toBe(true)
+      }), 90_000)
+
     it.scopedLive("a stop that the pod's entityTerminationTimeout ends before its executions have left says so", () => {
       const { logged, logger } = collecting()
       return Effect.gen(function*() {

@@ -1,13 +1,20 @@
 // Stop paths on the live clock (TestClock wakes equal deadlines in reverse registration order, so races between
 // timeouts only show here). Issue 10 #2 and #3.
 import {
+  InProcessTransport,
+  ManagerConfig,
+  Pods,
+  PodsHealth,
   Sharding,
   ShardingConfig,
-  ShardId
+  ShardingException,
+  ShardId,
+  ShardManager,
+  Storage
 } from "@effect-cluster/cluster"
 import { singlePod as singlePodWith } from "./utils/cluster.js"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber, HashSet, Option } from "effect"
+import { Context, Deferred, Duration, Effect, Fiber, HashSet, Layer, Option } from "effect"
 import { Counter, counterBehaviour, freshId, GetCount } from "./utils/counter.js"
 
 const singlePod = (config: Partial<ShardingConfig.ShardingConfig> = {}) =>
@@ -58,6 +65,41 @@ describe("stopping entities (live clock, issue 10 #2)", () => {
       while ((yield* sharding.localEntityCount) > 0) yield* Effect.sleep("10 millis")
       expect(log).toEqual(["finalizing e", "finalized e"])
     }).pipe(Effect.scoped, Effect.provide(singlePod())))
+})
+
+describe("a hand-off whose caller is interrupted (live clock)", () => {
+  // The manager's call may be interrupted (it stopped mid-rebalance, or a transport that does not run the
+  // revocation in a fiber of its own gave up): only its wait ends. Were the shard stop hooks interrupted with
+  // it, the workflow engine would cut its drain short, and the shard would stop being releasing (its release
+  // confirmed by the next heartbeat) while the executions cut off may still be leaving.
+  it.live("the shard stop hooks run on to their end, and the shard stays releasing until they have", () =>
+    Effect.gen(function*() {
+      const sharding = yield* Sharding.Sharding
+      yield* sharding.register
+      const shard = sharding.getShardId("e").value
+      const entered = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const stops: Array<string> = []
+      yield* sharding.registerShardStop((shards, kind) =>
+        shards.includes(shard)
+          ? Effect.sync(() => stops.push(kind)).pipe(
+            Effect.zipRight(Deferred.succeed(entered, undefined)),
+            Effect.zipRight(Deferred.await(gate)),
+            Effect.zipRight(Effect.sync(() => stops.push("stopped"))),
+            Effect.onInterrupt(() => Effect.sync(() => stops.push("interrupted")))
+          )
+          : Effect.void
+      )
+      const handoff = yield* Effect.fork(sharding.unassign(HashSet.make(ShardId.make(shard))))
+      yield* Deferred.await(entered)
+      yield* Fiber.interrupt(handoff)
+      yield* Effect.repeatN(Effect.yieldNow(), 100)
+      expect(stops).toEqual(["handoff"])
+      expect((yield* sharding.releasingShardEpochs).has(shard)).toBe(true)
+      yield* Deferred.succeed(gate, undefined)
+      while ((yield* sharding.releasingShardEpochs).has(shard)) yield* Effect.sleep("10 millis")
+      expect(stops).toEqual(["handoff", "stopped"])
+    }).pipe(Effect.scoped, Effect.provide(singlePod({ entityTerminationTimeout: Duration.seconds(5) }))))
 })
 
 describe("a revocation repeated while the first one's stop still runs (live clock)", () => {
@@ -286,4 +328,148 @@ describe("the shards a hand-off releases (releasingShardEpochs, live clock)", ()
       yield* Fiber.join(leaving)
       expect((yield* sharding.releasingShardEpochs).size).toBe(0)
     }).pipe(Effect.scoped, Effect.provide(singlePod({ entityTerminationTimeout: Duration.seconds(12) }))))
+})
+
+describe("a revocation whose call failed while its stop still runs (live clock)", () => {
+  // The manager gives up on a revocation after its unassignTimeout (here 100 ms) and keeps the shard with the
+  // pod ("still owned"). The pod's stop runs on (its entityTerminationTimeout may be longer, to fit, e.g., the
+  // workflow engine's shutdownGracePeriod). A heartbeat of the pod lists the shards it released: were the
+  // shard listed while its stop still runs, the manager would take it as confirmed and hand the shard to its
+  // next owner at once, beside the work still stopping here.
+  it.live("the pod's heartbeat confirms the release only once that stop has returned", () =>
+    Effect.gen(function*() {
+      const transport = InProcessTransport.make()
+      const withTransport = Layer.succeed(InProcessTransport.InProcessTransport, transport)
+      const managerPods = transport.podsFor("manager")
+      const pods: Pods.Pods = {
+        ...managerPods,
+        // as over the network: the pod's server runs the revocation in a fiber of its own, and the manager's
+        // call gives up after its unassignTimeout (a failure leaves the shards with the pod)
+        unassignShards: (pod, shards, epochs) =>
+          Effect.flatMap(Effect.forkDaemon(managerPods.unassignShards(pod, shards, epochs)), Fiber.join).pipe(
+            Effect.timeoutFail({
+              duration: Duration.millis(100),
+              onTimeout: () => new ShardingException.PodUnavailableException({ podAddress: pod })
+            })
+          )
+      }
+      yield* Layer.build(
+        InProcessTransport.layerServeManager.pipe(
+          Layer.provideMerge(ShardManager.live),
+          Layer.provide(Layer.mergeAll(
+            PodsHealth.noop,
+            Layer.succeed(Pods.Pods, pods),
+            ManagerConfig.withDefaults({ numberOfShards: 2, rebalanceRate: 1 }),
+            Storage.memory
+          )),
+          Layer.provide(withTransport)
+        )
+      )
+      const podAt = (port: number) =>
+        Effect.map(
+          Layer.build(
+            InProcessTransport.layerPod({
+              numberOfShards: 2,
+              shardingPort: port,
+              entityTerminationTimeout: Duration.seconds(5)
+            }).pipe(Layer.provide(withTransport))
+          ),
+          Context.get(Sharding.Sharding)
+        )
+      const a = yield* podAt(1)
+      const entered = yield* Deferred.make<ReadonlyArray<number>>()
+      const gate = yield* Deferred.make<void>()
+      const stops: Array<string> = []
+      yield* a.registerShardStop((shards, kind) =>
+        Effect.sync(() => stops.push(`${kind} ${shards.join(",")}`)).pipe(
+          Effect.zipRight(Deferred.succeed(entered, shards)),
+          Effect.zipRight(Deferred.await(gate)),
+          Effect.zipRight(Effect.sync(() => stops.push("stopped"))),
+          Effect.onInterrupt(() => Effect.sync(() => stops.push("interrupted")))
+        )
+      )
+      yield* a.register
+      const held = (pod: Sharding.Sharding) => Effect.map(pod.getAssignedShardIds, (set) => Array.from(set, (s) => s.value))
+      while ((yield* held(a)).length < 2) yield* Effect.sleep("10 millis")
+      const b = yield* podAt(2)
+      yield* b.register // a round moves one shard from a to b: a's stop blocks, the manager's call fails
+      const [moved] = yield* Deferred.await(entered)
+      yield* Effect.sleep("300 millis") // the manager's call has failed meanwhile
+      expect(stops).toEqual([`handoff ${moved}`])
+      yield* b.heartbeat
+      expect(yield* held(b)).toEqual([]) // the failed call left the shard with a
+      // a's heartbeat while its stop still runs: the shard must stay a's (no other owner yet)
+      yield* a.heartbeat
+      yield* Effect.sleep("300 millis")
+      yield* b.heartbeat
+      expect(yield* held(b)).toEqual([])
+      // once the stop has returned, a heartbeat confirms it and the shard moves
+      yield* Deferred.succeed(gate, undefined)
+      while (stops.length < 2) yield* Effect.sleep("10 millis")
+      yield* a.heartbeat
+      for (let i = 0; i < 100 && (yield* held(b)).length === 0; i++) {
+        yield* Effect.sleep("10 millis")
+        yield* b.heartbeat
+      }
+      expect(yield* held(b)).toEqual([moved])
+    }).pipe(Effect.scoped))
+})
+
+describe("a revocation that comes when the pod's lease ends within entityTerminationTimeout (live clock)", () => {
+  // A pod stops the shards it holds from lease end − entityTerminationTimeout when it could not renew, so
+  // that all has stopped by the lease end (after which a silent pod's shards move). A hand-off's stop is bounded
+  // by entityTerminationTimeout from the revocation: one that comes later than that point (a grant and a
+  // revocation that crossed the watchdog's stop, or a watchdog late while an earlier stop ran) would let the
+  // stop hooks, told "handoff" (the workflow engine drains for its grace period), run past the lease end. Such a
+  // shard is stopped as the watchdog would have: lost (executions cut off at once).
+  it.live("the shard is stopped as lost, and the revocation returns before the lease end", () =>
+    Effect.gen(function*() {
+      const transport = InProcessTransport.make()
+      const withTransport = Layer.succeed(InProcessTransport.InProcessTransport, transport)
+      yield* Layer.build(
+        InProcessTransport.layerManager({
+          numberOfShards: 2,
+          leaseDuration: Duration.millis(1200),
+          leaseMargin: Duration.millis(100)
+        }).pipe(Layer.provide(Layer.merge(withTransport, Storage.memory)))
+      )
+      const a = yield* Effect.map(
+        Layer.build(
+          InProcessTransport.layerPod({
+            numberOfShards: 2,
+            shardingPort: 1,
+            leaseDuration: Duration.millis(1200),
+            leaseRenewalInterval: Duration.millis(300),
+            leaseMargin: Duration.millis(100),
+            entityTerminationTimeout: Duration.millis(500)
+          }).pipe(Layer.provide(withTransport))
+        ),
+        Context.get(Sharding.Sharding)
+      )
+      const stops: Array<string> = []
+      const start = Date.now()
+      yield* a.registerShardStop((shards, kind) =>
+        Effect.sync(() => stops.push(`${kind} ${shards.join(",")}`)).pipe(
+          // a hand-off drains (until the pod's entityTerminationTimeout ends it); a lost shard stops at once
+          Effect.zipRight(kind === "handoff" ? Effect.never : Effect.void)
+        )
+      )
+      yield* a.register
+      while ((yield* a.servedShardEpochs).size < 2) yield* Effect.sleep("10 millis")
+      const epochs = yield* a.servedShardEpochs
+      // cut off from the manager: the lease ends 1200 ms after this last renewal was sent
+      yield* a.heartbeat
+      yield* transport.partitionFromManager(a.podAddress)
+      const leaseEnd = Date.now() - start + 1200
+      // the watchdog stops both shards at lease end − 500 ms
+      while (HashSet.size(yield* a.getAssignedShardIds) > 0) yield* Effect.sleep("10 millis")
+      expect(stops).toEqual(["lost 1,2"])
+      // then shard 1 is granted and revoked again, less than 500 ms before the lease end
+      yield* a.assign(HashSet.make(ShardId.make(1)), new Map([[1, epochs.get(1)!]]))
+      yield* a.unassign(HashSet.make(ShardId.make(1)), new Map([[1, epochs.get(1)!]]))
+      const returned = Date.now() - start
+      expect(stops).toEqual(["lost 1,2", "lost 1"])
+      expect(returned).toBeLessThan(leaseEnd) // (a hand-off's stop would have run 500 ms from the revocation)
+      expect((yield* a.releasingShardEpochs).size).toBe(0)
+    }).pipe(Effect.scoped))
 })

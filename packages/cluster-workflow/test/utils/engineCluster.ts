@@ -55,11 +55,14 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
     readonly leaseDuration?: Duration.Duration
     /** How each engine sees its pod (default: as it is). */
     readonly podView?: (sharding: Sharding.Sharding) => Sharding.Sharding
+    /** The manager's revocation call gives up after this, as over the network (default: it waits). */
+    readonly unassignTimeout?: Duration.Duration
   }
 ) =>
   Effect.gen(function*() {
     const cluster = yield* makeTestCluster({
       numberOfShards: 30,
+      ...(options.unassignTimeout === undefined ? {} : { unassignTimeout: options.unassignTimeout }),
       manager: {
         rebalanceRate: 1,
         leaseDuration: options.leaseDuration ?? podTimings.leaseDuration,

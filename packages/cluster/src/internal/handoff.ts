@@ -1,6 +1,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import { type LeaseGrant, ShardAssignment } from "../ShardAssignment.js"
 import { PodUnavailableException } from "../ShardingException.js"
@@ -113,6 +114,14 @@ const makeStoppers = (state: PodState, singletons: Singletons) => {
   return { stopShards, stopOwnWork }
 }
 
+// A held shard whose lease ends within entityTerminationTimeout (no longer served: the watchdog stops it, or
+// is about to). A hand-off's stop, bounded by that timeout from now, could run past the lease end, after which
+// a silent pod's shards move (a revocation whose call failed leaves the shard with this pod): released now, it
+// is stopped as the watchdog would have stopped it, lost (in-flight work cut off at once), so that it has
+// stopped by the lease end. Read while the shard is still held (its database lease counts only then).
+const pastServing = (state: PodState, shard: number): boolean =>
+  state.services.monotonicMillis() >= state.shardLeaseEnd(shard) - state.terminationMillis
+
 // Shards whose grant or revocation came below the epoch held: no longer held, routed as the manager says.
 const dropRegressed = (
   state: PodState,
@@ -159,6 +168,8 @@ const stopEverythingOf = (
     Effect.suspend(() => {
       const { heldEpoch, releasedEpoch } = state
       const held = Array.from(state.heldShards())
+      const late = held.filter((shard) => pastServing(state, shard))
+      const inTime = late.length === 0 ? held : held.filter((shard) => !late.includes(shard))
       const unmark = releasing.mark(held.map((shard) => [shard, heldEpoch[shard]!] as const))
       leaving()
       for (const shard of held) {
@@ -173,8 +184,8 @@ const stopEverythingOf = (
             concurrency: "unbounded",
             discard: true
           }),
-          // (the pod holds the shards' fences until it unregisters: a hand-off)
-          stopOwnWork(held, "handoff"),
+          // (the pod holds the shards' fences until it unregisters: a hand-off, unless the lease ends first)
+          Effect.zip(stopOwnWork(inTime, "handoff"), stopOwnWork(late, "lost"), { concurrent: true }),
           { concurrent: true }
         ),
         { concurrent: true }
@@ -322,6 +333,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
     // shards marked as releasing, and a repeat waiting for a stop that never runs)
     Effect.uninterruptibleMask((restore) => Effect.suspend(() => {
       const stopped: Array<number> = []
+      const late: Array<number> = []
       const released: Array<readonly [number, number]> = []
       const regressions: Array<ShardAssignment> = []
       const pending: Array<Deferred.Deferred<void>> = []
@@ -336,6 +348,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         if (heldEpoch[shard]! !== 0 && heldEpoch[shard]! <= epoch) {
           released.push([shard, heldEpoch[shard]!])
           stopped.push(shard)
+          if (pastServing(state, shard)) late.push(shard)
         } else {
           const running = stopping.get(shard)
           if (running !== undefined) pending.push(...running)
@@ -349,9 +362,15 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       for (const shard of stopped) state.setHeld(shard, 0)
       // Confirm only once the entities have stopped, and never a regressed revocation. (The revoked shards'
       // fences stay this pod's until it confirms: a hand-off; a regressed one was lost.)
+      // (a shard whose lease ends within entityTerminationTimeout is stopped as lost: `pastServing`)
+      const handedOff = late.length === 0 ? stopShards(stopped, "handoff") : Effect.zip(
+        stopShards(stopped.filter((shard) => !late.includes(shard)), "handoff"),
+        stopShards(late, "lost"),
+        { concurrent: true }
+      )
       const revoked = pending.length === 0
-        ? stopShards(stopped, "handoff")
-        : Effect.zip(stopShards(stopped, "handoff"), stillStopping(pending), { concurrent: true })
+        ? handedOff
+        : Effect.zip(handedOff, stillStopping(pending), { concurrent: true })
       const stop = Effect.zipRight(
         dropRegressed(state, regressions, "revocation"),
         regressions.length === 0
@@ -362,12 +381,17 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
             { concurrent: true }
           )
       )
+      // The stop runs in a fiber of its own: a caller interrupted (the manager stopped mid-rebalance, a
+      // transport that gave up without running the call detached) ends only its wait. Interrupted with it, the
+      // shard stop hooks would end early (the workflow engine's drain cut short), the shards would stop being
+      // releasing and the next heartbeat would confirm their release while what was cut off may still run.
+      const detached = Effect.flatMap(
+        Effect.forkDaemon(stopRevoked(stopped, unmark, restore(stop))),
+        (fiber) => restore(Fiber.join(fiber))
+      )
       return regressions.length === 0
-        ? stopRevoked(stopped, unmark, restore(stop))
-        : Effect.zipRight(
-          stopRevoked(stopped, unmark, restore(stop)),
-          Effect.fail(new PodUnavailableException({ podAddress: state.services.self }))
-        )
+        ? detached
+        : Effect.zipRight(detached, Effect.fail(new PodUnavailableException({ podAddress: state.services.self })))
     }))
 
   const stopEverything = (leaving: () => void = () => {}) =>

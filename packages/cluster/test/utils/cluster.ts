@@ -1,18 +1,19 @@
 import {
   InProcessTransport,
-  type ManagerConfig,
+  ManagerConfig,
   PodAddress,
   Pods,
   PodsHealth,
   Serialization,
   Sharding,
   ShardingConfig,
+  ShardingException,
   ShardManager as ShardManagerModule,
   type ShardManager,
   ShardManagerClient,
   Storage
 } from "@effect-cluster/cluster"
-import { Context, Duration, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
 
 /**
  * One pod alone (no network, the local shard manager client, memory storage, JSON serialization): it owns
@@ -77,6 +78,11 @@ export const makeTestCluster = (options: {
   readonly storage?: Storage.Storage
   /** Where the pods renew their own leases (`Storage.PodLeases`; default: none, the manager only). */
   readonly podLeases?: Storage.LeasedStorage
+  /**
+   * As over the network: the manager's revocation call runs detached on the pod and gives up after this
+   * (failing: the shards stay the pod's). Default: the call waits for the pod's answer.
+   */
+  readonly unassignTimeout?: Duration.Duration
 }): Effect.Effect<TestCluster, never, Scope.Scope> =>
   Effect.gen(function*() {
     const outer = yield* Effect.scope
@@ -97,10 +103,30 @@ export const makeTestCluster = (options: {
       yield* stopManager
       const scope = yield* Scope.fork(outer, undefined as any)
       managerScope = scope
+      const managerConfig = { numberOfShards: options.numberOfShards, ...options.manager }
+      const unassignTimeout = options.unassignTimeout
+      const managerLayer = unassignTimeout === undefined
+        ? InProcessTransport.layerManager(managerConfig)
+        : InProcessTransport.layerServeManager.pipe(
+          Layer.provideMerge(ShardManagerModule.live),
+          Layer.provide(PodsHealth.local),
+          Layer.provideMerge(Layer.sync(Pods.Pods, () => {
+            const pods = transport.podsFor("manager")
+            return {
+              ...pods,
+              unassignShards: (pod, shards, epochs) =>
+                Effect.flatMap(Effect.forkDaemon(pods.unassignShards(pod, shards, epochs)), Fiber.join).pipe(
+                  Effect.timeoutFail({
+                    duration: unassignTimeout,
+                    onTimeout: () => new ShardingException.PodUnavailableException({ podAddress: pod })
+                  })
+                )
+            }
+          })),
+          Layer.provide(ManagerConfig.withDefaults(managerConfig))
+        )
       const context = yield* Layer.buildWithScope(
-        InProcessTransport.layerManager({ numberOfShards: options.numberOfShards, ...options.manager }).pipe(
-          Layer.provide(Layer.succeedContext(Context.merge(transportContext, storage)))
-        ),
+        managerLayer.pipe(Layer.provide(Layer.succeedContext(Context.merge(transportContext, storage)))),
         scope
       )
       manager = Context.get(context, ShardManagerModule.ShardManager)
