@@ -3,51 +3,17 @@
  * size of every `Send` request it gets. What is queued is split over the free request slots (the pod works
  * on one batch while the sender handles the reply to another); an idle pod gets a lone send at once.
  */
-import { MessageState, PodAddress, RecipientAddress, SerializedEnvelope, SerializedMessage } from "@effect-cluster/cluster"
-import { PodsRpc, ShardingProtocol, Transport } from "@effect-cluster/cluster/node"
+import { MessageState, SerializedMessage } from "@effect-cluster/cluster"
+import { PodsRpc, Transport } from "@effect-cluster/cluster/node"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer } from "effect"
-import * as server from "../src/node/internal/server.js"
+import { Deferred, Effect, Exit, Fiber } from "effect"
+import { envelope, recordingPod } from "./utils/recordingPod.js"
 
-// A pod that answers every envelope with its own body (processed) and records each request's size (and
-// its envelopes' message ids); with a gate, a request is answered once the gate opens.
-const recordingPod = (sizes: Array<number>, received: Array<string> = [], gate?: Effect.Effect<void>) =>
-  Effect.gen(function*() {
-    const http = yield* Layer.build(server.layerHttpServer({ host: "127.0.0.1", port: 0 }))
-    const handlers = yield* ShardingProtocol.ShardingRpcs.toHandlersContext(ShardingProtocol.ShardingRpcs.of({
-      AssignShards: () => Effect.void,
-      UnassignShards: () => Effect.void,
-      Ping: () => Effect.void,
-      Send: ({ envelopes }) =>
-        Effect.zipRight(
-          Effect.sync(() => {
-            sizes.push(envelopes.length)
-            for (const envelope of envelopes) received.push(envelope[2])
-          }),
-          Effect.as(gate ?? Effect.void, envelopes.map((envelope) => [1, envelope[3]] as const))
-        )
-    }))
-    yield* server.serve({
-      name: "recording pod",
-      group: ShardingProtocol.ShardingRpcs,
-      handlers,
-      config: Transport.defaultValues,
-      health: Effect.succeed(true)
-    }).pipe(Effect.provide(http))
-    return PodAddress.make("127.0.0.1", yield* Effect.provide(server.boundPort, http))
-  })
-
-const envelope = (i: number) =>
-  SerializedEnvelope.make(
-    RecipientAddress.makeRecipientAddress("Counter", `e${i}`),
-    `m${i}`,
-    SerializedMessage.make(`{"n":${i}}`)
-  )
 
 const sendAll = (options: Partial<PodsRpc.BatchOptions>, count: number) =>
   Effect.gen(function*() {
     const sizes: Array<number> = []
-    const pod = yield* recordingPod(sizes)
+    const pod = yield* recordingPod({ sizes })
     const pods = yield* PodsRpc.make(options).pipe(Effect.provide(Transport.withDefaults({})))
     // One send first: the connection is open before the concurrent ones are queued.
     yield* pods.sendAndGetState(pod, envelope(-1))
@@ -113,7 +79,7 @@ describe("Send batching (network Pods, real loopback socket)", () => {
       const received: Array<string> = []
       // Every request is held at the pod until `held` opens; one request at a time: what is sent meanwhile
       // waits in the outbox.
-      const pod = yield* recordingPod([], received, Deferred.await(held))
+      const pod = yield* recordingPod({ received }, () => Deferred.await(held))
       const pods = yield* PodsRpc.make({ maxBatchesInFlight: 1 }).pipe(Effect.provide(Transport.withDefaults({})))
       const first = yield* Effect.fork(pods.sendAndGetState(pod, envelope(0)))
       while (!received.includes("m0")) yield* Effect.yieldNow()

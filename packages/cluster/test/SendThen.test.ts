@@ -6,48 +6,15 @@
  */
 import { MessageState, PodAddress, RecipientAddress, SerializedEnvelope, SerializedMessage } from "@effect-cluster/cluster"
 import type { ShardingException } from "@effect-cluster/cluster"
-import { PodsRpc, ShardingProtocol, Transport } from "@effect-cluster/cluster/node"
+import { PodsRpc, Transport } from "@effect-cluster/cluster/node"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Option, Scope } from "effect"
 import * as direct from "../src/internal/direct.js"
-import * as server from "../src/node/internal/server.js"
 import { closedPort } from "./utils/network.js"
+import { envelope, recordingPod } from "./utils/recordingPod.js"
 
 type State = MessageState.MessageState<SerializedMessage.SerializedMessage>
 
-// A pod that answers every envelope with its own body (processed), records each envelope's message id, and
-// holds each request until `gate` (read per request) completes.
-const recordingPod = (received: Array<string>, gate: () => Effect.Effect<void>) =>
-  Effect.gen(function*() {
-    const http = yield* Layer.build(server.layerHttpServer({ host: "127.0.0.1", port: 0 }))
-    const handlers = yield* ShardingProtocol.ShardingRpcs.toHandlersContext(ShardingProtocol.ShardingRpcs.of({
-      AssignShards: () => Effect.void,
-      UnassignShards: () => Effect.void,
-      Ping: () => Effect.void,
-      Send: ({ envelopes }) =>
-        Effect.zipRight(
-          Effect.sync(() => {
-            for (const envelope of envelopes) received.push(envelope[2])
-          }),
-          Effect.as(Effect.suspend(gate), envelopes.map((envelope) => [1, envelope[3]] as const))
-        )
-    }))
-    yield* server.serve({
-      name: "recording pod",
-      group: ShardingProtocol.ShardingRpcs,
-      handlers,
-      config: Transport.defaultValues,
-      health: Effect.succeed(true)
-    }).pipe(Effect.provide(http))
-    return PodAddress.make("127.0.0.1", yield* Effect.provide(server.boundPort, http))
-  })
-
-const envelope = (i: number) =>
-  SerializedEnvelope.make(
-    RecipientAddress.makeRecipientAddress("Counter", `e${i}`),
-    `m${i}`,
-    SerializedMessage.make(`{"n":${i}}`)
-  )
 
 const processed = (i: number) => MessageState.Processed(SerializedMessage.make(`{"n":${i}}`))
 
@@ -58,7 +25,7 @@ const setUp = (transport: Partial<Transport.TransportConfig> = {}) =>
     const received: Array<string> = []
     let gate = yield* Deferred.make<void>()
     yield* Deferred.succeed(gate, undefined)
-    const pod = yield* recordingPod(received, () => Deferred.await(gate))
+    const pod = yield* recordingPod({ received }, () => Deferred.await(gate))
     const pods = yield* PodsRpc.make({ maxBatchesInFlight: 1 }).pipe(Effect.provide(Transport.withDefaults(transport)))
     const send = direct.senderOf(pods)!
     // The connection is open before the test starts.
@@ -339,7 +306,7 @@ describe("Continued sends when the network Pods closes", () => {
     Effect.gen(function*() {
       const received: Array<string> = []
       const held = yield* Deferred.make<void>()
-      const pod = yield* recordingPod(received, () => Deferred.await(held))
+      const pod = yield* recordingPod({ received }, () => Deferred.await(held))
       const scope = yield* Scope.make()
       const pods = yield* PodsRpc.make({ maxBatchesInFlight: 1 }).pipe(
         Effect.provide(Transport.withDefaults({ sendTimeout: Duration.seconds(30) })),
