@@ -141,6 +141,9 @@ const makeBatchedSend = (
         for (const outbox of outboxOf.all()) {
           const queued = outbox.queue.splice(0, outbox.queue.length)
           for (const pending of queued) if (!pending.abandoned) pending.fail(unavailable(outbox.pod, true))
+          // (taken, their request perhaps not started: the flush fiber may be interrupted before its own
+          // handler is in place; a pending is answered once)
+          for (const batch of outbox.batches) for (const pending of batch) pending.fail(unavailable(outbox.pod, false))
         }
       })
     )
@@ -189,11 +192,13 @@ const makeBatchedSend = (
           const batch = takeBatch(outbox, clock.unsafeCurrentTimeMillis(), limits)
           if (batch.length === 0) return Effect.void
           outbox.inFlight++
+          outbox.batches.add(batch)
           schedule(outbox)
           return Effect.ensuring(
             sendBatch(outbox, batch),
             Effect.sync(() => {
               outbox.inFlight--
+              outbox.batches.delete(batch)
               schedule(outbox)
             })
           )

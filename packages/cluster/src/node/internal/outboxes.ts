@@ -21,6 +21,8 @@ import type { ShardingException } from "../../ShardingException.js"
  */
 export class Pending {
   sent = false
+  // (answered once: a closing Pods answers what it holds, and a batch's own outcome may come after)
+  private answered = false
   constructor(
     readonly envelope: SerializedEnvelope,
     readonly size: number,
@@ -45,6 +47,8 @@ export class Pending {
   }
 
   private answer(succeeded: boolean, value: any): void {
+    if (this.answered) return
+    this.answered = true
     let next: Effect.Effect<unknown, unknown>
     try {
       next = succeeded ? this.then.onSuccess(value) : this.then.onFailure(value)
@@ -60,6 +64,8 @@ export interface Outbox {
   readonly pod: PodAddress
   readonly queue: Array<Pending>
   inFlight: number
+  /** The batches whose request is on its way (from the moment they are taken). */
+  readonly batches: Set<ReadonlyArray<Pending>>
   flushing: boolean
   /** Dropped from the outboxes while idle (see `makeOutboxes`): a send to its pod takes a new one. */
   retired: boolean
@@ -94,7 +100,7 @@ export const makeOutboxes = (kept = outboxesKept) => {
     outbox = outboxes.get(key)
     if (outbox === undefined) {
       if (outboxes.size >= kept) dropIdle()
-      outbox = { pod, queue: [], inFlight: 0, flushing: false, retired: false }
+      outbox = { pod, queue: [], inFlight: 0, batches: new Set(), flushing: false, retired: false }
       outboxes.set(key, outbox)
     }
     byAddress.set(pod, outbox)
