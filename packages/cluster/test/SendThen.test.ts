@@ -342,3 +342,23 @@ describe("Continued sends when the network Pods closes", () => {
       expect(received).toEqual(["m1"])
     }))
 })
+
+describe("Continued sends: the send timeout", () => {
+  // A timeout longer than a timer can hold (2^31 - 1 ms, about 24.8 days; Node fires a longer timer after
+  // 1 ms) is no timeout: the send waits for its reply.
+  for (const sendTimeout of [Duration.days(30), Duration.infinity]) {
+    it.scopedLive(`a send timeout of ${Duration.format(sendTimeout)} does not end the wait at once`, () =>
+      Effect.gen(function*() {
+        const { hold, pod, pods, received, release, until } = yield* setUp({ sendTimeout })
+        yield* hold
+        const sender = yield* Effect.fork(pods.sendAndGetState(pod, envelope(1)))
+        yield* until("m1")
+        // The request reached the pod (a round trip later than a 1 ms timer): the sender still waits.
+        for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+        expect(Option.isNone(yield* Fiber.poll(sender))).toBe(true)
+        yield* release
+        expect(yield* Fiber.join(sender)).toEqual(processed(1))
+        expect(received).toEqual(["m1"])
+      }))
+  }
+})

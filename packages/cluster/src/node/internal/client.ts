@@ -53,6 +53,7 @@ interface Peer<Client> {
 }
 
 const liveClock: Clock.Clock = Context.get(DefaultServices.liveServices, Clock.Clock)
+const maxTimerMillis = 2 ** 31 - 1
 
 /** The websocket URL of a peer's rpc endpoint. */
 export const urlOf = (host: string, port: number, tls: boolean): string =>
@@ -198,12 +199,17 @@ export const makePeerPool = <Rpcs extends Rpc.Any>(
       if (clock !== liveClock) {
         return Effect.disconnect(call).pipe(Effect.timeoutFail({ duration: timeout, onTimeout }))
       }
+      const millis = Duration.toMillis(timeout)
       return Effect.async<A, E | PeerFailure>((resume) => {
         const fiber = runFork(call as Effect.Effect<A, never>)
-        const timer = setTimeout(() => {
-          resume(Exit.fail(onTimeout()))
-          fiber.unsafeInterruptAsFork(FiberId.none)
-        }, Duration.toMillis(timeout))
+        // (a timer's delay is at most 2^31 - 1 ms; Node fires a longer one after 1 ms: no timer, as the live
+        // clock's sleep does)
+        const timer = millis <= maxTimerMillis
+          ? setTimeout(() => {
+            resume(Exit.fail(onTimeout()))
+            fiber.unsafeInterruptAsFork(FiberId.none)
+          }, millis)
+          : undefined
         fiber.addObserver((exit) => {
           clearTimeout(timer)
           resume(exit)
