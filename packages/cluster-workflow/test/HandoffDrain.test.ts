@@ -124,7 +124,9 @@ for (const database of clusterDatabases) {
           shardCheckInterval: "1 hour",
           shutdownGracePeriod: "30 seconds",
           entityTerminationTimeout: Duration.seconds(5),
-          leaseDuration: Duration.seconds(7),
+          // (a lease well over the termination timeout: a revocation when less than that timeout is left of
+          // the lease, a renewal late under load, is stopped as lost, not handed off)
+          leaseDuration: Duration.seconds(30),
           podView: late.view
         })
         const committed = yield* chargeCommitted(db)

@@ -133,7 +133,9 @@ for (const database of clusterDatabases) {
           shutdownGracePeriod: "30 seconds",
           // (the hand-off's stop hooks, the drain among them, are bounded by it: room for a loaded machine)
           entityTerminationTimeout: Duration.seconds(5),
-          leaseDuration: Duration.seconds(7)
+          // (a lease well over the termination timeout: a revocation when less than that timeout is left of
+          // the lease, a renewal late under load, is stopped as lost, not handed off)
+          leaseDuration: Duration.seconds(30)
         })
         const first = yield* startPod(1)
         yield* until(Effect.map(served(first), (shards) => shards.length === 30))
