@@ -9,7 +9,8 @@
  * records its run in `<prefix>_effects` (pod incarnation, attempt, idempotency key, database clock); the
  * ledger entry goes to `<prefix>_ledger` in the journal's transaction. Every run of the workflow's body on
  * a pod (a first run, a replay after a sleep, a signal or a takeover) records its start and its end in
- * `<prefix>_runs` (pod incarnation, shard, the shard's epoch on that pod, database clock).
+ * `<prefix>_runs` (pod incarnation, shard, the shard's epoch on that pod; its start by the machine's clock as
+ * the body began, its end by the database clock once the body has ended).
  */
 import { Message, Sharding } from "@effect-cluster/cluster"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -138,8 +139,11 @@ VALUES (${id}, ${key}, ${amount}, ${recorder.incarnation}, ${sql.literal(now)})`
         const shard = sharding.getShardId(rootEntityId(ChaosPayment._tag, id)).value
         const epoch = (yield* sharding.servedShardEpochs).get(shard) ?? -1
         const runId = `${recorder.incarnation}/${++runs}`
+        // (when the body began, by the machine's clock, as `began` above: the row may be written much later
+        // under load, after the shard has moved and its next owner's run has begun)
+        const began = Date.now()
         yield* persist(sql`INSERT INTO ${sql(t.runs)} (run_id, execution_id, pod, shard, epoch, started_at)
-VALUES (${runId}, ${id}, ${recorder.incarnation}, ${shard}, ${epoch}, ${sql.literal(now)})`)
+VALUES (${runId}, ${id}, ${recorder.incarnation}, ${shard}, ${epoch}, ${began})`)
         return runId
       }),
       () => body,
