@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Storage } from "@effect-cluster/cluster"
-import { Clock, Duration, Effect, TestClock } from "effect"
+import { Sharding, Storage } from "@effect-cluster/cluster"
+import { Clock, Duration, Effect, Fiber, Option, TestClock } from "effect"
 import { eventually, makeTestCluster, settle } from "./utils/cluster.js"
-import { Counter, freshId, GetCount } from "./utils/counter.js"
+import { Counter, counterBehaviour, freshId, GetCount } from "./utils/counter.js"
 import { Observer } from "./utils/observer.js"
 
 describe("a pod's lease (issue 10, also seen)", () => {
@@ -36,12 +36,16 @@ interface Renewal {
   readonly sentAt: number
   readonly held: number
   readonly renewed: number
+  /** The shards renewed. */
+  readonly shards: ReadonlyArray<number>
 }
 
 /**
  * A cluster of 30 shards (its manager started) whose pods renew their leases in the manager's in-memory
  * storage, whose "database clock" is the TestClock, as is the pods' monotonic clock. Every renewal that
- * answered is recorded; after `failRenewals()` every renewal fails as an unreachable database's would.
+ * answered is recorded; after `failRenewals()` every renewal fails as an unreachable database's would;
+ * after `refuseRenewalOf(shards)` the database no longer renews those shards (the renewed list leaves them
+ * out, as when they were moved or their lease lapsed there).
  */
 const renewingInTheDatabase = Effect.gen(function*() {
   const observer = new Observer()
@@ -49,6 +53,7 @@ const renewingInTheDatabase = Effect.gen(function*() {
   const renewals: Array<Renewal> = []
   let failing = false
   let dying = false
+  const refused = new Set<number>()
   const podLeases: Storage.LeasedStorage = {
     ...storage,
     renewShardLeases: (address, incarnation, held, leaseMillis) =>
@@ -59,8 +64,9 @@ const renewingInTheDatabase = Effect.gen(function*() {
           dying = false
           return yield* Effect.dieMessage("a bug in the storage (test)")
         }
-        const renewed = yield* storage.renewShardLeases(address, incarnation, held, leaseMillis)
-        renewals.push({ port: address.port, sentAt, held: held.length, renewed: renewed.length })
+        const asked = refused.size === 0 ? held : held.filter(({ shardId }) => !refused.has(shardId))
+        const renewed = yield* storage.renewShardLeases(address, incarnation, asked, leaseMillis)
+        renewals.push({ port: address.port, sentAt, held: held.length, renewed: renewed.length, shards: renewed })
         return renewed
       })
   }
@@ -77,6 +83,7 @@ const renewingInTheDatabase = Effect.gen(function*() {
     cluster,
     renewals,
     failRenewals: () => void (failing = true),
+    refuseRenewalOf: (...shards: ReadonlyArray<number>) => void shards.forEach((shard) => refused.add(shard)),
     dieAtNextRenewal: () => void (dying = true)
   }
 })
@@ -137,6 +144,115 @@ describe("a pod that renews its leases in the database (Storage.PodLeases)", () 
       expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(0)
       expect(observer.events).toEqual(["start e@1", "stop e@1"])
     }))
+  it.scoped("shards whose database leases end at different times each begin stopping at their own time, not once an earlier shard's slow stop has returned", () =>
+    Effect.gen(function*() {
+      const { cluster, refuseRenewalOf, renewals } = yield* renewingInTheDatabase
+      const lease = 30_000
+      const termination = 3_000 // entityTerminationTimeout (the cluster's)
+      const renewal = 2_000 // a renewal every 2 s: two shards' lease ends can fall within one termination timeout
+      // Entities whose finalizer takes 2.9 s, just within entityTerminationTimeout: when each one's ended.
+      const stoppedAt = new Map<string, number>()
+      const slowStops = Sharding.registerEntity(Counter)(counterBehaviour({
+        onStop: (entityId) =>
+          Effect.zipRight(
+            Effect.sleep(Duration.millis(termination - 100)),
+            Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void stoppedAt.set(entityId, now)))
+          )
+      }))
+      const a = yield* cluster.startPod(1, slowStops, { leaseRenewalInterval: Duration.millis(renewal) })
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      const shardOf = (entityId: string) => a.sharding.getShardId(entityId).value
+      const first = "x"
+      let second = "y0"
+      for (let i = 1; shardOf(second) === shardOf(first); i++) second = `y${i}`
+      for (const entityId of [first, second]) {
+        yield* a.sharding.messenger(Counter).send(entityId)(new GetCount({ messageId: freshId() }))
+      }
+      // Two leases without a manager: only the database renewals keep the shards.
+      yield* cluster.stopManager
+      for (let t = 0; t < 2 * lease / 1000; t++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+        expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(30)
+      }
+      const renewedAt = (shard: number) => lastRenewal(renewals, 1, (renewal) => renewal.shards.includes(shard))!
+      // The database stops renewing the first entity's shard now, the second's one renewal later.
+      refuseRenewalOf(shardOf(first))
+      const firstEnd = renewedAt(shardOf(first)) + lease
+      while (renewedAt(shardOf(second)) + lease <= firstEnd) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      refuseRenewalOf(shardOf(second))
+      const secondEnd = renewedAt(shardOf(second)) + lease
+      // (the second lease ends while the first shard's stop may still run)
+      expect(secondEnd - firstEnd).toBeGreaterThan(0)
+      expect(secondEnd - firstEnd).toBeLessThan(termination)
+      // Nothing has stopped before the first shard's stop is due.
+      const now = yield* Clock.currentTimeMillis
+      yield* TestClock.adjust(Duration.millis(firstEnd - termination - 1 - now))
+      yield* settle
+      expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(30)
+      expect(stoppedAt.size).toBe(0)
+      // By each shard's lease end (the pod's clock), its entity has stopped (its finalizer has ended).
+      yield* TestClock.adjust(Duration.millis(termination + 1))
+      yield* settle
+      const stoppedByFirstEnd = new Map(stoppedAt)
+      yield* TestClock.adjust(Duration.millis(secondEnd - firstEnd))
+      yield* settle
+      const stoppedBySecondEnd = new Map(stoppedAt)
+      // (a stop still running ends before the test does: the pod's scope waits for it on the TestClock)
+      yield* TestClock.adjust(Duration.millis(2 * termination))
+      yield* settle
+      expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(28)
+      expect({ byFirstEnd: Array.from(stoppedByFirstEnd.keys()), bySecondEnd: Array.from(stoppedBySecondEnd.keys()) })
+        .toEqual({ byFirstEnd: [first], bySecondEnd: [first, second] })
+      // each began stopping at its own time: lease end minus entityTerminationTimeout
+      expect(stoppedAt.get(first)).toBe(firstEnd - 100)
+      expect(stoppedAt.get(second)).toBe(secondEnd - 100)
+    }))
+
+  it.scoped("a pod leaving while the watchdog's stop of a lapsed shard runs leaves once that stop (its stop hook) has returned", () =>
+    Effect.gen(function*() {
+      const { cluster, refuseRenewalOf, renewals } = yield* renewingInTheDatabase
+      const lease = 30_000
+      const termination = 3_000
+      const a = yield* cluster.startPod(1)
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      const lapsed = 7
+      // the work of its own the pod stops with the lapsed shard: 2.9 s, within entityTerminationTimeout
+      const hook: Array<string> = []
+      yield* a.sharding.registerShardStop((shards, kind) =>
+        shards.includes(lapsed) && kind === "lost"
+          ? Effect.sleep(Duration.millis(termination - 100)).pipe(
+            Effect.zipRight(Effect.sync(() => void hook.push("stopped"))),
+            Effect.onInterrupt(() => Effect.sync(() => void hook.push("interrupted")))
+          )
+          : Effect.void
+      )
+      yield* cluster.stopManager
+      for (let t = 0; t < 40; t++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      refuseRenewalOf(lapsed)
+      const end = lastRenewal(renewals, 1, (renewal) => renewal.shards.includes(lapsed))! + lease
+      const now = yield* Clock.currentTimeMillis
+      // The watchdog drops the shard (its stop begins), and a second later the pod leaves.
+      yield* TestClock.adjust(Duration.millis(end - termination - now))
+      yield* settle
+      expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(29)
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      const leaving = yield* Effect.fork(a.leave)
+      yield* settle
+      expect(yield* Fiber.poll(leaving)).toEqual(Option.none())
+      yield* TestClock.adjust("2 seconds")
+      yield* settle
+      yield* Fiber.join(leaving)
+      expect(hook).toEqual(["stopped"])
+    }))
+
   it.scoped("a pod cut off from the manager but renewing in the database: the manager moves its shards only once that lease has been over for the margin", () =>
     Effect.gen(function*() {
       const { observer, cluster, renewals } = yield* renewingInTheDatabase

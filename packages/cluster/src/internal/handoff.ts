@@ -1,3 +1,4 @@
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -21,8 +22,14 @@ export interface Handoff {
   readonly applyGrant: (grant: LeaseGrant, sentAt: number) => Effect.Effect<void>
   /** Stops serving every shard (lease lost, or the manager forgot this pod). */
   readonly dropAllShards: (reason: string) => Effect.Effect<void>
-  /** Stops serving some shards (their lease ended). */
+  /** Stops serving some shards (their lease ended); returns once what ran on them has stopped. */
   readonly dropShards: (shards: ReadonlyArray<number>, reason: string) => Effect.Effect<void>
+  /**
+   * Stops serving some shards (their lease ends) as this effect starts, and starts their stop in a fiber of
+   * its own without waiting for it (the lease watchdog: each shard's stop begins at its own time). The pod's
+   * leaving, and a revocation of those shards, wait for the stop; a defect in it is logged.
+   */
+  readonly startDroppingShards: (shards: ReadonlyArray<number>, reason: string) => Effect.Effect<void>
   /** The manager's assignment of shards at epochs. */
   readonly assign: (shards: Iterable<number>, epochs: ReadonlyMap<number, number>) => Effect.Effect<void>
   /**
@@ -259,15 +266,33 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
   const dropAllShards = (reason: string): Effect.Effect<void> =>
     Effect.suspend(() => dropShards(state.heldShards(), reason))
 
-  const dropShards = (shards: ReadonlyArray<number>, reason: string): Effect.Effect<void> =>
-    Effect.suspend(() => {
+  // The shards stop being served (synchronously, as the effect starts: the watchdog's next look does not see
+  // them held) and their stop, lost (in-flight work cut off), runs in a fiber of its own, registered with the
+  // revocations' stops (`stopping`): the pod's leaving and a revocation of those shards wait for it, and an
+  // interrupted caller (the watchdog as the pod's scope closes) ends only its wait. A defect in the stop is
+  // logged there (nobody may join it).
+  const beginDrop = (shards: ReadonlyArray<number>, reason: string): Effect.Effect<Fiber.RuntimeFiber<void>> =>
+    Effect.uninterruptible(Effect.suspend(() => {
       const dropped = shards.filter((shard) => heldEpoch[shard]! !== 0)
       for (const shard of dropped) state.setHeld(shard, 0)
-      if (dropped.length === 0) return singletons.sync()
-      return Effect.logWarning(`dropping ${dropped.length} shards: ${reason}`).pipe(
-        Effect.zipRight(stopShards(dropped, "lost"))
-      )
-    })
+      const stop = dropped.length === 0 ? singletons.sync() : Effect.logWarning(
+        `dropping ${dropped.length} shards: ${reason}`
+      ).pipe(Effect.zipRight(stopShards(dropped, "lost")))
+      return Effect.forkDaemon(stopRevoked(
+        dropped,
+        () => {},
+        Effect.catchAllCause(stop, (cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.void
+            : Effect.logError(`stopping shards ${dropped.join(",")} (${reason}) failed`, cause))
+      ))
+    }))
+
+  const dropShards = (shards: ReadonlyArray<number>, reason: string): Effect.Effect<void> =>
+    Effect.flatMap(beginDrop(shards, reason), Fiber.join)
+
+  const startDroppingShards = (shards: ReadonlyArray<number>, reason: string): Effect.Effect<void> =>
+    Effect.asVoid(beginDrop(shards, reason))
 
   const assign = (shards: Iterable<number>, epochs: ReadonlyMap<number, number>): Effect.Effect<void> =>
     Effect.suspend(() => {
@@ -290,9 +315,10 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         )
     })
 
-  // The stops of revoked shards still running, by shard. They may outlive the manager's call (it gives up
-  // after its unassignTimeout, the stop runs on): a revocation asked again, or the pod leaving, confirms
-  // only once they have returned, so the shard's next owner never starts beside them.
+  // The stops of revoked (or dropped: `beginDrop`) shards still running, by shard. They may outlive the
+  // manager's call (it gives up after its unassignTimeout, the stop runs on): a revocation asked again, or
+  // the pod leaving, confirms only once they have returned, so the shard's next owner never starts beside
+  // them.
   // (each shard's stops: two may overlap, after the shard came back at a later epoch)
   const stopping = new Map<number, Set<Deferred.Deferred<void>>>()
   // (registered as the shards are released, before anything yields: a repeat may come at any later point.
@@ -409,6 +435,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
     applyGrant,
     dropAllShards,
     dropShards,
+    startDroppingShards,
     assign,
     unassign,
     stopEverything,

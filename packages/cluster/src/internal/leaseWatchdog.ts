@@ -130,7 +130,11 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
 
   // When a shard's lease is about to end (lease end minus entityTerminationTimeout) without a renewal, stop
   // it (its entities and singletons) so that all has stopped by the lease end. Wakes at the earliest such
-  // time, at least every renewal pause (a shard taken since has the manager's lease, no later).
+  // time, at least every renewal pause (a shard taken since has the manager's lease, no later). The stop
+  // runs on without the watchdog waiting for it: shards whose database leases end at different times each
+  // begin stopping at their own time, not once an earlier shard's stop (up to entityTerminationTimeout) has
+  // returned, past their lease end. (The dropped shards are no longer held when the drop returns: the next
+  // look does not drop them again. The pod's leaving waits for the stops still running.)
   const watchdog = restartOnDefect("the pod's lease watchdog", Effect.forever(Effect.suspend(() => {
     const now = monotonicMillis()
     const expired: Array<number> = []
@@ -142,7 +146,7 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
     }
     const pause = Duration.millis(Math.max(1, Math.min(pauseMillis(), next - now)))
     if (expired.length > 0) {
-      return Effect.zipRight(handoff.dropShards(expired, "lease not renewed in time"), Effect.sleep(pause))
+      return Effect.zipRight(handoff.startDroppingShards(expired, "lease not renewed in time"), Effect.sleep(pause))
     }
     if (singletons.anyRunning() && now >= state.leaseEnd - state.terminationMillis && state.heldShards().length === 0) {
       return Effect.zipRight(handoff.dropAllShards("lease not renewed in time"), Effect.sleep(pause))
