@@ -71,8 +71,10 @@ interface RunRow {
 
 const num = (value: unknown): number => Number(value)
 
-const chaos = (open: Effect.Effect<Database, never, Scope.Scope>) =>
-  Effect.gen(function*() {
+const chaos = (open: Effect.Effect<Database, never, Scope.Scope>) => {
+  // (the report of what happened, once there is one: printed too if the test runs out of time)
+  let reportSoFar: Effect.Effect<void> = Effect.void
+  return Effect.gen(function*() {
     const seed = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31))
     const random = generator(seed)
     const began = performance.now()
@@ -149,6 +151,7 @@ WHERE status IN ('completed', 'failed')`,
       console.error(JSON.stringify(statuses), JSON.stringify(fences))
       for (const child of [...retired, ...slots.map((slot) => slot.child), submitter]) console.error(child.describe())
     }).pipe(Effect.ignore)
+    reportSoFar = report
 
     // --- chaos -------------------------------------------------------------------------------------------
     const plan: Array<"kill" | "pause"> = ["kill", "pause"]
@@ -402,7 +405,15 @@ SELECT execution_id, pod, at FROM ${sql(t.ledger)}`
         `pod, none beginning a body after; ${inFlight.length} bodies in flight at a pause wrote after` +
         (inFlight.length > 0 ? `: ${inFlight.join(", ")}` : "") + `), ${((performance.now() - began) / 1000).toFixed(0)} s`
     )
-  })
+  }).pipe(
+    Effect.timeoutFail({
+      duration: testTimeout - 10_000,
+      onTimeout: () => new Error(`the chaos run did not end within ${(testTimeout - 10_000) / 1000} s`)
+    }),
+    Effect.tapError(() => Effect.suspend(() => reportSoFar)),
+    Effect.orDie
+  )
+}
 
 const name = "kills, pauses past the lease and restarts: every workflow ends right, no execution on two pods at once"
 
