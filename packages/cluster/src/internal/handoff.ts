@@ -51,6 +51,11 @@ export interface Handoff {
    * runs, each with the (highest) epoch released: their fences stay this pod's until the stop returns.
    */
   readonly releasingShardEpochs: () => ReadonlyMap<number, number>
+  /**
+   * Whether a stop of the shard still runs: a revocation's, or a drop's (not marked releasing: a shard the
+   * watchdog dropped, then revoked, is released while that stop runs).
+   */
+  readonly stopRunning: (shard: number) => boolean
 }
 
 /**
@@ -439,6 +444,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
     assign,
     unassign,
     stopEverything,
-    releasingShardEpochs: () => releasing.snapshot()
+    releasingShardEpochs: () => releasing.snapshot(),
+    stopRunning: (shard) => stopping.has(shard)
   }
 }
