@@ -264,7 +264,15 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         }
       }
       const dropped = regressions.map((assignment) => assignment.shardId)
-      const applied = Effect.zipRight(dropRegressed(state, regressions, "grant"), stopShards(lost.concat(dropped), "lost"))
+      // (the stop is registered with the others, `stopping`: the pod's leaving waits for it, and the heartbeat's
+      // interruption as the pod's scope closes does not cut it short)
+      const stopped = lost.concat(dropped)
+      const applied = Effect.zipRight(
+        dropRegressed(state, regressions, "grant"),
+        stopped.length === 0
+          ? stopShards(stopped, "lost")
+          : Effect.flatMap(stopRegistered(stopped, "moved by the shard manager", stopShards(stopped, "lost")), Fiber.join)
+      )
       return shorter ? Effect.zipRight(shorterLeaseWarning(state, lease), applied) : applied
     })
 
@@ -283,15 +291,24 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       const stop = dropped.length === 0 ? singletons.sync() : Effect.logWarning(
         `dropping ${dropped.length} shards: ${reason}`
       ).pipe(Effect.zipRight(stopShards(dropped, "lost")))
-      return Effect.forkDaemon(stopRevoked(
-        dropped,
-        () => {},
-        Effect.catchAllCause(stop, (cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.void
-            : Effect.logError(`stopping shards ${dropped.join(",")} (${reason}) failed`, cause))
-      ))
+      return stopRegistered(dropped, reason, stop)
     }))
+
+  // A stop of shards no longer held, in a daemon fiber registered with the others (`stopping`); a defect in
+  // it is logged there.
+  const stopRegistered = (
+    shards: ReadonlyArray<number>,
+    reason: string,
+    stop: Effect.Effect<void>
+  ): Effect.Effect<Fiber.RuntimeFiber<void>> =>
+    Effect.forkDaemon(stopRevoked(
+      shards,
+      () => {},
+      Effect.catchAllCause(stop, (cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? Effect.void
+          : Effect.logError(`stopping shards ${shards.join(",")} (${reason}) failed`, cause))
+    ))
 
   const dropShards = (shards: ReadonlyArray<number>, reason: string): Effect.Effect<void> =>
     Effect.flatMap(beginDrop(shards, reason), Fiber.join)
