@@ -397,10 +397,12 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           released.push([shard, heldEpoch[shard]!])
           stopped.push(shard)
           if (pastServing(state, shard)) late.push(shard)
-        } else {
-          const running = stopping.get(shard)
-          if (running !== undefined) pending.push(...running)
         }
+        // (held again or not: an earlier stop of the shard may still run, e.g. the watchdog's drop before a
+        // grant gave the shard back at the same epoch; its stop hooks and singletons' clean-up are not this
+        // stop's, and the confirmation waits for them too)
+        const running = stopping.get(shard)
+        if (running !== undefined) pending.push(...running)
         const route = state.routing[shard]
         if (route?.podKey === state.selfKey) state.routing[shard] = { pod: undefined, podKey: "", epoch: route.epoch }
       }
