@@ -264,14 +264,17 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         }
       }
       const dropped = regressions.map((assignment) => assignment.shardId)
-      // (the stop is registered with the others, `stopping`: the pod's leaving waits for it, and the heartbeat's
-      // interruption as the pod's scope closes does not cut it short)
+      // (the stop is registered with the others, `stopping`: the pod's leaving and a revocation wait for it, and
+      // the heartbeat's interruption as the pod's scope closes does not cut it short. The heartbeat does not
+      // wait for it: a stop of up to entityTerminationTimeout, or one that overruns (a finalizer or an
+      // uninterruptible stop hook that hangs), must not delay the renewal of the pod's other shards past their
+      // lease end; the shards' release waits for it still.)
       const stopped = lost.concat(dropped)
       const applied = Effect.zipRight(
         dropRegressed(state, regressions, "grant"),
         stopped.length === 0
           ? stopShards(stopped, "lost")
-          : Effect.flatMap(stopRegistered(stopped, "moved by the shard manager", stopShards(stopped, "lost")), Fiber.join)
+          : Effect.asVoid(stopRegistered(stopped, "moved by the shard manager", stopShards(stopped, "lost")))
       )
       return shorter ? Effect.zipRight(shorterLeaseWarning(state, lease), applied) : applied
     })
