@@ -173,7 +173,8 @@ const stopEverythingOf = (
   singletons: Singletons,
   releasing: Releasing,
   stopOwnWork: (shards: ReadonlyArray<number>, kind: ShardStopKind) => Effect.Effect<void>,
-  stillStopping: Effect.Effect<void>,
+  stillStopping: () => Effect.Effect<void>,
+  register: (shards: ReadonlyArray<number>, unmark: () => void, stop: Effect.Effect<void>) => Effect.Effect<void>,
   leaving: () => void
 ): Effect.Effect<void> =>
   Effect.uninterruptibleMask((restore) =>
@@ -202,8 +203,11 @@ const stopEverythingOf = (
         ),
         { concurrent: true }
       )
-      // (and the revoked shards' stops still running: the pod leaves once they have returned too)
-      return Effect.ensuring(restore(Effect.zip(stop, stillStopping, { concurrent: true })), Effect.sync(unmark))
+      // (and the revoked shards' stops still running: the pod leaves once they have returned too. Taken before
+      // this stop is registered with them, `stopping`: a revocation arriving meanwhile waits for it, as the
+      // manager takes its return as the confirmation)
+      const earlier = stillStopping()
+      return register(held, unmark, restore(Effect.zip(stop, earlier, { concurrent: true })))
     })
   )
 
@@ -453,7 +457,8 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       singletons,
       releasing,
       stopOwnWork,
-      Effect.suspend(() => stillStopping(Array.from(stopping.values(), (stops) => Array.from(stops)).flat())),
+      () => stillStopping(Array.from(stopping.values(), (stops) => Array.from(stops)).flat()),
+      stopRevoked,
       leaving
     )
 
