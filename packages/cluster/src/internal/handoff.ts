@@ -116,7 +116,8 @@ const makeStoppers = (state: PodState, singletons: Singletons) => {
     shards.length === 0 || state.shardStoppers.size === 0 ? Effect.void : Effect.forEach(
       Array.from(state.shardStoppers),
       (stop) =>
-        stop(shards, kind).pipe(
+        // (suspended: a hook that throws instead of returning an effect fails only itself, not the whole stop)
+        Effect.suspend(() => stop(shards, kind)).pipe(
           Effect.timeoutOption(state.terminationMillis),
           Effect.catchAllCause((cause) => Effect.logWarning("a shard stop hook failed", cause))
         ),
