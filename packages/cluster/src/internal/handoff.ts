@@ -116,7 +116,8 @@ const makeStoppers = (state: PodState, singletons: Singletons) => {
     shards.length === 0 || state.shardStoppers.size === 0 ? Effect.void : Effect.forEach(
       Array.from(state.shardStoppers),
       (stop) =>
-        stop(shards, kind).pipe(
+        // (suspended: a hook that throws instead of returning an effect fails only itself, not the whole stop)
+        Effect.suspend(() => stop(shards, kind)).pipe(
           Effect.timeoutOption(state.terminationMillis),
           Effect.catchAllCause((cause) => Effect.logWarning("a shard stop hook failed", cause))
         ),
@@ -173,7 +174,8 @@ const stopEverythingOf = (
   singletons: Singletons,
   releasing: Releasing,
   stopOwnWork: (shards: ReadonlyArray<number>, kind: ShardStopKind) => Effect.Effect<void>,
-  stillStopping: Effect.Effect<void>,
+  stillStopping: () => Effect.Effect<void>,
+  register: (shards: ReadonlyArray<number>, unmark: () => void, stop: Effect.Effect<void>) => Effect.Effect<void>,
   leaving: () => void
 ): Effect.Effect<void> =>
   Effect.uninterruptibleMask((restore) =>
@@ -202,8 +204,11 @@ const stopEverythingOf = (
         ),
         { concurrent: true }
       )
-      // (and the revoked shards' stops still running: the pod leaves once they have returned too)
-      return Effect.ensuring(restore(Effect.zip(stop, stillStopping, { concurrent: true })), Effect.sync(unmark))
+      // (and the revoked shards' stops still running: the pod leaves once they have returned too. Taken before
+      // this stop is registered with them, `stopping`: a revocation arriving meanwhile waits for it, as the
+      // manager takes its return as the confirmation)
+      const earlier = stillStopping()
+      return register(held, unmark, restore(Effect.zip(stop, earlier, { concurrent: true })))
     })
   )
 
@@ -264,14 +269,17 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
         }
       }
       const dropped = regressions.map((assignment) => assignment.shardId)
-      // (the stop is registered with the others, `stopping`: the pod's leaving waits for it, and the heartbeat's
-      // interruption as the pod's scope closes does not cut it short)
+      // (the stop is registered with the others, `stopping`: the pod's leaving and a revocation wait for it, and
+      // the heartbeat's interruption as the pod's scope closes does not cut it short. The heartbeat does not
+      // wait for it: a stop of up to entityTerminationTimeout, or one that overruns (a finalizer or an
+      // uninterruptible stop hook that hangs), must not delay the renewal of the pod's other shards past their
+      // lease end; the shards' release waits for it still.)
       const stopped = lost.concat(dropped)
       const applied = Effect.zipRight(
         dropRegressed(state, regressions, "grant"),
         stopped.length === 0
           ? stopShards(stopped, "lost")
-          : Effect.flatMap(stopRegistered(stopped, "moved by the shard manager", stopShards(stopped, "lost")), Fiber.join)
+          : Effect.asVoid(stopRegistered(stopped, "moved by the shard manager", stopShards(stopped, "lost")))
       )
       return shorter ? Effect.zipRight(shorterLeaseWarning(state, lease), applied) : applied
     })
@@ -397,10 +405,12 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
           released.push([shard, heldEpoch[shard]!])
           stopped.push(shard)
           if (pastServing(state, shard)) late.push(shard)
-        } else {
-          const running = stopping.get(shard)
-          if (running !== undefined) pending.push(...running)
         }
+        // (held again or not: an earlier stop of the shard may still run, e.g. the watchdog's drop before a
+        // grant gave the shard back at the same epoch; its stop hooks and singletons' clean-up are not this
+        // stop's, and the confirmation waits for them too)
+        const running = stopping.get(shard)
+        if (running !== undefined) pending.push(...running)
         const route = state.routing[shard]
         if (route?.podKey === state.selfKey) state.routing[shard] = { pod: undefined, podKey: "", epoch: route.epoch }
       }
@@ -448,7 +458,8 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       singletons,
       releasing,
       stopOwnWork,
-      Effect.suspend(() => stillStopping(Array.from(stopping.values(), (stops) => Array.from(stops)).flat())),
+      () => stillStopping(Array.from(stopping.values(), (stops) => Array.from(stops)).flat()),
+      stopRevoked,
       leaving
     )
 
