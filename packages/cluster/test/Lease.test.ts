@@ -253,6 +253,47 @@ describe("a pod that renews its leases in the database (Storage.PodLeases)", () 
       expect(hook).toEqual(["stopped"])
     }))
 
+  it.scoped("the watchdog's stop of a lapsed shard cuts a stop hook that overruns at entityTerminationTimeout", () =>
+    Effect.gen(function*() {
+      const { cluster, refuseRenewalOf, renewals } = yield* renewingInTheDatabase
+      const lease = 30_000
+      const termination = 3_000
+      const a = yield* cluster.startPod(1)
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      const lapsed = 7
+      // a hook that would take 10 s: longer than entityTerminationTimeout
+      const hook: Array<string> = []
+      yield* a.sharding.registerShardStop((shards, kind) =>
+        shards.includes(lapsed) && kind === "lost"
+          ? Effect.sleep("10 seconds").pipe(
+            Effect.zipRight(Effect.sync(() => void hook.push("stopped"))),
+            Effect.onInterrupt(() => Effect.sync(() => void hook.push("cut short")))
+          )
+          : Effect.void
+      )
+      yield* cluster.stopManager
+      for (let t = 0; t < 40; t++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      refuseRenewalOf(lapsed)
+      const end = lastRenewal(renewals, 1, (renewal) => renewal.shards.includes(lapsed))! + lease
+      const now = yield* Clock.currentTimeMillis
+      yield* TestClock.adjust(Duration.millis(end - termination - now))
+      yield* settle
+      expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(29)
+      yield* TestClock.adjust(Duration.millis(termination - 1))
+      yield* settle
+      expect(hook).toEqual([])
+      // at the lease end: cut short (the stop ran uninterruptibly before: its timeout waited for the hook)
+      yield* TestClock.adjust(Duration.millis(1))
+      yield* settle
+      expect(hook).toEqual(["cut short"])
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      expect(hook).toEqual(["cut short"])
+    }))
+
   it.scoped("a pod cut off from the manager but renewing in the database: the manager moves its shards only once that lease has been over for the margin", () =>
     Effect.gen(function*() {
       const { observer, cluster, renewals } = yield* renewingInTheDatabase
@@ -334,5 +375,38 @@ describe("a grant that shows a shard this pod holds on another pod", () => {
       yield* settle
       yield* Fiber.join(leaving)
       expect(hook).toEqual(["stopped"])
+    }))
+})
+
+describe("a pod leaving from an uninterruptible region (the Sharding layer's finalizer)", () => {
+  it.scoped("cuts a stop hook that overruns at entityTerminationTimeout", () =>
+    Effect.gen(function*() {
+      const termination = 3_000
+      const cluster = yield* makeTestCluster({
+        numberOfShards: 30,
+        manager: { rebalanceRate: 1 },
+        pod: { entityTerminationTimeout: Duration.millis(termination) }
+      })
+      yield* cluster.startManager
+      const a = yield* cluster.startPod(1)
+      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+      const hook: Array<string> = []
+      yield* a.sharding.registerShardStop((shards) =>
+        shards.includes(7)
+          ? Effect.sleep("10 seconds").pipe(
+            Effect.zipRight(Effect.sync(() => void hook.push("stopped"))),
+            Effect.onInterrupt(() => Effect.sync(() => void hook.push("cut short")))
+          )
+          : Effect.void
+      )
+      const leaving = yield* Effect.fork(Effect.uninterruptible(a.leave))
+      yield* settle
+      yield* TestClock.adjust(Duration.millis(termination - 1))
+      yield* settle
+      expect(hook).toEqual([])
+      yield* TestClock.adjust(Duration.millis(1))
+      yield* settle
+      expect(hook).toEqual(["cut short"])
+      yield* Fiber.join(leaving)
     }))
 })

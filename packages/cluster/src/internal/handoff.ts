@@ -208,7 +208,14 @@ const stopEverythingOf = (
       // this stop is registered with them, `stopping`: a revocation arriving meanwhile waits for it, as the
       // manager takes its return as the confirmation)
       const earlier = stillStopping()
-      return register(held, unmark, restore(Effect.zip(stop, earlier, { concurrent: true })))
+      // The stop runs in a daemon fiber, interruptible: its timeouts (a stop hook's, an entity's termination)
+      // cut what overruns. In the caller's fiber it could not: the Sharding layer's finalizer leaves
+      // uninterruptibly, and an effect timed out in an uninterruptible region is waited for. The caller waits
+      // for it (interrupted, it ends only its wait, as with a revocation).
+      return Effect.flatMap(
+        Effect.forkDaemon(register(held, unmark, Effect.interruptible(Effect.zip(stop, earlier, { concurrent: true })))),
+        (fiber) => restore(Fiber.join(fiber))
+      )
     })
   )
 
@@ -302,20 +309,24 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       return stopRegistered(dropped, reason, stop)
     }))
 
-  // A stop of shards no longer held, in a daemon fiber registered with the others (`stopping`); a defect in
-  // it is logged there.
+  // A stop of shards no longer held, in a daemon fiber registered with the others (`stopping`), both in one
+  // uninterruptible step (registered, a stop that never started would hold their release for ever); a defect
+  // in it is logged there. The stop itself is interruptible: a fiber forked in an uninterruptible region
+  // inherits it, and its timeouts (a stop hook's, an entity's termination) could then cut nothing short.
   const stopRegistered = (
     shards: ReadonlyArray<number>,
     reason: string,
     stop: Effect.Effect<void>
   ): Effect.Effect<Fiber.RuntimeFiber<void>> =>
-    Effect.forkDaemon(stopRevoked(
-      shards,
-      () => {},
-      Effect.catchAllCause(stop, (cause) =>
-        Cause.isInterruptedOnly(cause)
-          ? Effect.void
-          : Effect.logError(`stopping shards ${shards.join(",")} (${reason}) failed`, cause))
+    Effect.uninterruptible(Effect.suspend(() =>
+      Effect.forkDaemon(stopRevoked(
+        shards,
+        () => {},
+        Effect.interruptible(Effect.catchAllCause(stop, (cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.void
+            : Effect.logError(`stopping shards ${shards.join(",")} (${reason}) failed`, cause)))
+      ))
     ))
 
   const dropShards = (shards: ReadonlyArray<number>, reason: string): Effect.Effect<void> =>
@@ -444,7 +455,7 @@ export const makeHandoff = (state: PodState, routing: Routing, singletons: Singl
       // shard stop hooks would end early (the workflow engine's drain cut short), the shards would stop being
       // releasing and the next heartbeat would confirm their release while what was cut off may still run.
       const detached = Effect.flatMap(
-        Effect.forkDaemon(stopRevoked(stopped, unmark, restore(stop))),
+        Effect.forkDaemon(stopRevoked(stopped, unmark, Effect.interruptible(stop))),
         (fiber) => restore(Fiber.join(fiber))
       )
       return regressions.length === 0
