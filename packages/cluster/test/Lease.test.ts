@@ -92,6 +92,47 @@ const renewingInTheDatabase = Effect.gen(function*() {
 const lastRenewal = (renewals: ReadonlyArray<Renewal>, port: number, which: (renewal: Renewal) => boolean) =>
   renewals.filter((renewal) => renewal.port === port && which(renewal)).at(-1)?.sentAt
 
+/** A stop hook for `shard` (stops of `kind`, or any) taking `millis`; it records "stopped" or "cut short". */
+const slowStopHook = (sharding: Sharding.Sharding, shard: number, millis: number, kind?: Sharding.ShardStopKind) =>
+  Effect.gen(function*() {
+    const hook: Array<string> = []
+    yield* sharding.registerShardStop((shards, stopKind) =>
+      shards.includes(shard) && (kind === undefined || stopKind === kind)
+        ? Effect.sleep(Duration.millis(millis)).pipe(
+          Effect.zipRight(Effect.sync(() => void hook.push("stopped"))),
+          Effect.onInterrupt(() => Effect.sync(() => void hook.push("cut short")))
+        )
+        : Effect.void
+    )
+    return hook
+  })
+
+/**
+ * Pod 1 alone, holding the 30 shards, the manager stopped: shard 7's database renewal is refused, and the clock
+ * moves to the moment its watchdog drops it (lease end - entityTerminationTimeout), its lost stop hook taking
+ * `hookMillis`.
+ */
+const lapsedShard = (hookMillis: number) =>
+  Effect.gen(function*() {
+    const { cluster, refuseRenewalOf, renewals } = yield* renewingInTheDatabase
+    const lapsed = 7
+    const a = yield* cluster.startPod(1)
+    yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+    const hook = yield* slowStopHook(a.sharding, lapsed, hookMillis, "lost")
+    yield* cluster.stopManager
+    for (let t = 0; t < 40; t++) {
+      yield* TestClock.adjust("1 second")
+      yield* settle
+    }
+    refuseRenewalOf(lapsed)
+    const end = lastRenewal(renewals, 1, (renewal) => renewal.shards.includes(lapsed))! + 30_000
+    const now = yield* Clock.currentTimeMillis
+    yield* TestClock.adjust(Duration.millis(end - 3_000 - now))
+    yield* settle
+    expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(29)
+    return { a, hook }
+  })
+
 describe("a pod that renews its leases in the database (Storage.PodLeases)", () => {
   it.scoped("a renewal that dies (a storage defect) does not end the renewals: the pod keeps its shards without a manager", () =>
     Effect.gen(function*() {
@@ -214,34 +255,9 @@ describe("a pod that renews its leases in the database (Storage.PodLeases)", () 
 
   it.scoped("a pod leaving while the watchdog's stop of a lapsed shard runs leaves once that stop (its stop hook) has returned", () =>
     Effect.gen(function*() {
-      const { cluster, refuseRenewalOf, renewals } = yield* renewingInTheDatabase
-      const lease = 30_000
-      const termination = 3_000
-      const a = yield* cluster.startPod(1)
-      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
-      const lapsed = 7
       // the work of its own the pod stops with the lapsed shard: 2.9 s, within entityTerminationTimeout
-      const hook: Array<string> = []
-      yield* a.sharding.registerShardStop((shards, kind) =>
-        shards.includes(lapsed) && kind === "lost"
-          ? Effect.sleep(Duration.millis(termination - 100)).pipe(
-            Effect.zipRight(Effect.sync(() => void hook.push("stopped"))),
-            Effect.onInterrupt(() => Effect.sync(() => void hook.push("interrupted")))
-          )
-          : Effect.void
-      )
-      yield* cluster.stopManager
-      for (let t = 0; t < 40; t++) {
-        yield* TestClock.adjust("1 second")
-        yield* settle
-      }
-      refuseRenewalOf(lapsed)
-      const end = lastRenewal(renewals, 1, (renewal) => renewal.shards.includes(lapsed))! + lease
-      const now = yield* Clock.currentTimeMillis
-      // The watchdog drops the shard (its stop begins), and a second later the pod leaves.
-      yield* TestClock.adjust(Duration.millis(end - termination - now))
-      yield* settle
-      expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(29)
+      const { a, hook } = yield* lapsedShard(2_900)
+      // a second into that stop, the pod leaves
       yield* TestClock.adjust("1 second")
       yield* settle
       const leaving = yield* Effect.fork(a.leave)
@@ -255,34 +271,9 @@ describe("a pod that renews its leases in the database (Storage.PodLeases)", () 
 
   it.scoped("the watchdog's stop of a lapsed shard cuts a stop hook that overruns at entityTerminationTimeout", () =>
     Effect.gen(function*() {
-      const { cluster, refuseRenewalOf, renewals } = yield* renewingInTheDatabase
-      const lease = 30_000
-      const termination = 3_000
-      const a = yield* cluster.startPod(1)
-      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
-      const lapsed = 7
-      // a hook that would take 10 s: longer than entityTerminationTimeout
-      const hook: Array<string> = []
-      yield* a.sharding.registerShardStop((shards, kind) =>
-        shards.includes(lapsed) && kind === "lost"
-          ? Effect.sleep("10 seconds").pipe(
-            Effect.zipRight(Effect.sync(() => void hook.push("stopped"))),
-            Effect.onInterrupt(() => Effect.sync(() => void hook.push("cut short")))
-          )
-          : Effect.void
-      )
-      yield* cluster.stopManager
-      for (let t = 0; t < 40; t++) {
-        yield* TestClock.adjust("1 second")
-        yield* settle
-      }
-      refuseRenewalOf(lapsed)
-      const end = lastRenewal(renewals, 1, (renewal) => renewal.shards.includes(lapsed))! + lease
-      const now = yield* Clock.currentTimeMillis
-      yield* TestClock.adjust(Duration.millis(end - termination - now))
-      yield* settle
-      expect(Array.from(yield* a.sharding.getAssignedShardIds).length).toBe(29)
-      yield* TestClock.adjust(Duration.millis(termination - 1))
+      // a hook that would take 10 s: longer than entityTerminationTimeout (3 s)
+      const { hook } = yield* lapsedShard(10_000)
+      yield* TestClock.adjust(Duration.millis(3_000 - 1))
       yield* settle
       expect(hook).toEqual([])
       // at the lease end: cut short (the stop ran uninterruptibly before: its timeout waited for the hook)
@@ -350,15 +341,7 @@ describe("a grant that shows a shard this pod holds on another pod", () => {
       const shard = (yield* held(b))[0]!
       const epoch = (yield* b.sharding.servedShardEpochs).get(shard)!
       // the work of its own pod 1 stops with that shard: 2.9 s, within entityTerminationTimeout
-      const hook: Array<string> = []
-      yield* a.sharding.registerShardStop((shards, kind) =>
-        shards.includes(shard) && kind === "lost"
-          ? Effect.sleep(Duration.millis(termination - 100)).pipe(
-            Effect.zipRight(Effect.sync(() => void hook.push("stopped"))),
-            Effect.onInterrupt(() => Effect.sync(() => void hook.push("interrupted")))
-          )
-          : Effect.void
-      )
+      const hook = yield* slowStopHook(a.sharding, shard, termination - 100, "lost")
       // A misdirected push: pod 1 takes pod 2's shard at pod 2's epoch (not below the route it knows).
       yield* a.sharding.assign(HashSet.make(ShardId.make(shard)), new Map([[shard, epoch]]))
       expect(yield* held(a)).toContain(shard)
@@ -390,15 +373,7 @@ describe("a pod leaving from an uninterruptible region (the Sharding layer's fin
       yield* cluster.startManager
       const a = yield* cluster.startPod(1)
       yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
-      const hook: Array<string> = []
-      yield* a.sharding.registerShardStop((shards) =>
-        shards.includes(7)
-          ? Effect.sleep("10 seconds").pipe(
-            Effect.zipRight(Effect.sync(() => void hook.push("stopped"))),
-            Effect.onInterrupt(() => Effect.sync(() => void hook.push("cut short")))
-          )
-          : Effect.void
-      )
+      const hook = yield* slowStopHook(a.sharding, 7, 10_000)
       const leaving = yield* Effect.fork(Effect.uninterruptible(a.leave))
       yield* settle
       yield* TestClock.adjust(Duration.millis(termination - 1))

@@ -57,7 +57,7 @@ for (const storageCase of storageCases) {
       Effect.gen(function*() {
         const database = yield* storageCase.database
         const [storageA, storageB] = [yield* database.open, yield* database.open]
-        const [portA, portB] = [yield* closedPort, yield* closedPort]
+        const portA = yield* closedPort
         const start = (holder: string, port: number, storage: typeof storageA) =>
           Layer.build(
             NodeCluster.layerManagerStandby({ holder, manager: { ...manager, apiPort: port } }).pipe(
@@ -66,9 +66,21 @@ for (const storageCase of storageCases) {
           )
         const scopeA = yield* Scope.make()
         yield* Scope.extend(start("manager-a", portA, storageA), scopeA)
-        // B binds its port at once but is built (active) only once it holds the lease.
-        const b = yield* Effect.fork(start("manager-b", portB, storageB))
-        yield* eventuallyLive(Effect.map(healthOf(portB), (status) => status === 503))
+        // B binds its port at once but is built (active) only once it holds the lease. (A port found free may be
+        // taken by another process's socket before B binds it, in a full run: B's build then fails at once, and
+        // B starts again on another port.)
+        let portB = yield* closedPort
+        let b = yield* Effect.fork(start("manager-b", portB, storageB))
+        for (let tries = 1; ; tries++) {
+          yield* eventuallyLive(
+            Effect.zipWith(healthOf(portB), b.poll, (status, ended) => status === 503 || Option.isSome(ended))
+          )
+          const ended = yield* b.poll
+          if (Option.isNone(ended)) break
+          if (tries === 3) return yield* Effect.dieMessage(`manager B did not start: ${String(ended.value)}`)
+          portB = yield* closedPort
+          b = yield* Effect.fork(start("manager-b", portB, storageB))
+        }
         expect(yield* healthOf(portA)).toBe(200)
         const uris = `http://127.0.0.1:${portB},http://127.0.0.1:${portA}`
         // The standby's own answer to a call: the typed ManagerNotActive.
