@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Sharding, ShardId, Storage } from "@effect-cluster/cluster"
-import { Clock, Duration, Effect, Fiber, HashSet, Option, TestClock } from "effect"
-import { eventually, makeTestCluster, settle } from "./utils/cluster.js"
+import { Sharding, Storage } from "@effect-cluster/cluster"
+import { Clock, Duration, Effect, Fiber, Option, TestClock } from "effect"
+import { eventually, makeTestCluster, settle, twoPodsAndAMisdirectedShard } from "./utils/cluster.js"
 import { Counter, counterBehaviour, freshId, GetCount } from "./utils/counter.js"
 import { Observer } from "./utils/observer.js"
 
@@ -328,22 +328,15 @@ describe("a grant that shows a shard this pod holds on another pod", () => {
   it.scoped("stops the shard as lost, and the pod leaving meanwhile waits for that stop (its stop hook)", () =>
     Effect.gen(function*() {
       const termination = 3_000
-      const cluster = yield* makeTestCluster({
+      const { a, held, misdirect, shard } = yield* twoPodsAndAMisdirectedShard({
         numberOfShards: 30,
         manager: { rebalanceRate: 1 },
         pod: { entityTerminationTimeout: Duration.millis(termination) }
       })
-      yield* cluster.startManager
-      const a = yield* cluster.startPod(1)
-      const b = yield* cluster.startPod(2)
-      const held = (pod: typeof a) => Effect.map(pod.sharding.getAssignedShardIds, (s) => Array.from(s, (id) => id.value))
-      yield* eventually(Effect.map(Effect.all([held(a), held(b)]), ([x, y]) => x.length === 15 && y.length === 15))
-      const shard = (yield* held(b))[0]!
-      const epoch = (yield* b.sharding.servedShardEpochs).get(shard)!
       // the work of its own pod 1 stops with that shard: 2.9 s, within entityTerminationTimeout
       const hook = yield* slowStopHook(a.sharding, shard, termination - 100, "lost")
       // A misdirected push: pod 1 takes pod 2's shard at pod 2's epoch (not below the route it knows).
-      yield* a.sharding.assign(HashSet.make(ShardId.make(shard)), new Map([[shard, epoch]]))
+      yield* misdirect
       expect(yield* held(a)).toContain(shard)
       // Its next heartbeat's grant has the shard on pod 2 at that epoch: pod 1 stops it as lost.
       yield* Effect.fork(a.sharding.heartbeat)

@@ -3,22 +3,17 @@
 // uninterruptible call: its entityTerminationTimeout cannot cut it short; an entity finalizer that hangs) kept
 // the heartbeat waiting for ever: no more renewals, and the pod dropped every other shard at its lease end. The
 // release of the lost shard waits for the stop (it is registered: `stopRunning`); the heartbeat need not.
-import { ShardId } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, HashSet, TestClock } from "effect"
-import { eventually, makeTestCluster, settle } from "../utils/cluster.js"
+import { Deferred, Duration, Effect, TestClock } from "effect"
+import { settle, twoPodsAndAMisdirectedShard } from "../utils/cluster.js"
 
 describe("a lost shard's stop that never returns", () => {
   it.scoped("does not stop the pod's heartbeat: its other shards keep their lease", () =>
     Effect.gen(function*() {
-      const cluster = yield* makeTestCluster({ numberOfShards: 30, manager: { rebalanceRate: 1 } })
-      yield* cluster.startManager
-      const a = yield* cluster.startPod(1)
-      const b = yield* cluster.startPod(2)
-      const held = (pod: typeof a) => Effect.map(pod.sharding.getAssignedShardIds, (s) => Array.from(s, (id) => id.value))
-      yield* eventually(Effect.map(Effect.all([held(a), held(b)]), ([x, y]) => x.length === 15 && y.length === 15))
-      const shard = (yield* held(b))[0]!
-      const epoch = (yield* b.sharding.servedShardEpochs).get(shard)!
+      const { a, held, misdirect, shard } = yield* twoPodsAndAMisdirectedShard({
+        numberOfShards: 30,
+        manager: { rebalanceRate: 1 }
+      })
       // pod 1's own work on that shard, stopped as lost, never returns (an uninterruptible call that hangs)
       // (it returns as the test ends, so that the pods can leave)
       const hang = yield* Deferred.make<void>()
@@ -30,7 +25,7 @@ describe("a lost shard's stop that never returns", () => {
           : Effect.void
       )
       // A misdirected push: pod 1 takes pod 2's shard at pod 2's epoch; its next grant stops it as lost.
-      yield* a.sharding.assign(HashSet.make(ShardId.make(shard)), new Map([[shard, epoch]]))
+      yield* misdirect
       expect(yield* held(a)).toContain(shard)
       yield* Effect.fork(a.sharding.heartbeat)
       yield* settle
@@ -52,22 +47,15 @@ describe("a lost shard's stop that never returns", () => {
   it.scoped("a lost shard's stop within entityTerminationTimeout does not delay the next renewal past the lease", () =>
     Effect.gen(function*() {
       const termination = 14_000
-      const cluster = yield* makeTestCluster({
+      const { a, held, misdirect, shard } = yield* twoPodsAndAMisdirectedShard({
         numberOfShards: 30,
         manager: { rebalanceRate: 1 },
         pod: { entityTerminationTimeout: Duration.millis(termination) }
       })
-      yield* cluster.startManager
-      const a = yield* cluster.startPod(1)
-      const b = yield* cluster.startPod(2)
-      const held = (pod: typeof a) => Effect.map(pod.sharding.getAssignedShardIds, (s) => Array.from(s, (id) => id.value))
-      yield* eventually(Effect.map(Effect.all([held(a), held(b)]), ([x, y]) => x.length === 15 && y.length === 15))
-      const shard = (yield* held(b))[0]!
-      const epoch = (yield* b.sharding.servedShardEpochs).get(shard)!
       yield* a.sharding.registerShardStop((shards, kind) =>
         shards.includes(shard) && kind === "lost" ? Effect.sleep(Duration.millis(termination - 100)) : Effect.void
       )
-      yield* a.sharding.assign(HashSet.make(ShardId.make(shard)), new Map([[shard, epoch]]))
+      yield* misdirect
       // the heartbeat loop's own renewal applies the grant that shows the shard on pod 2
       let fewest = 15
       for (let t = 0; t < 60; t++) {

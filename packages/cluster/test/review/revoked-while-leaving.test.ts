@@ -2,29 +2,18 @@
 // arriving meanwhile (the manager rebalancing onto a pod that joined) found its shards no longer held and no stop
 // of theirs registered (`stopping`: the leaving's stop is not), and returned at once: the manager's
 // confirmation, while the entities' finalizers still ran here; the shard's next owner could start beside them.
-import { Sharding, ShardId } from "@effect-cluster/cluster"
+import { ShardId } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, HashSet, Option, TestClock } from "effect"
-import { eventually, makeTestCluster, settle } from "../utils/cluster.js"
-import { Counter, counterBehaviour, freshId, GetCount } from "../utils/counter.js"
+import { settle } from "../utils/cluster.js"
+import { onePodWithSlowEntities } from "../utils/slowEntity.js"
 
 describe("a revocation that arrives while the pod leaves", () => {
   it.scoped("returns only once the shard's entities have stopped", () =>
     Effect.gen(function*() {
       const termination = 3_000
-      const stopped: Array<string> = []
-      const cluster = yield* makeTestCluster({ numberOfShards: 1, pod: { entityMaxIdleTime: Duration.minutes(10) } })
-      yield* cluster.startManager
-      const a = yield* cluster.startPod(
-        1,
-        Sharding.registerEntity(Counter)(counterBehaviour({
-          onStop: (entityId) =>
-            Effect.zipRight(Effect.sleep(Duration.millis(termination - 100)), Effect.sync(() => void stopped.push(entityId)))
-        }))
-      )
-      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => HashSet.size(s) === 1))
-      const epoch = (yield* a.sharding.servedShardEpochs).get(1)!
-      yield* a.sharding.messenger(Counter).send("e")(new GetCount({ messageId: freshId() }))
+      const { a, epoch, startEntity, stopped } = yield* onePodWithSlowEntities(termination - 100)
+      yield* startEntity
       const leaving = yield* Effect.fork(a.sharding.unregister)
       yield* settle
       expect(Option.isNone(yield* Fiber.poll(leaving))).toBe(true) // the finalizer runs

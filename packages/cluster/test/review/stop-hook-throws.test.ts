@@ -3,32 +3,21 @@
 // revoked shards at once, ending its wait for the entities' finalizers (they run on in the pod's fibers). The
 // revocation failed with that defect, the shard was no longer marked as stopping, and the pod's next heartbeat
 // confirmed its release while the finalizers still ran: the manager could give it to its next owner.
-import { Sharding, ShardId } from "@effect-cluster/cluster"
+import { ShardId } from "@effect-cluster/cluster"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber, HashSet, TestClock } from "effect"
-import { eventually, makeTestCluster, settle } from "../utils/cluster.js"
-import { Counter, counterBehaviour, freshId, GetCount } from "../utils/counter.js"
+import { settle } from "../utils/cluster.js"
+import { onePodWithSlowEntities } from "../utils/slowEntity.js"
 
 describe("a shard stop hook that throws", () => {
   it.scoped("does not end the revocation's stop before the entities have stopped", () =>
     Effect.gen(function*() {
       const termination = 3_000
-      const stopped: Array<string> = []
-      const cluster = yield* makeTestCluster({ numberOfShards: 1, pod: { entityMaxIdleTime: Duration.minutes(10) } })
-      yield* cluster.startManager
-      const a = yield* cluster.startPod(
-        1,
-        Sharding.registerEntity(Counter)(counterBehaviour({
-          onStop: (entityId) =>
-            Effect.zipRight(Effect.sleep(Duration.millis(termination - 100)), Effect.sync(() => void stopped.push(entityId)))
-        }))
-      )
-      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => HashSet.size(s) === 1))
-      const epoch = (yield* a.sharding.servedShardEpochs).get(1)!
+      const { a, cluster, epoch, startEntity, stopped } = yield* onePodWithSlowEntities(termination - 100)
       yield* a.sharding.registerShardStop(() => {
         throw new Error("a bug in a stop hook (test)")
       })
-      yield* a.sharding.messenger(Counter).send("e")(new GetCount({ messageId: freshId() }))
+      yield* startEntity
       // the manager revokes the shard (its call gives up, or fails): the stop runs on
       const revocation = yield* Effect.fork(a.sharding.unassign(HashSet.make(ShardId.make(1)), new Map([[1, epoch]])))
       yield* settle

@@ -7,13 +7,14 @@ import {
   Serialization,
   Sharding,
   ShardingConfig,
+  ShardId,
   ShardingException,
   ShardManager as ShardManagerModule,
   type ShardManager,
   ShardManagerClient,
   Storage
 } from "@effect-cluster/cluster"
-import { Context, Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Fiber, HashSet, Layer, Scope } from "effect"
 
 /**
  * One pod alone (no network, the local shard manager client, memory storage, JSON serialization): it owns
@@ -170,4 +171,23 @@ export const makeTestCluster = (options: {
       managerInstance: () => manager,
       startPod
     }
+  })
+
+/**
+ * Two pods holding 15 of 30 shards each (pod 1 and pod 2), and `shard`, one of pod 2's, with its epoch there.
+ * `misdirect` is a push that makes pod 1 take that shard at that epoch (not below the route it knows): pod 1's
+ * next heartbeat's grant shows the shard on pod 2, and pod 1 stops it as lost.
+ */
+export const twoPodsAndAMisdirectedShard = (options: Parameters<typeof makeTestCluster>[0]) =>
+  Effect.gen(function*() {
+    const cluster = yield* makeTestCluster(options)
+    yield* cluster.startManager
+    const a = yield* cluster.startPod(1)
+    const b = yield* cluster.startPod(2)
+    const held = (pod: TestPod) => Effect.map(pod.sharding.getAssignedShardIds, (s) => Array.from(s, (id) => id.value))
+    yield* eventually(Effect.map(Effect.all([held(a), held(b)]), ([x, y]) => x.length === 15 && y.length === 15))
+    const shard = (yield* held(b))[0]!
+    const epoch = (yield* b.sharding.servedShardEpochs).get(shard)!
+    const misdirect = a.sharding.assign(HashSet.make(ShardId.make(shard)), new Map([[shard, epoch]]))
+    return { cluster, a, b, held, shard, misdirect }
   })

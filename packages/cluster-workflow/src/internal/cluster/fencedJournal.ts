@@ -209,9 +209,13 @@ WHERE workflow = ${key.workflow} AND execution_id = ${key.executionId}`,
         yield* sql`INSERT INTO ${F} (shard_id, epoch, pod) VALUES (${shard}, ${epoch}, ${this.view.pod})
 ON CONFLICT (shard_id) DO UPDATE SET epoch = excluded.epoch, pod = excluded.pod WHERE ${F}.epoch < excluded.epoch`
         const rows = yield* sql<{ epoch: unknown }>`SELECT epoch FROM ${F} WHERE shard_id = ${shard}`
-        const stands = rows.length > 0 && toNumber(rows[0]!.epoch) === epoch
+        return rows.length > 0 && toNumber(rows[0]!.epoch) === epoch
+      })
+    ).pipe(
+      // (remembered once committed: marked inside the transaction, a raise whose commit then failed was taken
+      // as done, and every later write of the shard here was refused by a fence row that did not exist)
+      Effect.tap((stands) => {
         if (stands) this.raised.add(id)
-        return stands
       })
     )
   }
