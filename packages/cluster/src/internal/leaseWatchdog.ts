@@ -81,15 +81,14 @@ export const makeLeaseWatchdog = (state: PodState, handoff: Handoff, singletons:
     const run = Effect.gen(function*() {
       if (!state.registered || state.shuttingDown) return
       // The releases this pod confirms (the manager may never have seen a revocation's answer): only of
-      // shards whose stop has returned. A revocation marks its shards released as their stop begins; listed
-      // while that stop still runs (the manager's call gave up after its unassignTimeout: "still owned"),
-      // a shard would be handed to its next owner at once, beside the work still stopping here. The same for
-      // any stop still running (`stopRunning`): a shard the watchdog dropped, then revoked, is not releasing.
-      const stopping = handoff.releasingShardEpochs()
+      // shards with no stop still running (`stopRunning`: a revocation's, which also marks them releasing, a
+      // drop's, the leaving's). A revocation marks its shards released as their stop begins; listed while that
+      // stop still runs (the manager's call gave up after its unassignTimeout: "still owned"), a shard would be
+      // handed to its next owner at once, beside the work still stopping here.
       const released: Array<{ shardId: number; epoch: number }> = []
       for (let shard = 1; shard <= state.numberOfShards; shard++) {
         const epoch = state.releasedEpoch[shard]!
-        if (epoch !== 0 && !stopping.has(shard) && !handoff.stopRunning(shard)) released.push({ shardId: shard, epoch })
+        if (epoch !== 0 && !handoff.stopRunning(shard)) released.push({ shardId: shard, epoch })
       }
       const sentAt = monotonicMillis()
       const result = yield* Effect.either(
