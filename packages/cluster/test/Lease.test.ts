@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Sharding, Storage } from "@effect-cluster/cluster"
-import { Clock, Duration, Effect, Fiber, Option, TestClock } from "effect"
+import { ShardId, Sharding, Storage } from "@effect-cluster/cluster"
+import { Clock, Duration, Effect, Exit, Fiber, HashSet, Option, TestClock } from "effect"
 import { eventually, makeTestCluster, settle, twoPodsAndAMisdirectedShard } from "./utils/cluster.js"
 import { Counter, counterBehaviour, freshId, GetCount } from "./utils/counter.js"
 import { Observer } from "./utils/observer.js"
@@ -376,5 +376,49 @@ describe("a pod leaving from an uninterruptible region (the Sharding layer's fin
       yield* settle
       expect(hook).toEqual(["cut short"])
       yield* Fiber.join(leaving)
+    }))
+})
+
+// The manager's revocation stops the shards in a daemon fiber of its own, interruptible: a caller in an
+// uninterruptible region (a handler run detached, a finalizer) does not make the stop's timeouts wait for what
+// overruns. Before, the stop ran in the caller's region, and a hook of 10 s held the revocation for 10 s.
+const revokedWithAnOverrunningHook = (termination: number, hookMillis: number) =>
+  Effect.gen(function*() {
+    const cluster = yield* makeTestCluster({
+      numberOfShards: 30,
+      manager: { rebalanceRate: 1 },
+      pod: { entityTerminationTimeout: Duration.millis(termination) }
+    })
+    yield* cluster.startManager
+    const a = yield* cluster.startPod(1)
+    yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+    const hook = yield* slowStopHook(a.sharding, 7, hookMillis, "handoff")
+    const revocation = yield* Effect.fork(Effect.uninterruptible(a.sharding.unassign(HashSet.make(ShardId.make(7)))))
+    return { a, hook, revocation }
+  })
+
+describe("a revocation asked from an uninterruptible region", () => {
+  it.scoped("cuts a stop hook that overruns at entityTerminationTimeout, then confirms", () =>
+    Effect.gen(function*() {
+      const termination = 3_000
+      const { a, hook, revocation } = yield* revokedWithAnOverrunningHook(termination, 10_000)
+      yield* settle
+      yield* TestClock.adjust(Duration.millis(termination - 1))
+      yield* settle
+      expect(hook).toEqual([])
+      expect(yield* Fiber.poll(revocation)).toEqual(Option.none())
+      yield* TestClock.adjust(Duration.millis(1))
+      yield* settle
+      expect(hook).toEqual(["cut short"])
+      expect(Exit.isSuccess(yield* Fiber.await(revocation))).toBe(true)
+      expect(yield* a.sharding.getAssignedShardIds).not.toContainEqual(ShardId.make(7))
+    }))
+
+  it.scopedLive("cuts it on the live clock too", () =>
+    Effect.gen(function*() {
+      // a hook of a minute, cut at 300 ms: the revocation returns (joined, not slept for) with the hook cut short
+      const { hook, revocation } = yield* revokedWithAnOverrunningHook(300, 60_000)
+      const exit = yield* Fiber.await(revocation).pipe(Effect.timeout("20 seconds"))
+      expect({ confirmed: Exit.isSuccess(exit), hook }).toEqual({ confirmed: true, hook: ["cut short"] })
     }))
 })
