@@ -63,15 +63,18 @@ export interface ClusterEngineOptions extends Omit<EngineOptions, "resumeOnStart
 
 /**
  * Sends a start again while the pod it reached refused it because the execution's shard has just left
- * that pod (its fence), at most 12 times, 50 ms doubling up to 1 s apart (on the live clock: a shard takes
- * real time to move). Routing failures are not retried here: the messenger already retried them for its
- * `sendRetryTimeout`.
+ * that pod (its fence) or the pod is leaving (its engine stops), 50 ms doubling up to 1 s apart (on the
+ * live clock: a shard takes real time to move), 12 times (about 8.5 s) and once more a second for the grace
+ * period (`shutdownGracePeriod`): a pod leaving holds its shards, refusing starts, for as long as its
+ * activities in flight take to finish, and pods share their configuration. Routing failures are not
+ * retried here: the messenger already retried them for its `sendRetryTimeout`.
  */
-const retryingStart = <A, E>(send: Effect.Effect<A, E>): Effect.Effect<A, E> => {
+const retryingStart = <A, E>(send: Effect.Effect<A, E>, graceMillis: number): Effect.Effect<A, E> => {
+  const resends = 12 + Math.ceil(Math.max(0, graceMillis) / 1000)
   const attempt = (n: number): Effect.Effect<A, E> =>
     Effect.catchIf(
       send,
-      (error) => n < 12 && isShardMoved(error),
+      (error) => n < resends && isShardMoved(error),
       () => Effect.zipRight(Effect.withClock(Effect.sleep(Math.min(50 * 2 ** n, 1000)), liveClock), attempt(n + 1))
     )
   return attempt(0)
@@ -210,7 +213,8 @@ const ownerWake = (engine: internal.Engine, fenced: FencedJournal, message: Wake
 const routes = (
   engine: internal.Engine,
   fenced: FencedJournal,
-  send: (entityId: string, message: ExecutionMessage) => Effect.Effect<unknown, unknown>
+  send: (entityId: string, message: ExecutionMessage) => Effect.Effect<unknown, unknown>,
+  graceMillis: number
 ): EngineRoutes => {
   const journal: Journal = fenced.inner
   // The change is stored before the wake is sent, and the caller's acknowledgement does not wait for the
@@ -248,7 +252,7 @@ const routes = (
           new StartExecution({ ...key, payload: JSON.stringify(encoded.right), requestId })
         ).pipe(Effect.catchAll((error) =>
           isWorkflowEngineError(error) ? Effect.fail(error) : Effect.fail(routingError("start")(error as any))
-        )))
+        )), graceMillis)
         return reply as internal.StartResult
       }),
     signal: (row, name, value) =>
@@ -579,7 +583,7 @@ export const make = <T extends Message.Message.Any, R>(
     // the pod's shards, and an execution whose shard leaves the pod (a rebalance, its lease lost) stops at
     // once, its activity cut off, before the shard's next owner runs it.
     yield* Effect.addFinalizer(() => internal.closeGracefully(engine))
-    return serviceOf<T>(engine, routes(engine, fenced, send as any))
+    return serviceOf<T>(engine, routes(engine, fenced, send as any, graceMillis))
   })
 
 /**

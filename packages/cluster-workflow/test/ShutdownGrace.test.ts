@@ -121,6 +121,40 @@ for (const database of clusterDatabases) {
         ])
       }), 90_000)
 
+    it.scopedLive("a start sent during a grace period longer than a start's usual resends (8.5 s) is sent again until the shard's next owner runs it", () =>
+      Effect.gen(function*() {
+        const runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }> = []
+        const gate = yield* Deferred.make<void>()
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
+          shardCheckInterval: "1 hour",
+          shutdownGracePeriod: "30 seconds"
+        })
+        const { logged, logger } = collecting()
+        const { id, leaving, otherId, staying } = yield* stayingAndLeaving(startPod, logger, true)
+        yield* staying.engine.start(new Shipment({ id, amount: 7 }))
+        yield* until(Effect.sync(() => runs.length === 1))
+        // the pod leaves while charge runs, holding its shards for as long as charge takes
+        const left = yield* Effect.fork(leaving.leave)
+        yield* until(Effect.sync(() => logged.some((line) => line.includes("letting the activities of 1 executions finish"))))
+        // a start of another execution on one of those shards: refused by the leaving pod (once; its resends
+        // get the same reply from the pod's reply cache), sent again
+        const sentAt = Date.now()
+        const second = yield* Effect.fork(staying.engine.start(new Shipment({ id: otherId, amount: 9 })))
+        // for longer than the 12 resends, about 8.5 s, a start had at most (it then failed as "the shard moved")
+        yield* until(Effect.map(Fiber.poll(second), (done) => Option.isSome(done) || Date.now() - sentAt > 10_000), "30 seconds")
+        expect(logged.filter((line) => line.includes("it refuses a start")).length).toBeGreaterThan(0)
+        expect(yield* Fiber.poll(second)).toEqual(Option.none())
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(left)
+        yield* Fiber.join(second)
+        expect(yield* staying.engine.result(otherId, { timeout: "30 seconds" })).toEqual(Exit.succeed(9))
+        expect(runs.filter((run) => run.execution === otherId).map((run) => `${run.id}@${run.pod}`)).toEqual([
+          "charge@1",
+          "ship@1"
+        ])
+      }), 90_000)
+
     it.scopedLive("a shard the manager moves away lets the activities in flight finish on its old owner first", () => {
       // (the hand-off runs in the fiber of the manager's call: everything here logs to this logger too)
       const { logged, logger } = collecting()

@@ -5,7 +5,7 @@
 import type { Message } from "@effect-cluster/cluster"
 import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { expect } from "@effect/vitest"
-import { Deferred, Effect, Exit, Logger, Schema, Scope } from "effect"
+import { Deferred, Effect, Exit, Layer, Logger, LogLevel, Schema, Scope } from "effect"
 import { awaitStatus, eventually } from "./engine.js"
 import { type EnginePod, served, until } from "./engineCluster.js"
 import { Order, recorded, type RunLog } from "./fixtures.js"
@@ -72,18 +72,28 @@ export const resumedByB = <T extends Message.Message.Any>(
 
 /**
  * Pod 1 (staying) and pod 2 (leaving, logging to `logger`) of an engine cluster, once each serves half of
- * its 30 shards, and an execution id (`s<n>`) of a `Shipment` whose shard the leaving pod serves.
+ * its 30 shards, and two execution ids (`s<n>`) of `Shipment`s whose shards the leaving pod serves. With
+ * `debug`, the leaving pod logs its debug lines too, to `logger` only.
  */
 export const stayingAndLeaving = <T extends Message.Message.Any, E, R>(
   startPod: (port: number) => Effect.Effect<EnginePod<T>, E, R>,
-  logger: Logger.Logger<unknown, void>
+  logger: Logger.Logger<unknown, void>,
+  debug = false
 ) =>
   Effect.gen(function*() {
     const staying = yield* startPod(1)
-    const leaving = yield* startPod(2).pipe(Effect.provide(Logger.add(logger)))
+    const leaving = yield* startPod(2).pipe(
+      Effect.provide(
+        debug
+          ? Layer.merge(Logger.replace(Logger.defaultLogger, logger), Logger.minimumLogLevel(LogLevel.Debug))
+          : Logger.add(logger)
+      )
+    )
     yield* until(Effect.map(Effect.forEach([staying, leaving], served), (all) => all.every((shards) => shards.length === 15)))
     const leavingShards = new Set(yield* served(leaving))
-    let n = 0
-    while (!leavingShards.has(leaving.sharding.getShardId(`Shipment/s${n}`).value)) n++
-    return { staying, leaving, id: `s${n}` }
+    const ids: Array<string> = []
+    for (let n = 0; ids.length < 2; n++) {
+      if (leavingShards.has(leaving.sharding.getShardId(`Shipment/s${n}`).value)) ids.push(`s${n}`)
+    }
+    return { staying, leaving, id: ids[0]!, otherId: ids[1]! }
   })
