@@ -96,14 +96,8 @@ for (const database of clusterDatabases) {
       Effect.gen(function*() {
         const runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }> = []
         const gate = yield* Deferred.make<void>()
-        const db = yield* database.make
-        const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
-          shardCheckInterval: "1 hour",
-          shutdownGracePeriod: "30 seconds"
-        })
-        const { logged, logger } = collecting()
         // an execution whose shard the leaving pod serves
-        const { id, leaving, staying } = yield* stayingAndLeaving(startPod, logger)
+        const { id, leaving, logged, staying } = yield* stayingAndLeaving(database, shipmentWorkflow(runs, gate))
         const shipment = new Shipment({ id, amount: 7 })
         yield* staying.engine.start(shipment)
         yield* until(Effect.sync(() => runs.length === 1))
@@ -125,13 +119,7 @@ for (const database of clusterDatabases) {
       Effect.gen(function*() {
         const runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }> = []
         const gate = yield* Deferred.make<void>()
-        const db = yield* database.make
-        const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
-          shardCheckInterval: "1 hour",
-          shutdownGracePeriod: "30 seconds"
-        })
-        const { logged, logger } = collecting()
-        const { id, leaving, otherId, staying } = yield* stayingAndLeaving(startPod, logger, true)
+        const { id, leaving, logged, otherId, staying } = yield* stayingAndLeaving(database, shipmentWorkflow(runs, gate), true)
         yield* staying.engine.start(new Shipment({ id, amount: 7 }))
         yield* until(Effect.sync(() => runs.length === 1))
         // the pod leaves while charge runs, holding its shards for as long as charge takes

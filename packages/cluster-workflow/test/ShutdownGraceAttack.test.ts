@@ -290,14 +290,8 @@ for (const database of clusterDatabases) {
       Effect.gen(function*() {
         const events: Array<string> = []
         const gate = yield* Deferred.make<void>()
-        const db = yield* database.make
-        const { startPod } = yield* makeEngineCluster(db, podTwoWaits(events, gate), {
-          shardCheckInterval: "1 hour",
-          shutdownGracePeriod: "30 seconds"
-        })
-        const { logged, logger } = collecting()
         // an execution whose shard the leaving pod serves
-        const { id, leaving, staying } = yield* stayingAndLeaving(startPod, logger)
+        const { id, leaving, logged, staying } = yield* stayingAndLeaving(database, podTwoWaits(events, gate))
         const shipment = new Shipment({ id, amount: 7, gated: true })
         yield* staying.engine.start(shipment)
         yield* until(Effect.sync(() => events.length === 1))

@@ -354,19 +354,26 @@ describe("a grant that shows a shard this pod holds on another pod", () => {
     }))
 })
 
+/** Pod 1 alone, holding the 30 shards, with a stop hook for shard 7 (stops of `kind`, or any) taking `hookMillis`. */
+const onePodWithAStopHook = (termination: number, hookMillis: number, kind?: Sharding.ShardStopKind) =>
+  Effect.gen(function*() {
+    const cluster = yield* makeTestCluster({
+      numberOfShards: 30,
+      manager: { rebalanceRate: 1 },
+      pod: { entityTerminationTimeout: Duration.millis(termination) }
+    })
+    yield* cluster.startManager
+    const a = yield* cluster.startPod(1)
+    yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
+    const hook = yield* slowStopHook(a.sharding, 7, hookMillis, kind)
+    return { a, hook }
+  })
+
 describe("a pod leaving from an uninterruptible region (the Sharding layer's finalizer)", () => {
   it.scoped("cuts a stop hook that overruns at entityTerminationTimeout", () =>
     Effect.gen(function*() {
       const termination = 3_000
-      const cluster = yield* makeTestCluster({
-        numberOfShards: 30,
-        manager: { rebalanceRate: 1 },
-        pod: { entityTerminationTimeout: Duration.millis(termination) }
-      })
-      yield* cluster.startManager
-      const a = yield* cluster.startPod(1)
-      yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
-      const hook = yield* slowStopHook(a.sharding, 7, 10_000)
+      const { a, hook } = yield* onePodWithAStopHook(termination, 10_000)
       const leaving = yield* Effect.fork(Effect.uninterruptible(a.leave))
       yield* settle
       yield* TestClock.adjust(Duration.millis(termination - 1))
@@ -384,15 +391,7 @@ describe("a pod leaving from an uninterruptible region (the Sharding layer's fin
 // overruns. Before, the stop ran in the caller's region, and a hook of 10 s held the revocation for 10 s.
 const revokedWithAnOverrunningHook = (termination: number, hookMillis: number) =>
   Effect.gen(function*() {
-    const cluster = yield* makeTestCluster({
-      numberOfShards: 30,
-      manager: { rebalanceRate: 1 },
-      pod: { entityTerminationTimeout: Duration.millis(termination) }
-    })
-    yield* cluster.startManager
-    const a = yield* cluster.startPod(1)
-    yield* eventually(Effect.map(a.sharding.getAssignedShardIds, (s) => Array.from(s).length === 30))
-    const hook = yield* slowStopHook(a.sharding, 7, hookMillis, "handoff")
+    const { a, hook } = yield* onePodWithAStopHook(termination, hookMillis, "handoff")
     const revocation = yield* Effect.fork(Effect.uninterruptible(a.sharding.unassign(HashSet.make(ShardId.make(7)))))
     return { a, hook, revocation }
   })

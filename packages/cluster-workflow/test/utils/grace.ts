@@ -7,7 +7,8 @@ import { DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-clust
 import { expect } from "@effect/vitest"
 import { Deferred, Effect, Exit, Layer, Logger, LogLevel, Schema, Scope } from "effect"
 import { awaitStatus, eventually } from "./engine.js"
-import { type EnginePod, served, until } from "./engineCluster.js"
+import { clusterDatabases, makeEngineCluster, type PodName, served, until } from "./engineCluster.js"
+import type { SqlClient } from "@effect/sql/SqlClient"
 import { Order, recorded, type RunLog } from "./fixtures.js"
 
 /** `charge` (its body waits for `gate`, when given) then `ship`; every run is recorded in `log`. */
@@ -71,16 +72,23 @@ export const resumedByB = <T extends Message.Message.Any>(
   })
 
 /**
- * Pod 1 (staying) and pod 2 (leaving, logging to `logger`) of an engine cluster, once each serves half of
- * its 30 shards, and two execution ids (`s<n>`) of `Shipment`s whose shards the leaving pod serves. With
- * `debug`, the leaving pod logs its debug lines too, to `logger` only.
+ * An engine cluster on `database` (a 30 s grace period, shards checked only when they change) with pod 1
+ * (staying) and pod 2 (leaving, its log lines collected in `logged`), once each serves half of its 30
+ * shards, and two execution ids (`s<n>`) of `Shipment`s whose shards the leaving pod serves. With `debug`,
+ * the leaving pod logs its debug lines too, to `logged` only.
  */
-export const stayingAndLeaving = <T extends Message.Message.Any, E, R>(
-  startPod: (port: number) => Effect.Effect<EnginePod<T>, E, R>,
-  logger: Logger.Logger<unknown, void>,
+export const stayingAndLeaving = <T extends Message.Message.Any>(
+  database: (typeof clusterDatabases)[number],
+  workflow: Workflow.Workflow<T, PodName | SqlClient>,
   debug = false
 ) =>
   Effect.gen(function*() {
+    const db = yield* database.make
+    const { startPod } = yield* makeEngineCluster(db, workflow, {
+      shardCheckInterval: "1 hour",
+      shutdownGracePeriod: "30 seconds"
+    })
+    const { logged, logger } = collecting()
     const staying = yield* startPod(1)
     const leaving = yield* startPod(2).pipe(
       Effect.provide(
@@ -95,5 +103,5 @@ export const stayingAndLeaving = <T extends Message.Message.Any, E, R>(
     for (let n = 0; ids.length < 2; n++) {
       if (leavingShards.has(leaving.sharding.getShardId(`Shipment/s${n}`).value)) ids.push(`s${n}`)
     }
-    return { staying, leaving, id: ids[0]!, otherId: ids[1]! }
+    return { staying, leaving, logged, id: ids[0]!, otherId: ids[1]! }
   })
