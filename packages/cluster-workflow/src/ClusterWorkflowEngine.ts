@@ -67,7 +67,8 @@ export interface ClusterEngineOptions extends Omit<EngineOptions, "resumeOnStart
  * live clock: a shard takes real time to move), 12 times (about 8.5 s) and once more a second for the grace
  * period (`shutdownGracePeriod`): a pod leaving holds its shards, refusing starts, for as long as its
  * activities in flight take to finish, and pods share their configuration. Routing failures are not
- * retried here: the messenger already retried them for its `sendRetryTimeout`.
+ * retried here: the messenger already retried them for its `sendRetryTimeout` (and `resendingUndelivered`
+ * within a grace period).
  */
 const retryingStart = <A, E>(send: Effect.Effect<A, E>, graceMillis: number): Effect.Effect<A, E> => {
   const resends = 12 + Math.ceil(Math.max(0, graceMillis) / 1000)
@@ -78,6 +79,25 @@ const retryingStart = <A, E>(send: Effect.Effect<A, E>, graceMillis: number): Ef
       () => Effect.zipRight(Effect.withClock(Effect.sleep(Math.min(50 * 2 ** n, 1000)), liveClock), attempt(n + 1))
     )
   return attempt(0)
+}
+
+/**
+ * Sends a start again, once a second, while it was not delivered (`MessageNotDeliveredException`: the
+ * messenger retried routing it for its `sendRetryTimeout` and every attempt failed before any entity saw it)
+ * until the grace period (`shutdownGracePeriod`) has passed since `sentAt` (live clock). A shard the manager
+ * moves away from a pod that stays is served by no pod while the pod's drain runs, for up to its grace period:
+ * a start sent meanwhile is routed nowhere, and would fail after `sendRetryTimeout` (10 s by default) while
+ * the shard's next owner is about to take it. Without a grace period, not sent again.
+ */
+const resendingUndelivered = <A, E>(send: Effect.Effect<A, E>, graceMillis: number, sentAt: number): Effect.Effect<A, E> => {
+  const attempt: Effect.Effect<A, E> = Effect.catchIf(
+    send,
+    (error) =>
+      graceMillis > 0 && (error as { readonly _tag?: unknown } | undefined)?._tag === "MessageNotDeliveredException" &&
+      liveClock.unsafeCurrentTimeMillis() - sentAt < graceMillis,
+    () => Effect.zipRight(Effect.withClock(Effect.sleep(1000), liveClock), attempt)
+  )
+  return attempt
 }
 
 /** A routing failure, as the journal errors the engine's API returns (the request was not answered). */
@@ -247,10 +267,11 @@ const routes = (
         // retries keep the id. A start is idempotent (same id, same payload: joined): one refused by the
         // fence of a pod its shard has just left is sent again, to the new owner.
         const requestId = `${Date.now().toString(36)}-${(yield* Random.nextInt).toString(36)}`
-        const reply = yield* retryingStart(send(
+        const sentAt = liveClock.unsafeCurrentTimeMillis()
+        const reply = yield* retryingStart(resendingUndelivered(send(
           entityId,
           new StartExecution({ ...key, payload: JSON.stringify(encoded.right), requestId })
-        ).pipe(Effect.catchAll((error) =>
+        ), graceMillis, sentAt).pipe(Effect.catchAll((error) =>
           isWorkflowEngineError(error) ? Effect.fail(error) : Effect.fail(routingError("start")(error as any))
         )), graceMillis)
         return reply as internal.StartResult

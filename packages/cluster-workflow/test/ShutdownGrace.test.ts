@@ -7,7 +7,7 @@
 import { Message } from "@effect-cluster/cluster"
 import { Activity, DurableExecutionJournal, Workflow, WorkflowEngine } from "@effect-cluster/cluster-workflow"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Schema } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Schema } from "effect"
 import { eventually } from "./utils/engine.js"
 import { Order, RunLog } from "./utils/fixtures.js"
 import { clusterDatabases, makeEngineCluster, PodName, served, until } from "./utils/engineCluster.js"
@@ -142,6 +142,41 @@ for (const database of clusterDatabases) {
           "ship@1"
         ])
       }), 90_000)
+
+    it.scopedLive("a start sent while a shard the manager moves away drains for longer than the messenger's sendRetryTimeout (10 s) runs on the shard's next owner", () => {
+      const { logged, logger } = collecting()
+      return Effect.gen(function*() {
+        const runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }> = []
+        const gate = yield* Deferred.make<void>()
+        const db = yield* database.make
+        const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
+          shardCheckInterval: "1 hour",
+          shutdownGracePeriod: "30 seconds",
+          // (a grace under the termination timeout, as the docs ask, and a lease well over both)
+          entityTerminationTimeout: Duration.seconds(40),
+          leaseDuration: Duration.seconds(90)
+        })
+        const first = yield* startPod(1)
+        yield* until(Effect.map(served(first), (shards) => shards.length === 30))
+        const shipments = Array.from({ length: 10 }, (_, i) => new Shipment({ id: `m${i}`, amount: i }))
+        for (const shipment of shipments) yield* first.engine.start(shipment)
+        yield* until(Effect.sync(() => runs.length === 10))
+        const second = yield* startPod(2)
+        yield* until(Effect.sync(() => logged.some((line) => line.startsWith("handing off shards: letting the activities"))))
+        // an execution on one of the shards the first pod hands off (their drain runs: charge waits)
+        const releasing = yield* first.sharding.releasingShardEpochs
+        let n = 0
+        while (!releasing.has(first.sharding.getShardId(`Shipment/r${n}`).value)) n++
+        const sentAt = Date.now()
+        const started = yield* Effect.fork(Effect.exit(second.engine.start(new Shipment({ id: `r${n}`, amount: 3 }))))
+        // the drain lasts longer than the messenger retries a routing failure
+        yield* until(Effect.map(Fiber.poll(started), (done) => Option.isSome(done) || Date.now() - sentAt > 13_000), "30 seconds")
+        yield* Deferred.succeed(gate, undefined)
+        const exit = yield* Fiber.join(started)
+        expect(Exit.isSuccess(exit) ? "started" : String(Cause.squash(exit.cause))).toEqual("started")
+        expect(yield* second.engine.result(`r${n}`, { timeout: "30 seconds" })).toEqual(Exit.succeed(3))
+      }).pipe(Effect.provide(Logger.add(logger)))
+    }, 90_000)
 
     it.scopedLive("a shard the manager moves away lets the activities in flight finish on its old owner first", () => {
       // (the hand-off runs in the fiber of the manager's call: everything here logs to this logger too)
