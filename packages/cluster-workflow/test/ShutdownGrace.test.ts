@@ -90,6 +90,37 @@ const shipmentWorkflow = (
     })
   })
 
+/**
+ * Pod 1 alone starts ten shipments (`m0`..`m9`, each charge waiting for `gate`), then pod 2 joins; returns once
+ * the manager's rebalance has pod 1 drain the shards it hands off. The pods log to `logged` (the hand-off runs
+ * in the fiber of the manager's call: the logger is set before the cluster is made).
+ */
+const rebalancedWhileCharging = (
+  database: (typeof clusterDatabases)[number],
+  timings: { readonly entityTerminationTimeout: Duration.Duration; readonly leaseDuration: Duration.Duration }
+) => {
+  const { logged, logger } = collecting()
+  return Effect.gen(function*() {
+    const runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }> = []
+    const gate = yield* Deferred.make<void>()
+    const db = yield* database.make
+    const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
+      shardCheckInterval: "1 hour",
+      shutdownGracePeriod: "30 seconds",
+      ...timings
+    })
+    const first = yield* startPod(1)
+    yield* until(Effect.map(served(first), (shards) => shards.length === 30))
+    const shipments = Array.from({ length: 10 }, (_, i) => new Shipment({ id: `m${i}`, amount: i }))
+    for (const shipment of shipments) yield* first.engine.start(shipment)
+    yield* until(Effect.sync(() => runs.length === 10))
+    // a second pod joins: the manager moves half the shards to it while the charges run on the first
+    const second = yield* startPod(2)
+    yield* until(Effect.sync(() => logged.some((line) => line.startsWith("handing off shards: letting the activities"))))
+    return { first, second, shipments, runs, gate, logged }
+  }).pipe(Effect.provide(Logger.add(logger)))
+}
+
 for (const database of clusterDatabases) {
   describe.skipIf(database.skip !== undefined)(`graceful shutdown with a grace period, on the cluster [${database.name}]`, () => {
     it.scopedLive("a pod leaving lets the activity in flight finish there; the execution goes on on the shard's new owner", () =>
@@ -143,26 +174,13 @@ for (const database of clusterDatabases) {
         ])
       }), 90_000)
 
-    it.scopedLive("a start sent while a shard the manager moves away drains for longer than the messenger's sendRetryTimeout (10 s) runs on the shard's next owner", () => {
-      const { logged, logger } = collecting()
-      return Effect.gen(function*() {
-        const runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }> = []
-        const gate = yield* Deferred.make<void>()
-        const db = yield* database.make
-        const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
-          shardCheckInterval: "1 hour",
-          shutdownGracePeriod: "30 seconds",
+    it.scopedLive("a start sent while a shard the manager moves away drains for longer than the messenger's sendRetryTimeout (10 s) runs on the shard's next owner", () =>
+      Effect.gen(function*() {
+        const { first, gate, second } = yield* rebalancedWhileCharging(database, {
           // (a grace under the termination timeout, as the docs ask, and a lease well over both)
           entityTerminationTimeout: Duration.seconds(40),
           leaseDuration: Duration.seconds(90)
         })
-        const first = yield* startPod(1)
-        yield* until(Effect.map(served(first), (shards) => shards.length === 30))
-        const shipments = Array.from({ length: 10 }, (_, i) => new Shipment({ id: `m${i}`, amount: i }))
-        for (const shipment of shipments) yield* first.engine.start(shipment)
-        yield* until(Effect.sync(() => runs.length === 10))
-        const second = yield* startPod(2)
-        yield* until(Effect.sync(() => logged.some((line) => line.startsWith("handing off shards: letting the activities"))))
         // an execution on one of the shards the first pod hands off (their drain runs: charge waits)
         const releasing = yield* first.sharding.releasingShardEpochs
         let n = 0
@@ -175,33 +193,17 @@ for (const database of clusterDatabases) {
         const exit = yield* Fiber.join(started)
         expect(Exit.isSuccess(exit) ? "started" : String(Cause.squash(exit.cause))).toEqual("started")
         expect(yield* second.engine.result(`r${n}`, { timeout: "30 seconds" })).toEqual(Exit.succeed(3))
-      }).pipe(Effect.provide(Logger.add(logger)))
-    }, 90_000)
+      }), 90_000)
 
-    it.scopedLive("a shard the manager moves away lets the activities in flight finish on its old owner first", () => {
-      // (the hand-off runs in the fiber of the manager's call: everything here logs to this logger too)
-      const { logged, logger } = collecting()
-      return Effect.gen(function*() {
-        const runs: Array<{ readonly id: string; readonly pod: number; readonly execution: string }> = []
-        const gate = yield* Deferred.make<void>()
-        const db = yield* database.make
-        const { startPod } = yield* makeEngineCluster(db, shipmentWorkflow(runs, gate), {
-          shardCheckInterval: "1 hour",
-          shutdownGracePeriod: "30 seconds",
+    it.scopedLive("a shard the manager moves away lets the activities in flight finish on its old owner first", () =>
+      Effect.gen(function*() {
+        const { gate, runs, second, shipments } = yield* rebalancedWhileCharging(database, {
           // (the hand-off's stop hooks, the drain among them, are bounded by it: room for a loaded machine)
           entityTerminationTimeout: Duration.seconds(5),
           // (a lease well over the termination timeout: a revocation when less than that timeout is left of
           // the lease, a renewal late under load, is stopped as lost, not handed off)
           leaseDuration: Duration.seconds(30)
         })
-        const first = yield* startPod(1)
-        yield* until(Effect.map(served(first), (shards) => shards.length === 30))
-        const shipments = Array.from({ length: 10 }, (_, i) => new Shipment({ id: `m${i}`, amount: i }))
-        for (const shipment of shipments) yield* first.engine.start(shipment)
-        yield* until(Effect.sync(() => runs.length === 10))
-        // a second pod joins: the manager moves half the shards to it while the charges run on the first
-        const second = yield* startPod(2)
-        yield* until(Effect.sync(() => logged.some((line) => line.startsWith("handing off shards: letting the activities"))))
         yield* Deferred.succeed(gate, undefined)
         const results = yield* Effect.forEach(shipments, (shipment) =>
           second.engine.result(shipment.id, { timeout: "30 seconds" }))
@@ -213,7 +215,6 @@ for (const database of clusterDatabases) {
         const ships = runs.filter((run) => run.id === "ship")
         expect(ships.length).toBe(10)
         expect(ships.some((run) => run.pod === 2)).toBe(true)
-      }).pipe(Effect.provide(Logger.add(logger)))
-    }, 90_000)
+      }), 90_000)
   })
 }
