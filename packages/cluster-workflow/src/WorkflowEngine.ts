@@ -80,7 +80,8 @@ export interface EngineOptions {
    * meanwhile; an execution may reach a suspension or its end. An activity still running at the end is
    * interrupted and runs again where its execution resumes (same idempotency key), as after a crash.
    * Default 0: the executions stop at once. On the cluster, keep it under the pod's
-   * `entityTerminationTimeout` and its lease.
+   * `entityTerminationTimeout` and its lease, and give every pod the same: a pod's starts to a shard whose
+   * owner drains or leaves are sent again for about 8.5 s plus this pod's own grace period.
    */
   readonly shutdownGracePeriod?: Duration.DurationInput
 }
