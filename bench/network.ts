@@ -12,9 +12,9 @@
  * (the encoded `Exit`) back and decoded. "Sends per CPU-second" divides by the CPU time both pods used
  * (this process, plus the child's in the cross-process set-up), a figure less sensitive to other load on
  * the machine than wall-clock sends/s; in the cross-process set-up, the CPU time per send of each pod
- * (the sending pod's process also holds the idle manager). A last row repeats the cross-process set-up
- * with 64 senders, both processes started with `--max-semi-space-size=64` (docs/deployment.md, "Node
- * options for busy pods": a larger young generation for pods whose sends allocate much).
+ * (the sending pod's process also holds the idle manager). The last rows repeat the cross-process set-up
+ * with 64 senders, both processes started with Node options (docs/deployment.md, "Node options for busy
+ * pods"): `--max-semi-space-size=64` (a larger young generation), then `--no-allocation-site-pretenuring`.
  */
 import { Message, MessageState, RecipientBehaviour, RecipientType, Sharding, Storage } from "@effect-cluster/cluster"
 import { NodeCluster } from "@effect-cluster/cluster/node"
@@ -199,12 +199,23 @@ const runSetup = (crossProcess: boolean, runs: ReadonlyArray<readonly [number, n
 
 const runs = [[1, 20_000], [64, 200_000]] as const
 
-// The cross-process set-up with 64 senders again, both pods run with the recommended young generation: in
-// a child process (a heap's size is fixed when the process starts), whose owner child inherits the flag.
-const tunedRows = Effect.async<Array<string>, Error>((resume) => {
+/**
+ * The Node options of the last rows (docs/deployment.md, "Node options for busy pods"): the recommended young
+ * generation, and V8's allocation-site pretenuring turned off (a site V8 has seen objects survive at, during
+ * a burst such as start-up, allocates straight into the old generation; the sending pod's per-send objects
+ * then keep young ones alive past each scavenge).
+ */
+const tunings: ReadonlyArray<ReadonlyArray<string>> = [
+  [`--max-semi-space-size=${tunedSemiSpace}`],
+  ["--no-allocation-site-pretenuring"]
+]
+
+// The cross-process set-up with 64 senders again, both pods run with `flags`: in a child process (a heap's
+// options are fixed when the process starts), whose owner child inherits them.
+const tunedRows = (flags: ReadonlyArray<string>) => Effect.async<Array<string>, Error>((resume) => {
   const child = spawn(
     process.execPath,
-    [...process.execArgv, `--max-semi-space-size=${tunedSemiSpace}`, fileURLToPath(import.meta.url), "--tuned"],
+    [...process.execArgv, ...flags, fileURLToPath(import.meta.url), "--tuned", flags.join(" ")],
     { stdio: ["ignore", "pipe", "inherit"] }
   )
   let out = ""
@@ -219,7 +230,11 @@ const tunedRows = Effect.async<Array<string>, Error>((resume) => {
 })
 
 const program = Effect.gen(function*() {
-  const rows = [...yield* runSetup(false, runs), ...yield* runSetup(true, runs), ...yield* tunedRows]
+  const rows = [
+    ...yield* runSetup(false, runs),
+    ...yield* runSetup(true, runs),
+    ...(yield* Effect.forEach(tunings, tunedRows)).flat()
+  ]
   console.log(
     "| network transport (websocket rpc, 2 pods, cross-pod sends over loopback) | sends/s | sends per CPU-second | CPU µs per send, sending / owning pod | p50 ms | p99 ms |"
   )
@@ -231,7 +246,7 @@ const main = process.argv[2] === "--owner"
   ? ownerChild(process.argv[3]!)
   : process.argv[2] === "--tuned"
   ? Effect.flatMap(
-    runSetup(true, [[64, 200_000]], `, pods run with \`--max-semi-space-size=${tunedSemiSpace}\``),
+    runSetup(true, [[64, 200_000]], `, pods run with \`${process.argv[3]}\``),
     (rows) => Effect.sync(() => rows.forEach((row) => console.log(row)))
   )
   : program
