@@ -62,43 +62,40 @@ export interface ClusterEngineOptions extends Omit<EngineOptions, "resumeOnStart
 }
 
 /**
- * Sends a start again while the pod it reached refused it because the execution's shard has just left
- * that pod (its fence) or the pod is leaving (its engine stops), 50 ms doubling up to 1 s apart (on the
- * live clock: a shard takes real time to move), 12 times (about 8.5 s) and once more a second for the grace
- * period (`shutdownGracePeriod`): a pod leaving holds its shards, refusing starts, for as long as its
- * activities in flight take to finish, and pods share their configuration. Routing failures are not
- * retried here: the messenger already retried them for its `sendRetryTimeout` (and `resendingUndelivered`
- * within a grace period).
+ * Sends a start again (same request id) while its shard is between owners, on the live clock (a shard takes
+ * real time to move):
+ * - refused because the shard has just left the pod it reached (its fence) or that pod is leaving (its
+ *   engine stops): 50 ms doubling up to 1 s apart, 12 times (about 8.5 s) and once more a second for the
+ *   grace period (`shutdownGracePeriod`: a pod leaving holds its shards, refusing starts, while its
+ *   activities in flight finish, and pods share their configuration);
+ * - not delivered (`MessageNotDeliveredException`: the messenger retried routing it for its
+ *   `sendRetryTimeout`, no entity saw it): once a second until the grace period has passed since the first
+ *   send. A shard the manager moves away from a pod that stays is served by no pod while that pod's drain
+ *   runs, up to its grace period; without a grace period, not sent again.
  */
-const retryingStart = <A, E>(send: Effect.Effect<A, E>, graceMillis: number): Effect.Effect<A, E> => {
-  const resends = 12 + Math.ceil(Math.max(0, graceMillis) / 1000)
-  const attempt = (n: number): Effect.Effect<A, E> =>
-    Effect.catchIf(
-      send,
-      (error) => n < resends && isShardMoved(error),
-      () => Effect.zipRight(Effect.withClock(Effect.sleep(Math.min(50 * 2 ** n, 1000)), liveClock), attempt(n + 1))
-    )
-  return attempt(0)
-}
+const resendingStart = <A, E>(send: Effect.Effect<A, E>, graceMillis: number): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    const grace = Math.max(0, graceMillis)
+    const refusals = 12 + Math.ceil(grace / 1000)
+    const firstSentAt = liveClock.unsafeCurrentTimeMillis()
+    const pause = (millis: number) => Effect.withClock(Effect.sleep(millis), liveClock)
+    const attempt = (refused: number): Effect.Effect<A, E> =>
+      Effect.catchIf(
+        send,
+        (error) =>
+          isShardMoved(error)
+            ? refused < refusals
+            : isNotDelivered(error) && liveClock.unsafeCurrentTimeMillis() - firstSentAt < grace,
+        (error) =>
+          isShardMoved(error)
+            ? Effect.zipRight(pause(Math.min(50 * 2 ** refused, 1000)), attempt(refused + 1))
+            : Effect.zipRight(pause(1000), attempt(refused))
+      )
+    return attempt(0)
+  })
 
-/**
- * Sends a start again, once a second, while it was not delivered (`MessageNotDeliveredException`: the
- * messenger retried routing it for its `sendRetryTimeout` and every attempt failed before any entity saw it)
- * until the grace period (`shutdownGracePeriod`) has passed since `sentAt` (live clock). A shard the manager
- * moves away from a pod that stays is served by no pod while the pod's drain runs, for up to its grace period:
- * a start sent meanwhile is routed nowhere, and would fail after `sendRetryTimeout` (10 s by default) while
- * the shard's next owner is about to take it. Without a grace period, not sent again.
- */
-const resendingUndelivered = <A, E>(send: Effect.Effect<A, E>, graceMillis: number, sentAt: number): Effect.Effect<A, E> => {
-  const attempt: Effect.Effect<A, E> = Effect.catchIf(
-    send,
-    (error) =>
-      graceMillis > 0 && (error as { readonly _tag?: unknown } | undefined)?._tag === "MessageNotDeliveredException" &&
-      liveClock.unsafeCurrentTimeMillis() - sentAt < graceMillis,
-    () => Effect.zipRight(Effect.withClock(Effect.sleep(1000), liveClock), attempt)
-  )
-  return attempt
-}
+const isNotDelivered = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && "_tag" in error && error._tag === "MessageNotDeliveredException"
 
 /** A routing failure, as the journal errors the engine's API returns (the request was not answered). */
 const routingError = (operation: string) => (error: ShardingException.ShardingException) =>
@@ -267,13 +264,12 @@ const routes = (
         // retries keep the id. A start is idempotent (same id, same payload: joined): one refused by the
         // fence of a pod its shard has just left is sent again, to the new owner.
         const requestId = `${Date.now().toString(36)}-${(yield* Random.nextInt).toString(36)}`
-        const sentAt = liveClock.unsafeCurrentTimeMillis()
-        const reply = yield* retryingStart(resendingUndelivered(send(
-          entityId,
-          new StartExecution({ ...key, payload: JSON.stringify(encoded.right), requestId })
-        ), graceMillis, sentAt).pipe(Effect.catchAll((error) =>
+        const reply = yield* resendingStart(
+          send(entityId, new StartExecution({ ...key, payload: JSON.stringify(encoded.right), requestId })),
+          graceMillis
+        ).pipe(Effect.catchAll((error) =>
           isWorkflowEngineError(error) ? Effect.fail(error) : Effect.fail(routingError("start")(error as any))
-        )), graceMillis)
+        ))
         return reply as internal.StartResult
       }),
     signal: (row, name, value) =>
