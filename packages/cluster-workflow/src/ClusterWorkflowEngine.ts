@@ -425,9 +425,12 @@ const takeShard = (
   }).pipe(Effect.catchAll((error) => Effect.logWarning("could not take over a shard's executions", error)))
 
 /**
- * Executions that left this engine (finished, suspended, stopped): one still running in the journal while
- * its shard is still served at its epoch was stopped by a momentary lapse of the pod's lease (a write
- * refused locally) and is taken back; the others' runs are dropped after a whole round. Returns the runs
+ * Executions that left this engine (finished, suspended, stopped). One still running in the journal while
+ * its shard is still served at its epoch was stopped here (a write refused by a momentary lapse of the pod's
+ * lease, a claim whose renewal did not answer before its lease ended) and is taken back, every round until
+ * it runs here again: its other ways back are single tries (a lease end's take-back, a lapse's end), and a
+ * claim can be refused meanwhile (the row locked by another transaction, a previous owner's claim met
+ * between the clearing and the claim). The other runs are dropped after a whole round. Returns the runs
  * seen idle this round.
  */
 const takeBackIdle = (
@@ -444,11 +447,13 @@ const takeBackIdle = (
         fenced.runs.delete(id)
         continue
       }
-      next.add(id)
       const [workflow, executionId] = JSON.parse(id) as [string, string]
       const row = yield* fenced.inner.get({ workflow, executionId })
       if (Option.isSome(row) && row.value.status === "running" && taken.get(run.shard) === run.epoch) {
+        // (not marked idle: looked at again next round unless it runs here by then)
         yield* resumeHere(engine, row.value)
+      } else {
+        next.add(id)
       }
     }
     return next

@@ -57,6 +57,10 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
     readonly podView?: (sharding: Sharding.Sharding) => Sharding.Sharding
     /** The manager's revocation call gives up after this, as over the network (default: it waits). */
     readonly unassignTimeout?: Duration.Duration
+    /** The engines' claim lease (default: the engine's, 30 s). */
+    readonly claimLease?: DurationInput
+    /** How each engine sees the shared journal (default: as it is). */
+    readonly journalView?: (journal: DurableExecutionJournal.Journal) => DurableExecutionJournal.Journal
   }
 ) =>
   Effect.gen(function*() {
@@ -92,10 +96,11 @@ export const makeEngineCluster = <T extends Message.Message.Any>(
           Effect.provide(ClusterWorkflowEngine.layer({
             prefix: database.prefix,
             shardCheckInterval: options.shardCheckInterval,
+            ...(options.claimLease === undefined ? {} : { claimLease: options.claimLease }),
             ...(options.shutdownGracePeriod === undefined ? {} : { shutdownGracePeriod: options.shutdownGracePeriod })
           })),
           Effect.provideService(Sharding.Sharding, options.podView?.(pod.sharding) ?? pod.sharding),
-          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, counted),
+          Effect.provideService(DurableExecutionJournal.DurableExecutionJournal, options.journalView?.(counted) ?? counted),
           Effect.provideService(PodName, port),
           Scope.extend(scope)
         )
