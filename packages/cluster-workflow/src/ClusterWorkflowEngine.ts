@@ -430,8 +430,9 @@ const takeShard = (
  * lease, a claim whose renewal did not answer before its lease ended) and is taken back, every round until
  * it runs here again: its other ways back are single tries (a lease end's take-back, a lapse's end), and a
  * claim can be refused meanwhile (the row locked by another transaction, a previous owner's claim met
- * between the clearing and the claim). The other runs are dropped after a whole round. Returns the runs
- * seen idle this round.
+ * between the clearing and the claim). One whose start message no longer decodes is dropped at once (its
+ * claim failed to launch it, and made it `running` again). The other runs are dropped after a whole round.
+ * Returns the runs seen idle this round.
  */
 const takeBackIdle = (
   engine: internal.Engine,
@@ -450,8 +451,14 @@ const takeBackIdle = (
       const [workflow, executionId] = JSON.parse(id) as [string, string]
       const row = yield* fenced.inner.get({ workflow, executionId })
       if (Option.isSome(row) && row.value.status === "running" && taken.get(run.shard) === run.epoch) {
-        // (not marked idle: looked at again next round unless it runs here by then)
-        yield* resumeHere(engine, row.value)
+        // (not marked idle: looked at again next round unless it runs here by then. One whose start message
+        // no longer decodes is left as it is: its run is dropped, or every round would claim it again, its
+        // claim making it `running`, and log it)
+        const unreadable = yield* claimOrRetryLater(engine, row.value).pipe(
+          Effect.as(false),
+          Effect.catchTag("PayloadDecodeError", () => Effect.succeed(true))
+        )
+        if (unreadable) fenced.runs.delete(id)
       } else {
         next.add(id)
       }
