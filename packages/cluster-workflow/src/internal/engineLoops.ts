@@ -40,14 +40,12 @@ export const resumeDue = (engine: Engine, dueAt: number): Effect.Effect<JournalE
 /**
  * After an execution stopped at its lease's end: once its claim has ended in the journal too (another
  * margin later, on the engine's clock), claims it again, unless another engine took it over meanwhile
- * (then the claim fails and nothing happens); retries while the journal fails. A row locked by another
- * transaction is left to the background claims of locked rows (`claimOrRetryLater`: at most 5 s apart),
- * not to this retry's backoff, which grows to 30 s.
+ * (then the claim fails and nothing happens); retries while the journal fails.
  */
 const takeBackAfterLeaseEnd = (engine: Engine, runtime: ExecutionRuntime) => {
   // (only the retry delays are on the live clock: the claim keeps the engine's clock)
   const attempt = (delay: number): Effect.Effect<void> =>
-    Effect.catchAll(Effect.asVoid(claimOrRetryLater(engine, runtime.key)), (error) =>
+    Effect.catchAll(Effect.asVoid(engine.claimAndLaunch(runtime.key)), (error) =>
       error._tag === "PayloadDecodeError"
         ? Effect.void
         : Effect.zipRight(
