@@ -30,12 +30,13 @@ import { AwaitExecution, entityTypeOf, StartExecution, WakeExecution, waiterEnti
 import * as internal from "./internal/engine.js"
 import type { ExecutionRuntime } from "./internal/execution.js"
 import { EngineProvider } from "./internal/engineProvider.js"
-import { isShardMoved, shardMoved } from "./internal/engineLaunch.js"
+import { shardMoved } from "./internal/engineLaunch.js"
 import * as Ownership from "./internal/engineOwnership.js"
 import { stuckFault } from "./internal/faults.js"
 import { liveClock } from "./internal/liveClock.js"
 import type { RemoteAnswer, RemoteWait } from "./internal/results.js"
 import { keyString } from "./internal/results.js"
+import { resendingStart } from "./internal/cluster/resend.js"
 import { claimOrRetryLater } from "./internal/lockedClaims.js"
 import { defaultPrefix, tableNames } from "./internal/sql/tables.js"
 import type { Workflow } from "./Workflow.js"
@@ -60,42 +61,6 @@ export interface ClusterEngineOptions extends Omit<EngineOptions, "resumeOnStart
    */
   readonly shardCheckInterval?: Duration.DurationInput
 }
-
-/**
- * Sends a start again (same request id) while its shard is between owners, on the live clock (a shard takes
- * real time to move):
- * - refused because the shard has just left the pod it reached (its fence) or that pod is leaving (its
- *   engine stops): 50 ms doubling up to 1 s apart, 12 times (about 8.5 s) and once more a second for the
- *   grace period (`shutdownGracePeriod`: a pod leaving holds its shards, refusing starts, while its
- *   activities in flight finish, and pods share their configuration);
- * - not delivered (`MessageNotDeliveredException`: the messenger retried routing it for its
- *   `sendRetryTimeout`, no entity saw it): once a second until the grace period has passed since the first
- *   send. A shard the manager moves away from a pod that stays is served by no pod while that pod's drain
- *   runs, up to its grace period; without a grace period, not sent again.
- */
-const resendingStart = <A, E>(send: Effect.Effect<A, E>, graceMillis: number): Effect.Effect<A, E> =>
-  Effect.suspend(() => {
-    const grace = Math.max(0, graceMillis)
-    const refusals = 12 + Math.ceil(grace / 1000)
-    const firstSentAt = liveClock.unsafeCurrentTimeMillis()
-    const pause = (millis: number) => Effect.withClock(Effect.sleep(millis), liveClock)
-    const attempt = (refused: number): Effect.Effect<A, E> =>
-      Effect.catchIf(
-        send,
-        (error) =>
-          isShardMoved(error)
-            ? refused < refusals
-            : isNotDelivered(error) && liveClock.unsafeCurrentTimeMillis() - firstSentAt < grace,
-        (error) =>
-          isShardMoved(error)
-            ? Effect.zipRight(pause(Math.min(50 * 2 ** refused, 1000)), attempt(refused + 1))
-            : Effect.zipRight(pause(1000), attempt(refused))
-      )
-    return attempt(0)
-  })
-
-const isNotDelivered = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error && error._tag === "MessageNotDeliveredException"
 
 /** A routing failure, as the journal errors the engine's API returns (the request was not answered). */
 const routingError = (operation: string) => (error: ShardingException.ShardingException) =>

@@ -81,7 +81,8 @@ export interface EngineOptions {
    * interrupted and runs again where its execution resumes (same idempotency key), as after a crash.
    * Default 0: the executions stop at once. On the cluster, keep it under the pod's
    * `entityTerminationTimeout` and its lease, and give every pod the same: a pod's starts to a shard whose
-   * owner drains or leaves are sent again for about 8.5 s plus this pod's own grace period.
+   * owner drains or leaves are sent again for about 8.5 s plus this pod's own grace period (at most 5
+   * minutes of it).
    */
   readonly shutdownGracePeriod?: Duration.DurationInput
 }
