@@ -1,0 +1,28 @@
+import { defineProject } from "vitest/config"
+
+/**
+ * The files whose tests start the examples as processes (a manager and pods, the demo, its Ctrl-C): they
+ * run one at a time, after the other test files, so that nothing competes with their processes for the
+ * machine's cores. See the root vitest.config.ts.
+ */
+export const processFiles = [
+  "test/cluster-processes.test.ts",
+  "test/cluster-quickstart.test.ts",
+  "test/concepts.test.ts",
+  "test/demo.test.ts",
+  "test/demoCtrlC.test.ts",
+  "test/examples.test.ts",
+  "test/seed-on-cluster.test.ts"
+]
+
+export default defineProject({
+  ssr: { resolve: { conditions: ["source"] } },
+  resolve: { conditions: ["source"] },
+  test: {
+    name: "examples (processes)",
+    include: processFiles,
+    testTimeout: 120_000,
+    hookTimeout: 60_000,
+    poolOptions: { forks: { singleFork: true } }
+  }
+})

@@ -1,0 +1,22 @@
+import { defineProject } from "vitest/config"
+
+/**
+ * The files whose tests run pods, managers or engines as separate processes (killed, paused, restarted):
+ * they run one at a time, after the others, so that no other test file competes with their processes for
+ * the machine's cores (a starved pod loses its lease). See the root vitest.config.ts.
+ */
+export const processFiles = [
+  "test/MultiProcess.test.ts", "test/Cli.test.ts", "test/SqliteBusy.test.ts", "test/Tls.test.ts"
+]
+
+export default defineProject({
+  ssr: { resolve: { conditions: ["source"] } },
+  resolve: { conditions: ["source"] },
+  test: {
+    name: "cluster (processes)",
+    include: processFiles,
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    poolOptions: { forks: { singleFork: true } }
+  }
+})
