@@ -1,4 +1,4 @@
-import { defineProject } from "vitest/config"
+import { packageProject } from "../vitest.project.js"
 
 /**
  * The files whose tests start the examples as processes (a manager and pods, the demo, its Ctrl-C): they
@@ -15,14 +15,4 @@ export const processFiles = [
   "test/seed-on-cluster.test.ts"
 ]
 
-export default defineProject({
-  ssr: { resolve: { conditions: ["source"] } },
-  resolve: { conditions: ["source"] },
-  test: {
-    name: "examples (processes)",
-    include: processFiles,
-    testTimeout: 120_000,
-    hookTimeout: 60_000,
-    poolOptions: { forks: { singleFork: true } }
-  }
-})
+export default packageProject({ name: "examples (processes)", include: processFiles, testTimeout: 120_000, processes: true })

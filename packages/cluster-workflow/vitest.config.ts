@@ -1,15 +1,10 @@
-import { defineProject } from "vitest/config"
+import { packageProject } from "../../vitest.project.js"
 import { processFiles } from "./vitest.processes.config.js"
 
-export default defineProject({
-  ssr: { resolve: { conditions: ["source"] } },
-  resolve: { conditions: ["source"] },
-  test: {
-    name: "cluster-workflow",
-    include: ["test/**/*.test.ts"],
-    // (run on their own: vitest.processes.config.ts)
-    exclude: processFiles,
-    testTimeout: 60_000,
-    hookTimeout: 60_000
-  }
+// (the files that run processes are a project of their own: vitest.processes.config.ts)
+export default packageProject({
+  name: "cluster-workflow",
+  include: ["test/**/*.test.ts"],
+  exclude: processFiles,
+  testTimeout: 60_000
 })

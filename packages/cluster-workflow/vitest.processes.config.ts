@@ -1,4 +1,4 @@
-import { defineProject } from "vitest/config"
+import { packageProject } from "../../vitest.project.js"
 
 /**
  * The files whose tests run pods, managers or engines as separate processes (killed, paused, restarted):
@@ -14,14 +14,4 @@ export const processFiles = [
   "test/SqlitePidNamespace.test.ts"
 ]
 
-export default defineProject({
-  ssr: { resolve: { conditions: ["source"] } },
-  resolve: { conditions: ["source"] },
-  test: {
-    name: "cluster-workflow (processes)",
-    include: processFiles,
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    poolOptions: { forks: { singleFork: true } }
-  }
-})
+export default packageProject({ name: "cluster-workflow (processes)", include: processFiles, testTimeout: 60_000, processes: true })

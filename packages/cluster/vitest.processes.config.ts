@@ -1,4 +1,4 @@
-import { defineProject } from "vitest/config"
+import { packageProject } from "../../vitest.project.js"
 
 /**
  * The files whose tests run pods, managers or engines as separate processes (killed, paused, restarted):
@@ -9,14 +9,4 @@ export const processFiles = [
   "test/MultiProcess.test.ts", "test/Cli.test.ts", "test/SqliteBusy.test.ts", "test/Tls.test.ts"
 ]
 
-export default defineProject({
-  ssr: { resolve: { conditions: ["source"] } },
-  resolve: { conditions: ["source"] },
-  test: {
-    name: "cluster (processes)",
-    include: processFiles,
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    poolOptions: { forks: { singleFork: true } }
-  }
-})
+export default packageProject({ name: "cluster (processes)", include: processFiles, testTimeout: 60_000, processes: true })
