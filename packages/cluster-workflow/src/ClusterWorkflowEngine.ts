@@ -408,7 +408,9 @@ const takeBackIdle = (
   Effect.gen(function*() {
     const next = new Set<string>()
     for (const [id, run] of fenced.runs) {
-      if (engine.live.has(id)) continue
+      // (one whose row another transaction locks is claimed by its background retries meanwhile: not probed
+      // again here, about 155 ms on PostgreSQL, at every round)
+      if (engine.live.has(id) || engine.lockedClaims.has(id)) continue
       if (idle.has(id)) {
         fenced.runs.delete(id)
         continue
