@@ -8,7 +8,7 @@ export default defineConfig({
     // Two test files at a time (vitest uses one worker on 2 cores by default): most files wait on the live clock,
     // the database or sockets more than they compute. The files that run processes run one at a time after the
     // others (their projects, `vitest.processes.config.ts`, set `singleFork`), so nothing competes with their
-    // processes. (Full run on 2 cores: 1,136 s with one file at a time, 877 s with this.)
+    // processes. (Full run on 2 cores: 1,136 s with one file at a time, 655-703 s with this.)
     maxWorkers: 2,
     // A worker process runs its files one after another, sharing loaded modules: loading effect and the
     // packages afresh for each file cost about 2 s a file, a third of the whole run. Every file cleans up what

@@ -340,12 +340,16 @@ interface PodShards {
 const lapseCheckMillis = 100
 
 /**
- * Claims (and runs here) an execution of a shard this pod serves; an undecodable one is left as it is. A
- * row locked by another transaction is claimed again in the background (`claimOrRetryLater`): it does not
- * fail the takeover, sweep or stale look it is part of (the executions after it were not resumed).
+ * Claims (and runs here) an execution of a shard this pod serves; an undecodable one is left as it is
+ * (false: its start message no longer decodes). A row locked by another transaction is claimed again in the
+ * background (`claimOrRetryLater`): it does not fail the takeover, sweep or stale look it is part of (the
+ * executions after it were not resumed).
  */
 const resumeHere = (engine: internal.Engine, key: ExecutionKey) =>
-  Effect.catchTag(claimOrRetryLater(engine, key), "PayloadDecodeError", () => Effect.void)
+  claimOrRetryLater(engine, key).pipe(
+    Effect.as(true),
+    Effect.catchTag("PayloadDecodeError", () => Effect.succeed(false))
+  )
 
 /**
  * Suspended executions of the taken shards whose inbox changed after they suspended (a wake that crossed
@@ -421,11 +425,7 @@ const takeBackIdle = (
         // (not marked idle: looked at again next round unless it runs here by then. One whose start message
         // no longer decodes is left as it is: its run is dropped, or every round would claim it again, its
         // claim making it `running`, and log it)
-        const unreadable = yield* claimOrRetryLater(engine, row.value).pipe(
-          Effect.as(false),
-          Effect.catchTag("PayloadDecodeError", () => Effect.succeed(true))
-        )
-        if (unreadable) fenced.runs.delete(id)
+        if (!(yield* resumeHere(engine, row.value))) fenced.runs.delete(id)
       } else {
         next.add(id)
       }

@@ -34,27 +34,30 @@ const alwaysFailing = (error: () => unknown, graceMillis: number) =>
     return { sent, fiber }
   })
 
+/**
+ * Sends always failing with `error`, resent with `graceMillis`: still resending at `runningAt` seconds, ended
+ * with the error by `endedBy`, after `sends` sends.
+ */
+const endsWithin = (
+  error: () => unknown,
+  graceMillis: number,
+  expected: { readonly runningAt: number; readonly endedBy: number; readonly sends: number }
+) =>
+  Effect.gen(function*() {
+    const { fiber, sent } = yield* alwaysFailing(error, graceMillis)
+    yield* TestClock.adjust(`${expected.runningAt} seconds`)
+    expect(fiber.unsafePoll()).toBeNull()
+    yield* TestClock.adjust(`${expected.endedBy - expected.runningAt} seconds`)
+    expect(yield* Fiber.await(fiber)).toEqual(Exit.fail(error()))
+    expect(sent.count).toBe(expected.sends)
+  })
+
 describe("a start's resends", () => {
   it.effect("a moved shard's refusal: 12 resends (about 8.5 s) and one a second of a 30 s grace, then its error", () =>
-    Effect.gen(function*() {
-      const { fiber, sent } = yield* alwaysFailing(shardMoved, 30_000)
-      yield* TestClock.adjust("38 seconds")
-      expect(fiber.unsafePoll()).toBeNull()
-      yield* TestClock.adjust("10 seconds")
-      const exit = yield* Fiber.await(fiber)
-      expect(exit).toEqual(Exit.fail(shardMoved()))
-      expect(sent.count).toBe(1 + 12 + 30)
-    }))
+    endsWithin(shardMoved, 30_000, { runningAt: 38, endedBy: 48, sends: 1 + 12 + 30 }))
 
   it.effect("not delivered: sent again once a second until the grace period has passed since the first send", () =>
-    Effect.gen(function*() {
-      const { fiber, sent } = yield* alwaysFailing(notDelivered, 10_000)
-      yield* TestClock.adjust("9 seconds")
-      expect(fiber.unsafePoll()).toBeNull()
-      yield* TestClock.adjust("2 seconds")
-      expect(yield* Fiber.await(fiber)).toEqual(Exit.fail(notDelivered()))
-      expect(sent.count).toBe(11)
-    }))
+    endsWithin(notDelivered, 10_000, { runningAt: 9, endedBy: 11, sends: 11 }))
 
   it.effect("without a grace period, neither is sent again", () =>
     Effect.gen(function*() {

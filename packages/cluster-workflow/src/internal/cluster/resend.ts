@@ -5,6 +5,7 @@
  */
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
 import { isShardMoved } from "../engineLaunch.js"
 import { liveClock } from "../liveClock.js"
 
@@ -38,19 +39,16 @@ export const resendingStart = <A, E>(
     const firstSentAt = clock.unsafeCurrentTimeMillis()
     const pause = (millis: number) => Effect.withClock(Effect.sleep(millis), clock)
     const attempt = (refused: number): Effect.Effect<A, E> =>
-      Effect.catchIf(
-        send,
-        (error) =>
-          isShardMoved(error)
-            ? refused < refusals
-            : isNotDelivered(error) && clock.unsafeCurrentTimeMillis() - firstSentAt < grace,
-        (error) =>
-          isShardMoved(error)
+      Effect.catchAll(send, (error) => {
+        if (isShardMoved(error)) {
+          return refused < refusals
             ? Effect.zipRight(pause(Math.min(50 * 2 ** refused, 1000)), attempt(refused + 1))
-            : Effect.zipRight(pause(1000), attempt(refused))
-      )
+            : Effect.fail(error)
+        }
+        return Predicate.isTagged(error, "MessageNotDeliveredException") &&
+            clock.unsafeCurrentTimeMillis() - firstSentAt < grace
+          ? Effect.zipRight(pause(1000), attempt(refused))
+          : Effect.fail(error)
+      })
     return attempt(0)
   })
-
-const isNotDelivered = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error && error._tag === "MessageNotDeliveredException"
