@@ -15,6 +15,12 @@ class Toggle extends Schema.TaggedClass<Toggle>()("Toggle", { on: Schema.Boolean
 class Ping extends Message.TaggedMessage<Ping>()("Ping", Schema.Never, Schema.Number, { id: Schema.String, n: Schema.Number }, (_) => _.id) {}
 class Pong extends Message.TaggedMessage<Pong>()("Pong", Schema.String, Schema.Void, { id: Schema.String, ok: Schema.Boolean }, (_) => _.id) {}
 const PingOrPong = Schema.Union(Ping, Pong)
+class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String }) {}
+// A `_tag` field of a plain class: passed to the constructor as it is (with and without a default).
+class OwnTag extends Schema.Class<OwnTag>("OwnTag")({ _tag: Schema.Literal("Ping", "Pong"), on: Schema.Boolean }) {
+  static _tag = "Ping"
+}
+class DefaultTag extends Schema.Class<DefaultTag>("DefaultTag")({ _tag: Schema.tag("Toggle"), on: Schema.Boolean }) {}
 // Not plain: the schema answers alone.
 class WithOptional extends Schema.Class<WithOptional>("WithOptional")({ a: Schema.String, b: Schema.optional(Schema.Number) }) {}
 class WithRefinement extends Schema.Class<WithRefinement>("WithRefinement")({ a: Schema.NonEmptyString }) {}
@@ -27,6 +33,9 @@ const schemas = {
   Toggle,
   Ping,
   PingOrPong,
+  Refused,
+  OwnTag,
+  DefaultTag,
   WithOptional,
   WithRefinement,
   String: Schema.String,
@@ -61,14 +70,17 @@ const bySchema = {
   decode: (schema: Schema.Schema<any, any>, text: string) => Schema.decodeUnknownEither(schema)(JSON.parse(text))
 }
 
-// jsonDecode of `text` gives what the schema's decode gives: an equal instance of the same class, or the
-// same error text.
+// jsonDecode of `text` gives what the schema's decode gives: an equal instance of the same class with its
+// properties in the same order, or the same error text.
 const sameAsSchema = (schema: Schema.Schema<any, any>, text: string) => {
   const decoded = Serialization.jsonDecode(schema, SerializedMessage.make(text))
   const expected = bySchema.decode(schema, text)
   if (Either.isRight(expected)) {
     expect(decoded).toEqual(expected)
     expect(Object.getPrototypeOf(Either.getOrThrow(decoded))).toBe(Object.getPrototypeOf(expected.right))
+    if (typeof expected.right === "object" && expected.right !== null) {
+      expect(Reflect.ownKeys(Either.getOrThrow(decoded))).toEqual(Reflect.ownKeys(expected.right))
+    }
   } else {
     expect(Either.map(Either.flip(decoded), (_) => _.error)).toEqual(Either.right(ParseResult.TreeFormatter.formatErrorSync(expected.left)))
   }
@@ -76,7 +88,7 @@ const sameAsSchema = (schema: Schema.Schema<any, any>, text: string) => {
 
 describe("plain message classes: Serialization.json's shortcut gives the schema's results", () => {
   it("applies to plain classes and unions of them, not to others", () => {
-    for (const schema of [Point, Toggle, Ping, PingOrPong]) {
+    for (const schema of [Point, Toggle, Ping, PingOrPong, Refused, OwnTag, DefaultTag]) {
       expect(plainClasses.encoderOf(schema)).toBeDefined()
       expect(plainClasses.decoderOf(schema)).toBeDefined()
     }

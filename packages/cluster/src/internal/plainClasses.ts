@@ -10,12 +10,21 @@ import type * as SchemaAST from "effect/SchemaAST"
  * answers, with its own errors: the result is always the schema's.
  */
 
-/** A field's name, and the test its value passes exactly when the field's schema accepts it. */
-type FieldCheck = readonly [name: string, accepts: (value: unknown) => boolean]
+/**
+ * A field's name, the test its value passes exactly when the field's schema accepts it, and a value it
+ * accepts.
+ */
+type FieldCheck = readonly [name: string, accepts: (value: unknown) => boolean, sample: unknown]
 
 interface PlainClass {
   readonly constructor: new(props: object, disableValidation: boolean) => object
   readonly fields: ReadonlyArray<FieldCheck>
+  /**
+   * The class sets its `_tag` itself (`TaggedClass`, `TaggedRequest`, `TaggedError`: a one-literal field whose
+   * constructor default is that literal), so decoding checks `_tag` but does not pass it: the instance is the
+   * same, and the constructor skips deleting it from the props (which makes them a slow dictionary).
+   */
+  readonly ownTag: boolean
 }
 
 /** Encodes a value, or `undefined` when the shortcut does not apply. */
@@ -43,14 +52,14 @@ const fieldCheck = (signature: SchemaAST.PropertySignature): FieldCheck | undefi
   const type = signature.type
   switch (type._tag) {
     case "StringKeyword":
-      return [signature.name, isString]
+      return [signature.name, isString, ""]
     case "NumberKeyword":
-      return [signature.name, isNumber]
+      return [signature.name, isNumber, 0]
     case "BooleanKeyword":
-      return [signature.name, isBoolean]
+      return [signature.name, isBoolean, false]
     default: {
       const literals = literalsOf(type)
-      return literals === undefined ? undefined : [signature.name, (value) => literals.has(value)]
+      return literals === undefined ? undefined : [signature.name, (value) => literals.has(value), literals.values().next().value]
     }
   }
 }
@@ -77,7 +86,32 @@ const plainClass = (ast: SchemaAST.AST, schema: unknown): PlainClass | undefined
     if (check === undefined) return undefined
     fields.push(check)
   }
-  return { constructor: schema as PlainClass["constructor"], fields }
+  const constructor = schema as PlainClass["constructor"]
+  return { constructor, fields, ownTag: setsOwnTag(constructor, fields) }
+}
+
+// Whether the class sets its `_tag` itself: an instance made without it is the one made with it (same
+// values, same property order), tried once with sample fields. (A tagged class's constructor deletes the
+// `_tag` it is given and sets its default; a plain class with a defaulted `_tag` field keeps the given one
+// in its place.)
+const setsOwnTag = (constructor: PlainClass["constructor"], fields: ReadonlyArray<FieldCheck>): boolean => {
+  const tag = fields.find(([name]) => name === "_tag")
+  if (tag === undefined) return false
+  const withTag: Record<string, unknown> = {}
+  const withoutTag: Record<string, unknown> = {}
+  for (const [name, , sample] of fields) {
+    withTag[name] = sample
+    if (name !== "_tag") withoutTag[name] = sample
+  }
+  try {
+    const expected = new constructor(withTag, true) as Record<PropertyKey, unknown>
+    const made = new constructor(withoutTag, true) as Record<PropertyKey, unknown>
+    const keys = Reflect.ownKeys(expected)
+    const madeKeys = Reflect.ownKeys(made)
+    return keys.length === madeKeys.length && keys.every((key, i) => madeKeys[i] === key && made[key] === expected[key])
+  } catch {
+    return false
+  }
 }
 
 // The schema's plain classes (itself, or every member of its union), or undefined.
@@ -95,14 +129,19 @@ const plainClassesOf = (schema: { readonly ast: SchemaAST.AST }): ReadonlyArray<
   return classes
 }
 
-// The fields of `value` as the class encodes them, or undefined when one fails its check.
-const fieldsOf = (value: Record<string, unknown>, fields: ReadonlyArray<FieldCheck>): Record<string, unknown> | undefined => {
+// The fields of `value` as the class encodes them, or undefined when one fails its check; `_tag` is checked
+// but left out with `withoutTag`.
+const fieldsOf = (
+  value: Record<string, unknown>,
+  fields: ReadonlyArray<FieldCheck>,
+  withoutTag = false
+): Record<string, unknown> | undefined => {
   const out: Record<string, unknown> = {}
   for (let i = 0; i < fields.length; i++) {
     const [name, accepts] = fields[i]!
     const field = value[name]
     if (!accepts(field)) return undefined
-    out[name] = field
+    if (!withoutTag || name !== "_tag") out[name] = field
   }
   return out
 }
@@ -129,7 +168,7 @@ export const decoderOf = (schema: { readonly ast: SchemaAST.AST }): Decode | und
     if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined
     for (let i = 0; i < classes.length; i++) {
       const plain = classes[i]!
-      const fields = fieldsOf(input as Record<string, unknown>, plain.fields)
+      const fields = fieldsOf(input as Record<string, unknown>, plain.fields, plain.ownTag)
       if (fields !== undefined) return new plain.constructor(fields, true)
     }
     return undefined

