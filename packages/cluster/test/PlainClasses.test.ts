@@ -21,6 +21,12 @@ class OwnTag extends Schema.Class<OwnTag>("OwnTag")({ _tag: Schema.Literal("Ping
   static _tag = "Ping"
 }
 class DefaultTag extends Schema.Class<DefaultTag>("DefaultTag")({ _tag: Schema.tag("Toggle"), on: Schema.Boolean }) {}
+// A `_tag` of two literals whose constructor default is one of them (last: made without it, the instance has
+// the same keys in the same order): the given `_tag` is kept, whichever it is.
+class DefaultOfTwo extends Schema.Class<DefaultOfTwo>("DefaultOfTwo")({
+  on: Schema.Boolean,
+  _tag: Schema.Literal("Ping", "Pong").pipe(Schema.propertySignature, Schema.withConstructorDefault(() => "Ping" as const))
+}) {}
 // Not plain: the schema answers alone.
 class WithOptional extends Schema.Class<WithOptional>("WithOptional")({ a: Schema.String, b: Schema.optional(Schema.Number) }) {}
 class WithRefinement extends Schema.Class<WithRefinement>("WithRefinement")({ a: Schema.NonEmptyString }) {}
@@ -36,6 +42,7 @@ const schemas = {
   Refused,
   OwnTag,
   DefaultTag,
+  DefaultOfTwo,
   WithOptional,
   WithRefinement,
   String: Schema.String,
@@ -88,7 +95,7 @@ const sameAsSchema = (schema: Schema.Schema<any, any>, text: string) => {
 
 describe("plain message classes: Serialization.json's shortcut gives the schema's results", () => {
   it("applies to plain classes and unions of them, not to others", () => {
-    for (const schema of [Point, Toggle, Ping, PingOrPong, Refused, OwnTag, DefaultTag]) {
+    for (const schema of [Point, Toggle, Ping, PingOrPong, Refused, OwnTag, DefaultTag, DefaultOfTwo]) {
       expect(plainClasses.encoderOf(schema)).toBeDefined()
       expect(plainClasses.decoderOf(schema)).toBeDefined()
     }
@@ -122,6 +129,14 @@ describe("plain message classes: Serialization.json's shortcut gives the schema'
         { numRuns: 300 }
       ))
   }
+
+  it("a `_tag` other than the constructor's default is decoded as given", () => {
+    for (const schema of [DefaultOfTwo, Schema.Union(DefaultOfTwo, Toggle)] as ReadonlyArray<Schema.Schema<any, any>>) {
+      const decoded = Serialization.jsonDecode(schema, SerializedMessage.make(`{"on":true,"_tag":"Pong"}`))
+      expect(Either.map(decoded, (_: { readonly _tag: string }) => _._tag)).toEqual(Either.right("Pong"))
+      sameAsSchema(schema, `{"on":true,"_tag":"Pong"}`)
+    }
+  })
 
   it("an instance whose field was changed after construction, or a look-alike plain object, gets the schema's answer", () => {
     const changed = new Point({ x: 1, y: 2, label: "p" })

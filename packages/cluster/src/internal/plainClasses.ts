@@ -87,11 +87,14 @@ const plainClass = (ast: SchemaAST.AST, schema: unknown): PlainClass | undefined
     fields.push(check)
   }
   const constructor = schema as PlainClass["constructor"]
-  return { constructor, fields, ownTag: setsOwnTag(constructor, fields) }
+  // (only a one-literal `_tag`: with more, the input's may differ from the one the constructor sets)
+  const tag = ast.from.propertySignatures.find((signature) => signature.name === "_tag")
+  const oneLiteral = tag !== undefined && literalsOf(tag.type)?.size === 1
+  return { constructor, fields, ownTag: oneLiteral && setsOwnTag(constructor, fields) }
 }
 
-// Whether the class sets its `_tag` itself: an instance made without it is the one made with it (same
-// values, same property order), tried once with sample fields. (A tagged class's constructor deletes the
+// Whether the class sets its `_tag` (of one literal) itself: an instance made without it is the one made
+// with it (same values, same property order), tried once with sample fields. (A tagged class's constructor deletes the
 // `_tag` it is given and sets its default; a plain class with a defaulted `_tag` field keeps the given one
 // in its place.)
 const setsOwnTag = (constructor: PlainClass["constructor"], fields: ReadonlyArray<FieldCheck>): boolean => {
