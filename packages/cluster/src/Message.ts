@@ -11,6 +11,7 @@ import type * as Exit_ from "effect/Exit"
 import * as PrimaryKey from "effect/PrimaryKey"
 import * as Schema from "effect/Schema"
 import { exitSchemaOf } from "./internal/exitSchema.js"
+import { dataClassMark } from "./internal/plainClasses.js"
 import type * as Types from "effect/Types"
 
 /**
@@ -155,11 +156,17 @@ export const TaggedMessage = <Self>() =>
   const Base = Schema.TaggedRequest<{}>()(tag, { failure, success, payload: fields }) as any
   // The primary key is a prototype method (not a closure per instance): building or decoding a message
   // allocates nothing for it.
-  return class extends Base {
-    [PrimaryKey.symbol](): string {
-      return messageToId(this as any)
-    }
-  } as any
+  // (marked: its constructor only passes the props on, so decoding may build instances without it; see
+  // internal/plainClasses)
+  return Object.defineProperty(
+    class extends Base {
+      [PrimaryKey.symbol](): string {
+        return messageToId(this as any)
+      }
+    },
+    dataClassMark,
+    { value: true }
+  ) as any
 }
 
 /**

@@ -20,6 +20,23 @@ class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.
 class OwnTag extends Schema.Class<OwnTag>("OwnTag")({ _tag: Schema.Literal("Ping", "Pong"), on: Schema.Boolean }) {
   static _tag = "Ping"
 }
+// Classes with a body of their own: their constructor must build each instance.
+class Counted extends Schema.TaggedClass<Counted>()("Counted", { n: Schema.Number }) {
+  static made = 0
+  constructor(props: { readonly n: number }, disableValidation?: boolean) {
+    super(props, disableValidation)
+    Counted.made++
+  }
+}
+class WithPrivate extends Schema.Class<WithPrivate>("WithPrivate")({ a: Schema.String }) {
+  readonly #suffix = "!"
+  reveal() {
+    return this.a + this.#suffix
+  }
+}
+class WithDerived extends Schema.Class<WithDerived>("WithDerived")({ n: Schema.Number }) {
+  readonly big = this.n > 100
+}
 class DefaultTag extends Schema.Class<DefaultTag>("DefaultTag")({ _tag: Schema.tag("Toggle"), on: Schema.Boolean }) {}
 // A `_tag` of two literals whose constructor default is one of them (last: made without it, the instance has
 // the same keys in the same order): the given `_tag` is kept, whichever it is.
@@ -136,6 +153,30 @@ describe("plain message classes: Serialization.json's shortcut gives the schema'
       expect(Either.map(decoded, (_: { readonly _tag: string }) => _._tag)).toEqual(Either.right("Pong"))
       sameAsSchema(schema, `{"on":true,"_tag":"Pong"}`)
     }
+  })
+
+  it("instances are built without the constructor only for classes whose constructors just set the fields", () => {
+    // Schema's classes, Message.TaggedMessage and empty-bodied subclasses of them: no constructor of theirs.
+    for (const schema of [Point, Toggle, Ping, PingOrPong, DefaultTag]) {
+      expect(plainClasses.buildsWithoutConstructor(schema)).toBe(true)
+    }
+    // An error (its constructor records a stack), and classes with a body of their own.
+    for (const schema of [Refused, OwnTag, Counted, WithPrivate, WithDerived]) {
+      expect(plainClasses.buildsWithoutConstructor(schema)).toBe(false)
+    }
+  })
+
+  it("a class with a constructor, a private field or a derived field of its own is built by its constructor", () => {
+    const decodeCounted = () => Either.getOrThrow(Serialization.jsonDecode(Counted, SerializedMessage.make(`{"_tag":"Counted","n":1}`)))
+    decodeCounted() // (the first decode also tries the class once or twice to learn its shape)
+    const before = Counted.made
+    const counted = decodeCounted()
+    expect(Counted.made).toBe(before + 1)
+    expect(counted).toBeInstanceOf(Counted)
+    const secret = Either.getOrThrow(Serialization.jsonDecode(WithPrivate, SerializedMessage.make(`{"a":"x"}`)))
+    expect(secret.reveal()).toBe("x!")
+    const derived = Either.getOrThrow(Serialization.jsonDecode(WithDerived, SerializedMessage.make(`{"n":200}`)))
+    expect(derived.big).toBe(true)
   })
 
   it("an instance whose field was changed after construction, or a look-alike plain object, gets the schema's answer", () => {

@@ -1,3 +1,6 @@
+import * as Data from "effect/Data"
+import * as Request from "effect/Request"
+import * as Schema from "effect/Schema"
 import type * as SchemaAST from "effect/SchemaAST"
 
 /**
@@ -11,14 +14,18 @@ import type * as SchemaAST from "effect/SchemaAST"
  */
 
 /**
- * A field's name, the test its value passes exactly when the field's schema accepts it, and a value it
- * accepts.
+ * A field's name, the test its value passes exactly when the field's schema accepts it, and two values it
+ * accepts (different ones when it accepts more than one).
  */
-type FieldCheck = readonly [name: string, accepts: (value: unknown) => boolean, sample: unknown]
+type FieldCheck = readonly [name: string, accepts: (value: unknown) => boolean, sample: unknown, other: unknown]
 
 interface PlainClass {
   readonly constructor: new(props: object, disableValidation: boolean) => object
   readonly fields: ReadonlyArray<FieldCheck>
+  /** Builds an instance from checked fields (without `_tag` when `ownTag`). */
+  readonly make: (fields: Record<string, unknown>) => object
+  /** Builds an instance with the constructor. */
+  readonly constructorMake: (fields: Record<string, unknown>) => object
   /**
    * The class sets its `_tag` itself (`TaggedClass`, `TaggedRequest`, `TaggedError`: a one-literal field whose
    * constructor default is that literal), so decoding checks `_tag` but does not pass it: the instance is the
@@ -52,14 +59,16 @@ const fieldCheck = (signature: SchemaAST.PropertySignature): FieldCheck | undefi
   const type = signature.type
   switch (type._tag) {
     case "StringKeyword":
-      return [signature.name, isString, ""]
+      return [signature.name, isString, "", "x"]
     case "NumberKeyword":
-      return [signature.name, isNumber, 0]
+      return [signature.name, isNumber, 0, 1]
     case "BooleanKeyword":
-      return [signature.name, isBoolean, false]
+      return [signature.name, isBoolean, false, true]
     default: {
       const literals = literalsOf(type)
-      return literals === undefined ? undefined : [signature.name, (value) => literals.has(value), literals.values().next().value]
+      if (literals === undefined) return undefined
+      const [first, second = first] = literals
+      return [signature.name, (value) => literals.has(value), first, second]
     }
   }
 }
@@ -90,8 +99,101 @@ const plainClass = (ast: SchemaAST.AST, schema: unknown): PlainClass | undefined
   // (only a one-literal `_tag`: with more, the input's may differ from the one the constructor sets)
   const tag = ast.from.propertySignatures.find((signature) => signature.name === "_tag")
   const oneLiteral = tag !== undefined && literalsOf(tag.type)?.size === 1
-  return { constructor, fields, ownTag: oneLiteral && setsOwnTag(constructor, fields) }
+  const recipe = recipeOf(constructor, fields)
+  const constructorMake = (props: Record<string, unknown>) => new constructor(props, true)
+  if (recipe !== undefined) return { constructor, fields, ownTag: false, make: recipe, constructorMake }
+  const ownTag = oneLiteral && setsOwnTag(constructor, fields)
+  return { constructor, fields, ownTag, make: constructorMake, constructorMake }
 }
+
+/**
+ * Instances of a data class built without its constructor: `Object.create` of its prototype and its
+ * properties set in the order the constructor sets them (the constructor of a message class costs several
+ * times the rest of its decoding). Only for a class whose constructors do nothing else, which is checked:
+ * every class of its chain is one of Schema's (`Schema.Class` and its tagged variants), this package's
+ * `Message.TaggedMessage`, Effect's `Data.Class` or `Request.Class`, or a class with an empty body (so no
+ * constructor, field or private field of its own); and instances the constructor builds from two sets of
+ * sample fields are plain data objects whose properties are the fields as given, in one order, plus
+ * constants (`_tag`). `undefined` when any of this does not hold: the constructor builds each instance.
+ */
+const recipeOf = (
+  constructor: PlainClass["constructor"],
+  fields: ReadonlyArray<FieldCheck>
+): ((fields: Record<string, unknown>) => object) | undefined => {
+  for (let c: unknown = constructor; c !== Function.prototype && c !== null; c = Object.getPrototypeOf(c)) {
+    if (!isDataConstructor(c)) return undefined
+  }
+  const sample: Record<string, unknown> = {}
+  const other: Record<string, unknown> = {}
+  for (const [name, , a, b] of fields) {
+    sample[name] = a
+    other[name] = b
+  }
+  let first: object, second: object
+  try {
+    first = new constructor({ ...sample }, true)
+    second = new constructor({ ...other }, true)
+  } catch {
+    return undefined
+  }
+  const prototype = constructor.prototype as object
+  if (Object.getPrototypeOf(first) !== prototype || Object.getPrototypeOf(second) !== prototype) return undefined
+  const keys = Reflect.ownKeys(first)
+  const otherKeys = Reflect.ownKeys(second)
+  if (keys.length !== otherKeys.length || keys.some((key, i) => otherKeys[i] !== key)) return undefined
+  const names = new Set(fields.map(([name]) => name))
+  if (keys.length !== new Set([...names, ...keys]).size) return undefined
+  const steps: Array<readonly [key: string, constant: unknown, isField: boolean]> = []
+  for (const key of keys) {
+    if (typeof key !== "string") return undefined
+    const described = [Object.getOwnPropertyDescriptor(first, key)!, Object.getOwnPropertyDescriptor(second, key)!]
+    if (described.some((d) => !("value" in d) || !d.writable || !d.enumerable || !d.configurable)) return undefined
+    const [a, b] = described.map((d) => d.value)
+    if (names.has(key)) {
+      if (a !== sample[key] || b !== other[key]) return undefined
+      steps.push([key, undefined, true])
+    } else {
+      if (a !== b || (typeof a === "object" && a !== null) || typeof a === "function") return undefined
+      steps.push([key, a, false])
+    }
+  }
+  return (props) => {
+    const instance = Object.create(prototype)
+    for (let i = 0; i < steps.length; i++) {
+      const [key, constant, isField] = steps[i]!
+      instance[key] = isField ? props[key] : constant
+    }
+    return instance
+  }
+}
+
+// The sources of Schema's tagged wrapper classes (one source each, whatever the tag), made once.
+let wrapperSources: ReadonlySet<string> | undefined
+const schemaWrapperSources = (): ReadonlySet<string> =>
+  wrapperSources ??= new Set(
+    [
+      Schema.TaggedClass<any>()("_", {}),
+      Schema.TaggedError<any>()("_", {}),
+      Schema.TaggedRequest<any>()("_", { failure: Schema.Never, success: Schema.Void, payload: {} })
+    ].map((c) => Function.prototype.toString.call(c))
+  )
+
+/** Marks a class whose constructor only passes its props on (`Message.TaggedMessage`'s). */
+export const dataClassMark: unique symbol = Symbol.for("@effect-cluster/cluster/plainClasses/dataClass")
+
+// A class of a chain whose constructor does nothing but set the props it is given (see `recipeOf`).
+const isDataConstructor = (c: unknown): boolean => {
+  if (typeof c !== "function") return false
+  if (Object.hasOwn(c, Schema.TypeId) || Object.hasOwn(c, dataClassMark)) return true
+  if (c === Data.Class || c === Request.Class) return true
+  const source = Function.prototype.toString.call(c)
+  return schemaWrapperSources().has(source) || (source.startsWith("class") && emptyBody.test(source))
+}
+
+// The end of a class whose body is empty, or holds only the static block esbuild adds to keep a class's
+// name (`static { __name(this, "Ping") }`, as tsx and bundlers with `keepNames` emit). A non-empty body
+// ends with a member, never with `{`.
+const emptyBody = /\{\s*(?:static\s*\{\s*__name\(\s*this\s*,\s*"[\w$]*"\s*\)\s*;?\s*\}\s*)?\}$/
 
 // Whether the class sets its `_tag` (of one literal) itself: an instance made without it is the one made
 // with it (same values, same property order), tried once with sample fields. (A tagged class's constructor deletes the
@@ -163,6 +265,12 @@ export const encoderOf = (schema: { readonly ast: SchemaAST.AST }): Encode | und
   }
 }
 
+/** Whether decoding builds the schema's instances without their constructor (every class of it qualifies). */
+export const buildsWithoutConstructor = (schema: { readonly ast: SchemaAST.AST }): boolean => {
+  const classes = plainClassesOf(schema)
+  return classes !== undefined && classes.every((plain) => plain.make !== plain.constructorMake)
+}
+
 /** The decode shortcut of a schema, if it is made of plain classes. */
 export const decoderOf = (schema: { readonly ast: SchemaAST.AST }): Decode | undefined => {
   const classes = plainClassesOf(schema)
@@ -172,7 +280,7 @@ export const decoderOf = (schema: { readonly ast: SchemaAST.AST }): Decode | und
     for (let i = 0; i < classes.length; i++) {
       const plain = classes[i]!
       const fields = fieldsOf(input as Record<string, unknown>, plain.fields, plain.ownTag)
-      if (fields !== undefined) return new plain.constructor(fields, true)
+      if (fields !== undefined) return plain.make(fields)
     }
     return undefined
   }
