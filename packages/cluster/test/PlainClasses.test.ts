@@ -179,6 +179,24 @@ describe("plain message classes: Serialization.json's shortcut gives the schema'
     expect(derived.big).toBe(true)
   })
 
+  it("a schema made from a class (annotated, or a transformation to its type side) is decoded as the schema decodes it", () => {
+    // (its value is Schema's generic class, not the message class: its constructor builds no message)
+    const annotated = Point.annotations({ description: "a point" })
+    const toUpper = Schema.transform(Schema.Struct(Point.fields), Schema.typeSchema(Point), {
+      strict: true,
+      decode: (fields) => new Point({ ...fields, label: fields.label.toUpperCase() }),
+      encode: (point) => ({ ...point })
+    })
+    const text = `{"x":1,"y":2,"label":"p"}`
+    for (const schema of [annotated, toUpper] as ReadonlyArray<Schema.Schema<Point, any>>) {
+      const expected = Schema.decodeUnknownSync(schema)(JSON.parse(text))
+      const decoded = Either.getOrThrow(Serialization.jsonDecode(schema, SerializedMessage.make(text)))
+      expect(Object.getPrototypeOf(decoded)).toBe(Point.prototype)
+      expect(Reflect.ownKeys(decoded)).toEqual(Reflect.ownKeys(expected))
+      expect({ ...decoded }).toEqual({ ...expected })
+    }
+  })
+
   it("an instance whose field was changed after construction, or a look-alike plain object, gets the schema's answer", () => {
     const changed = new Point({ x: 1, y: 2, label: "p" })
     ;(changed as any).x = "one"

@@ -85,7 +85,7 @@ export const primitiveCheckOf = (schema: { readonly ast: SchemaAST.AST }): ((val
 // A class schema (the schema value is the class): a transformation from its fields (a struct) to the
 // class's declaration.
 const plainClass = (ast: SchemaAST.AST, schema: unknown): PlainClass | undefined => {
-  if (typeof schema !== "function" || ast._tag !== "Transformation") return undefined
+  if (typeof schema !== "function" || ast._tag !== "Transformation" || !isSchemaClass(schema)) return undefined
   if (ast.to._tag !== "Declaration" || ast.from._tag !== "TypeLiteral" || ast.from.indexSignatures.length > 0) {
     return undefined
   }
@@ -104,6 +104,18 @@ const plainClass = (ast: SchemaAST.AST, schema: unknown): PlainClass | undefined
   if (recipe !== undefined) return { constructor, fields, ownTag: false, make: recipe, constructorMake }
   const ownTag = oneLiteral && setsOwnTag(constructor, fields)
   return { constructor, fields, ownTag, make: constructorMake, constructorMake }
+}
+
+// A class made by `Schema.Class` (or a tagged variant, or `extend`), or a subclass of one: its chain holds
+// Schema's generated class (its own `fields` and `extend`), whose `ast` decodes with `new this(fields, true)`.
+// A schema made from a class (`Class.annotations(...)`, a `transform` to `typeSchema(Class)`) has the class's
+// declaration in its AST, but its value is Schema's generic class: its constructor builds no instance of the
+// class, and its decoding may do more than construct.
+const isSchemaClass = (schema: Function): boolean => {
+  for (let c: unknown = schema; typeof c === "function"; c = Object.getPrototypeOf(c)) {
+    if (Object.hasOwn(c, Schema.TypeId) && Object.hasOwn(c, "fields") && Object.hasOwn(c, "extend")) return true
+  }
+  return false
 }
 
 /**
