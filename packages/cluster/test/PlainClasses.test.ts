@@ -179,6 +179,22 @@ describe("plain message classes: Serialization.json's shortcut gives the schema'
     expect(derived.big).toBe(true)
   })
 
+  it("a Proxy of a Schema class (its construct trap may do more) is built through the Proxy", () => {
+    let made = 0
+    const Counting = new Proxy(Schema.Class<{ readonly a: string }>("Counting")({ a: Schema.String }), {
+      construct: (target, args, newTarget) => {
+        made++
+        return Reflect.construct(target, args, newTarget)
+      }
+    })
+    const text = `{"a":"x"}`
+    Either.getOrThrow(Serialization.jsonDecode(Counting, SerializedMessage.make(text))) // (learns the class)
+    const before = made
+    const decoded = Either.getOrThrow(Serialization.jsonDecode(Counting, SerializedMessage.make(text)))
+    expect(made).toBe(before + 1)
+    expect(decoded).toEqual(Schema.decodeUnknownSync(Counting)(JSON.parse(text)))
+  })
+
   it("a schema made from a class (annotated, or a transformation to its type side) is decoded as the schema decodes it", () => {
     // (its value is Schema's generic class, not the message class: its constructor builds no message)
     const annotated = Point.annotations({ description: "a point" })

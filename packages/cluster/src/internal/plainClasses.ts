@@ -196,10 +196,13 @@ export const dataClassMark: unique symbol = Symbol.for("@effect-cluster/cluster/
 // A class of a chain whose constructor does nothing but set the props it is given (see `recipeOf`).
 const isDataConstructor = (c: unknown): boolean => {
   if (typeof c !== "function") return false
-  if (Object.hasOwn(c, Schema.TypeId) || Object.hasOwn(c, dataClassMark)) return true
   if (c === Data.Class || c === Request.Class) return true
+  // (a class's source; a Proxy of a class shows as native code, and answers `hasOwn` for its target while its
+  // construct trap may do anything)
   const source = Function.prototype.toString.call(c)
-  return schemaWrapperSources().has(source) || (source.startsWith("class") && emptyBody.test(source))
+  if (!source.startsWith("class")) return false
+  if (Object.hasOwn(c, Schema.TypeId) || Object.hasOwn(c, dataClassMark)) return true
+  return schemaWrapperSources().has(source) || emptyBody.test(source)
 }
 
 // The end of a class whose body is empty, or holds only the static block esbuild adds to keep a class's
