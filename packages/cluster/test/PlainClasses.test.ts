@@ -179,6 +179,23 @@ describe("plain message classes: Serialization.json's shortcut gives the schema'
     expect(derived.big).toBe(true)
   })
 
+  it("a union whose members one input can match (no _tag of their own, or a shared one) gets the schema's member", () => {
+    // (Schema tries first the members whose literal fields match the input, the shortcut its members in order)
+    class Loose extends Schema.Class<Loose>("Loose")({ x: Schema.Number }) {}
+    class Keyed extends Schema.Class<Keyed>("Keyed")({ k: Schema.Literal("a"), x: Schema.Number }) {}
+    class Wide extends Schema.Class<Wide>("Wide")({ k: Schema.Literal("b", "a"), x: Schema.Number, y: Schema.Boolean }) {}
+    const cases: ReadonlyArray<readonly [Schema.Schema<any, any>, string]> = [
+      [Schema.Union(Loose, Keyed), `{"k":"a","x":1}`],
+      [Schema.Union(Wide, Keyed), `{"k":"a","x":1,"y":true}`]
+    ]
+    for (const [schema, text] of cases) {
+      const expected = Schema.decodeUnknownSync(schema)(JSON.parse(text))
+      const decoded = Either.getOrThrow(Serialization.jsonDecode(schema, SerializedMessage.make(text)))
+      expect(Object.getPrototypeOf(decoded)).toBe(Object.getPrototypeOf(expected))
+      expect({ ...decoded }).toEqual({ ...expected })
+    }
+  })
+
   it("a Proxy of a Schema class (its construct trap may do more) is built through the Proxy", () => {
     let made = 0
     const Counting = new Proxy(Schema.Class<{ readonly a: string }>("Counting")({ a: Schema.String }), {

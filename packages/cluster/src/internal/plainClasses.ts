@@ -240,10 +240,22 @@ const plainClassesOf = (schema: { readonly ast: SchemaAST.AST }): ReadonlyArray<
   if (single !== undefined) return [single]
   const members = (schema as { readonly members?: ReadonlyArray<{ readonly ast: SchemaAST.AST }> }).members
   if (schema.ast._tag !== "Union" || !Array.isArray(members) || members.length === 0) return undefined
+  // Only members told apart by their `_tag`s (literals, none shared): an input then matches one member at most,
+  // the one Schema's union decodes it with. (Schema tries first the members whose literal fields match the
+  // input, so with an input two members accept, it may pick another than the first.)
   const classes: Array<PlainClass> = []
+  const tags = new Set<unknown>()
   for (const member of members) {
     const plain = plainClass(member.ast, member)
     if (plain === undefined) return undefined
+    const from = (member.ast as SchemaAST.Transformation).from as SchemaAST.TypeLiteral
+    const tag = from.propertySignatures.find((signature) => signature.name === "_tag")
+    const literals = tag === undefined ? undefined : literalsOf(tag.type)
+    if (literals === undefined) return undefined
+    for (const literal of literals) {
+      if (tags.has(literal)) return undefined
+      tags.add(literal)
+    }
     classes.push(plain)
   }
   return classes
