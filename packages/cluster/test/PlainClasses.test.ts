@@ -196,6 +196,25 @@ describe("plain message classes: Serialization.json's shortcut gives the schema'
     }
   })
 
+  it("a class or union whose schema carries parse options (onExcessProperty) gets the schema's answer", () => {
+    const fields = Schema.Struct({ a: Schema.String })
+    class Preserving extends Schema.Class<Preserving>("Preserving")(fields.annotations({ parseOptions: { onExcessProperty: "preserve" } })) {}
+    class Strict extends Schema.Class<Strict>("Strict")(fields.annotations({ parseOptions: { onExcessProperty: "error" } })) {}
+    class Tagged extends Schema.TaggedClass<Tagged>()("Tagged", { a: Schema.String }) {}
+    const StrictUnion = Schema.Union(Tagged, Toggle).annotations({ parseOptions: { onExcessProperty: "error" } })
+    const cases: ReadonlyArray<readonly [Schema.Schema<any, any>, string]> = [
+      [Preserving, `{"a":"x","extra":1}`],
+      [Strict, `{"a":"x","extra":1}`],
+      [StrictUnion, `{"_tag":"Tagged","a":"x","extra":1}`]
+    ]
+    for (const [schema, text] of cases) {
+      const expected = bySchema.decode(schema, text)
+      const decoded = Serialization.jsonDecode(schema, SerializedMessage.make(text))
+      expect(Either.isRight(decoded)).toBe(Either.isRight(expected))
+      if (Either.isRight(decoded) && Either.isRight(expected)) expect(Reflect.ownKeys(decoded.right)).toEqual(Reflect.ownKeys(expected.right))
+    }
+  })
+
   it("a Proxy of a Schema class (its construct trap may do more) is built through the Proxy", () => {
     let made = 0
     const Counting = new Proxy(Schema.Class<{ readonly a: string }>("Counting")({ a: Schema.String }), {

@@ -1,7 +1,7 @@
 import * as Data from "effect/Data"
 import * as Request from "effect/Request"
 import * as Schema from "effect/Schema"
-import type * as SchemaAST from "effect/SchemaAST"
+import * as SchemaAST from "effect/SchemaAST"
 
 /**
  * Shortcuts for the common message schema: a `Schema.Class` (or `TaggedClass`, `TaggedRequest`, a message
@@ -82,6 +82,10 @@ export const primitiveCheckOf = (schema: { readonly ast: SchemaAST.AST }): ((val
   return check?.[1]
 }
 
+// Parse options in a schema's annotations (`onExcessProperty: "preserve"` keeps, `"error"` refuses, the input's
+// other properties): its decoding is not the one the shortcut gives.
+const hasParseOptions = (ast: SchemaAST.AST): boolean => ast.annotations[SchemaAST.ParseOptionsAnnotationId] !== undefined
+
 // A class schema (the schema value is the class): a transformation from its fields (a struct) to the
 // class's declaration.
 const plainClass = (ast: SchemaAST.AST, schema: unknown): PlainClass | undefined => {
@@ -89,6 +93,7 @@ const plainClass = (ast: SchemaAST.AST, schema: unknown): PlainClass | undefined
   if (ast.to._tag !== "Declaration" || ast.from._tag !== "TypeLiteral" || ast.from.indexSignatures.length > 0) {
     return undefined
   }
+  if (hasParseOptions(ast) || hasParseOptions(ast.from) || hasParseOptions(ast.to)) return undefined
   const fields: Array<FieldCheck> = []
   for (const signature of ast.from.propertySignatures) {
     const check = fieldCheck(signature)
@@ -240,6 +245,7 @@ const plainClassesOf = (schema: { readonly ast: SchemaAST.AST }): ReadonlyArray<
   if (single !== undefined) return [single]
   const members = (schema as { readonly members?: ReadonlyArray<{ readonly ast: SchemaAST.AST }> }).members
   if (schema.ast._tag !== "Union" || !Array.isArray(members) || members.length === 0) return undefined
+  if (hasParseOptions(schema.ast)) return undefined
   // Only members told apart by their `_tag`s (literals, none shared): an input then matches one member at most,
   // the one Schema's union decodes it with. (Schema tries first the members whose literal fields match the
   // input, so with an input two members accept, it may pick another than the first.)
