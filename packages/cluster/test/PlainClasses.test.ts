@@ -166,6 +166,18 @@ describe("plain message classes: Serialization.json's shortcut gives the schema'
     }
   })
 
+  it("a class whose body only looks empty at its end (a comment ending with a brace) is built by its constructor", () => {
+    // As a compiler that keeps comments (tsc) emits it: a constructor, then a comment ending with `{`.
+    const make = (comment: string) =>
+      new Function("Base", `return class Commented extends Base {\n  constructor(props, options) {\n    super(props, options)\n    this.extra = 1\n  }\n  ${comment}\n}`)(Point)
+    for (const comment of ["// the end {", "/* note */ // {"]) {
+      const Commented = make(comment)
+      expect(plainClasses.buildsWithoutConstructor(Commented)).toBe(false)
+      const decoded: any = Either.getOrThrow(Serialization.jsonDecode(Commented, SerializedMessage.make(`{"x":1,"y":2,"label":"p"}`)))
+      expect(decoded.extra).toBe(1)
+    }
+  })
+
   it("a class with a constructor, a private field or a derived field of its own is built by its constructor", () => {
     const decodeCounted = () => Either.getOrThrow(Serialization.jsonDecode(Counted, SerializedMessage.make(`{"_tag":"Counted","n":1}`)))
     decodeCounted() // (the first decode also tries the class once or twice to learn its shape)

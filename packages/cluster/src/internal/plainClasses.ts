@@ -207,13 +207,21 @@ const isDataConstructor = (c: unknown): boolean => {
   const source = Function.prototype.toString.call(c)
   if (!source.startsWith("class")) return false
   if (Object.hasOwn(c, Schema.TypeId) || Object.hasOwn(c, dataClassMark)) return true
-  return schemaWrapperSources().has(source) || emptyBody.test(source)
+  return schemaWrapperSources().has(source) || hasEmptyBody(source)
 }
 
 // The end of a class whose body is empty, or holds only the static block esbuild adds to keep a class's
 // name (`static { __name(this, "Ping") }`, as tsx and bundlers with `keepNames` emit). A non-empty body
-// ends with a member, never with `{`.
+// ends with a member, never with `{`, unless a line comment ends with it (compilers that keep comments):
+// the brace must not be on a line comment. (A block comment cannot end at that brace: it would be unclosed.)
 const emptyBody = /\{\s*(?:static\s*\{\s*__name\(\s*this\s*,\s*"[\w$]*"\s*\)\s*;?\s*\}\s*)?\}$/
+
+const hasEmptyBody = (source: string): boolean => {
+  const match = emptyBody.exec(source)
+  if (match === null) return false
+  const before = source.slice(0, match.index)
+  return !before.slice(before.lastIndexOf("\n") + 1).includes("//")
+}
 
 // Whether the class sets its `_tag` (of one literal) itself: an instance made without it is the one made
 // with it (same values, same property order), tried once with sample fields. (A tagged class's constructor deletes the
