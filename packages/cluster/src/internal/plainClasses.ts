@@ -22,16 +22,10 @@ type FieldCheck = readonly [name: string, accepts: (value: unknown) => boolean, 
 interface PlainClass {
   readonly constructor: new(props: object, disableValidation: boolean) => object
   readonly fields: ReadonlyArray<FieldCheck>
-  /** Builds an instance from checked fields (without `_tag` when `ownTag`). */
-  readonly make: (fields: Record<string, unknown>) => object
-  /** Builds an instance with the constructor. */
-  readonly constructorMake: (fields: Record<string, unknown>) => object
-  /**
-   * The class sets its `_tag` itself (`TaggedClass`, `TaggedRequest`, `TaggedError`: a one-literal field whose
-   * constructor default is that literal), so decoding checks `_tag` but does not pass it: the instance is the
-   * same, and the constructor skips deleting it from the props (which makes them a slow dictionary).
-   */
-  readonly ownTag: boolean
+  /** Checks a parsed JSON object's fields and builds the instance, or `undefined` when a field fails. */
+  readonly decode: (input: Record<string, unknown>) => object | undefined
+  /** Whether `decode` builds instances without the constructor (see `recipeOf`). */
+  readonly withoutConstructor: boolean
 }
 
 /** Encodes a value, or `undefined` when the shortcut does not apply. */
@@ -101,14 +95,13 @@ const plainClass = (ast: SchemaAST.AST, schema: unknown): PlainClass | undefined
     fields.push(check)
   }
   const constructor = schema as PlainClass["constructor"]
-  // (only a one-literal `_tag`: with more, the input's may differ from the one the constructor sets)
-  const tag = ast.from.propertySignatures.find((signature) => signature.name === "_tag")
-  const oneLiteral = tag !== undefined && literalsOf(tag.type)?.size === 1
   const recipe = recipeOf(constructor, fields)
-  const constructorMake = (props: Record<string, unknown>) => new constructor(props, true)
-  if (recipe !== undefined) return { constructor, fields, ownTag: false, make: recipe, constructorMake }
-  const ownTag = oneLiteral && setsOwnTag(constructor, fields)
-  return { constructor, fields, ownTag, make: constructorMake, constructorMake }
+  if (recipe !== undefined) return { constructor, fields, decode: recipe, withoutConstructor: true }
+  const decode = (input: Record<string, unknown>) => {
+    const props = fieldsOf(input, fields)
+    return props === undefined ? undefined : new constructor(props, true)
+  }
+  return { constructor, fields, decode, withoutConstructor: false }
 }
 
 // A class made by `Schema.Class` (or a tagged variant, or `extend`), or a subclass of one: its chain holds
@@ -136,7 +129,7 @@ const isSchemaClass = (schema: Function): boolean => {
 const recipeOf = (
   constructor: PlainClass["constructor"],
   fields: ReadonlyArray<FieldCheck>
-): ((fields: Record<string, unknown>) => object) | undefined => {
+): PlainClass["decode"] | undefined => {
   for (let c: unknown = constructor; c !== Function.prototype && c !== null; c = Object.getPrototypeOf(c)) {
     if (!isDataConstructor(c)) return undefined
   }
@@ -158,27 +151,38 @@ const recipeOf = (
   const keys = Reflect.ownKeys(first)
   const otherKeys = Reflect.ownKeys(second)
   if (keys.length !== otherKeys.length || keys.some((key, i) => otherKeys[i] !== key)) return undefined
-  const names = new Set(fields.map(([name]) => name))
-  if (keys.length !== new Set([...names, ...keys]).size) return undefined
-  const steps: Array<readonly [key: string, constant: unknown, isField: boolean]> = []
+  // (every field is a property: each is then checked by a step)
+  if (keys.length !== new Set([...fields.map(([name]) => name), ...keys]).size) return undefined
+  // One step per property, in the constructor's order: a field's check (its value comes from the input), or
+  // a constant.
+  const steps: Array<readonly [key: string, accepts: ((value: unknown) => boolean) | undefined, constant: unknown]> = []
   for (const key of keys) {
     if (typeof key !== "string") return undefined
     const described = [Object.getOwnPropertyDescriptor(first, key)!, Object.getOwnPropertyDescriptor(second, key)!]
     if (described.some((d) => !("value" in d) || !d.writable || !d.enumerable || !d.configurable)) return undefined
     const [a, b] = described.map((d) => d.value)
-    if (names.has(key)) {
+    const field = fields.find(([name]) => name === key)
+    if (field !== undefined) {
       if (a !== sample[key] || b !== other[key]) return undefined
-      steps.push([key, undefined, true])
+      steps.push([key, field[1], undefined])
     } else {
       if (a !== b || (typeof a === "object" && a !== null) || typeof a === "function") return undefined
-      steps.push([key, a, false])
+      steps.push([key, undefined, a])
     }
   }
-  return (props) => {
+  // Checks and builds in one pass (no intermediate object of the fields).
+  return (input) => {
     const instance = Object.create(prototype)
     for (let i = 0; i < steps.length; i++) {
-      const [key, constant, isField] = steps[i]!
-      instance[key] = isField ? props[key] : constant
+      const step = steps[i]!
+      const accepts = step[1]
+      if (accepts === undefined) {
+        instance[step[0]] = step[2]
+      } else {
+        const value = input[step[0]]
+        if (!accepts(value)) return undefined
+        instance[step[0]] = value
+      }
     }
     return instance
   }
@@ -223,30 +227,6 @@ const hasEmptyBody = (source: string): boolean => {
   return !before.slice(before.lastIndexOf("\n") + 1).includes("//")
 }
 
-// Whether the class sets its `_tag` (of one literal) itself: an instance made without it is the one made
-// with it (same values, same property order), tried once with sample fields. (A tagged class's constructor deletes the
-// `_tag` it is given and sets its default; a plain class with a defaulted `_tag` field keeps the given one
-// in its place.)
-const setsOwnTag = (constructor: PlainClass["constructor"], fields: ReadonlyArray<FieldCheck>): boolean => {
-  const tag = fields.find(([name]) => name === "_tag")
-  if (tag === undefined) return false
-  const withTag: Record<string, unknown> = {}
-  const withoutTag: Record<string, unknown> = {}
-  for (const [name, , sample] of fields) {
-    withTag[name] = sample
-    if (name !== "_tag") withoutTag[name] = sample
-  }
-  try {
-    const expected = new constructor(withTag, true) as Record<PropertyKey, unknown>
-    const made = new constructor(withoutTag, true) as Record<PropertyKey, unknown>
-    const keys = Reflect.ownKeys(expected)
-    const madeKeys = Reflect.ownKeys(made)
-    return keys.length === madeKeys.length && keys.every((key, i) => madeKeys[i] === key && made[key] === expected[key])
-  } catch {
-    return false
-  }
-}
-
 // The schema's plain classes (itself, or every member of its union), or undefined.
 const plainClassesOf = (schema: { readonly ast: SchemaAST.AST }): ReadonlyArray<PlainClass> | undefined => {
   const single = plainClass(schema.ast, schema)
@@ -275,19 +255,14 @@ const plainClassesOf = (schema: { readonly ast: SchemaAST.AST }): ReadonlyArray<
   return classes
 }
 
-// The fields of `value` as the class encodes them, or undefined when one fails its check; `_tag` is checked
-// but left out with `withoutTag`.
-const fieldsOf = (
-  value: Record<string, unknown>,
-  fields: ReadonlyArray<FieldCheck>,
-  withoutTag = false
-): Record<string, unknown> | undefined => {
+// The fields of `value` as the class encodes them, or undefined when one fails its check.
+const fieldsOf = (value: Record<string, unknown>, fields: ReadonlyArray<FieldCheck>): Record<string, unknown> | undefined => {
   const out: Record<string, unknown> = {}
   for (let i = 0; i < fields.length; i++) {
     const [name, accepts] = fields[i]!
     const field = value[name]
     if (!accepts(field)) return undefined
-    if (!withoutTag || name !== "_tag") out[name] = field
+    out[name] = field
   }
   return out
 }
@@ -309,7 +284,7 @@ export const encoderOf = (schema: { readonly ast: SchemaAST.AST }): Encode | und
 /** Whether decoding builds the schema's instances without their constructor (every class of it qualifies). */
 export const buildsWithoutConstructor = (schema: { readonly ast: SchemaAST.AST }): boolean => {
   const classes = plainClassesOf(schema)
-  return classes !== undefined && classes.every((plain) => plain.make !== plain.constructorMake)
+  return classes !== undefined && classes.every((plain) => plain.withoutConstructor)
 }
 
 /** The decode shortcut of a schema, if it is made of plain classes. */
@@ -319,9 +294,8 @@ export const decoderOf = (schema: { readonly ast: SchemaAST.AST }): Decode | und
   return (input) => {
     if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined
     for (let i = 0; i < classes.length; i++) {
-      const plain = classes[i]!
-      const fields = fieldsOf(input as Record<string, unknown>, plain.fields, plain.ownTag)
-      if (fields !== undefined) return plain.make(fields)
+      const decoded = classes[i]!.decode(input as Record<string, unknown>)
+      if (decoded !== undefined) return decoded
     }
     return undefined
   }
